@@ -1,0 +1,17 @@
+//! matih: a declarative plan-and-apply engine for the per-tenant data plane of the MATIH platform.
+//!
+//! The pipeline is `spec` (HCL → [`spec::TenantSpec`] with source locations) → `graph` (spec + `catalog`
+//! → [`graph::ResourceGraph`], one node per resource, tagged with its [`phase::Phase`]) → `plan`
+//! (graph × [`state::TenantState`] → [`plan::Plan`]). The core (spec, catalog, graph, plan) does no I/O
+//! beyond reading its inputs; only `state`, `provider` and the CLI touch the outside world.
+
+pub mod addr;
+pub mod catalog;
+pub mod diag;
+pub mod graph;
+pub mod phase;
+pub mod plan;
+pub mod provider;
+pub mod spec;
+pub mod state;
+pub mod value;

@@ -1,0 +1,106 @@
+//! Tenant specs and the platform file: HCL → [`TenantSpec`] / [`PlatformConfig`] with source
+//! locations, then validation against the catalog.
+//!
+//! **Invariant:** this module knows nothing of graphs, plans, state or providers. It reads the
+//! files it is given and returns specs plus diagnostics; it never fails on the first problem.
+
+use std::collections::BTreeMap;
+
+use crate::diag::Location;
+
+/// A value together with where it was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spanned<T> {
+    pub value: T,
+    pub location: Location,
+}
+
+impl<T> Spanned<T> {
+    pub fn new(value: T, location: Location) -> Self {
+        Spanned { value, location }
+    }
+}
+
+/// One `tenant "slug" { … }` block, parsed and validated.
+///
+/// Every string that reaches a Kubernetes, SQL or DNS name (the slug above all) has been checked
+/// by validation before a `TenantSpec` is returned without errors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantSpec {
+    /// The block label: a DNS-1123 label such that `matih-{slug}` is at most 63 characters.
+    pub slug: Spanned<String>,
+    /// A UUID, in lower-case hyphenated form.
+    pub id: Spanned<String>,
+    /// A tier of the catalog (`free`, `professional`, `enterprise`).
+    pub tier: Spanned<String>,
+    /// A region of the catalog (`eastus`, …).
+    pub region: Spanned<String>,
+    pub admin_email: Spanned<String>,
+    pub display_name: Option<Spanned<String>>,
+    /// Per-service overrides of the catalog, keyed by catalog service name (`ai_service`).
+    pub services: BTreeMap<String, ServiceOverride>,
+    pub monitoring: MonitoringSpec,
+    /// Where the `tenant` block starts.
+    pub location: Location,
+}
+
+/// `services { ai_service { replicas = 2 } }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceOverride {
+    pub replicas: Option<Spanned<i64>>,
+    /// `enabled = false` leaves an optional service out (a service others depend on cannot be disabled).
+    pub enabled: Option<Spanned<bool>>,
+    pub image_tag: Option<Spanned<String>>,
+    /// Extra dependencies on other catalog services, by catalog name.
+    pub depends_on: Vec<Spanned<String>>,
+    /// Where the override block starts.
+    pub location: Option<Location>,
+}
+
+/// `monitoring { notify_email = [...]; notify_slack_webhook_env = "ACME_SLACK_WEBHOOK" }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MonitoringSpec {
+    pub notify_email: Vec<Spanned<String>>,
+    /// The name of an environment variable holding the Slack webhook URL. The URL itself never
+    /// appears in a spec file.
+    pub notify_slack_webhook_env: Option<Spanned<String>>,
+}
+
+/// The platform file (`matih.hcl`, optional): where things live. Every field has a default so
+/// that `matih plan` works with no platform file at all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlatformConfig {
+    /// Parent DNS zone; tenant zones are `{slug}.{parent_zone}`.
+    pub parent_zone: String,
+    /// PostgreSQL host and port the tenants' services connect to (credentials Secret).
+    pub postgres_host: String,
+    pub postgres_port: u16,
+    /// Recorded in the `matih.ai/provisioned-by` annotation.
+    pub provisioned_by: String,
+    /// Container registry for the MATIH services, e.g. `matih.azurecr.io`.
+    pub image_registry: String,
+    /// The default image tag of the MATIH services.
+    pub image_tag: String,
+    /// cert-manager ClusterIssuer for tenant certificates.
+    pub cluster_issuer: String,
+    /// The namespace of the control plane (egress allowed to it).
+    pub control_plane_namespace: String,
+    /// Where the platform file was read from, when there was one.
+    pub source: Option<Location>,
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        PlatformConfig {
+            parent_zone: "matih.ai".into(),
+            postgres_host: "postgres.matih-system.svc.cluster.local".into(),
+            postgres_port: 5432,
+            provisioned_by: "admin@matih.ai".into(),
+            image_registry: "matih.azurecr.io".into(),
+            image_tag: "latest".into(),
+            cluster_issuer: "letsencrypt-prod-dns01".into(),
+            control_plane_namespace: "matih-system".into(),
+            source: None,
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Attribute values, including the two kinds a plan cannot know in full: values known only after
+//! apply, and secrets (which are never held in clear anywhere matih writes).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::addr::ResourceAddr;
+
+/// An attribute value of a resource.
+///
+/// Known values are plain JSON-like data. `Ref` and `Computed` are "(known after apply)";
+/// `Secret` is a sensitive value of which only a SHA-256 fingerprint is ever stored or shown.
+///
+/// Serialized (state, plan files) as plain JSON for known values; the special variants are objects
+/// with a single `$ref`, `$computed` or `$secret` key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "serde_json::Value", into = "serde_json::Value")]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    String(String),
+    List(Vec<Value>),
+    Map(BTreeMap<String, Value>),
+    /// The output `output` of another resource of the same tenant (e.g. the LoadBalancer IP of the
+    /// ingress controller's Service). Known once that resource has been applied.
+    Ref {
+        resource: ResourceAddr,
+        output: String,
+    },
+    /// A value the provider sets when the resource is created (e.g. a `provisioned-at` timestamp).
+    /// Once recorded in state it is kept as it is: it never causes a change by itself.
+    Computed {
+        note: String,
+    },
+    /// A sensitive value: a generated password, a webhook URL from the environment.
+    Secret(Secret),
+}
+
+/// A sensitive value. The clear text never leaves the provider that uses it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secret {
+    /// Where the value comes from, for people: `generated`, `env:ACME_SLACK_WEBHOOK`.
+    pub source: String,
+    /// `sha256:<hex>` of the clear value when it is known (from the environment at plan time, or
+    /// recorded in state after apply); `None` for a value that will be generated at apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+}
+
+/// `sha256:<hex>` of a secret's clear text: what state records so that drift can still be seen.
+pub fn fingerprint(clear: &str) -> String {
+    let digest = Sha256::digest(clear.as_bytes());
+    let mut s = String::with_capacity(7 + 64);
+    s.push_str("sha256:");
+    for b in digest {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+impl Value {
+    pub fn str(s: impl Into<String>) -> Value {
+        Value::String(s.into())
+    }
+
+    /// A map from `(key, value)` pairs.
+    pub fn map<K: Into<String>>(pairs: impl IntoIterator<Item = (K, Value)>) -> Value {
+        Value::Map(pairs.into_iter().map(|(k, v)| (k.into(), v)).collect())
+    }
+
+    pub fn list(items: impl IntoIterator<Item = Value>) -> Value {
+        Value::List(items.into_iter().collect())
+    }
+
+    /// True when the value (or anything inside it) is only known after apply.
+    pub fn is_unknown(&self) -> bool {
+        match self {
+            Value::Ref { .. } | Value::Computed { .. } => true,
+            Value::List(items) => items.iter().any(Value::is_unknown),
+            Value::Map(m) => m.values().any(Value::is_unknown),
+            _ => false,
+        }
+    }
+
+    /// True when the value (or anything inside it) is a secret.
+    pub fn is_sensitive(&self) -> bool {
+        match self {
+            Value::Secret(_) => true,
+            Value::List(items) => items.iter().any(Value::is_sensitive),
+            Value::Map(m) => m.values().any(Value::is_sensitive),
+            _ => false,
+        }
+    }
+
+    /// Every reference inside the value.
+    pub fn refs(&self) -> Vec<(&ResourceAddr, &str)> {
+        let mut out = Vec::new();
+        self.collect_refs(&mut out);
+        out
+    }
+
+    fn collect_refs<'a>(&'a self, out: &mut Vec<(&'a ResourceAddr, &'a str)>) {
+        match self {
+            Value::Ref { resource, output } => out.push((resource, output)),
+            Value::List(items) => items.iter().for_each(|v| v.collect_refs(out)),
+            Value::Map(m) => m.values().for_each(|v| v.collect_refs(out)),
+            _ => {}
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_map(&self) -> Option<&BTreeMap<String, Value>> {
+        match self {
+            Value::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Looks up a dotted path of map keys (`metadata.labels`); keys cannot contain dots here.
+    pub fn get_path(&self, path: &str) -> Option<&Value> {
+        path.split('.').try_fold(self, |v, key| v.as_map()?.get(key))
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Value {
+        Value::String(s.to_string())
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Value {
+        Value::String(s)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(n: i64) -> Value {
+        Value::Int(n)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Value {
+        Value::Bool(b)
+    }
+}
+
+impl From<Value> for serde_json::Value {
+    fn from(v: Value) -> serde_json::Value {
+        use serde_json::{json, Value as J};
+        match v {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(b),
+            Value::Int(n) => J::from(n),
+            Value::String(s) => J::String(s),
+            Value::List(items) => J::Array(items.into_iter().map(Into::into).collect()),
+            Value::Map(m) => J::Object(m.into_iter().map(|(k, v)| (k, v.into())).collect()),
+            Value::Ref { resource, output } => json!({ "$ref": format!("{resource}.{output}") }),
+            Value::Computed { note } => json!({ "$computed": note }),
+            Value::Secret(s) => json!({ "$secret": s }),
+        }
+    }
+}
+
+impl TryFrom<serde_json::Value> for Value {
+    type Error = String;
+
+    fn try_from(j: serde_json::Value) -> Result<Value, String> {
+        use serde_json::Value as J;
+        Ok(match j {
+            J::Null => Value::Null,
+            J::Bool(b) => Value::Bool(b),
+            J::Number(n) => Value::Int(n.as_i64().ok_or_else(|| format!("number {n} is not a 64-bit integer"))?),
+            J::String(s) => Value::String(s),
+            J::Array(items) => Value::List(items.into_iter().map(Value::try_from).collect::<Result<_, _>>()?),
+            J::Object(mut m) => {
+                if m.len() == 1 {
+                    if let Some(J::String(r)) = m.get("$ref") {
+                        let (res, output) = r.rsplit_once('.').ok_or_else(|| format!("invalid $ref {r:?}"))?;
+                        return Ok(Value::Ref { resource: res.parse()?, output: output.to_string() });
+                    }
+                    if let Some(J::String(note)) = m.get("$computed") {
+                        return Ok(Value::Computed { note: note.clone() });
+                    }
+                    if let Some(s) = m.remove("$secret") {
+                        return serde_json::from_value(s).map(Value::Secret).map_err(|e| e.to_string());
+                    }
+                }
+                Value::Map(m.into_iter().map(|(k, v)| Ok((k, Value::try_from(v)?))).collect::<Result<_, String>>()?)
+            }
+        })
+    }
+}
+
+impl fmt::Display for Value {
+    /// HCL-like rendering for plans: strings quoted, unknowns as `(known after apply)`, secrets as
+    /// `(sensitive)`. Lists and maps print on one line; renderers that want them spread out walk them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(n) => write!(f, "{n}"),
+            Value::String(s) => write!(f, "{s:?}"),
+            Value::List(items) => {
+                f.write_str("[")?;
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                f.write_str("]")
+            }
+            Value::Map(m) => {
+                f.write_str("{")?;
+                for (i, (k, v)) in m.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, " {k:?} = {v}")?;
+                }
+                f.write_str(if m.is_empty() { "}" } else { " }" })
+            }
+            Value::Ref { .. } | Value::Computed { .. } => f.write_str("(known after apply)"),
+            Value::Secret(_) => f.write_str("(sensitive value)"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trip_keeps_special_values() {
+        let v = Value::map([
+            ("ip", Value::Ref { resource: "kubernetes_service.ingress".parse().unwrap(), output: "ip".into() }),
+            ("at", Value::Computed { note: "creation time".into() }),
+            ("pw", Value::Secret(Secret { source: "generated".into(), fingerprint: Some(fingerprint("x")) })),
+            ("n", Value::Int(3)),
+            ("l", Value::list([Value::str("a"), Value::Bool(true), Value::Null])),
+        ]);
+        let json = serde_json::to_string(&v).unwrap();
+        assert!(!json.contains("\"x\""));
+        let back: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, v);
+        assert!(v.is_unknown());
+        assert!(v.is_sensitive());
+        assert_eq!(v.refs().len(), 1);
+    }
+
+    #[test]
+    fn fingerprint_is_sha256_hex() {
+        assert_eq!(fingerprint(""), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    }
+
+    #[test]
+    fn display_hides_secrets_and_unknowns() {
+        let v = Value::Secret(Secret { source: "generated".into(), fingerprint: Some(fingerprint("hunter2")) });
+        assert_eq!(v.to_string(), "(sensitive value)");
+        assert_eq!(Value::Computed { note: String::new() }.to_string(), "(known after apply)");
+        assert_eq!(Value::map([("a", Value::Int(1))]).to_string(), "{ \"a\" = 1 }");
+    }
+}
