@@ -48,3 +48,136 @@ pub struct ResourceGraph {
     pub graph: StableDiGraph<Resource, ()>,
     pub index: BTreeMap<ResourceAddr, NodeIndex>,
 }
+
+impl ResourceGraph {
+    pub fn new(tenant: TenantMeta) -> Self {
+        ResourceGraph { tenant, graph: StableDiGraph::new(), index: BTreeMap::new() }
+    }
+
+    /// Adds a resource; returns `false` (and adds nothing) if its address is taken.
+    pub fn add(&mut self, resource: Resource) -> bool {
+        if self.index.contains_key(&resource.addr) {
+            return false;
+        }
+        let addr = resource.addr.clone();
+        let ix = self.graph.add_node(resource);
+        self.index.insert(addr, ix);
+        true
+    }
+
+    pub fn get(&self, addr: &ResourceAddr) -> Option<&Resource> {
+        self.index.get(addr).map(|&ix| &self.graph[ix])
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Adds every resource referenced by a resource's attributes to its `depends_on`, then makes
+    /// one edge per dependency (dependency → dependent). Returns the dependencies that name no
+    /// resource of the graph, as `(dependent, missing)`.
+    pub fn connect(&mut self) -> Vec<(ResourceAddr, ResourceAddr)> {
+        let mut missing = Vec::new();
+        let nodes: Vec<NodeIndex> = self.graph.node_indices().collect();
+        self.graph.clear_edges();
+        for ix in nodes {
+            let refs: Vec<ResourceAddr> =
+                self.graph[ix].attrs.values().flat_map(|v| v.refs()).map(|(r, _)| r.clone()).collect();
+            self.graph[ix].depends_on.extend(refs);
+            let deps: Vec<ResourceAddr> = self.graph[ix].depends_on.iter().cloned().collect();
+            for dep in deps {
+                match self.index.get(&dep) {
+                    Some(&from) => {
+                        self.graph.add_edge(from, ix, ());
+                    }
+                    None => missing.push((self.graph[ix].addr.clone(), dep)),
+                }
+            }
+        }
+        missing
+    }
+
+    /// Every resource in apply order: by phase, and inside a phase in topological order (ties
+    /// broken by address, so the order is deterministic). Resources on a dependency cycle, which
+    /// validation reports, come last in their phase, by address.
+    pub fn apply_order(&self) -> Vec<&Resource> {
+        let mut by_phase: BTreeMap<Phase, Vec<NodeIndex>> = BTreeMap::new();
+        for (_, &ix) in self.index.iter() {
+            by_phase.entry(self.graph[ix].phase).or_default().push(ix);
+        }
+        let mut out = Vec::with_capacity(self.index.len());
+        for (phase, members) in by_phase {
+            // Kahn's algorithm restricted to the phase, always taking the smallest address ready.
+            let mut indegree: BTreeMap<NodeIndex, usize> = members.iter().map(|&ix| (ix, 0)).collect();
+            for &ix in &members {
+                for dep in self.graph.neighbors_directed(ix, petgraph::Direction::Incoming) {
+                    if self.graph[dep].phase == phase {
+                        *indegree.get_mut(&ix).expect("member") += 1;
+                    }
+                }
+            }
+            let mut ready: BTreeSet<(&ResourceAddr, NodeIndex)> =
+                indegree.iter().filter(|(_, &d)| d == 0).map(|(&ix, _)| (&self.graph[ix].addr, ix)).collect();
+            let mut done = BTreeSet::new();
+            while let Some(first) = ready.pop_first() {
+                let ix = first.1;
+                done.insert(ix);
+                out.push(&self.graph[ix]);
+                for next in self.graph.neighbors_directed(ix, petgraph::Direction::Outgoing) {
+                    if let Some(d) = indegree.get_mut(&next) {
+                        *d -= 1;
+                        if *d == 0 {
+                            ready.insert((&self.graph[next].addr, next));
+                        }
+                    }
+                }
+            }
+            let mut rest: Vec<&Resource> =
+                members.iter().filter(|ix| !done.contains(*ix)).map(|&ix| &self.graph[ix]).collect();
+            rest.sort_by(|a, b| a.addr.cmp(&b.addr));
+            out.extend(rest);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(addr: &str, phase: u8, deps: &[&str]) -> Resource {
+        Resource {
+            addr: addr.parse().unwrap(),
+            phase: Phase::from_number(phase).unwrap(),
+            attrs: BTreeMap::new(),
+            depends_on: deps.iter().map(|d| d.parse().unwrap()).collect(),
+            force_new: BTreeSet::new(),
+            origin: None,
+        }
+    }
+
+    #[test]
+    fn apply_order_is_phase_then_topological() {
+        let meta =
+            TenantMeta { slug: "a".into(), id: "x".into(), tier: "free".into(), region: "r".into(), source: None };
+        let mut g = ResourceGraph::new(meta);
+        assert!(g.add(res("k.c", 2, &["k.b"])));
+        assert!(g.add(res("k.b", 2, &["k.a"])));
+        assert!(g.add(res("k.a", 1, &[])));
+        assert!(g.add(res("k.z", 2, &[])));
+        assert!(!g.add(res("k.z", 2, &[])), "duplicate address");
+        let mut r = res("k.d", 3, &[]);
+        r.attrs.insert("ip".into(), Value::Ref { resource: "k.c".parse().unwrap(), output: "ip".into() });
+        r.depends_on.insert("k.missing".parse().unwrap());
+        g.add(r);
+        let missing = g.connect();
+        assert_eq!(missing, vec![("k.d".parse().unwrap(), "k.missing".parse().unwrap())]);
+        assert!(g.get(&"k.d".parse().unwrap()).unwrap().depends_on.contains(&"k.c".parse().unwrap()));
+        let order: Vec<String> = g.apply_order().iter().map(|r| r.addr.to_string()).collect();
+        assert_eq!(order, ["k.a", "k.b", "k.c", "k.z", "k.d"]);
+    }
+}
