@@ -35,3 +35,17 @@ impl Catalog {
         self.services.iter().find(|s| s.name == name)
     }
 }
+
+impl Catalog {
+    /// A catalog with just these tier, region and service names and every other field at its
+    /// default: for tests of code that only needs names (spec validation).
+    pub fn minimal(tiers: &[&str], regions: &[&str], services: &[&str]) -> Catalog {
+        let mut c = Catalog::default();
+        for t in tiers {
+            c.tiers.insert(t.to_string(), TierDef { name: t.to_string() });
+        }
+        c.regions = regions.iter().map(|r| r.to_string()).collect();
+        c.services = services.iter().map(|s| ServiceDef { name: s.to_string() }).collect();
+        c
+    }
+}
