@@ -1,3 +1,482 @@
-fn main() {
-    println!("matih: under construction");
+//! The `matih` command line: argument definitions and glue. The work happens in the library.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use matih::catalog::Catalog;
+use matih::diag::{self, Diagnostic};
+use matih::graph::{self, ResourceGraph};
+use matih::plan::{self, Plan, TextOptions};
+use matih::spec::{self, PlatformConfig, TenantSpec};
+use matih::state::{MemoryStore, SledStore, StateStore, TenantState, TenantStatus};
+
+/// Declarative plan-and-apply for the per-tenant data plane of the MATIH platform.
+#[derive(Parser, Debug)]
+#[command(name = "matih", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug)]
+struct Global {
+    /// Directory of the sled state store.
+    #[arg(long, global = true, env = "MATIH_STATE_DIR", default_value = "state", value_name = "DIR")]
+    state: PathBuf,
+    /// Read the catalog from this directory instead of the copy of schemas/ built into matih.
+    #[arg(long, global = true, env = "MATIH_SCHEMAS_DIR", value_name = "DIR")]
+    schemas: Option<PathBuf>,
+    /// The platform file (where things live). Default: ./matih.hcl when it exists.
+    #[arg(long, global = true, env = "MATIH_PLATFORM_FILE", value_name = "FILE")]
+    platform: Option<PathBuf>,
+    /// Never print colours (also: the NO_COLOR environment variable).
+    #[arg(long, global = true)]
+    no_color: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check tenant specs (and the platform file) without touching state; exit 1 on any error.
+    Validate {
+        /// Tenant spec files or directories of them.
+        #[arg(default_value = "tenants")]
+        paths: Vec<PathBuf>,
+    },
+    /// Show what would change to make the recorded state match the tenant specs.
+    Plan(PlanArgs),
+    /// Render a saved plan file.
+    Show {
+        /// The plan file written by `matih plan -out FILE`.
+        planfile: PathBuf,
+        /// Print the plan as JSON (same as --format json).
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Print the resource graph of tenants as DOT, one cluster per phase.
+    Graph {
+        #[arg(default_value = "tenants")]
+        paths: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+    /// Where provisioning of a tenant stands, from the state store.
+    Status {
+        slug: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect and edit recorded state.
+    #[command(subcommand)]
+    State(StateCommand),
+    /// Inspect and release tenant locks.
+    #[command(subcommand)]
+    Lock(LockCommand),
+}
+
+#[derive(Args, Debug)]
+struct PlanArgs {
+    /// Tenant spec files or directories of them.
+    #[arg(default_value = "tenants")]
+    paths: Vec<PathBuf>,
+    /// Save the plan to FILE (sealed, bound to the state it was made from) for `matih apply FILE`.
+    #[arg(long = "out", short = 'o', value_name = "FILE", alias = "o")]
+    out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Exit 0 when nothing changes, 2 when something does, 1 on error.
+    #[arg(long)]
+    detailed_exitcode: bool,
+    /// Read live objects through the providers before planning (needs a platform file).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    refresh: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum StateCommand {
+    /// Every tenant in the state store, with status, serial and resource count.
+    List,
+    /// The recorded state of a tenant (or of one resource of it), as JSON.
+    Show { slug: String, address: Option<String> },
+    /// Earlier serials of a tenant's state.
+    History { slug: String },
+    /// Forget resources (matih will no longer manage them; nothing is deleted in the real world).
+    Rm {
+        slug: String,
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LockCommand {
+    /// Every lock held, with holder, host, pid, operation and time.
+    List,
+    /// Release a tenant's lock held by someone else (a crashed run on another machine).
+    ForceUnlock { slug: String, id: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum GraphFormat {
+    Dot,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("MATIH_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// An error that has already been reported to the user (as diagnostics).
+#[derive(Debug)]
+struct Reported;
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("errors reported above")
+    }
+}
+
+impl std::error::Error for Reported {}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let color = !cli.global.no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
+    let result = match cli.command {
+        Command::Validate { paths } => validate(&cli.global, &paths),
+        Command::Plan(args) => plan_cmd(&cli.global, &args, color),
+        Command::Show { planfile, json, format } => {
+            show(&planfile, if json { Format::Json } else { format }, color)
+        }
+        Command::Graph { paths, format: GraphFormat::Dot } => {
+            let inputs = load_inputs(&cli.global, &paths)?;
+            print(&graph::to_dot(&inputs.graphs))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { slug, json } => status(&cli.global, &slug, json),
+        Command::State(cmd) => state_cmd(&cli.global, cmd),
+        Command::Lock(cmd) => lock_cmd(&cli.global, cmd),
+    };
+    match result {
+        Err(e) if e.is::<Reported>() => Ok(ExitCode::from(1)),
+        other => other,
+    }
+}
+
+/// Everything read from the user's files: catalog, platform, tenant specs and their graphs.
+struct Inputs {
+    specs: Vec<TenantSpec>,
+    graphs: Vec<ResourceGraph>,
+    platform_file: Option<PathBuf>,
+}
+
+fn print_diagnostics(diags: &[Diagnostic]) {
+    let mut err = std::io::stderr().lock();
+    for d in diags {
+        let _ = writeln!(err, "{d}");
+    }
+}
+
+fn load_catalog(global: &Global) -> Result<Catalog> {
+    let loaded = match &global.schemas {
+        Some(dir) => Catalog::load_dir(dir),
+        None => Catalog::embedded(),
+    };
+    loaded.map_err(|diags| {
+        print_diagnostics(&diags);
+        anyhow::Error::new(Reported)
+    })
+}
+
+fn load_platform(global: &Global) -> (PlatformConfig, Option<PathBuf>, Vec<Diagnostic>) {
+    let path = match &global.platform {
+        Some(p) => Some(p.clone()),
+        None => Some(PathBuf::from("matih.hcl")).filter(|p| p.is_file()),
+    };
+    match path {
+        Some(p) => {
+            let (cfg, diags) = spec::load_platform(&p);
+            (cfg, Some(p), diags)
+        }
+        None => (PlatformConfig::default(), None, Vec::new()),
+    }
+}
+
+/// Reads and validates everything; reports every diagnostic; fails if any is an error.
+fn load_inputs(global: &Global, paths: &[PathBuf]) -> Result<Inputs> {
+    let catalog = load_catalog(global)?;
+    let (platform, platform_file, mut diags) = load_platform(global);
+    let (specs, spec_diags) = spec::load_tenants(paths, &catalog);
+    diags.extend(spec_diags);
+    let mut graphs = Vec::with_capacity(specs.len());
+    if !diag::has_errors(&diags) {
+        for s in &specs {
+            let (g, d) = graph::compile(s, &catalog, &platform);
+            diags.extend(d);
+            graphs.extend(g);
+        }
+    }
+    diag::sort(&mut diags);
+    print_diagnostics(&diags);
+    if diag::has_errors(&diags) {
+        let n = diags.iter().filter(|d| d.is_error()).count();
+        eprintln!("{n} error{} found; nothing was planned or changed.", if n == 1 { "" } else { "s" });
+        return Err(Reported.into());
+    }
+    Ok(Inputs { specs, graphs, platform_file })
+}
+
+fn validate(global: &Global, paths: &[PathBuf]) -> Result<ExitCode> {
+    let inputs = load_inputs(global, paths)?;
+    let resources: usize = inputs.graphs.iter().map(ResourceGraph::len).sum();
+    println!(
+        "Success! {} tenant{} valid ({} resources).",
+        inputs.specs.len(),
+        if inputs.specs.len() == 1 { "" } else { "s" },
+        resources
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the state store for reading. An absent store is an empty one: planning never creates files.
+fn open_state_for_read(global: &Global) -> Result<Box<dyn StateStore>> {
+    if SledStore::exists(&global.state) {
+        Ok(Box::new(SledStore::open(&global.state)?))
+    } else {
+        Ok(Box::new(MemoryStore::default()))
+    }
+}
+
+fn plan_cmd(global: &Global, args: &PlanArgs, color: bool) -> Result<ExitCode> {
+    let inputs = load_inputs(global, &args.paths)?;
+    let store = open_state_for_read(global)?;
+    let mut tenants = Vec::with_capacity(inputs.graphs.len());
+    for (spec, graph) in inputs.specs.iter().zip(&inputs.graphs) {
+        let prior: Option<TenantState> = store.get(&graph.tenant.slug)?;
+        if let Some(p) = &prior {
+            if p.tenant_id != graph.tenant.id {
+                bail!(
+                    "{}: tenant {:?} is recorded with id {} but the spec says {}; a tenant's id cannot change \
+                     (remove its state with `matih state rm` only if you know what you are doing)",
+                    spec.id.location,
+                    graph.tenant.slug,
+                    p.tenant_id,
+                    graph.tenant.id
+                );
+            }
+        }
+        tenants.push(plan::diff(graph, prior.as_ref(), Some(spec.location.file.clone())));
+    }
+    let plan = Plan::new(tenants);
+    if inputs.platform_file.is_none() && args.refresh && args.format == Format::Text {
+        eprintln!(
+            "Note: no platform file (matih.hcl), so live objects were not read: this plan compares the specs \
+             with the recorded state alone."
+        );
+    }
+    let rendered = match args.format {
+        Format::Text => plan::render_text(&plan, &TextOptions { color }),
+        Format::Json => plan::render_json(&plan),
+        Format::Markdown => plan::render_markdown(&plan),
+    };
+    print(&rendered)?;
+    if let Some(out) = &args.out {
+        plan::save_plan(&plan, out)?;
+        if args.format == Format::Text {
+            println!("\nSaved the plan to: {}\nTo perform exactly these actions, run: matih apply {}", out.display(), out.display());
+        }
+    }
+    Ok(if args.detailed_exitcode && plan.has_changes() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+fn show(path: &Path, format: Format, color: bool) -> Result<ExitCode> {
+    let plan = plan::load_plan(path)?;
+    let rendered = match format {
+        Format::Text => plan::render_text(&plan, &TextOptions { color }),
+        Format::Json => plan::render_json(&plan),
+        Format::Markdown => plan::render_markdown(&plan),
+    };
+    print(&rendered)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(global: &Global, slug: &str, json: bool) -> Result<ExitCode> {
+    let store = open_state_for_read(global)?;
+    let Some(st) = store.get(slug)? else {
+        bail!("no tenant {slug:?} in the state store at {}", global.state.display());
+    };
+    if json {
+        let v = serde_json::json!({
+            "slug": st.slug,
+            "tenant_id": st.tenant_id,
+            "status": st.status,
+            "current_phase": st.current_phase.map(|p| p.name()),
+            "current_phase_number": st.current_phase.map(|p| p.number()),
+            "provisioning_error": st.provisioning_error,
+            "provisioning_completed_at": st.provisioning_completed_at,
+            "serial": st.serial,
+            "lineage": st.lineage,
+            "updated_at": st.updated_at,
+            "resources": st.resources.len(),
+        });
+        print(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = String::new();
+    out.push_str(&format!("Tenant:     {} ({})\n", st.slug, st.tenant_id));
+    out.push_str(&format!("Status:     {}\n", status_name(st.status)));
+    if let Some(p) = st.current_phase {
+        out.push_str(&format!("Phase:      {}/10 {}\n", p.number(), p.name()));
+    }
+    if let Some(e) = &st.provisioning_error {
+        out.push_str(&format!("Error:      {e}\n"));
+    }
+    if let Some(t) = &st.provisioning_completed_at {
+        out.push_str(&format!("Completed:  {t}\n"));
+    }
+    out.push_str(&format!("Resources:  {}\n", st.resources.len()));
+    out.push_str(&format!("Serial:     {} (lineage {})\n", st.serial, st.lineage));
+    out.push_str(&format!("Updated:    {}\n", st.updated_at));
+    print(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn state_cmd(global: &Global, cmd: StateCommand) -> Result<ExitCode> {
+    match cmd {
+        StateCommand::List => {
+            let store = open_state_for_read(global)?;
+            let mut out = String::new();
+            for slug in store.tenants()? {
+                if let Some(st) = store.get(&slug)? {
+                    out.push_str(&format!(
+                        "{:<24} {:<13} serial {:<5} {} resources\n",
+                        st.slug,
+                        status_name(st.status),
+                        st.serial,
+                        st.resources.len()
+                    ));
+                }
+            }
+            print(&out)?;
+        }
+        StateCommand::Show { slug, address } => {
+            let store = open_state_for_read(global)?;
+            let st = store.get(&slug)?.with_context(|| format!("no tenant {slug:?} in the state store"))?;
+            let json = match address {
+                None => serde_json::to_string_pretty(&st)?,
+                Some(a) => {
+                    let addr: matih::addr::ResourceAddr = a.parse().map_err(anyhow::Error::msg)?;
+                    let r = st.resources.get(&addr).with_context(|| format!("tenant {slug:?} has no resource {addr}"))?;
+                    serde_json::to_string_pretty(r)?
+                }
+            };
+            print(&format!("{json}\n"))?;
+        }
+        StateCommand::History { slug } => {
+            let store = open_state_for_read(global)?;
+            let mut out = String::new();
+            for h in store.history(&slug)? {
+                out.push_str(&format!(
+                    "serial {:<5} {}  {:<12} {} resources, status {}\n",
+                    h.serial,
+                    h.at,
+                    h.operation,
+                    h.state.resources.len(),
+                    status_name(h.state.status)
+                ));
+            }
+            if let Some(st) = store.get(&slug)? {
+                out.push_str(&format!(
+                    "serial {:<5} {}  {:<12} {} resources, status {} (current)\n",
+                    st.serial,
+                    st.updated_at,
+                    "",
+                    st.resources.len(),
+                    status_name(st.status)
+                ));
+            }
+            print(&out)?;
+        }
+        StateCommand::Rm { slug, addresses } => {
+            let store = SledStore::open(&global.state)?;
+            let lock = matih::state::LockInfo::new(&slug, "state rm");
+            store.lock(&lock)?;
+            let result = (|| -> Result<()> {
+                let mut st = store.get(&slug)?.with_context(|| format!("no tenant {slug:?} in the state store"))?;
+                let expected = st.serial;
+                for a in &addresses {
+                    let addr: matih::addr::ResourceAddr = a.parse().map_err(anyhow::Error::msg)?;
+                    if st.resources.remove(&addr).is_none() {
+                        bail!("tenant {slug:?} has no resource {addr}; nothing was removed");
+                    }
+                }
+                st.serial = expected + 1;
+                st.updated_at = matih::state::now_rfc3339();
+                store.put(&st, Some(expected), "state rm")?;
+                println!("Removed {} resource(s) from the state of {slug:?} (serial {}).", addresses.len(), st.serial);
+                Ok(())
+            })();
+            store.unlock(&slug, &lock.id)?;
+            result?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn lock_cmd(global: &Global, cmd: LockCommand) -> Result<ExitCode> {
+    match cmd {
+        LockCommand::List => {
+            let store = open_state_for_read(global)?;
+            let mut out = String::new();
+            for l in store.locks()? {
+                out.push_str(&format!(
+                    "{:<24} {:<10} by {} on {} (pid {}) since {}  id {}\n",
+                    l.slug, l.operation, l.who, l.host, l.pid, l.created_at, l.id
+                ));
+            }
+            print(&out)?;
+        }
+        LockCommand::ForceUnlock { slug, id } => {
+            let store = SledStore::open(&global.state)?;
+            store.unlock(&slug, &id)?;
+            println!("Released the lock {id} of tenant {slug:?}.");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The status as the state store and the API spell it (`ACTIVE`).
+fn status_name(s: TenantStatus) -> String {
+    serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// Writes to stdout; a closed pipe (`matih plan | head`) is not an error.
+fn print(s: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }

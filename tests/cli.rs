@@ -1,0 +1,299 @@
+//! End-to-end tests of the `matih` binary: validate, plan, show, graph, state and status.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::{applied_state, compile_file, matih, root, stderr, stdout, CLEAR_SECRET};
+use matih::state::{SledStore, StateStore};
+use matih::value::fingerprint;
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// Copies the example tenants into a scratch directory, so tests can edit them.
+fn scratch_tenants(dir: &Path) {
+    fs::create_dir_all(dir.join("tenants")).unwrap();
+    for name in ["acme.hcl", "globex.hcl", "initech.hcl"] {
+        fs::copy(root().join("tenants").join(name), dir.join("tenants").join(name)).unwrap();
+    }
+}
+
+fn record(state_dir: &Path, spec: &Path) {
+    let graph = compile_file(spec);
+    let store = SledStore::open(state_dir).unwrap();
+    store.put(&applied_state(&graph), None, "test").unwrap();
+}
+
+#[test]
+fn plan_of_a_new_tenant_creates_every_resource_of_the_ten_phases() {
+    let state = tmp();
+    let out = matih(&root(), state.path(), &["plan", "tenants/acme.hcl"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mut last = 0;
+    for (i, phase) in matih::phase::Phase::ALL.iter().enumerate() {
+        let heading = format!("Phase {}/10: {}", i + 1, phase.name());
+        let at = text.find(&heading).unwrap_or_else(|| panic!("missing {heading}"));
+        assert!(at > last, "phases in order");
+        last = at;
+    }
+    assert!(text.contains("# kubernetes_namespace.tenant will be created"));
+    assert!(text.contains("\"matih-acme\""));
+    assert!(text.contains("(known after apply)"), "the DNS records' IP is unknown until phase 6 ran");
+    let graph = compile_file(&root().join("tenants/acme.hcl"));
+    let summary = format!("Plan: {} to add, 0 to change, 0 to destroy.", graph.len());
+    assert!(text.trim_end().ends_with(&summary), "summary line: {}", text.lines().last().unwrap_or(""));
+    assert!(graph.len() >= 45, "roughly 50 resources per tenant, got {}", graph.len());
+    assert!(!state.path().join("db").exists(), "plan must not create a state store");
+}
+
+#[test]
+fn plan_output_is_deterministic() {
+    let state = tmp();
+    let a = matih(&root(), state.path(), &["plan", "tenants/"]);
+    let b = matih(&root(), state.path(), &["plan", "tenants/"]);
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert_eq!(a.stdout, b.stdout);
+    let j1 = matih(&root(), state.path(), &["plan", "tenants", "--format", "json"]);
+    let j2 = matih(&root(), state.path(), &["plan", "tenants", "--format", "json"]);
+    assert_eq!(j1.stdout, j2.stdout);
+}
+
+#[test]
+fn json_plan_is_versioned_and_lists_every_tenant() {
+    let state = tmp();
+    let out = matih(&root(), state.path(), &["plan", "tenants", "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(v["format_version"], matih::plan::FORMAT_VERSION);
+    let slugs: Vec<&str> = v["tenants"].as_array().unwrap().iter().map(|t| t["slug"].as_str().unwrap()).collect();
+    assert_eq!(slugs, ["acme", "globex", "initech"]);
+}
+
+#[test]
+fn detailed_exitcode_is_2_with_changes_and_0_without() {
+    let state = tmp();
+    let out = matih(&root(), state.path(), &["plan", "tenants/acme.hcl", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    record(state.path(), &root().join("tenants/acme.hcl"));
+    let out = matih(&root(), state.path(), &["plan", "tenants/acme.hcl", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
+}
+
+#[test]
+fn a_changed_spec_shows_attribute_level_updates_only() {
+    let dir = tmp();
+    let state = dir.path().join("state");
+    scratch_tenants(dir.path());
+    let spec = dir.path().join("tenants/acme.hcl");
+    record(&state, &spec);
+    let text = fs::read_to_string(&spec).unwrap().replace("replicas = 2", "replicas = 3");
+    fs::write(&spec, text).unwrap();
+    let out = matih(dir.path(), &state, &["plan", "tenants/acme.hcl"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("# kubernetes_deployment.ai_service will be updated in place"), "{text}");
+    assert!(text.contains("2 -> 3"), "{text}");
+    assert!(text.contains("Plan: 0 to add, 1 to change, 0 to destroy."), "{text}");
+}
+
+#[test]
+fn a_removed_resource_is_destroyed_and_a_renamed_one_replaced() {
+    let dir = tmp();
+    let state = dir.path().join("state");
+    scratch_tenants(dir.path());
+    let spec = dir.path().join("tenants/acme.hcl");
+    let graph = compile_file(&spec);
+    let mut st = applied_state(&graph);
+    // A resource the spec no longer produces, and a namespace recorded under another name.
+    let extra: matih::addr::ResourceAddr = "kubernetes_config_map.legacy".parse().unwrap();
+    let ns: matih::addr::ResourceAddr = "kubernetes_namespace.tenant".parse().unwrap();
+    let mut legacy = st.resources[&ns].clone();
+    legacy.phase = matih::phase::Phase::DeployMonitoring;
+    st.resources.insert(extra, legacy);
+    let ns_state = st.resources.get_mut(&ns).unwrap();
+    if let Some(matih::value::Value::Map(meta)) = ns_state.attrs.get_mut("metadata") {
+        meta.insert("name".into(), "matih-acme-old".into());
+    }
+    SledStore::open(&state).unwrap().put(&st, None, "test").unwrap();
+    let out = matih(dir.path(), &state, &["plan", "tenants/acme.hcl"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("# kubernetes_config_map.legacy will be destroyed"), "{text}");
+    assert!(text.contains("# kubernetes_namespace.tenant must be replaced"), "{text}");
+    assert!(text.contains("# forces replacement"), "{text}");
+    assert!(text.contains("Plan: 1 to add, 0 to change, 2 to destroy."), "{text}");
+}
+
+#[test]
+fn secrets_never_appear_in_plans_or_plan_files() {
+    let dir = tmp();
+    let state = dir.path().join("state");
+    scratch_tenants(dir.path());
+    let spec = dir.path().join("tenants/acme.hcl");
+    let graph = compile_file(&spec);
+    let mut st = applied_state(&graph);
+    // Change a label so the plan shows the Secret resource in full (as an update).
+    let addr: matih::addr::ResourceAddr = "kubernetes_secret.database_credentials".parse().unwrap();
+    if let Some(matih::value::Value::Map(meta)) = st.resources.get_mut(&addr).unwrap().attrs.get_mut("metadata") {
+        meta.insert("labels".into(), matih::value::Value::map([("stale", "yes".into())]));
+    }
+    SledStore::open(&state).unwrap().put(&st, None, "test").unwrap();
+    let fp = fingerprint(CLEAR_SECRET);
+    let fp_hex = fp.trim_start_matches("sha256:");
+    let planfile = dir.path().join("acme.plan");
+    for args in [
+        vec!["plan", "tenants/acme.hcl"],
+        vec!["plan", "tenants/acme.hcl", "--format", "json"],
+        vec!["plan", "tenants/acme.hcl", "--format", "markdown"],
+        vec!["plan", "tenants/acme.hcl", "-o", planfile.to_str().unwrap()],
+    ] {
+        let out = matih(dir.path(), &state, &args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(all.contains("kubernetes_secret.database_credentials"), "{args:?} shows the secret resource");
+        assert!(!all.contains(CLEAR_SECRET), "{args:?} leaks the clear text");
+        assert!(!all.contains(fp_hex), "{args:?} shows a fingerprint");
+    }
+    let file = fs::read_to_string(&planfile).unwrap();
+    assert!(!file.contains(CLEAR_SECRET));
+    let shown = matih(dir.path(), &state, &["show", planfile.to_str().unwrap()]);
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    assert!(!stdout(&shown).contains(fp_hex));
+    let db_bytes: Vec<u8> = walk(&state).into_iter().flat_map(|p| fs::read(p).unwrap()).collect();
+    assert!(!String::from_utf8_lossy(&db_bytes).contains(CLEAR_SECRET));
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn saved_plan_shows_the_same_and_a_tampered_one_is_refused() {
+    let dir = tmp();
+    let state = dir.path().join("state");
+    let planfile = dir.path().join("acme.plan");
+    let out = matih(&root(), &state, &["plan", "tenants/acme.hcl", "-out", planfile.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("matih apply"), "tells how to apply the saved plan");
+    let shown = matih(&root(), &state, &["show", planfile.to_str().unwrap()]);
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    let planned = stdout(&out);
+    assert!(planned.starts_with(&stdout(&shown)), "show renders the saved plan as plan did");
+
+    let text = fs::read_to_string(&planfile).unwrap();
+    let tampered = text.replacen("matih-acme", "matih-evil", 1);
+    assert_ne!(text, tampered);
+    fs::write(&planfile, tampered).unwrap();
+    let shown = matih(&root(), &state, &["show", planfile.to_str().unwrap()]);
+    assert_eq!(shown.status.code(), Some(1));
+    assert!(stderr(&shown).contains("modified"), "{}", stderr(&shown));
+}
+
+#[test]
+fn validate_reports_every_error_with_file_line_and_column() {
+    let dir = tmp();
+    fs::create_dir_all(dir.path().join("tenants")).unwrap();
+    fs::write(
+        dir.path().join("tenants/bad.hcl"),
+        "tenant \"Bad_Slug\" {\n  id = \"not-a-uuid\"\n  tier = \"gold\"\n  region = \"eastus\"\n  admin_email = \"a@b.example\"\n}\n",
+    )
+    .unwrap();
+    let out = matih(dir.path(), &dir.path().join("state"), &["validate", "tenants"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("tenants/bad.hcl:")).collect();
+    assert!(lines.len() >= 3, "{err}");
+    assert!(lines[0].starts_with("tenants/bad.hcl:1:8: "), "{err}");
+    assert!(err.contains("tenants/bad.hcl:2:8: "), "{err}");
+    assert!(err.contains("tenants/bad.hcl:3:10: unknown tier \"gold\" (expected free, professional, enterprise)"), "{err}");
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn a_syntax_error_is_located_and_nothing_is_written() {
+    let dir = tmp();
+    fs::create_dir_all(dir.path().join("tenants")).unwrap();
+    fs::write(dir.path().join("tenants/broken.hcl"), "tenant \"x\" {\n  id = \n}\n").unwrap();
+    let planfile = dir.path().join("x.plan");
+    let out = matih(dir.path(), &dir.path().join("state"), &["plan", "tenants", "-out", planfile.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("tenants/broken.hcl:"), "{}", stderr(&out));
+    assert!(!planfile.exists(), "a plan with errors is never saved");
+    assert!(!dir.path().join("state").exists());
+}
+
+#[test]
+fn valid_examples_validate() {
+    let out = matih(&root(), &tmp().path().join("s"), &["validate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("3 tenants valid"), "{}", stdout(&out));
+}
+
+#[test]
+fn graph_prints_dot_with_one_cluster_per_phase() {
+    let out = matih(&root(), &tmp().path().join("s"), &["graph", "tenants/acme.hcl"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dot = stdout(&out);
+    assert!(dot.trim_start().starts_with("digraph"));
+    for p in matih::phase::Phase::ALL {
+        assert!(dot.contains(p.name()), "cluster for {p}");
+    }
+    assert_eq!(dot.matches("subgraph cluster").count(), 10);
+}
+
+#[test]
+fn state_list_show_status_and_rm() {
+    let dir = tmp();
+    let state = dir.path().join("state");
+    record(&state, &root().join("tenants/acme.hcl"));
+    let out = matih(&root(), &state, &["state", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("acme "), "{}", stdout(&out));
+    assert!(stdout(&out).contains("ACTIVE"));
+
+    let out = matih(&root(), &state, &["status", "acme"]);
+    assert!(stdout(&out).contains("Status:     ACTIVE"), "{}", stdout(&out));
+
+    let out = matih(&root(), &state, &["state", "show", "acme", "kubernetes_namespace.tenant"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("matih-acme"));
+
+    let out = matih(&root(), &state, &["state", "rm", "acme", "kubernetes_namespace.tenant"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = matih(&root(), &state, &["plan", "tenants/acme.hcl"]);
+    assert!(stdout(&out).contains("Plan: 1 to add, 0 to change, 0 to destroy."), "{}", stdout(&out));
+    let out = matih(&root(), &state, &["state", "history", "acme"]);
+    assert!(stdout(&out).contains("state rm"), "{}", stdout(&out));
+
+    let out = matih(&root(), &state, &["status", "nobody"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn a_state_store_from_a_newer_matih_is_refused_not_reset() {
+    let dir = tmp();
+    let state = dir.path().join("state");
+    record(&state, &root().join("tenants/acme.hcl"));
+    {
+        let db = sled::open(&state).unwrap();
+        db.open_tree("meta").unwrap().insert("format_version", &999u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let out = matih(&root(), &state, &["plan", "tenants/acme.hcl"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("version"), "{}", stderr(&out));
+}
