@@ -1,0 +1,516 @@
+//! Apply: executes a tenant's plan through the providers, phase by phase, recording every finished
+//! operation in the state store at once.
+//!
+//! Order. Creates, updates and replaces run in phase order 1 → 10; inside a phase, in waves: a change
+//! starts once every change it depends on has finished, with at most `parallelism` running at once.
+//! Deletes of resources no longer desired run after that, in reverse: phase 10 → 1, dependents
+//! before their dependencies. A replace deletes the old object, then creates the new one.
+//!
+//! Failure. A transient provider error is retried with exponential backoff. When a change of a
+//! phase still fails, the changes already running finish and are recorded, then the phase is rolled
+//! back: what this run created in that phase is deleted again, newest first (updates of objects that
+//! existed before are not undone: the previous object is gone). The tenant is marked FAILED with the
+//! error and the phase; a later apply resumes from what the state records.
+//!
+//! **Invariant:** knows nothing of Kubernetes, PostgreSQL or DNS: it talks to providers through the
+//! [`Provider`] trait and to the state through [`StateStore`]. The only writer of a tenant's state
+//! during an apply is the loop in [`apply_tenant`]; operations run concurrently but report back to it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+
+use crate::addr::ResourceAddr;
+use crate::phase::Phase;
+use crate::plan::{Action, PriorState, ResourceChange, TenantPlan};
+use crate::provider::{Observed, Provider, ProviderError, ResourceObject, TenantRef};
+use crate::state::{self, LockInfo, ResourceState, StateError, StateStore, TenantState, TenantStatus};
+use crate::value::Value;
+
+/// How an apply behaves. `Default` gives the CLI's defaults.
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    /// Operations running at once inside one tenant's phase.
+    pub parallelism: usize,
+    /// Attempts per operation for transient errors (1 = no retry).
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// What the history and the lock call this run (`apply`, `destroy`).
+    pub operation: String,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            parallelism: 10,
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            operation: "apply".into(),
+        }
+    }
+}
+
+/// Progress callbacks, so that the engine does not know whether it is watched by a terminal, a JSON
+/// stream or a WebSocket. Every method has an empty default.
+pub trait Hooks: Send + Sync {
+    fn phase_started(&self, _tenant: &str, _phase: Phase) {}
+    fn phase_finished(&self, _tenant: &str, _phase: Phase, _ok: bool, _elapsed: Duration) {}
+    fn resource_started(&self, _tenant: &str, _addr: &ResourceAddr, _action: Action) {}
+    fn resource_retrying(&self, _tenant: &str, _err: &ProviderError, _attempt: u32, _delay: Duration) {}
+    fn resource_finished(
+        &self,
+        _tenant: &str,
+        _addr: &ResourceAddr,
+        _action: Action,
+        _result: Result<Duration, &ProviderError>,
+    ) {
+    }
+    fn rollback_started(&self, _tenant: &str, _phase: Phase, _resources: usize) {}
+}
+
+/// Hooks that do nothing.
+pub struct NoHooks;
+
+impl Hooks for NoHooks {}
+
+/// The providers an apply may use, asked in order which one handles a kind.
+#[derive(Clone, Default)]
+pub struct Providers {
+    list: Vec<Arc<dyn Provider>>,
+}
+
+impl Providers {
+    pub fn new() -> Self {
+        Providers::default()
+    }
+
+    pub fn with(mut self, provider: Arc<dyn Provider>) -> Self {
+        self.list.push(provider);
+        self
+    }
+
+    pub fn for_kind(&self, kind: &str) -> Option<&Arc<dyn Provider>> {
+        self.list.iter().find(|p| p.handles(kind))
+    }
+
+    /// The kinds a plan needs that no provider handles, sorted.
+    pub fn missing(&self, plan: &TenantPlan) -> BTreeSet<String> {
+        plan.resource_changes
+            .iter()
+            .filter(|c| c.action != Action::NoOp)
+            .map(|c| c.address.kind.clone())
+            .filter(|k| self.for_kind(k).is_none())
+            .collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(
+        "the state of tenant {slug:?} changed since the plan was made (planned against {}, found {}); run matih plan again",
+        show_prior(.planned),
+        show_prior(.found)
+    )]
+    StateMoved { slug: String, planned: Option<PriorState>, found: Option<PriorState> },
+    #[error("no provider handles the resource kinds {kinds:?} (tenant {slug:?})")]
+    NoProvider { slug: String, kinds: Vec<String> },
+    #[error("tenant {slug:?} failed in phase {}/10 {}: {}{}", .phase.number(), .phase.name(), join_errors(.errors), rollback_note(.rolled_back, .rollback_errors))]
+    Failed {
+        slug: String,
+        phase: Phase,
+        errors: Vec<ProviderError>,
+        rolled_back: Vec<ResourceAddr>,
+        rollback_errors: Vec<ProviderError>,
+    },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+fn show_prior(p: &Option<PriorState>) -> String {
+    match p {
+        Some(p) => format!("serial {} of lineage {}", p.serial, p.lineage),
+        None => "no state".into(),
+    }
+}
+
+fn join_errors(errors: &[ProviderError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+fn rollback_note(rolled_back: &[ResourceAddr], errors: &[ProviderError]) -> String {
+    let mut s = String::new();
+    if !rolled_back.is_empty() {
+        s.push_str(&format!(" (rolled back {} resource(s) created in this phase)", rolled_back.len()));
+    }
+    if !errors.is_empty() {
+        s.push_str(&format!("; rollback failed too: {}", join_errors(errors)));
+    }
+    s
+}
+
+/// What an apply did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub slug: String,
+    /// Each finished operation, in the order it finished.
+    pub operations: Vec<(ResourceAddr, Action)>,
+    pub serial: u64,
+    pub status: TenantStatus,
+}
+
+/// The state of one apply: the tenant's state and the serial the store holds.
+struct Run<'a> {
+    store: &'a dyn StateStore,
+    st: TenantState,
+    stored_serial: Option<u64>,
+    operation: String,
+}
+
+impl Run<'_> {
+    fn write(&mut self) -> Result<(), StateError> {
+        self.st.serial = self.stored_serial.map_or(1, |s| s + 1);
+        self.st.updated_at = state::now_rfc3339();
+        self.store.put(&self.st, self.stored_serial, &self.operation)?;
+        self.stored_serial = Some(self.st.serial);
+        Ok(())
+    }
+}
+
+/// Replaces every `Ref` by the referenced output recorded in `st`, and every `Computed` by the value
+/// recorded before (when there is one). Fails when a referenced output is not known.
+fn resolve(v: &Value, before: Option<&Value>, st: &TenantState, addr: &ResourceAddr) -> Result<Value, ProviderError> {
+    Ok(match v {
+        Value::Ref { resource, output } => st
+            .resources
+            .get(resource)
+            .and_then(|r| r.outputs.get(output))
+            .cloned()
+            .ok_or_else(|| ProviderError {
+                address: addr.clone(),
+                path: None,
+                message: format!("output {output:?} of {resource} is not known (was {resource} applied?)"),
+                transient: false,
+            })?,
+        Value::Computed { .. } => before.cloned().unwrap_or_else(|| v.clone()),
+        Value::List(items) => Value::List(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, x)| resolve(x, before.and_then(|b| list_item(b, i)), st, addr))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Map(m) => Value::Map(
+            m.iter()
+                .map(|(k, x)| Ok((k.clone(), resolve(x, before.and_then(|b| b.as_map()?.get(k)), st, addr)?)))
+                .collect::<Result<_, ProviderError>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+fn list_item(v: &Value, i: usize) -> Option<&Value> {
+    match v {
+        Value::List(items) => items.get(i),
+        _ => None,
+    }
+}
+
+fn resolve_attrs(change: &ResourceChange, st: &TenantState) -> Result<BTreeMap<String, Value>, ProviderError> {
+    let after = change.after.as_ref().ok_or_else(|| ProviderError {
+        address: change.address.clone(),
+        path: None,
+        message: "plan has no desired attributes for this change".into(),
+        transient: false,
+    })?;
+    let before = change.before.as_ref();
+    after.iter().map(|(k, v)| Ok((k.clone(), resolve(v, before.and_then(|b| b.get(k)), st, &change.address)?))).collect()
+}
+
+/// Runs `op` until it succeeds, fails permanently, or has used `opts.max_attempts` attempts.
+async fn with_retry<T, F, Fut>(
+    opts: &ApplyOptions,
+    mut op: F,
+    mut on_retry: impl FnMut(&ProviderError, u32, Duration),
+) -> Result<T, ProviderError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ProviderError>>,
+{
+    let mut delay = opts.initial_backoff;
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(e) if e.transient && attempt < opts.max_attempts.max(1) => {
+                on_retry(&e, attempt, delay);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(opts.max_backoff);
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The outcome of one operation, reported to the loop that writes state.
+struct Done {
+    change: ResourceChange,
+    /// For a replace: whether the old object was deleted.
+    deleted_old: bool,
+    result: Result<Option<Observed>, ProviderError>,
+    elapsed: Duration,
+    retries: Vec<(ProviderError, u32, Duration)>,
+}
+
+async fn run_change(
+    provider: Arc<dyn Provider>,
+    tenant: TenantRef,
+    change: ResourceChange,
+    attrs: Result<BTreeMap<String, Value>, ProviderError>,
+    opts: ApplyOptions,
+) -> Done {
+    let started = Instant::now();
+    let mut retries = Vec::new();
+    let mut deleted_old = false;
+    let result = async {
+        if change.action == Action::Replace || change.action == Action::Delete {
+            let old = ResourceObject { addr: change.address.clone(), attrs: change.before.clone().unwrap_or_default() };
+            with_retry(&opts, || provider.delete(&tenant, &old), |e, a, d| retries.push((e.clone(), a, d))).await?;
+            deleted_old = true;
+            if change.action == Action::Delete {
+                return Ok(None);
+            }
+        }
+        let obj = ResourceObject { addr: change.address.clone(), attrs: attrs? };
+        with_retry(&opts, || provider.apply(&tenant, &obj), |e, a, d| retries.push((e.clone(), a, d))).await.map(Some)
+    }
+    .await;
+    Done { change, deleted_old, result, elapsed: started.elapsed(), retries }
+}
+
+/// Applies one tenant's plan. Takes the tenant's lock for the whole run.
+pub async fn apply_tenant(
+    plan: &TenantPlan,
+    store: &dyn StateStore,
+    providers: &Providers,
+    hooks: &dyn Hooks,
+    opts: &ApplyOptions,
+) -> Result<ApplyReport, ApplyError> {
+    let missing = providers.missing(plan);
+    if !missing.is_empty() {
+        return Err(ApplyError::NoProvider { slug: plan.slug.clone(), kinds: missing.into_iter().collect() });
+    }
+    let lock = LockInfo::new(&plan.slug, &opts.operation);
+    store.lock(&lock)?;
+    let result = apply_locked(plan, store, providers, hooks, opts).await;
+    let unlocked = store.unlock(&plan.slug, &lock.id);
+    let report = result?;
+    unlocked?;
+    Ok(report)
+}
+
+async fn apply_locked(
+    plan: &TenantPlan,
+    store: &dyn StateStore,
+    providers: &Providers,
+    hooks: &dyn Hooks,
+    opts: &ApplyOptions,
+) -> Result<ApplyReport, ApplyError> {
+    let found = store.get(&plan.slug)?;
+    let found_prior = found.as_ref().map(|s| PriorState { lineage: s.lineage.clone(), serial: s.serial });
+    if found_prior != plan.prior_state {
+        return Err(ApplyError::StateMoved { slug: plan.slug.clone(), planned: plan.prior_state.clone(), found: found_prior });
+    }
+    let stored_serial = found.as_ref().map(|s| s.serial);
+    let st = found.unwrap_or_else(|| TenantState::new(&plan.slug, &plan.tenant_id));
+    let mut run = Run { store, st, stored_serial, operation: opts.operation.clone() };
+    let mut report = ApplyReport { slug: plan.slug.clone(), ..ApplyReport::default() };
+    let tenant = TenantRef { slug: plan.slug.clone(), id: plan.tenant_id.clone() };
+
+    let forward: Vec<&ResourceChange> =
+        plan.resource_changes.iter().filter(|c| matches!(c.action, Action::Create | Action::Update | Action::Replace)).collect();
+    let deletes: Vec<&ResourceChange> = plan.resource_changes.iter().filter(|c| c.action == Action::Delete).collect();
+    let only_deletes = forward.is_empty() && !deletes.is_empty();
+    if forward.is_empty() && deletes.is_empty() {
+        report.serial = run.st.serial;
+        report.status = run.st.status;
+        return Ok(report);
+    }
+
+    run.st.status = if only_deletes { TenantStatus::Destroying } else { TenantStatus::Provisioning };
+    run.st.provisioning_error = None;
+    run.write()?;
+
+    for phase in Phase::ALL {
+        let changes: Vec<&ResourceChange> = forward.iter().copied().filter(|c| c.phase == phase).collect();
+        if changes.is_empty() {
+            continue;
+        }
+        run_phase(&mut run, &mut report, phase, &changes, false, &tenant, providers, hooks, opts).await?;
+    }
+    for phase in Phase::ALL.iter().rev().copied() {
+        let mut changes: Vec<&ResourceChange> = deletes.iter().copied().filter(|c| c.phase == phase).collect();
+        if changes.is_empty() {
+            continue;
+        }
+        changes.reverse();
+        run_phase(&mut run, &mut report, phase, &changes, true, &tenant, providers, hooks, opts).await?;
+    }
+
+    run.st.current_phase = None;
+    run.st.provisioning_error = None;
+    if only_deletes && run.st.resources.is_empty() {
+        run.st.status = TenantStatus::Destroyed;
+    } else {
+        run.st.status = TenantStatus::Active;
+        run.st.provisioning_completed_at = Some(state::now_rfc3339());
+    }
+    run.write()?;
+    report.serial = run.st.serial;
+    report.status = run.st.status;
+    Ok(report)
+}
+
+/// Runs the changes of one phase in dependency waves; on failure rolls back what it created.
+#[allow(clippy::too_many_arguments)]
+async fn run_phase(
+    run: &mut Run<'_>,
+    report: &mut ApplyReport,
+    phase: Phase,
+    changes: &[&ResourceChange],
+    reverse: bool,
+    tenant: &TenantRef,
+    providers: &Providers,
+    hooks: &dyn Hooks,
+    opts: &ApplyOptions,
+) -> Result<(), ApplyError> {
+    let started = Instant::now();
+    hooks.phase_started(&tenant.slug, phase);
+    run.st.current_phase = Some(phase);
+    run.write()?;
+
+    // Dependencies between the changes of this phase. For deletes they run the other way: a
+    // resource is deleted only once everything of this phase that depended on it is gone.
+    let members: BTreeSet<&ResourceAddr> = changes.iter().map(|c| &c.address).collect();
+    let mut waiting_on: BTreeMap<&ResourceAddr, BTreeSet<&ResourceAddr>> =
+        changes.iter().map(|c| (&c.address, BTreeSet::new())).collect();
+    for c in changes {
+        for dep in c.depends_on.iter().filter(|d| members.contains(d)) {
+            let (from, to) = if reverse { (dep, &c.address) } else { (&c.address, dep) };
+            if let Some(set) = waiting_on.get_mut(from) {
+                set.insert(to);
+            }
+        }
+    }
+    let by_addr: BTreeMap<&ResourceAddr, &ResourceChange> = changes.iter().map(|c| (&c.address, *c)).collect();
+    let mut pending: Vec<&ResourceAddr> = changes.iter().map(|c| &c.address).collect();
+    let mut running = JoinSet::new();
+    let mut errors: Vec<ProviderError> = Vec::new();
+    let mut created: Vec<ResourceChange> = Vec::new();
+
+    loop {
+        // Start what is ready, in plan order, unless a failure stops new work.
+        if errors.is_empty() {
+            let mut i = 0;
+            while i < pending.len() && running.len() < opts.parallelism.max(1) {
+                let addr = pending[i];
+                if waiting_on[addr].is_empty() {
+                    pending.remove(i);
+                    let change = (*by_addr[addr]).clone();
+                    let provider = providers.for_kind(&change.address.kind).expect("checked before the run").clone();
+                    let attrs = if change.action == Action::Delete { Ok(BTreeMap::new()) } else { resolve_attrs(&change, &run.st) };
+                    hooks.resource_started(&tenant.slug, &change.address, change.action);
+                    running.spawn(run_change(provider, tenant.clone(), change, attrs, opts.clone()));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        let Some(joined) = running.join_next().await else { break };
+        let done = match joined {
+            Ok(done) => done,
+            Err(panic) => std::panic::resume_unwind(panic.into_panic()),
+        };
+        for (e, attempt, delay) in &done.retries {
+            hooks.resource_retrying(&tenant.slug, e, *attempt, *delay);
+        }
+        let addr = done.change.address.clone();
+        match done.result {
+            Ok(observed) => {
+                match observed {
+                    Some(o) => {
+                        run.st.resources.insert(
+                            addr.clone(),
+                            ResourceState {
+                                phase,
+                                attrs: o.attrs,
+                                outputs: o.outputs,
+                                depends_on: done.change.depends_on.clone(),
+                            },
+                        );
+                    }
+                    None => {
+                        run.st.resources.remove(&addr);
+                    }
+                }
+                run.write()?;
+                hooks.resource_finished(&tenant.slug, &addr, done.change.action, Ok(done.elapsed));
+                report.operations.push((addr.clone(), done.change.action));
+                if matches!(done.change.action, Action::Create | Action::Replace) {
+                    created.push(done.change.clone());
+                }
+                for set in waiting_on.values_mut() {
+                    set.remove(&addr);
+                }
+            }
+            Err(e) => {
+                if done.deleted_old {
+                    run.st.resources.remove(&addr);
+                    run.write()?;
+                }
+                hooks.resource_finished(&tenant.slug, &addr, done.change.action, Err(&e));
+                errors.push(e);
+            }
+        }
+    }
+
+    if errors.is_empty() {
+        hooks.phase_finished(&tenant.slug, phase, true, started.elapsed());
+        return Ok(());
+    }
+
+    // Roll back what this run created in this phase, newest first.
+    let mut rolled_back = Vec::new();
+    let mut rollback_errors = Vec::new();
+    if !reverse && !created.is_empty() {
+        hooks.rollback_started(&tenant.slug, phase, created.len());
+        for change in created.iter().rev() {
+            let Some(recorded) = run.st.resources.get(&change.address) else { continue };
+            let obj = ResourceObject { addr: change.address.clone(), attrs: recorded.attrs.clone() };
+            let provider = providers.for_kind(&change.address.kind).expect("checked before the run");
+            match with_retry(opts, || provider.delete(tenant, &obj), |_, _, _| {}).await {
+                Ok(()) => {
+                    run.st.resources.remove(&change.address);
+                    run.write()?;
+                    rolled_back.push(change.address.clone());
+                }
+                Err(e) => rollback_errors.push(e),
+            }
+        }
+    }
+    let err = ApplyError::Failed { slug: tenant.slug.clone(), phase, errors, rolled_back, rollback_errors };
+    run.st.status = TenantStatus::Failed;
+    run.st.provisioning_error = Some(match &err {
+        ApplyError::Failed { errors, .. } => join_errors(errors),
+        other => other.to_string(),
+    });
+    run.write()?;
+    hooks.phase_finished(&tenant.slug, phase, false, started.elapsed());
+    Err(err)
+}
+
+#[cfg(test)]
+mod tests;
