@@ -11,6 +11,7 @@
 //! fingerprints).
 
 mod memory;
+mod sled_store;
 #[cfg(test)]
 mod tests;
 
@@ -143,6 +144,7 @@ pub trait StateStore: Send + Sync {
 }
 
 pub use memory::MemoryStore;
+pub use sled_store::SledStore;
 
 /// The current time in UTC as RFC 3339 with seconds precision, e.g. `2026-02-12T10:00:00Z`.
 pub fn now_rfc3339() -> String {

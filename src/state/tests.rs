@@ -271,7 +271,14 @@ fn with_memory(test: fn(&dyn StateStore)) {
     test(&MemoryStore::new())
 }
 
+fn with_sled(test: fn(&dyn StateStore)) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(&dir.path().join("state")).unwrap();
+    test(&store)
+}
+
 contract_tests!(memory_store, with_memory);
+contract_tests!(sled_store, with_sled);
 
 #[test]
 fn now_is_rfc3339_utc_seconds() {
