@@ -144,7 +144,7 @@ pub trait StateStore: Send + Sync {
 }
 
 pub use memory::MemoryStore;
-pub use sled_store::SledStore;
+pub use sled_store::{SledStore, DEFAULT_OPEN_WAIT, FORMAT_VERSION};
 
 /// The current time in UTC as RFC 3339 with seconds precision, e.g. `2026-02-12T10:00:00Z`.
 pub fn now_rfc3339() -> String {
