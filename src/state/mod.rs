@@ -1,11 +1,23 @@
 //! The state store: what matih last recorded of each tenant, behind the [`StateStore`] trait.
-//! sled is the default backend.
+//! sled is the default backend ([`SledStore`]); [`MemoryStore`] has the same semantics in memory
+//! for tests and benchmarks.
+//!
+//! Both backends share the rules written down here: a write is a compare-and-swap on the tenant's
+//! serial, the state it replaces is appended to the tenant's history, and a lock whose holder
+//! process is known to be dead (same host, no such pid) may be taken over.
 //!
 //! **Invariant:** knows nothing of providers, graphs or plans; stores and returns
 //! [`TenantState`] records. Never holds a secret in clear (values are [`crate::value::Secret`]
 //! fingerprints).
 
+mod memory;
+mod sled_store;
+#[cfg(test)]
+mod tests;
+
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -97,6 +109,10 @@ pub enum StateError {
     Locked { slug: String, holder: Box<LockInfo> },
     #[error("tenant {slug:?} has no lock with id {id:?}")]
     NoSuchLock { slug: String, id: String },
+    /// The caller asked for a write that can never be valid (a slug the store cannot key, a serial
+    /// that does not follow the expected one). A bug in the caller, not a race with another writer.
+    #[error("invalid write to the state of tenant {slug:?}: {message}")]
+    Invalid { slug: String, message: String },
 }
 
 /// A store of tenant states. Every write is atomic and durable when it returns.
@@ -125,4 +141,118 @@ pub trait StateStore: Send + Sync {
 
     /// Every lock held, sorted by slug.
     fn locks(&self) -> Result<Vec<LockInfo>, StateError>;
+}
+
+pub use memory::MemoryStore;
+pub use sled_store::{SledStore, DEFAULT_OPEN_WAIT, FORMAT_VERSION};
+
+/// The current time in UTC as RFC 3339 with seconds precision, e.g. `2026-02-12T10:00:00Z`.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// A fresh lineage for a tenant's state: a random (v4) UUID.
+pub fn new_lineage() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The name of this machine, as recorded in locks: `/proc/sys/kernel/hostname`, else
+/// `/etc/hostname`, else `localhost`.
+pub fn hostname() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .find(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+impl LockInfo {
+    /// A lock for `slug` held by this process for `operation` (`apply`, `destroy`, …), with a fresh id.
+    pub fn new(slug: &str, operation: &str) -> LockInfo {
+        LockInfo {
+            id: uuid::Uuid::new_v4().to_string(),
+            slug: slug.to_string(),
+            operation: operation.to_string(),
+            who: std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "unknown".to_string()),
+            host: hostname(),
+            pid: std::process::id(),
+            created_at: now_rfc3339(),
+        }
+    }
+}
+
+impl TenantState {
+    /// The state of a tenant matih has never written: a fresh lineage, serial 0 (so its first
+    /// [`StateStore::put`] carries serial 1 with `expected_serial` `None`), status `Pending`.
+    pub fn new(slug: &str, tenant_id: &str) -> TenantState {
+        TenantState {
+            slug: slug.to_string(),
+            tenant_id: tenant_id.to_string(),
+            lineage: new_lineage(),
+            serial: 0,
+            status: TenantStatus::Pending,
+            current_phase: None,
+            provisioning_error: None,
+            provisioning_completed_at: None,
+            updated_at: now_rfc3339(),
+            resources: BTreeMap::new(),
+        }
+    }
+}
+
+/// Checks a slug before it becomes a key: it must be non-empty and free of NUL bytes, because
+/// history keys are `slug`, a 0 byte, then a sequence number.
+pub(crate) fn check_slug(slug: &str) -> Result<(), StateError> {
+    if slug.is_empty() || slug.contains('\0') {
+        return Err(StateError::Invalid {
+            slug: slug.to_string(),
+            message: "a slug must be non-empty and hold no NUL byte".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks the arguments of [`StateStore::put`] that do not depend on what is stored: the slug, and
+/// that `state.serial` is the one that follows `expected_serial`.
+pub(crate) fn check_put(state: &TenantState, expected_serial: Option<u64>) -> Result<(), StateError> {
+    check_slug(&state.slug)?;
+    let want = match expected_serial {
+        None => 1,
+        Some(e) => e.checked_add(1).ok_or_else(|| StateError::Invalid {
+            slug: state.slug.clone(),
+            message: format!("serial {e} cannot be incremented"),
+        })?,
+    };
+    if state.serial != want {
+        return Err(StateError::Invalid {
+            slug: state.slug.clone(),
+            message: format!(
+                "the new state has serial {} but a write over serial {} must carry serial {want}",
+                state.serial,
+                expected_serial.map_or_else(|| "(none)".to_string(), |e| e.to_string())
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Whether an existing lock may be taken over: only when its holder ran on this host (`this_host`)
+/// and its process no longer exists. A lock from another host is never judged stale, since its
+/// process cannot be seen from here.
+pub(crate) fn lock_is_stale(holder: &LockInfo, this_host: &str) -> bool {
+    holder.host == this_host && !pid_alive(holder.pid)
+}
+
+/// Whether a process with this pid exists on this machine. Where that cannot be known (no `/proc`),
+/// every process is assumed alive, so that no live lock is ever taken over.
+fn pid_alive(pid: u32) -> bool {
+    if pid == 0 {
+        return false;
+    }
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return true;
+    }
+    proc.join(pid.to_string()).exists()
 }
