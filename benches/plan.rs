@@ -76,8 +76,10 @@ fn prepare(tenants: &Path, state: &Path) {
                 }
             }
             let attrs = r.attrs.iter().map(|(k, v)| (k.clone(), resolve(v))).collect();
-            st.resources
-                .insert(r.addr.clone(), ResourceState { phase: r.phase, attrs, outputs, depends_on: r.depends_on.clone() });
+            st.resources.insert(
+                r.addr.clone(),
+                ResourceState { phase: r.phase, attrs, outputs, depends_on: r.depends_on.clone() },
+            );
         }
         st.status = TenantStatus::Active;
         st.serial = 1;
@@ -104,7 +106,8 @@ fn measure(tenants: &Path, state: Option<&Path>) {
 
     let t1 = Instant::now();
     let platform = PlatformConfig::default();
-    let graphs: Vec<_> = specs.iter().map(|s| matih::graph::compile(s, &catalog, &platform).0.expect("graph")).collect();
+    let graphs: Vec<_> =
+        specs.iter().map(|s| matih::graph::compile(s, &catalog, &platform).0.expect("graph")).collect();
     let t_compile = t1.elapsed();
 
     let t2 = Instant::now();

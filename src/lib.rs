@@ -6,6 +6,7 @@
 //! beyond reading its inputs; only `state`, `provider` and the CLI touch the outside world.
 
 pub mod addr;
+pub mod apply;
 pub mod catalog;
 pub mod diag;
 pub mod graph;

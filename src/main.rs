@@ -167,9 +167,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let result = match cli.command {
         Command::Validate { paths } => validate(&cli.global, &paths),
         Command::Plan(args) => plan_cmd(&cli.global, &args, color),
-        Command::Show { planfile, json, format } => {
-            show(&planfile, if json { Format::Json } else { format }, color)
-        }
+        Command::Show { planfile, json, format } => show(&planfile, if json { Format::Json } else { format }, color),
         Command::Graph { paths, format: GraphFormat::Dot } => {
             let inputs = load_inputs(&cli.global, &paths)?;
             print(&graph::to_dot(&inputs.graphs))?;
@@ -305,7 +303,11 @@ fn plan_cmd(global: &Global, args: &PlanArgs, color: bool) -> Result<ExitCode> {
     if let Some(out) = &args.out {
         plan::save_plan(&plan, out)?;
         if args.format == Format::Text {
-            println!("\nSaved the plan to: {}\nTo perform exactly these actions, run: matih apply {}", out.display(), out.display());
+            println!(
+                "\nSaved the plan to: {}\nTo perform exactly these actions, run: matih apply {}",
+                out.display(),
+                out.display()
+            );
         }
     }
     Ok(if args.detailed_exitcode && plan.has_changes() { ExitCode::from(2) } else { ExitCode::SUCCESS })
@@ -388,7 +390,8 @@ fn state_cmd(global: &Global, cmd: StateCommand) -> Result<ExitCode> {
                 None => serde_json::to_string_pretty(&st)?,
                 Some(a) => {
                     let addr: matih::addr::ResourceAddr = a.parse().map_err(anyhow::Error::msg)?;
-                    let r = st.resources.get(&addr).with_context(|| format!("tenant {slug:?} has no resource {addr}"))?;
+                    let r =
+                        st.resources.get(&addr).with_context(|| format!("tenant {slug:?} has no resource {addr}"))?;
                     serde_json::to_string_pretty(r)?
                 }
             };

@@ -219,7 +219,10 @@ fn validate_reports_every_error_with_file_line_and_column() {
     assert!(lines.len() >= 3, "{err}");
     assert!(lines[0].starts_with("tenants/bad.hcl:1:8: "), "{err}");
     assert!(err.contains("tenants/bad.hcl:2:8: "), "{err}");
-    assert!(err.contains("tenants/bad.hcl:3:10: unknown tier \"gold\" (expected free, professional, enterprise)"), "{err}");
+    assert!(
+        err.contains("tenants/bad.hcl:3:10: unknown tier \"gold\" (expected free, professional, enterprise)"),
+        "{err}"
+    );
     assert!(stdout(&out).is_empty());
 }
 

@@ -184,17 +184,14 @@ impl Run<'_> {
 /// recorded before (when there is one). Fails when a referenced output is not known.
 fn resolve(v: &Value, before: Option<&Value>, st: &TenantState, addr: &ResourceAddr) -> Result<Value, ProviderError> {
     Ok(match v {
-        Value::Ref { resource, output } => st
-            .resources
-            .get(resource)
-            .and_then(|r| r.outputs.get(output))
-            .cloned()
-            .ok_or_else(|| ProviderError {
+        Value::Ref { resource, output } => {
+            st.resources.get(resource).and_then(|r| r.outputs.get(output)).cloned().ok_or_else(|| ProviderError {
                 address: addr.clone(),
                 path: None,
                 message: format!("output {output:?} of {resource} is not known (was {resource} applied?)"),
                 transient: false,
-            })?,
+            })?
+        }
         Value::Computed { .. } => before.cloned().unwrap_or_else(|| v.clone()),
         Value::List(items) => Value::List(
             items
@@ -227,7 +224,10 @@ fn resolve_attrs(change: &ResourceChange, st: &TenantState) -> Result<BTreeMap<S
         transient: false,
     })?;
     let before = change.before.as_ref();
-    after.iter().map(|(k, v)| Ok((k.clone(), resolve(v, before.and_then(|b| b.get(k)), st, &change.address)?))).collect()
+    after
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), resolve(v, before.and_then(|b| b.get(k)), st, &change.address)?)))
+        .collect()
 }
 
 /// Runs `op` until it succeeds, fails permanently, or has used `opts.max_attempts` attempts.
@@ -322,7 +322,11 @@ async fn apply_locked(
     let found = store.get(&plan.slug)?;
     let found_prior = found.as_ref().map(|s| PriorState { lineage: s.lineage.clone(), serial: s.serial });
     if found_prior != plan.prior_state {
-        return Err(ApplyError::StateMoved { slug: plan.slug.clone(), planned: plan.prior_state.clone(), found: found_prior });
+        return Err(ApplyError::StateMoved {
+            slug: plan.slug.clone(),
+            planned: plan.prior_state.clone(),
+            found: found_prior,
+        });
     }
     let stored_serial = found.as_ref().map(|s| s.serial);
     let st = found.unwrap_or_else(|| TenantState::new(&plan.slug, &plan.tenant_id));
@@ -330,8 +334,11 @@ async fn apply_locked(
     let mut report = ApplyReport { slug: plan.slug.clone(), ..ApplyReport::default() };
     let tenant = TenantRef { slug: plan.slug.clone(), id: plan.tenant_id.clone() };
 
-    let forward: Vec<&ResourceChange> =
-        plan.resource_changes.iter().filter(|c| matches!(c.action, Action::Create | Action::Update | Action::Replace)).collect();
+    let forward: Vec<&ResourceChange> = plan
+        .resource_changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Create | Action::Update | Action::Replace))
+        .collect();
     let deletes: Vec<&ResourceChange> = plan.resource_changes.iter().filter(|c| c.action == Action::Delete).collect();
     let only_deletes = forward.is_empty() && !deletes.is_empty();
     if forward.is_empty() && deletes.is_empty() {
@@ -421,7 +428,11 @@ async fn run_phase(
                     pending.remove(i);
                     let change = (*by_addr[addr]).clone();
                     let provider = providers.for_kind(&change.address.kind).expect("checked before the run").clone();
-                    let attrs = if change.action == Action::Delete { Ok(BTreeMap::new()) } else { resolve_attrs(&change, &run.st) };
+                    let attrs = if change.action == Action::Delete {
+                        Ok(BTreeMap::new())
+                    } else {
+                        resolve_attrs(&change, &run.st)
+                    };
                     hooks.resource_started(&tenant.slug, &change.address, change.action);
                     running.spawn(run_change(provider, tenant.clone(), change, attrs, opts.clone()));
                 } else {

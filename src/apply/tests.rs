@@ -35,7 +35,12 @@ impl Scripted {
         if let Some((transient, permanent)) = f.get_mut(&addr.to_string()) {
             if *transient > 0 {
                 *transient -= 1;
-                return Err(ProviderError { address: addr.clone(), path: None, message: "503 busy".into(), transient: true });
+                return Err(ProviderError {
+                    address: addr.clone(),
+                    path: None,
+                    message: "503 busy".into(),
+                    transient: true,
+                });
             }
             if *permanent {
                 return Err(ProviderError {
@@ -107,10 +112,26 @@ fn res(addr: &str, phase: u8, deps: &[&str], attrs: &[(&str, Value)]) -> Resourc
 }
 
 fn graph(replicas: i64) -> ResourceGraph {
-    let meta = TenantMeta { slug: "acme".into(), id: "id-1".into(), tier: "free".into(), region: "eastus".into(), source: None };
+    let meta = TenantMeta {
+        slug: "acme".into(),
+        id: "id-1".into(),
+        tier: "free".into(),
+        region: "eastus".into(),
+        source: None,
+    };
     let mut g = ResourceGraph::new(meta);
-    g.add(res("k_namespace.tenant", 1, &[], &[("name", "matih-acme".into()), ("at", Value::Computed { note: "t".into() })]));
-    g.add(res("k_secret.db", 2, &["k_namespace.tenant"], &[("pw", Value::Secret(Secret { source: "generated".into(), fingerprint: None }))]));
+    g.add(res(
+        "k_namespace.tenant",
+        1,
+        &[],
+        &[("name", "matih-acme".into()), ("at", Value::Computed { note: "t".into() })],
+    ));
+    g.add(res(
+        "k_secret.db",
+        2,
+        &["k_namespace.tenant"],
+        &[("pw", Value::Secret(Secret { source: "generated".into(), fingerprint: None }))],
+    ));
     g.add(res("k_deployment.a", 3, &["k_secret.db"], &[("replicas", Value::Int(replicas))]));
     g.add(res("k_deployment.b", 3, &["k_deployment.a"], &[("replicas", Value::Int(1))]));
     g.add(res("k_deployment.c", 3, &[], &[("replicas", Value::Int(1))]));
@@ -126,7 +147,11 @@ fn graph(replicas: i64) -> ResourceGraph {
 }
 
 fn fast() -> ApplyOptions {
-    ApplyOptions { initial_backoff: Duration::from_millis(1), max_backoff: Duration::from_millis(4), ..ApplyOptions::default() }
+    ApplyOptions {
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(4),
+        ..ApplyOptions::default()
+    }
 }
 
 #[tokio::test]
@@ -152,7 +177,11 @@ async fn applies_every_phase_in_order_and_records_outputs() {
     assert!(st.serial >= 7 + 5, "serial {}", st.serial);
     // A second plan against the recorded state has nothing to do.
     let again = diff(&graph(1), Some(&st), None);
-    assert!(!again.has_changes(), "{:?}", again.resource_changes.iter().filter(|c| c.action != Action::NoOp).collect::<Vec<_>>());
+    assert!(
+        !again.has_changes(),
+        "{:?}",
+        again.resource_changes.iter().filter(|c| c.action != Action::NoOp).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
@@ -204,12 +233,19 @@ async fn removed_resources_are_deleted_in_reverse_order_and_a_missing_provider_i
     let providers = Providers::new().with(p.clone());
     apply_tenant(&diff(&graph(1), None, None), &store, &providers, &NoHooks, &fast()).await.unwrap();
     let st = store.get("acme").unwrap().unwrap();
-    let meta = TenantMeta { slug: "acme".into(), id: "id-1".into(), tier: "free".into(), region: "eastus".into(), source: None };
+    let meta = TenantMeta {
+        slug: "acme".into(),
+        id: "id-1".into(),
+        tier: "free".into(),
+        region: "eastus".into(),
+        source: None,
+    };
     let empty = ResourceGraph::new(meta);
     let plan = diff(&empty, Some(&st), None);
-    let report = apply_tenant(&plan, &store, &providers, &NoHooks, &ApplyOptions { operation: "destroy".into(), ..fast() })
-        .await
-        .unwrap();
+    let report =
+        apply_tenant(&plan, &store, &providers, &NoHooks, &ApplyOptions { operation: "destroy".into(), ..fast() })
+            .await
+            .unwrap();
     assert_eq!(report.status, TenantStatus::Destroyed);
     let calls = p.calls();
     let pos = |s: &str| calls.iter().position(|c| c == s).unwrap_or_else(|| panic!("{s} in {calls:?}"));
