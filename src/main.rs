@@ -402,22 +402,21 @@ fn state_cmd(global: &Global, cmd: StateCommand) -> Result<ExitCode> {
             let mut out = String::new();
             for h in store.history(&slug)? {
                 out.push_str(&format!(
-                    "serial {:<5} {}  {:<12} {} resources, status {}\n",
+                    "serial {:<5} {:<4} resources, status {:<12} replaced at {} by {}\n",
                     h.serial,
-                    h.at,
-                    h.operation,
                     h.state.resources.len(),
-                    status_name(h.state.status)
+                    status_name(h.state.status),
+                    h.at,
+                    h.operation
                 ));
             }
             if let Some(st) = store.get(&slug)? {
                 out.push_str(&format!(
-                    "serial {:<5} {}  {:<12} {} resources, status {} (current)\n",
+                    "serial {:<5} {:<4} resources, status {:<12} current (written at {})\n",
                     st.serial,
-                    st.updated_at,
-                    "",
                     st.resources.len(),
-                    status_name(st.status)
+                    status_name(st.status),
+                    st.updated_at
                 ));
             }
             print(&out)?;

@@ -76,9 +76,11 @@ pub struct TenantState {
 /// One earlier serial of a tenant's state, kept for `matih state history`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
+    /// The serial of the state kept here.
     pub serial: u64,
+    /// When this state was replaced.
     pub at: String,
-    /// What wrote it (`apply`, `state rm`, …).
+    /// The operation that replaced it (`apply`, `state rm`, …).
     pub operation: String,
     pub state: TenantState,
 }
