@@ -201,7 +201,11 @@ fn read_file(src: &SourceFile, catalog: &Catalog) -> (Vec<Candidate>, Vec<Diagno
         vec![BlockDef { name: "tenant".into(), label: Some("the tenant slug"), repeatable: true }],
     );
     let fields = schema::walk(&mut ctx, &body, None, &top);
-    let candidates = fields.blocks_named("tenant").map(|block| read_tenant(&mut ctx, block, catalog)).collect();
+    let candidates: Vec<Candidate> =
+        fields.blocks_named("tenant").map(|block| read_tenant(&mut ctx, block, catalog)).collect();
+    if candidates.is_empty() && ctx.error_count() == 0 {
+        ctx.push(Diagnostic::warning("no tenant blocks in this file").at(src.location(0)));
+    }
     (candidates, ctx.diags)
 }
 

@@ -32,10 +32,10 @@ use std::fs;
 use std::path::Path;
 
 use super::parse::syntax_error;
-use super::schema::{self, AttrDef, BlockDef, Ctx, Forbidden, Kind, Schema, Typed};
+use super::schema::{self, AttrDef, BlockDef, Ctx, Fields, Forbidden, Kind, Schema};
 use super::validate;
 use super::PlatformConfig;
-use crate::diag::{self, Diagnostic, SourceFile};
+use crate::diag::{self, Diagnostic, Location, SourceFile};
 
 /// How one attribute's checked value lands in the [`PlatformConfig`]. The variant fixes the
 /// attribute's type; the function validates the value's meaning and stores it, or returns the
@@ -54,16 +54,22 @@ impl Setter {
         }
     }
 
-    fn apply(self, config: &mut PlatformConfig, value: &Typed) -> Result<(), String> {
-        match (self, value) {
-            (Setter::String(set), Typed::String(s)) => set(config, s),
-            (Setter::Port(set), Typed::Int(n)) => {
-                set(config, u16::try_from(*n).map_err(|_| format!("port must be between 1 and 65535, found {n}"))?);
-                Ok(())
-            }
-            // The walker only returns values of the attribute's kind, so this is a bug in the
-            // table, reported rather than ignored.
-            (_, other) => Err(format!("internal error: value {other:?} does not fit this attribute")),
+    /// Stores the attribute `name` of `values`, when it was written and well-typed (the walker has
+    /// reported it otherwise). Returns the message to report at the value when its meaning is wrong.
+    fn apply(
+        self,
+        name: &str,
+        values: &Fields<'_>,
+        config: &mut PlatformConfig,
+    ) -> Option<(Result<(), String>, Location)> {
+        match self {
+            Setter::String(set) => values.string(name).map(|v| (set(config, &v.value), v.location)),
+            Setter::Port(set) => values.int(name).map(|v| {
+                // The walker checked the range 1..=65535, so the conversion cannot fail; the
+                // message is for the table's sake should the two ever disagree.
+                let port = u16::try_from(v.value).map_err(|_| format!("{name} must be between 1 and 65535"));
+                (port.map(|p| set(config, p)), v.location)
+            }),
         }
     }
 }
@@ -193,12 +199,9 @@ pub fn parse_platform(src: &SourceFile) -> (PlatformConfig, Vec<Diagnostic>) {
             continue;
         };
         let values = schema::walk(&mut ctx, &block.body, Some(block), &section.schema());
-        for (name, value) in values.iter() {
-            let Some(field) = section.fields.iter().find(|f| f.name == name) else {
-                continue;
-            };
-            if let Err(message) = field.set.apply(&mut config, &value.value) {
-                ctx.push(Diagnostic::error(message).at(value.location.clone()));
+        for field in section.fields {
+            if let Some((Err(message), location)) = field.set.apply(field.name, &values, &mut config) {
+                ctx.push(Diagnostic::error(message).at(location));
             }
         }
     }

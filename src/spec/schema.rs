@@ -201,11 +201,6 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// Every well-typed attribute, by name.
-    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Spanned<Typed>)> {
-        self.attrs.iter().map(|(k, v)| (*k, v))
-    }
-
     /// The blocks with this name, in source order.
     pub fn blocks_named<'f>(&'f self, name: &'f str) -> impl Iterator<Item = &'a Block> + 'f {
         self.blocks.iter().copied().filter(move |b| b.ident.as_str() == name)

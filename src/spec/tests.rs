@@ -119,6 +119,13 @@ fn optional_parts_default_to_empty() {
 }
 
 #[test]
+fn a_file_without_tenants_is_a_warning() {
+    let (specs, diags) = parse("# nothing here yet\n");
+    assert!(specs.is_empty());
+    assert_eq!(diags, ["t.hcl:1:1: warning: no tenant blocks in this file"]);
+}
+
+#[test]
 fn syntax_errors_are_one_located_line() {
     check(
         "tenant \"acme\" {\n  id = \n}\n",
