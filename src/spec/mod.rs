@@ -8,6 +8,18 @@ use std::collections::BTreeMap;
 
 use crate::diag::Location;
 
+mod parse;
+mod platform;
+mod schema;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use parse::{load_tenants, parse_tenants, MAX_REPLICAS, PLATFORM_FILE};
+pub use platform::{load_platform, parse_platform};
+pub use validate::MAX_SLUG;
+
 /// A value together with where it was written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Spanned<T> {

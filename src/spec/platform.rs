@@ -1,0 +1,220 @@
+//! The platform file (`matih.hcl`): where things live, shared by every tenant.
+//!
+//! ```hcl
+//! platform {
+//!   provisioned_by          = "admin@matih.ai"        # the matih.ai/provisioned-by annotation
+//!   control_plane_namespace = "matih-system"
+//! }
+//! dns {
+//!   parent_zone = "matih.ai"                           # tenant zones are {slug}.{parent_zone}
+//! }
+//! postgres {
+//!   host = "pg.internal"
+//!   port = 5432                                        # no password: it comes from the environment
+//! }
+//! images {
+//!   registry = "matih.azurecr.io"
+//!   tag      = "1.4.2"
+//! }
+//! certificates {
+//!   cluster_issuer = "letsencrypt-prod-dns01"
+//! }
+//! ```
+//!
+//! Every block and attribute is optional; what is not written keeps [`PlatformConfig::default`].
+//! The file is described by one table, [`SECTIONS`]: adding a block or an attribute is adding a
+//! row, and the generic schema walker does the unknown-key, duplicate, type and literal checks.
+//!
+//! **Invariant:** this module turns the platform file into a [`PlatformConfig`]; it knows nothing
+//! of tenants, graphs, state, providers or the environment (it never reads secrets).
+
+use std::fs;
+use std::path::Path;
+
+use super::parse::syntax_error;
+use super::schema::{self, AttrDef, BlockDef, Ctx, Fields, Forbidden, Kind, Schema};
+use super::validate;
+use super::PlatformConfig;
+use crate::diag::{self, Diagnostic, Location, SourceFile};
+
+/// How one attribute's checked value lands in the [`PlatformConfig`]. The variant fixes the
+/// attribute's type; the function validates the value's meaning and stores it, or returns the
+/// message to report at the value.
+#[derive(Clone, Copy)]
+enum Setter {
+    String(fn(&mut PlatformConfig, &str) -> Result<(), String>),
+    Port(fn(&mut PlatformConfig, u16)),
+}
+
+impl Setter {
+    fn kind(self) -> Kind {
+        match self {
+            Setter::String(_) => Kind::String,
+            Setter::Port(_) => Kind::Int { min: 1, max: u16::MAX as i64 },
+        }
+    }
+
+    /// Stores the attribute `name` of `values`, when it was written and well-typed (the walker has
+    /// reported it otherwise). Returns the message to report at the value when its meaning is wrong.
+    fn apply(
+        self,
+        name: &str,
+        values: &Fields<'_>,
+        config: &mut PlatformConfig,
+    ) -> Option<(Result<(), String>, Location)> {
+        match self {
+            Setter::String(set) => values.string(name).map(|v| (set(config, &v.value), v.location)),
+            Setter::Port(set) => values.int(name).map(|v| {
+                // The walker checked the range 1..=65535, so the conversion cannot fail; the
+                // message is for the table's sake should the two ever disagree.
+                let port = u16::try_from(v.value).map_err(|_| format!("{name} must be between 1 and 65535"));
+                (port.map(|p| set(config, p)), v.location)
+            }),
+        }
+    }
+}
+
+struct Field {
+    name: &'static str,
+    set: Setter,
+}
+
+/// One block of the platform file.
+struct Section {
+    name: &'static str,
+    fields: &'static [Field],
+    /// Attributes that would hold a secret, with the message saying where it comes from instead.
+    forbidden: &'static [Forbidden],
+}
+
+/// The platform file's schema. Later blocks (kubernetes, state backend, DNS provider) are rows here.
+const SECTIONS: &[Section] = &[
+    Section {
+        name: "platform",
+        fields: &[
+            Field {
+                name: "provisioned_by",
+                set: Setter::String(|c, s| {
+                    validate::email("provisioned_by", s)?;
+                    c.provisioned_by = s.to_string();
+                    Ok(())
+                }),
+            },
+            Field {
+                name: "control_plane_namespace",
+                set: Setter::String(|c, s| {
+                    validate::namespace("control_plane_namespace", s)?;
+                    c.control_plane_namespace = s.to_string();
+                    Ok(())
+                }),
+            },
+        ],
+        forbidden: &[],
+    },
+    Section {
+        name: "dns",
+        fields: &[Field {
+            name: "parent_zone",
+            set: Setter::String(|c, s| {
+                c.parent_zone = validate::dns_name("parent_zone", s)?;
+                Ok(())
+            }),
+        }],
+        forbidden: &[],
+    },
+    Section {
+        name: "postgres",
+        fields: &[
+            Field {
+                name: "host",
+                set: Setter::String(|c, s| {
+                    validate::host("host", s)?;
+                    c.postgres_host = s.to_string();
+                    Ok(())
+                }),
+            },
+            Field { name: "port", set: Setter::Port(|c, p| c.postgres_port = p) },
+        ],
+        forbidden: &[Forbidden {
+            name: "password",
+            message: "secrets come from the environment, never from the platform file: \
+                      remove the PostgreSQL password from matih.hcl",
+        }],
+    },
+    Section {
+        name: "images",
+        fields: &[
+            Field {
+                name: "registry",
+                set: Setter::String(|c, s| {
+                    validate::registry("registry", s)?;
+                    c.image_registry = s.to_string();
+                    Ok(())
+                }),
+            },
+            Field {
+                name: "tag",
+                set: Setter::String(|c, s| {
+                    validate::image_tag("tag", s)?;
+                    c.image_tag = s.to_string();
+                    Ok(())
+                }),
+            },
+        ],
+        forbidden: &[],
+    },
+    Section {
+        name: "certificates",
+        fields: &[Field {
+            name: "cluster_issuer",
+            set: Setter::String(|c, s| {
+                validate::dns_subdomain("cluster_issuer", s)?;
+                c.cluster_issuer = s.to_string();
+                Ok(())
+            }),
+        }],
+        forbidden: &[],
+    },
+];
+
+impl Section {
+    fn schema(&self) -> Schema {
+        let attrs = self.fields.iter().map(|f| AttrDef::optional(f.name, f.set.kind())).collect();
+        Schema::new(attrs, Vec::new()).forbid(self.forbidden.to_vec())
+    }
+}
+
+/// Parses the platform file. Missing fields keep PlatformConfig::default().
+pub fn parse_platform(src: &SourceFile) -> (PlatformConfig, Vec<Diagnostic>) {
+    let mut config = PlatformConfig { source: Some(src.location(0)), ..PlatformConfig::default() };
+    let body = match hcl_edit::parser::parse_body(&src.text) {
+        Ok(body) => body,
+        Err(e) => return (config, vec![syntax_error(src, &e)]),
+    };
+    let mut ctx = Ctx::new(src);
+    let top = Schema::new(Vec::new(), SECTIONS.iter().map(|s| BlockDef::plain(s.name)).collect());
+    let fields = schema::walk(&mut ctx, &body, None, &top);
+    for block in &fields.blocks {
+        let Some(section) = SECTIONS.iter().find(|s| s.name == block.ident.as_str()) else {
+            continue;
+        };
+        let values = schema::walk(&mut ctx, &block.body, Some(block), &section.schema());
+        for field in section.fields {
+            if let Some((Err(message), location)) = field.set.apply(field.name, &values, &mut config) {
+                ctx.push(Diagnostic::error(message).at(location));
+            }
+        }
+    }
+    let mut diags = ctx.diags;
+    diag::sort(&mut diags);
+    (config, diags)
+}
+
+/// Reads and parses the platform file at `path`; an unreadable file is a diagnostic and leaves
+/// the defaults.
+pub fn load_platform(path: &Path) -> (PlatformConfig, Vec<Diagnostic>) {
+    match fs::read_to_string(path) {
+        Ok(text) => parse_platform(&SourceFile::new(path, text)),
+        Err(e) => (PlatformConfig::default(), vec![Diagnostic::error(format!("cannot read {}: {e}", path.display()))]),
+    }
+}

@@ -1,0 +1,792 @@
+//! Tests of the spec language: one per validation rule, each asserting the full rendered
+//! diagnostics (`path:line:col: message`), plus the example files in `tenants/` and the platform
+//! fixture.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::catalog::Catalog;
+use crate::diag::SourceFile;
+
+fn catalog() -> Catalog {
+    Catalog::minimal(
+        &["free", "professional", "enterprise"],
+        &["eastus", "eastus2", "westus2", "westeurope", "northeurope", "southeastasia"],
+        &[
+            "query_engine",
+            "ai_service",
+            "catalog_service",
+            "pipeline_service",
+            "semantic_layer",
+            "bi_service",
+            "data_quality_service",
+            "ml_service",
+            "render_service",
+        ],
+    )
+}
+
+/// A valid tenant; tests replace one part of it. Value columns: id 8, tier 10, region 12,
+/// admin_email 17.
+const VALID: &str = r#"tenant "acme" {
+  id = "550e8400-e29b-41d4-a716-446655440000"
+  tier = "professional"
+  region = "eastus"
+  admin_email = "admin@acme.example"
+}
+"#;
+
+/// `VALID` with `extra` added as the last lines of the tenant block (from line 6 on).
+fn with(extra: &str) -> String {
+    VALID.replace("\n}\n", &format!("\n{extra}\n}}\n"))
+}
+
+/// `VALID` with `from` replaced by `to` (which must occur).
+fn replaced(from: &str, to: &str) -> String {
+    assert!(VALID.contains(from), "{from:?} is not in the valid tenant");
+    VALID.replacen(from, to, 1)
+}
+
+fn parse(text: &str) -> (Vec<TenantSpec>, Vec<String>) {
+    let (specs, diags) = parse_tenants(&SourceFile::new("t.hcl", text), &catalog());
+    (specs, diags.iter().map(ToString::to_string).collect())
+}
+
+/// Asserts the exact rendered diagnostics, and that no spec comes back when there are errors.
+#[track_caller]
+fn check(text: &str, expected: &[&str]) {
+    let (specs, diags) = parse(text);
+    assert_eq!(diags, expected, "for input:\n{text}");
+    if !expected.is_empty() {
+        assert!(specs.is_empty(), "a tenant with errors must not be returned");
+    }
+}
+
+#[test]
+fn a_valid_tenant_becomes_a_spec_with_locations() {
+    let text = with(
+        r#"  display_name = "Acme Corporation"
+  services {
+    ai_service {
+      replicas   = 2
+      enabled    = true
+      image_tag  = "1.4.2"
+      depends_on = ["catalog_service", "query_engine"]
+    }
+  }
+  monitoring {
+    notify_email             = ["ops@acme.example", "cto@acme.example"]
+    notify_slack_webhook_env = "ACME_SLACK_WEBHOOK"
+  }"#,
+    );
+    let (specs, diags) = parse(&text);
+    assert_eq!(diags, Vec::<String>::new());
+    let [spec] = specs.as_slice() else { panic!("one spec expected, got {specs:?}") };
+    assert_eq!(spec.slug.value, "acme");
+    assert_eq!(spec.slug.location.to_string(), "t.hcl:1:8");
+    assert_eq!(spec.location.to_string(), "t.hcl:1:1");
+    assert_eq!(spec.id.value, "550e8400-e29b-41d4-a716-446655440000");
+    assert_eq!(spec.id.location.to_string(), "t.hcl:2:8");
+    assert_eq!(spec.tier.value, "professional");
+    assert_eq!(spec.region.value, "eastus");
+    assert_eq!(spec.region.location.to_string(), "t.hcl:4:12");
+    assert_eq!(spec.admin_email.value, "admin@acme.example");
+    assert_eq!(spec.display_name.as_ref().map(|d| d.value.as_str()), Some("Acme Corporation"));
+
+    let ai = &spec.services["ai_service"];
+    assert_eq!(spec.services.len(), 1);
+    assert_eq!(ai.replicas.as_ref().map(|r| r.value), Some(2));
+    assert_eq!(ai.enabled.as_ref().map(|e| e.value), Some(true));
+    assert_eq!(ai.image_tag.as_ref().map(|t| t.value.as_str()), Some("1.4.2"));
+    assert_eq!(ai.location.as_ref().map(ToString::to_string).as_deref(), Some("t.hcl:8:5"));
+    let deps: Vec<String> = ai.depends_on.iter().map(|d| format!("{} at {}", d.value, d.location)).collect();
+    assert_eq!(deps, ["catalog_service at t.hcl:12:21", "query_engine at t.hcl:12:40"]);
+
+    let emails: Vec<&str> = spec.monitoring.notify_email.iter().map(|e| e.value.as_str()).collect();
+    assert_eq!(emails, ["ops@acme.example", "cto@acme.example"]);
+    let env = spec.monitoring.notify_slack_webhook_env.as_ref().unwrap();
+    assert_eq!((env.value.as_str(), env.location.to_string().as_str()), ("ACME_SLACK_WEBHOOK", "t.hcl:17:32"));
+}
+
+#[test]
+fn optional_parts_default_to_empty() {
+    let (specs, diags) = parse(VALID);
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(specs[0].display_name, None);
+    assert!(specs[0].services.is_empty());
+    assert_eq!(specs[0].monitoring, MonitoringSpec::default());
+}
+
+#[test]
+fn a_file_without_tenants_is_a_warning() {
+    let (specs, diags) = parse("# nothing here yet\n");
+    assert!(specs.is_empty());
+    assert_eq!(diags, ["t.hcl:1:1: warning: no tenant blocks in this file"]);
+}
+
+#[test]
+fn syntax_errors_are_one_located_line() {
+    check(
+        "tenant \"acme\" {\n  id = \n}\n",
+        &["t.hcl:2:8: syntax error: invalid expression; expected `\"`, `[`, `{`, `-`, `!`, `(`, `_`, `<`, letter or digit"],
+    );
+    check(
+        "tenant \"acme\" {\n  tier = \"free\"\n",
+        &["t.hcl:2:16: syntax error: invalid block body; expected `}`, newline or identifier"],
+    );
+}
+
+#[test]
+fn unknown_top_level_block_suggests_tenant() {
+    check(
+        &VALID.replace("tenant \"acme\"", "tenants \"acme\""),
+        &[r#"t.hcl:1:1: unknown block "tenants" (did you mean "tenant"?)"#],
+    );
+}
+
+#[test]
+fn top_level_attributes_are_refused() {
+    let (specs, diags) = parse(&format!("slug = \"acme\"\n{VALID}"));
+    assert_eq!(diags, [r#"t.hcl:1:1: unknown attribute "slug" (only blocks are allowed here: tenant)"#]);
+    assert_eq!(specs.len(), 1, "the tenant block itself is clean (the file as a whole still has an error)");
+}
+
+#[test]
+fn unknown_attribute_suggests_the_closest_name_and_does_not_also_report_it_missing() {
+    check(&replaced("  tier =", "  teir ="), &[r#"t.hcl:3:3: unknown attribute "teir" (did you mean "tier"?)"#]);
+}
+
+#[test]
+fn unknown_attribute_far_from_any_name_lists_the_known_ones() {
+    check(
+        &with("  colour = \"red\""),
+        &[r#"t.hcl:6:3: unknown attribute "colour" (expected one of id, tier, region, admin_email, display_name)"#],
+    );
+}
+
+#[test]
+fn unknown_block_inside_tenant() {
+    check(&with("  monitor {\n  }"), &[r#"t.hcl:6:3: unknown block "monitor" (did you mean "monitoring"?)"#]);
+}
+
+#[test]
+fn attribute_written_as_block_and_block_written_as_attribute() {
+    check(&with("  services = {}"), &["t.hcl:6:3: services must be a block (services { … }), not an attribute"]);
+    check(
+        &with("  display_name {\n  }"),
+        &["t.hcl:6:3: display_name must be an attribute (display_name = …), not a block"],
+    );
+}
+
+#[test]
+fn unknown_attributes_inside_services_and_monitoring() {
+    check(
+        &with("  services {\n    replicas = 2\n  }"),
+        &["t.hcl:7:5: unknown attribute \"replicas\" (only blocks are allowed here: query_engine, ai_service, \
+           catalog_service, pipeline_service, semantic_layer, bi_service, data_quality_service, ml_service, \
+           render_service)"],
+    );
+    check(
+        &with("  services {\n    ai_service {\n      replica = 2\n    }\n  }"),
+        &[r#"t.hcl:8:7: unknown attribute "replica" (did you mean "replicas"?)"#],
+    );
+    check(
+        &with("  monitoring {\n    notify_emails = [\"ops@acme.example\"]\n  }"),
+        &[r#"t.hcl:7:5: unknown attribute "notify_emails" (did you mean "notify_email"?)"#],
+    );
+}
+
+#[test]
+fn a_literal_webhook_is_refused_without_echoing_it() {
+    let url = "https://hooks.slack.com/services/T0000/B0000/XXXXXXXX";
+    let text = with(&format!("  monitoring {{\n    notify_slack_webhook = \"{url}\"\n  }}"));
+    check(
+        &text,
+        &["t.hcl:7:5: secrets come from the environment, never from the file: set notify_slack_webhook_env to \
+           the name of an environment variable that holds the webhook URL"],
+    );
+    let (_, diags) = parse(&text);
+    assert!(diags.iter().all(|d| !d.contains("hooks.slack.com")), "the secret leaked: {diags:?}");
+}
+
+#[test]
+fn a_webhook_url_in_the_env_attribute_is_refused_without_echoing_it() {
+    let text =
+        with("  monitoring {\n    notify_slack_webhook_env = \"https://hooks.slack.com/services/T0/B0/XX\"\n  }");
+    check(
+        &text,
+        &["t.hcl:7:32: notify_slack_webhook_env must be the name of an environment variable ([A-Z_][A-Z0-9_]*, \
+           like ACME_SLACK_WEBHOOK); the secret itself goes in that variable, never in the file"],
+    );
+}
+
+#[test]
+fn wrong_types_name_what_was_expected_and_found() {
+    check(&replaced("\"professional\"", "3"), &["t.hcl:3:10: tier must be a string, found number"]);
+    check(&replaced("\"eastus\"", "[\"eastus\"]"), &["t.hcl:4:12: region must be a string, found list"]);
+    check(&replaced("\"professional\"", "null"), &["t.hcl:3:10: tier must be a string, found null"]);
+    check(
+        &with("  services {\n    ml_service {\n      enabled = \"no\"\n      replicas = 1.5\n    }\n  }"),
+        &["t.hcl:8:17: enabled must be a bool, found string", "t.hcl:9:18: replicas must be a whole number, found 1.5"],
+    );
+    check(
+        &with("  monitoring {\n    notify_email = \"ops@acme.example\"\n  }"),
+        &["t.hcl:7:20: notify_email must be a list of strings, found string"],
+    );
+    check(
+        &with("  monitoring {\n    notify_email = [\"ops@acme.example\", 3]\n  }"),
+        &["t.hcl:7:41: notify_email must be a list of strings, found number"],
+    );
+}
+
+#[test]
+fn missing_required_attributes_are_reported_at_the_block() {
+    check(
+        &replaced("  admin_email = \"admin@acme.example\"\n", ""),
+        &[r#"t.hcl:1:1: tenant block is missing required attribute "admin_email""#],
+    );
+    check(
+        "tenant \"acme\" {\n}\n",
+        &[
+            r#"t.hcl:1:1: tenant block is missing required attribute "id""#,
+            r#"t.hcl:1:1: tenant block is missing required attribute "tier""#,
+            r#"t.hcl:1:1: tenant block is missing required attribute "region""#,
+            r#"t.hcl:1:1: tenant block is missing required attribute "admin_email""#,
+        ],
+    );
+}
+
+#[test]
+fn duplicate_attributes_point_at_the_first() {
+    check(&with("  tier = \"free\""), &["t.hcl:6:3: duplicate attribute \"tier\""]);
+    check(
+        &with("  services {\n    ai_service {\n      replicas = 1\n      replicas = 2\n    }\n  }"),
+        &["t.hcl:9:7: duplicate attribute \"replicas\""],
+    );
+}
+
+#[test]
+fn duplicate_blocks_point_at_the_first() {
+    check(
+        &with("  monitoring {\n  }\n  monitoring {\n  }"),
+        &["t.hcl:8:3: duplicate block \"monitoring\"\n    first written at t.hcl:6:3"],
+    );
+    check(
+        &with("  services {\n    ai_service {\n    }\n    ai_service {\n      replicas = 1\n    }\n  }"),
+        &["t.hcl:9:5: duplicate block \"ai_service\"\n    first written at t.hcl:7:5"],
+    );
+}
+
+#[test]
+fn a_tenant_needs_exactly_one_label() {
+    check(
+        &VALID.replace("tenant \"acme\"", "tenant"),
+        &["t.hcl:1:1: tenant block needs exactly one label, the tenant slug (tenant \"…\" { … }), found none"],
+    );
+    check(
+        &VALID.replace("tenant \"acme\"", "tenant \"acme\" \"prod\""),
+        &["t.hcl:1:15: tenant block needs exactly one label, the tenant slug, found 2"],
+    );
+    check(&with("  monitoring \"x\" {\n  }"), &["t.hcl:6:14: monitoring block takes no labels"]);
+}
+
+#[test]
+fn only_literal_values_are_allowed() {
+    const MSG: &str = "only literal values are allowed here";
+    check(&replaced("\"eastus\"", "var.region"), &[&format!("t.hcl:4:12: {MSG}")]);
+    check(&replaced("\"eastus\"", "region"), &[&format!("t.hcl:4:12: {MSG}")]);
+    check(&replaced("\"professional\"", "lower(\"PRO\")"), &[&format!("t.hcl:3:10: {MSG}")]);
+    check(&replaced("\"eastus\"", "\"east${\"us\"}\""), &[&format!("t.hcl:4:17: {MSG}")]);
+    check(&replaced("\"eastus\"", "\"%{if true}eastus%{endif}\""), &[&format!("t.hcl:4:13: {MSG}")]);
+    check(&replaced("\"professional\"", "true ? \"free\" : \"enterprise\""), &[&format!("t.hcl:3:10: {MSG}")]);
+    check(&replaced("\"professional\"", "(\"free\")"), &[&format!("t.hcl:3:10: {MSG}")]);
+    check(
+        &with("  services {\n    ai_service {\n      replicas = 1 + 1\n    }\n  }"),
+        &[&format!("t.hcl:8:18: {MSG}")],
+    );
+    check(
+        &with("  monitoring {\n    notify_email = [\"ops@acme.example\", local.cto]\n  }"),
+        &[&format!("t.hcl:7:41: {MSG}")],
+    );
+    check(
+        &replaced("\"professional\"", "<<EOT\nfree\nEOT"),
+        &["t.hcl:3:10: heredoc strings are not allowed here; write a quoted string"],
+    );
+}
+
+#[test]
+fn escaped_template_sequences_are_plain_text() {
+    let (specs, diags) = parse(&with("  display_name = \"Acme $${not interpolated}\""));
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(specs[0].display_name.as_ref().unwrap().value, "Acme ${not interpolated}");
+}
+
+#[test]
+fn slugs_must_be_dns_labels() {
+    check(
+        &VALID.replace("\"acme\"", "\"Acme_Corp\""),
+        &["t.hcl:1:8: invalid tenant slug \"Acme_Corp\": must be a DNS-1123 label (lowercase letters, digits \
+           and '-', starting with a letter and ending with a letter or digit)"],
+    );
+    check(
+        &VALID.replace("\"acme\"", "\"acme-\""),
+        &["t.hcl:1:8: invalid tenant slug \"acme-\": must be a DNS-1123 label (lowercase letters, digits \
+           and '-', starting with a letter and ending with a letter or digit)"],
+    );
+    check(&VALID.replace("\"acme\"", "\"\""), &["t.hcl:1:8: tenant slug must not be empty"]);
+}
+
+#[test]
+fn slugs_must_leave_the_namespace_within_63_characters() {
+    let ok = "a".repeat(57);
+    let (specs, diags) = parse(&VALID.replace("\"acme\"", &format!("\"{ok}\"")));
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(specs[0].slug.value.len(), MAX_SLUG);
+
+    let long = "a".repeat(58);
+    check(
+        &VALID.replace("\"acme\"", &format!("\"{long}\"")),
+        &[&format!(
+            "t.hcl:1:8: tenant slug \"{long}\" is too long (58 characters): namespace \"matih-{long}\" must be at \
+             most 63 characters, so a slug has at most 57"
+        )],
+    );
+}
+
+#[test]
+fn unknown_tier_lists_the_catalog_tiers() {
+    // `Catalog::tiers` is a BTreeMap, so the catalog's order is alphabetical.
+    check(
+        &replaced("\"professional\"", "\"gold\""),
+        &["t.hcl:3:10: unknown tier \"gold\" (expected enterprise, free, professional)"],
+    );
+}
+
+#[test]
+fn unknown_region_lists_the_catalog_regions() {
+    check(
+        &replaced("\"eastus\"", "\"mars-1\""),
+        &["t.hcl:4:12: unknown region \"mars-1\" (expected eastus, eastus2, westus2, westeurope, northeurope, \
+           southeastasia)"],
+    );
+}
+
+#[test]
+fn ids_must_be_canonical_uuids_and_are_lowercased() {
+    check(
+        &replaced("550e8400-e29b-41d4-a716-446655440000", "acme-1"),
+        &["t.hcl:2:8: id must be a UUID in canonical form (8-4-4-4-12 hexadecimal digits, like \
+           550e8400-e29b-41d4-a716-446655440000), found \"acme-1\""],
+    );
+    check(
+        &replaced("550e8400-e29b-41d4-a716-446655440000", "550e8400e29b41d4a716446655440000"),
+        &["t.hcl:2:8: id must be a UUID in canonical form (8-4-4-4-12 hexadecimal digits, like \
+           550e8400-e29b-41d4-a716-446655440000), found \"550e8400e29b41d4a716446655440000\""],
+    );
+    check(
+        &replaced("550e8400-e29b-41d4-a716-446655440000", "00000000-0000-0000-0000-000000000000"),
+        &["t.hcl:2:8: id must not be the nil UUID"],
+    );
+    let (specs, diags) =
+        parse(&replaced("550e8400-e29b-41d4-a716-446655440000", "550E8400-E29B-41D4-A716-446655440000"));
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(specs[0].id.value, "550e8400-e29b-41d4-a716-446655440000");
+}
+
+#[test]
+fn emails_are_checked() {
+    check(
+        &replaced("admin@acme.example", "admin@acme"),
+        &["t.hcl:5:17: admin_email \"admin@acme\" is not an e-mail address (expected name@domain.example)"],
+    );
+    check(
+        &with("  monitoring {\n    notify_email = [\"ops@acme.example\", \"oncall acme.example\"]\n  }"),
+        &["t.hcl:7:41: notify_email \"oncall acme.example\" is not an e-mail address (expected name@domain.example)"],
+    );
+}
+
+#[test]
+fn webhook_env_must_be_an_environment_variable_name() {
+    check(
+        &with("  monitoring {\n    notify_slack_webhook_env = \"acme-slack\"\n  }"),
+        &["t.hcl:7:32: notify_slack_webhook_env must be the name of an environment variable ([A-Z_][A-Z0-9_]*, \
+           like ACME_SLACK_WEBHOOK); the secret itself goes in that variable, never in the file"],
+    );
+}
+
+#[test]
+fn service_overrides_must_name_catalog_services() {
+    check(
+        &with("  services {\n    ai_servce {\n      replicas = 2\n    }\n  }"),
+        &[r#"t.hcl:7:5: unknown service "ai_servce" (did you mean "ai_service"?)"#],
+    );
+    check(
+        &with("  services {\n    kafka {\n    }\n  }"),
+        &["t.hcl:7:5: unknown service \"kafka\" (expected one of query_engine, ai_service, catalog_service, \
+           pipeline_service, semantic_layer, bi_service, data_quality_service, ml_service, render_service)"],
+    );
+}
+
+#[test]
+fn depends_on_must_name_catalog_services_once() {
+    check(
+        &with("  services {\n    bi_service {\n      depends_on = [\"semantic_layr\", \"query_engine\", \"query_engine\"]\n    }\n  }"),
+        &[
+            r#"t.hcl:8:21: unknown service "semantic_layr" (did you mean "semantic_layer"?)"#,
+            r#"t.hcl:8:54: "query_engine" is listed twice in depends_on"#,
+        ],
+    );
+}
+
+#[test]
+fn replicas_must_be_in_range() {
+    check(
+        &with("  services {\n    ai_service {\n      replicas = 51\n    }\n  }"),
+        &["t.hcl:8:18: replicas must be between 0 and 50, found 51"],
+    );
+    check(
+        &with("  services {\n    ai_service {\n      replicas = -1\n    }\n  }"),
+        &["t.hcl:8:18: replicas must be between 0 and 50, found -1"],
+    );
+    let (specs, diags) = parse(&with("  services {\n    ml_service {\n      replicas = 0\n    }\n  }"));
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(specs[0].services["ml_service"].replicas.as_ref().map(|r| r.value), Some(0));
+}
+
+#[test]
+fn image_tags_are_checked() {
+    check(
+        &with("  services {\n    ai_service {\n      image_tag = \"v1 beta\"\n    }\n  }"),
+        &["t.hcl:8:19: image_tag \"v1 beta\" is not an image tag (letters, digits, '_', '.' and '-', at most 128, \
+           not starting with '.' or '-')"],
+    );
+}
+
+#[test]
+fn display_name_must_not_be_blank() {
+    check(&with("  display_name = \"  \""), &["t.hcl:6:18: display_name must not be empty"]);
+}
+
+#[test]
+fn every_problem_is_reported_sorted_by_position() {
+    let text = r#"tenant "Acme" {
+  id = "nope"
+  tier = "gold"
+  region = var.region
+  admin_email = "admin"
+  services {
+    ai_servce {
+      replicas = 99
+    }
+  }
+}
+"#;
+    check(
+        text,
+        &[
+            "t.hcl:1:8: invalid tenant slug \"Acme\": must be a DNS-1123 label (lowercase letters, digits and '-', \
+             starting with a letter and ending with a letter or digit)",
+            "t.hcl:2:8: id must be a UUID in canonical form (8-4-4-4-12 hexadecimal digits, like \
+             550e8400-e29b-41d4-a716-446655440000), found \"nope\"",
+            "t.hcl:3:10: unknown tier \"gold\" (expected enterprise, free, professional)",
+            "t.hcl:4:12: only literal values are allowed here",
+            "t.hcl:5:17: admin_email \"admin\" is not an e-mail address (expected name@domain.example)",
+            "t.hcl:7:5: unknown service \"ai_servce\" (did you mean \"ai_service\"?)",
+        ],
+    );
+}
+
+#[test]
+fn only_clean_tenants_are_returned() {
+    let text = format!(
+        "{VALID}\n{}",
+        VALID.replace("acme", "globex").replace("professional", "gold").replace("550e8400", "650e8400")
+    );
+    let (specs, diags) = parse(&text);
+    assert_eq!(diags, ["t.hcl:10:10: unknown tier \"gold\" (expected enterprise, free, professional)"]);
+    let slugs: Vec<&str> = specs.iter().map(|s| s.slug.value.as_str()).collect();
+    assert_eq!(slugs, ["acme"]);
+}
+
+#[test]
+fn duplicate_slug_in_one_file_points_at_the_second() {
+    let text = format!("{VALID}\n{}", VALID.replace("550e8400", "650e8400"));
+    let (specs, diags) = parse(&text);
+    assert_eq!(diags, ["t.hcl:8:8: duplicate tenant slug \"acme\"\n    tenant \"acme\" is first defined at t.hcl:1:8"]);
+    assert_eq!(specs.len(), 1);
+    assert_eq!(specs[0].id.value, "550e8400-e29b-41d4-a716-446655440000");
+}
+
+/// A temporary directory with the given files.
+fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+fn load(paths: &[PathBuf]) -> (Vec<String>, Vec<String>) {
+    let (specs, diags) = load_tenants(paths, &catalog());
+    (specs.iter().map(|s| s.slug.value.clone()).collect(), diags.iter().map(ToString::to_string).collect())
+}
+
+fn globex() -> String {
+    VALID
+        .replace("acme", "globex")
+        .replace("550e8400-e29b-41d4-a716-446655440000", "7c9e6679-7425-40de-944b-e07fc1f90ae7")
+}
+
+#[test]
+fn directories_expand_to_their_hcl_files_in_name_order_without_the_platform_file() {
+    let dir = dir_with(&[
+        ("b-globex.hcl", &globex()),
+        ("a-acme.hcl", VALID),
+        ("matih.hcl", "platform {\n}\n"),
+        ("notes.txt", "not a tenant"),
+    ]);
+    let (slugs, diags) = load(&[dir.path().to_path_buf()]);
+    assert_eq!(diags, Vec::<String>::new());
+    assert_eq!(slugs, ["acme", "globex"]);
+}
+
+#[test]
+fn duplicate_id_across_files_points_at_the_second_and_names_the_first() {
+    let clash = VALID.replace("\"acme\"", "\"acme2\"").replace("550e8400-e29b-41d4", "550E8400-E29B-41D4");
+    let dir = dir_with(&[("a.hcl", VALID), ("b.hcl", &clash)]);
+    let (slugs, diags) = load(&[dir.path().to_path_buf()]);
+    let a = dir.path().join("a.hcl");
+    let b = dir.path().join("b.hcl");
+    assert_eq!(
+        diags,
+        [format!(
+            "{}:2:8: duplicate tenant id \"550e8400-e29b-41d4-a716-446655440000\"\n    tenant \"acme\" already has this \
+             id, at {}:2:8",
+            b.display(),
+            a.display()
+        )]
+    );
+    assert_eq!(slugs, ["acme"]);
+}
+
+#[test]
+fn duplicate_slug_across_files_points_at_the_second() {
+    let clash = VALID.replace("550e8400", "650e8400");
+    let dir = dir_with(&[("a.hcl", VALID), ("b.hcl", &clash)]);
+    let (slugs, diags) = load(&[dir.path().join("a.hcl"), dir.path().join("b.hcl")]);
+    assert_eq!(
+        diags,
+        [format!(
+            "{}:1:8: duplicate tenant slug \"acme\"\n    tenant \"acme\" is first defined at {}:1:8",
+            dir.path().join("b.hcl").display(),
+            dir.path().join("a.hcl").display()
+        )]
+    );
+    assert_eq!(slugs, ["acme"]);
+}
+
+#[test]
+fn a_file_named_twice_is_read_once() {
+    let dir = dir_with(&[("acme.hcl", VALID)]);
+    let (slugs, diags) = load(&[dir.path().to_path_buf(), dir.path().join("acme.hcl")]);
+    assert_eq!(diags, Vec::<String>::new());
+    assert_eq!(slugs, ["acme"]);
+}
+
+#[test]
+fn unreadable_paths_and_empty_directories_are_diagnostics() {
+    let dir = dir_with(&[("matih.hcl", "platform {\n}\n")]);
+    let missing = dir.path().join("missing.hcl");
+    let (slugs, diags) = load(&[dir.path().to_path_buf(), missing.clone()]);
+    assert!(slugs.is_empty());
+    assert_eq!(
+        diags,
+        [
+            format!("error: no tenant files (*.hcl, other than matih.hcl) in directory {}", dir.path().display()),
+            format!("error: cannot read {}: No such file or directory (os error 2)", missing.display()),
+        ]
+    );
+}
+
+#[test]
+fn the_platform_file_named_explicitly_is_skipped_with_a_warning() {
+    let dir = dir_with(&[("matih.hcl", "platform {\n}\n"), ("acme.hcl", VALID)]);
+    let (slugs, diags) = load(&[dir.path().join("acme.hcl"), dir.path().join("matih.hcl")]);
+    assert_eq!(slugs, ["acme"]);
+    assert_eq!(
+        diags,
+        [format!(
+            "warning: skipping {}: matih.hcl is the platform file, not a tenant file",
+            dir.path().join("matih.hcl").display()
+        )]
+    );
+}
+
+#[test]
+fn diagnostics_across_files_are_sorted_by_file_then_position() {
+    let dir =
+        dir_with(&[("b.hcl", &globex().replace("eastus", "moon")), ("a.hcl", &VALID.replace("professional", "gold"))]);
+    let (_, diags) = load(&[dir.path().to_path_buf()]);
+    assert_eq!(
+        diags,
+        [
+            format!(
+                "{}:3:10: unknown tier \"gold\" (expected enterprise, free, professional)",
+                dir.path().join("a.hcl").display()
+            ),
+            format!(
+                "{}:4:12: unknown region \"moon\" (expected eastus, eastus2, westus2, westeurope, northeurope, \
+                 southeastasia)",
+                dir.path().join("b.hcl").display()
+            ),
+        ]
+    );
+}
+
+fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+#[test]
+fn the_example_tenants_parse_without_diagnostics() {
+    let (specs, diags) = load_tenants(&[repo_path("tenants")], &catalog());
+    let rendered: Vec<String> = diags.iter().map(ToString::to_string).collect();
+    assert_eq!(rendered, Vec::<String>::new());
+    let summary: Vec<(&str, &str, &str)> =
+        specs.iter().map(|s| (s.slug.value.as_str(), s.tier.value.as_str(), s.region.value.as_str())).collect();
+    assert_eq!(
+        summary,
+        [("acme", "professional", "eastus"), ("globex", "free", "westeurope"), ("initech", "enterprise", "westus2")]
+    );
+}
+
+#[test]
+fn the_acme_example_carries_the_seed_values() {
+    let (specs, diags) = load_tenants(&[repo_path("tenants/acme.hcl")], &catalog());
+    assert!(diags.is_empty(), "{diags:?}");
+    let acme = &specs[0];
+    assert_eq!(acme.slug.value, "acme");
+    assert_eq!(acme.id.value, "550e8400-e29b-41d4-a716-446655440000");
+    assert_eq!(acme.tier.value, "professional");
+    assert_eq!(acme.region.value, "eastus");
+    assert_eq!(acme.admin_email.value, "admin@acme.example");
+    assert_eq!(acme.services["ai_service"].replicas.as_ref().map(|r| r.value), Some(2));
+    assert_eq!(acme.monitoring.notify_email.iter().map(|e| e.value.as_str()).collect::<Vec<_>>(), ["ops@acme.example"]);
+    assert_eq!(acme.monitoring.notify_slack_webhook_env.as_ref().map(|e| e.value.as_str()), Some("ACME_SLACK_WEBHOOK"));
+}
+
+// The platform file.
+
+fn platform(text: &str) -> (PlatformConfig, Vec<String>) {
+    let (config, diags) = parse_platform(&SourceFile::new("matih.hcl", text));
+    (config, diags.iter().map(ToString::to_string).collect())
+}
+
+#[test]
+fn the_platform_fixture_sets_every_field() {
+    let (config, diags) = load_platform(&repo_path("tests/fixtures/platform/matih.hcl"));
+    assert!(diags.is_empty(), "{diags:?}");
+    let expected = PlatformConfig {
+        parent_zone: "matih.ai".into(),
+        postgres_host: "pg.internal".into(),
+        postgres_port: 5432,
+        provisioned_by: "admin@matih.ai".into(),
+        image_registry: "matih.azurecr.io".into(),
+        image_tag: "1.4.2".into(),
+        cluster_issuer: "letsencrypt-prod-dns01".into(),
+        control_plane_namespace: "matih-system".into(),
+        source: config.source.clone(),
+    };
+    assert_eq!(config, expected);
+    assert_eq!(config.source.unwrap().line, 1);
+}
+
+#[test]
+fn missing_platform_fields_keep_their_defaults() {
+    let (config, diags) = platform("dns {\n  parent_zone = \"Example.COM\"\n}\npostgres {\n  port = 6432\n}\n");
+    assert!(diags.is_empty(), "{diags:?}");
+    let expected = PlatformConfig {
+        parent_zone: "example.com".into(),
+        postgres_port: 6432,
+        source: config.source.clone(),
+        ..PlatformConfig::default()
+    };
+    assert_eq!(config, expected);
+    let (empty, diags) = platform("");
+    assert!(diags.is_empty());
+    assert_eq!(PlatformConfig { source: None, ..empty }, PlatformConfig::default());
+}
+
+#[test]
+fn platform_unknown_blocks_and_attributes() {
+    let (_, diags) = platform("dsn {\n}\nimages {\n  registy = \"r.io\"\n}\nkubernetes {\n}\n");
+    assert_eq!(
+        diags,
+        [
+            r#"matih.hcl:1:1: unknown block "dsn" (did you mean "dns"?)"#,
+            r#"matih.hcl:4:3: unknown attribute "registy" (did you mean "registry"?)"#,
+            "matih.hcl:6:1: unknown block \"kubernetes\" (expected one of platform, dns, postgres, images, certificates)",
+        ]
+    );
+}
+
+#[test]
+fn platform_passwords_are_refused_without_echoing_them() {
+    let (config, diags) = platform("postgres {\n  host     = \"pg.internal\"\n  password = \"hunter2\"\n}\n");
+    assert_eq!(
+        diags,
+        ["matih.hcl:3:3: secrets come from the environment, never from the platform file: remove the PostgreSQL \
+          password from matih.hcl"]
+    );
+    assert_eq!(config.postgres_host, "pg.internal", "the rest of the block is still read");
+}
+
+#[test]
+fn platform_types_ranges_and_literals() {
+    let (config, diags) = platform(
+        "postgres {\n  port = \"5432\"\n}\nimages {\n  tag = var.tag\n}\ndns {\n  parent_zone = \"matih\"\n}\n\
+         platform {\n  provisioned_by = \"root\"\n  control_plane_namespace = \"Matih_System\"\n}\n\
+         certificates {\n  cluster_issuer = 1\n}\n",
+    );
+    assert_eq!(
+        diags,
+        [
+            "matih.hcl:2:10: port must be a whole number, found string",
+            "matih.hcl:5:9: only literal values are allowed here",
+            "matih.hcl:8:17: parent_zone \"matih\" is not a valid DNS name (like matih.ai: dot-separated labels, no \
+             trailing dot)",
+            "matih.hcl:11:20: provisioned_by \"root\" is not an e-mail address (expected name@domain.example)",
+            "matih.hcl:12:29: control_plane_namespace \"Matih_System\" is not a valid namespace name (a DNS-1123 \
+             label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit)",
+            "matih.hcl:15:20: cluster_issuer must be a string, found number",
+        ]
+    );
+    assert_eq!(PlatformConfig { source: None, ..config }, PlatformConfig::default(), "bad values keep defaults");
+    let (_, diags) = platform("postgres {\n  port = 70000\n}\n");
+    assert_eq!(diags, ["matih.hcl:2:10: port must be between 1 and 65535, found 70000"]);
+}
+
+#[test]
+fn platform_duplicates_labels_and_syntax_errors() {
+    let (_, diags) = platform("dns {\n}\ndns \"x\" {\n}\n");
+    assert_eq!(diags, ["matih.hcl:3:1: duplicate block \"dns\"\n    first written at matih.hcl:1:1"]);
+    let (config, diags) = platform("images \"x\" {\n  tag = \"1.0\"\n}\n");
+    assert_eq!(diags, ["matih.hcl:1:8: images block takes no labels"]);
+    assert_eq!(config.image_tag, "1.0");
+    let (_, diags) = platform("images {\n  tag = \"1\"\n  tag = \"2\"\n}\n");
+    assert_eq!(diags, ["matih.hcl:3:3: duplicate attribute \"tag\""]);
+    let (config, diags) = platform("dns {\n  parent_zone = \"example.com\"\n");
+    assert_eq!(diags, ["matih.hcl:2:30: syntax error: invalid block body; expected `}`, newline or identifier"]);
+    assert_eq!(config.parent_zone, PlatformConfig::default().parent_zone);
+}
+
+#[test]
+fn an_unreadable_platform_file_is_a_diagnostic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("matih.hcl");
+    let (config, diags) = load_platform(&path);
+    assert_eq!(config, PlatformConfig::default());
+    let rendered: Vec<String> = diags.iter().map(ToString::to_string).collect();
+    assert_eq!(rendered, [format!("error: cannot read {}: No such file or directory (os error 2)", path.display())]);
+}

@@ -1,0 +1,313 @@
+//! Checks on the meaning of single values: slugs, UUIDs, e-mail addresses, environment-variable
+//! names, DNS names, image tags. Each check returns the normalized value or the diagnostic
+//! message (one line, lower case, no trailing period); the caller attaches the location.
+//!
+//! **Invariant:** pure functions of one value (and, for catalog names, of the catalog). Nothing
+//! here knows where a value was written or which block it came from.
+
+use crate::catalog::Catalog;
+
+use super::schema::closest;
+
+/// The longest Kubernetes namespace name (a DNS-1123 label).
+const MAX_LABEL: usize = 63;
+/// Every tenant namespace is `matih-{slug}`.
+pub const NAMESPACE_PREFIX: &str = "matih-";
+/// So a slug has at most this many characters.
+pub const MAX_SLUG: usize = MAX_LABEL - NAMESPACE_PREFIX.len();
+
+/// A tenant slug: a DNS-1123 label that starts with a letter, short enough that `matih-{slug}`
+/// is itself a valid label.
+pub fn slug(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("tenant slug must not be empty".into());
+    }
+    let chars_ok = s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let starts_ok = s.starts_with(|c: char| c.is_ascii_lowercase());
+    let ends_ok = s.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !(chars_ok && starts_ok && ends_ok) {
+        return Err(format!(
+            "invalid tenant slug {s:?}: must be a DNS-1123 label (lowercase letters, digits and '-', \
+             starting with a letter and ending with a letter or digit)"
+        ));
+    }
+    if s.len() > MAX_SLUG {
+        return Err(format!(
+            "tenant slug {s:?} is too long ({} characters): namespace \"{NAMESPACE_PREFIX}{s}\" must be at most \
+             {MAX_LABEL} characters, so a slug has at most {MAX_SLUG}",
+            s.len()
+        ));
+    }
+    Ok(())
+}
+
+/// A tenant id: a UUID in the canonical hyphenated form (8-4-4-4-12 hex digits, either case),
+/// returned in lower case. Braced, URN and unhyphenated forms are refused so that one tenant has
+/// exactly one spelling in labels and state; the nil UUID is refused as a certain mistake.
+pub fn uuid(s: &str) -> Result<String, String> {
+    let hyphens_ok = s.len() == 36 && s.char_indices().all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) == (c == '-'));
+    let parsed = uuid::Uuid::try_parse(s).ok().filter(|_| hyphens_ok);
+    match parsed {
+        None => Err(format!(
+            "id must be a UUID in canonical form (8-4-4-4-12 hexadecimal digits, like \
+             550e8400-e29b-41d4-a716-446655440000), found {s:?}"
+        )),
+        Some(u) if u.is_nil() => Err("id must not be the nil UUID".into()),
+        Some(u) => Ok(u.hyphenated().to_string()),
+    }
+}
+
+/// A plausible e-mail address: exactly one `@`, a non-empty local part, a domain with a dot that
+/// neither starts nor ends with one, and no whitespace or control characters. Deliverability is
+/// not the tool's business; catching `admin@acme` and `ops acme.example` is.
+pub fn email(attr: &str, s: &str) -> Result<(), String> {
+    let ok = match s.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains("..")
+                && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+        }
+        None => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{attr} {s:?} is not an e-mail address (expected name@domain.example)"))
+    }
+}
+
+/// The name of an environment variable: `[A-Z_][A-Z0-9_]*`. The value is not echoed back,
+/// because the commonest mistake is pasting the secret itself (a webhook URL) here.
+pub fn env_var_name(attr: &str, s: &str) -> Result<(), String> {
+    let ok = s.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+        && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{attr} must be the name of an environment variable ([A-Z_][A-Z0-9_]*, like ACME_SLACK_WEBHOOK); \
+             the secret itself goes in that variable, never in the file"
+        ))
+    }
+}
+
+/// A DNS-1123 label (Kubernetes object names such as namespaces).
+fn is_dns_label(s: &str) -> bool {
+    (1..=MAX_LABEL).contains(&s.len())
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// A Kubernetes namespace name.
+pub fn namespace(attr: &str, s: &str) -> Result<(), String> {
+    if is_dns_label(s) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{attr} {s:?} is not a valid namespace name (a DNS-1123 label: at most 63 lowercase letters, \
+             digits and '-', starting and ending with a letter or digit)"
+        ))
+    }
+}
+
+/// A DNS-1123 subdomain: dot-separated labels, at most 253 characters (Kubernetes object names
+/// such as a ClusterIssuer).
+pub fn dns_subdomain(attr: &str, s: &str) -> Result<(), String> {
+    if s.len() <= 253 && s.split('.').all(is_dns_label) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{attr} {s:?} is not a valid Kubernetes name (lowercase letters, digits, '-' and '.', \
+             at most 253 characters)"
+        ))
+    }
+}
+
+/// A fully qualified DNS name such as `matih.ai`: at least two labels of letters, digits and
+/// `-` (case-insensitive, stored in lower case), no trailing dot, at most 253 characters.
+pub fn dns_name(attr: &str, s: &str) -> Result<String, String> {
+    let lower = s.to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        (1..=MAX_LABEL).contains(&l.len())
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if lower.len() <= 253 && lower.contains('.') && lower.split('.').all(label_ok) {
+        Ok(lower)
+    } else {
+        Err(format!("{attr} {s:?} is not a valid DNS name (like matih.ai: dot-separated labels, no trailing dot)"))
+    }
+}
+
+/// A host name or IP address to connect to (no scheme, no port, no path).
+pub fn host(attr: &str, s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 253
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'))
+        && !s.contains("://");
+    if ok && (s.parse::<std::net::IpAddr>().is_ok() || !s.contains(':')) {
+        Ok(())
+    } else {
+        Err(format!("{attr} {s:?} is not a host name or IP address (no scheme, port or path)"))
+    }
+}
+
+/// A container registry: a host with an optional port and path, no scheme (`matih.azurecr.io`,
+/// `localhost:5000/mirror`).
+pub fn registry(attr: &str, s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && !s.contains("://")
+        && !s.ends_with('/')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_' | '/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{attr} {s:?} is not a container registry (like matih.azurecr.io, without a scheme)"))
+    }
+}
+
+/// A container image tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}` (the OCI distribution rule).
+pub fn image_tag(attr: &str, s: &str) -> Result<(), String> {
+    let ok = (1..=128).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{attr} {s:?} is not an image tag (letters, digits, '_', '.' and '-', at most 128, \
+             not starting with '.' or '-')"
+        ))
+    }
+}
+
+/// A non-empty, single-line free text (display names).
+pub fn text(attr: &str, s: &str) -> Result<(), String> {
+    if s.trim().is_empty() {
+        Err(format!("{attr} must not be empty"))
+    } else if s.chars().any(char::is_control) {
+        Err(format!("{attr} must be a single line of text without control characters"))
+    } else {
+        Ok(())
+    }
+}
+
+/// The catalog's tier names, in the order the catalog gives them. (`Catalog::tiers` is a
+/// `BTreeMap` today, so that order is alphabetical; this is the one place to change if the
+/// catalog grows a declared order.)
+pub fn tier_names(catalog: &Catalog) -> Vec<&str> {
+    catalog.tiers.keys().map(String::as_str).collect()
+}
+
+pub fn tier(catalog: &Catalog, s: &str) -> Result<(), String> {
+    if catalog.tier(s).is_some() {
+        return Ok(());
+    }
+    Err(format!("unknown tier {s:?} (expected {})", tier_names(catalog).join(", ")))
+}
+
+pub fn region(catalog: &Catalog, s: &str) -> Result<(), String> {
+    if catalog.regions.iter().any(|r| r == s) {
+        return Ok(());
+    }
+    Err(format!("unknown region {s:?} (expected {})", catalog.regions.join(", ")))
+}
+
+/// The catalog's service names, in catalog order.
+pub fn service_names(catalog: &Catalog) -> Vec<&str> {
+    catalog.services.iter().map(|s| s.name.as_str()).collect()
+}
+
+/// A catalog service name, with a suggestion for a near miss.
+pub fn service(catalog: &Catalog, s: &str) -> Result<(), String> {
+    if catalog.service(s).is_some() {
+        return Ok(());
+    }
+    let known = service_names(catalog);
+    Err(match closest(s, &known) {
+        Some(guess) => format!("unknown service {s:?} (did you mean {guess:?}?)"),
+        None => format!("unknown service {s:?} (expected one of {})", known.join(", ")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_dns_labels_that_fit_in_a_namespace() {
+        assert_eq!(slug("acme"), Ok(()));
+        assert_eq!(slug("a1-b2"), Ok(()));
+        assert_eq!(slug(&"a".repeat(57)), Ok(()));
+        assert!(slug(&"a".repeat(58)).unwrap_err().contains("at most 57"));
+        for bad in ["", "Acme", "1acme", "acme-", "ac_me", "ac.me", "-acme", "ácme"] {
+            assert!(slug(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn uuids_must_be_canonical_and_are_lowercased() {
+        assert_eq!(uuid("550E8400-E29B-41D4-A716-446655440000").as_deref(), Ok("550e8400-e29b-41d4-a716-446655440000"));
+        for bad in [
+            "550e8400e29b41d4a716446655440000",
+            "{550e8400-e29b-41d4-a716-446655440000}",
+            "urn:uuid:550e8400-e29b-41d4-a716-446655440000",
+            "550e8400-e29b-41d4-a716-44665544000g",
+            "550e8400-e29b41d4-a716-4466554400000",
+        ] {
+            assert!(uuid(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert_eq!(uuid("00000000-0000-0000-0000-000000000000"), Err("id must not be the nil UUID".into()));
+    }
+
+    #[test]
+    fn emails_need_one_at_and_a_dotted_domain() {
+        assert_eq!(email("e", "admin@acme.example"), Ok(()));
+        assert_eq!(email("e", "first.last+tag@mail.acme.example"), Ok(()));
+        for bad in ["admin", "@acme.example", "admin@acme", "a@b@c.d", "a b@c.d", "a@.c", "a@c.", "a@b..c"] {
+            assert!(email("e", bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn env_var_names_are_upper_snake_case() {
+        assert_eq!(env_var_name("v", "ACME_SLACK_WEBHOOK"), Ok(()));
+        assert_eq!(env_var_name("v", "_X1"), Ok(()));
+        for bad in ["", "1X", "acme", "A-B", "https://hooks.slack.com/services/T0/B0/x"] {
+            let err = env_var_name("v", bad).unwrap_err();
+            assert!(bad.is_empty() || !err.contains(bad), "the value must not be echoed: {err}");
+        }
+    }
+
+    #[test]
+    fn dns_names_need_two_labels() {
+        assert_eq!(dns_name("z", "Matih.AI").as_deref(), Ok("matih.ai"));
+        for bad in ["matih", "matih.ai.", "-a.b", "a..b", "a_b.c", "https://matih.ai"] {
+            assert!(dns_name("z", bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn hosts_registries_and_tags() {
+        assert_eq!(host("h", "pg.internal"), Ok(()));
+        assert_eq!(host("h", "10.0.0.5"), Ok(()));
+        assert_eq!(host("h", "::1"), Ok(()));
+        assert!(host("h", "pg.internal:5432").is_err());
+        assert!(host("h", "postgres://pg").is_err());
+        assert_eq!(registry("r", "localhost:5000/mirror"), Ok(()));
+        assert!(registry("r", "https://matih.azurecr.io").is_err());
+        assert_eq!(image_tag("t", "1.4.2"), Ok(()));
+        assert!(image_tag("t", ".hidden").is_err());
+        assert!(image_tag("t", &"a".repeat(129)).is_err());
+        assert_eq!(dns_subdomain("i", "letsencrypt-prod-dns01"), Ok(()));
+        assert!(dns_subdomain("i", "LetsEncrypt").is_err());
+        assert_eq!(namespace("n", "matih-system"), Ok(()));
+        assert!(namespace("n", "matih.system").is_err());
+    }
+}
