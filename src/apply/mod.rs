@@ -168,6 +168,32 @@ struct Run<'a> {
     st: TenantState,
     stored_serial: Option<u64>,
     operation: String,
+    /// Sensitive outputs of this run in clear (`output:KIND.NAME.OUTPUT` → value); memory only.
+    sensitive: BTreeMap<String, String>,
+}
+
+/// The clear text of every secret that `attrs` name and this run can supply: environment variables
+/// (`env:NAME`) and sensitive outputs of resources applied earlier in the run.
+fn secrets_for(attrs: &BTreeMap<String, Value>, sensitive: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    fn walk(v: &Value, sensitive: &BTreeMap<String, String>, out: &mut BTreeMap<String, String>) {
+        match v {
+            Value::Secret(s) => {
+                let clear = match s.source.strip_prefix("env:") {
+                    Some(var) => std::env::var(var).ok(),
+                    None => sensitive.get(&s.source).cloned(),
+                };
+                if let Some(c) = clear {
+                    out.insert(s.source.clone(), c);
+                }
+            }
+            Value::List(items) => items.iter().for_each(|x| walk(x, sensitive, out)),
+            Value::Map(m) => m.values().for_each(|x| walk(x, sensitive, out)),
+            _ => {}
+        }
+    }
+    let mut out = BTreeMap::new();
+    attrs.values().for_each(|v| walk(v, sensitive, &mut out));
+    out
 }
 
 impl Run<'_> {
@@ -270,6 +296,7 @@ async fn run_change(
     tenant: TenantRef,
     change: ResourceChange,
     attrs: Result<BTreeMap<String, Value>, ProviderError>,
+    secrets: BTreeMap<String, String>,
     opts: ApplyOptions,
 ) -> Done {
     let started = Instant::now();
@@ -277,14 +304,14 @@ async fn run_change(
     let mut deleted_old = false;
     let result = async {
         if change.action == Action::Replace || change.action == Action::Delete {
-            let old = ResourceObject { addr: change.address.clone(), attrs: change.before.clone().unwrap_or_default() };
+            let old = ResourceObject::new(change.address.clone(), change.before.clone().unwrap_or_default());
             with_retry(&opts, || provider.delete(&tenant, &old), |e, a, d| retries.push((e.clone(), a, d))).await?;
             deleted_old = true;
             if change.action == Action::Delete {
                 return Ok(None);
             }
         }
-        let obj = ResourceObject { addr: change.address.clone(), attrs: attrs? };
+        let obj = ResourceObject { addr: change.address.clone(), attrs: attrs?, secrets };
         with_retry(&opts, || provider.apply(&tenant, &obj), |e, a, d| retries.push((e.clone(), a, d))).await.map(Some)
     }
     .await;
@@ -330,7 +357,7 @@ async fn apply_locked(
     }
     let stored_serial = found.as_ref().map(|s| s.serial);
     let st = found.unwrap_or_else(|| TenantState::new(&plan.slug, &plan.tenant_id));
-    let mut run = Run { store, st, stored_serial, operation: opts.operation.clone() };
+    let mut run = Run { store, st, stored_serial, operation: opts.operation.clone(), sensitive: BTreeMap::new() };
     let mut report = ApplyReport { slug: plan.slug.clone(), ..ApplyReport::default() };
     let tenant = TenantRef { slug: plan.slug.clone(), id: plan.tenant_id.clone() };
 
@@ -433,8 +460,9 @@ async fn run_phase(
                     } else {
                         resolve_attrs(&change, &run.st)
                     };
+                    let secrets = attrs.as_ref().map(|a| secrets_for(a, &run.sensitive)).unwrap_or_default();
                     hooks.resource_started(&tenant.slug, &change.address, change.action);
-                    running.spawn(run_change(provider, tenant.clone(), change, attrs, opts.clone()));
+                    running.spawn(run_change(provider, tenant.clone(), change, attrs, secrets, opts.clone()));
                 } else {
                     i += 1;
                 }
@@ -453,6 +481,9 @@ async fn run_phase(
             Ok(observed) => {
                 match observed {
                     Some(o) => {
+                        for (name, clear) in o.sensitive {
+                            run.sensitive.insert(format!("output:{addr}.{name}"), clear);
+                        }
                         run.st.resources.insert(
                             addr.clone(),
                             ResourceState {
@@ -500,7 +531,7 @@ async fn run_phase(
         hooks.rollback_started(&tenant.slug, phase, created.len());
         for change in created.iter().rev() {
             let Some(recorded) = run.st.resources.get(&change.address) else { continue };
-            let obj = ResourceObject { addr: change.address.clone(), attrs: recorded.attrs.clone() };
+            let obj = ResourceObject::new(change.address.clone(), recorded.attrs.clone());
             let provider = providers.for_kind(&change.address.kind).expect("checked before the run");
             match with_retry(opts, || provider.delete(tenant, &obj), |_, _, _| {}).await {
                 Ok(()) => {

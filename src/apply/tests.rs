@@ -87,7 +87,11 @@ impl Provider for Scripted {
             if r.addr.kind == "kubernetes_service" {
                 outputs.insert("ip".to_string(), Value::str("10.0.0.7"));
             }
-            Ok(Observed { attrs: r.attrs.iter().map(|(k, v)| (k.clone(), fill(v))).collect(), outputs })
+            Ok(Observed {
+                attrs: r.attrs.iter().map(|(k, v)| (k.clone(), fill(v))).collect(),
+                outputs,
+                ..Observed::default()
+            })
         })
     }
 

@@ -21,17 +21,54 @@ pub struct TenantRef {
 }
 
 /// A resource as the provider sees it: address and attributes, no graph.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ResourceObject {
     pub addr: ResourceAddr,
+    /// The attributes to apply: references resolved; `Computed` values the provider fills in;
+    /// `Secret` values carry only their source and fingerprint.
     pub attrs: BTreeMap<String, Value>,
+    /// Clear text of the secrets that `attrs` name, keyed by [`crate::value::Secret::source`]
+    /// (`env:NAME`, `output:KIND.NAME.OUTPUT`), when the engine has them in this run. Never written
+    /// anywhere. A secret absent here must be kept as it is in the real object (when its
+    /// fingerprint matches) or generated (`generated`).
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl ResourceObject {
+    pub fn new(addr: ResourceAddr, attrs: BTreeMap<String, Value>) -> Self {
+        ResourceObject { addr, attrs, secrets: BTreeMap::new() }
+    }
+}
+
+impl std::fmt::Debug for ResourceObject {
+    /// Shows which secrets are present, never their values.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourceObject")
+            .field("addr", &self.addr)
+            .field("attrs", &self.attrs)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// What a provider read or wrote: the attributes it manages and the outputs others may reference.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Observed {
     pub attrs: BTreeMap<String, Value>,
     pub outputs: BTreeMap<String, Value>,
+    /// Sensitive outputs in clear (a generated password), handed by the engine to later resources
+    /// of the same run that name them as `output:KIND.NAME.OUTPUT`; kept in memory only.
+    pub sensitive: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Observed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observed")
+            .field("attrs", &self.attrs)
+            .field("outputs", &self.outputs)
+            .field("sensitive", &self.sensitive.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// A provider error, located by attribute path when it concerns one attribute.
