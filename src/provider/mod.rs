@@ -13,6 +13,8 @@ use std::pin::Pin;
 use crate::addr::ResourceAddr;
 use crate::value::Value;
 
+pub mod kubernetes;
+
 /// The tenant a request is made for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TenantRef {
