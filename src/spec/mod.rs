@@ -97,8 +97,39 @@ pub struct PlatformConfig {
     pub cluster_issuer: String,
     /// The namespace of the control plane (egress allowed to it).
     pub control_plane_namespace: String,
+    /// The Kubernetes cluster, when the platform file has a `kubernetes` block.
+    pub kubernetes: Option<KubernetesPlatform>,
     /// Where the platform file was read from, when there was one.
     pub source: Option<Location>,
+}
+
+/// `kubernetes { … }` in the platform file: which cluster, and the readiness gates' patience.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KubernetesPlatform {
+    /// A kubeconfig context (default: the current context).
+    pub context: Option<String>,
+    /// An explicit API server URL instead of the kubeconfig (the local test server).
+    pub api_url: Option<String>,
+    /// The seed's LoadBalancer IP wait: 60 attempts, 10 s apart.
+    pub load_balancer_ip_attempts: u32,
+    pub load_balancer_ip_interval_ms: u64,
+    pub deployment_timeout_ms: u64,
+    pub certificate_timeout_ms: u64,
+    pub poll_interval_ms: u64,
+}
+
+impl Default for KubernetesPlatform {
+    fn default() -> Self {
+        KubernetesPlatform {
+            context: None,
+            api_url: None,
+            load_balancer_ip_attempts: 60,
+            load_balancer_ip_interval_ms: 10_000,
+            deployment_timeout_ms: 600_000,
+            certificate_timeout_ms: 600_000,
+            poll_interval_ms: 2_000,
+        }
+    }
 }
 
 impl Default for PlatformConfig {
@@ -112,6 +143,7 @@ impl Default for PlatformConfig {
             image_tag: "latest".into(),
             cluster_issuer: "letsencrypt-prod-dns01".into(),
             control_plane_namespace: "matih-system".into(),
+            kubernetes: None,
             source: None,
         }
     }

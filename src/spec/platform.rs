@@ -19,6 +19,14 @@
 //! certificates {
 //!   cluster_issuer = "letsencrypt-prod-dns01"
 //! }
+//! kubernetes {
+//!   context                         = "aks-prod"     # or api_url = "http://127.0.0.1:6443"
+//!   load_balancer_ip_attempts       = 60             # the seed's wait: 60 attempts, 10 s apart
+//!   load_balancer_ip_interval_ms    = 10000
+//!   deployment_timeout_ms           = 600000
+//!   certificate_timeout_ms          = 600000
+//!   poll_interval_ms                = 2000
+//! }
 //! ```
 //!
 //! Every block and attribute is optional; what is not written keeps [`PlatformConfig::default`].
@@ -44,6 +52,12 @@ use crate::diag::{self, Diagnostic, Location, SourceFile};
 enum Setter {
     String(fn(&mut PlatformConfig, &str) -> Result<(), String>),
     Port(fn(&mut PlatformConfig, u16)),
+    /// A whole number in `min..=max`.
+    Int {
+        min: i64,
+        max: i64,
+        set: fn(&mut PlatformConfig, i64),
+    },
 }
 
 impl Setter {
@@ -51,6 +65,7 @@ impl Setter {
         match self {
             Setter::String(_) => Kind::String,
             Setter::Port(_) => Kind::Int { min: 1, max: u16::MAX as i64 },
+            Setter::Int { min, max, .. } => Kind::Int { min, max },
         }
     }
 
@@ -69,6 +84,10 @@ impl Setter {
                 // message is for the table's sake should the two ever disagree.
                 let port = u16::try_from(v.value).map_err(|_| format!("{name} must be between 1 and 65535"));
                 (port.map(|p| set(config, p)), v.location)
+            }),
+            Setter::Int { set, .. } => values.int(name).map(|v| {
+                set(config, v.value);
+                (Ok(()), v.location)
             }),
         }
     }
@@ -175,7 +194,63 @@ const SECTIONS: &[Section] = &[
         }],
         forbidden: &[],
     },
+    Section {
+        name: "kubernetes",
+        fields: &[
+            Field {
+                name: "context",
+                set: Setter::String(|c, s| {
+                    validate::text("context", s)?;
+                    kube(c).context = Some(s.to_string());
+                    Ok(())
+                }),
+            },
+            Field {
+                name: "api_url",
+                set: Setter::String(|c, s| {
+                    if !(s.starts_with("http://") || s.starts_with("https://")) || s.contains(char::is_whitespace) {
+                        return Err(format!("api_url must be an http:// or https:// URL, found {s:?}"));
+                    }
+                    kube(c).api_url = Some(s.to_string());
+                    Ok(())
+                }),
+            },
+            Field {
+                name: "load_balancer_ip_attempts",
+                set: Setter::Int { min: 1, max: 10_000, set: |c, n| kube(c).load_balancer_ip_attempts = n as u32 },
+            },
+            Field {
+                name: "load_balancer_ip_interval_ms",
+                set: Setter::Int {
+                    min: 1,
+                    max: 3_600_000,
+                    set: |c, n| kube(c).load_balancer_ip_interval_ms = n as u64,
+                },
+            },
+            Field {
+                name: "deployment_timeout_ms",
+                set: Setter::Int { min: 1, max: 86_400_000, set: |c, n| kube(c).deployment_timeout_ms = n as u64 },
+            },
+            Field {
+                name: "certificate_timeout_ms",
+                set: Setter::Int { min: 1, max: 86_400_000, set: |c, n| kube(c).certificate_timeout_ms = n as u64 },
+            },
+            Field {
+                name: "poll_interval_ms",
+                set: Setter::Int { min: 1, max: 3_600_000, set: |c, n| kube(c).poll_interval_ms = n as u64 },
+            },
+        ],
+        forbidden: &[Forbidden {
+            name: "token",
+            message: "credentials come from the kubeconfig or the environment, never from the platform file",
+        }],
+    },
 ];
+
+/// The `kubernetes` settings, created with their defaults the first time the block is seen.
+fn kube(c: &mut PlatformConfig) -> &mut super::KubernetesPlatform {
+    c.kubernetes.get_or_insert_with(Default::default)
+}
 
 impl Section {
     fn schema(&self) -> Schema {
@@ -199,6 +274,9 @@ pub fn parse_platform(src: &SourceFile) -> (PlatformConfig, Vec<Diagnostic>) {
             continue;
         };
         let values = schema::walk(&mut ctx, &block.body, Some(block), &section.schema());
+        if section.name == "kubernetes" {
+            kube(&mut config);
+        }
         for field in section.fields {
             if let Some((Err(message), location)) = field.set.apply(field.name, &values, &mut config) {
                 ctx.push(Diagnostic::error(message).at(location));

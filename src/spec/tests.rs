@@ -696,6 +696,7 @@ fn the_platform_fixture_sets_every_field() {
         image_tag: "1.4.2".into(),
         cluster_issuer: "letsencrypt-prod-dns01".into(),
         control_plane_namespace: "matih-system".into(),
+        kubernetes: None,
         source: config.source.clone(),
     };
     assert_eq!(config, expected);
@@ -720,13 +721,37 @@ fn missing_platform_fields_keep_their_defaults() {
 
 #[test]
 fn platform_unknown_blocks_and_attributes() {
-    let (_, diags) = platform("dsn {\n}\nimages {\n  registy = \"r.io\"\n}\nkubernetes {\n}\n");
+    let (_, diags) = platform("dsn {\n}\nimages {\n  registy = \"r.io\"\n}\nkubernete {\n}\n");
     assert_eq!(
         diags,
         [
             r#"matih.hcl:1:1: unknown block "dsn" (did you mean "dns"?)"#,
             r#"matih.hcl:4:3: unknown attribute "registy" (did you mean "registry"?)"#,
-            "matih.hcl:6:1: unknown block \"kubernetes\" (expected one of platform, dns, postgres, images, certificates)",
+            r#"matih.hcl:6:1: unknown block "kubernete" (did you mean "kubernetes"?)"#,
+        ]
+    );
+}
+
+#[test]
+fn platform_kubernetes_block() {
+    let (config, diags) = platform("kubernetes {\n}\n");
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(config.kubernetes, Some(crate::spec::KubernetesPlatform::default()), "an empty block means defaults");
+    let (config, diags) = platform(
+        "kubernetes {\n  api_url = \"http://127.0.0.1:6443\"\n  load_balancer_ip_attempts = 3\n  \
+         load_balancer_ip_interval_ms = 50\n}\n",
+    );
+    assert!(diags.is_empty(), "{diags:?}");
+    let k = config.kubernetes.unwrap();
+    assert_eq!(k.api_url.as_deref(), Some("http://127.0.0.1:6443"));
+    assert_eq!((k.load_balancer_ip_attempts, k.load_balancer_ip_interval_ms), (3, 50));
+    let (_, diags) = platform("kubernetes {\n  api_url = \"ftp://x\"\n  token = \"abc\"\n  poll_interval_ms = 0\n}\n");
+    assert_eq!(
+        diags,
+        [
+            r#"matih.hcl:2:13: api_url must be an http:// or https:// URL, found "ftp://x""#,
+            "matih.hcl:3:3: credentials come from the kubeconfig or the environment, never from the platform file",
+            "matih.hcl:4:22: poll_interval_ms must be between 1 and 3600000, found 0",
         ]
     );
 }
