@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
+mod refresh;
+pub use refresh::{changed_since_planned, refresh, Refreshed};
+
 use crate::addr::ResourceAddr;
 use crate::phase::Phase;
 use crate::plan::{Action, PriorState, ResourceChange, TenantPlan};

@@ -1,0 +1,103 @@
+//! Refresh: reads every recorded resource of a tenant back through its provider, so that a plan
+//! compares the specs with the real world and not only with what matih last wrote.
+//!
+//! **Invariant:** read-only. Neither the real world nor the state store is changed; the refreshed
+//! state is returned for the plan to use.
+
+use std::collections::BTreeMap;
+
+use tokio::task::JoinSet;
+
+use super::Providers;
+use crate::addr::ResourceAddr;
+use crate::plan::{Action, TenantPlan};
+use crate::provider::{Observed, ProviderError, ResourceObject, TenantRef};
+use crate::state::TenantState;
+
+/// What refresh found for one tenant.
+#[derive(Debug, Default)]
+pub struct Refreshed {
+    /// The recorded state with every readable resource replaced by what is live; resources that are
+    /// gone are removed (so the plan creates them again).
+    pub state: Option<TenantState>,
+    /// Resources that no longer exist in the real world.
+    pub gone: Vec<ResourceAddr>,
+    /// Resources whose live attributes differ from the recorded ones.
+    pub changed: Vec<ResourceAddr>,
+    /// Resources that could not be read (their recorded attributes are kept).
+    pub errors: Vec<ProviderError>,
+}
+
+/// Reads back every resource of `state` whose kind has a provider, at most `parallelism` at once.
+pub async fn refresh(state: &TenantState, providers: &Providers, parallelism: usize) -> Refreshed {
+    let tenant = TenantRef { slug: state.slug.clone(), id: state.tenant_id.clone() };
+    let mut out = Refreshed { state: Some(state.clone()), ..Refreshed::default() };
+    let mut queue: Vec<(ResourceAddr, ResourceObject)> = state
+        .resources
+        .iter()
+        .filter(|(addr, _)| providers.for_kind(&addr.kind).is_some())
+        .map(|(addr, r)| (addr.clone(), ResourceObject::new(addr.clone(), r.attrs.clone())))
+        .collect();
+    queue.reverse();
+    let mut running = JoinSet::new();
+    let mut results: BTreeMap<ResourceAddr, Result<Option<Observed>, ProviderError>> = BTreeMap::new();
+    loop {
+        while running.len() < parallelism.max(1) {
+            let Some((addr, obj)) = queue.pop() else { break };
+            let provider = providers.for_kind(&addr.kind).expect("filtered").clone();
+            let tenant = tenant.clone();
+            running.spawn(async move {
+                let r = provider.read(&tenant, &obj).await;
+                (addr, r)
+            });
+        }
+        let Some(joined) = running.join_next().await else { break };
+        match joined {
+            Ok((addr, r)) => {
+                results.insert(addr, r);
+            }
+            Err(panic) => std::panic::resume_unwind(panic.into_panic()),
+        }
+    }
+    let st = out.state.as_mut().expect("set above");
+    for (addr, r) in results {
+        match r {
+            Ok(None) => {
+                st.resources.remove(&addr);
+                out.gone.push(addr);
+            }
+            Ok(Some(observed)) => {
+                let rec = st.resources.get_mut(&addr).expect("read from state");
+                if rec.attrs != observed.attrs {
+                    out.changed.push(addr.clone());
+                }
+                rec.attrs = observed.attrs;
+                for (k, v) in observed.outputs {
+                    rec.outputs.insert(k, v);
+                }
+            }
+            Err(e) => out.errors.push(e),
+        }
+    }
+    out
+}
+
+/// Re-reads the resources a saved plan will change and names those that changed in the real world
+/// since the plan was made (their live attributes differ from the plan's `before`). Terraform does
+/// not do this; matih refuses to apply such a plan.
+pub async fn changed_since_planned(plan: &TenantPlan, providers: &Providers) -> Result<Vec<ResourceAddr>, ProviderError> {
+    let tenant = TenantRef { slug: plan.slug.clone(), id: plan.tenant_id.clone() };
+    let mut changed = Vec::new();
+    for c in &plan.resource_changes {
+        if matches!(c.action, Action::NoOp | Action::Create) {
+            continue;
+        }
+        let (Some(before), Some(provider)) = (&c.before, providers.for_kind(&c.address.kind)) else { continue };
+        let obj = ResourceObject::new(c.address.clone(), before.clone());
+        let live = provider.read(&tenant, &obj).await?;
+        if live.as_ref().is_none_or(|o| &o.attrs != before) {
+            changed.push(c.address.clone());
+        }
+    }
+    Ok(changed)
+}
