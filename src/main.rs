@@ -3,14 +3,18 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use matih::apply::{ApplyOptions, ConsoleHooks, Hooks, Providers};
 use matih::catalog::Catalog;
 use matih::diag::{self, Diagnostic};
 use matih::graph::{self, ResourceGraph};
 use matih::plan::{self, Plan, TextOptions};
+use matih::provider::kubernetes::{KubeSettings, KubeTarget, KubernetesProvider};
 use matih::spec::{self, PlatformConfig, TenantSpec};
 use matih::state::{MemoryStore, SledStore, StateStore, TenantState, TenantStatus};
 
@@ -50,6 +54,10 @@ enum Command {
     },
     /// Show what would change to make the recorded state match the tenant specs.
     Plan(PlanArgs),
+    /// Make the real world match the tenant specs (or a saved plan), phase by phase.
+    Apply(ApplyArgs),
+    /// Delete every resource of the tenants, in reverse phase order.
+    Destroy(ApplyArgs),
     /// Render a saved plan file.
     Show {
         /// The plan file written by `matih plan -out FILE`.
@@ -97,6 +105,19 @@ struct PlanArgs {
     /// Read live objects through the providers before planning (needs a platform file).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     refresh: bool,
+}
+
+#[derive(Args, Debug)]
+struct ApplyArgs {
+    /// Tenant spec files or directories of them, or one plan file saved by `matih plan -out FILE`.
+    #[arg(default_value = "tenants")]
+    paths: Vec<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    auto_approve: bool,
+    /// Operations running at once inside one tenant's phase.
+    #[arg(long, default_value_t = 10)]
+    parallelism: usize,
 }
 
 #[derive(Subcommand, Debug)]
@@ -167,6 +188,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let result = match cli.command {
         Command::Validate { paths } => validate(&cli.global, &paths),
         Command::Plan(args) => plan_cmd(&cli.global, &args, color),
+        Command::Apply(args) => apply_cmd(&cli.global, &args, color, false),
+        Command::Destroy(args) => apply_cmd(&cli.global, &args, color, true),
         Command::Show { planfile, json, format } => show(&planfile, if json { Format::Json } else { format }, color),
         Command::Graph { paths, format: GraphFormat::Dot } => {
             let inputs = load_inputs(&cli.global, &paths)?;
@@ -187,6 +210,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 struct Inputs {
     specs: Vec<TenantSpec>,
     graphs: Vec<ResourceGraph>,
+    platform: PlatformConfig,
     platform_file: Option<PathBuf>,
 }
 
@@ -243,7 +267,7 @@ fn load_inputs(global: &Global, paths: &[PathBuf]) -> Result<Inputs> {
         eprintln!("{n} error{} found; nothing was planned or changed.", if n == 1 { "" } else { "s" });
         return Err(Reported.into());
     }
-    Ok(Inputs { specs, graphs, platform_file })
+    Ok(Inputs { specs, graphs, platform, platform_file })
 }
 
 fn validate(global: &Global, paths: &[PathBuf]) -> Result<ExitCode> {
@@ -267,12 +291,67 @@ fn open_state_for_read(global: &Global) -> Result<Box<dyn StateStore>> {
     }
 }
 
-fn plan_cmd(global: &Global, args: &PlanArgs, color: bool) -> Result<ExitCode> {
-    let inputs = load_inputs(global, &args.paths)?;
-    let store = open_state_for_read(global)?;
+/// Connects the providers the platform file configures. Kinds without a provider are reported
+/// by [`require_providers`] when a plan needs them.
+fn connect_providers(platform: &PlatformConfig, rt: &tokio::runtime::Runtime) -> Result<Providers> {
+    let mut providers = Providers::new();
+    if let Some(k) = &platform.kubernetes {
+        let target = match &k.api_url {
+            Some(url) => KubeTarget::Url(url.clone()),
+            None => KubeTarget::Kubeconfig { context: k.context.clone() },
+        };
+        let settings = KubeSettings {
+            lb_ip_attempts: k.load_balancer_ip_attempts,
+            lb_ip_interval: Duration::from_millis(k.load_balancer_ip_interval_ms),
+            deployment_timeout: Duration::from_millis(k.deployment_timeout_ms),
+            certificate_timeout: Duration::from_millis(k.certificate_timeout_ms),
+            delete_timeout: Duration::from_millis(k.deployment_timeout_ms),
+            poll_interval: Duration::from_millis(k.poll_interval_ms),
+        };
+        let provider = rt.block_on(KubernetesProvider::connect(&target, settings)).map_err(anyhow::Error::msg)?;
+        providers = providers.with(Arc::new(provider));
+    }
+    Ok(providers)
+}
+
+/// Fails, before anything is changed, when a plan needs resource kinds no provider handles.
+fn require_providers(plan: &Plan, providers: &Providers) -> Result<()> {
+    let mut missing = std::collections::BTreeSet::new();
+    for t in &plan.tenants {
+        missing.extend(providers.missing(t));
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let families: std::collections::BTreeSet<&str> =
+        missing.iter().map(|k| k.split('_').next().unwrap_or(k.as_str())).collect();
+    let mut hints = Vec::new();
+    for f in families {
+        hints.push(match f {
+            "kubernetes" => "kubernetes_*: add a `kubernetes` block to the platform file (matih.hcl)".to_string(),
+            other => format!("{other}_*: no {other} provider is configured in the platform file"),
+        });
+    }
+    bail!(
+        "the plan changes resources that no provider can reach, so nothing was changed:\n  {}\n(kinds: {})",
+        hints.join("\n  "),
+        missing.into_iter().collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// The plan of every tenant in `inputs`: recorded state, refreshed through the providers when
+/// `refresh` is set, diffed with the desired graph.
+fn compute_plan(
+    inputs: &Inputs,
+    store: &dyn StateStore,
+    providers: &Providers,
+    refresh: bool,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Plan> {
     let mut tenants = Vec::with_capacity(inputs.graphs.len());
+    let mut refresh_errors = Vec::new();
     for (spec, graph) in inputs.specs.iter().zip(&inputs.graphs) {
-        let prior: Option<TenantState> = store.get(&graph.tenant.slug)?;
+        let mut prior: Option<TenantState> = store.get(&graph.tenant.slug)?;
         if let Some(p) = &prior {
             if p.tenant_id != graph.tenant.id {
                 bail!(
@@ -285,21 +364,45 @@ fn plan_cmd(global: &Global, args: &PlanArgs, color: bool) -> Result<ExitCode> {
                 );
             }
         }
+        if refresh {
+            if let Some(p) = &prior {
+                let r = rt.block_on(matih::apply::refresh(p, providers, 10));
+                refresh_errors.extend(r.errors);
+                prior = r.state;
+            }
+        }
         tenants.push(plan::diff(graph, prior.as_ref(), Some(spec.location.file.clone())));
     }
-    let plan = Plan::new(tenants);
+    if !refresh_errors.is_empty() {
+        for e in &refresh_errors {
+            eprintln!("error: refresh: {e}");
+        }
+        bail!("{} resource(s) could not be read; no plan was made", refresh_errors.len());
+    }
+    Ok(Plan::new(tenants))
+}
+
+fn render(plan: &Plan, format: Format, color: bool) -> String {
+    match format {
+        Format::Text => plan::render_text(plan, &TextOptions { color }),
+        Format::Json => plan::render_json(plan),
+        Format::Markdown => plan::render_markdown(plan),
+    }
+}
+
+fn plan_cmd(global: &Global, args: &PlanArgs, color: bool) -> Result<ExitCode> {
+    let inputs = load_inputs(global, &args.paths)?;
+    let store = open_state_for_read(global)?;
+    let rt = runtime()?;
+    let providers = if args.refresh { connect_providers(&inputs.platform, &rt)? } else { Providers::new() };
+    let plan = compute_plan(&inputs, store.as_ref(), &providers, args.refresh, &rt)?;
     if inputs.platform_file.is_none() && args.refresh && args.format == Format::Text {
         eprintln!(
             "Note: no platform file (matih.hcl), so live objects were not read: this plan compares the specs \
              with the recorded state alone."
         );
     }
-    let rendered = match args.format {
-        Format::Text => plan::render_text(&plan, &TextOptions { color }),
-        Format::Json => plan::render_json(&plan),
-        Format::Markdown => plan::render_markdown(&plan),
-    };
-    print(&rendered)?;
+    print(&render(&plan, args.format, color))?;
     if let Some(out) = &args.out {
         plan::save_plan(&plan, out)?;
         if args.format == Format::Text {
@@ -313,14 +416,156 @@ fn plan_cmd(global: &Global, args: &PlanArgs, color: bool) -> Result<ExitCode> {
     Ok(if args.detailed_exitcode && plan.has_changes() { ExitCode::from(2) } else { ExitCode::SUCCESS })
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// Asks for confirmation on stdin, as Terraform does. Anything but `yes` cancels; a closed stdin
+/// cancels with a message instead of hanging.
+fn confirm(question: &str) -> Result<bool> {
+    print(&format!(
+        "\n{question}\n  matih will perform the actions described above.\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
+    ))?;
+    let mut answer = String::new();
+    let n = std::io::stdin().read_line(&mut answer)?;
+    println!();
+    if n == 0 {
+        bail!(
+            "no answer: standard input is closed (use --auto-approve to apply without a prompt); nothing was changed"
+        );
+    }
+    Ok(answer.trim() == "yes")
+}
+
+/// Applies every tenant plan with changes, tenants concurrently, and prints a summary.
+fn execute(
+    plan: &Plan,
+    global: &Global,
+    providers: &Providers,
+    opts: ApplyOptions,
+    rt: &tokio::runtime::Runtime,
+) -> Result<ExitCode> {
+    require_providers(plan, providers)?;
+    let store: Arc<dyn StateStore> = Arc::new(SledStore::open(&global.state)?);
+    let hooks: Arc<dyn Hooks> = Arc::new(ConsoleHooks::new(Box::new(std::io::stdout())));
+    let started = std::time::Instant::now();
+    let results = rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, tp) in plan.tenants.iter().enumerate().filter(|(_, t)| t.has_changes()) {
+            let (tp, store, providers, hooks, opts) =
+                (tp.clone(), store.clone(), providers.clone(), hooks.clone(), opts.clone());
+            set.spawn(async move {
+                (i, matih::apply::apply_tenant(&tp, store.as_ref(), &providers, hooks.as_ref(), &opts).await)
+            });
+        }
+        let mut results = Vec::new();
+        while let Some(r) = set.join_next().await {
+            results.push(r.expect("apply task panicked"));
+        }
+        results.sort_by_key(|(i, _)| *i);
+        results
+    });
+    let mut failed = 0;
+    let s = plan.summary();
+    for (i, r) in &results {
+        if let Err(e) = r {
+            failed += 1;
+            eprintln!("error: {}: {e}", plan.tenants[*i].slug);
+        }
+    }
+    let verb = if opts.operation == "destroy" { "Destroy" } else { "Apply" };
+    if failed == 0 {
+        println!(
+            "\n{verb} complete! Resources: {} added, {} changed, {} destroyed. ({} tenant(s) in {:.1}s)",
+            s.add + s.replace,
+            s.change,
+            s.destroy + s.replace,
+            results.len(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "\n{verb} failed for {failed} of {} tenant(s); what finished is recorded in the state, and `matih apply` resumes from there.",
+            results.len()
+        );
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn apply_cmd(global: &Global, args: &ApplyArgs, color: bool, destroy: bool) -> Result<ExitCode> {
+    let rt = runtime()?;
+    let opts = ApplyOptions {
+        parallelism: args.parallelism.max(1),
+        operation: if destroy { "destroy".into() } else { "apply".into() },
+        ..ApplyOptions::default()
+    };
+    // A saved plan: applied exactly as reviewed, no prompt.
+    if !destroy
+        && args.paths.len() == 1
+        && args.paths[0].is_file()
+        && args.paths[0].extension().is_none_or(|e| e != "hcl")
+    {
+        let path = &args.paths[0];
+        let plan = plan::load_plan(path)?;
+        let (platform, _, diags) = load_platform(global);
+        print_diagnostics(&diags);
+        if diag::has_errors(&diags) {
+            return Err(Reported.into());
+        }
+        let providers = connect_providers(&platform, &rt)?;
+        require_providers(&plan, &providers)?;
+        for tp in plan.tenants.iter().filter(|t| t.has_changes()) {
+            let changed = rt.block_on(matih::apply::changed_since_planned(tp, &providers))?;
+            if !changed.is_empty() {
+                bail!(
+                    "refusing to apply {}: {} changed in the real world since the plan was made ({}); run matih plan again",
+                    path.display(),
+                    changed.len(),
+                    changed.iter().map(|a| format!("{}: {a}", tp.slug)).collect::<Vec<_>>().join(", ")
+                );
+            }
+        }
+        return execute(&plan, global, &providers, opts, &rt);
+    }
+
+    let inputs = load_inputs(global, &args.paths)?;
+    let store = open_state_for_read(global)?;
+    let providers = connect_providers(&inputs.platform, &rt)?;
+    let plan = if destroy {
+        let mut tenants = Vec::new();
+        for (spec, graph) in inputs.specs.iter().zip(&inputs.graphs) {
+            let prior = store.get(&graph.tenant.slug)?;
+            let empty = ResourceGraph::new(graph.tenant.clone());
+            tenants.push(plan::diff(&empty, prior.as_ref(), Some(spec.location.file.clone())));
+        }
+        Plan::new(tenants)
+    } else {
+        compute_plan(&inputs, store.as_ref(), &providers, true, &rt)?
+    };
+    drop(store);
+    print(&render(&plan, Format::Text, color))?;
+    if !plan.has_changes() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    require_providers(&plan, &providers)?;
+    if !args.auto_approve {
+        let q = if destroy {
+            "Do you really want to destroy these tenants?"
+        } else {
+            "Do you want to perform these actions?"
+        };
+        if !confirm(q)? {
+            eprintln!("{} cancelled; nothing was changed.", if destroy { "Destroy" } else { "Apply" });
+            return Ok(ExitCode::from(1));
+        }
+    }
+    execute(&plan, global, &providers, opts, &rt)
+}
+
 fn show(path: &Path, format: Format, color: bool) -> Result<ExitCode> {
     let plan = plan::load_plan(path)?;
-    let rendered = match format {
-        Format::Text => plan::render_text(&plan, &TextOptions { color }),
-        Format::Json => plan::render_json(&plan),
-        Format::Markdown => plan::render_markdown(&plan),
-    };
-    print(&rendered)?;
+    print(&render(&plan, format, color))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
+mod console;
 mod refresh;
+pub use console::ConsoleHooks;
 pub use refresh::{changed_since_planned, refresh, Refreshed};
 
 use crate::addr::ResourceAddr;

@@ -85,7 +85,10 @@ pub async fn refresh(state: &TenantState, providers: &Providers, parallelism: us
 /// Re-reads the resources a saved plan will change and names those that changed in the real world
 /// since the plan was made (their live attributes differ from the plan's `before`). Terraform does
 /// not do this; matih refuses to apply such a plan.
-pub async fn changed_since_planned(plan: &TenantPlan, providers: &Providers) -> Result<Vec<ResourceAddr>, ProviderError> {
+pub async fn changed_since_planned(
+    plan: &TenantPlan,
+    providers: &Providers,
+) -> Result<Vec<ResourceAddr>, ProviderError> {
     let tenant = TenantRef { slug: plan.slug.clone(), id: plan.tenant_id.clone() };
     let mut changed = Vec::new();
     for c in &plan.resource_changes {
