@@ -138,9 +138,10 @@ fn generate_secret() -> String {
     format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())[..48].to_string()
 }
 
-/// Converts attributes into the JSON manifest to apply. `Computed` values become the creation time;
-/// secrets are resolved (from the run, the live object, or generated) and base64-encoded under
-/// `data`. Returns the manifest and the attributes to record (secrets as fingerprints).
+/// Converts attributes into the JSON manifest to apply. `Computed` values become the creation time.
+/// Under a Secret's `data`, plain strings are already base64 (as in any manifest) and are sent as
+/// they are, while secrets are resolved (from the run, the live object, or generated) and
+/// base64-encoded. Returns the manifest and the attributes to record (secrets as fingerprints).
 fn manifest(
     obj: &ResourceObject,
     live: Option<&serde_json::Value>,
@@ -157,16 +158,17 @@ fn manifest(
             let mut rec = BTreeMap::new();
             for (k, v) in entries {
                 let path = format!("{key}.{k}");
-                let (clear, rec_value) = match v {
-                    Value::String(s) => (s.clone(), v.clone()),
+                let (encoded, rec_value) = match v {
+                    Value::String(b64) => (b64.clone(), v.clone()),
                     Value::Secret(secret) => {
                         let clear = secret_value(obj, secret, live, k, &path)?;
                         let fp = fingerprint(&clear);
-                        (clear, Value::Secret(Secret { source: secret.source.clone(), fingerprint: Some(fp) }))
+                        let encoded = base64::engine::general_purpose::STANDARD.encode(clear);
+                        (encoded, Value::Secret(Secret { source: secret.source.clone(), fingerprint: Some(fp) }))
                     }
-                    _ => return Err(err(obj, Some(&path), "secret data must be strings or secrets", false)),
+                    _ => return Err(err(obj, Some(&path), "secret data must be base64 strings or secrets", false)),
                 };
-                data[k] = serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(clear));
+                data[k] = serde_json::Value::String(encoded);
                 rec.insert(k.clone(), rec_value);
             }
             recorded.insert(key.clone(), Value::Map(rec));
@@ -244,15 +246,16 @@ fn project_secret_data(desired: &Value, live: &serde_json::Value) -> Option<Valu
     Some(Value::Map(
         d.iter()
             .filter_map(|(k, dv)| {
-                let clear = base64::engine::general_purpose::STANDARD.decode(l.get(k)?.as_str()?).ok()?;
-                let clear = String::from_utf8(clear).ok()?;
+                let encoded = l.get(k)?.as_str()?;
                 Some((
                     k.clone(),
                     match dv {
                         Value::Secret(s) => {
+                            let clear = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+                            let clear = String::from_utf8(clear).ok()?;
                             Value::Secret(Secret { source: s.source.clone(), fingerprint: Some(fingerprint(&clear)) })
                         }
-                        _ => Value::String(clear),
+                        _ => Value::str(encoded),
                     },
                 ))
             })
@@ -505,7 +508,7 @@ mod tests {
                     "data",
                     Value::map([
                         ("URL", Value::Secret(Secret { source: "env:HOOK".into(), fingerprint: None })),
-                        ("HOST", Value::str("db")),
+                        ("HOST", Value::str("ZGI=")),
                     ]),
                 ),
             ]))
