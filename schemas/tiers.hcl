@@ -17,7 +17,6 @@ tier "free" {
   database_isolation = "schema"
   connection_limit   = 10
   pool               = "shared"
-  default_replicas   = 1
   trace_retention    = "72h"
 
   quota = {
@@ -34,7 +33,6 @@ tier "professional" {
   connection_limit   = 40
   pool               = "dedicated"
   pool_size          = 40
-  default_replicas   = 1
   trace_retention    = "336h"
 
   quota = {
@@ -51,6 +49,5 @@ tier "enterprise" {
   connection_limit   = 200
   pool               = "dedicated"
   pool_size          = 200
-  default_replicas   = 1
   trace_retention    = "720h"
 }

@@ -227,7 +227,6 @@ fn load_hcl(c: &mut Catalog, mut blocks: Blocks<'_>) {
             connection_limit: f.int("connection_limit"),
             pool: f.string("pool"),
             pool_size: f.opt_int("pool_size"),
-            default_replicas: f.int("default_replicas"),
             trace_retention: f.string("trace_retention"),
             location,
         };

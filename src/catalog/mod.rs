@@ -58,8 +58,6 @@ pub struct TierDef {
     pub pool: String,
     /// The size of a dedicated connection pool, when the tier has one.
     pub pool_size: Option<i64>,
-    /// Replicas of each MATIH service unless a tenant override says otherwise.
-    pub default_replicas: i64,
     /// Tempo block retention of the tenant's traces (`72h`).
     pub trace_retention: String,
     pub location: Option<Location>,
