@@ -3,9 +3,10 @@
 # The first three are the seed's policies, verbatim. The rest implement the egress column of the seed's
 # "Isolation Guarantees" table: egress is denied by default, then allowed within the namespace, to DNS,
 # to the control plane namespace, to the database port, and to the internet for connector services only.
-# Two more are needed for the tenant's own ingress controller and monitoring to work at all under
-# default-deny: traffic from the LoadBalancer to the controller pods, and access to the Kubernetes API
-# for the pods that watch it.
+# Three more are needed for the tenant's own ingress controller, Prometheus and telemetry to work at
+# all under default-deny: traffic from the LoadBalancer to the controller pods, access to the
+# Kubernetes API for the pods that watch it, and egress to the shared observability namespace (Loki,
+# Tempo, Alertmanager).
 #
 # `spec` is the NetworkPolicy spec. In strings, `{namespace}`, `{slug}`, `{control_plane_namespace}`
 # and `{observability_namespace}` are replaced per tenant. A string that is only `{postgres_port}`
@@ -144,7 +145,7 @@ network_policy "allow-kubernetes-api-egress" {
         {
           key      = "app.kubernetes.io/name"
           operator = "In"
-          values   = ["ingress-nginx", "prometheus", "opentelemetry-collector"]
+          values   = ["ingress-nginx", "prometheus"]
         },
       ]
     }

@@ -556,7 +556,7 @@ mod tests {
         let (dir, r) = load_edited("tiers.hcl", |t| t.replace("\"pods\"            = \"20\"", "\"pods\" = 2.5"));
         let errs = errors(r, dir.path());
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(errs[0].starts_with("tiers.hcl:23:11: quota: number 2.5 is not an integer"), "{errs:?}");
+        assert!(errs[0].starts_with("tiers.hcl:22:11: quota: number 2.5 is not an integer"), "{errs:?}");
     }
 
     #[test]

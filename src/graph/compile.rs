@@ -37,7 +37,11 @@ pub const DATABASE_SECRET: &str = "tenant-database-credentials";
 /// Compiles one validated tenant into its resource graph; diagnostics for cycles (the whole cycle
 /// is printed) and for a dependency on a resource of a later phase, located at the `depends_on`
 /// element (spec override or catalog entry). Returns `None` when there are errors.
-pub fn compile(spec: &TenantSpec, catalog: &Catalog, platform: &PlatformConfig) -> (Option<ResourceGraph>, Vec<Diagnostic>) {
+pub fn compile(
+    spec: &TenantSpec,
+    catalog: &Catalog,
+    platform: &PlatformConfig,
+) -> (Option<ResourceGraph>, Vec<Diagnostic>) {
     let Some(tier) = catalog.tier(&spec.tier.value) else {
         let d = Diagnostic::error(format!("unknown tier {:?}", spec.tier.value)).at(spec.tier.location.clone());
         return (None, vec![d]);
@@ -362,7 +366,8 @@ impl<'a> Builder<'a> {
     fn services(&mut self) {
         // A disabled service must not be needed by anything that stays.
         for svc in &self.catalog.services {
-            let Some(off) = self.spec.services.get(&svc.name).and_then(|o| o.enabled.as_ref()).filter(|e| !e.value) else {
+            let Some(off) = self.spec.services.get(&svc.name).and_then(|o| o.enabled.as_ref()).filter(|e| !e.value)
+            else {
                 continue;
             };
             let mut needed_by: Vec<String> = Vec::new();
@@ -381,7 +386,8 @@ impl<'a> Builder<'a> {
                 needed_by.push(format!("{:?} (an Ingress backend) selects its pods", f.k8s_name()));
             }
             if !needed_by.is_empty() {
-                let mut d = Diagnostic::error(format!("service {:?} cannot be disabled", svc.name)).at(off.location.clone());
+                let mut d =
+                    Diagnostic::error(format!("service {:?} cannot be disabled", svc.name)).at(off.location.clone());
                 for n in needed_by {
                     d = d.with_note(n);
                 }
@@ -400,8 +406,9 @@ impl<'a> Builder<'a> {
             let me = addr("kubernetes_deployment", &svc.name);
             let mut deps: Vec<ResourceAddr> = base_deps.to_vec();
             let catalog_deps = svc.depends_on.iter().map(|d| (d.service.as_str(), d.location.clone()));
-            let override_deps =
-                over.into_iter().flat_map(|o| o.depends_on.iter().map(|d| (d.value.as_str(), Some(d.location.clone()))));
+            let override_deps = over
+                .into_iter()
+                .flat_map(|o| o.depends_on.iter().map(|d| (d.value.as_str(), Some(d.location.clone()))));
             for (dep, at) in catalog_deps.chain(override_deps) {
                 let Some(target) = self.catalog.service(dep) else {
                     let d = Diagnostic::error(format!("service {:?} depends on unknown service {dep:?}", svc.name));
@@ -411,6 +418,9 @@ impl<'a> Builder<'a> {
                     });
                     continue;
                 };
+                if !self.enabled.iter().any(|e| e.name == target.name) {
+                    continue; // Reported above: a disabled service others need.
+                }
                 let dep_addr = addr("kubernetes_deployment", &target.name);
                 if let Some(at) = at {
                     self.dep_origins.entry((me.clone(), dep_addr.clone())).or_insert(at);
@@ -436,7 +446,10 @@ impl<'a> Builder<'a> {
             let container = m([
                 ("name", s(&k8s_name)),
                 ("image", s(image)),
-                ("ports", l([m([("name", s("http")), ("containerPort", Value::Int(svc.port)), ("protocol", s("TCP"))])])),
+                (
+                    "ports",
+                    l([m([("name", s("http")), ("containerPort", Value::Int(svc.port)), ("protocol", s("TCP"))])]),
+                ),
                 (
                     "env",
                     l([
@@ -476,10 +489,7 @@ impl<'a> Builder<'a> {
                                 ("metadata", m([("labels", pod_labels)])),
                                 (
                                     "spec",
-                                    m([
-                                        ("serviceAccountName", s("tenant-default")),
-                                        ("containers", l([container])),
-                                    ]),
+                                    m([("serviceAccountName", s("tenant-default")), ("containers", l([container]))]),
                                 ),
                             ]),
                         ),
@@ -589,8 +599,9 @@ impl<'a> Builder<'a> {
             ]),
         );
         let role = self.k8s("ingress_controller", phase, role);
-        let mut binding =
-            Obj::new("rbac.authorization.k8s.io/v1", "RoleBinding", "ingress-nginx").deps([&sa, &role]).force_new("roleRef");
+        let mut binding = Obj::new("rbac.authorization.k8s.io/v1", "RoleBinding", "ingress-nginx")
+            .deps([&sa, &role])
+            .force_new("roleRef");
         for (k, v) in binding_fields("Role", "ingress-nginx", "ingress-nginx", &self.ns) {
             binding = binding.field(k, v);
         }
@@ -600,11 +611,10 @@ impl<'a> Builder<'a> {
             .cluster_scoped()
             .field("rules", l([rule(&["networking.k8s.io"], &["ingressclasses"], &["get", "list", "watch"])]));
         let cluster_role = self.k8s("ingress_controller", phase, cluster_role);
-        let mut cluster_binding =
-            Obj::new("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", cluster_name.clone())
-                .cluster_scoped()
-                .deps([&sa, &cluster_role])
-                .force_new("roleRef");
+        let mut cluster_binding = Obj::new("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", cluster_name.clone())
+            .cluster_scoped()
+            .deps([&sa, &cluster_role])
+            .force_new("roleRef");
         for (k, v) in binding_fields("ClusterRole", &cluster_name, "ingress-nginx", &self.ns) {
             cluster_binding = cluster_binding.field(k, v);
         }
@@ -715,14 +725,7 @@ impl<'a> Builder<'a> {
 
     fn dns(&mut self) {
         let phase = Phase::CreateDnsZone;
-        let zone = self.add(
-            addr("dns_zone", "tenant"),
-            phase,
-            vec![("name", s(&self.zone))],
-            vec![],
-            &["name"],
-            None,
-        );
+        let zone = self.add(addr("dns_zone", "tenant"), phase, vec![("name", s(&self.zone))], vec![], &["name"], None);
         self.add(
             addr("dns_ns_delegation", "tenant"),
             phase,
@@ -736,7 +739,10 @@ impl<'a> Builder<'a> {
             &["zone", "name"],
             None,
         );
-        let lb_ip = Value::Ref { resource: addr("kubernetes_service", "ingress_controller"), output: "load_balancer_ip".into() };
+        let lb_ip = Value::Ref {
+            resource: addr("kubernetes_service", "ingress_controller"),
+            output: "load_balancer_ip".into(),
+        };
         for r in self.catalog.dns.records.clone() {
             self.add(
                 addr("dns_a_record", &r.resource),
@@ -783,7 +789,11 @@ impl<'a> Builder<'a> {
         let mut backends = Vec::new();
         for (name, route) in [("api_gateway", "the /api route"), ("bi_workbench", "the bi host")] {
             match self.catalog.frontend(name) {
-                Some(f) => backends.push((f.k8s_name(), f.port, addr("kubernetes_service", name))),
+                Some(f) => {
+                    // A frontend whose target is disabled is missing; that is reported with the override.
+                    let present = self.enabled.iter().any(|svc| svc.name == f.target.service);
+                    backends.push((f.k8s_name(), f.port, present.then(|| addr("kubernetes_service", name))));
+                }
                 None => {
                     self.diags.push(Diagnostic::error(format!(
                         "the catalog has no frontend {name:?}, the backend of {route} of the tenant Ingress"
@@ -792,7 +802,7 @@ impl<'a> Builder<'a> {
                 }
             }
         }
-        let rule_for = |host: String, path: &str, (service, port, _): &(String, i64, ResourceAddr)| {
+        let rule_for = |host: String, path: &str, (service, port, _): &(String, i64, Option<ResourceAddr>)| {
             m([
                 ("host", s(host)),
                 (
@@ -804,14 +814,20 @@ impl<'a> Builder<'a> {
                             ("pathType", s("Prefix")),
                             (
                                 "backend",
-                                m([("service", m([("name", s(service)), ("port", m([("number", Value::Int(*port))]))]))]),
+                                m([(
+                                    "service",
+                                    m([("name", s(service)), ("port", m([("number", Value::Int(*port))]))]),
+                                )]),
                             ),
                         ])]),
                     )]),
                 ),
             ])
         };
-        let rules = l([rule_for(self.zone.clone(), "/api", &backends[0]), rule_for(format!("bi.{}", self.zone), "/", &backends[1])]);
+        let rules = l([
+            rule_for(self.zone.clone(), "/api", &backends[0]),
+            rule_for(format!("bi.{}", self.zone), "/", &backends[1]),
+        ]);
         let records: Vec<ResourceAddr> =
             self.catalog.dns.records.iter().map(|r| addr("dns_a_record", &r.resource)).collect();
         let ingress = Obj::new("networking.k8s.io/v1", "Ingress", "tenant-ingress")
@@ -820,13 +836,19 @@ impl<'a> Builder<'a> {
                 "spec",
                 m([
                     ("ingressClassName", s(format!("nginx-{}", self.slug))),
-                    ("tls", l([m([("hosts", strs([self.zone.as_str(), wildcard.as_str()])), ("secretName", s(&tls_secret))])])),
+                    (
+                        "tls",
+                        l([m([
+                            ("hosts", strs([self.zone.as_str(), wildcard.as_str()])),
+                            ("secretName", s(&tls_secret)),
+                        ])]),
+                    ),
                     ("rules", rules),
                 ]),
             )
             .dep(&certificate)
             .dep(&addr("kubernetes_ingress_class", "tenant"))
-            .deps(backends.iter().map(|(_, _, a)| a))
+            .deps(backends.iter().filter_map(|(_, _, a)| a.as_ref()))
             .deps(&records);
         self.k8s("tenant", phase, ingress);
     }
@@ -849,8 +871,9 @@ impl<'a> Builder<'a> {
             ]),
         );
         let role = self.k8s("prometheus", phase, role);
-        let mut binding =
-            Obj::new("rbac.authorization.k8s.io/v1", "RoleBinding", "prometheus").deps([&sa, &role]).force_new("roleRef");
+        let mut binding = Obj::new("rbac.authorization.k8s.io/v1", "RoleBinding", "prometheus")
+            .deps([&sa, &role])
+            .force_new("roleRef");
         for (k, v) in binding_fields("Role", "prometheus", "prometheus", &self.ns) {
             binding = binding.field(k, v);
         }
@@ -924,7 +947,14 @@ impl<'a> Builder<'a> {
                             ])]),
                         )]),
                     ),
-                    ("securityContext", m([("runAsNonRoot", true.into()), ("runAsUser", Value::Int(1000)), ("fsGroup", Value::Int(2000))])),
+                    (
+                        "securityContext",
+                        m([
+                            ("runAsNonRoot", true.into()),
+                            ("runAsUser", Value::Int(1000)),
+                            ("fsGroup", Value::Int(2000)),
+                        ]),
+                    ),
                 ]),
             )
             .deps([&binding, &monitor, &alert_rules]);
@@ -933,7 +963,9 @@ impl<'a> Builder<'a> {
         let dashboards = Value::Map(
             self.catalog.dashboards.iter().map(|d| (d.name.clone(), s(template::fill_str(&d.json, &vars)))).collect(),
         );
-        let dashboards = Obj::new("v1", "ConfigMap", "grafana-dashboards").label("grafana_dashboard", s("1")).field("data", dashboards);
+        let dashboards = Obj::new("v1", "ConfigMap", "grafana-dashboards")
+            .label("grafana_dashboard", s("1"))
+            .field("data", dashboards);
         self.k8s("grafana_dashboards", phase, dashboards);
 
         // Email goes to the tenant admin and every notify_email address, once each, in that order.
@@ -1012,23 +1044,24 @@ impl<'a> Builder<'a> {
                     l([
                         m([("source_labels", strs(["__meta_kubernetes_namespace"])), ("target_label", s("namespace"))]),
                         m([("source_labels", strs(["__meta_kubernetes_pod_name"])), ("target_label", s("pod"))]),
-                        m([("source_labels", strs(["__meta_kubernetes_pod_container_name"])), ("target_label", s("container"))]),
+                        m([
+                            ("source_labels", strs(["__meta_kubernetes_pod_container_name"])),
+                            ("target_label", s("container")),
+                        ]),
                         m([("target_label", s("tenant_id")), ("replacement", s(slug))]),
                     ]),
                 ),
             ])]),
         )]);
-        let loki = Obj::new("v1", "ConfigMap", "loki-collection")
-            .label("matih.ai/log-collection", s("true"))
-            .field(
-                "data",
-                m([
-                    ("collection.json", s(to_json(collection))),
-                    ("namespace", s(&self.ns)),
-                    ("tenant", s(slug)),
-                    ("push_url", s(format!("{}/loki/api/v1/push", obs.loki_url))),
-                ]),
-            );
+        let loki = Obj::new("v1", "ConfigMap", "loki-collection").label("matih.ai/log-collection", s("true")).field(
+            "data",
+            m([
+                ("collection.json", s(to_json(collection))),
+                ("namespace", s(&self.ns)),
+                ("tenant", s(slug)),
+                ("push_url", s(format!("{}/loki/api/v1/push", obs.loki_url))),
+            ]),
+        );
         let loki = self.k8s("loki_collection", phase, loki);
 
         // OpenTelemetry: receive OTLP, add the tenant context, export to Tempo as the tenant.
@@ -1049,7 +1082,14 @@ impl<'a> Builder<'a> {
             (
                 "processors",
                 m([
-                    ("memory_limiter", m([("check_interval", s("1s")), ("limit_percentage", Value::Int(80)), ("spike_limit_percentage", Value::Int(25))])),
+                    (
+                        "memory_limiter",
+                        m([
+                            ("check_interval", s("1s")),
+                            ("limit_percentage", Value::Int(80)),
+                            ("spike_limit_percentage", Value::Int(25)),
+                        ]),
+                    ),
                     (
                         "resource",
                         m([(
@@ -1089,16 +1129,15 @@ impl<'a> Builder<'a> {
                 )]),
             ),
         ]);
-        let collector = Obj::new("opentelemetry.io/v1beta1", "OpenTelemetryCollector", "tenant")
-            .field(
-                "spec",
-                m([
-                    ("mode", s("deployment")),
-                    ("replicas", Value::Int(1)),
-                    ("image", s(&obs.otel_collector_image)),
-                    ("config", collector_config),
-                ]),
-            );
+        let collector = Obj::new("opentelemetry.io/v1beta1", "OpenTelemetryCollector", "tenant").field(
+            "spec",
+            m([
+                ("mode", s("deployment")),
+                ("replicas", Value::Int(1)),
+                ("image", s(&obs.otel_collector_image)),
+                ("config", collector_config),
+            ]),
+        );
         let collector = self.k8s("tenant", phase, collector);
 
         let tempo = Obj::new("v1", "ConfigMap", "tempo-tenant-overrides")
@@ -1107,7 +1146,10 @@ impl<'a> Builder<'a> {
                 "data",
                 m([(
                     "overrides.json",
-                    s(to_json(m([("overrides", m([(slug, m([("block_retention", s(&self.tier.trace_retention))]))]))]))),
+                    s(to_json(m([(
+                        "overrides",
+                        m([(slug, m([("block_retention", s(&self.tier.trace_retention))]))]),
+                    )]))),
                 )]),
             )
             .origin(self.tier.location.clone());
@@ -1170,7 +1212,10 @@ impl<'a> Builder<'a> {
                     (
                         "template",
                         m([
-                            ("metadata", m([("labels", m([("app.kubernetes.io/name", s("observability-pipeline-check"))]))])),
+                            (
+                                "metadata",
+                                m([("labels", m([("app.kubernetes.io/name", s("observability-pipeline-check"))]))]),
+                            ),
                             (
                                 "spec",
                                 m([
@@ -1207,7 +1252,10 @@ impl<'a> Builder<'a> {
     fn finish(mut self) -> (Option<ResourceGraph>, Vec<Diagnostic>) {
         for (dependent, missing) in self.graph.connect() {
             let origin = self.graph.get(&dependent).and_then(|r| r.origin.clone());
-            let d = Diagnostic::error(format!("{dependent} depends on {missing}, which tenant {:?} does not have", self.slug));
+            let d = Diagnostic::error(format!(
+                "{dependent} depends on {missing}, which tenant {:?} does not have",
+                self.slug
+            ));
             self.diags.push(match self.dep_origins.get(&(dependent.clone(), missing.clone())).cloned().or(origin) {
                 Some(at) => d.at(at),
                 None => d,
@@ -1233,12 +1281,16 @@ impl<'a> Builder<'a> {
                     let Some(t) = self.graph.get(target) else { continue }; // Reported by connect().
                     if !outputs_of(&t.addr.kind).contains(&output) {
                         let declared = outputs_of(&t.addr.kind).join(", ");
-                        found.push((r.addr.clone(), r.origin.clone(), format!(
-                            "{} refers to output {output:?} of {target}, which a {} does not have (outputs: {})",
-                            r.addr,
-                            t.addr.kind,
-                            if declared.is_empty() { "none" } else { &declared }
-                        )));
+                        found.push((
+                            r.addr.clone(),
+                            r.origin.clone(),
+                            format!(
+                                "{} refers to output {output:?} of {target}, which a {} does not have (outputs: {})",
+                                r.addr,
+                                t.addr.kind,
+                                if declared.is_empty() { "none" } else { &declared }
+                            ),
+                        ));
                     }
                 }
             }
@@ -1303,10 +1355,8 @@ impl<'a> Builder<'a> {
                     .unwrap_or_default()
             };
             let cycle = catalog::shortest_cycle(&start, next);
-            let edges: Vec<(ResourceAddr, ResourceAddr)> = cycle
-                .windows(2)
-                .filter_map(|w| Some((w[0].parse().ok()?, w[1].parse().ok()?)))
-                .collect();
+            let edges: Vec<(ResourceAddr, ResourceAddr)> =
+                cycle.windows(2).filter_map(|w| Some((w[0].parse().ok()?, w[1].parse().ok()?))).collect();
             let origins: Vec<Location> = edges.iter().filter_map(|e| self.dep_origins.get(e).cloned()).collect();
             let at = origins
                 .iter()

@@ -36,7 +36,8 @@ pub fn to_dot(graphs: &[ResourceGraph]) -> String {
         let slug = &g.tenant.slug;
         let id = |addr: &crate::addr::ResourceAddr| quote(&format!("{slug}/{addr}"));
         let _ = writeln!(out, "  subgraph {} {{", quote(&format!("cluster_{slug}")));
-        let _ = writeln!(out, "    label={};", quote(&format!("tenant {slug} ({}, {})", g.tenant.tier, g.tenant.region)));
+        let _ =
+            writeln!(out, "    label={};", quote(&format!("tenant {slug} ({}, {})", g.tenant.tier, g.tenant.region)));
         let mut by_phase: BTreeMap<Phase, Vec<&crate::addr::ResourceAddr>> = BTreeMap::new();
         for (addr, &ix) in &g.index {
             by_phase.entry(g.graph[ix].phase).or_default().push(addr);

@@ -159,7 +159,12 @@ pub(super) fn rule_named(api_groups: &[&str], resources: &[&str], names: &[&str]
 }
 
 /// `roleRef` + `subjects` of a (Cluster)RoleBinding to one ServiceAccount.
-pub(super) fn binding_fields(role_kind: &str, role: &str, account: &str, namespace: &str) -> [(&'static str, Value); 2] {
+pub(super) fn binding_fields(
+    role_kind: &str,
+    role: &str,
+    account: &str,
+    namespace: &str,
+) -> [(&'static str, Value); 2] {
     [
         ("roleRef", m([("apiGroup", s("rbac.authorization.k8s.io")), ("kind", s(role_kind)), ("name", s(role))])),
         ("subjects", l([m([("kind", s("ServiceAccount")), ("name", s(account)), ("namespace", s(namespace))])])),
@@ -180,9 +185,15 @@ mod tests {
 
     #[test]
     fn base64_matches_rfc4648() {
-        for (clear, encoded) in
-            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy")]
-        {
+        for (clear, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(base64(clear), encoded);
         }
         assert_eq!(base64("5432"), "NTQzMg==");

@@ -5,6 +5,8 @@
 //! shapes only as data (attribute maps) that the Kubernetes provider will send as they are.
 
 mod compile;
+#[cfg(test)]
+mod compile_tests;
 mod dot;
 mod k8s;
 
