@@ -4,7 +4,16 @@
 //! **Invariant:** no I/O. Knows nothing of state, plans or providers; knows the Kubernetes object
 //! shapes only as data (attribute maps) that the Kubernetes provider will send as they are.
 
+mod compile;
+#[cfg(test)]
+mod compile_tests;
+mod dot;
+mod k8s;
+
 use std::collections::{BTreeMap, BTreeSet};
+
+pub use compile::{compile, outputs_of, DATABASE_SECRET};
+pub use dot::to_dot;
 
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 

@@ -1,0 +1,53 @@
+# Tiers of service: what a tenant of each tier gets.
+#
+# `quota` is the `spec.hard` of the tenant's ResourceQuota, exactly as the seed's "Resource Quotas
+# (Applied for Shared Tiers)" table. A tier without `quota` is unlimited: no ResourceQuota object is
+# created at all (enterprise).
+#
+# `database_isolation` follows the seed's "Database Isolation Strategy": `schema` (a schema per tenant
+# in the shared database) or `database` (a database per tenant).
+#
+# `connection_limit` is the PostgreSQL `CONNECTION LIMIT` of the tenant's role. Free tenants share the
+# instance's pool with a small limit; professional tenants get a dedicated pool of `pool_size`
+# connections (the seed's "dedicated connection pool"), which is also their role's limit.
+#
+# `trace_retention` is the Tempo block retention of the tenant's traces.
+
+tier "free" {
+  database_isolation = "schema"
+  connection_limit   = 10
+  pool               = "shared"
+  trace_retention    = "72h"
+
+  quota = {
+    "requests.cpu"    = "2"
+    "limits.cpu"      = "4"
+    "requests.memory" = "4Gi"
+    "limits.memory"   = "8Gi"
+    "pods"            = "20"
+  }
+}
+
+tier "professional" {
+  database_isolation = "schema"
+  connection_limit   = 40
+  pool               = "dedicated"
+  pool_size          = 40
+  trace_retention    = "336h"
+
+  quota = {
+    "requests.cpu"    = "8"
+    "limits.cpu"      = "16"
+    "requests.memory" = "16Gi"
+    "limits.memory"   = "32Gi"
+    "pods"            = "50"
+  }
+}
+
+tier "enterprise" {
+  database_isolation = "database"
+  connection_limit   = 200
+  pool               = "dedicated"
+  pool_size          = 200
+  trace_retention    = "720h"
+}
