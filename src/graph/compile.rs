@@ -325,12 +325,15 @@ impl<'a> Builder<'a> {
             &["database", "schema"],
             None,
         );
-        let generated = || Value::Secret(Secret { source: "generated".into(), fingerprint: None });
+        // The password is generated once, by the PostgreSQL provider when it creates the role, and
+        // reaches this Secret in memory during the same apply as the role's sensitive outputs.
+        let from_role =
+            |output: &str| Value::Secret(Secret { source: format!("output:{role}.{output}"), fingerprint: None });
         let data = m([
-            ("DATABASE_URL", generated()),
+            ("DATABASE_URL", from_role("database_url")),
             ("POSTGRES_DB", s(base64(&database))),
             ("POSTGRES_HOST", s(base64(&self.platform.postgres_host))),
-            ("POSTGRES_PASSWORD", generated()),
+            ("POSTGRES_PASSWORD", from_role("password")),
             ("POSTGRES_PORT", s(base64(&self.platform.postgres_port.to_string()))),
             ("POSTGRES_USER", s(base64(&name))),
         ]);

@@ -300,8 +300,9 @@ fn database_phase_matches_the_seed() {
     assert_eq!(data["POSTGRES_PORT"], "NTQzMg==", "base64 of 5432");
     assert_eq!(data["POSTGRES_USER"], "dGVuYW50X2FjbWU=", "base64 of tenant_acme");
     assert_eq!(data["POSTGRES_DB"], "bWF0aWhfdGVuYW50cw==", "base64 of the shared database matih_tenants");
-    assert_eq!(data["POSTGRES_PASSWORD"], json!({ "$secret": { "source": "generated" } }));
-    assert_eq!(data["DATABASE_URL"], json!({ "$secret": { "source": "generated" } }));
+    // The role generates the password; the Secret takes it from the role's sensitive outputs.
+    assert_eq!(data["POSTGRES_PASSWORD"], json!({ "$secret": { "source": "output:postgresql_role.tenant.password" } }));
+    assert_eq!(data["DATABASE_URL"], json!({ "$secret": { "source": "output:postgresql_role.tenant.database_url" } }));
     let migrations = json_of(get(&g, "postgresql_migrations.tenant"));
     assert_eq!(migrations["schema"], "tenant_acme");
     let list = migrations["migrations"].as_array().unwrap();
@@ -666,7 +667,15 @@ fn compiled_graphs_hold_no_clear_secret() {
         r.attrs.values().for_each(|v| walk(v, &mut secrets));
     }
     secrets.sort();
-    assert_eq!(secrets, ["env:ACME_SLACK_WEBHOOK", "generated", "generated", "generated"]);
+    assert_eq!(
+        secrets,
+        [
+            "env:ACME_SLACK_WEBHOOK",
+            "generated",
+            "output:postgresql_role.tenant.database_url",
+            "output:postgresql_role.tenant.password"
+        ]
+    );
     let addr: ResourceAddr = "kubernetes_secret.slack_webhook".parse().unwrap();
     assert!(g.get(&addr).unwrap().attrs.values().any(Value::is_sensitive));
 }

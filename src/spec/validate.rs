@@ -201,8 +201,12 @@ pub fn text(attr: &str, s: &str) -> Result<(), String> {
 /// The catalog's tier names, in the order the catalog gives them. (`Catalog::tiers` is a
 /// `BTreeMap` today, so that order is alphabetical; this is the one place to change if the
 /// catalog grows a declared order.)
+/// The catalog's tier names in the order the catalog writes them (by position in its file; tiers
+/// without a position, as in test catalogs, by name).
 pub fn tier_names(catalog: &Catalog) -> Vec<&str> {
-    catalog.tiers.keys().map(String::as_str).collect()
+    let mut tiers: Vec<_> = catalog.tiers.values().collect();
+    tiers.sort_by_key(|t| (t.location.is_none(), t.location.clone(), t.name.clone()));
+    tiers.into_iter().map(|t| t.name.as_str()).collect()
 }
 
 pub fn tier(catalog: &Catalog, s: &str) -> Result<(), String> {
