@@ -16,9 +16,11 @@ use crate::value::Value;
 mod diff;
 mod path;
 mod planfile;
+mod render;
 
 pub use diff::diff;
 pub use planfile::{load_plan, save_plan, PlanFileError, PLAN_FILE_FORMAT};
+pub use render::{render_json, render_markdown, render_text, TextOptions};
 
 /// The version of the JSON plan format (`matih plan --format json`, plan files). Bumped on any
 /// incompatible change.
