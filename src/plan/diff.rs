@@ -122,6 +122,24 @@ fn create(res: &Resource, known: &KnownOutputs<'_>) -> ResourceChange {
 }
 
 fn compare(res: &Resource, state: &ResourceState, known: &KnownOutputs<'_>) -> ResourceChange {
+    // Most resources of most plans are unchanged: find that out without allocating, then copy
+    // the recorded attributes in bulk (for a no-op `after` equals `before`).
+    if same_map(&res.attrs, &state.attrs, known) {
+        debug_assert!(
+            Walker::new(known, &[], false).walk_map_and_changes(&res.attrs, &state.attrs).is_empty(),
+            "the fast path and the walk disagree on {}",
+            res.addr
+        );
+        return ResourceChange {
+            address: res.addr.clone(),
+            phase: res.phase,
+            action: Action::NoOp,
+            before: Some(state.attrs.clone()),
+            after: Some(state.attrs.clone()),
+            changes: Vec::new(),
+            depends_on: res.depends_on.clone(),
+        };
+    }
     let force_new: Vec<Vec<&str>> = res.force_new.iter().map(|p| p.split('.').collect()).collect();
     let mut walker = Walker::new(known, &force_new, false);
     let mut after = walker.walk_map(&res.attrs, &state.attrs);
@@ -144,6 +162,31 @@ fn compare(res: &Resource, state: &ResourceState, known: &KnownOutputs<'_>) -> R
         after: Some(after),
         changes: walker.changes,
         depends_on: res.depends_on.clone(),
+    }
+}
+
+/// Whether the walk would find no change between `desired` and `prior`, with the same rules,
+/// without building anything.
+fn same_map(desired: &BTreeMap<String, Value>, prior: &BTreeMap<String, Value>, known: &KnownOutputs<'_>) -> bool {
+    desired.len() == prior.len()
+        && desired.iter().zip(prior).all(|((dk, dv), (pk, pv))| dk == pk && same(dv, pv, known))
+}
+
+fn same(desired: &Value, prior: &Value, known: &KnownOutputs<'_>) -> bool {
+    match (desired, prior) {
+        (Value::Computed { .. }, _) => true,
+        (Value::Secret(Secret { fingerprint: None, .. }), Value::Secret(_)) => true,
+        (Value::Secret(Secret { fingerprint: Some(want), .. }), Value::Secret(have)) => {
+            have.fingerprint.as_ref() == Some(want)
+        }
+        (Value::Map(d), Value::Map(p)) => same_map(d, p, known),
+        (Value::List(d), Value::List(p)) => d.len() == p.len() && d.iter().zip(p).all(|(d, p)| same(d, p, known)),
+        (Value::Ref { resource, output }, _) => {
+            known.get(resource).and_then(|outputs| outputs.get(output)).is_some_and(|v| v == prior)
+        }
+        // Containers holding references need resolving before they can be compared as values;
+        // the walk does that (only a map against a non-map, or lists of other lengths, get here).
+        _ => desired == prior,
     }
 }
 
@@ -222,6 +265,16 @@ impl<'a, 'k> Walker<'a, 'k> {
             self.path.pop();
         }
         after
+    }
+
+    /// The changes alone (for the fast path's debug check).
+    fn walk_map_and_changes(
+        mut self,
+        desired: &'a BTreeMap<String, Value>,
+        prior: &'a BTreeMap<String, Value>,
+    ) -> Vec<AttrChange> {
+        self.walk_map(desired, prior);
+        self.changes
     }
 
     fn walk(&mut self, desired: &'a Value, prior: &'a Value) -> Value {
