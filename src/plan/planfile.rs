@@ -78,16 +78,16 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Writes `plan` to `path`, sealed, atomically and readable only by its owner.
 pub fn save_plan(plan: &Plan, path: &Path) -> Result<(), PlanFileError> {
-    let not_plan =
-        |e: serde_json::Error| PlanFileError::NotAPlanFile { path: path.to_path_buf(), reason: e.to_string() };
-    let body = serde_json::to_string(plan).map_err(not_plan)?;
+    let encode =
+        |e: serde_json::Error| PlanFileError::Io { path: path.to_path_buf(), action: "encode", source: e.into() };
+    let body = serde_json::to_string(plan).map_err(encode)?;
     let envelope = Envelope {
         format: PLAN_FILE_FORMAT.to_string(),
         format_version: FORMAT_VERSION.to_string(),
         sha256: sha256_hex(body.as_bytes()),
         plan: body,
     };
-    let mut bytes = serde_json::to_vec_pretty(&envelope).map_err(not_plan)?;
+    let mut bytes = serde_json::to_vec_pretty(&envelope).map_err(encode)?;
     bytes.push(b'\n');
     write_atomically(path, &bytes)
 }

@@ -2,8 +2,8 @@
 //! request comments.
 //!
 //! Every renderer is a pure function of the [`Plan`](super::Plan): the same plan gives the same
-//! bytes. None of them shows a no-op's attributes, a secret (only `(sensitive value)`) or a
-//! fingerprint.
+//! bytes. None of them shows a secret (only `(sensitive value)`) or a fingerprint. Text and
+//! Markdown hide no-ops; JSON lists them, for machines that want the whole picture.
 //!
 //! **Invariant:** knows nothing of how the plan was computed: it trusts that, for updates and
 //! replaces, a subtree of `after` differs from `before` exactly where the diff found a change.
