@@ -13,6 +13,15 @@ use crate::addr::ResourceAddr;
 use crate::phase::Phase;
 use crate::value::Value;
 
+mod diff;
+mod path;
+mod planfile;
+mod render;
+
+pub use diff::diff;
+pub use planfile::{load_plan, save_plan, PlanFileError, PLAN_FILE_FORMAT};
+pub use render::{render_json, render_markdown, render_text, TextOptions};
+
 /// The version of the JSON plan format (`matih plan --format json`, plan files). Bumped on any
 /// incompatible change.
 pub const FORMAT_VERSION: &str = "1.0";
@@ -107,4 +116,154 @@ pub struct Summary {
     pub change: usize,
     pub replace: usize,
     pub destroy: usize,
+}
+
+impl Summary {
+    /// Resources to add, counted the way Terraform does: creates plus replaces.
+    pub fn to_add(&self) -> usize {
+        self.add + self.replace
+    }
+
+    /// Resources to destroy, counted the way Terraform does: deletes plus replaces.
+    pub fn to_destroy(&self) -> usize {
+        self.destroy + self.replace
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.add + self.change + self.replace + self.destroy == 0
+    }
+
+    fn count(&mut self, action: Action) {
+        match action {
+            Action::NoOp => {}
+            Action::Create => self.add += 1,
+            Action::Update => self.change += 1,
+            Action::Replace => self.replace += 1,
+            Action::Delete => self.destroy += 1,
+        }
+    }
+
+    fn absorb(&mut self, other: Summary) {
+        self.add += other.add;
+        self.change += other.change;
+        self.replace += other.replace;
+        self.destroy += other.destroy;
+    }
+}
+
+impl TenantPlan {
+    /// Counts of each action in this tenant's plan (`add` counts creates only, `replace` replaces).
+    pub fn summary(&self) -> Summary {
+        let mut summary = Summary::default();
+        for change in &self.resource_changes {
+            summary.count(change.action);
+        }
+        summary
+    }
+
+    /// True when anything other than a no-op is planned.
+    pub fn has_changes(&self) -> bool {
+        self.resource_changes.iter().any(|c| c.action != Action::NoOp)
+    }
+}
+
+impl Plan {
+    /// A plan of the current [`FORMAT_VERSION`] over `tenants`, in the order given.
+    pub fn new(tenants: Vec<TenantPlan>) -> Plan {
+        Plan { format_version: FORMAT_VERSION.to_string(), tenants }
+    }
+
+    /// Counts of each action over every tenant.
+    pub fn summary(&self) -> Summary {
+        let mut summary = Summary::default();
+        for tenant in &self.tenants {
+            summary.absorb(tenant.summary());
+        }
+        summary
+    }
+
+    /// True when any tenant has anything other than a no-op planned.
+    pub fn has_changes(&self) -> bool {
+        self.tenants.iter().any(TenantPlan::has_changes)
+    }
+}
+
+impl ResourceChange {
+    /// Paths in `after` whose value is known only after apply (references to outputs not yet
+    /// known, computed values, secrets generated at apply), in attribute order. Empty for a delete.
+    pub fn after_unknown(&self) -> Vec<String> {
+        let unknown = |v: &Value| {
+            path::is_unknown_leaf(v) || matches!(v, Value::Secret(crate::value::Secret { fingerprint: None, .. }))
+        };
+        self.after.as_ref().map_or_else(Vec::new, |after| path::paths_where(after, &unknown))
+    }
+
+    /// Paths holding a secret in `before` or `after`, sorted and without duplicates.
+    pub fn sensitive_paths(&self) -> Vec<String> {
+        let is_secret = |v: &Value| matches!(v, Value::Secret(_));
+        let mut paths: BTreeSet<String> = BTreeSet::new();
+        for side in [&self.before, &self.after].into_iter().flatten() {
+            paths.extend(path::paths_where(side, &is_secret));
+        }
+        paths.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(action: Action) -> ResourceChange {
+        ResourceChange {
+            address: "k.a".parse().unwrap(),
+            phase: Phase::CreateNamespace,
+            action,
+            before: None,
+            after: None,
+            changes: Vec::new(),
+            depends_on: BTreeSet::new(),
+        }
+    }
+
+    fn tenant(actions: &[Action]) -> TenantPlan {
+        TenantPlan {
+            slug: "acme".into(),
+            tenant_id: "id".into(),
+            tier: "free".into(),
+            source: None,
+            prior_state: None,
+            resource_changes: actions.iter().map(|&a| change(a)).collect(),
+        }
+    }
+
+    #[test]
+    fn summaries_count_replaces_once_and_terraform_style_twice() {
+        let plan = Plan::new(vec![
+            tenant(&[Action::NoOp, Action::Create, Action::Replace]),
+            tenant(&[Action::Update, Action::Delete, Action::Create]),
+            tenant(&[Action::NoOp]),
+        ]);
+        assert_eq!(plan.format_version, FORMAT_VERSION);
+        let s = plan.summary();
+        assert_eq!(s, Summary { add: 2, change: 1, replace: 1, destroy: 1 });
+        assert_eq!((s.to_add(), s.to_destroy()), (3, 2));
+        assert!(plan.has_changes());
+        assert!(!plan.tenants[2].has_changes());
+        assert!(plan.tenants[2].summary().is_empty());
+        assert!(!Plan::new(vec![tenant(&[Action::NoOp])]).has_changes());
+    }
+
+    #[test]
+    fn unknown_and_sensitive_paths_come_from_both_sides() {
+        use crate::value::Secret;
+        let mut c = change(Action::Update);
+        let secret = Value::Secret(Secret { source: "generated".into(), fingerprint: None });
+        c.before = Some(BTreeMap::from([("data".to_string(), Value::map([("password", secret.clone())]))]));
+        c.after = Some(BTreeMap::from([
+            ("data".to_string(), Value::map([("password", secret.clone()), ("url", secret)])),
+            ("ip".to_string(), Value::Computed { note: String::new() }),
+        ]));
+        assert_eq!(c.sensitive_paths(), ["data.password", "data.url"]);
+        assert_eq!(c.after_unknown(), ["data.password", "data.url", "ip"]);
+    }
 }

@@ -1,0 +1,138 @@
+//! Attribute paths as plans print them: `metadata.labels["matih.ai/tier"]`,
+//! `spec.template.spec.containers[0].image`.
+//!
+//! Keys that look like identifiers are joined with `.`; any other key is written `["key"]` with
+//! JSON string escaping; list indexes are `[n]`. The same spelling is used by [`super::AttrChange`],
+//! the JSON renderer's `after_unknown` and `sensitive_paths`, and the text renderer's
+//! `# forces replacement` markers, so a path can be matched across all of them as a plain string.
+//!
+//! **Invariant:** knows only the shape of [`Value`] trees, nothing of resources or actions.
+
+use crate::value::Value;
+
+/// One step into an attribute tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// True for keys printed bare: an ASCII letter or `_`, then letters, digits, `_` or `-`
+/// (the HCL identifier rule).
+pub(crate) fn is_identifier(key: &str) -> bool {
+    let mut bytes = key.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Appends `"key"` with JSON string escaping.
+pub(crate) fn push_quoted(out: &mut String, key: &str) {
+    out.push('"');
+    for c in key.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Formats a path from its segments.
+pub(crate) fn format_path(segs: &[Seg<'_>]) -> String {
+    let mut out = String::new();
+    for (i, seg) in segs.iter().enumerate() {
+        match *seg {
+            Seg::Key(k) if is_identifier(k) => {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Seg::Key(k) => {
+                out.push('[');
+                push_quoted(&mut out, k);
+                out.push(']');
+            }
+            Seg::Index(n) => {
+                out.push('[');
+                out.push_str(&n.to_string());
+                out.push(']');
+            }
+        }
+    }
+    out
+}
+
+/// True for a value that is itself unknown until apply (not one that merely contains one).
+pub(crate) fn is_unknown_leaf(v: &Value) -> bool {
+    matches!(v, Value::Ref { .. } | Value::Computed { .. })
+}
+
+/// Every path (in tree order: map keys sorted, list indexes ascending) under `root` at which
+/// `pred` holds for the value there. The walk does not descend below a matching value.
+pub(crate) fn paths_where<'a, I>(root: I, pred: &dyn Fn(&Value) -> bool) -> Vec<String>
+where
+    I: IntoIterator<Item = (&'a String, &'a Value)>,
+{
+    fn walk<'a>(v: &'a Value, segs: &mut Vec<Seg<'a>>, pred: &dyn Fn(&Value) -> bool, out: &mut Vec<String>) {
+        if pred(v) {
+            out.push(format_path(segs));
+            return;
+        }
+        match v {
+            Value::Map(m) => {
+                for (k, child) in m {
+                    segs.push(Seg::Key(k));
+                    walk(child, segs, pred, out);
+                    segs.pop();
+                }
+            }
+            Value::List(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    segs.push(Seg::Index(i));
+                    walk(child, segs, pred, out);
+                    segs.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    let mut segs = Vec::new();
+    for (k, v) in root {
+        segs.push(Seg::Key(k.as_str()));
+        walk(v, &mut segs, pred, &mut out);
+        segs.pop();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_use_dots_for_identifiers_and_brackets_otherwise() {
+        let segs = [Seg::Key("metadata"), Seg::Key("labels"), Seg::Key("matih.ai/tier")];
+        assert_eq!(format_path(&segs), r#"metadata.labels["matih.ai/tier"]"#);
+        let segs = [Seg::Key("spec"), Seg::Key("containers"), Seg::Index(0), Seg::Key("image")];
+        assert_eq!(format_path(&segs), "spec.containers[0].image");
+        assert_eq!(format_path(&[Seg::Key("data"), Seg::Key("tenant-db")]), "data.tenant-db");
+        assert_eq!(format_path(&[Seg::Key("a \"b\"\n")]), r#"["a \"b\"\n"]"#);
+        assert_eq!(format_path(&[Seg::Key("1abc")]), r#"["1abc"]"#);
+    }
+
+    #[test]
+    fn paths_where_finds_nested_matches_in_order() {
+        let root = std::collections::BTreeMap::from([
+            ("b".to_string(), Value::list([Value::Int(1), Value::Computed { note: String::new() }])),
+            ("a".to_string(), Value::map([("x.y", Value::Computed { note: String::new() })])),
+        ]);
+        assert_eq!(paths_where(&root, &is_unknown_leaf), [r#"a["x.y"]"#, "b[1]"]);
+    }
+}

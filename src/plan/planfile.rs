@@ -1,0 +1,372 @@
+//! Sealed plan files (`matih plan -out FILE`), applied later exactly as reviewed.
+//!
+//! A plan file is JSON:
+//!
+//! ```json
+//! {
+//!   "format": "matih-plan",
+//!   "format_version": "1.0",
+//!   "sha256": "<64 hex digits>",
+//!   "plan": "<the plan, serialized as compact JSON, stored as one JSON string>"
+//! }
+//! ```
+//!
+//! The seal is the SHA-256 of the exact bytes of the `plan` string. Keeping the plan as a string
+//! (rather than a nested object) means the sealed bytes are the stored bytes: nothing is
+//! re-serialized to check the seal, so any edit of the plan, even of whitespace, breaks it.
+//! The plan holds full before and after attribute sets, with secrets as state has them
+//! (fingerprints, never clear text).
+//!
+//! Files are written atomically: a temporary file in the same directory (mode 0600 on Unix),
+//! fsync, rename over the target, fsync of the directory.
+//!
+//! **Invariant:** knows nothing of state stores: it does not check that a plan is still current
+//! (that is apply's job, with the plan's `prior_state` lineage and serial); it only guarantees that
+//! the plan read is the plan written.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{Plan, FORMAT_VERSION};
+
+/// The value of a plan file's `format` field.
+pub const PLAN_FILE_FORMAT: &str = "matih-plan";
+
+/// Why a plan file could not be written or read. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanFileError {
+    #[error("cannot {action} plan file {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        /// What was being done: `read`, `write`, `rename`, …
+        action: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} is not a matih plan file: {reason}", path.display())]
+    NotAPlanFile { path: PathBuf, reason: String },
+    #[error(
+        "plan file {} has format version {found}; this matih reads version {supported}; run `matih plan -out {}` again with this matih",
+        path.display(),
+        path.display()
+    )]
+    UnsupportedVersion { path: PathBuf, found: String, supported: &'static str },
+    #[error(
+        "plan file {} has been modified since it was written (sha256 mismatch); run `matih plan -out {}` again",
+        path.display(),
+        path.display()
+    )]
+    SealBroken { path: PathBuf },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    format: String,
+    format_version: String,
+    sha256: String,
+    plan: String,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes `plan` to `path`, sealed, atomically and readable only by its owner.
+pub fn save_plan(plan: &Plan, path: &Path) -> Result<(), PlanFileError> {
+    let encode =
+        |e: serde_json::Error| PlanFileError::Io { path: path.to_path_buf(), action: "encode", source: e.into() };
+    let body = serde_json::to_string(plan).map_err(encode)?;
+    let envelope = Envelope {
+        format: PLAN_FILE_FORMAT.to_string(),
+        format_version: FORMAT_VERSION.to_string(),
+        sha256: sha256_hex(body.as_bytes()),
+        plan: body,
+    };
+    let mut bytes = serde_json::to_vec_pretty(&envelope).map_err(encode)?;
+    bytes.push(b'\n');
+    write_atomically(path, &bytes)
+}
+
+/// Reads a plan file, refusing it unless its format, version and seal are all as written.
+pub fn load_plan(path: &Path) -> Result<Plan, PlanFileError> {
+    let bytes =
+        fs::read(path).map_err(|source| PlanFileError::Io { path: path.to_path_buf(), action: "read", source })?;
+    let not_plan = |reason: String| PlanFileError::NotAPlanFile { path: path.to_path_buf(), reason };
+
+    // Look at the format first, so that any other JSON file is reported as such and not as a
+    // plan with missing fields.
+    let outer: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| not_plan(format!("invalid JSON: {e}")))?;
+    match outer.get("format").and_then(|f| f.as_str()) {
+        Some(PLAN_FILE_FORMAT) => {}
+        Some(other) => return Err(not_plan(format!("its format is {other:?}, expected {PLAN_FILE_FORMAT:?}"))),
+        None => return Err(not_plan(format!("it has no \"format\": {PLAN_FILE_FORMAT:?} field"))),
+    }
+    let envelope: Envelope = serde_json::from_value(outer).map_err(|e| not_plan(e.to_string()))?;
+    if !version_supported(&envelope.format_version) {
+        return Err(PlanFileError::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found: envelope.format_version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if sha256_hex(envelope.plan.as_bytes()) != envelope.sha256 {
+        return Err(PlanFileError::SealBroken { path: path.to_path_buf() });
+    }
+    let plan: Plan =
+        serde_json::from_str(&envelope.plan).map_err(|e| not_plan(format!("sealed plan is invalid: {e}")))?;
+    if plan.format_version != envelope.format_version {
+        return Err(not_plan(format!(
+            "sealed plan has format version {} but the file says {}",
+            plan.format_version, envelope.format_version
+        )));
+    }
+    Ok(plan)
+}
+
+/// A file of version `MAJOR.MINOR` is readable when the major version is ours and the minor
+/// version is not newer: a newer minor version may carry fields this matih would silently drop,
+/// and a saved plan must be applied exactly as reviewed.
+fn version_supported(found: &str) -> bool {
+    fn parse(v: &str) -> Option<(u32, u32)> {
+        let (major, minor) = v.split_once('.')?;
+        Some((major.parse().ok()?, minor.parse().ok()?))
+    }
+    match (parse(found), parse(FORMAT_VERSION)) {
+        (Some((major, minor)), Some((our_major, our_minor))) => major == our_major && minor <= our_minor,
+        _ => false,
+    }
+}
+
+/// Writes `bytes` to a new temporary file next to `path`, syncs it and renames it over `path`.
+/// On failure the temporary file is removed and `path` is left as it was.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PlanFileError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let io_err = |action, source| PlanFileError::Io { path: path.to_path_buf(), action, source };
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| io_err("write", io::Error::new(io::ErrorKind::InvalidInput, "the path names no file")))?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+
+    let (tmp, mut file) = loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mut name = std::ffi::OsString::from(".");
+        name.push(file_name);
+        name.push(format!(".{}.{n}.tmp", std::process::id()));
+        let tmp = dir.join(name);
+        match create_private(&tmp) {
+            Ok(file) => break (tmp, file),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_err("create a temporary file for", e)),
+        }
+    };
+
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io_err("write", e))
+        .and_then(|()| fs::rename(&tmp, path).map_err(|e| io_err("rename the temporary file onto", e)));
+    drop(file);
+    if let Err(e) = written {
+        // Best effort: the write already failed, and that is the error worth reporting.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(&dir).map_err(|e| io_err("sync the directory of", e))
+}
+
+#[cfg(unix)]
+fn create_private(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
+}
+
+#[cfg(not(unix))]
+fn create_private(path: &Path) -> io::Result<File> {
+    OpenOptions::new().write(true).create_new(true).open(path)
+}
+
+/// Makes the rename durable. Directories cannot be opened for syncing on every platform; where
+/// they cannot, the rename is as durable as the platform makes it.
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+    use crate::phase::Phase;
+    use crate::plan::{Action, AttrChange, PriorState, ResourceChange, TenantPlan};
+    use crate::value::{fingerprint, Secret, Value};
+
+    fn sample() -> Plan {
+        let secret = Value::Secret(Secret { source: "generated".into(), fingerprint: Some(fingerprint("hunter2")) });
+        let before = BTreeMap::from([
+            ("password".to_string(), secret),
+            ("name".to_string(), Value::str("acme")),
+            ("sql".to_string(), Value::str("SELECT 1;\nSELECT \"ü\";\n")),
+        ]);
+        let mut after = before.clone();
+        after.insert("name".into(), Value::str("acme2"));
+        Plan::new(vec![TenantPlan {
+            slug: "acme".into(),
+            tenant_id: "550e8400-e29b-41d4-a716-446655440000".into(),
+            tier: "enterprise".into(),
+            source: Some("tenants/acme.hcl".into()),
+            prior_state: Some(PriorState { lineage: "5b0e…".into(), serial: 3 }),
+            resource_changes: vec![ResourceChange {
+                address: "postgresql_role.tenant".parse().unwrap(),
+                phase: Phase::SetupDatabase,
+                action: Action::Update,
+                before: Some(before),
+                after: Some(after),
+                changes: vec![AttrChange {
+                    path: "name".into(),
+                    before: Some(Value::str("acme")),
+                    after: Some(Value::str("acme2")),
+                    forces_replacement: false,
+                }],
+                depends_on: BTreeSet::from(["kubernetes_namespace.tenant".parse().unwrap()]),
+            }],
+        }])
+    }
+
+    #[test]
+    fn round_trip_keeps_the_plan_and_no_clear_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acme.plan");
+        let plan = sample();
+        save_plan(&plan, &path).unwrap();
+        assert_eq!(load_plan(&path).unwrap(), plan);
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("hunter2"));
+        assert!(text.contains(&fingerprint("hunter2")), "state's fingerprint is kept for apply");
+        // Saving twice gives the same bytes.
+        save_plan(&plan, &path).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), text);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn file_is_private_and_no_temporary_file_is_left_behind() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acme.plan");
+        fs::write(&path, "old contents").unwrap();
+        save_plan(&sample(), &path).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let names: Vec<String> =
+            fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["acme.plan"]);
+    }
+
+    #[test]
+    fn failed_write_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        // The target is a non-empty directory: the rename fails after the temporary file was written.
+        let path = dir.path().join("taken");
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("x"), "x").unwrap();
+        let err = save_plan(&sample(), &path).unwrap_err();
+        assert!(matches!(err, PlanFileError::Io { .. }), "{err}");
+        assert!(err.to_string().contains(&path.display().to_string()));
+        let names: Vec<String> =
+            fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["taken"]);
+    }
+
+    #[test]
+    fn any_flipped_byte_in_the_plan_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.plan");
+        save_plan(&sample(), &path).unwrap();
+        let good = fs::read(&path).unwrap();
+        let text = String::from_utf8(good.clone()).unwrap();
+        let start = text.find("\"plan\": \"").unwrap() + "\"plan\": \"".len();
+        let end = text.rfind('"').unwrap();
+        let mut seal_errors = 0;
+        for i in start..end {
+            let mut bad = good.clone();
+            // Flipping the lowest bit keeps ASCII ASCII, so most flips leave valid JSON with a
+            // different plan: exactly the tampering the seal is for.
+            bad[i] ^= 0x01;
+            fs::write(&path, &bad).unwrap();
+            let err = load_plan(&path).expect_err(&format!("flipped byte {i} accepted"));
+            if matches!(err, PlanFileError::SealBroken { .. }) {
+                seal_errors += 1;
+            }
+        }
+        assert!(seal_errors > (end - start) / 2, "most flips should be caught by the seal, got {seal_errors}");
+    }
+
+    #[test]
+    fn seal_error_names_the_file_and_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.plan");
+        save_plan(&sample(), &path).unwrap();
+        let text = fs::read_to_string(&path).unwrap().replace("acme2", "acme3");
+        fs::write(&path, text).unwrap();
+        let err = load_plan(&path).unwrap_err();
+        let p = path.display();
+        assert_eq!(
+            err.to_string(),
+            format!("plan file {p} has been modified since it was written (sha256 mismatch); run `matih plan -out {p}` again")
+        );
+    }
+
+    #[test]
+    fn wrong_format_or_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.plan");
+        save_plan(&sample(), &path).unwrap();
+        let good = fs::read_to_string(&path).unwrap();
+
+        fs::write(&path, good.replace("\"matih-plan\"", "\"terraform-plan\"")).unwrap();
+        let err = load_plan(&path).unwrap_err();
+        assert!(
+            matches!(&err, PlanFileError::NotAPlanFile { reason, .. } if reason.contains("terraform-plan")),
+            "{err}"
+        );
+
+        fs::write(&path, good.replacen("\"format_version\": \"1.0\"", "\"format_version\": \"2.0\"", 1)).unwrap();
+        let err = load_plan(&path).unwrap_err();
+        assert!(matches!(&err, PlanFileError::UnsupportedVersion { found, .. } if found == "2.0"), "{err}");
+
+        fs::write(&path, good.replacen("\"format_version\": \"1.0\"", "\"format_version\": \"1.1\"", 1)).unwrap();
+        assert!(matches!(load_plan(&path).unwrap_err(), PlanFileError::UnsupportedVersion { .. }));
+
+        fs::write(&path, "{\"version\": 4}").unwrap();
+        assert!(matches!(load_plan(&path).unwrap_err(), PlanFileError::NotAPlanFile { .. }));
+        fs::write(&path, "not json").unwrap();
+        assert!(matches!(load_plan(&path).unwrap_err(), PlanFileError::NotAPlanFile { .. }));
+
+        let missing = dir.path().join("missing.plan");
+        let err = load_plan(&missing).unwrap_err();
+        assert!(matches!(err, PlanFileError::Io { action: "read", .. }));
+        assert!(err.to_string().contains("missing.plan"));
+    }
+
+    #[test]
+    fn versions_of_the_same_major_and_no_newer_minor_are_read() {
+        assert!(version_supported(FORMAT_VERSION));
+        assert!(!version_supported("0.9"));
+        assert!(!version_supported("1"));
+        assert!(!version_supported("x.y"));
+    }
+}

@@ -1,0 +1,145 @@
+//! The plan as JSON (`matih plan --format json`, `matih show --json`): the machine interface.
+//!
+//! # Format
+//!
+//! ```json
+//! {
+//!   "format_version": "1.0",
+//!   "tenants": [
+//!     {
+//!       "slug": "acme",
+//!       "tenant_id": "550e8400-e29b-41d4-a716-446655440000",
+//!       "tier": "professional",
+//!       "source": "tenants/acme.hcl",
+//!       "prior_state": { "lineage": "…", "serial": 12 },
+//!       "summary": { "add": 1, "change": 0, "replace": 0, "destroy": 0 },
+//!       "resource_changes": [
+//!         {
+//!           "address": "kubernetes_namespace.tenant",
+//!           "type": "kubernetes_namespace",
+//!           "name": "tenant",
+//!           "phase": "CREATE_NAMESPACE",
+//!           "phase_number": 1,
+//!           "action": "create",
+//!           "before": null,
+//!           "after": { "metadata": { "name": "matih-acme" } },
+//!           "after_unknown": [],
+//!           "sensitive_paths": [],
+//!           "changes": [],
+//!           "depends_on": []
+//!         }
+//!       ]
+//!     }
+//!   ],
+//!   "summary": { "add": 1, "change": 0, "replace": 0, "destroy": 0 }
+//! }
+//! ```
+//!
+//! - `source` is `null` when the tenant's spec file is unknown; `prior_state` is `null` for a
+//!   tenant with no recorded state (everything is created).
+//! - `action` is one of `no-op`, `create`, `update`, `replace`, `delete`. Every desired resource
+//!   is listed, no-ops included; resources are in apply order (phase, then dependencies), with the
+//!   deletes of a phase after its other changes.
+//! - `summary` counts each action once: `add` counts creates, `replace` replaces, `destroy`
+//!   deletes. Terraform's line `N to add, M to change, K to destroy` is
+//!   `add + replace`, `change`, `destroy + replace`.
+//! - `before` is `null` for a create, `after` is `null` for a delete. Both are the full attribute
+//!   objects (plain JSON), except for two markers that stand in for values:
+//!   - `"(known after apply)"`: a value known only after apply (an output of a resource not yet
+//!     created, a computed value). Every such path of `after` is in `after_unknown`.
+//!   - `"(sensitive value)"`: a secret. Neither its clear text nor its fingerprint is ever
+//!     written here. Every path holding a secret in `before` or `after` is in `sensitive_paths`.
+//!     A secret generated at apply is both sensitive and in `after_unknown`.
+//!
+//!   A real string equal to a marker is told apart by those lists.
+//! - Paths are written `metadata.labels["matih.ai/tier"]`, `spec.containers[0].image`: keys that
+//!   are identifiers after a `.`, other keys as `["…"]` with JSON escaping, list indexes `[n]`.
+//! - `changes` lists the attribute changes of updates and replaces (empty otherwise):
+//!   `{ "path", "before", "after", "forces_replacement" }`, where a missing side (an attribute
+//!   added or removed) is `null`, with the same markers as above.
+//! - `depends_on` lists the addresses the resource waits for, sorted.
+//!
+//! The output is pretty-printed, ends with a newline and is the same bytes for the same plan.
+//!
+//! **Invariant:** a view of the plan for machines; it adds nothing a plan does not hold, and
+//! removes only secrets.
+
+use serde_json::{json, Map, Value as J};
+
+use super::{SENSITIVE, UNKNOWN};
+use crate::plan::{Plan, ResourceChange, Summary, TenantPlan};
+use crate::value::Value;
+
+/// Renders the plan as the documented JSON, pretty-printed with a trailing newline.
+pub fn render_json(plan: &Plan) -> String {
+    let doc = json!({
+        "format_version": plan.format_version,
+        "tenants": plan.tenants.iter().map(tenant).collect::<Vec<_>>(),
+        "summary": summary(&plan.summary()),
+    });
+    let mut out = serde_json::to_string_pretty(&doc).expect("a JSON tree always serializes");
+    out.push('\n');
+    out
+}
+
+fn summary(s: &Summary) -> J {
+    json!({ "add": s.add, "change": s.change, "replace": s.replace, "destroy": s.destroy })
+}
+
+fn tenant(t: &TenantPlan) -> J {
+    json!({
+        "slug": t.slug,
+        "tenant_id": t.tenant_id,
+        "tier": t.tier,
+        "source": t.source.as_ref().map(|p| p.display().to_string()),
+        "prior_state": t.prior_state.as_ref().map(|p| json!({ "lineage": p.lineage, "serial": p.serial })),
+        "summary": summary(&t.summary()),
+        "resource_changes": t.resource_changes.iter().map(resource_change).collect::<Vec<_>>(),
+    })
+}
+
+fn resource_change(c: &ResourceChange) -> J {
+    let attrs = |side: &Option<std::collections::BTreeMap<String, Value>>| {
+        side.as_ref().map_or(J::Null, |m| J::Object(m.iter().map(|(k, v)| (k.clone(), value(v))).collect()))
+    };
+    let changes: Vec<J> = c
+        .changes
+        .iter()
+        .map(|a| {
+            json!({
+                "path": a.path,
+                "before": a.before.as_ref().map_or(J::Null, value),
+                "after": a.after.as_ref().map_or(J::Null, value),
+                "forces_replacement": a.forces_replacement,
+            })
+        })
+        .collect();
+    json!({
+        "address": c.address.to_string(),
+        "type": c.address.kind,
+        "name": c.address.name,
+        "phase": c.phase.name(),
+        "phase_number": c.phase.number(),
+        "action": c.action,
+        "before": attrs(&c.before),
+        "after": attrs(&c.after),
+        "after_unknown": c.after_unknown(),
+        "sensitive_paths": c.sensitive_paths(),
+        "changes": changes,
+        "depends_on": c.depends_on.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })
+}
+
+/// A value as plain JSON, with the markers for unknown and sensitive values.
+fn value(v: &Value) -> J {
+    match v {
+        Value::Null => J::Null,
+        Value::Bool(b) => J::Bool(*b),
+        Value::Int(n) => J::from(*n),
+        Value::String(s) => J::String(s.clone()),
+        Value::List(items) => J::Array(items.iter().map(value).collect()),
+        Value::Map(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), value(v))).collect::<Map<_, _>>()),
+        Value::Ref { .. } | Value::Computed { .. } => J::String(UNKNOWN.to_string()),
+        Value::Secret(_) => J::String(SENSITIVE.to_string()),
+    }
+}

@@ -1,0 +1,266 @@
+//! The plan as Markdown, for a pull request comment (`matih plan --format markdown`).
+//!
+//! Layout: a title with Terraform's counts, a table of the tenants that change (add, change,
+//! replace and destroy counted separately), a **Risks** section, then one collapsed
+//! `<details>` per tenant holding one ```` ```diff ```` block per phase. No-ops are hidden; deletes
+//! show only their header (their attributes are in the text and JSON plans).
+//!
+//! Risks are, per resource (each listed once, under the first category that fits):
+//! 1. *Data loss*: a `postgresql_schema` or `postgresql_database` deleted or replaced.
+//! 2. *Isolation, access and quotas*: any change to `kubernetes_network_policy`,
+//!    `kubernetes_role*`, `kubernetes_cluster_role*` or `kubernetes_resource_quota`.
+//! 3. *DNS and TLS*: any change to `dns_*`, `kubernetes_certificate` or `kubernetes_ingress`.
+//! 4. *Destroyed or replaced*: anything else deleted or replaced.
+//!
+//! For categories 2 and 3, creates count only for tenants that already have state: everything
+//! is created when a tenant is first provisioned, and that is not a risk to review line by line.
+//!
+//! GitHub refuses comments over 65,536 characters. The comment is kept under that by dropping
+//! whole items from the end (table rows, risks, then resource diffs) and saying what was left
+//! out; the title and counts are always there.
+//!
+//! **Invariant:** reads a finished plan only; it never decides what changes.
+
+use std::fmt::Write as _;
+
+use super::text::{counts, heading, phase_label};
+use super::writer::{Layout, Writer};
+use crate::phase::Phase;
+use crate::plan::{Action, Plan, ResourceChange, TenantPlan};
+
+/// GitHub's limit on the body of a comment, in characters.
+const GITHUB_COMMENT_LIMIT: usize = 65_536;
+/// Room kept for the notes that say what was left out.
+const NOTE_RESERVE: usize = 1_024;
+
+/// Renders the plan as a Markdown PR comment of at most 65,536 characters.
+pub fn render_markdown(plan: &Plan) -> String {
+    render_with_limit(plan, GITHUB_COMMENT_LIMIT)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Risk {
+    DataLoss,
+    Isolation,
+    DnsTls,
+    Destroyed,
+}
+
+impl Risk {
+    fn title(self) -> &'static str {
+        match self {
+            Risk::DataLoss => "Data loss",
+            Risk::Isolation => "Network isolation, access control and quotas",
+            Risk::DnsTls => "DNS and TLS",
+            Risk::Destroyed => "Destroyed or replaced",
+        }
+    }
+
+    fn of(tenant: &TenantPlan, c: &ResourceChange) -> Option<Risk> {
+        let kind = c.address.kind.as_str();
+        let destructive = matches!(c.action, Action::Delete | Action::Replace);
+        let changes = match c.action {
+            Action::NoOp => false,
+            Action::Create => tenant.prior_state.is_some(),
+            Action::Update | Action::Replace | Action::Delete => true,
+        };
+        if destructive && matches!(kind, "postgresql_schema" | "postgresql_database") {
+            Some(Risk::DataLoss)
+        } else if changes
+            && (kind == "kubernetes_network_policy"
+                || kind.starts_with("kubernetes_role")
+                || kind.starts_with("kubernetes_cluster_role")
+                || kind == "kubernetes_resource_quota")
+        {
+            Some(Risk::Isolation)
+        } else if changes
+            && (kind.starts_with("dns_") || kind == "kubernetes_certificate" || kind == "kubernetes_ingress")
+        {
+            Some(Risk::DnsTls)
+        } else if destructive {
+            Some(Risk::Destroyed)
+        } else {
+            None
+        }
+    }
+}
+
+fn verb(action: Action) -> &'static str {
+    match action {
+        Action::NoOp => "is unchanged",
+        Action::Create => "will be created",
+        Action::Update => "will be updated in place",
+        Action::Replace => "must be replaced",
+        Action::Delete => "will be destroyed",
+    }
+}
+
+/// Appends items while they fit in `budget` bytes (bytes are never fewer than GitHub's
+/// characters, so the limit holds); returns how many did not fit.
+fn fill(out: &mut String, items: impl IntoIterator<Item = String>, budget: usize) -> usize {
+    let mut left_out = 0;
+    for item in items {
+        if left_out == 0 && out.len() + item.len() <= budget {
+            out.push_str(&item);
+        } else {
+            left_out += 1;
+        }
+    }
+    left_out
+}
+
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// A code fence longer than any run of backticks in `body`.
+fn fence(body: &str) -> String {
+    let longest = body.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    "`".repeat(longest.max(2) + 1)
+}
+
+pub(super) fn render_with_limit(plan: &Plan, limit: usize) -> String {
+    let budget = limit.saturating_sub(NOTE_RESERVE);
+    let summary = plan.summary();
+    let mut out = String::new();
+    if summary.is_empty() {
+        let _ = writeln!(out, "### matih plan: no changes\n\nThe tenants match the configuration.");
+        return out;
+    }
+    let _ = writeln!(out, "### matih plan: {}\n", counts(&summary));
+
+    let changed: Vec<&TenantPlan> = plan.tenants.iter().filter(|t| t.has_changes()).collect();
+
+    // The risks come before the table's rows in importance, so they are sized first; the table
+    // gets a quarter of the comment at most, the diffs whatever is left.
+    let mut risks = String::new();
+    let risks_left_out = risk_section(&mut risks, &changed, budget / 2);
+
+    out.push_str("| Tenant | Add | Change | Replace | Destroy |\n| --- | ---: | ---: | ---: | ---: |\n");
+    let rows = changed.iter().map(|t| {
+        let s = t.summary();
+        format!("| `{}` | {} | {} | {} | {} |\n", t.slug, s.add, s.change, s.replace, s.destroy)
+    });
+    let table_budget = out.len() + budget / 4;
+    let rows_left_out = fill(&mut out, rows, table_budget);
+    if rows_left_out > 0 {
+        let _ = writeln!(out, "| … {rows_left_out} more tenants with changes (comment size limit) | | | | |");
+    }
+    let unchanged = plan.tenants.len() - changed.len();
+    if unchanged > 0 {
+        let _ =
+            writeln!(out, "\n{unchanged} tenant{} without changes not listed.", if unchanged == 1 { "" } else { "s" });
+    }
+    out.push('\n');
+    out.push_str(&risks);
+    if risks_left_out > 0 {
+        let _ = writeln!(out, "- … and {risks_left_out} more (comment size limit)");
+    }
+    out.push('\n');
+
+    let mut details_left_out = 0;
+    for tenant in &changed {
+        details_left_out += tenant_details(&mut out, tenant, budget, details_left_out > 0);
+    }
+    if details_left_out > 0 {
+        let _ = writeln!(
+            out,
+            "> **Note:** this comment was shortened to fit GitHub's limit of {limit} characters: {details_left_out} \
+             resource change{} not shown. Run `matih plan` for the whole plan.",
+            if details_left_out == 1 { " is" } else { "s are" }
+        );
+    }
+    out
+}
+
+/// Writes the risk section; returns how many risks did not fit in `budget` bytes.
+fn risk_section(out: &mut String, tenants: &[&TenantPlan], budget: usize) -> usize {
+    let mut found: Vec<(Risk, &TenantPlan, &ResourceChange)> = Vec::new();
+    for tenant in tenants {
+        for change in &tenant.resource_changes {
+            if let Some(risk) = Risk::of(tenant, change) {
+                found.push((risk, tenant, change));
+            }
+        }
+    }
+    out.push_str("#### Risks\n\n");
+    if found.is_empty() {
+        out.push_str(
+            "None: nothing is destroyed or replaced, and no network policy, RBAC, quota, DNS or TLS resource changes.\n",
+        );
+        return 0;
+    }
+    // Stable: tenants and resources keep plan order inside a category.
+    found.sort_by_key(|(risk, _, _)| *risk);
+    let mut items = Vec::with_capacity(found.len());
+    let mut current = None;
+    for (risk, tenant, change) in found {
+        let mut item = String::new();
+        if current != Some(risk) {
+            if current.is_some() {
+                // A blank line ends the previous category's list.
+                item.push('\n');
+            }
+            current = Some(risk);
+            let _ = writeln!(item, "**{}**\n", risk.title());
+        }
+        let what = match (risk, change.address.kind.as_str()) {
+            (Risk::DataLoss, "postgresql_database") => " (drops the tenant's database and all its data)",
+            (Risk::DataLoss, _) => " (drops the tenant's schema and all its data)",
+            _ => "",
+        };
+        let _ = writeln!(item, "- `{}`: `{}` {}{what}", tenant.slug, change.address, verb(change.action));
+        items.push(item);
+    }
+    fill(out, items, budget)
+}
+
+/// Appends one tenant's `<details>`; returns how many resource changes did not fit. Once
+/// something did not fit (`full`), nothing more is added, so what is shown is a prefix of the plan.
+fn tenant_details(out: &mut String, tenant: &TenantPlan, budget: usize, full: bool) -> usize {
+    let shown: Vec<&ResourceChange> = tenant.resource_changes.iter().filter(|c| c.action != Action::NoOp).collect();
+    let open =
+        format!("<details><summary>{}: {}</summary>\n\n", escape_html(&heading(tenant)), counts(&tenant.summary()));
+    let close = "</details>\n\n";
+    if full || out.len() + open.len() + close.len() > budget {
+        return shown.len();
+    }
+    out.push_str(&open);
+    let mut left_out = 0;
+    let mut i = 0;
+    while i < shown.len() {
+        let phase: Phase = shown[i].phase;
+        let end = shown[i..].iter().position(|c| c.phase != phase).map_or(shown.len(), |n| i + n);
+        let blocks: Vec<String> = shown[i..end]
+            .iter()
+            .enumerate()
+            .map(|(n, c)| {
+                let mut w = Writer::new(Layout { color: false, gutter: true, compact_deletes: true });
+                if n > 0 {
+                    // A blank line between resources, as in the text plan.
+                    w.out.push('\n');
+                }
+                w.resource(c);
+                w.out
+            })
+            .collect();
+        let fence_str = fence(&blocks.concat());
+        let head = format!("**{}**\n\n{fence_str}diff\n", phase_label(phase));
+        let tail = format!("{fence_str}\n\n");
+        let first_len = blocks.first().map_or(0, String::len);
+        if left_out > 0 || out.len() + head.len() + first_len + tail.len() + close.len() > budget {
+            // Not even the phase's first change fits: leave the whole phase out.
+            left_out += blocks.len();
+        } else {
+            out.push_str(&head);
+            let mut body = String::new();
+            let room = budget.saturating_sub(out.len() + tail.len() + close.len());
+            left_out += fill(&mut body, blocks, room);
+            out.push_str(&body);
+            out.push_str(&tail);
+        }
+        i = end;
+    }
+    out.push_str(close);
+    left_out
+}

@@ -1,0 +1,26 @@
+//! Renderers of plans: Terraform-like text for terminals, JSON for machines, Markdown for pull
+//! request comments.
+//!
+//! Every renderer is a pure function of the [`Plan`](super::Plan): the same plan gives the same
+//! bytes. None of them shows a secret (only `(sensitive value)`) or a fingerprint. Text and
+//! Markdown hide no-ops; JSON lists them, for machines that want the whole picture.
+//!
+//! **Invariant:** knows nothing of how the plan was computed: it trusts that, for updates and
+//! replaces, a subtree of `after` differs from `before` exactly where the diff found a change.
+
+mod json;
+mod markdown;
+mod text;
+mod writer;
+
+pub use json::render_json;
+pub use markdown::render_markdown;
+pub use text::{render_text, TextOptions};
+
+/// What stands in for a secret in every rendering.
+pub(crate) const SENSITIVE: &str = "(sensitive value)";
+/// What stands in for a value known only after apply in every rendering.
+pub(crate) const UNKNOWN: &str = "(known after apply)";
+
+#[cfg(test)]
+mod tests;

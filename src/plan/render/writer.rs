@@ -1,0 +1,424 @@
+//! The Terraform-style block writer shared by the text and Markdown renderers.
+//!
+//! Lines are written as `indent`, a mark (`+`, `~`, `-`, `-/+` or a space), a space and the text,
+//! which is how Terraform lays out a plan. In *gutter* mode (Markdown ```` ```diff ```` blocks) the
+//! mark moves to the first column instead (`~` and `-/+` become `!`), so that GitHub colours the
+//! lines, and the layout is otherwise the same.
+//!
+//! **Invariant:** writes one resource change at a time and knows nothing of tenants, phases or
+//! summaries.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use similar::{Algorithm, ChangeTag, DiffTag, TextDiff};
+
+use super::{SENSITIVE, UNKNOWN};
+use crate::plan::path::{format_path, is_identifier, push_quoted, Seg};
+use crate::plan::{Action, ResourceChange};
+use crate::value::Value;
+
+const RESET: &str = "\x1b[0m";
+pub(super) const BOLD: &str = "\x1b[1m";
+const RED: &str = "\x1b[31m";
+const GREEN: &str = "\x1b[32m";
+const YELLOW: &str = "\x1b[33m";
+const CYAN: &str = "\x1b[36m";
+
+/// Above this many lines (both sides together) a changed multi-line string is summarised rather
+/// than diffed. Myers' diff is quadratic in the worst case; below this size it takes
+/// milliseconds, so the output never depends on the timeout below and stays deterministic.
+const MAX_DIFF_LINES: usize = 8_000;
+/// A safety net only: [`MAX_DIFF_LINES`] keeps every diff well inside it.
+const DIFF_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The mark at the start of a line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Mark {
+    Add,
+    Change,
+    Remove,
+    Replace,
+    Plain,
+}
+
+impl Mark {
+    fn symbol(self) -> &'static str {
+        match self {
+            Mark::Add => "+",
+            Mark::Change => "~",
+            Mark::Remove => "-",
+            Mark::Replace => "-/+",
+            Mark::Plain => " ",
+        }
+    }
+
+    fn gutter(self) -> char {
+        match self {
+            Mark::Add => '+',
+            Mark::Remove => '-',
+            Mark::Change | Mark::Replace => '!',
+            Mark::Plain => ' ',
+        }
+    }
+
+    fn color(self) -> Option<&'static str> {
+        match self {
+            Mark::Add => Some(GREEN),
+            Mark::Change => Some(YELLOW),
+            Mark::Remove => Some(RED),
+            Mark::Replace | Mark::Plain => None,
+        }
+    }
+}
+
+/// How a writer lays its lines out.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Layout {
+    /// ANSI colours (text renderer only).
+    pub color: bool,
+    /// Marks in the first column (Markdown diff blocks).
+    pub gutter: bool,
+    /// Deletes show their header only, not every attribute (Markdown keeps PR comments short).
+    pub compact_deletes: bool,
+}
+
+pub(super) struct Writer<'p> {
+    pub out: String,
+    layout: Layout,
+    /// Paths of the current resource whose change forces replacement.
+    forcing: HashSet<&'p str>,
+    path: Vec<Seg<'p>>,
+}
+
+fn inline(v: &Value) -> Option<String> {
+    Some(match v {
+        Value::Null => "null".to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Int(n) => n.to_string(),
+        Value::String(s) if s.contains('\n') => return None,
+        Value::String(s) => {
+            let mut out = String::with_capacity(s.len() + 2);
+            push_quoted(&mut out, s);
+            out
+        }
+        Value::List(items) if items.is_empty() => "[]".to_string(),
+        Value::Map(m) if m.is_empty() => "{}".to_string(),
+        Value::List(_) | Value::Map(_) => return None,
+        Value::Ref { .. } | Value::Computed { .. } => UNKNOWN.to_string(),
+        Value::Secret(_) => SENSITIVE.to_string(),
+    })
+}
+
+fn display_key(k: &str) -> String {
+    if is_identifier(k) {
+        k.to_string()
+    } else {
+        let mut out = String::with_capacity(k.len() + 2);
+        push_quoted(&mut out, k);
+        out
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn hidden(n: usize, what_one: &str, what_many: &str) -> String {
+    format!("# ({} hidden)", plural(n, &format!("unchanged {what_one}"), &format!("unchanged {what_many}")))
+}
+
+impl<'p> Writer<'p> {
+    pub fn new(layout: Layout) -> Self {
+        Writer { out: String::new(), layout, forcing: HashSet::new(), path: Vec::new() }
+    }
+
+    /// `s` in the given ANSI colour when colours are on.
+    pub fn paint(&self, code: &str, s: &str) -> String {
+        if self.layout.color {
+            format!("{code}{s}{RESET}")
+        } else {
+            s.to_string()
+        }
+    }
+
+    /// A mark's symbol, coloured when colours are on.
+    pub fn symbol(&self, mark: Mark) -> String {
+        match (self.layout.color, mark, mark.color()) {
+            (true, Mark::Replace, _) => format!("{RED}-{RESET}/{GREEN}+{RESET}"),
+            (true, _, Some(code)) => format!("{code}{}{RESET}", mark.symbol()),
+            _ => mark.symbol().to_string(),
+        }
+    }
+
+    fn emit(&mut self, indent: usize, mark: Mark, text: &str) {
+        let start = self.out.len();
+        if self.layout.gutter {
+            self.out.push(mark.gutter());
+            self.out.extend(std::iter::repeat_n(' ', indent + mark.symbol().len()));
+        } else {
+            self.out.extend(std::iter::repeat_n(' ', indent));
+            let symbol = self.symbol(mark);
+            self.out.push_str(&symbol);
+        }
+        self.out.push(' ');
+        self.out.push_str(text);
+        if text.is_empty() {
+            // No trailing blanks after a bare mark; other text is kept exactly as it is.
+            let trimmed = self.out[start..].trim_end_matches(' ').len();
+            self.out.truncate(start + trimmed);
+        }
+        self.out.push('\n');
+    }
+
+    /// Writes one resource change the way Terraform does; no-ops write nothing.
+    pub fn resource(&mut self, c: &'p ResourceChange) {
+        let (verb, mark) = match c.action {
+            Action::NoOp => return,
+            Action::Create => ("created", Mark::Add),
+            Action::Update => ("updated in place", Mark::Change),
+            Action::Replace => ("replaced", Mark::Replace),
+            Action::Delete => ("destroyed", Mark::Remove),
+        };
+        let must = if c.action == Action::Replace { "must be" } else { "will be" };
+        let verb_color = match c.action {
+            Action::Create => GREEN,
+            Action::Update => YELLOW,
+            _ => RED,
+        };
+        let comment =
+            format!("{} {must} {}", self.paint(BOLD, &format!("# {}", c.address)), self.paint(verb_color, verb));
+        self.emit(0, Mark::Plain, &comment);
+        if c.action == Action::Delete {
+            self.emit(0, Mark::Plain, "# (because it is no longer in the tenant's configuration)");
+        }
+        let header = format!("resource \"{}\" \"{}\" {{", c.address.kind, c.address.name);
+        self.emit(if mark == Mark::Replace { 0 } else { 2 }, mark, &header);
+
+        self.forcing = c.changes.iter().filter(|a| a.forces_replacement).map(|a| a.path.as_str()).collect();
+        self.path.clear();
+        match (c.action, &c.before, &c.after) {
+            (Action::Create, _, Some(after)) => self.entries(6, Mark::Add, after, ""),
+            (Action::Delete, Some(before), _) if self.layout.compact_deletes => {
+                self.emit(6, Mark::Plain, &format!("# ({} hidden)", plural(before.len(), "attribute", "attributes")));
+            }
+            (Action::Delete, Some(before), _) => self.entries(6, Mark::Remove, before, " -> null"),
+            (_, Some(before), Some(after)) => self.map_diff(6, before, after),
+            // A change without the sides its action implies: say so rather than show nothing.
+            _ => self.emit(6, Mark::Plain, "# (attributes not recorded in the plan)"),
+        }
+        self.emit(2, Mark::Plain, "}");
+    }
+
+    /// Every entry of a map with the same mark, keys aligned; `tail` ends each top entry.
+    fn entries(&mut self, indent: usize, mark: Mark, m: &'p BTreeMap<String, Value>, tail: &str) {
+        let keys: Vec<String> = m.keys().map(|k| display_key(k)).collect();
+        let width = keys.iter().map(|k| k.chars().count()).max().unwrap_or(0);
+        for ((k, v), shown) in m.iter().zip(&keys) {
+            self.path.push(Seg::Key(k));
+            let head = format!("{shown:<width$} = ");
+            self.value(indent, mark, mark, &head, v, tail);
+            self.path.pop();
+        }
+    }
+
+    /// A value on the line `head…`, spread over more lines when it is a non-empty map or list or
+    /// a multi-line string. `first` marks the first line, `nested` the entries inside; `tail` ends
+    /// the last line. A `# forces replacement` note goes on the first line when the current path
+    /// forces replacement.
+    fn value(&mut self, indent: usize, first: Mark, nested: Mark, head: &str, v: &'p Value, tail: &str) {
+        let note = self.force_note();
+        if let Some(s) = inline(v) {
+            self.emit(indent, first, &format!("{head}{s}{tail}{note}"));
+            return;
+        }
+        match v {
+            Value::String(s) => {
+                self.emit(indent, first, &format!("{head}<<-EOT{note}"));
+                for line in s.lines() {
+                    self.emit(indent + 4, Mark::Plain, line);
+                }
+                self.emit(indent, Mark::Plain, &format!("EOT{tail}"));
+            }
+            Value::Map(m) => {
+                self.emit(indent, first, &format!("{head}{{{note}"));
+                self.entries(indent + 4, nested, m, "");
+                self.emit(indent, Mark::Plain, &format!("}}{tail}"));
+            }
+            Value::List(items) => {
+                self.emit(indent, first, &format!("{head}[{note}"));
+                for (i, item) in items.iter().enumerate() {
+                    self.path.push(Seg::Index(i));
+                    self.value(indent + 4, nested, nested, "", item, ",");
+                    self.path.pop();
+                }
+                self.emit(indent, Mark::Plain, &format!("]{tail}"));
+            }
+            _ => unreachable!("inline() covers every other value"),
+        }
+    }
+
+    fn force_note(&self) -> String {
+        if self.forcing.is_empty() || !self.forcing.contains(format_path(&self.path).as_str()) {
+            return String::new();
+        }
+        format!(" {}", self.paint(RED, "# forces replacement"))
+    }
+
+    /// The changed entries of two maps, keys aligned, then a count of the unchanged ones.
+    fn map_diff(&mut self, indent: usize, before: &'p BTreeMap<String, Value>, after: &'p BTreeMap<String, Value>) {
+        let mut rows: Vec<(&'p String, Option<&'p Value>, Option<&'p Value>)> = Vec::new();
+        let mut unchanged = 0;
+        for (k, b) in before {
+            match after.get(k) {
+                Some(a) if a == b => unchanged += 1,
+                a => rows.push((k, Some(b), a)),
+            }
+        }
+        for (k, a) in after {
+            if !before.contains_key(k) {
+                rows.push((k, None, Some(a)));
+            }
+        }
+        rows.sort_by(|x, y| x.0.cmp(y.0));
+        let keys: Vec<String> = rows.iter().map(|r| display_key(r.0)).collect();
+        let width = keys.iter().map(|k| k.chars().count()).max().unwrap_or(0);
+        for ((k, b, a), shown) in rows.into_iter().zip(&keys) {
+            self.path.push(Seg::Key(k));
+            let head = format!("{shown:<width$} = ");
+            match (b, a) {
+                (Some(b), Some(a)) => self.change(indent, &head, b, a, ""),
+                (None, Some(a)) => self.value(indent, Mark::Add, Mark::Add, &head, a, ""),
+                (Some(b), None) => self.value(indent, Mark::Remove, Mark::Remove, &head, b, " -> null"),
+                (None, None) => unreachable!("every row has a side"),
+            }
+            self.path.pop();
+        }
+        if unchanged > 0 {
+            self.emit(indent, Mark::Plain, &hidden(unchanged, "attribute", "attributes"));
+        }
+    }
+
+    /// One changed value: maps and equal-length lists recurse, lists of another length show
+    /// element insertions and removals, multi-line strings a unified diff, the rest `old -> new`.
+    fn change(&mut self, indent: usize, head: &str, b: &'p Value, a: &'p Value, tail: &str) {
+        match (b, a) {
+            (Value::Map(bm), Value::Map(am)) => {
+                let note = self.force_note();
+                self.emit(indent, Mark::Change, &format!("{head}{{{note}"));
+                self.map_diff(indent + 4, bm, am);
+                self.emit(indent, Mark::Plain, &format!("}}{tail}"));
+            }
+            (Value::List(bl), Value::List(al)) => {
+                let note = self.force_note();
+                self.emit(indent, Mark::Change, &format!("{head}[{note}"));
+                if bl.len() == al.len() {
+                    self.list_diff_pairwise(indent + 4, bl, al);
+                } else {
+                    self.list_diff_sequence(indent + 4, bl, al);
+                }
+                self.emit(indent, Mark::Plain, &format!("]{tail}"));
+            }
+            (Value::String(bs), Value::String(as_)) if bs.contains('\n') || as_.contains('\n') => {
+                let note = self.force_note();
+                self.emit(indent, Mark::Change, &format!("{head}<<-EOT{note}"));
+                self.text_diff(indent + 4, bs, as_);
+                self.emit(indent, Mark::Plain, &format!("EOT{tail}"));
+            }
+            _ => match (inline(b), inline(a)) {
+                (Some(bs), Some(as_)) => {
+                    let arrow = self.paint(YELLOW, "->");
+                    let note = self.force_note();
+                    self.emit(indent, Mark::Change, &format!("{head}{bs} {arrow} {as_}{tail}{note}"));
+                }
+                (_, Some(as_)) => {
+                    self.value(indent, Mark::Change, Mark::Remove, head, b, &format!(" -> {as_}{tail}"));
+                }
+                (Some(bs), None) => self.value(indent, Mark::Change, Mark::Add, &format!("{head}{bs} -> "), a, tail),
+                (None, None) => {
+                    self.value(indent, Mark::Remove, Mark::Remove, head, b, &format!(" -> null{tail}"));
+                    self.value(indent, Mark::Add, Mark::Add, head, a, tail);
+                }
+            },
+        }
+    }
+
+    fn list_diff_pairwise(&mut self, indent: usize, bl: &'p [Value], al: &'p [Value]) {
+        let mut unchanged = 0;
+        for (i, (b, a)) in bl.iter().zip(al).enumerate() {
+            if b == a {
+                unchanged += 1;
+                continue;
+            }
+            self.path.push(Seg::Index(i));
+            self.change(indent, "", b, a, ",");
+            self.path.pop();
+        }
+        if unchanged > 0 {
+            self.emit(indent, Mark::Plain, &hidden(unchanged, "element", "elements"));
+        }
+    }
+
+    /// Elements removed and inserted, found with Myers' diff over the elements; runs of equal
+    /// elements are counted, not shown.
+    fn list_diff_sequence(&mut self, indent: usize, bl: &'p [Value], al: &'p [Value]) {
+        // `Value` is not hashable: number each distinct element and diff the numbers.
+        let mut distinct: Vec<&Value> = Vec::new();
+        let mut id = |v: &'p Value| match distinct.iter().position(|d| *d == v) {
+            Some(i) => i,
+            None => {
+                distinct.push(v);
+                distinct.len() - 1
+            }
+        };
+        let bi: Vec<usize> = bl.iter().map(&mut id).collect();
+        let ai: Vec<usize> = al.iter().map(&mut id).collect();
+        for op in similar::capture_diff_slices(Algorithm::Myers, &bi, &ai) {
+            let (tag, old, new) = op.as_tag_tuple();
+            match tag {
+                DiffTag::Equal => self.emit(indent, Mark::Plain, &hidden(old.len(), "element", "elements")),
+                DiffTag::Delete | DiffTag::Insert | DiffTag::Replace => {
+                    for item in &bl[old] {
+                        self.value(indent, Mark::Remove, Mark::Remove, "", item, ",");
+                    }
+                    for item in &al[new] {
+                        self.value(indent, Mark::Add, Mark::Add, "", item, ",");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A unified diff (3 lines of context) of two multi-line strings, Terraform-style marks.
+    fn text_diff(&mut self, indent: usize, old: &str, new: &str) {
+        let lines = old.lines().count() + new.lines().count();
+        if lines > MAX_DIFF_LINES {
+            let summary = format!(
+                "# ({} -> {}; too large to diff here, see the JSON plan)",
+                plural(old.lines().count(), "line", "lines"),
+                plural(new.lines().count(), "line", "lines")
+            );
+            self.emit(indent, Mark::Plain, &summary);
+            return;
+        }
+        let diff = TextDiff::configure().algorithm(Algorithm::Myers).timeout(DIFF_TIMEOUT).diff_lines(old, new);
+        let mut unified = diff.unified_diff();
+        unified.context_radius(3);
+        for hunk in unified.iter_hunks() {
+            let header = self.paint(CYAN, &hunk.header().to_string());
+            self.emit(indent, Mark::Plain, &header);
+            for change in hunk.iter_changes() {
+                let mark = match change.tag() {
+                    ChangeTag::Delete => Mark::Remove,
+                    ChangeTag::Insert => Mark::Add,
+                    ChangeTag::Equal => Mark::Plain,
+                };
+                let line = change.value();
+                self.emit(indent, mark, line.strip_suffix('\n').unwrap_or(line));
+                if change.missing_newline() {
+                    self.emit(indent, Mark::Plain, "\\ No newline at end of file");
+                }
+            }
+        }
+    }
+}
