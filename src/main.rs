@@ -95,7 +95,7 @@ struct PlanArgs {
     #[arg(default_value = "tenants")]
     paths: Vec<PathBuf>,
     /// Save the plan to FILE (sealed, bound to the state it was made from) for `matih apply FILE`.
-    #[arg(long = "out", short = 'o', value_name = "FILE", alias = "o")]
+    #[arg(long = "out", short = 'o', value_name = "FILE")]
     out: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -156,8 +156,18 @@ enum GraphFormat {
     Dot,
 }
 
+/// Terraform spells the plan-file flag `-out FILE` / `-out=FILE`; accept that spelling too.
+fn terraform_spellings(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    args.map(|a| match a.to_str() {
+        Some("-out") => "--out".into(),
+        Some(s) if s.starts_with("-out=") => format!("-{s}").into(),
+        _ => a,
+    })
+    .collect()
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(terraform_spellings(std::env::args_os()));
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("MATIH_LOG"))
         .with_writer(std::io::stderr)

@@ -255,7 +255,7 @@ fn graph_prints_dot_with_one_cluster_per_phase() {
     for p in matih::phase::Phase::ALL {
         assert!(dot.contains(p.name()), "cluster for {p}");
     }
-    assert_eq!(dot.matches("subgraph cluster").count(), 10);
+    assert_eq!(dot.matches("subgraph \"cluster_acme_").count(), 10, "{dot}");
 }
 
 #[test]
