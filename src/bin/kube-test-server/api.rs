@@ -36,6 +36,10 @@ pub enum Route {
     Apis,
     Group(String),
     ResourceList(String, String),
+    /// `/openapi/v3`: the index of group versions.
+    OpenApiRoot,
+    /// `/openapi/v3/api/v1` or `/openapi/v3/apis/{group}/{version}`.
+    OpenApiGroupVersion(String, String),
     Resource { kind: Kind, namespace: Option<String>, name: Option<String>, sub: Option<String> },
 }
 
@@ -91,6 +95,9 @@ pub fn route(path: &str, kinds: &[Kind]) -> Result<Route, ApiError> {
         ["api"] => return Ok(Route::Api),
         ["apis"] => return Ok(Route::Apis),
         ["apis", g] => return Ok(Route::Group(g.to_string())),
+        ["openapi", "v3"] => return Ok(Route::OpenApiRoot),
+        ["openapi", "v3", "api", v] => return Ok(Route::OpenApiGroupVersion(String::new(), v.to_string())),
+        ["openapi", "v3", "apis", g, v] => return Ok(Route::OpenApiGroupVersion(g.to_string(), v.to_string())),
         ["api", v, rest @ ..] => ("", *v, rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Err(ApiError::no_route()),
@@ -168,6 +175,9 @@ fn dry_run(req: &ApiRequest) -> Result<bool, ApiError> {
 }
 
 fn parse_body(req: &ApiRequest) -> Result<Value, ApiError> {
+    if req.content_type.starts_with("application/vnd.kubernetes.protobuf") || req.content_type.starts_with("application/cbor") {
+        return Err(ApiError::unsupported_media_type(&req.content_type));
+    }
     let v = util::parse_json_or_yaml(&req.body).map_err(ApiError::bad_request)?;
     if !v.is_object() {
         return Err(ApiError::bad_request("the request body must be a JSON object"));
@@ -193,6 +203,8 @@ pub fn handle(store: &mut Store, req: &ApiRequest, route: Route) -> Result<Reply
         Route::Apis => get_only(Some(kinds::api_group_list(&kinds))),
         Route::Group(g) => get_only(kinds::api_group(&kinds, &g)),
         Route::ResourceList(g, v) => get_only(kinds::api_resource_list(&kinds, &g, &v)),
+        Route::OpenApiRoot => get_only(Some(kinds::openapi_v3_root(&kinds))),
+        Route::OpenApiGroupVersion(g, v) => get_only(kinds::openapi_v3_group_version(&kinds, &g, &v)),
         Route::Resource { kind, namespace, name, sub } => {
             let ns = namespace.as_deref();
             match (req.method.as_str(), name.as_deref()) {

@@ -332,3 +332,64 @@ pub fn api_resource_list(kinds: &[Kind], group: &str, version: &str) -> Option<V
     let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
     Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}))
 }
+
+fn group_version_path(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+/// The `/openapi/v3` index: one entry per served group version.
+pub fn openapi_v3_root(kinds: &[Kind]) -> Value {
+    let mut paths = serde_json::Map::new();
+    let mut gvs: Vec<(String, String)> = kinds.iter().map(|k| (k.group.clone(), k.version.clone())).collect();
+    gvs.sort();
+    gvs.dedup();
+    for (g, v) in gvs {
+        let p = group_version_path(&g, &v);
+        paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash=0")}));
+    }
+    json!({"paths": paths})
+}
+
+/// A minimal OpenAPI v3 document for one group version: the object paths with their PATCH operations, tagged
+/// with `x-kubernetes-group-version-kind` and declaring `fieldValidation`, `fieldManager`, `force` and `dryRun`.
+/// That is what `kubectl` reads to decide that the server validates fields itself, so `kubectl apply` needs
+/// no `--validate=false`. Schemas are not served: every object is accepted as it is.
+pub fn openapi_v3_group_version(kinds: &[Kind], group: &str, version: &str) -> Option<Value> {
+    let served: Vec<&Kind> = kinds.iter().filter(|k| k.group == group && k.version == version).collect();
+    if served.is_empty() {
+        return None;
+    }
+    let prefix = group_version_path(group, version);
+    let query = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
+    let mut paths = serde_json::Map::new();
+    for k in served {
+        let path = if k.namespaced {
+            format!("/{prefix}/namespaces/{{namespace}}/{}/{{name}}", k.plural)
+        } else {
+            format!("/{prefix}/{}/{{name}}", k.plural)
+        };
+        let gvk = json!({"group": k.group, "version": k.version, "kind": k.kind});
+        paths.insert(
+            path,
+            json!({
+                "patch": {
+                    "operationId": format!("patch{}", k.kind),
+                    "parameters": [query("dryRun"), query("fieldManager"), query("fieldValidation"), query("force")],
+                    "responses": {"200": {"description": "OK"}},
+                    "x-kubernetes-action": "patch",
+                    "x-kubernetes-group-version-kind": gvk,
+                },
+            }),
+        );
+    }
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": "v1.32.0"},
+        "paths": paths,
+        "components": {"schemas": {}},
+    }))
+}
