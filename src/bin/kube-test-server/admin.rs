@@ -77,9 +77,7 @@ impl Fault {
         let resource_ok = match self.resource.as_deref() {
             None | Some("*") => true,
             Some(r) => match (&info.resource, &info.group) {
-                (Some(plural), Some(group)) => {
-                    r == plural || (!group.is_empty() && r == format!("{plural}.{group}"))
-                }
+                (Some(plural), Some(group)) => r == plural || (!group.is_empty() && r == format!("{plural}.{group}")),
                 _ => false,
             },
         };

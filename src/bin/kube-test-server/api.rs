@@ -40,13 +40,18 @@ pub enum Route {
     OpenApiRoot,
     /// `/openapi/v3/api/v1` or `/openapi/v3/apis/{group}/{version}`.
     OpenApiGroupVersion(String, String),
-    Resource { kind: Kind, namespace: Option<String>, name: Option<String>, sub: Option<String> },
+    Resource {
+        kind: Kind,
+        namespace: Option<String>,
+        name: Option<String>,
+        sub: Option<String>,
+    },
 }
 
 /// A successful answer: a JSON body with a code, or the start of a watch stream.
 pub enum Reply {
     Json(u16, Value),
-    Watch(Watch),
+    Watch(Box<Watch>),
 }
 
 /// What a watch stream needs: the events to send first, the live feed and the filter.
@@ -175,7 +180,9 @@ fn dry_run(req: &ApiRequest) -> Result<bool, ApiError> {
 }
 
 fn parse_body(req: &ApiRequest) -> Result<Value, ApiError> {
-    if req.content_type.starts_with("application/vnd.kubernetes.protobuf") || req.content_type.starts_with("application/cbor") {
+    if req.content_type.starts_with("application/vnd.kubernetes.protobuf")
+        || req.content_type.starts_with("application/cbor")
+    {
         return Err(ApiError::unsupported_media_type(&req.content_type));
     }
     let v = util::parse_json_or_yaml(&req.body).map_err(ApiError::bad_request)?;
@@ -190,7 +197,10 @@ pub fn handle(store: &mut Store, req: &ApiRequest, route: Route) -> Result<Reply
     let kinds = store.kinds();
     let get_only = |doc: Option<Value>| -> Result<Reply, ApiError> {
         if req.method != "GET" {
-            return Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({})", req.method)));
+            return Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource ({})",
+                req.method
+            )));
         }
         doc.map(|d| Reply::Json(200, d)).ok_or_else(ApiError::no_route)
     };
@@ -199,7 +209,9 @@ pub fn handle(store: &mut Store, req: &ApiRequest, route: Route) -> Result<Reply
             "major": "1", "minor": "32", "gitVersion": "v1.32.0-kube-test-server", "gitCommit": "0000000000000000000000000000000000000000",
             "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.23.0", "compiler": "gc", "platform": "linux/amd64",
         }))),
-        Route::Api => get_only(Some(json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}))),
+        Route::Api => get_only(Some(
+            json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
+        )),
         Route::Apis => get_only(Some(kinds::api_group_list(&kinds))),
         Route::Group(g) => get_only(kinds::api_group(&kinds, &g)),
         Route::ResourceList(g, v) => get_only(kinds::api_resource_list(&kinds, &g, &v)),
@@ -215,7 +227,9 @@ pub fn handle(store: &mut Store, req: &ApiRequest, route: Route) -> Result<Reply
                 ("PATCH", Some(n)) => patch_object(store, req, &kind, ns.unwrap_or_default(), n, sub.is_some()),
                 ("DELETE", Some(n)) if sub.is_none() => delete(store, req, &kind, ns.unwrap_or_default(), n),
                 ("DELETE", None) => delete_collection(store, req, &kind, ns),
-                (m, _) => Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({m})"))),
+                (m, _) => Err(ApiError::method_not_allowed(format!(
+                    "the server does not allow this method on the requested resource ({m})"
+                ))),
             }
         }
     }
@@ -241,7 +255,9 @@ fn list(store: &Store, req: &ApiRequest, kind: &Kind, ns: Option<&str>) -> Resul
     if matches!(req.param("watch"), Some("true" | "1")) {
         let after_rv = match req.param("resourceVersion") {
             None | Some("") | Some("0") => None,
-            Some(rv) => Some(rv.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?),
+            Some(rv) => {
+                Some(rv.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?)
+            }
         };
         let mut watch = Watch {
             initial: Vec::new(),
@@ -255,16 +271,24 @@ fn list(store: &Store, req: &ApiRequest, kind: &Kind, ns: Option<&str>) -> Resul
         };
         watch.initial = match after_rv {
             None => items.iter().map(|o| watch.line("ADDED", o)).collect(),
-            Some(rv) => store.events_since(&watch.store_key, rv).iter().filter(|e| watch.wants(e)).map(|e| watch.line(e.kind, &e.object)).collect(),
+            Some(rv) => store
+                .events_since(&watch.store_key, rv)
+                .iter()
+                .filter(|e| watch.wants(e))
+                .map(|e| watch.line(e.kind, &e.object))
+                .collect(),
         };
         watch.after_rv = store.rv;
-        return Ok(Reply::Watch(watch));
+        return Ok(Reply::Watch(Box::new(watch)));
     }
     let rv = store.rv.to_string();
     if table::wants_table(&req.accept) {
         return Ok(Reply::Json(200, table::render(kind, &items, &rv)));
     }
-    Ok(Reply::Json(200, json!({"kind": format!("{}List", kind.kind), "apiVersion": kind.api_version(), "metadata": {"resourceVersion": rv}, "items": items})))
+    Ok(Reply::Json(
+        200,
+        json!({"kind": format!("{}List", kind.kind), "apiVersion": kind.api_version(), "metadata": {"resourceVersion": rv}, "items": items}),
+    ))
 }
 
 /// Checks the body's apiVersion and kind against the URL's resource, when the body sets them.
@@ -275,10 +299,16 @@ fn check_type(kind: &Kind, body: &Value, required: bool) -> Result<(), ApiError>
         return Err(ApiError::bad_request(format!("invalid object type: {api_version}, Kind={k}")));
     }
     if !api_version.is_empty() && api_version != kind.api_version() {
-        return Err(ApiError::bad_request(format!("the API version in the data ({api_version}) does not match the expected API version ({})", kind.api_version())));
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({})",
+            kind.api_version()
+        )));
     }
     if !k.is_empty() && k != kind.kind {
-        return Err(ApiError::bad_request(format!("the kind in the data ({k}) does not match the expected kind ({})", kind.kind)));
+        return Err(ApiError::bad_request(format!(
+            "the kind in the data ({k}) does not match the expected kind ({})",
+            kind.kind
+        )));
     }
     Ok(())
 }
@@ -289,7 +319,9 @@ fn check_namespace(kind: &Kind, body: &mut Value, ns: Option<&str>) -> Result<()
     match ns {
         Some(ns) if kind.namespaced => {
             if !body_ns.is_empty() && body_ns != ns {
-                return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
             }
             body["metadata"]["namespace"] = json!(ns);
         }
@@ -307,7 +339,8 @@ fn check_namespace_open(store: &Store, kind: &Kind, ns: &str, name: &str) -> Res
     if !kind.namespaced {
         return Ok(());
     }
-    let ns_kind = store.kinds().into_iter().find(|k| k.group.is_empty() && k.kind == "Namespace").expect("built-in Namespace");
+    let ns_kind =
+        store.kinds().into_iter().find(|k| k.group.is_empty() && k.kind == "Namespace").expect("built-in Namespace");
     let namespace = store.get(&ns_kind, "", ns).ok_or_else(|| ApiError::not_found(&ns_kind, ns))?;
     if namespace["metadata"].get("deletionTimestamp").is_some() {
         return Err(ApiError::forbidden(kind, name, format!("{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated", kind.group_resource())));
@@ -322,7 +355,9 @@ fn random_suffix() -> String {
 
 fn create(store: &mut Store, req: &ApiRequest, kind: &Kind, ns: Option<&str>) -> Result<Reply, ApiError> {
     if kind.namespaced && ns.is_none() {
-        return Err(ApiError::method_not_allowed("create is only allowed on a namespaced path for namespaced resources"));
+        return Err(ApiError::method_not_allowed(
+            "create is only allowed on a namespaced path for namespaced resources",
+        ));
     }
     let mut body = parse_body(req)?;
     check_type(kind, &body, false)?;
@@ -351,7 +386,9 @@ fn create(store: &mut Store, req: &ApiRequest, kind: &Kind, ns: Option<&str>) ->
 
 fn check_name(body: &mut Value, name: &str) -> Result<(), ApiError> {
     match body["metadata"]["name"].as_str() {
-        Some(n) if !n.is_empty() && n != name => Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})"))),
+        Some(n) if !n.is_empty() && n != name => Err(ApiError::bad_request(format!(
+            "the name of the object ({n}) does not match the name on the URL ({name})"
+        ))),
         _ => {
             body["metadata"]["name"] = json!(name);
             Ok(())
@@ -362,7 +399,11 @@ fn check_name(body: &mut Value, name: &str) -> Result<(), ApiError> {
 fn check_resource_version(kind: &Kind, name: &str, body: &Value, current: &Value) -> Result<(), ApiError> {
     match body["metadata"]["resourceVersion"].as_str() {
         Some(rv) if !rv.is_empty() && Some(rv) != current["metadata"]["resourceVersion"].as_str() => {
-            Err(ApiError::conflict(kind, name, "the object has been modified; please apply your changes to the latest version and try again"))
+            Err(ApiError::conflict(
+                kind,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ))
         }
         _ => Ok(()),
     }
@@ -376,7 +417,14 @@ fn scope_of(kind: &Kind, status: bool) -> Scope {
     }
 }
 
-fn update(store: &mut Store, req: &ApiRequest, kind: &Kind, ns: &str, name: &str, status: bool) -> Result<Reply, ApiError> {
+fn update(
+    store: &mut Store,
+    req: &ApiRequest,
+    kind: &Kind,
+    ns: &str,
+    name: &str,
+    status: bool,
+) -> Result<Reply, ApiError> {
     let mut body = parse_body(req)?;
     check_type(kind, &body, false)?;
     if !body["metadata"].is_object() {
@@ -387,19 +435,40 @@ fn update(store: &mut Store, req: &ApiRequest, kind: &Kind, ns: &str, name: &str
     let current = store.get(kind, ns, name).cloned().ok_or_else(|| ApiError::not_found(kind, name))?;
     check_resource_version(kind, name, &body, &current)?;
     let manager = manager_of(req);
-    let obj = store.write(kind, Some(&current), body, WriteOp::Update { manager: &manager, scope: scope_of(kind, status) }, dry_run(req)?)?;
+    let obj = store.write(
+        kind,
+        Some(&current),
+        body,
+        WriteOp::Update { manager: &manager, scope: scope_of(kind, status) },
+        dry_run(req)?,
+    )?;
     Ok(Reply::Json(200, with_type(kind, &obj)))
 }
 
-fn patch_object(store: &mut Store, req: &ApiRequest, kind: &Kind, ns: &str, name: &str, status: bool) -> Result<Reply, ApiError> {
+fn patch_object(
+    store: &mut Store,
+    req: &ApiRequest,
+    kind: &Kind,
+    ns: &str,
+    name: &str,
+    status: bool,
+) -> Result<Reply, ApiError> {
     let content_type = req.content_type.split(';').next().unwrap_or_default().trim().to_string();
     let dry = dry_run(req)?;
     let current = store.get(kind, ns, name).cloned();
     if content_type == "application/apply-patch+yaml" {
         if status {
-            return Err(ApiError::method_not_allowed("server-side apply to the status subresource is not supported by this test server"));
+            return Err(ApiError::method_not_allowed(
+                "server-side apply to the status subresource is not supported by this test server",
+            ));
         }
-        let manager = req.param("fieldManager").filter(|m| !m.is_empty()).ok_or_else(|| ApiError::bad_request("PATCH, application/apply-patch+yaml requires a fieldManager query parameter"))?.to_string();
+        let manager = req
+            .param("fieldManager")
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| {
+                ApiError::bad_request("PATCH, application/apply-patch+yaml requires a fieldManager query parameter")
+            })?
+            .to_string();
         let force = match req.param("force") {
             None | Some("false") => false,
             Some("true") => true,
@@ -415,7 +484,9 @@ fn patch_object(store: &mut Store, req: &ApiRequest, kind: &Kind, ns: &str, name
         if current.is_none() {
             check_namespace_open(store, kind, ns, name)?;
         }
-        let live = current.clone().unwrap_or_else(|| json!({"apiVersion": kind.api_version(), "kind": kind.kind, "metadata": body["metadata"].clone()}));
+        let live = current.clone().unwrap_or_else(
+            || json!({"apiVersion": kind.api_version(), "kind": kind.kind, "metadata": body["metadata"].clone()}),
+        );
         if let Some(c) = &current {
             check_resource_version(kind, name, &body, c)?;
         }
@@ -444,15 +515,30 @@ fn patch_object(store: &mut Store, req: &ApiRequest, kind: &Kind, ns: &str, name
             patch::merge_patch(&mut patched, &patch_doc);
         }
         "application/json-patch+json" => {
-            patch::json_patch(&mut patched, &patch_doc).map_err(|e| ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"), None))?;
+            patch::json_patch(&mut patched, &patch_doc).map_err(|e| {
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("the server rejected our request due to an error in our request: {e}"),
+                    None,
+                )
+            })?;
         }
         other => return Err(ApiError::unsupported_media_type(other)),
     }
-    if patched["metadata"]["name"] != current["metadata"]["name"] || patched["metadata"]["namespace"] != current["metadata"]["namespace"] {
+    if patched["metadata"]["name"] != current["metadata"]["name"]
+        || patched["metadata"]["namespace"] != current["metadata"]["namespace"]
+    {
         return Err(ApiError::bad_request("metadata.name and metadata.namespace cannot be changed by a patch"));
     }
     let manager = manager_of(req);
-    let obj = store.write(kind, Some(&current), patched, WriteOp::Update { manager: &manager, scope: scope_of(kind, status) }, dry)?;
+    let obj = store.write(
+        kind,
+        Some(&current),
+        patched,
+        WriteOp::Update { manager: &manager, scope: scope_of(kind, status) },
+        dry,
+    )?;
     Ok(Reply::Json(200, with_type(kind, &obj)))
 }
 
@@ -473,13 +559,19 @@ fn delete(store: &mut Store, req: &ApiRequest, kind: &Kind, ns: &str, name: &str
     let pre = &opts["preconditions"];
     if let Some(uid) = pre["uid"].as_str() {
         if Some(uid) != current["metadata"]["uid"].as_str() {
-            let why = format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", current["metadata"]["uid"].as_str().unwrap_or_default());
+            let why = format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                current["metadata"]["uid"].as_str().unwrap_or_default()
+            );
             return Err(ApiError::conflict(kind, name, &why));
         }
     }
     if let Some(rv) = pre["resourceVersion"].as_str() {
         if Some(rv) != current["metadata"]["resourceVersion"].as_str() {
-            let why = format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", current["metadata"]["resourceVersion"].as_str().unwrap_or_default());
+            let why = format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                current["metadata"]["resourceVersion"].as_str().unwrap_or_default()
+            );
             return Err(ApiError::conflict(kind, name, &why));
         }
     }
@@ -492,17 +584,25 @@ fn delete(store: &mut Store, req: &ApiRequest, kind: &Kind, ns: &str, name: &str
 
 fn delete_collection(store: &mut Store, req: &ApiRequest, kind: &Kind, ns: Option<&str>) -> Result<Reply, ApiError> {
     if kind.kind == "Namespace" {
-        return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource (deletecollection namespaces)"));
+        return Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource (deletecollection namespaces)",
+        ));
     }
     delete_options(req)?;
     let sel = selector(req)?;
     let targets: Vec<Value> = store.list(kind, ns).into_iter().filter(|o| sel.matches(o)).collect();
     let mut items = Vec::new();
     for t in targets {
-        let (n, name) = (t["metadata"]["namespace"].as_str().unwrap_or_default(), t["metadata"]["name"].as_str().unwrap_or_default());
+        let (n, name) = (
+            t["metadata"]["namespace"].as_str().unwrap_or_default(),
+            t["metadata"]["name"].as_str().unwrap_or_default(),
+        );
         if let Some(obj) = store.delete(kind, n, name) {
             items.push(with_type(kind, &obj));
         }
     }
-    Ok(Reply::Json(200, json!({"kind": format!("{}List", kind.kind), "apiVersion": kind.api_version(), "metadata": {"resourceVersion": store.rv.to_string()}, "items": items})))
+    Ok(Reply::Json(
+        200,
+        json!({"kind": format!("{}List", kind.kind), "apiVersion": kind.api_version(), "metadata": {"resourceVersion": store.rv.to_string()}, "items": items}),
+    ))
 }

@@ -156,10 +156,8 @@ pub fn encode(fields: &FieldSet) -> Value {
 pub fn decode(v: &Value) -> FieldSet {
     fn go(v: &Value, path: &mut Path, out: &mut FieldSet) {
         let Some(m) = v.as_object() else { return };
-        if m.is_empty() || m.contains_key(".") {
-            if !path.is_empty() {
-                out.insert(path.clone());
-            }
+        if (m.is_empty() || m.contains_key(".")) && !path.is_empty() {
+            out.insert(path.clone());
         }
         for (k, child) in m {
             if let Some(name) = k.strip_prefix("f:") {
@@ -246,9 +244,8 @@ pub fn record_update(
     }
     for e in entries.iter_mut() {
         let mine = e.same_owner(manager, "Update", subresource);
-        e.fields.retain(|q| {
-            !removed.iter().any(|p| overlaps(p, q)) && (mine || !changed.iter().any(|p| overlaps(p, q)))
-        });
+        e.fields
+            .retain(|q| !removed.iter().any(|p| overlaps(p, q)) && (mine || !changed.iter().any(|p| overlaps(p, q))));
     }
     let idx = match entries.iter().position(|e| e.same_owner(manager, "Update", subresource)) {
         Some(i) => i,

@@ -64,8 +64,15 @@ impl Kind {
     }
 }
 
-/// Built-in kinds: group, version, kind, plural, short names, namespaced, status subresource, name rule.
-const BUILTIN: &[(&str, &str, &str, &str, &str, bool, bool, NameRule)] = &[
+/// One row of the built-in table: group, version, kind, plural, short names (comma-separated), namespaced,
+/// status subresource, name rule.
+type BuiltinRow = (&'static str, &'static str, &'static str, &'static str, &'static str, bool, bool, NameRule);
+
+/// One pre-registered custom resource: group, version, kind, plural, short names, namespaced, status subresource.
+pub type CrdRow = (&'static str, &'static str, &'static str, &'static str, &'static str, bool, bool);
+
+/// Built-in kinds.
+const BUILTIN: &[BuiltinRow] = &[
     ("", "v1", "Namespace", "namespaces", "ns", false, true, NameRule::Label),
     ("", "v1", "ResourceQuota", "resourcequotas", "quota", true, true, NameRule::Subdomain),
     ("", "v1", "ServiceAccount", "serviceaccounts", "sa", true, false, NameRule::Subdomain),
@@ -106,7 +113,7 @@ const BUILTIN: &[(&str, &str, &str, &str, &str, bool, bool, NameRule)] = &[
 
 /// Custom resources registered at start as CustomResourceDefinition objects:
 /// group, version, kind, plural, short names, namespaced, status subresource. Adding one is a line.
-pub const PREREGISTERED_CRDS: &[(&str, &str, &str, &str, &str, bool, bool)] = &[
+pub const PREREGISTERED_CRDS: &[CrdRow] = &[
     ("cert-manager.io", "v1", "Certificate", "certificates", "cert,certs", true, true),
     ("cert-manager.io", "v1", "Issuer", "issuers", "", true, true),
     ("cert-manager.io", "v1", "ClusterIssuer", "clusterissuers", "", false, true),
@@ -114,7 +121,15 @@ pub const PREREGISTERED_CRDS: &[(&str, &str, &str, &str, &str, bool, bool)] = &[
     ("monitoring.coreos.com", "v1", "PrometheusRule", "prometheusrules", "promrule", true, false),
     ("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors", "smon", true, false),
     ("monitoring.coreos.com", "v1alpha1", "AlertmanagerConfig", "alertmanagerconfigs", "amcfg", true, false),
-    ("opentelemetry.io", "v1beta1", "OpenTelemetryCollector", "opentelemetrycollectors", "otelcol,otelcols", true, true),
+    (
+        "opentelemetry.io",
+        "v1beta1",
+        "OpenTelemetryCollector",
+        "opentelemetrycollectors",
+        "otelcol,otelcols",
+        true,
+        true,
+    ),
 ];
 
 fn split_names(s: &str) -> Vec<String> {
@@ -145,7 +160,7 @@ pub fn builtin_kinds() -> Vec<Kind> {
 }
 
 /// Builds the CustomResourceDefinition object for one pre-registered custom resource.
-pub fn preregistered_crd(entry: &(&str, &str, &str, &str, &str, bool, bool)) -> Value {
+pub fn preregistered_crd(entry: &CrdRow) -> Value {
     let &(group, version, kind, plural, short, namespaced, status) = entry;
     let mut version_doc = json!({
         "name": version,
@@ -198,7 +213,10 @@ pub fn kinds_from_crd(crd: &Value) -> Result<Vec<Kind>, Vec<(String, String)>> {
     }
     let scope = spec["scope"].as_str().unwrap_or_default();
     if scope != "Namespaced" && scope != "Cluster" {
-        errors.push(("spec.scope".into(), format!("Unsupported value: {scope:?}: supported values: \"Cluster\", \"Namespaced\"")));
+        errors.push((
+            "spec.scope".into(),
+            format!("Unsupported value: {scope:?}: supported values: \"Cluster\", \"Namespaced\""),
+        ));
     }
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
     if versions.is_empty() {

@@ -15,7 +15,7 @@ mod util;
 
 use admin::Admin;
 use api::{ApiRequest, Reply};
-use bytes_body::{full, ChannelBody, Body};
+use bytes_body::{full, Body, ChannelBody};
 use clap::Parser;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -99,7 +99,10 @@ mod bytes_body {
         type Data = Bytes;
         type Error = Infallible;
 
-        fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
             self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
         }
     }
@@ -143,7 +146,8 @@ async fn serve(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, 
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
 
-    let request = ApiRequest { method, path, query: util::parse_query(&raw_query), content_type, accept, user_agent, body };
+    let request =
+        ApiRequest { method, path, query: util::parse_query(&raw_query), content_type, accept, user_agent, body };
     let mut guard = app.lock();
     let Shared { store, admin } = &mut *guard;
     let kinds = store.kinds();
@@ -155,7 +159,7 @@ async fn serve(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, 
     };
     let (code, response) = match outcome {
         Ok(Reply::Json(code, v)) => (code, json_response(code, &v, None)),
-        Ok(Reply::Watch(watch)) => (200, start_watch(watch)),
+        Ok(Reply::Watch(watch)) => (200, start_watch(*watch)),
         Err(e) => (e.code, json_response(e.code, &e.body, e.retry_after)),
     };
     admin.requests.push(json!({

@@ -82,7 +82,8 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
 impl Selector {
     /// Parses the `labelSelector` and `fieldSelector` query parameters.
     pub fn parse(labels: Option<&str>, fields: Option<&str>) -> Result<Self, String> {
-        let labels = split_top(labels.unwrap_or_default()).into_iter().map(parse_requirement).collect::<Result<_, _>>()?;
+        let labels =
+            split_top(labels.unwrap_or_default()).into_iter().map(parse_requirement).collect::<Result<_, _>>()?;
         let fields: Vec<Requirement> =
             split_top(fields.unwrap_or_default()).into_iter().map(parse_requirement).collect::<Result<_, _>>()?;
         for f in &fields {

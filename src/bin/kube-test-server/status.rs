@@ -102,10 +102,8 @@ impl ApiError {
         if !kind.group.is_empty() {
             details["group"] = json!(kind.group);
         }
-        details["causes"] = errors
-            .iter()
-            .map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f}))
-            .collect();
+        details["causes"] =
+            errors.iter().map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f})).collect();
         Self::new(422, "Invalid", message, Some(details))
     }
 

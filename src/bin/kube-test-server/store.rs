@@ -122,14 +122,26 @@ impl Store {
         let ns_kind = find("Namespace");
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-            self.write(&ns_kind, None, obj, WriteOp::Update { manager: "kube-apiserver", scope: Scope::Main { status_subresource: true } }, false)
-                .expect("seed namespace");
+            self.write(
+                &ns_kind,
+                None,
+                obj,
+                WriteOp::Update { manager: "kube-apiserver", scope: Scope::Main { status_subresource: true } },
+                false,
+            )
+            .expect("seed namespace");
         }
         let crd_kind = find("CustomResourceDefinition");
         for entry in kinds::PREREGISTERED_CRDS {
             let obj = kinds::preregistered_crd(entry);
-            self.write(&crd_kind, None, obj, WriteOp::Update { manager: "kube-test-server", scope: Scope::Main { status_subresource: true } }, false)
-                .expect("seed CRD");
+            self.write(
+                &crd_kind,
+                None,
+                obj,
+                WriteOp::Update { manager: "kube-test-server", scope: Scope::Main { status_subresource: true } },
+                false,
+            )
+            .expect("seed CRD");
         }
     }
 
@@ -143,7 +155,9 @@ impl Store {
     /// Built-in kinds followed by the kinds of every stored CustomResourceDefinition.
     pub fn kinds(&self) -> Vec<Kind> {
         let mut all = kinds::builtin_kinds();
-        if let Some(crds) = self.objects.get(&("apiextensions.k8s.io".to_string(), "customresourcedefinitions".to_string())) {
+        if let Some(crds) =
+            self.objects.get(&("apiextensions.k8s.io".to_string(), "customresourcedefinitions".to_string()))
+        {
             for crd in crds.values() {
                 if crd["metadata"].get("deletionTimestamp").is_none() {
                     all.extend(kinds::kinds_from_crd(crd).unwrap_or_default());
@@ -222,7 +236,10 @@ impl Store {
         if old.is_none() {
             let mut errors = Vec::new();
             if name.is_empty() {
-                errors.push(("metadata.name".to_string(), "Required value: name or generateName is required".to_string()));
+                errors.push((
+                    "metadata.name".to_string(),
+                    "Required value: name or generateName is required".to_string(),
+                ));
             } else if let Some(msg) = Self::validate_name(kind, &name) {
                 errors.push(("metadata.name".to_string(), msg));
             }
@@ -245,8 +262,18 @@ impl Store {
         typed.extend(std::mem::take(obj));
         new = Value::Object(typed);
 
-        let meta = new["metadata"].as_object_mut().ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
-        for system in ["resourceVersion", "managedFields", "selfLink", "uid", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+        let meta =
+            new["metadata"].as_object_mut().ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
+        for system in [
+            "resourceVersion",
+            "managedFields",
+            "selfLink",
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
             meta.shift_remove(system);
         }
         if namespace.is_empty() {
@@ -313,7 +340,12 @@ impl Store {
         // Entries whose time did not move keep the stored time, so a no-op write stays a no-op.
         if let Some(old) = old {
             for e in &mut entries {
-                if let Some(prev) = fields::read_entries(old).into_iter().find(|p| p.manager == e.manager && p.operation == e.operation && p.subresource == e.subresource && p.fields == e.fields) {
+                if let Some(prev) = fields::read_entries(old).into_iter().find(|p| {
+                    p.manager == e.manager
+                        && p.operation == e.operation
+                        && p.subresource == e.subresource
+                        && p.fields == e.fields
+                }) {
                     e.time = prev.time;
                 }
             }
@@ -412,10 +444,8 @@ impl Store {
                     }
                 }
             }
-            ("apps", "Deployment" | "StatefulSet") => {
-                if new["spec"]["replicas"].is_null() {
-                    new["spec"]["replicas"] = json!(1);
-                }
+            ("apps", "Deployment" | "StatefulSet") if new["spec"]["replicas"].is_null() => {
+                new["spec"]["replicas"] = json!(1);
             }
             _ => {}
         }
@@ -433,7 +463,8 @@ impl Store {
             let group = obj["spec"]["group"].as_str().unwrap_or_default().to_string();
             let plural = obj["spec"]["names"]["plural"].as_str().unwrap_or_default().to_string();
             let key = (group, plural);
-            let names: Vec<(String, String)> = self.objects.get(&key).map(|o| o.keys().cloned().collect()).unwrap_or_default();
+            let names: Vec<(String, String)> =
+                self.objects.get(&key).map(|o| o.keys().cloned().collect()).unwrap_or_default();
             for (ns, n) in names {
                 self.remove(&key, &ns, &n);
             }
@@ -458,16 +489,29 @@ impl Store {
             terminating["status"]["phase"] = json!("Terminating");
             self.rv += 1;
             terminating["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-            self.objects.entry(store_key.clone()).or_default().insert((String::new(), name.to_string()), terminating.clone());
+            self.objects
+                .entry(store_key.clone())
+                .or_default()
+                .insert((String::new(), name.to_string()), terminating.clone());
             self.emit(store_key.clone(), "", "MODIFIED", terminating.clone());
             for k in self.kinds().into_iter().filter(|k| k.namespaced) {
-                let names: Vec<String> = self.list(&k, Some(name)).iter().filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string)).collect();
+                let names: Vec<String> = self
+                    .list(&k, Some(name))
+                    .iter()
+                    .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string))
+                    .collect();
                 for n in names {
                     self.delete(&k, name, &n);
                 }
             }
             let delay = Duration::from_millis(self.config.namespace_delete_delay_ms);
-            self.tasks.push(Task { due: Instant::now() + delay, store_key, namespace: String::new(), name: name.into(), action: Action::FinalizeNamespace });
+            self.tasks.push(Task {
+                due: Instant::now() + delay,
+                store_key,
+                namespace: String::new(),
+                name: name.into(),
+                action: Action::FinalizeNamespace,
+            });
             return Some(terminating);
         }
         if has_finalizers {
@@ -479,7 +523,10 @@ impl Store {
             marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
             self.rv += 1;
             marked["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-            self.objects.entry(store_key.clone()).or_default().insert((namespace.to_string(), name.to_string()), marked.clone());
+            self.objects
+                .entry(store_key.clone())
+                .or_default()
+                .insert((namespace.to_string(), name.to_string()), marked.clone());
             self.emit(store_key, namespace, "MODIFIED", marked.clone());
             return Some(marked);
         }
@@ -493,7 +540,13 @@ impl Store {
         let name = new["metadata"]["name"].as_str().unwrap_or_default().to_string();
         let now = Instant::now();
         let push = |tasks: &mut Vec<Task>, delay_ms: u64, action: Action| {
-            tasks.push(Task { due: now + Duration::from_millis(delay_ms), store_key: kind.store_key(), namespace: ns.clone(), name: name.clone(), action });
+            tasks.push(Task {
+                due: now + Duration::from_millis(delay_ms),
+                store_key: kind.store_key(),
+                namespace: ns.clone(),
+                name: name.clone(),
+                action,
+            });
         };
         match (kind.group.as_str(), kind.kind.as_str()) {
             ("apps", "Deployment") if generation_changed => {
@@ -501,8 +554,12 @@ impl Store {
                 push(&mut self.tasks, self.config.deployment_ready_delay_ms, Action::DeploymentReady { generation });
             }
             ("", "Service") => {
-                let wants_ip = new["spec"]["type"] == "LoadBalancer" && new["status"]["loadBalancer"]["ingress"].as_array().is_none_or(Vec::is_empty);
-                let pending = self.tasks.iter().any(|t| t.action == Action::AssignLoadBalancerIp && t.namespace == ns && t.name == name);
+                let wants_ip = new["spec"]["type"] == "LoadBalancer"
+                    && new["status"]["loadBalancer"]["ingress"].as_array().is_none_or(Vec::is_empty);
+                let pending = self
+                    .tasks
+                    .iter()
+                    .any(|t| t.action == Action::AssignLoadBalancerIp && t.namespace == ns && t.name == name);
                 if wants_ip && !pending {
                     push(&mut self.tasks, self.config.lb_ip_delay_ms, Action::AssignLoadBalancerIp);
                 }
@@ -517,7 +574,8 @@ impl Store {
     /// Runs every controller task that is due and not held back by a `never…` switch.
     pub fn run_controllers(&mut self) {
         let now = Instant::now();
-        let (due, rest): (Vec<Task>, Vec<Task>) = std::mem::take(&mut self.tasks).into_iter().partition(|t| t.due <= now);
+        let (due, rest): (Vec<Task>, Vec<Task>) =
+            std::mem::take(&mut self.tasks).into_iter().partition(|t| t.due <= now);
         self.tasks = rest;
         for task in due {
             let held = match task.action {
@@ -600,7 +658,11 @@ impl Store {
                 "cert-manager-certificates-readiness"
             }
             Action::FinalizeNamespace => {
-                let remaining = self.kinds().into_iter().filter(|k| k.namespaced).any(|k| !self.list(&k, Some(&task.name)).is_empty());
+                let remaining = self
+                    .kinds()
+                    .into_iter()
+                    .filter(|k| k.namespaced)
+                    .any(|k| !self.list(&k, Some(&task.name)).is_empty());
                 if remaining {
                     return false;
                 }
@@ -618,10 +680,20 @@ impl Store {
 
     /// Writes the TLS Secret a ready cert-manager Certificate names in `spec.secretName`, as cert-manager does.
     fn issue_certificate_secret(&mut self, cert: &Value) {
-        let (Some(ns), Some(secret_name)) = (cert["metadata"]["namespace"].as_str(), cert["spec"]["secretName"].as_str()) else { return };
-        let Some(secret_kind) = self.kinds().into_iter().find(|k| k.group.is_empty() && k.kind == "Secret") else { return };
-        let dns: Vec<&str> = cert["spec"]["dnsNames"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-        let pem = format!("-----BEGIN CERTIFICATE-----\nkube-test-server certificate for {}\n-----END CERTIFICATE-----\n", dns.join(","));
+        let (Some(ns), Some(secret_name)) =
+            (cert["metadata"]["namespace"].as_str(), cert["spec"]["secretName"].as_str())
+        else {
+            return;
+        };
+        let Some(secret_kind) = self.kinds().into_iter().find(|k| k.group.is_empty() && k.kind == "Secret") else {
+            return;
+        };
+        let dns: Vec<&str> =
+            cert["spec"]["dnsNames"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let pem = format!(
+            "-----BEGIN CERTIFICATE-----\nkube-test-server certificate for {}\n-----END CERTIFICATE-----\n",
+            dns.join(",")
+        );
         let obj = json!({
             "apiVersion": "v1",
             "kind": "Secret",
@@ -630,7 +702,10 @@ impl Store {
             "data": {"tls.crt": util::base64_encode(pem.as_bytes()), "tls.key": util::base64_encode(b"kube-test-server key")},
         });
         let old = self.get(&secret_kind, ns, secret_name).cloned();
-        let op = WriteOp::Update { manager: "cert-manager-certificates-issuing", scope: Scope::Main { status_subresource: false } };
+        let op = WriteOp::Update {
+            manager: "cert-manager-certificates-issuing",
+            scope: Scope::Main { status_subresource: false },
+        };
         let _ = self.write(&secret_kind, old.as_ref(), obj, op, false);
     }
 }

@@ -144,7 +144,9 @@ fn cells(kind: &Kind, obj: &Value) -> Vec<Value> {
 
 /// Renders objects as a Table whose rows carry each object's metadata (`includeObject=Metadata`).
 pub fn render(kind: &Kind, items: &[Value], resource_version: &str) -> Value {
-    let mut defs = vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0})];
+    let mut defs = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}),
+    ];
     for (name, ty) in columns(kind) {
         defs.push(json!({"name": name, "type": ty, "format": "", "description": "", "priority": 0}));
     }

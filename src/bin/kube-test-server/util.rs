@@ -57,7 +57,7 @@ pub fn human_age(secs: u64) -> String {
     if secs < 120 {
         format!("{secs}s")
     } else if m < 10 {
-        if secs % 60 == 0 {
+        if secs.is_multiple_of(60) {
             format!("{m}m")
         } else {
             format!("{m}m{}s", secs % 60)
@@ -65,7 +65,7 @@ pub fn human_age(secs: u64) -> String {
     } else if m < 180 {
         format!("{m}m")
     } else if h < 8 {
-        if m % 60 == 0 {
+        if m.is_multiple_of(60) {
             format!("{h}h")
         } else {
             format!("{h}h{}m", m % 60)
