@@ -1,6 +1,20 @@
 //! A Kubernetes API test server: speaks the Kubernetes REST protocol over plain HTTP on loopback, with an
-//! in-memory store, server-side apply, simple controllers, latency and fault injection. See `admin.rs` for the
-//! admin API and `api.rs` for the served REST paths.
+//! in-memory store, server-side apply, simple controllers, latency and fault injection.
+//!
+//! Behaviour worth knowing when writing tests against it:
+//! - Discovery (`/version`, `/api`, `/apis`, `/api/v1`, `/apis/{g}/{v}`) is served as plain JSON, which
+//!   `kubectl` accepts in place of aggregated discovery; `/openapi/v3` lists PATCH operations only (so that
+//!   `kubectl apply` validates on the server), `/openapi/v2` answers 404.
+//! - `kubectl get` receives server-side Tables; everything else is JSON. Protobuf request bodies (sent by
+//!   `kubectl create namespace NAME`) are refused with 415: use `kubectl create -f` or `apply` instead.
+//! - Lists are atomic for server-side apply (as for custom resources without list-type markers): a list is
+//!   owned as a whole by the managers that set it.
+//! - Deleting a namespace marks it Terminating, deletes its objects at once, and removes the namespace after
+//!   `--namespace-delete-delay-ms` (default 0, i.e. on the next controller tick, about 10 ms).
+//! - A namespace in the body that differs from the URL is a 400 BadRequest, as on a real API server.
+//! - Watches (`?watch=true`) stream newline-delimited events; a `resourceVersion` replays what happened since.
+//!
+//! See `admin.rs` for the admin API under `/_admin/` and `api.rs` for the served REST paths.
 
 mod admin;
 mod api;
