@@ -131,8 +131,58 @@ pub enum ApplyError {
         rolled_back: Vec<ResourceAddr>,
         rollback_errors: Vec<ProviderError>,
     },
+    #[error(
+        "environment variable{} {} not set (tenant {slug:?} needs {} for a secret); nothing was changed",
+        if .vars.len() == 1 { "" } else { "s" },
+        .vars.join(", "),
+        if .vars.len() == 1 { "it" } else { "them" }
+    )]
+    MissingEnv { slug: String, vars: Vec<String> },
     #[error(transparent)]
     State(#[from] StateError),
+}
+
+/// Every `env:NAME` secret source inside a value.
+fn env_sources<'a>(v: &'a Value, out: &mut std::collections::BTreeSet<&'a str>) {
+    match v {
+        Value::Secret(s) => {
+            if let Some(var) = s.source.strip_prefix("env:") {
+                out.insert(var);
+            }
+        }
+        Value::List(items) => items.iter().for_each(|x| env_sources(x, out)),
+        Value::Map(m) => m.values().for_each(|x| env_sources(x, out)),
+        _ => {}
+    }
+}
+
+/// Fills the fingerprint of every secret taken from the environment (`env:NAME`) with the
+/// fingerprint of the variable's current value, so that a plan sees a changed webhook URL as a
+/// change. Returns the names of the variables that are not set (their secrets keep no fingerprint,
+/// which the plan treats as "keep what is recorded").
+pub fn fill_env_fingerprints(graph: &mut crate::graph::ResourceGraph) -> Vec<String> {
+    fn fill(v: &mut Value, missing: &mut std::collections::BTreeSet<String>) {
+        match v {
+            Value::Secret(s) => {
+                if let Some(var) = s.source.strip_prefix("env:") {
+                    match std::env::var(var) {
+                        Ok(clear) => s.fingerprint = Some(crate::value::fingerprint(&clear)),
+                        Err(_) => {
+                            missing.insert(var.to_string());
+                        }
+                    }
+                }
+            }
+            Value::List(items) => items.iter_mut().for_each(|x| fill(x, missing)),
+            Value::Map(m) => m.values_mut().for_each(|x| fill(x, missing)),
+            _ => {}
+        }
+    }
+    let mut missing = std::collections::BTreeSet::new();
+    for r in graph.graph.node_weights_mut() {
+        r.attrs.values_mut().for_each(|v| fill(v, &mut missing));
+    }
+    missing.into_iter().collect()
 }
 
 fn show_prior(p: &Option<PriorState>) -> String {
@@ -334,6 +384,16 @@ pub async fn apply_tenant(
     let missing = providers.missing(plan);
     if !missing.is_empty() {
         return Err(ApplyError::NoProvider { slug: plan.slug.clone(), kinds: missing.into_iter().collect() });
+    }
+    let mut needed = std::collections::BTreeSet::new();
+    for c in
+        plan.resource_changes.iter().filter(|c| matches!(c.action, Action::Create | Action::Update | Action::Replace))
+    {
+        c.after.iter().flat_map(|a| a.values()).for_each(|v| env_sources(v, &mut needed));
+    }
+    let unset: Vec<String> = needed.into_iter().filter(|v| std::env::var_os(v).is_none()).map(str::to_string).collect();
+    if !unset.is_empty() {
+        return Err(ApplyError::MissingEnv { slug: plan.slug.clone(), vars: unset });
     }
     let lock = LockInfo::new(&plan.slug, &opts.operation);
     store.lock(&lock)?;

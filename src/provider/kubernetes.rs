@@ -4,7 +4,7 @@
 //!
 //! After an apply it waits for the readiness gates of the seed: Deployments available (every
 //! replica ready), LoadBalancer Services with an external IP (exposed as output
-//! `load_balancer_ip`), cert-manager Certificates `Ready=True`. Deletes use foreground propagation
+//! `load_balancer_ip`), cert-manager Certificates `Ready=True`, Jobs (the pipeline checks) complete. Deletes use foreground propagation
 //! and wait until the object is gone. Reads project the live object onto the attributes matih
 //! manages, so server defaults, status and other managers' fields never look like drift.
 //!
@@ -364,6 +364,35 @@ impl KubernetesProvider {
                     tracing::info!("{}: attempt {attempt}/{}: no external IP yet", obj.addr, s.lb_ip_attempts);
                     tokio::time::sleep(s.lb_ip_interval).await;
                     attempt += 1;
+                    live = self.get_json(obj, t).await?.unwrap_or(serde_json::Value::Null);
+                }
+            }
+            ("batch", "Job") => {
+                let deadline = Instant::now() + s.deployment_timeout;
+                let mut live = applied;
+                loop {
+                    let conditions = live.pointer("/status/conditions").and_then(|c| c.as_array());
+                    let has =
+                        |t: &str| conditions.is_some_and(|c| c.iter().any(|c| c["type"] == t && c["status"] == "True"));
+                    if has("Complete") {
+                        break;
+                    }
+                    if has("Failed") {
+                        return Err(err(obj, Some("status.conditions"), format!("Job {} failed", t.name), false));
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(err(
+                            obj,
+                            Some("status.conditions"),
+                            format!(
+                                "timed out after {}s waiting for Job {} to complete",
+                                s.deployment_timeout.as_secs(),
+                                t.name
+                            ),
+                            false,
+                        ));
+                    }
+                    tokio::time::sleep(s.poll_interval).await;
                     live = self.get_json(obj, t).await?.unwrap_or(serde_json::Value::Null);
                 }
             }

@@ -83,6 +83,7 @@ const BUILTIN: &[BuiltinRow] = &[
     ("", "v1", "LimitRange", "limitranges", "limits", true, false, NameRule::Subdomain),
     ("apps", "v1", "Deployment", "deployments", "deploy", true, true, NameRule::Subdomain),
     ("apps", "v1", "StatefulSet", "statefulsets", "sts", true, true, NameRule::Subdomain),
+    ("batch", "v1", "Job", "jobs", "", true, true, NameRule::Subdomain),
     ("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "netpol", true, false, NameRule::Subdomain),
     ("networking.k8s.io", "v1", "Ingress", "ingresses", "ing", true, true, NameRule::Subdomain),
     ("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "", false, false, NameRule::Subdomain),

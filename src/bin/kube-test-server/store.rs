@@ -42,6 +42,7 @@ enum Action {
     DeploymentReady { generation: i64 },
     AssignLoadBalancerIp,
     CertificateReady { generation: i64 },
+    JobComplete,
     FinalizeNamespace,
 }
 
@@ -567,6 +568,10 @@ impl Store {
             ("cert-manager.io", "Certificate") if generation_changed => {
                 push(&mut self.tasks, self.config.certificate_ready_delay_ms, Action::CertificateReady { generation });
             }
+            // A Job runs once: it completes after the Deployment delay (its pods "ran" that long).
+            ("batch", "Job") if old.is_none() => {
+                push(&mut self.tasks, self.config.deployment_ready_delay_ms, Action::JobComplete);
+            }
             _ => {}
         }
     }
@@ -579,7 +584,7 @@ impl Store {
         self.tasks = rest;
         for task in due {
             let held = match task.action {
-                Action::DeploymentReady { .. } => self.config.never_ready_deployments,
+                Action::DeploymentReady { .. } | Action::JobComplete => self.config.never_ready_deployments,
                 Action::AssignLoadBalancerIp => self.config.never_assign_lb_ip,
                 Action::CertificateReady { .. } => self.config.never_ready_certificates,
                 _ => false,
@@ -656,6 +661,16 @@ impl Store {
                     "revision": 1,
                 });
                 "cert-manager-certificates-readiness"
+            }
+            Action::JobComplete => {
+                let completions = current["spec"]["completions"].as_i64().unwrap_or(1);
+                status = json!({
+                    "succeeded": completions,
+                    "startTime": now,
+                    "completionTime": now,
+                    "conditions": [{"type": "Complete", "status": "True", "lastProbeTime": now, "lastTransitionTime": now}],
+                });
+                "job-controller"
             }
             Action::FinalizeNamespace => {
                 let remaining = self

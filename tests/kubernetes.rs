@@ -1,0 +1,344 @@
+//! The Kubernetes provider end to end, against the Kubernetes API test server (started here) and
+//! checked with the real `kubectl`: a tenant's Kubernetes objects applied through the apply engine,
+//! a plan after apply with no changes, drift made with kubectl seen as an attribute-level update,
+//! readiness timeouts and retries under fault injection.
+//!
+//! PostgreSQL and DNS are not what this file tests, so their resources go through a scripted
+//! provider that answers like them (the role's generated password as a sensitive output, the
+//! zone's nameservers); tests/postgres.rs and tests/dns_*.rs test the real ones.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use matih::apply::{apply_tenant, refresh, ApplyError, ApplyOptions, NoHooks, Providers};
+use matih::plan::{diff, Action, TenantPlan};
+use matih::provider::kubernetes::{KubeSettings, KubeTarget, KubernetesProvider};
+use matih::provider::{Observed, Provider, ProviderFuture, ResourceObject, TenantRef};
+use matih::state::{MemoryStore, StateStore, TenantStatus};
+use matih::value::{fingerprint, Secret, Value};
+
+/// The test server, killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    home: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start() -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kube-test-server"))
+            .args(["--listen", "127.0.0.1:0", "--deployment-ready-delay-ms", "50", "--lb-ip-delay-ms", "50"])
+            .args(["--certificate-ready-delay-ms", "50"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start kube-test-server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("listening on ").expect("listening line").to_string();
+        Server { child, url, home: tempfile::tempdir().unwrap() }
+    }
+
+    /// Runs the real kubectl against the server (with its own HOME, so no discovery cache is shared).
+    fn kubectl(&self, args: &[&str]) -> String {
+        let out = Command::new("kubectl")
+            .arg(format!("--server={}", self.url))
+            .args(args)
+            .env("HOME", self.home.path())
+            .env_remove("KUBECONFIG")
+            .output()
+            .expect("kubectl must be installed (it is on the project's machines)");
+        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn kubectl_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        serde_json::from_str(&self.kubectl(&a)).unwrap()
+    }
+
+    /// A JSON request to the server's admin API.
+    fn admin(&self, method: &str, path: &str, body: serde_json::Value) {
+        let addr = self.url.strip_prefix("http://").unwrap();
+        let body = body.to_string();
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 2"), "{method} {path}: {reply}");
+    }
+
+    async fn provider(&self, settings: KubeSettings) -> KubernetesProvider {
+        KubernetesProvider::connect(&KubeTarget::Url(self.url.clone()), settings).await.unwrap()
+    }
+}
+
+fn fast() -> KubeSettings {
+    KubeSettings {
+        lb_ip_attempts: 100,
+        lb_ip_interval: Duration::from_millis(20),
+        deployment_timeout: Duration::from_secs(10),
+        certificate_timeout: Duration::from_secs(10),
+        delete_timeout: Duration::from_secs(10),
+        poll_interval: Duration::from_millis(20),
+    }
+}
+
+fn opts() -> ApplyOptions {
+    ApplyOptions {
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(50),
+        ..ApplyOptions::default()
+    }
+}
+
+/// Answers for `postgresql_*` and `dns_*` the way the real providers do, without a server.
+struct Scripted;
+
+impl Provider for Scripted {
+    fn handles(&self, kind: &str) -> bool {
+        kind.starts_with("postgresql_") || kind.starts_with("dns_")
+    }
+
+    fn read<'a>(&'a self, _t: &'a TenantRef, r: &'a ResourceObject) -> ProviderFuture<'a, Option<Observed>> {
+        Box::pin(async move { Ok(Some(Observed { attrs: r.attrs.clone(), ..Observed::default() })) })
+    }
+
+    fn apply<'a>(&'a self, _t: &'a TenantRef, r: &'a ResourceObject) -> ProviderFuture<'a, Observed> {
+        Box::pin(async move {
+            let mut o = Observed { attrs: r.attrs.clone(), ..Observed::default() };
+            if r.addr.kind == "postgresql_role" {
+                o.sensitive.insert("password".into(), "pw-of-the-test".into());
+                o.sensitive.insert("database_url".into(), "postgresql://tenant_acme:pw-of-the-test@db/matih".into());
+                o.attrs.insert(
+                    "password".into(),
+                    Value::Secret(Secret {
+                        source: "generated".into(),
+                        fingerprint: Some(fingerprint("pw-of-the-test")),
+                    }),
+                );
+            }
+            if r.addr.kind == "dns_zone" {
+                o.outputs.insert(
+                    "nameservers".into(),
+                    Value::list([Value::str("ns1.example."), Value::str("ns2.example.")]),
+                );
+            }
+            Ok(o)
+        })
+    }
+
+    fn delete<'a>(&'a self, _t: &'a TenantRef, _r: &'a ResourceObject) -> ProviderFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// The Slack webhook of acme comes from the environment.
+fn set_webhook() {
+    std::env::set_var("ACME_SLACK_WEBHOOK", "https://hooks.slack.example/services/T000/B000/XXXX");
+}
+
+fn acme_plan(store: &dyn StateStore) -> TenantPlan {
+    set_webhook();
+    let mut graph = common::compile_file(&common::root().join("tenants/acme.hcl"));
+    assert!(matih::apply::fill_env_fingerprints(&mut graph).is_empty());
+    diff(&graph, store.get("acme").unwrap().as_ref(), None)
+}
+
+/// The plan after reading the live objects back, as `matih plan` makes it.
+async fn refreshed_plan(store: &dyn StateStore, providers: &Providers) -> TenantPlan {
+    set_webhook();
+    let mut graph = common::compile_file(&common::root().join("tenants/acme.hcl"));
+    matih::apply::fill_env_fingerprints(&mut graph);
+    let prior = store.get("acme").unwrap().unwrap();
+    let r = refresh(&prior, providers, 8).await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    diff(&graph, r.state.as_ref(), None)
+}
+
+fn changed(plan: &TenantPlan) -> Vec<String> {
+    plan.resource_changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp)
+        .map(|c| format!("{:?} {}", c.action, c.address))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_applied_to_kubernetes_is_what_the_seed_describes() {
+    let server = Server::start();
+    let k8s = Arc::new(server.provider(fast()).await);
+    let providers = Providers::new().with(k8s).with(Arc::new(Scripted));
+    let store = MemoryStore::default();
+
+    let report = apply_tenant(&acme_plan(&store), &store, &providers, &NoHooks, &opts()).await.unwrap();
+    assert_eq!(report.status, TenantStatus::Active);
+
+    // Namespace with the seed's labels.
+    let ns = server.kubectl_json(&["get", "ns", "matih-acme"]);
+    let labels = &ns["metadata"]["labels"];
+    assert_eq!(labels["matih.ai/tenant-id"], "550e8400-e29b-41d4-a716-446655440000");
+    assert_eq!(labels["matih.ai/tenant-slug"], "acme");
+    assert_eq!(labels["matih.ai/tier"], "professional");
+    assert_eq!(labels["matih.ai/region"], "eastus");
+    assert_eq!(labels["matih.ai/managed-by"], "tenant-service");
+    assert_eq!(ns["metadata"]["annotations"]["matih.ai/provisioned-by"], "admin@matih.ai");
+    assert!(ns["metadata"]["annotations"]["matih.ai/provisioned-at"].as_str().unwrap().ends_with('Z'));
+
+    // The quota of the professional tier.
+    let quota = server.kubectl_json(&["get", "resourcequota", "-n", "matih-acme"]);
+    let hard = &quota["items"][0]["spec"]["hard"];
+    assert_eq!((&hard["requests.cpu"], &hard["limits.cpu"], &hard["pods"]), (&"8".into(), &"16".into(), &"50".into()));
+    assert_eq!((&hard["requests.memory"], &hard["limits.memory"]), (&"16Gi".into(), &"32Gi".into()));
+
+    // Network policies, among them the seed's three.
+    let text = server.kubectl(&["get", "-n", "matih-acme", "deploy,svc,networkpolicy"]);
+    for name in [
+        "default-deny-ingress",
+        "allow-same-namespace",
+        "allow-ingress-controller",
+        "query-engine",
+        "ai-service",
+        "api-gateway",
+        "bi-workbench",
+    ] {
+        assert!(text.contains(name), "{name} in\n{text}");
+    }
+    let deploys = server.kubectl_json(&["get", "deploy", "-n", "matih-acme"]);
+    let ready: Vec<(String, i64)> = deploys["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["metadata"]["name"].as_str().unwrap().to_string(),
+                d["status"]["availableReplicas"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert!(ready.iter().all(|(_, n)| *n >= 1), "every Deployment available: {ready:?}");
+    assert!(ready.iter().any(|(n, r)| n == "ai-service" && *r == 2), "the override of replicas: {ready:?}");
+
+    // Secrets: the credentials hold the role's password, and state only its fingerprint.
+    let secret = server.kubectl_json(&["get", "secret", "tenant-database-credentials", "-n", "matih-acme"]);
+    let pw = secret["data"]["POSTGRES_PASSWORD"].as_str().unwrap();
+    assert_eq!(pw, "cHctb2YtdGhlLXRlc3Q=", "base64 of the role's password");
+    let st = store.get("acme").unwrap().unwrap();
+    assert!(!serde_json::to_string(&st).unwrap().contains("pw-of-the-test"));
+
+    // IngressClass and Ingress exactly as the seed.
+    let class = server.kubectl_json(&["get", "ingressclass", "nginx-acme"]);
+    assert_eq!(class["spec"]["controller"], "k8s.io/ingress-nginx-acme");
+    let ing = server.kubectl_json(&["get", "ingress", "tenant-ingress", "-n", "matih-acme"]);
+    assert_eq!(ing["spec"]["ingressClassName"], "nginx-acme");
+    assert_eq!(ing["metadata"]["annotations"]["cert-manager.io/cluster-issuer"], "letsencrypt-prod-dns01");
+    assert_eq!(ing["spec"]["tls"][0]["hosts"], serde_json::json!(["acme.matih.ai", "*.acme.matih.ai"]));
+    assert_eq!(ing["spec"]["tls"][0]["secretName"], "acme-tls-certificate");
+    let rules = &ing["spec"]["rules"];
+    assert_eq!(rules[0]["host"], "acme.matih.ai");
+    assert_eq!(rules[0]["http"]["paths"][0]["path"], "/api");
+    assert_eq!(rules[0]["http"]["paths"][0]["backend"]["service"]["name"], "api-gateway");
+    assert_eq!(rules[0]["http"]["paths"][0]["backend"]["service"]["port"]["number"], 8080);
+    assert_eq!(rules[1]["host"], "bi.acme.matih.ai");
+    assert_eq!(rules[1]["http"]["paths"][0]["backend"]["service"]["name"], "bi-workbench");
+    assert_eq!(rules[1]["http"]["paths"][0]["backend"]["service"]["port"]["number"], 3000);
+
+    // The LoadBalancer IP reached the DNS records.
+    let lb = server.kubectl_json(&["get", "svc", "-n", "matih-acme", "ingress-nginx-controller"]);
+    let ip = lb["status"]["loadBalancer"]["ingress"][0]["ip"].as_str().unwrap().to_string();
+    let api = &st.resources[&"dns_a_record.api".parse().unwrap()];
+    assert_eq!(api.attrs["records"], Value::list([Value::str(ip)]));
+
+    // A plan after apply, refreshed from the live objects, has nothing to do.
+    assert_eq!(changed(&refreshed_plan(&store, &providers).await), Vec::<String>::new());
+
+    // A label changed with kubectl is an update of that label only.
+    server.kubectl(&["label", "ns", "matih-acme", "matih.ai/tier=free", "--overwrite"]);
+    let plan = refreshed_plan(&store, &providers).await;
+    assert_eq!(changed(&plan), ["Update kubernetes_namespace.tenant"]);
+    let ns_change = plan.resource_changes.iter().find(|c| c.action == Action::Update).unwrap();
+    let paths: Vec<&str> = ns_change.changes.iter().map(|c| c.path.as_str()).collect();
+    assert_eq!(paths, [r#"metadata.labels["matih.ai/tier"]"#]);
+    let report = apply_tenant(&plan, &store, &providers, &NoHooks, &opts()).await.unwrap();
+    assert_eq!(report.operations.len(), 1);
+    assert_eq!(
+        server.kubectl_json(&["get", "ns", "matih-acme"])["metadata"]["labels"]["matih.ai/tier"],
+        "professional"
+    );
+
+    // A deleted object is created again.
+    server.kubectl(&["delete", "networkpolicy", "allow-same-namespace", "-n", "matih-acme"]);
+    let plan = refreshed_plan(&store, &providers).await;
+    assert_eq!(changed(&plan), ["Create kubernetes_network_policy.allow_same_namespace"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_timeouts_name_the_object_and_transient_errors_are_retried() {
+    let server = Server::start();
+    // Every second apply of a Deployment fails with 500 once: retried, and the apply succeeds.
+    server.admin(
+        "POST",
+        "/_admin/faults",
+        serde_json::json!({"verb": "apply", "resource": "deployments", "nth": 2, "status": 500}),
+    );
+    server.admin(
+        "POST",
+        "/_admin/faults",
+        serde_json::json!({"verb": "apply", "resource": "services", "nth": 3, "status": 429, "retryAfterSeconds": 0}),
+    );
+    server.admin("PATCH", "/_admin/config", serde_json::json!({"neverAssignLbIp": true}));
+    let settings = KubeSettings { lb_ip_attempts: 5, ..fast() };
+    let providers = Providers::new().with(Arc::new(server.provider(settings).await)).with(Arc::new(Scripted));
+    let store = MemoryStore::default();
+    let err = apply_tenant(&acme_plan(&store), &store, &providers, &NoHooks, &opts()).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ApplyError::Failed { .. }), "{msg}");
+    assert!(msg.contains("phase 6/10 DEPLOY_INGRESS_CONTROLLER"), "{msg}");
+    assert!(
+        msg.contains("kubernetes_service.ingress_controller (status.loadBalancer.ingress): no external IP assigned to LoadBalancer Service ingress-nginx-controller after 5 attempts"),
+        "{msg}"
+    );
+    let st = store.get("acme").unwrap().unwrap();
+    assert_eq!(st.status, TenantStatus::Failed);
+    assert_eq!(st.current_phase.map(|p| p.number()), Some(6));
+    // Phase 6 was rolled back: the controller's Deployment is gone again, phase 5 stays.
+    let text = server.kubectl(&["get", "deploy", "-n", "matih-acme"]);
+    assert!(!text.contains("ingress-nginx-controller"), "{text}");
+    assert!(text.contains("render-service"), "{text}");
+
+    // The IP arrives now: the next apply resumes at phase 6 and finishes.
+    server.admin("PATCH", "/_admin/config", serde_json::json!({"neverAssignLbIp": false}));
+    let plan = acme_plan(&store);
+    assert!(plan.resource_changes.iter().filter(|c| c.phase.number() < 6).all(|c| c.action == Action::NoOp));
+    let report = apply_tenant(&plan, &store, &providers, &NoHooks, &opts()).await.unwrap();
+    assert_eq!(report.status, TenantStatus::Active);
+
+    // A Deployment that never becomes ready is a timeout naming it.
+    server.admin("PATCH", "/_admin/config", serde_json::json!({"neverReadyDeployments": true}));
+    let settings = KubeSettings { deployment_timeout: Duration::from_millis(300), ..fast() };
+    let providers = Providers::new().with(Arc::new(server.provider(settings).await)).with(Arc::new(Scripted));
+    let fresh = MemoryStore::default();
+    let graph = common::compile_file(&common::root().join("tenants/globex.hcl"));
+    let err =
+        apply_tenant(&diff(&graph, None, None), &fresh, &providers, &NoHooks, &opts()).await.unwrap_err().to_string();
+    assert!(err.contains("phase 3/10 DEPLOY_CORE_SERVICES"), "{err}");
+    assert!(err.contains("timed out after 0s waiting for Deployment"), "{err}");
+    assert!(err.contains("to become available (0/1 replicas available)"), "{err}");
+}
