@@ -263,12 +263,27 @@ fn load_inputs(global: &Global, paths: &[PathBuf]) -> Result<Inputs> {
     let (specs, spec_diags) = spec::load_tenants(paths, &catalog);
     diags.extend(spec_diags);
     let mut graphs = Vec::with_capacity(specs.len());
+    let mut unset_env = Vec::new();
     if !diag::has_errors(&diags) {
         for s in &specs {
             let (g, d) = graph::compile(s, &catalog, &platform);
             diags.extend(d);
-            graphs.extend(g);
+            if let Some(mut g) = g {
+                // Secrets from the environment are compared by fingerprint, so a changed webhook
+                // URL shows in the plan; an unset variable is only needed when its resource changes.
+                for var in matih::apply::fill_env_fingerprints(&mut g) {
+                    unset_env.push(format!("{var} (tenant {:?})", g.tenant.slug));
+                }
+                graphs.push(g);
+            }
         }
+    }
+    if !unset_env.is_empty() {
+        eprintln!(
+            "Note: not set in the environment: {}. Plans keep the recorded secrets; apply needs the variables \
+             when it creates or changes the resources that use them.",
+            unset_env.join(", ")
+        );
     }
     diag::sort(&mut diags);
     print_diagnostics(&diags);
@@ -597,6 +612,15 @@ fn status(global: &Global, slug: &str, json: bool) -> Result<ExitCode> {
             "lineage": st.lineage,
             "updated_at": st.updated_at,
             "resources": st.resources.len(),
+            "phases": st.phases.iter().map(|(p, r)| serde_json::json!({
+                "number": p.number(),
+                "name": p.name(),
+                "state": r.state,
+                "started_at": r.started_at,
+                "finished_at": r.finished_at,
+                "duration_ms": r.duration_ms,
+                "operations": r.operations,
+            })).collect::<Vec<_>>(),
         });
         print(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
         return Ok(ExitCode::SUCCESS);
@@ -614,6 +638,21 @@ fn status(global: &Global, slug: &str, json: bool) -> Result<ExitCode> {
         out.push_str(&format!("Completed:  {t}\n"));
     }
     out.push_str(&format!("Resources:  {}\n", st.resources.len()));
+    if !st.phases.is_empty() {
+        out.push_str("Phases (last run):\n");
+        for (phase, run) in &st.phases {
+            let took = run.duration_ms.map(|ms| format!("{:.1}s", ms as f64 / 1000.0)).unwrap_or_else(|| "-".into());
+            out.push_str(&format!(
+                "  {:>2} {:<26} {:<12} started {}  took {:>7}  {} operation(s)\n",
+                phase.number(),
+                phase.name(),
+                run.state,
+                run.started_at,
+                took,
+                run.operations
+            ));
+        }
+    }
     out.push_str(&format!("Serial:     {} (lineage {})\n", st.serial, st.lineage));
     out.push_str(&format!("Updated:    {}\n", st.updated_at));
     print(&out)?;

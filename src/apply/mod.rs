@@ -31,7 +31,7 @@ use crate::addr::ResourceAddr;
 use crate::phase::Phase;
 use crate::plan::{Action, PriorState, ResourceChange, TenantPlan};
 use crate::provider::{Observed, Provider, ProviderError, ResourceObject, TenantRef};
-use crate::state::{self, LockInfo, ResourceState, StateError, StateStore, TenantState, TenantStatus};
+use crate::state::{self, LockInfo, PhaseRun, ResourceState, StateError, StateStore, TenantState, TenantStatus};
 use crate::value::Value;
 
 /// How an apply behaves. `Default` gives the CLI's defaults.
@@ -489,6 +489,16 @@ async fn run_phase(
     let started = Instant::now();
     hooks.phase_started(&tenant.slug, phase);
     run.st.current_phase = Some(phase);
+    run.st.phases.insert(
+        phase,
+        PhaseRun {
+            started_at: state::now_rfc3339(),
+            finished_at: None,
+            duration_ms: None,
+            state: "RUNNING".into(),
+            operations: 0,
+        },
+    );
     run.write()?;
 
     // Dependencies between the changes of this phase. For deletes they run the other way: a
@@ -564,6 +574,9 @@ async fn run_phase(
                     }
                 }
                 run.write()?;
+                if let Some(p) = run.st.phases.get_mut(&phase) {
+                    p.operations += 1;
+                }
                 hooks.resource_finished(&tenant.slug, &addr, done.change.action, Ok(done.elapsed));
                 report.operations.push((addr.clone(), done.change.action));
                 if matches!(done.change.action, Action::Create | Action::Replace) {
@@ -584,7 +597,16 @@ async fn run_phase(
         }
     }
 
+    let finish = |run: &mut Run<'_>, outcome: &str| {
+        if let Some(p) = run.st.phases.get_mut(&phase) {
+            p.finished_at = Some(state::now_rfc3339());
+            p.duration_ms = Some(started.elapsed().as_millis() as u64);
+            p.state = outcome.to_string();
+        }
+    };
     if errors.is_empty() {
+        finish(run, "COMPLETED");
+        run.write()?;
         hooks.phase_finished(&tenant.slug, phase, true, started.elapsed());
         return Ok(());
     }
@@ -608,6 +630,7 @@ async fn run_phase(
             }
         }
     }
+    finish(run, if rolled_back.is_empty() { "FAILED" } else { "ROLLED_BACK" });
     let err = ApplyError::Failed { slug: tenant.slug.clone(), phase, errors, rolled_back, rollback_errors };
     run.st.status = TenantStatus::Failed;
     run.st.provisioning_error = Some(match &err {

@@ -404,6 +404,7 @@ mod tests {
 
     fn state(resources: Vec<(&str, ResourceState)>) -> TenantState {
         TenantState {
+            phases: Default::default(),
             slug: "acme".into(),
             tenant_id: "550e8400-e29b-41d4-a716-446655440000".into(),
             lineage: "lin".into(),

@@ -70,7 +70,24 @@ pub struct TenantState {
     pub provisioning_completed_at: Option<String>,
     /// RFC 3339 time of the last write.
     pub updated_at: String,
+    /// When each phase of the last apply (or destroy) ran, and how it ended.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub phases: BTreeMap<Phase, PhaseRun>,
     pub resources: BTreeMap<ResourceAddr, ResourceState>,
+}
+
+/// One phase of the last run over a tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseRun {
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// `RUNNING`, `COMPLETED`, `FAILED` or `ROLLED_BACK`.
+    pub state: String,
+    /// Resources this phase created, changed or deleted.
+    pub operations: usize,
 }
 
 /// One earlier serial of a tenant's state, kept for `matih state history`.
@@ -198,6 +215,7 @@ impl TenantState {
             provisioning_error: None,
             provisioning_completed_at: None,
             updated_at: now_rfc3339(),
+            phases: BTreeMap::new(),
             resources: BTreeMap::new(),
         }
     }

@@ -49,6 +49,7 @@ fn meta(slug: &str) -> TenantMeta {
 
 fn state(slug: &str, resources: Vec<(&str, ResourceState)>) -> TenantState {
     TenantState {
+        phases: Default::default(),
         slug: slug.into(),
         tenant_id: "550e8400-e29b-41d4-a716-446655440000".into(),
         lineage: "0b7e6a52-5f3c-4c6e-9d0a-2f1f3c1d9e11".into(),
