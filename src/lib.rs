@@ -16,3 +16,4 @@ pub mod provider;
 pub mod spec;
 pub mod state;
 pub mod value;
+pub mod workflow;

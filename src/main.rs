@@ -16,7 +16,8 @@ use matih::graph::{self, ResourceGraph};
 use matih::plan::{self, Plan, TextOptions};
 use matih::provider::kubernetes::{KubeSettings, KubeTarget, KubernetesProvider};
 use matih::spec::{self, PlatformConfig, TenantSpec};
-use matih::state::{MemoryStore, SledStore, StateStore, TenantState, TenantStatus};
+use matih::state::{MemoryStore, SledStore, StateStore, TenantStatus};
+use matih::workflow::{self, Refresh};
 
 /// Declarative plan-and-apply for the per-tenant data plane of the MATIH platform.
 #[derive(Parser, Debug)]
@@ -260,29 +261,15 @@ fn load_platform(global: &Global) -> (PlatformConfig, Option<PathBuf>, Vec<Diagn
 fn load_inputs(global: &Global, paths: &[PathBuf]) -> Result<Inputs> {
     let catalog = load_catalog(global)?;
     let (platform, platform_file, mut diags) = load_platform(global);
-    let (specs, spec_diags) = spec::load_tenants(paths, &catalog);
-    diags.extend(spec_diags);
-    let mut graphs = Vec::with_capacity(specs.len());
-    let mut unset_env = Vec::new();
-    if !diag::has_errors(&diags) {
-        for s in &specs {
-            let (g, d) = graph::compile(s, &catalog, &platform);
-            diags.extend(d);
-            if let Some(mut g) = g {
-                // Secrets from the environment are compared by fingerprint, so a changed webhook
-                // URL shows in the plan; an unset variable is only needed when its resource changes.
-                for var in matih::apply::fill_env_fingerprints(&mut g) {
-                    unset_env.push(format!("{var} (tenant {:?})", g.tenant.slug));
-                }
-                graphs.push(g);
-            }
-        }
-    }
-    if !unset_env.is_empty() {
+    let compiled = workflow::compile_tenants(paths, &catalog, &platform);
+    diags.extend(compiled.diagnostics);
+    if !compiled.unset_env.is_empty() {
+        let vars: Vec<String> =
+            compiled.unset_env.iter().map(|(slug, var)| format!("{var} (tenant {slug:?})")).collect();
         eprintln!(
             "Note: not set in the environment: {}. Plans keep the recorded secrets; apply needs the variables \
              when it creates or changes the resources that use them.",
-            unset_env.join(", ")
+            vars.join(", ")
         );
     }
     diag::sort(&mut diags);
@@ -292,6 +279,7 @@ fn load_inputs(global: &Global, paths: &[PathBuf]) -> Result<Inputs> {
         eprintln!("{n} error{} found; nothing was planned or changed.", if n == 1 { "" } else { "s" });
         return Err(Reported.into());
     }
+    let (specs, graphs) = (compiled.specs, compiled.graphs);
     Ok(Inputs { specs, graphs, platform, platform_file })
 }
 
@@ -373,38 +361,16 @@ fn compute_plan(
     refresh: bool,
     rt: &tokio::runtime::Runtime,
 ) -> Result<Plan> {
-    let mut tenants = Vec::with_capacity(inputs.graphs.len());
-    let mut refresh_errors = Vec::new();
-    for (spec, graph) in inputs.specs.iter().zip(&inputs.graphs) {
-        let mut prior: Option<TenantState> = store.get(&graph.tenant.slug)?;
-        if let Some(p) = &prior {
-            if p.tenant_id != graph.tenant.id {
-                bail!(
-                    "{}: tenant {:?} is recorded with id {} but the spec says {}; a tenant's id cannot change \
-                     (remove its state with `matih state rm` only if you know what you are doing)",
-                    spec.id.location,
-                    graph.tenant.slug,
-                    p.tenant_id,
-                    graph.tenant.id
-                );
-            }
-        }
-        if refresh {
-            if let Some(p) = &prior {
-                let r = rt.block_on(matih::apply::refresh(p, providers, 10));
-                refresh_errors.extend(r.errors);
-                prior = r.state;
-            }
-        }
-        tenants.push(plan::diff(graph, prior.as_ref(), Some(spec.location.file.clone())));
-    }
+    let r = Refresh { providers, runtime: rt, parallelism: 10 };
+    let (plan, refresh_errors) =
+        workflow::plan_tenants(&inputs.specs, &inputs.graphs, store, if refresh { Some(&r) } else { None })?;
     if !refresh_errors.is_empty() {
         for e in &refresh_errors {
             eprintln!("error: refresh: {e}");
         }
         bail!("{} resource(s) could not be read; no plan was made", refresh_errors.len());
     }
-    Ok(Plan::new(tenants))
+    Ok(plan)
 }
 
 fn render(plan: &Plan, format: Format, color: bool) -> String {

@@ -16,8 +16,7 @@ use crate::addr::ResourceAddr;
 ///
 /// Serialized (state, plan files) as plain JSON for known values; the special variants are objects
 /// with a single `$ref`, `$computed` or `$secret` key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "serde_json::Value", into = "serde_json::Value")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Value {
     Null,
     Bool(bool),
@@ -153,6 +152,135 @@ impl From<i64> for Value {
 impl From<bool> for Value {
     fn from(b: bool) -> Value {
         Value::Bool(b)
+    }
+}
+
+impl Serialize for Value {
+    /// Written directly (no intermediate `serde_json::Value`): state and plan files of a thousand
+    /// tenants hold tens of megabytes of values.
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self {
+            Value::Null => ser.serialize_unit(),
+            Value::Bool(b) => ser.serialize_bool(*b),
+            Value::Int(n) => ser.serialize_i64(*n),
+            Value::String(s) => ser.serialize_str(s),
+            Value::List(items) => {
+                let mut seq = ser.serialize_seq(Some(items.len()))?;
+                for v in items {
+                    seq.serialize_element(v)?;
+                }
+                seq.end()
+            }
+            Value::Map(m) => {
+                let mut map = ser.serialize_map(Some(m.len()))?;
+                for (k, v) in m {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+            Value::Ref { resource, output } => {
+                let mut map = ser.serialize_map(Some(1))?;
+                map.serialize_entry("$ref", &format!("{resource}.{output}"))?;
+                map.end()
+            }
+            Value::Computed { note } => {
+                let mut map = ser.serialize_map(Some(1))?;
+                map.serialize_entry("$computed", note)?;
+                map.end()
+            }
+            Value::Secret(secret) => {
+                let mut map = ser.serialize_map(Some(1))?;
+                map.serialize_entry("$secret", secret)?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Value, D::Error> {
+        de.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::Int(n))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Value, E> {
+        i64::try_from(n).map(Value::Int).map_err(|_| E::custom(format!("number {n} is not a 64-bit integer")))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Value, E> {
+        Err(E::custom(format!("number {n} is not a 64-bit integer")))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_string()))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(v) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::List(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        use serde::de::Error;
+        let mut out = BTreeMap::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "$ref" | "$computed" | "$secret" if out.is_empty() => {
+                    let special = match key.as_str() {
+                        "$ref" => {
+                            let r: String = map.next_value()?;
+                            let (res, output) =
+                                r.rsplit_once('.').ok_or_else(|| A::Error::custom(format!("invalid $ref {r:?}")))?;
+                            Value::Ref { resource: res.parse().map_err(A::Error::custom)?, output: output.to_string() }
+                        }
+                        "$computed" => Value::Computed { note: map.next_value()? },
+                        _ => Value::Secret(map.next_value()?),
+                    };
+                    if map.next_key::<String>()?.is_some() {
+                        return Err(A::Error::custom(format!("{key} must be the only key of its object")));
+                    }
+                    return Ok(special);
+                }
+                _ => {
+                    let v: Value = map.next_value()?;
+                    out.insert(key, v);
+                }
+            }
+        }
+        Ok(Value::Map(out))
     }
 }
 

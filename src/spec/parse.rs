@@ -101,6 +101,8 @@ pub fn load_tenants(paths: &[PathBuf], catalog: &Catalog) -> (Vec<TenantSpec>, V
 /// directly inside them in name order, the platform file left out, each file once.
 fn tenant_files(paths: &[PathBuf], diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut push = |files: &mut Vec<PathBuf>, file: PathBuf| push(files, &mut seen, file);
     for path in paths {
         match fs::metadata(path) {
             Ok(meta) if meta.is_dir() => match hcl_files_in(path) {
@@ -123,10 +125,10 @@ fn tenant_files(paths: &[PathBuf], diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> 
 }
 
 /// Adds `file` unless it is already there: the same file named twice (`tenants/ tenants/acme.hcl`)
-/// is read once, not reported as a duplicate tenant.
-fn push(files: &mut Vec<PathBuf>, file: PathBuf) {
+/// is read once, not reported as a duplicate tenant. `seen` holds the canonical paths added so far.
+fn push(files: &mut Vec<PathBuf>, seen: &mut std::collections::HashSet<PathBuf>, file: PathBuf) {
     let key = fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
-    if !files.iter().any(|f| fs::canonicalize(f).unwrap_or_else(|_| f.clone()) == key) {
+    if seen.insert(key) {
         files.push(file);
     }
 }
