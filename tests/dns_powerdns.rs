@@ -245,3 +245,88 @@ async fn the_platform_file_selects_powerdns_and_reads_the_key_from_the_environme
     assert_eq!(created.outputs["nameservers"], Value::list([Value::str("ns1.matih.test.")]));
     p.delete(&tenant(), &zone("platform", "matih.test")).await.unwrap();
 }
+
+/// Everything that is not DNS: applied as written, the ingress controller's Service gets a LoadBalancer IP.
+struct NotDns;
+
+impl Provider for NotDns {
+    fn handles(&self, kind: &str) -> bool {
+        !kind.starts_with("dns_")
+    }
+
+    fn read<'a>(
+        &'a self,
+        _t: &'a TenantRef,
+        _r: &'a ResourceObject,
+    ) -> matih::provider::ProviderFuture<'a, Option<matih::provider::Observed>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        _t: &'a TenantRef,
+        r: &'a ResourceObject,
+    ) -> matih::provider::ProviderFuture<'a, matih::provider::Observed> {
+        Box::pin(async move {
+            let mut outputs = BTreeMap::new();
+            if r.addr.kind == "kubernetes_service" {
+                outputs.insert("load_balancer_ip".to_string(), Value::str(IP));
+            }
+            Ok(matih::provider::Observed { attrs: r.attrs.clone(), outputs, ..Default::default() })
+        })
+    }
+
+    fn delete<'a>(&'a self, _t: &'a TenantRef, _r: &'a ResourceObject) -> matih::provider::ProviderFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[tokio::test]
+async fn the_engine_provisions_and_destroys_phase_7_of_the_example_tenant() {
+    use matih::apply::{apply_tenant, refresh, ApplyOptions, NoHooks, Providers};
+
+    let parent = "engine.matih.test";
+    backend().create_zone(parent).await.unwrap();
+    let catalog = matih::catalog::Catalog::embedded().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (specs, diags) = matih::spec::load_tenants(&[root.join("tenants/acme.hcl")], &catalog);
+    assert!(diags.is_empty(), "{diags:?}");
+    let platform = matih::spec::PlatformConfig { parent_zone: parent.into(), ..Default::default() };
+    let (graph, diags) = matih::graph::compile(&specs[0], &catalog, &platform);
+    assert!(!matih::diag::has_errors(&diags), "{diags:?}");
+    let graph = graph.unwrap();
+    let store = matih::state::MemoryStore::new();
+    let providers = Providers::new().with(Arc::new(provider())).with(Arc::new(NotDns));
+    let opts = ApplyOptions { initial_backoff: std::time::Duration::from_millis(10), ..ApplyOptions::default() };
+
+    let plan = matih::plan::diff(&graph, None, None);
+    apply_tenant(&plan, &store, &providers, &NoHooks, &opts).await.unwrap();
+    let s = powerdns::server();
+    let child = format!("acme.{parent}");
+    for name in [format!("api.{child}"), format!("bi.{child}"), child.clone(), format!("x.{child}")] {
+        assert_eq!(s.dig(&name, "A"), [IP], "{name}");
+    }
+    assert_eq!(s.dig(&child, "NS"), NAMESERVERS);
+    let ns = backend().get_rrset(parent, "acme", "NS").await.unwrap().unwrap();
+    assert_eq!(ns.records, NAMESERVERS);
+
+    // Refresh (of the DNS resources) finds no drift, then sees a record deleted behind matih's back.
+    use matih::state::StateStore;
+    let st = store.get("acme").unwrap().unwrap();
+    let dns_only = Providers::new().with(Arc::new(provider()));
+    let r = refresh(&st, &dns_only, 4).await;
+    assert!(r.errors.is_empty() && r.changed.is_empty() && r.gone.is_empty(), "{r:?}");
+    pdns_patch(&child, serde_json::json!({"name": format!("bi.{child}."), "type": "A", "changetype": "DELETE"})).await;
+    let r = refresh(&st, &dns_only, 4).await;
+    assert_eq!(r.gone, ["dns_a_record.bi".parse().unwrap()]);
+
+    // Destroy: the plan against an empty graph deletes everything, DNS in reverse dependency order.
+    let st = store.get("acme").unwrap().unwrap();
+    let empty = matih::graph::ResourceGraph::new(graph.tenant.clone());
+    let plan = matih::plan::diff(&empty, Some(&st), None);
+    let opts = ApplyOptions { operation: "destroy".into(), ..opts };
+    apply_tenant(&plan, &store, &providers, &NoHooks, &opts).await.unwrap();
+    assert_eq!(backend().get_zone(&child).await.unwrap(), None);
+    assert_eq!(backend().get_rrset(parent, "acme", "NS").await.unwrap(), None);
+    assert!(backend().get_zone(parent).await.unwrap().is_some(), "the parent zone stays");
+}
