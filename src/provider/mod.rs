@@ -13,6 +13,7 @@ use std::pin::Pin;
 use crate::addr::ResourceAddr;
 use crate::value::Value;
 
+pub mod dns;
 pub mod kubernetes;
 
 /// The tenant a request is made for.

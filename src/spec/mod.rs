@@ -99,6 +99,8 @@ pub struct PlatformConfig {
     pub control_plane_namespace: String,
     /// The Kubernetes cluster, when the platform file has a `kubernetes` block.
     pub kubernetes: Option<KubernetesPlatform>,
+    /// The DNS service, when the `dns` block names a `provider`.
+    pub dns: Option<DnsPlatform>,
     /// Where the platform file was read from, when there was one.
     pub source: Option<Location>,
 }
@@ -132,6 +134,66 @@ impl Default for KubernetesPlatform {
     }
 }
 
+/// Which DNS service holds the zones.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DnsProviderKind {
+    /// PowerDNS Authoritative through its HTTP API.
+    #[default]
+    PowerDns,
+    /// Azure DNS through the Azure Resource Manager API.
+    Azure,
+}
+
+impl DnsProviderKind {
+    pub const NAMES: &'static [&'static str] = &["powerdns", "azure"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DnsProviderKind::PowerDns => "powerdns",
+            DnsProviderKind::Azure => "azure",
+        }
+    }
+}
+
+/// `dns { provider = … }` in the platform file: the DNS service and how to reach it. Credentials are
+/// never here: the PowerDNS API key is read from the variable `api_key_env` names, Azure credentials
+/// from the environment the way Azure tools find them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsPlatform {
+    pub provider: DnsProviderKind,
+    /// PowerDNS: the API base URL (`http://127.0.0.1:8081`), without `/api/v1`.
+    pub api_url: Option<String>,
+    /// PowerDNS: the NAME of the environment variable holding the API key.
+    pub api_key_env: Option<String>,
+    /// PowerDNS: the server id in API paths (`localhost`).
+    pub server_id: String,
+    /// PowerDNS: the NS set of new zones, fully qualified with a trailing dot (`ns1.matih.ai.`).
+    pub nameservers: Vec<String>,
+    /// Azure: the subscription (a UUID) and resource group that hold the zones.
+    pub subscription_id: Option<String>,
+    pub resource_group: Option<String>,
+    /// Azure: the Resource Manager endpoint (`https://management.azure.com`).
+    pub endpoint: Option<String>,
+    /// A TTL in seconds for records whose resource does not say one.
+    pub ttl: Option<i64>,
+}
+
+impl Default for DnsPlatform {
+    fn default() -> Self {
+        DnsPlatform {
+            provider: DnsProviderKind::default(),
+            api_url: None,
+            api_key_env: None,
+            server_id: "localhost".into(),
+            nameservers: Vec::new(),
+            subscription_id: None,
+            resource_group: None,
+            endpoint: None,
+            ttl: None,
+        }
+    }
+}
+
 impl Default for PlatformConfig {
     fn default() -> Self {
         PlatformConfig {
@@ -144,6 +206,7 @@ impl Default for PlatformConfig {
             cluster_issuer: "letsencrypt-prod-dns01".into(),
             control_plane_namespace: "matih-system".into(),
             kubernetes: None,
+            dns: None,
             source: None,
         }
     }

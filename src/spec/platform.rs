@@ -7,6 +7,17 @@
 //! }
 //! dns {
 //!   parent_zone = "matih.ai"                           # tenant zones are {slug}.{parent_zone}
+//!   provider    = "powerdns"                           # or "azure"; without it, no DNS provider
+//!   # powerdns:
+//!   api_url     = "http://127.0.0.1:8081"
+//!   api_key_env = "PDNS_API_KEY"                       # the NAME of the variable holding the key
+//!   server_id   = "localhost"
+//!   nameservers = ["ns1.matih.ai.", "ns2.matih.ai."]   # the NS set of new tenant zones
+//!   # azure (credentials from the environment, workload identity or the Azure CLI):
+//!   # subscription_id = "00000000-0000-0000-0000-000000000000"
+//!   # resource_group  = "matih-dns"
+//!   # endpoint        = "https://management.azure.com"
+//!   ttl         = 300                                  # TTL of records that do not say one
 //! }
 //! postgres {
 //!   host = "pg.internal"
@@ -42,7 +53,7 @@ use std::path::Path;
 use super::parse::syntax_error;
 use super::schema::{self, AttrDef, BlockDef, Ctx, Fields, Forbidden, Kind, Schema};
 use super::validate;
-use super::PlatformConfig;
+use super::{DnsPlatform, DnsProviderKind, PlatformConfig, Spanned};
 use crate::diag::{self, Diagnostic, Location, SourceFile};
 
 /// How one attribute's checked value lands in the [`PlatformConfig`]. The variant fixes the
@@ -58,6 +69,8 @@ enum Setter {
         max: i64,
         set: fn(&mut PlatformConfig, i64),
     },
+    /// A list of strings; an error names the element it is about.
+    StringList(SetList),
 }
 
 impl Setter {
@@ -66,6 +79,7 @@ impl Setter {
             Setter::String(_) => Kind::String,
             Setter::Port(_) => Kind::Int { min: 1, max: u16::MAX as i64 },
             Setter::Int { min, max, .. } => Kind::Int { min, max },
+            Setter::StringList(_) => Kind::StringList,
         }
     }
 
@@ -89,9 +103,16 @@ impl Setter {
                 set(config, v.value);
                 (Ok(()), v.location)
             }),
+            Setter::StringList(set) => {
+                let items = values.string_list(name)?;
+                set(config, &items).err().map(|e| (Err(e.value), e.location))
+            }
         }
     }
 }
+
+/// Stores a list attribute, or returns the message to report at the element it is about.
+type SetList = fn(&mut PlatformConfig, &[Spanned<String>]) -> Result<(), Spanned<String>>;
 
 struct Field {
     name: &'static str,
@@ -132,14 +153,118 @@ const SECTIONS: &[Section] = &[
     },
     Section {
         name: "dns",
-        fields: &[Field {
-            name: "parent_zone",
-            set: Setter::String(|c, s| {
-                c.parent_zone = validate::dns_name("parent_zone", s)?;
-                Ok(())
-            }),
-        }],
-        forbidden: &[],
+        fields: &[
+            Field {
+                name: "parent_zone",
+                set: Setter::String(|c, s| {
+                    c.parent_zone = validate::dns_name("parent_zone", s)?;
+                    Ok(())
+                }),
+            },
+            Field {
+                name: "provider",
+                set: Setter::String(|c, s| {
+                    dns(c).provider = match s {
+                        "powerdns" => DnsProviderKind::PowerDns,
+                        "azure" => DnsProviderKind::Azure,
+                        _ => {
+                            return Err(format!(
+                                "unknown DNS provider {s:?} (expected {})",
+                                DnsProviderKind::NAMES.join(", ")
+                            ))
+                        }
+                    };
+                    Ok(())
+                }),
+            },
+            Field {
+                name: "api_url",
+                set: Setter::String(|c, s| {
+                    dns(c).api_url = Some(http_url("api_url", s)?);
+                    Ok(())
+                }),
+            },
+            Field {
+                name: "api_key_env",
+                set: Setter::String(|c, s| {
+                    validate::env_var_name("api_key_env", s)?;
+                    dns(c).api_key_env = Some(s.to_string());
+                    Ok(())
+                }),
+            },
+            Field {
+                name: "server_id",
+                set: Setter::String(|c, s| {
+                    if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                        return Err(format!("server_id {s:?} is not a PowerDNS server id (like localhost)"));
+                    }
+                    dns(c).server_id = s.to_string();
+                    Ok(())
+                }),
+            },
+            Field {
+                name: "nameservers",
+                set: Setter::StringList(|c, items| {
+                    let mut out = Vec::new();
+                    for item in items {
+                        let name = item.value.strip_suffix('.').unwrap_or(&item.value);
+                        let name = validate::dns_name("nameserver", name).map_err(|_| {
+                            let m = format!("nameserver {:?} is not a DNS name (like ns1.matih.ai.)", item.value);
+                            Spanned::new(m, item.location.clone())
+                        })?;
+                        out.push(format!("{name}."));
+                    }
+                    dns(c).nameservers = out;
+                    Ok(())
+                }),
+            },
+            Field {
+                name: "subscription_id",
+                set: Setter::String(|c, s| {
+                    dns(c).subscription_id =
+                        Some(validate::uuid(s).map_err(|m| m.replacen("id ", "subscription_id ", 1))?);
+                    Ok(())
+                }),
+            },
+            Field {
+                name: "resource_group",
+                set: Setter::String(|c, s| {
+                    let ok = (1..=90).contains(&s.len())
+                        && s.chars().all(|c| c.is_alphanumeric() || "-_.()".contains(c))
+                        && !s.ends_with('.');
+                    if !ok {
+                        return Err(format!(
+                            "resource_group {s:?} is not an Azure resource group name (1 to 90 letters, digits, \
+                             '-', '_', '.', '(', ')', not ending with '.')"
+                        ));
+                    }
+                    dns(c).resource_group = Some(s.to_string());
+                    Ok(())
+                }),
+            },
+            Field {
+                name: "endpoint",
+                set: Setter::String(|c, s| {
+                    dns(c).endpoint = Some(http_url("endpoint", s)?);
+                    Ok(())
+                }),
+            },
+            Field { name: "ttl", set: Setter::Int { min: 1, max: 2_147_483_647, set: |c, n| dns(c).ttl = Some(n) } },
+        ],
+        forbidden: &[
+            Forbidden {
+                name: "api_key",
+                message: "secrets come from the environment, never from the platform file: set api_key_env to \
+                          the NAME of the variable that holds the PowerDNS API key",
+            },
+            Forbidden {
+                name: "client_secret",
+                message: "Azure credentials come from the environment (AZURE_CLIENT_ID, AZURE_TENANT_ID, \
+                          AZURE_CLIENT_SECRET), workload identity or the Azure CLI, never from the platform file",
+            },
+            Forbidden { name: "password", message: "secrets come from the environment, never from the platform file" },
+            Forbidden { name: "token", message: "secrets come from the environment, never from the platform file" },
+        ],
     },
     Section {
         name: "postgres",
@@ -252,6 +377,85 @@ fn kube(c: &mut PlatformConfig) -> &mut super::KubernetesPlatform {
     c.kubernetes.get_or_insert_with(Default::default)
 }
 
+/// The `dns` provider settings, created with their defaults the first time one is written.
+fn dns(c: &mut PlatformConfig) -> &mut DnsPlatform {
+    c.dns.get_or_insert_with(Default::default)
+}
+
+/// An `http://` or `https://` URL without whitespace, stored without a trailing `/`.
+fn http_url(attr: &str, s: &str) -> Result<String, String> {
+    if !(s.starts_with("http://") || s.starts_with("https://")) || s.contains(char::is_whitespace) {
+        return Err(format!("{attr} must be an http:// or https:// URL, found {s:?}"));
+    }
+    Ok(s.trim_end_matches('/').to_string())
+}
+
+/// The attributes of the `dns` block that belong to one provider only.
+const POWERDNS_ONLY: &[&str] = &["api_url", "api_key_env", "server_id", "nameservers"];
+const AZURE_ONLY: &[&str] = &["subscription_id", "resource_group", "endpoint"];
+
+/// Checks across the `dns` block's attributes: a provider's required settings are present, and no
+/// setting of the other provider (or of none) was written.
+fn check_dns(ctx: &mut Ctx<'_>, block: &hcl_edit::structure::Block, values: &Fields<'_>, config: &mut PlatformConfig) {
+    let at = |name: &str| -> Option<Location> {
+        values
+            .string(name)
+            .map(|v| v.location)
+            .or_else(|| values.int(name).map(|v| v.location))
+            .or_else(|| values.string_list(name).and_then(|l| l.first().map(|v| v.location.clone())))
+    };
+    let block_loc = ctx.loc(schema::block_start(block));
+    let Some(provider) = values.string("provider") else {
+        let written: Vec<&str> =
+            POWERDNS_ONLY.iter().chain(AZURE_ONLY).chain(&["ttl"]).copied().filter(|n| at(n).is_some()).collect();
+        if let Some(first) = written.first() {
+            ctx.push(
+                Diagnostic::error(format!(
+                    "{} set without a DNS provider: add provider = \"powerdns\" or \"azure\" to the dns block",
+                    written.join(", ")
+                ))
+                .at(at(first).unwrap_or(block_loc)),
+            );
+        }
+        config.dns = None;
+        return;
+    };
+    let Some(dns) = config.dns.clone() else { return };
+    if !DnsProviderKind::NAMES.contains(&provider.value.as_str()) {
+        return;
+    }
+    let (required, foreign): (&[&str], &[&str]) = match dns.provider {
+        DnsProviderKind::PowerDns => (&["api_url", "api_key_env", "nameservers"], AZURE_ONLY),
+        DnsProviderKind::Azure => (&["subscription_id", "resource_group"], POWERDNS_ONLY),
+    };
+    let missing: Vec<&str> = required
+        .iter()
+        .copied()
+        .filter(|n| match *n {
+            "nameservers" => dns.nameservers.is_empty(),
+            _ => at(n).is_none(),
+        })
+        .collect();
+    if !missing.is_empty() {
+        ctx.push(
+            Diagnostic::error(format!(
+                "DNS provider {:?} needs {} in the dns block",
+                provider.value,
+                missing.join(", ")
+            ))
+            .at(block_loc),
+        );
+    }
+    for name in foreign {
+        if let Some(loc) = at(name) {
+            ctx.push(
+                Diagnostic::error(format!("{name} is a setting of another DNS provider, not of {:?}", provider.value))
+                    .at(loc),
+            );
+        }
+    }
+}
+
 impl Section {
     fn schema(&self) -> Schema {
         let attrs = self.fields.iter().map(|f| AttrDef::optional(f.name, f.set.kind())).collect();
@@ -281,6 +485,9 @@ pub fn parse_platform(src: &SourceFile) -> (PlatformConfig, Vec<Diagnostic>) {
             if let Some((Err(message), location)) = field.set.apply(field.name, &values, &mut config) {
                 ctx.push(Diagnostic::error(message).at(location));
             }
+        }
+        if section.name == "dns" {
+            check_dns(&mut ctx, block, &values, &mut config);
         }
     }
     let mut diags = ctx.diags;

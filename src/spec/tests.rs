@@ -697,6 +697,7 @@ fn the_platform_fixture_sets_every_field() {
         cluster_issuer: "letsencrypt-prod-dns01".into(),
         control_plane_namespace: "matih-system".into(),
         kubernetes: None,
+        dns: None,
         source: config.source.clone(),
     };
     assert_eq!(config, expected);
@@ -814,4 +815,98 @@ fn an_unreadable_platform_file_is_a_diagnostic() {
     assert_eq!(config, PlatformConfig::default());
     let rendered: Vec<String> = diags.iter().map(ToString::to_string).collect();
     assert_eq!(rendered, [format!("error: cannot read {}: No such file or directory (os error 2)", path.display())]);
+}
+
+// The `dns` block's provider settings.
+
+#[test]
+fn platform_dns_powerdns() {
+    let (config, diags) = platform(
+        "dns {\n  parent_zone = \"matih.ai\"\n  provider    = \"powerdns\"\n  api_url     = \"http://127.0.0.1:8081/\"\n  \
+         api_key_env = \"PDNS_API_KEY\"\n  nameservers = [\"ns1.matih.ai.\", \"NS2.matih.ai\"]\n  ttl = 120\n}\n",
+    );
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(
+        config.dns,
+        Some(DnsPlatform {
+            provider: DnsProviderKind::PowerDns,
+            api_url: Some("http://127.0.0.1:8081".into()),
+            api_key_env: Some("PDNS_API_KEY".into()),
+            server_id: "localhost".into(),
+            nameservers: vec!["ns1.matih.ai.".into(), "ns2.matih.ai.".into()],
+            ttl: Some(120),
+            ..DnsPlatform::default()
+        })
+    );
+    let (config, diags) = platform("dns {\n  parent_zone = \"matih.ai\"\n}\n");
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(config.dns, None, "no provider: no DNS provider configured");
+}
+
+#[test]
+fn platform_dns_azure() {
+    let (config, diags) = platform(
+        "dns {\n  provider = \"azure\"\n  subscription_id = \"11111111-2222-3333-4444-555555555555\"\n  \
+         resource_group = \"matih-dns\"\n  endpoint = \"http://127.0.0.1:9999\"\n}\n",
+    );
+    assert!(diags.is_empty(), "{diags:?}");
+    let dns = config.dns.unwrap();
+    assert_eq!(dns.provider, DnsProviderKind::Azure);
+    assert_eq!(dns.subscription_id.as_deref(), Some("11111111-2222-3333-4444-555555555555"));
+    assert_eq!(dns.resource_group.as_deref(), Some("matih-dns"));
+    assert_eq!(dns.endpoint.as_deref(), Some("http://127.0.0.1:9999"));
+}
+
+#[test]
+fn platform_dns_secrets_are_refused_without_echoing_them() {
+    let (_, diags) = platform(
+        "dns {\n  provider = \"powerdns\"\n  api_url = \"http://pdns:8081\"\n  api_key = \"k3y-LITERAL\"\n  \
+         api_key_env = \"k3y-LITERAL-2\"\n  client_secret = \"az-LITERAL\"\n  nameservers = [\"ns1.matih.ai\"]\n}\n",
+    );
+    assert_eq!(
+        diags,
+        [
+            "matih.hcl:4:3: secrets come from the environment, never from the platform file: set api_key_env to the \
+             NAME of the variable that holds the PowerDNS API key",
+            "matih.hcl:5:17: api_key_env must be the name of an environment variable ([A-Z_][A-Z0-9_]*, like \
+             ACME_SLACK_WEBHOOK); the secret itself goes in that variable, never in the file",
+            "matih.hcl:6:3: Azure credentials come from the environment (AZURE_CLIENT_ID, AZURE_TENANT_ID, \
+             AZURE_CLIENT_SECRET), workload identity or the Azure CLI, never from the platform file",
+        ]
+    );
+    assert!(diags.iter().all(|d| !d.contains("LITERAL")), "{diags:?}");
+}
+
+#[test]
+fn platform_dns_provider_settings_must_match_the_provider() {
+    let (config, diags) = platform("dns {\n  api_url = \"http://pdns:8081\"\n}\n");
+    assert_eq!(
+        diags,
+        ["matih.hcl:2:13: api_url set without a DNS provider: add provider = \"powerdns\" or \"azure\" to the dns block"]
+    );
+    assert_eq!(config.dns, None);
+    let (_, diags) = platform("dns {\n  provider = \"azure\"\n  api_url = \"http://pdns:8081\"\n}\n");
+    assert_eq!(
+        diags,
+        [
+            "matih.hcl:1:1: DNS provider \"azure\" needs subscription_id, resource_group in the dns block",
+            "matih.hcl:3:13: api_url is a setting of another DNS provider, not of \"azure\"",
+        ]
+    );
+    let (_, diags) = platform(
+        "dns {\n  provider = \"route53\"\n  nameservers = [\"ns1.matih.ai\", \"-bad\"]\n  subscription_id = \"x\"\n  \
+         resource_group = \"a/b\"\n  ttl = 0\n}\n",
+    );
+    assert_eq!(
+        diags,
+        [
+            "matih.hcl:2:14: unknown DNS provider \"route53\" (expected powerdns, azure)",
+            "matih.hcl:3:34: nameserver \"-bad\" is not a DNS name (like ns1.matih.ai.)",
+            "matih.hcl:4:21: subscription_id must be a UUID in canonical form (8-4-4-4-12 hexadecimal digits, like \
+             550e8400-e29b-41d4-a716-446655440000), found \"x\"",
+            "matih.hcl:5:20: resource_group \"a/b\" is not an Azure resource group name (1 to 90 letters, digits, \
+             '-', '_', '.', '(', ')', not ending with '.')",
+            "matih.hcl:6:9: ttl must be between 1 and 2147483647, found 0",
+        ]
+    );
 }
