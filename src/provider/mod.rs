@@ -14,6 +14,7 @@ use crate::addr::ResourceAddr;
 use crate::value::Value;
 
 pub mod kubernetes;
+pub mod postgres;
 
 /// The tenant a request is made for.
 #[derive(Clone, Debug, PartialEq, Eq)]
