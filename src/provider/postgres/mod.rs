@@ -225,7 +225,9 @@ impl PostgresProvider {
                 .to_string()
         })?;
         base.connect_timeout(settings.connect_timeout);
-        base.application_name("matih");
+        if base.get_application_name().is_none() {
+            base.application_name("matih");
+        }
         let admin_db = base.get_dbname().or(base.get_user()).unwrap_or("postgres").to_string();
         let provider = PostgresProvider {
             base,
@@ -260,7 +262,7 @@ impl PostgresProvider {
         Ok(client)
     }
 
-    /// A connection to `db`, from the pool or new.
+    /// A connection to `db`: an idle one that still answers, or a new one.
     async fn conn(&self, obj: &ResourceObject, db: &str) -> Result<Conn<'_>, ProviderError> {
         loop {
             let pooled = {
@@ -269,6 +271,9 @@ impl PostgresProvider {
             };
             match pooled {
                 Some(c) if c.is_closed() => continue,
+                // An idle connection the server has ended since (restart, administrator command,
+                // idle timeout) fails this round trip and is replaced, instead of failing the call.
+                Some(c) if c.batch_execute("").await.is_err() => continue,
                 Some(c) => return Ok(Conn { provider: self, db: db.to_string(), client: Some(c) }),
                 None => break,
             }
