@@ -140,6 +140,9 @@ impl Provider for Spy {
     }
 }
 
+/// A row of `flyway_schema_history` (without installed_on and execution_time, which vary).
+type HistoryRow = (i32, Option<String>, String, String, String, Option<i32>, String, bool);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_tenant_through_the_apply_engine() {
     let plan = phase2_plan("pg-apply", "professional");
@@ -213,7 +216,7 @@ async fn a_schema_tenant_through_the_apply_engine() {
         )
         .await
         .unwrap();
-    let got: Vec<(i32, Option<String>, String, String, String, Option<i32>, String, bool)> =
+    let got: Vec<HistoryRow> =
         rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(8))).collect();
     let want: Vec<_> = catalog()
         .migrations

@@ -156,6 +156,8 @@ fn watchdog(dir: &Path, root: bool) {
         c
     };
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    // Never waited for on purpose: it must outlive this process (and is reaped by init).
+    #[allow(clippy::zombie_processes)]
     cmd.spawn().expect("start the cluster's watchdog");
 }
 

@@ -602,7 +602,7 @@ pub const CHECKED_WITH_SET_ROLE: &str = "admin_set_role";
 impl PostgresProvider {
     /// The tenant's clear password when this run has it: the role's sensitive output
     /// (`output:postgresql_role.NAME.password`) or the secret a `password` attribute names.
-    fn tenant_password<'a>(obj: &'a ResourceObject) -> Option<&'a str> {
+    fn tenant_password(obj: &ResourceObject) -> Option<&str> {
         if let Some(Value::Secret(s)) = obj.attrs.get("password") {
             if let Some(clear) = obj.secrets.get(&s.source) {
                 return Some(clear);
