@@ -15,6 +15,7 @@ use crate::value::Value;
 
 pub mod dns;
 pub mod kubernetes;
+pub mod postgres;
 
 /// The tenant a request is made for.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -87,6 +87,11 @@ pub struct PlatformConfig {
     /// PostgreSQL host and port the tenants' services connect to (credentials Secret).
     pub postgres_host: String,
     pub postgres_port: u16,
+    /// The name of the environment variable holding matih's own (admin) PostgreSQL connection URL
+    /// (`postgresql://USER:PASSWORD@HOST:PORT/DB`). The URL itself never appears in a file.
+    pub postgres_admin_url_env: String,
+    /// How long matih waits for a PostgreSQL connection.
+    pub postgres_connect_timeout_ms: u64,
     /// Recorded in the `matih.ai/provisioned-by` annotation.
     pub provisioned_by: String,
     /// Container registry for the MATIH services, e.g. `matih.azurecr.io`.
@@ -200,6 +205,8 @@ impl Default for PlatformConfig {
             parent_zone: "matih.ai".into(),
             postgres_host: "postgres.matih-system.svc.cluster.local".into(),
             postgres_port: 5432,
+            postgres_admin_url_env: "MATIH_POSTGRES_ADMIN_URL".into(),
+            postgres_connect_timeout_ms: 10_000,
             provisioned_by: "admin@matih.ai".into(),
             image_registry: "matih.azurecr.io".into(),
             image_tag: "latest".into(),

@@ -20,8 +20,10 @@
 //!   ttl         = 300                                  # TTL of records that do not say one
 //! }
 //! postgres {
-//!   host = "pg.internal"
-//!   port = 5432                                        # no password: it comes from the environment
+//!   host               = "pg.internal"                 # what the tenants' services connect to
+//!   port               = 5432
+//!   admin_url_env      = "MATIH_POSTGRES_ADMIN_URL"    # the NAME of the variable holding matih's admin URL
+//!   connect_timeout_ms = 10000
 //! }
 //! images {
 //!   registry = "matih.azurecr.io"
@@ -278,12 +280,31 @@ const SECTIONS: &[Section] = &[
                 }),
             },
             Field { name: "port", set: Setter::Port(|c, p| c.postgres_port = p) },
+            Field {
+                name: "admin_url_env",
+                set: Setter::String(|c, s| {
+                    validate::env_var_name("admin_url_env", s)?;
+                    c.postgres_admin_url_env = s.to_string();
+                    Ok(())
+                }),
+            },
+            Field {
+                name: "connect_timeout_ms",
+                set: Setter::Int { min: 1, max: 600_000, set: |c, n| c.postgres_connect_timeout_ms = n as u64 },
+            },
         ],
-        forbidden: &[Forbidden {
-            name: "password",
-            message: "secrets come from the environment, never from the platform file: \
-                      remove the PostgreSQL password from matih.hcl",
-        }],
+        forbidden: &[
+            Forbidden {
+                name: "password",
+                message: "secrets come from the environment, never from the platform file: \
+                          remove the PostgreSQL password from matih.hcl",
+            },
+            Forbidden {
+                name: "admin_url",
+                message: "the admin connection string holds a password: put it in an environment variable and \
+                          name that variable with admin_url_env = \"MATIH_POSTGRES_ADMIN_URL\"",
+            },
+        ],
     },
     Section {
         name: "images",

@@ -691,6 +691,8 @@ fn the_platform_fixture_sets_every_field() {
         parent_zone: "matih.ai".into(),
         postgres_host: "pg.internal".into(),
         postgres_port: 5432,
+        postgres_admin_url_env: "MATIH_POSTGRES_ADMIN_URL".into(),
+        postgres_connect_timeout_ms: 10_000,
         provisioned_by: "admin@matih.ai".into(),
         image_registry: "matih.azurecr.io".into(),
         image_tag: "1.4.2".into(),
@@ -766,6 +768,34 @@ fn platform_passwords_are_refused_without_echoing_them() {
           password from matih.hcl"]
     );
     assert_eq!(config.postgres_host, "pg.internal", "the rest of the block is still read");
+}
+
+#[test]
+fn platform_postgres_admin_connection_is_named_never_written() {
+    let (config, diags) = platform(
+        "postgres {\n  host = \"pg.internal\"\n  admin_url_env = \"PG_ADMIN\"\n  connect_timeout_ms = 2500\n}\n",
+    );
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(config.postgres_admin_url_env, "PG_ADMIN");
+    assert_eq!(config.postgres_connect_timeout_ms, 2500);
+    assert_eq!(PlatformConfig::default().postgres_admin_url_env, "MATIH_POSTGRES_ADMIN_URL");
+
+    let url = "postgresql://postgres:hunter2@db:5432/postgres";
+    let (config, diags) = platform(&format!(
+        "postgres {{\n  admin_url = \"{url}\"\n  admin_url_env = \"{url}\"\n  connect_timeout_ms = 0\n}}\n"
+    ));
+    assert_eq!(
+        diags,
+        [
+            "matih.hcl:2:3: the admin connection string holds a password: put it in an environment variable and \
+             name that variable with admin_url_env = \"MATIH_POSTGRES_ADMIN_URL\"",
+            "matih.hcl:3:19: admin_url_env must be the name of an environment variable ([A-Z_][A-Z0-9_]*, like \
+             ACME_SLACK_WEBHOOK); the secret itself goes in that variable, never in the file",
+            "matih.hcl:4:24: connect_timeout_ms must be between 1 and 600000, found 0",
+        ]
+    );
+    assert!(diags.iter().all(|d| !d.contains("hunter2")), "{diags:?}");
+    assert_eq!(config.postgres_admin_url_env, "MATIH_POSTGRES_ADMIN_URL", "a bad value keeps the default");
 }
 
 #[test]

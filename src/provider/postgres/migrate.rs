@@ -1,0 +1,398 @@
+//! `postgresql_migrations`: Flyway-compatible SQL migrations.
+//!
+//! The history table (`flyway_schema_history` by default) lives in the tenant schema with
+//! Flyway's exact columns, so Flyway itself can take over (or `flyway info` can read it):
+//! `installed_rank, version, description, type, script, checksum, installed_by, installed_on,
+//! execution_time, success`. Rules, as Flyway's `migrate` with its default `validate`:
+//!
+//! - versioned migrations (`V1__init.sql`) run once, in version order; repeatable ones
+//!   (`R__views.sql`) run after them, by description, whenever their checksum changes;
+//! - each migration runs in its own transaction as the tenant role (`SET LOCAL ROLE`, so what it
+//!   creates is the tenant's) with `search_path` set to the tenant schema, and is recorded in the
+//!   same transaction: a failing migration is rolled back, recorded nowhere, and reported with its
+//!   file name, the server's message and line (path `migrations[N]`);
+//! - an applied versioned migration whose checksum changed is an error, never a silent re-run; so
+//!   is a pending version older than the newest applied one, and a failed row in the history;
+//! - concurrent runs serialize on a lock of the history table and re-check before running.
+//!
+//! `read` reports the migrations the history holds, in the attribute's shape: a migration not
+//! applied is missing from the list, one applied with another checksum shows that checksum.
+
+use std::time::Instant;
+
+use super::{attr_ident, db_err, err, sql, Observed, PostgresProvider, ResourceObject};
+use crate::provider::ProviderError;
+use crate::value::Value;
+
+/// One migration of the resource's `migrations` attribute.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mig {
+    /// Position in the attribute (`migrations[N]`).
+    pub index: usize,
+    pub version: Option<String>,
+    pub description: String,
+    pub script: String,
+    pub sql: String,
+    pub checksum: i32,
+}
+
+impl Mig {
+    fn version_key(&self) -> Vec<u64> {
+        version_key(self.version.as_deref())
+    }
+}
+
+fn version_key(v: Option<&str>) -> Vec<u64> {
+    v.map_or_else(Vec::new, |v| v.split('.').map(|p| p.parse().unwrap_or(u64::MAX)).collect())
+}
+
+/// One row of the history table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryRow {
+    pub installed_rank: i32,
+    pub version: Option<String>,
+    pub script: String,
+    pub checksum: Option<i32>,
+    pub success: bool,
+}
+
+fn parse(obj: &ResourceObject) -> Result<Vec<Mig>, ProviderError> {
+    let Some(Value::List(items)) = obj.attrs.get("migrations") else {
+        return Err(err(obj, Some("migrations"), "missing list attribute \"migrations\"", false));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let path = format!("migrations[{index}]");
+            let m = item.as_map().ok_or_else(|| err(obj, Some(&path), "must be a map", false))?;
+            let s = |k: &str| {
+                m.get(k)
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .ok_or_else(|| err(obj, Some(&format!("{path}.{k}")), format!("missing string {k:?}"), false))
+            };
+            let checksum = match m.get("checksum") {
+                Some(Value::Int(n)) => i32::try_from(*n)
+                    .map_err(|_| err(obj, Some(&format!("{path}.checksum")), "not a 32-bit checksum", false))?,
+                _ => return Err(err(obj, Some(&format!("{path}.checksum")), "missing checksum", false)),
+            };
+            let version = match m.get("version") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(v)) => Some(v.clone()),
+                Some(_) => return Err(err(obj, Some(&format!("{path}.version")), "must be a string or null", false)),
+            };
+            Ok(Mig { index, version, description: s("description")?, script: s("script")?, sql: s("sql")?, checksum })
+        })
+        .collect()
+}
+
+/// Flyway's `validate` and the list of migrations to run, in order: pending versioned ones by
+/// version, then repeatable ones (new or changed) by description. The error names the index of
+/// the offending migration (when one is) and says what is wrong.
+pub fn pending(migs: &[Mig], history: &[HistoryRow]) -> Result<Vec<usize>, (Option<usize>, String)> {
+    if let Some(failed) = history.iter().find(|r| !r.success) {
+        let index = migs.iter().find(|m| m.script == failed.script).map(|m| m.index);
+        return Err((
+            index,
+            format!(
+                "the history table records a failed migration {} (installed_rank {}): repair it before migrating",
+                failed.script, failed.installed_rank
+            ),
+        ));
+    }
+    let max_applied = history.iter().filter(|r| r.version.is_some()).map(|r| version_key(r.version.as_deref())).max();
+    let mut versioned: Vec<&Mig> = migs.iter().filter(|m| m.version.is_some()).collect();
+    versioned.sort_by_key(|m| m.version_key());
+    let mut out = Vec::new();
+    for m in versioned {
+        let applied =
+            history.iter().rev().find(|r| r.version.is_some() && version_key(r.version.as_deref()) == m.version_key());
+        match applied {
+            Some(r) if r.checksum != Some(m.checksum) => {
+                return Err((
+                    Some(m.index),
+                    format!(
+                        "migration {} was applied with checksum {} but the file now has checksum {}: an applied \
+                         migration must never change (add a new V… migration instead)",
+                        m.script,
+                        r.checksum.map_or("none".into(), |c| c.to_string()),
+                        m.checksum
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                if let Some(max) = &max_applied {
+                    if &m.version_key() < max {
+                        return Err((
+                            Some(m.index),
+                            format!(
+                                "migration {} (version {}) is older than the newest applied version: out-of-order \
+                                 migrations are refused",
+                                m.script,
+                                m.version.as_deref().unwrap_or_default()
+                            ),
+                        ));
+                    }
+                }
+                out.push(m.index);
+            }
+        }
+    }
+    let mut repeatable: Vec<&Mig> = migs.iter().filter(|m| m.version.is_none()).collect();
+    repeatable.sort_by(|a, b| a.description.cmp(&b.description));
+    for m in repeatable {
+        let latest = history.iter().rev().find(|r| r.version.is_none() && r.script == m.script);
+        if latest.and_then(|r| r.checksum) != Some(m.checksum) {
+            out.push(m.index);
+        }
+    }
+    Ok(out)
+}
+
+struct Target {
+    db: String,
+    schema: String,
+    qschema: String,
+    owner: String,
+    qowner: String,
+    table: String,
+    qtable: String,
+}
+
+fn target(obj: &ResourceObject) -> Result<Target, ProviderError> {
+    let (db, _) = attr_ident(obj, "database")?;
+    let (schema, qschema) = attr_ident(obj, "schema")?;
+    let (owner, qowner) = attr_ident(obj, "owner")?;
+    let table = obj.attrs.get("history_table").and_then(Value::as_str).unwrap_or("flyway_schema_history");
+    let qtable = sql::ident(table).map_err(|m| err(obj, Some("history_table"), m, false))?;
+    sql::ident(&format!("{table}_s_idx")).map_err(|m| err(obj, Some("history_table"), m, false))?;
+    Ok(Target { db, schema, qschema, owner, qowner, table: table.to_string(), qtable })
+}
+
+async fn history(
+    c: &impl tokio_postgres::GenericClient,
+    obj: &ResourceObject,
+    t: &Target,
+) -> Result<Vec<HistoryRow>, ProviderError> {
+    let rows = c
+        .query(
+            &format!(
+                "SELECT installed_rank, version::text, script::text, checksum, success FROM {}.{} \
+                 ORDER BY installed_rank",
+                t.qschema, t.qtable
+            ),
+            &[],
+        )
+        .await
+        .map_err(|e| db_err(obj, &format!("read the migration history \"{}\".\"{}\"", t.schema, t.table), &e))?;
+    Ok(rows
+        .iter()
+        .map(|r| HistoryRow {
+            installed_rank: r.get(0),
+            version: r.get(1),
+            script: r.get(2),
+            checksum: r.get(3),
+            success: r.get(4),
+        })
+        .collect())
+}
+
+pub(super) async fn apply(p: &PostgresProvider, obj: &ResourceObject) -> Result<Observed, ProviderError> {
+    let t = target(obj)?;
+    let migs = parse(obj)?;
+    if !p.schema_exists(obj, &t.db, &t.schema).await? {
+        return Err(err(
+            obj,
+            Some("schema"),
+            format!("schema \"{}\" does not exist in database \"{}\"", t.schema, t.db),
+            false,
+        ));
+    }
+    let mut c = p.conn(obj, &t.db).await?;
+    let (qs, qt) = (&t.qschema, &t.qtable);
+    let create = format!(
+        "SET LOCAL ROLE {owner}; \
+         CREATE TABLE IF NOT EXISTS {qs}.{qt} (\
+           installed_rank INT NOT NULL, \
+           version VARCHAR(50), \
+           description VARCHAR(200) NOT NULL, \
+           type VARCHAR(20) NOT NULL, \
+           script VARCHAR(1000) NOT NULL, \
+           checksum INTEGER, \
+           installed_by VARCHAR(100) NOT NULL, \
+           installed_on TIMESTAMP NOT NULL DEFAULT now(), \
+           execution_time INTEGER NOT NULL, \
+           success BOOLEAN NOT NULL, \
+           CONSTRAINT {pk} PRIMARY KEY (installed_rank)); \
+         CREATE INDEX IF NOT EXISTS {idx} ON {qs}.{qt} (success)",
+        owner = t.qowner,
+        pk = sql::quote_ident(&format!("{}_pk", t.table)),
+        idx = sql::quote_ident(&format!("{}_s_idx", t.table)),
+    );
+    let what_table = format!("create the migration history \"{}\".\"{}\"", t.schema, t.table);
+    let tx = c.transaction().await.map_err(|e| db_err(obj, &what_table, &e))?;
+    tx.batch_execute(&create).await.map_err(|e| db_err(obj, &what_table, &e))?;
+    tx.commit().await.map_err(|e| db_err(obj, &what_table, &e))?;
+
+    let rows = history(&*c, obj, &t).await?;
+    let todo = pending(&migs, &rows).map_err(|(index, message)| {
+        let path = index.map(|i| format!("migrations[{i}]"));
+        err(obj, path.as_deref(), message, false)
+    })?;
+    for index in todo {
+        let m = &migs[index];
+        let path = format!("migrations[{index}]");
+        let what = format!("migration {} in schema \"{}\"", m.script, t.schema);
+        let tx = c.transaction().await.map_err(|e| db_err(obj, &what, &e))?;
+        tx.batch_execute(&format!(
+            "SET LOCAL ROLE {}; SET LOCAL search_path TO {qs}; LOCK TABLE {qs}.{qt} IN SHARE ROW EXCLUSIVE MODE",
+            t.qowner
+        ))
+        .await
+        .map_err(|e| db_err(obj, &what, &e))?;
+        // Another run may have applied it while this one waited for the lock.
+        let rows = history(&tx, obj, &t).await?;
+        let still = pending(std::slice::from_ref(m), &rows)
+            .map_err(|(_, message)| err(obj, Some(&path), message, false))?
+            .contains(&m.index);
+        if !still {
+            continue;
+        }
+        let started = Instant::now();
+        if let Err(e) = tx.batch_execute(&m.sql).await {
+            let (message, transient) = sql::describe(&e);
+            let line = sql::error_line(&e, &m.sql).map(|l| format!(" (line {l})")).unwrap_or_default();
+            drop(tx);
+            return Err(err(
+                obj,
+                Some(&path),
+                format!("migration {} failed and was rolled back: {message}{line}", m.script),
+                transient,
+            ));
+        }
+        let ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+        tx.execute(
+            &format!(
+                "INSERT INTO {qs}.{qt} (installed_rank, version, description, type, script, checksum, installed_by, \
+                 installed_on, execution_time, success) \
+                 SELECT COALESCE(MAX(installed_rank), 0) + 1, $1, $2, 'SQL', $3, $4, current_user, now(), $5, true \
+                 FROM {qs}.{qt}"
+            ),
+            &[&m.version, &m.description, &m.script, &m.checksum, &ms],
+        )
+        .await
+        .map_err(|e| db_err(obj, &format!("record {what}"), &e))?;
+        tx.commit().await.map_err(|e| db_err(obj, &format!("commit {what}"), &e))?;
+        tracing::info!("{}: applied migration {} as \"{}\" in {ms} ms", obj.addr, m.script, t.owner);
+    }
+    Ok(Observed { attrs: obj.attrs.clone(), ..Observed::default() })
+}
+
+pub(super) async fn read(p: &PostgresProvider, obj: &ResourceObject) -> Result<Option<Observed>, ProviderError> {
+    let t = target(obj)?;
+    let migs = parse(obj)?;
+    if !p.schema_exists(obj, &t.db, &t.schema).await? {
+        return Ok(None);
+    }
+    let c = p.conn(obj, &t.db).await?;
+    let owner: Option<String> = c
+        .query_opt(
+            "SELECT tableowner::text FROM pg_tables WHERE schemaname = $1 AND tablename = $2",
+            &[&t.schema, &t.table],
+        )
+        .await
+        .map_err(|e| db_err(obj, &format!("look up the migration history \"{}\".\"{}\"", t.schema, t.table), &e))?
+        .map(|r| r.get(0));
+    let rows = match &owner {
+        Some(_) => history(&*c, obj, &t).await?,
+        None => Vec::new(),
+    };
+    let Some(Value::List(items)) = obj.attrs.get("migrations") else { unreachable!("checked by parse") };
+    let mut live = Vec::new();
+    for (m, item) in migs.iter().zip(items) {
+        let row = rows.iter().rev().find(|r| {
+            r.success
+                && match &m.version {
+                    Some(_) => r.version.is_some() && version_key(r.version.as_deref()) == m.version_key(),
+                    None => r.version.is_none() && r.script == m.script,
+                }
+        });
+        let Some(row) = row else { continue };
+        if row.checksum == Some(m.checksum) {
+            live.push(item.clone());
+        } else {
+            let mut changed = item.as_map().cloned().unwrap_or_default();
+            changed.insert("checksum".into(), row.checksum.map_or(Value::Null, |c| Value::Int(i64::from(c))));
+            live.push(Value::Map(changed));
+        }
+    }
+    let mut attrs = obj.attrs.clone();
+    attrs.insert("migrations".into(), Value::List(live));
+    if let Some(owner) = owner {
+        attrs.insert("owner".into(), Value::String(owner));
+    }
+    Ok(Some(Observed { attrs, ..Observed::default() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mig(index: usize, script: &str, checksum: i32) -> Mig {
+        let version = script.strip_prefix('V').and_then(|s| s.split_once("__")).map(|(v, _)| v.replace('_', "."));
+        let description = script.split_once("__").unwrap().1.trim_end_matches(".sql").to_string();
+        Mig { index, version, description, script: script.into(), sql: String::new(), checksum }
+    }
+
+    fn row(rank: i32, script: &str, checksum: i32) -> HistoryRow {
+        let m = mig(0, script, checksum);
+        HistoryRow {
+            installed_rank: rank,
+            version: m.version,
+            script: script.into(),
+            checksum: Some(checksum),
+            success: true,
+        }
+    }
+
+    #[test]
+    fn versioned_in_version_order_then_repeatables() {
+        let migs = [mig(0, "V10__c.sql", 3), mig(1, "V2__b.sql", 2), mig(2, "R__v.sql", 9), mig(3, "V1__a.sql", 1)];
+        assert_eq!(pending(&migs, &[]).unwrap(), [3, 1, 0, 2]);
+        let history = [row(1, "V1__a.sql", 1), row(2, "V2__b.sql", 2), row(3, "R__v.sql", 9)];
+        assert_eq!(pending(&migs, &history).unwrap(), [0]);
+        let all = [history.to_vec(), vec![row(4, "V10__c.sql", 3)]].concat();
+        assert!(pending(&migs, &all).unwrap().is_empty(), "nothing runs twice");
+    }
+
+    #[test]
+    fn repeatables_rerun_when_their_checksum_changes() {
+        let history = [row(1, "R__v.sql", 9), row(2, "R__v.sql", 10)];
+        assert!(pending(&[mig(0, "R__v.sql", 10)], &history).unwrap().is_empty(), "the latest row counts");
+        assert_eq!(pending(&[mig(0, "R__v.sql", 9)], &history).unwrap(), [0]);
+    }
+
+    #[test]
+    fn changed_checksums_out_of_order_and_failed_rows_are_errors() {
+        let (index, msg) = pending(
+            &[mig(0, "V1__a.sql", 1), mig(1, "V2__b.sql", 5)],
+            &[row(1, "V1__a.sql", 1), row(2, "V2__b.sql", 2)],
+        )
+        .unwrap_err();
+        assert_eq!(index, Some(1));
+        assert!(msg.contains("V2__b.sql was applied with checksum 2 but the file now has checksum 5"), "{msg}");
+        let (index, msg) = pending(
+            &[mig(0, "V1__a.sql", 1), mig(1, "V3__c.sql", 3)],
+            &[row(1, "V1__a.sql", 1), row(2, "V4__d.sql", 4)],
+        )
+        .unwrap_err();
+        assert_eq!(index, Some(1));
+        assert!(msg.contains("out-of-order"), "{msg}");
+        let failed = HistoryRow { success: false, ..row(1, "V1__a.sql", 1) };
+        let (index, msg) = pending(&[mig(0, "V1__a.sql", 1)], &[failed]).unwrap_err();
+        assert_eq!(index, Some(0));
+        assert!(msg.contains("failed migration V1__a.sql"), "{msg}");
+    }
+}

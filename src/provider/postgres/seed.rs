@@ -1,0 +1,230 @@
+//! `postgresql_seed_data`: the catalog's reference data (`schemas/seed/*.json`), upserted.
+//!
+//! Each file (table, key columns, rows) is one statement in its own transaction, run as the
+//! table's owner (the tenant role) with `search_path` set to the tenant schema:
+//!
+//! ```sql
+//! INSERT INTO "s"."t" ("c1", "c2") SELECT "c1", "c2" FROM jsonb_populate_recordset(NULL::"s"."t", $1::text::jsonb)
+//! ON CONFLICT ("c1") DO UPDATE SET "c2" = EXCLUDED."c2" WHERE ROW("t"."c2") IS DISTINCT FROM ROW(EXCLUDED."c2")
+//! ```
+//!
+//! The rows travel as one JSON parameter (never as SQL text) and PostgreSQL converts each value to
+//! its column's type (JSON arrays to `TEXT[]`, objects to `JSONB`). Re-running changes no row
+//! (the `WHERE` skips identical ones); a changed file updates the rows whose values changed. Rows
+//! no longer in a file are left alone (other tables may reference them).
+//!
+//! `read` compares the live rows with the file, column by column as JSON: when every row matches,
+//! the file is reported as it is; otherwise its `rows` are the live ones (a missing row is left
+//! out), which the plan shows as drift.
+
+use super::{attr_ident, db_err, err, sql, Observed, PostgresProvider, ResourceObject};
+use crate::provider::ProviderError;
+use crate::value::Value;
+
+struct File {
+    index: usize,
+    name: String,
+    table: String,
+    qtable: String,
+    keys: Vec<String>,
+    columns: Vec<String>,
+    rows: serde_json::Value,
+}
+
+fn parse(obj: &ResourceObject) -> Result<Vec<File>, ProviderError> {
+    let Some(Value::List(items)) = obj.attrs.get("files") else {
+        return Err(err(obj, Some("files"), "missing list attribute \"files\"", false));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let path = format!("files[{index}]");
+            let m = item.as_map().ok_or_else(|| err(obj, Some(&path), "must be a map", false))?;
+            let name = m.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+            let table = m
+                .get("table")
+                .and_then(Value::as_str)
+                .ok_or_else(|| err(obj, Some(&format!("{path}.table")), "missing table", false))?;
+            let qtable = sql::ident(table).map_err(|e| err(obj, Some(&format!("{path}.table")), e, false))?;
+            let keys: Vec<String> = match m.get("key") {
+                Some(Value::List(keys)) if !keys.is_empty() => keys
+                    .iter()
+                    .map(|k| k.as_str().map(str::to_string))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| err(obj, Some(&format!("{path}.key")), "key columns must be strings", false))?,
+                _ => return Err(err(obj, Some(&format!("{path}.key")), "missing key columns", false)),
+            };
+            let Some(Value::List(rows)) = m.get("rows") else {
+                return Err(err(obj, Some(&format!("{path}.rows")), "missing rows", false));
+            };
+            let mut columns: Vec<String> = Vec::new();
+            for (i, row) in rows.iter().enumerate() {
+                let row = row
+                    .as_map()
+                    .ok_or_else(|| err(obj, Some(&format!("{path}.rows[{i}]")), "a row must be a map", false))?;
+                for col in row.keys() {
+                    if !columns.contains(col) {
+                        columns.push(col.clone());
+                    }
+                }
+                if let Some(k) = keys.iter().find(|k| !row.contains_key(*k)) {
+                    return Err(err(
+                        obj,
+                        Some(&format!("{path}.rows[{i}]")),
+                        format!("missing key column {k:?}"),
+                        false,
+                    ));
+                }
+            }
+            for col in keys.iter().chain(&columns) {
+                sql::ident(col).map_err(|e| err(obj, Some(&format!("{path}.key")), e, false))?;
+            }
+            let rows = serde_json::Value::from(Value::List(rows.clone()));
+            Ok(File { index, name, table: table.to_string(), qtable, keys, columns, rows })
+        })
+        .collect()
+}
+
+fn quoted(names: &[String]) -> Vec<String> {
+    names.iter().map(|n| sql::quote_ident(n)).collect()
+}
+
+/// The upsert of one file (see the module documentation).
+fn upsert_sql(qschema: &str, f: &File) -> String {
+    let cols = quoted(&f.columns).join(", ");
+    let keys = quoted(&f.keys).join(", ");
+    let rest: Vec<String> = quoted(&f.columns.iter().filter(|c| !f.keys.contains(c)).cloned().collect::<Vec<_>>());
+    let qt = &f.qtable;
+    let on_conflict = if rest.is_empty() {
+        "DO NOTHING".to_string()
+    } else {
+        let set = rest.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect::<Vec<_>>().join(", ");
+        let old = rest.iter().map(|c| format!("{qt}.{c}")).collect::<Vec<_>>().join(", ");
+        let new = rest.iter().map(|c| format!("EXCLUDED.{c}")).collect::<Vec<_>>().join(", ");
+        format!("DO UPDATE SET {set} WHERE ROW({old}) IS DISTINCT FROM ROW({new})")
+    };
+    format!(
+        "INSERT INTO {qschema}.{qt} AS {qt} ({cols}) SELECT {cols} FROM jsonb_populate_recordset(NULL::{qschema}.{qt}, \
+         $1::text::jsonb) ON CONFLICT ({keys}) {on_conflict}"
+    )
+}
+
+async fn table_owner(
+    c: &tokio_postgres::Client,
+    obj: &ResourceObject,
+    schema: &str,
+    table: &str,
+) -> Result<Option<String>, ProviderError> {
+    Ok(c.query_opt(
+        "SELECT tableowner::text FROM pg_tables WHERE schemaname = $1 AND tablename = $2",
+        &[&schema, &table],
+    )
+    .await
+    .map_err(|e| db_err(obj, &format!("look up table \"{schema}\".\"{table}\""), &e))?
+    .map(|r| r.get(0)))
+}
+
+pub(super) async fn apply(p: &PostgresProvider, obj: &ResourceObject) -> Result<Observed, ProviderError> {
+    let (db, _) = attr_ident(obj, "database")?;
+    let (schema, qschema) = attr_ident(obj, "schema")?;
+    let files = parse(obj)?;
+    let mut c = p.conn(obj, &db).await?;
+    for f in &files {
+        let path = format!("files[{}]", f.index);
+        let what = format!("seed {} into table \"{schema}\".\"{}\"", f.name, f.table);
+        let Some(owner) = table_owner(&c, obj, &schema, &f.table).await? else {
+            return Err(err(
+                obj,
+                Some(&format!("{path}.table")),
+                format!("{what}: the table does not exist in database \"{db}\" (did the migrations run?)"),
+                false,
+            ));
+        };
+        let qowner = sql::ident(&owner).map_err(|e| err(obj, Some(&path), e, false))?;
+        let tx = c.transaction().await.map_err(|e| db_err(obj, &what, &e))?;
+        tx.batch_execute(&format!("SET LOCAL ROLE {qowner}; SET LOCAL search_path TO {qschema}"))
+            .await
+            .map_err(|e| db_err(obj, &what, &e))?;
+        let changed = tx
+            .execute(&upsert_sql(&qschema, f), &[&f.rows.to_string()])
+            .await
+            .map_err(|e| ProviderError { path: Some(path.clone()), ..db_err(obj, &what, &e) })?;
+        tx.commit().await.map_err(|e| db_err(obj, &what, &e))?;
+        tracing::info!("{}: {what}: {changed} row(s) inserted or updated", obj.addr);
+    }
+    Ok(Observed { attrs: obj.attrs.clone(), ..Observed::default() })
+}
+
+pub(super) async fn read(p: &PostgresProvider, obj: &ResourceObject) -> Result<Option<Observed>, ProviderError> {
+    let (db, _) = attr_ident(obj, "database")?;
+    let (schema, qschema) = attr_ident(obj, "schema")?;
+    let files = parse(obj)?;
+    if !p.schema_exists(obj, &db, &schema).await? {
+        return Ok(None);
+    }
+    let c = p.conn(obj, &db).await?;
+    let Some(Value::List(items)) = obj.attrs.get("files") else { unreachable!("checked by parse") };
+    let mut live_files = Vec::new();
+    for (f, item) in files.iter().zip(items) {
+        let what = format!("read seed {} from table \"{schema}\".\"{}\"", f.name, f.table);
+        let exists = table_owner(&c, obj, &schema, &f.table).await?.is_some();
+        let (live, same): (String, bool) = if exists {
+            let query = format!(
+                "WITH wanted AS (SELECT d, ord FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS x(d, ord)), \
+                 found AS (SELECT w.ord, w.d, (SELECT jsonb_object_agg(e.key, to_jsonb(t) -> e.key) \
+                     FROM {qschema}.{qt} t, jsonb_each(w.d) e \
+                     WHERE NOT EXISTS (SELECT 1 FROM unnest($2::text[]) k WHERE to_jsonb(t) -> k IS DISTINCT FROM w.d -> k)) AS live \
+                   FROM wanted w) \
+                 SELECT COALESCE(jsonb_agg(live ORDER BY ord) FILTER (WHERE live IS NOT NULL), '[]')::text, \
+                        COALESCE(bool_and(live IS NOT DISTINCT FROM d), true) FROM found",
+                qt = f.qtable
+            );
+            let row = c.query_one(&query, &[&f.rows.to_string(), &f.keys]).await.map_err(|e| db_err(obj, &what, &e))?;
+            (row.get(0), row.get(1))
+        } else {
+            ("[]".to_string(), f.rows.as_array().is_some_and(Vec::is_empty))
+        };
+        if same {
+            live_files.push(item.clone());
+        } else {
+            let rows: serde_json::Value =
+                serde_json::from_str(&live).map_err(|e| err(obj, None, format!("{what}: {e}"), false))?;
+            let rows = Value::try_from(rows).map_err(|e| err(obj, None, format!("{what}: {e}"), false))?;
+            let mut changed = item.as_map().cloned().unwrap_or_default();
+            changed.insert("rows".into(), rows);
+            live_files.push(Value::Map(changed));
+        }
+    }
+    let mut attrs = obj.attrs.clone();
+    attrs.insert("files".into(), Value::List(live_files));
+    Ok(Some(Observed { attrs, ..Observed::default() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upserts_touch_only_changed_rows() {
+        let f = File {
+            index: 0,
+            name: "system_roles.json".into(),
+            table: "system_roles".into(),
+            qtable: "\"system_roles\"".into(),
+            keys: vec!["name".into()],
+            columns: vec!["description".into(), "name".into(), "permissions".into()],
+            rows: serde_json::json!([]),
+        };
+        assert_eq!(
+            upsert_sql("\"tenant_acme\"", &f),
+            "INSERT INTO \"tenant_acme\".\"system_roles\" AS \"system_roles\" (\"description\", \"name\", \"permissions\") \
+             SELECT \"description\", \"name\", \"permissions\" FROM jsonb_populate_recordset(NULL::\"tenant_acme\".\"system_roles\", \
+             $1::text::jsonb) ON CONFLICT (\"name\") DO UPDATE SET \"description\" = EXCLUDED.\"description\", \
+             \"permissions\" = EXCLUDED.\"permissions\" WHERE ROW(\"system_roles\".\"description\", \
+             \"system_roles\".\"permissions\") IS DISTINCT FROM ROW(EXCLUDED.\"description\", EXCLUDED.\"permissions\")"
+        );
+        let keys_only = File { columns: vec!["name".into()], ..f };
+        assert!(upsert_sql("\"s\"", &keys_only).ends_with("ON CONFLICT (\"name\") DO NOTHING"));
+    }
+}

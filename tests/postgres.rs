@@ -1,0 +1,719 @@
+//! The PostgreSQL provider against a real PostgreSQL server (one throwaway cluster per run of this
+//! binary, see `support/postgres.rs`), driven directly and through the apply engine with real
+//! plans of phase 2. Every test uses its own tenant slugs, so they run in parallel.
+
+#[path = "support/postgres.rs"]
+mod pg_support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use matih::addr::ResourceAddr;
+use matih::apply::{apply_tenant, refresh, ApplyOptions, NoHooks, Providers};
+use matih::catalog::Catalog;
+use matih::diag::SourceFile;
+use matih::plan::{Action, TenantPlan};
+use matih::provider::postgres::{PostgresProvider, PostgresSettings, CHECKED_WITH_PASSWORD, CHECKED_WITH_SET_ROLE};
+use matih::provider::{Observed, Provider, ProviderError, ProviderFuture, ResourceObject, TenantRef};
+use matih::spec::PlatformConfig;
+use matih::state::{MemoryStore, StateStore, TenantStatus};
+use matih::value::{fingerprint, Secret, Value};
+use tokio_postgres::NoTls;
+
+fn catalog() -> &'static Catalog {
+    static C: std::sync::OnceLock<Catalog> = std::sync::OnceLock::new();
+    C.get_or_init(|| Catalog::embedded().unwrap_or_else(|d| panic!("catalog: {d:?}")))
+}
+
+fn settings() -> PostgresSettings {
+    let server = pg_support::server();
+    PostgresSettings {
+        admin_url: server.admin_url.clone(),
+        // The tenant-facing address is the test server itself, so database_url is usable here.
+        tenant_host: "127.0.0.1".into(),
+        tenant_port: server.port,
+        shared_database: catalog().database.shared_database.clone(),
+        connect_timeout: Duration::from_secs(10),
+    }
+}
+
+async fn provider() -> PostgresProvider {
+    PostgresProvider::connect(&settings()).await.expect("connect to the test server")
+}
+
+fn platform() -> PlatformConfig {
+    PlatformConfig { postgres_host: "127.0.0.1".into(), postgres_port: pg_support::server().port, ..Default::default() }
+}
+
+/// The real plan of a new tenant, limited to its `postgresql_*` resources.
+fn phase2_plan(slug: &str, tier: &str) -> TenantPlan {
+    let text = format!(
+        "tenant \"{slug}\" {{\n  id = \"{}\"\n  tier = \"{tier}\"\n  region = \"eastus\"\n  admin_email = \"admin@{slug}.example\"\n}}\n",
+        uuid::Uuid::new_v4()
+    );
+    let (specs, diags) = matih::spec::parse_tenants(&SourceFile::new(format!("{slug}.hcl"), text), catalog());
+    assert!(diags.is_empty(), "{diags:?}");
+    let (graph, diags) = matih::graph::compile(&specs[0], catalog(), &platform());
+    assert!(diags.is_empty(), "{diags:?}");
+    let mut plan = matih::plan::diff(&graph.unwrap(), None, None);
+    plan.resource_changes.retain(|c| c.address.kind.starts_with("postgresql_"));
+    plan
+}
+
+fn tenant(plan: &TenantPlan) -> TenantRef {
+    TenantRef { slug: plan.slug.clone(), id: plan.tenant_id.clone() }
+}
+
+/// The desired object of `kind.tenant` in the plan.
+fn obj(plan: &TenantPlan, kind: &str) -> ResourceObject {
+    let c = plan
+        .resource_changes
+        .iter()
+        .find(|c| c.address.kind == kind)
+        .unwrap_or_else(|| panic!("no {kind} in the plan of {}", plan.slug));
+    ResourceObject::new(c.address.clone(), c.after.clone().unwrap())
+}
+
+fn addr(s: &str) -> ResourceAddr {
+    s.parse().unwrap()
+}
+
+async fn admin(db: &str) -> tokio_postgres::Client {
+    let mut config: tokio_postgres::Config = pg_support::server().admin_url.parse().unwrap();
+    config.dbname(db);
+    let (client, conn) = config.connect(NoTls).await.expect("admin connection");
+    tokio::spawn(conn);
+    client
+}
+
+async fn login(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+fn url_for(user: &str, password: &str, db: &str) -> String {
+    format!("postgresql://{user}:{password}@127.0.0.1:{}/{db}", pg_support::server().port)
+}
+
+fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.code().map(|c| c.code().to_string()).unwrap_or_else(|| e.to_string())
+}
+
+/// Applies role, container (schema or database), migrations and seed data directly; returns the
+/// role's observation (with its sensitive outputs).
+async fn provision(p: &PostgresProvider, plan: &TenantPlan) -> Observed {
+    let t = tenant(plan);
+    let role = p.apply(&t, &obj(plan, "postgresql_role")).await.expect("role");
+    let container = if plan.tier == "enterprise" { "postgresql_database" } else { "postgresql_schema" };
+    p.apply(&t, &obj(plan, container)).await.expect("container");
+    p.apply(&t, &obj(plan, "postgresql_migrations")).await.expect("migrations");
+    p.apply(&t, &obj(plan, "postgresql_seed_data")).await.expect("seed");
+    role
+}
+
+/// Wraps the provider to see the sensitive outputs the engine gets (and keep them for checks).
+struct Spy {
+    inner: Arc<PostgresProvider>,
+    sensitive: Mutex<Vec<(String, String)>>,
+}
+
+impl Provider for Spy {
+    fn handles(&self, kind: &str) -> bool {
+        self.inner.handles(kind)
+    }
+    fn read<'a>(&'a self, t: &'a TenantRef, o: &'a ResourceObject) -> ProviderFuture<'a, Option<Observed>> {
+        self.inner.read(t, o)
+    }
+    fn apply<'a>(&'a self, t: &'a TenantRef, o: &'a ResourceObject) -> ProviderFuture<'a, Observed> {
+        Box::pin(async move {
+            let r = self.inner.apply(t, o).await?;
+            for (k, v) in &r.sensitive {
+                self.sensitive.lock().unwrap().push((format!("{}.{k}", o.addr), v.clone()));
+            }
+            Ok(r)
+        })
+    }
+    fn delete<'a>(&'a self, t: &'a TenantRef, o: &'a ResourceObject) -> ProviderFuture<'a, ()> {
+        self.inner.delete(t, o)
+    }
+}
+
+/// A row of `flyway_schema_history` (without installed_on and execution_time, which vary).
+type HistoryRow = (i32, Option<String>, String, String, String, Option<i32>, String, bool);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_tenant_through_the_apply_engine() {
+    let plan = phase2_plan("pg-apply", "professional");
+    let kinds: Vec<&str> = plan.resource_changes.iter().map(|c| c.address.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "postgresql_role",
+            "postgresql_schema",
+            "postgresql_migrations",
+            "postgresql_seed_data",
+            "postgresql_connectivity_check"
+        ]
+    );
+    let pg = Arc::new(provider().await);
+    let spy = Arc::new(Spy { inner: pg.clone(), sensitive: Mutex::new(Vec::new()) });
+    let providers = Providers::new().with(spy.clone());
+    let store = MemoryStore::new();
+    let started = Instant::now();
+    let report = apply_tenant(&plan, &store, &providers, &NoHooks, &ApplyOptions::default()).await.expect("apply");
+    eprintln!("phase 2 (professional, 5 resources) applied in {:?}", started.elapsed());
+    assert_eq!(report.status, TenantStatus::Active);
+    assert_eq!(report.operations.len(), 5);
+
+    // The role: login, connection limit of the tier, password only as a fingerprint in state.
+    let sensitive: BTreeMap<String, String> = spy.sensitive.lock().unwrap().iter().cloned().collect();
+    let password = sensitive["postgresql_role.tenant.password"].clone();
+    let url = sensitive["postgresql_role.tenant.database_url"].clone();
+    let state = store.get("pg-apply").unwrap().unwrap();
+    let state_json = serde_json::to_string(&state).unwrap();
+    assert!(!state_json.contains(&password), "the password reached the state");
+    assert_eq!(
+        state.resources[&addr("postgresql_role.tenant")].attrs["password"],
+        Value::Secret(Secret { source: "generated".into(), fingerprint: Some(fingerprint(&password)) })
+    );
+    assert_eq!(
+        state.resources[&addr("postgresql_connectivity_check.tenant")].outputs["checked_with"],
+        Value::str(CHECKED_WITH_SET_ROLE),
+        "the engine hands the check no password (its attributes name none)"
+    );
+    let a = admin("postgres").await;
+    let row = a
+        .query_one("SELECT rolcanlogin, rolconnlimit, rolsuper FROM pg_roles WHERE rolname = 'tenant_pg_apply'", &[])
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, bool>(0), row.get::<_, i32>(1), row.get::<_, bool>(2)), (true, 40, false));
+
+    // database_url logs in, in the shared database, with the tenant schema first on the path.
+    assert!(url.starts_with("postgresql://tenant_pg_apply:"), "{}", url.replace(&password, "***"));
+    assert!(url.ends_with("/matih_tenants?options=-csearch_path%3Dtenant_pg_apply"));
+    let tenant_client = login(&url).await.expect("log in with database_url");
+    let row = tenant_client.query_one("SELECT current_user::text, current_schema()::text", &[]).await.unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("tenant_pg_apply".into(), "tenant_pg_apply".into())
+    );
+
+    // Schema owner, migration history with the catalog's checksums, objects owned by the tenant.
+    let db = admin("matih_tenants").await;
+    let owner: String = db
+        .query_one("SELECT pg_get_userbyid(nspowner)::text FROM pg_namespace WHERE nspname = 'tenant_pg_apply'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, "tenant_pg_apply");
+    let rows = db
+        .query(
+            "SELECT installed_rank, version::text, description::text, type::text, script::text, checksum, \
+             installed_by::text, execution_time, success FROM tenant_pg_apply.flyway_schema_history ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<HistoryRow> =
+        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(8))).collect();
+    let want: Vec<_> = catalog()
+        .migrations
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            (
+                i as i32 + 1,
+                m.version.clone(),
+                m.description.clone(),
+                "SQL".to_string(),
+                m.script.clone(),
+                Some(m.checksum),
+                "tenant_pg_apply".to_string(),
+                true,
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    let foreign: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'tenant_pg_apply' AND tableowner <> 'tenant_pg_apply'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(foreign, 0, "every table belongs to the tenant role");
+    let roles: i64 = tenant_client.query_one("SELECT count(*) FROM system_roles", &[]).await.unwrap().get(0);
+    assert_eq!(roles, 3);
+
+    // Reading back gives exactly what was recorded: no drift, and a new plan has nothing to do.
+    let refreshed = refresh(&state, &providers, 4).await;
+    assert!(refreshed.errors.is_empty(), "{:?}", refreshed.errors);
+    assert!(refreshed.gone.is_empty() && refreshed.changed.is_empty(), "{refreshed:?}");
+    let replan = {
+        let text = format!(
+            "tenant \"pg-apply\" {{\n  id = \"{}\"\n  tier = \"professional\"\n  region = \"eastus\"\n  admin_email = \"admin@pg-apply.example\"\n}}\n",
+            plan.tenant_id
+        );
+        let (specs, _) = matih::spec::parse_tenants(&SourceFile::new("pg-apply.hcl", text), catalog());
+        let (graph, _) = matih::graph::compile(&specs[0], catalog(), &platform());
+        let mut p = matih::plan::diff(&graph.unwrap(), refreshed.state.as_ref(), None);
+        p.resource_changes.retain(|c| c.address.kind.starts_with("postgresql_"));
+        p
+    };
+    let actions: Vec<(String, Action)> =
+        replan.resource_changes.iter().map(|c| (c.address.to_string(), c.action)).collect();
+    assert!(actions.iter().all(|(_, a)| *a == Action::NoOp), "{actions:?}");
+    drop(tenant_client);
+
+    // Destroy, in reverse: the schema (with everything in it) and the role are gone.
+    let t = tenant(&plan);
+    for c in plan.resource_changes.iter().rev() {
+        let recorded = ResourceObject::new(c.address.clone(), state.resources[&c.address].attrs.clone());
+        pg.delete(&t, &recorded).await.unwrap_or_else(|e| panic!("delete {}: {e}", c.address));
+    }
+    let schema = db.query_opt("SELECT 1 FROM pg_namespace WHERE nspname = 'tenant_pg_apply'", &[]).await.unwrap();
+    assert!(schema.is_none());
+    let role = a.query_opt("SELECT 1 FROM pg_roles WHERE rolname = 'tenant_pg_apply'", &[]).await.unwrap();
+    assert!(role.is_none());
+    for c in &plan.resource_changes {
+        let recorded = ResourceObject::new(c.address.clone(), state.resources[&c.address].attrs.clone());
+        assert_eq!(pg.read(&t, &recorded).await.unwrap(), None, "{} still reads as present", c.address);
+        pg.delete(&t, &recorded).await.expect("deleting an absent object succeeds");
+    }
+}
+
+#[tokio::test]
+async fn tenants_cannot_reach_each_other() {
+    let p = provider().await;
+    let a_plan = phase2_plan("iso-a", "free");
+    let b_plan = phase2_plan("iso-b", "free");
+    let e_plan = phase2_plan("iso-ent", "enterprise");
+    let a = provision(&p, &a_plan).await;
+    provision(&p, &b_plan).await;
+    provision(&p, &e_plan).await;
+    let a_url = &a.sensitive["database_url"];
+    let a_pw = &a.sensitive["password"];
+
+    // Something of the platform's in the shared database's public schema.
+    let shared = admin("matih_tenants").await;
+    shared.batch_execute("CREATE TABLE IF NOT EXISTS public.platform_secrets (x int)").await.unwrap();
+
+    let ta = login(a_url).await.expect("tenant A logs in");
+    let own: i64 = ta.query_one("SELECT count(*) FROM configuration", &[]).await.unwrap().get(0);
+    assert_eq!(own, 4, "its own seeded configuration");
+    for (query, why) in [
+        ("SELECT * FROM tenant_iso_b.users", "another tenant's table"),
+        ("SELECT * FROM tenant_iso_b.flyway_schema_history", "another tenant's history"),
+        ("CREATE TABLE tenant_iso_b.intruder (x int)", "creating in another tenant's schema"),
+        ("SELECT * FROM public.platform_secrets", "objects in public it was not granted"),
+        ("CREATE TABLE public.squatter (x int)", "creating in public"),
+        ("CREATE SCHEMA squatter", "creating schemas"),
+    ] {
+        let e = ta.batch_execute(query).await.expect_err(why);
+        assert_eq!(sqlstate(&e), "42501", "{why}: {e}");
+    }
+    // Other databases: the enterprise tenant's is closed to everyone but its owner.
+    let e = login(&url_for("tenant_iso_a", a_pw, "tenant_iso_ent")).await.expect_err("connect to B's database");
+    assert_eq!(sqlstate(&e), "42501", "{e}");
+    // The enterprise tenant owns its database and its public schema, and may not enter the shared one.
+    let e = login(&url_for("tenant_iso_ent", "wrong-password", "tenant_iso_ent")).await.expect_err("bad password");
+    assert_eq!(sqlstate(&e), "28P01");
+}
+
+#[tokio::test]
+async fn an_enterprise_tenant_gets_its_own_database() {
+    let p = provider().await;
+    let plan = phase2_plan("pg-ent", "enterprise");
+    let kinds: Vec<&str> = plan.resource_changes.iter().map(|c| c.address.kind.as_str()).collect();
+    assert!(kinds.contains(&"postgresql_database") && !kinds.contains(&"postgresql_schema"), "{kinds:?}");
+    let t = tenant(&plan);
+    // With the database named on the role (see the report: compile should pass it), database_url is exact.
+    let mut role = obj(&plan, "postgresql_role");
+    role.attrs.insert("database".into(), Value::str("tenant_pg_ent"));
+    role.attrs.insert("schema".into(), Value::str("public"));
+    let observed = p.apply(&t, &role).await.unwrap();
+    for kind in ["postgresql_database", "postgresql_migrations", "postgresql_seed_data"] {
+        p.apply(&t, &obj(&plan, kind)).await.unwrap_or_else(|e| panic!("{kind}: {e}"));
+    }
+    let a = admin("postgres").await;
+    let row = a
+        .query_one(
+            "SELECT pg_get_userbyid(datdba)::text, pg_encoding_to_char(encoding)::text, rolconnlimit \
+             FROM pg_database, pg_roles WHERE datname = 'tenant_pg_ent' AND rolname = 'tenant_pg_ent'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1), row.get::<_, i32>(2)),
+        ("tenant_pg_ent".into(), "UTF8".into(), 200)
+    );
+    let c = login(&observed.sensitive["database_url"]).await.expect("database_url logs in");
+    let n: i64 = c.query_one("SELECT count(*) FROM dashboard_templates", &[]).await.unwrap().get(0);
+    assert_eq!(n, 3);
+    let owner: String = c
+        .query_one("SELECT tableowner::text FROM pg_tables WHERE tablename = 'flyway_schema_history'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, "tenant_pg_ent");
+    drop(c);
+    let check = p.apply(&t, &obj(&plan, "postgresql_connectivity_check")).await.expect("check");
+    assert_eq!(check.outputs["checked_with"], Value::str(CHECKED_WITH_SET_ROLE));
+
+    let db = obj(&plan, "postgresql_database");
+    assert_eq!(p.read(&t, &db).await.unwrap().unwrap().attrs, db.attrs, "read matches the recorded shape");
+    p.delete(&t, &db).await.expect("drop database");
+    assert_eq!(p.read(&t, &db).await.unwrap(), None);
+    assert_eq!(p.read(&t, &obj(&plan, "postgresql_migrations")).await.unwrap(), None);
+    p.delete(&t, &role).await.expect("drop role");
+    assert_eq!(p.read(&t, &role).await.unwrap(), None);
+}
+
+fn migrations_of(o: &ResourceObject) -> Vec<Value> {
+    match &o.attrs["migrations"] {
+        Value::List(l) => l.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn migration(script: &str, sql: &str) -> Value {
+    let m = matih::catalog::Migration::from_file(script, sql.to_string()).unwrap();
+    m.to_value()
+}
+
+#[tokio::test]
+async fn migrations_run_once_refuse_changed_checksums_and_roll_back_failures() {
+    let p = provider().await;
+    let plan = phase2_plan("pg-mig", "free");
+    let t = tenant(&plan);
+    provision(&p, &plan).await;
+    let mig = obj(&plan, "postgresql_migrations");
+    let db = admin("matih_tenants").await;
+    let count = || async {
+        let n: i64 =
+            db.query_one("SELECT count(*) FROM tenant_pg_mig.flyway_schema_history", &[]).await.unwrap().get(0);
+        n
+    };
+    assert_eq!(count().await, 3);
+    p.apply(&t, &mig).await.expect("re-apply");
+    assert_eq!(count().await, 3, "nothing runs twice");
+    assert_eq!(p.read(&t, &mig).await.unwrap().unwrap().attrs, mig.attrs);
+
+    // An applied migration whose file changed: an error naming it, nothing run.
+    let mut changed = mig.clone();
+    let mut list = migrations_of(&mig);
+    list[0] = migration("V1__init.sql", "CREATE TABLE sneaky (x int);");
+    changed.attrs.insert("migrations".into(), Value::List(list));
+    let e = p.apply(&t, &changed).await.unwrap_err();
+    assert_eq!(e.path.as_deref(), Some("migrations[0]"));
+    assert!(!e.transient);
+    assert!(e.message.contains("V1__init.sql was applied with checksum"), "{e}");
+    // read shows the live checksum: drift.
+    let live = p.read(&t, &changed).await.unwrap().unwrap();
+    assert_ne!(live.attrs, changed.attrs);
+    let applied_checksum = |v: &Value| match v {
+        Value::List(l) => l[0].get_path("checksum").cloned(),
+        _ => None,
+    };
+    assert_eq!(applied_checksum(&live.attrs["migrations"]), applied_checksum(&mig.attrs["migrations"]));
+    assert_ne!(applied_checksum(&live.attrs["migrations"]), applied_checksum(&changed.attrs["migrations"]));
+
+    // A failing migration: rolled back entirely (its first statement too), named with the server's message.
+    let mut broken = mig.clone();
+    let mut list = migrations_of(&mig);
+    list.insert(2, migration("V3__broken.sql", "CREATE TABLE half_done (x int);\nCREATE TABLEX oops (y int);\n"));
+    broken.attrs.insert("migrations".into(), Value::List(list.clone()));
+    let e = p.apply(&t, &broken).await.unwrap_err();
+    assert_eq!(e.path.as_deref(), Some("migrations[2]"));
+    assert!(!e.transient, "{e}");
+    assert!(e.message.contains("migration V3__broken.sql failed and was rolled back"), "{e}");
+    assert!(e.message.contains("42601") && e.message.contains("syntax error") && e.message.contains("(line 2)"), "{e}");
+    assert!(e.to_string().starts_with("postgresql_migrations.tenant (migrations[2]): "), "{e}");
+    let half = db.query_opt("SELECT 1 FROM pg_tables WHERE tablename = 'half_done'", &[]).await.unwrap();
+    assert!(half.is_none(), "the failed migration's first statement was rolled back");
+    assert_eq!(count().await, 3, "a failed migration is not recorded");
+
+    // Fixed, plus a changed repeatable: V3 runs once, R__views again, as the tenant.
+    list[2] = migration("V3__fixed.sql", "CREATE TABLE notes (id int PRIMARY KEY, body text);");
+    let r = list.iter().position(|m| m.get_path("script") == Some(&Value::str("R__views.sql"))).unwrap();
+    list[r] = migration("R__views.sql", "CREATE OR REPLACE VIEW note_count AS SELECT count(*) AS n FROM notes;");
+    let mut fixed = mig.clone();
+    fixed.attrs.insert("migrations".into(), Value::List(list));
+    p.apply(&t, &fixed).await.expect("fixed migrations");
+    let rows = db
+        .query(
+            "SELECT script::text, version::text, installed_by::text FROM tenant_pg_mig.flyway_schema_history \
+             WHERE installed_rank > 3 ORDER BY installed_rank",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, Option<String>, String)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    assert_eq!(
+        got,
+        [
+            ("V3__fixed.sql".to_string(), Some("3".to_string()), "tenant_pg_mig".to_string()),
+            ("R__views.sql".to_string(), None, "tenant_pg_mig".to_string())
+        ]
+    );
+    p.apply(&t, &fixed).await.expect("again");
+    assert_eq!(count().await, 5);
+    assert_eq!(p.read(&t, &fixed).await.unwrap().unwrap().attrs, fixed.attrs);
+
+    // A version older than the newest applied one is refused.
+    let mut late = fixed.clone();
+    let mut list = migrations_of(&fixed);
+    list.push(migration("V2_5__late.sql", "SELECT 1;"));
+    late.attrs.insert("migrations".into(), Value::List(list));
+    let e = p.apply(&t, &late).await.unwrap_err();
+    assert!(e.message.contains("out-of-order"), "{e}");
+}
+
+async fn xmins(db: &tokio_postgres::Client, table: &str) -> Vec<(String, String)> {
+    db.query(&format!("SELECT name::text, xmin::text FROM tenant_pg_seed.{table} ORDER BY name"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[tokio::test]
+async fn seed_data_is_idempotent_and_follows_the_files() {
+    let p = provider().await;
+    let plan = phase2_plan("pg-seed", "free");
+    let t = tenant(&plan);
+    provision(&p, &plan).await;
+    let seed = obj(&plan, "postgresql_seed_data");
+    let db = admin("matih_tenants").await;
+    let before = xmins(&db, "system_roles").await;
+    assert_eq!(before.len(), 3);
+    p.apply(&t, &seed).await.expect("re-seed");
+    assert_eq!(xmins(&db, "system_roles").await, before, "re-running rewrites no row");
+    assert_eq!(p.read(&t, &seed).await.unwrap().unwrap().attrs, seed.attrs, "no drift");
+    let perms: Vec<String> = db
+        .query_one("SELECT permissions FROM tenant_pg_seed.system_roles WHERE name = 'viewer'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(perms, ["dashboards:read"], "JSON arrays land in TEXT[]");
+    let value: String = db
+        .query_one("SELECT value::text FROM tenant_pg_seed.configuration WHERE key = 'query.max_rows'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(value, "100000", "JSON values land in JSONB");
+
+    // Someone edits a row: read shows the live row.
+    db.batch_execute("UPDATE tenant_pg_seed.system_roles SET description = 'edited' WHERE name = 'viewer'")
+        .await
+        .unwrap();
+    let live = p.read(&t, &seed).await.unwrap().unwrap();
+    assert_ne!(live.attrs, seed.attrs);
+    assert!(live.attrs["files"].to_string().contains("edited") || format!("{:?}", live.attrs).contains("edited"));
+    // Applying restores it, touching that row only.
+    let before = xmins(&db, "system_roles").await;
+    p.apply(&t, &seed).await.expect("restore");
+    let after = xmins(&db, "system_roles").await;
+    let rewritten: Vec<&str> =
+        before.iter().zip(&after).filter(|(b, a)| b.1 != a.1).map(|(b, _)| b.0.as_str()).collect();
+    assert_eq!(rewritten, ["viewer"]);
+    assert_eq!(p.read(&t, &seed).await.unwrap().unwrap().attrs, seed.attrs);
+
+    // A changed file updates its rows and adds new ones.
+    let mut changed = seed.clone();
+    let files = changed.attrs.get_mut("files").unwrap();
+    let Value::List(files) = files else { panic!() };
+    let roles = files.iter_mut().find(|f| f.get_path("table") == Some(&Value::str("system_roles"))).unwrap();
+    let Value::Map(roles) = roles else { panic!() };
+    roles.insert(
+        "rows".into(),
+        Value::list([
+            Value::map([
+                ("name", Value::str("viewer")),
+                ("description", Value::str("Reads dashboards")),
+                ("permissions", Value::list([Value::str("dashboards:read"), Value::str("catalog:read")])),
+            ]),
+            Value::map([
+                ("name", Value::str("auditor")),
+                ("description", Value::str("Reads the audit log")),
+                ("permissions", Value::list([Value::str("audit:read")])),
+            ]),
+        ]),
+    );
+    p.apply(&t, &changed).await.expect("changed seed");
+    let rows: Vec<(String, String, Vec<String>)> = db
+        .query("SELECT name::text, description, permissions FROM tenant_pg_seed.system_roles ORDER BY name", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(rows.len(), 4, "rows no longer in the file are kept: {rows:?}");
+    assert!(rows.contains(&("auditor".into(), "Reads the audit log".into(), vec!["audit:read".into()])));
+    assert!(rows.contains(&(
+        "viewer".into(),
+        "Reads dashboards".into(),
+        vec!["dashboards:read".into(), "catalog:read".into()]
+    )));
+    assert_eq!(p.read(&t, &changed).await.unwrap().unwrap().attrs, changed.attrs);
+}
+
+#[tokio::test]
+async fn read_sees_drift_and_absence() {
+    let p = provider().await;
+    let plan = phase2_plan("pg-drift", "free");
+    let t = tenant(&plan);
+    provision(&p, &plan).await;
+    let role = obj(&plan, "postgresql_role");
+    let recorded_role = ResourceObject::new(role.addr.clone(), {
+        let mut attrs = role.attrs.clone();
+        attrs.insert(
+            "password".into(),
+            Value::Secret(Secret { source: "generated".into(), fingerprint: Some("sha256:x".into()) }),
+        );
+        attrs
+    });
+    let schema = obj(&plan, "postgresql_schema");
+    let check = obj(&plan, "postgresql_connectivity_check");
+    p.apply(&t, &check).await.expect("check");
+    assert_eq!(p.read(&t, &recorded_role).await.unwrap().unwrap().attrs, recorded_role.attrs);
+    assert_eq!(p.read(&t, &check).await.unwrap().unwrap().attrs, check.attrs);
+
+    let a = admin("postgres").await;
+    a.batch_execute("ALTER ROLE tenant_pg_drift CONNECTION LIMIT 3").await.unwrap();
+    let live = p.read(&t, &recorded_role).await.unwrap().unwrap();
+    assert_eq!(live.attrs["connection_limit"], Value::Int(3));
+    assert_eq!(live.attrs["password"], recorded_role.attrs["password"]);
+    // Applying the recorded role puts the limit back and keeps the password (nothing sensitive).
+    let applied = p.apply(&t, &recorded_role).await.unwrap();
+    assert!(applied.sensitive.is_empty());
+    assert_eq!(p.read(&t, &recorded_role).await.unwrap().unwrap().attrs["connection_limit"], Value::Int(10));
+
+    let db = admin("matih_tenants").await;
+    db.batch_execute("ALTER SCHEMA tenant_pg_drift OWNER TO postgres").await.unwrap();
+    assert_eq!(p.read(&t, &schema).await.unwrap().unwrap().attrs["owner"], Value::str("postgres"));
+    db.batch_execute("DROP SCHEMA tenant_pg_drift CASCADE").await.unwrap();
+    for kind in ["postgresql_schema", "postgresql_migrations", "postgresql_seed_data", "postgresql_connectivity_check"]
+    {
+        assert_eq!(p.read(&t, &obj(&plan, kind)).await.unwrap(), None, "{kind}");
+    }
+    // The migrations then refuse to run in a missing schema, naming it.
+    let e = p.apply(&t, &obj(&plan, "postgresql_migrations")).await.unwrap_err();
+    assert_eq!(e.path.as_deref(), Some("schema"));
+    assert!(e.message.contains("schema \"tenant_pg_drift\" does not exist in database \"matih_tenants\""), "{e}");
+    p.delete(&t, &schema).await.expect("deleting a dropped schema succeeds");
+    p.delete(&t, &role).await.expect("drop role");
+    assert_eq!(p.read(&t, &role).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn passwords_rotate_on_request_and_never_leak() {
+    let p = provider().await;
+    let plan = phase2_plan("pg-secret", "free");
+    let t = tenant(&plan);
+    let role = obj(&plan, "postgresql_role");
+    let first = p.apply(&t, &role).await.unwrap();
+    let pw1 = first.sensitive["password"].clone();
+    assert_eq!(pw1.len(), 48);
+    for shown in [format!("{first:?}"), format!("{:?}", first.attrs), serde_json::to_string(&first.attrs).unwrap()] {
+        assert!(!shown.contains(&pw1), "password in {shown}");
+    }
+    assert!(first.sensitive["database_url"].contains(&pw1));
+    p.apply(&t, &obj(&plan, "postgresql_schema")).await.unwrap();
+    login(&url_for("tenant_pg_secret", &pw1, "matih_tenants")).await.expect("the password works");
+
+    // Update with the recorded fingerprint: the password is kept.
+    let recorded = ResourceObject::new(role.addr.clone(), first.attrs.clone());
+    let again = p.apply(&t, &recorded).await.unwrap();
+    assert!(again.sensitive.is_empty());
+    assert_eq!(again.attrs, first.attrs);
+    login(&url_for("tenant_pg_secret", &pw1, "matih_tenants")).await.expect("still works");
+
+    // Rotation: the fingerprint removed from what is applied.
+    let rotated = p.apply(&t, &role).await.unwrap();
+    let pw2 = rotated.sensitive["password"].clone();
+    assert_ne!(pw1, pw2);
+    assert_eq!(
+        rotated.attrs["password"],
+        Value::Secret(Secret { source: "generated".into(), fingerprint: Some(fingerprint(&pw2)) })
+    );
+    let e = login(&url_for("tenant_pg_secret", &pw1, "matih_tenants")).await.expect_err("old password refused");
+    assert_eq!(sqlstate(&e), "28P01");
+    login(&url_for("tenant_pg_secret", &pw2, "matih_tenants")).await.expect("new password works");
+
+    // The connectivity check with the password of this run, and with a wrong one.
+    p.apply(&t, &obj(&plan, "postgresql_migrations")).await.unwrap();
+    let mut check = obj(&plan, "postgresql_connectivity_check");
+    check.secrets.insert("output:postgresql_role.tenant.password".into(), pw2.clone());
+    let ok = p.apply(&t, &check).await.expect("check with the tenant's password");
+    assert_eq!(ok.outputs["checked_with"], Value::str(CHECKED_WITH_PASSWORD));
+    assert!(ok.sensitive.is_empty());
+    assert!(!format!("{check:?}").contains(&pw2), "ResourceObject's Debug shows no secret");
+    check.secrets.insert("output:postgresql_role.tenant.password".into(), pw1.clone());
+    let e = p.apply(&t, &check).await.unwrap_err();
+    assert!(!e.transient);
+    assert!(e.message.contains("28P01") && e.message.contains("password authentication failed"), "{e}");
+    let shown = format!("{e} {e:?}");
+    assert!(!shown.contains(&pw1) && !shown.contains(&pw2), "{shown}");
+
+    // The admin password never shows either.
+    let admin_pw = &pg_support::server().admin_password;
+    assert!(!format!("{p:?} {:?}", settings()).contains(admin_pw.as_str()));
+    let bad =
+        PostgresSettings { admin_url: format!("postgresql://postgres:{admin_pw}@127.0.0.1:1/postgres"), ..settings() };
+    let e = PostgresProvider::connect(&bad).await.unwrap_err();
+    assert!(e.contains("cannot connect to PostgreSQL as admin"), "{e}");
+    assert!(!e.contains(admin_pw.as_str()), "{e}");
+    let e = PostgresProvider::connect(&PostgresSettings {
+        admin_url: format!("postgres://x:{admin_pw}@h:port/"),
+        ..settings()
+    })
+    .await
+    .unwrap_err();
+    assert!(!e.contains(admin_pw.as_str()), "{e}");
+
+    for kind in ["postgresql_schema", "postgresql_role"] {
+        p.delete(&t, &obj(&plan, kind)).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn errors_name_the_object_and_are_classified() {
+    // Its own application_name, so that terminating its connections leaves other tests alone.
+    let own = PostgresSettings {
+        admin_url: format!("{}?application_name=matih_err_test", settings().admin_url),
+        ..settings()
+    };
+    let p = PostgresProvider::connect(&own).await.unwrap();
+    let plan = phase2_plan("pg-err", "free");
+    let t = tenant(&plan);
+    // The owner does not exist: permanent, naming the schema and carrying the server's message.
+    let schema = obj(&plan, "postgresql_schema");
+    let e: ProviderError = p.apply(&t, &schema).await.unwrap_err();
+    assert!(!e.transient, "{e}");
+    assert!(e.message.contains("tenant_pg_err"), "{e}");
+    assert!(e.message.contains("42704") && e.message.contains("does not exist"), "{e}");
+    // A name that is not a plain SQL name never reaches SQL.
+    let mut evil = obj(&plan, "postgresql_role");
+    evil.attrs.insert("name".into(), Value::str("x\"; DROP ROLE postgres; --"));
+    let e = p.apply(&t, &evil).await.unwrap_err();
+    assert_eq!(e.path.as_deref(), Some("name"));
+    assert!(!e.transient);
+    // Connections the server ends (administrator command) are replaced transparently.
+    let role = obj(&plan, "postgresql_role");
+    p.apply(&t, &role).await.unwrap();
+    let a = admin("postgres").await;
+    a.batch_execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'matih_err_test' AND pid <> pg_backend_pid()",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(p.read(&t, &role).await.unwrap().is_some(), "the pool replaced its terminated connections");
+    p.delete(&t, &role).await.unwrap();
+}
