@@ -14,7 +14,9 @@ use matih::catalog::Catalog;
 use matih::diag::{self, Diagnostic};
 use matih::graph::{self, ResourceGraph};
 use matih::plan::{self, Plan, TextOptions};
+use matih::provider::dns::DnsProvider;
 use matih::provider::kubernetes::{KubeSettings, KubeTarget, KubernetesProvider};
+use matih::provider::postgres::{PostgresProvider, PostgresSettings};
 use matih::spec::{self, PlatformConfig, TenantSpec};
 use matih::state::{MemoryStore, SledStore, StateStore, TenantStatus};
 use matih::workflow::{self, Refresh};
@@ -221,6 +223,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 struct Inputs {
     specs: Vec<TenantSpec>,
     graphs: Vec<ResourceGraph>,
+    catalog: Catalog,
     platform: PlatformConfig,
     platform_file: Option<PathBuf>,
 }
@@ -280,7 +283,7 @@ fn load_inputs(global: &Global, paths: &[PathBuf]) -> Result<Inputs> {
         return Err(Reported.into());
     }
     let (specs, graphs) = (compiled.specs, compiled.graphs);
-    Ok(Inputs { specs, graphs, platform, platform_file })
+    Ok(Inputs { specs, graphs, catalog, platform, platform_file })
 }
 
 fn validate(global: &Global, paths: &[PathBuf]) -> Result<ExitCode> {
@@ -304,9 +307,10 @@ fn open_state_for_read(global: &Global) -> Result<Box<dyn StateStore>> {
     }
 }
 
-/// Connects the providers the platform file configures. Kinds without a provider are reported
-/// by [`require_providers`] when a plan needs them.
-fn connect_providers(platform: &PlatformConfig, rt: &tokio::runtime::Runtime) -> Result<Providers> {
+/// Connects the providers the platform file configures: Kubernetes (`kubernetes` block), DNS
+/// (`dns` block with a `provider`), PostgreSQL (when the admin URL variable is set). Kinds without a
+/// provider are reported by [`require_providers`] when a plan needs them.
+fn connect_providers(platform: &PlatformConfig, catalog: &Catalog, rt: &tokio::runtime::Runtime) -> Result<Providers> {
     let mut providers = Providers::new();
     if let Some(k) = &platform.kubernetes {
         let target = match &k.api_url {
@@ -324,11 +328,19 @@ fn connect_providers(platform: &PlatformConfig, rt: &tokio::runtime::Runtime) ->
         let provider = rt.block_on(KubernetesProvider::connect(&target, settings)).map_err(anyhow::Error::msg)?;
         providers = providers.with(Arc::new(provider));
     }
+    if let Some(dns) = &platform.dns {
+        providers = providers.with(Arc::new(DnsProvider::from_platform(dns).map_err(anyhow::Error::msg)?));
+    }
+    if std::env::var_os(&platform.postgres_admin_url_env).is_some() {
+        let settings = PostgresSettings::from_platform(platform, catalog).map_err(anyhow::Error::msg)?;
+        let provider = rt.block_on(PostgresProvider::connect(&settings)).map_err(anyhow::Error::msg)?;
+        providers = providers.with(Arc::new(provider));
+    }
     Ok(providers)
 }
 
 /// Fails, before anything is changed, when a plan needs resource kinds no provider handles.
-fn require_providers(plan: &Plan, providers: &Providers) -> Result<()> {
+fn require_providers(plan: &Plan, providers: &Providers, platform: &PlatformConfig) -> Result<()> {
     let mut missing = std::collections::BTreeSet::new();
     for t in &plan.tenants {
         missing.extend(providers.missing(t));
@@ -342,6 +354,14 @@ fn require_providers(plan: &Plan, providers: &Providers) -> Result<()> {
     for f in families {
         hints.push(match f {
             "kubernetes" => "kubernetes_*: add a `kubernetes` block to the platform file (matih.hcl)".to_string(),
+            "postgresql" => format!(
+                "postgresql_*: set the environment variable {} to matih's PostgreSQL admin URL \
+                 (postgres.admin_url_env in matih.hcl names another variable)",
+                platform.postgres_admin_url_env
+            ),
+            "dns" => {
+                "dns_*: set `provider` (\"powerdns\" or \"azure\") in the `dns` block of the platform file".to_string()
+            }
             other => format!("{other}_*: no {other} provider is configured in the platform file"),
         });
     }
@@ -385,7 +405,8 @@ fn plan_cmd(global: &Global, args: &PlanArgs, color: bool) -> Result<ExitCode> {
     let inputs = load_inputs(global, &args.paths)?;
     let store = open_state_for_read(global)?;
     let rt = runtime()?;
-    let providers = if args.refresh { connect_providers(&inputs.platform, &rt)? } else { Providers::new() };
+    let providers =
+        if args.refresh { connect_providers(&inputs.platform, &inputs.catalog, &rt)? } else { Providers::new() };
     let plan = compute_plan(&inputs, store.as_ref(), &providers, args.refresh, &rt)?;
     if inputs.platform_file.is_none() && args.refresh && args.format == Format::Text {
         eprintln!(
@@ -432,11 +453,12 @@ fn confirm(question: &str) -> Result<bool> {
 fn execute(
     plan: &Plan,
     global: &Global,
+    platform: &PlatformConfig,
     providers: &Providers,
     opts: ApplyOptions,
     rt: &tokio::runtime::Runtime,
 ) -> Result<ExitCode> {
-    require_providers(plan, providers)?;
+    require_providers(plan, providers, platform)?;
     let store: Arc<dyn StateStore> = Arc::new(SledStore::open(&global.state)?);
     let hooks: Arc<dyn Hooks> = Arc::new(ConsoleHooks::new(Box::new(std::io::stdout())));
     let started = std::time::Instant::now();
@@ -504,8 +526,9 @@ fn apply_cmd(global: &Global, args: &ApplyArgs, color: bool, destroy: bool) -> R
         if diag::has_errors(&diags) {
             return Err(Reported.into());
         }
-        let providers = connect_providers(&platform, &rt)?;
-        require_providers(&plan, &providers)?;
+        let catalog = load_catalog(global)?;
+        let providers = connect_providers(&platform, &catalog, &rt)?;
+        require_providers(&plan, &providers, &platform)?;
         for tp in plan.tenants.iter().filter(|t| t.has_changes()) {
             let changed = rt.block_on(matih::apply::changed_since_planned(tp, &providers))?;
             if !changed.is_empty() {
@@ -517,12 +540,12 @@ fn apply_cmd(global: &Global, args: &ApplyArgs, color: bool, destroy: bool) -> R
                 );
             }
         }
-        return execute(&plan, global, &providers, opts, &rt);
+        return execute(&plan, global, &platform, &providers, opts, &rt);
     }
 
     let inputs = load_inputs(global, &args.paths)?;
     let store = open_state_for_read(global)?;
-    let providers = connect_providers(&inputs.platform, &rt)?;
+    let providers = connect_providers(&inputs.platform, &inputs.catalog, &rt)?;
     let plan = if destroy {
         let mut tenants = Vec::new();
         for (spec, graph) in inputs.specs.iter().zip(&inputs.graphs) {
@@ -539,7 +562,7 @@ fn apply_cmd(global: &Global, args: &ApplyArgs, color: bool, destroy: bool) -> R
     if !plan.has_changes() {
         return Ok(ExitCode::SUCCESS);
     }
-    require_providers(&plan, &providers)?;
+    require_providers(&plan, &providers, &inputs.platform)?;
     if !args.auto_approve {
         let q = if destroy {
             "Do you really want to destroy these tenants?"
@@ -551,7 +574,7 @@ fn apply_cmd(global: &Global, args: &ApplyArgs, color: bool, destroy: bool) -> R
             return Ok(ExitCode::from(1));
         }
     }
-    execute(&plan, global, &providers, opts, &rt)
+    execute(&plan, global, &inputs.platform, &providers, opts, &rt)
 }
 
 fn show(path: &Path, format: Format, color: bool) -> Result<ExitCode> {

@@ -299,6 +299,8 @@ async fn the_engine_provisions_and_destroys_phase_7_of_the_example_tenant() {
     let providers = Providers::new().with(Arc::new(provider())).with(Arc::new(NotDns));
     let opts = ApplyOptions { initial_backoff: std::time::Duration::from_millis(10), ..ApplyOptions::default() };
 
+    // acme's Slack webhook comes from the environment; apply checks it is there before starting.
+    std::env::set_var("ACME_SLACK_WEBHOOK", "https://hooks.slack.example/services/T0/B0/dns-test");
     let plan = matih::plan::diff(&graph, None, None);
     apply_tenant(&plan, &store, &providers, &NoHooks, &opts).await.unwrap();
     let s = powerdns::server();

@@ -180,8 +180,8 @@ async fn a_schema_tenant_through_the_apply_engine() {
     );
     assert_eq!(
         state.resources[&addr("postgresql_connectivity_check.tenant")].outputs["checked_with"],
-        Value::str(CHECKED_WITH_SET_ROLE),
-        "the engine hands the check no password (its attributes name none)"
+        Value::str(CHECKED_WITH_PASSWORD),
+        "the check logs in with the password the role generated in the same run"
     );
     let a = admin("postgres").await;
     let row = a

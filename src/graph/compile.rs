@@ -271,6 +271,9 @@ impl<'a> Builder<'a> {
                 ("login", true.into()),
                 ("password", Value::Secret(Secret { source: "generated".into(), fingerprint: None })),
                 ("connection_limit", Value::Int(self.tier.connection_limit)),
+                // Where the tenant's data lives, for the DATABASE_URL the role hands to the Secret.
+                ("database", s(&database)),
+                ("schema", s(&schema)),
             ],
             vec![],
             &["name"],
@@ -352,6 +355,8 @@ impl<'a> Builder<'a> {
                 ("database", s(&database)),
                 ("schema", s(&schema)),
                 ("user", s(&name)),
+                // The check logs in as the tenant, with the password the role generated in this run.
+                ("password", Value::Secret(Secret { source: format!("output:{role}.password"), fingerprint: None })),
                 ("credentials", m([("namespace", s(&self.ns)), ("secret", s(DATABASE_SECRET))])),
             ],
             vec![secret, seed],

@@ -673,6 +673,7 @@ fn compiled_graphs_hold_no_clear_secret() {
             "env:ACME_SLACK_WEBHOOK",
             "generated",
             "output:postgresql_role.tenant.database_url",
+            "output:postgresql_role.tenant.password",
             "output:postgresql_role.tenant.password"
         ]
     );

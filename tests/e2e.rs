@@ -1,0 +1,235 @@
+//! The whole tool, end to end, as a platform engineer uses it: the real `matih` binary applies the
+//! tenant acme through all ten phases against the Kubernetes API test server, a real PostgreSQL and
+//! a real PowerDNS (all started here), then plans again (no changes), sees and repairs drift, and
+//! destroys the tenant. The real `kubectl`, `dig` and the PostgreSQL server check what it did.
+
+mod common;
+#[path = "support/postgres.rs"]
+mod postgres;
+#[path = "support/powerdns.rs"]
+mod powerdns;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use base64::Engine as _;
+use matih::provider::dns::{DnsBackend, PowerDnsBackend};
+
+const PARENT: &str = "matih.test";
+const WEBHOOK: &str = "https://hooks.slack.example/services/T0/B0/e2e-secret-webhook";
+
+struct Kube {
+    child: Child,
+    url: String,
+    home: tempfile::TempDir,
+}
+
+impl Drop for Kube {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Kube {
+    fn start() -> Kube {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kube-test-server"))
+            .args(["--listen", "127.0.0.1:0", "--deployment-ready-delay-ms", "100", "--lb-ip-delay-ms", "200"])
+            .args(["--certificate-ready-delay-ms", "100"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start kube-test-server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("listening on ").unwrap().to_string();
+        Kube { child, url, home: tempfile::tempdir().unwrap() }
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .arg(format!("--server={}", self.url))
+            .args(args)
+            .env("HOME", self.home.path())
+            .env_remove("KUBECONFIG")
+            .output()
+            .expect("kubectl must be installed")
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn matih(dir: &Path, args: &[&str], pg: &postgres::PgServer, dns: &powerdns::PowerDns) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_matih"))
+        .args(args)
+        .current_dir(dir)
+        .env("MATIH_STATE_DIR", dir.join("state"))
+        .env("NO_COLOR", "1")
+        .env("MATIH_POSTGRES_ADMIN_URL", &pg.admin_url)
+        .env("PDNS_API_KEY", &dns.api_key)
+        .env("ACME_SLACK_WEBHOOK", WEBHOOK)
+        .env_remove("MATIH_PLATFORM_FILE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn psql(pg: &postgres::PgServer, sql: &str) -> String {
+    let out = Command::new("psql").args([pg.admin_url.as_str(), "-tA", "-c", sql]).output().expect("psql");
+    assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn all_files(dir: &Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            bytes.extend(all_files(&p));
+        } else {
+            bytes.extend(std::fs::read(&p).unwrap());
+        }
+    }
+    bytes
+}
+
+#[test]
+fn acme_from_nothing_to_active_to_repaired_drift_to_destroyed() {
+    let kube = Kube::start();
+    let pg = postgres::server();
+    let dns = powerdns::server();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let backend =
+        PowerDnsBackend::new(&dns.api_url, "localhost", dns.api_key.clone(), vec!["ns1.matih.test.".into()]).unwrap();
+    rt.block_on(backend.create_zone(PARENT)).unwrap();
+    rt.block_on(backend.replace_rrset(
+        PARENT,
+        "www",
+        "A",
+        &matih::provider::dns::RecordSet { ttl: 300, records: vec!["198.51.100.7".into()] },
+    ))
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
+    std::fs::copy(common::root().join("tenants/acme.hcl"), dir.path().join("tenants/acme.hcl")).unwrap();
+    std::fs::write(
+        dir.path().join("matih.hcl"),
+        format!(
+            r#"dns {{
+  parent_zone = "{PARENT}"
+  provider    = "powerdns"
+  api_url     = "{}"
+  api_key_env = "PDNS_API_KEY"
+  nameservers = ["ns1.matih.test.", "ns2.matih.test."]
+}}
+postgres {{
+  host = "127.0.0.1"
+  port = {}
+}}
+kubernetes {{
+  api_url                      = "{}"
+  load_balancer_ip_interval_ms = 50
+  poll_interval_ms             = 50
+}}
+"#,
+            dns.api_url, pg.port, kube.url
+        ),
+    )
+    .unwrap();
+
+    // Apply: every phase, in order, against the real systems.
+    let out = matih(dir.path(), &["apply", "tenants/acme.hcl", "--auto-approve"], pg, dns);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    let graph = common::compile_file(&dir.path().join("tenants/acme.hcl"));
+    assert!(
+        log.contains(&format!("Apply complete! Resources: {} added, 0 changed, 0 destroyed.", graph.len())),
+        "{log}"
+    );
+    let mut last = 0;
+    for p in matih::phase::Phase::ALL {
+        let at = log
+            .find(&format!("acme: Phase {}/10 {} complete", p.number(), p.name()))
+            .unwrap_or_else(|| panic!("{p} in {log}"));
+        assert!(at > last, "phases in order");
+        last = at;
+    }
+
+    // The plan after apply reads everything back and has nothing to do.
+    let out = matih(dir.path(), &["plan", "tenants/acme.hcl", "--detailed-exitcode"], pg, dns);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("No changes."));
+
+    let status = text(&matih(dir.path(), &["status", "acme"], pg, dns));
+    assert!(status.contains("Status:     ACTIVE"), "{status}");
+    assert!(status.contains("SETUP_OBSERVABILITY") && status.contains("COMPLETED"), "{status}");
+
+    // Kubernetes: namespace, Secret with the role's password; PostgreSQL: the role and its schema;
+    // DNS: the records point at the LoadBalancer IP, the parent delegates.
+    let ns = kube.kubectl(&["get", "ns", "matih-acme", "-o", "json"]);
+    assert!(ns.status.success(), "{}", text(&ns));
+    let svc: serde_json::Value = serde_json::from_slice(
+        &kube.kubectl(&["get", "svc", "ingress-nginx-controller", "-n", "matih-acme", "-o", "json"]).stdout,
+    )
+    .unwrap();
+    let ip = svc["status"]["loadBalancer"]["ingress"][0]["ip"].as_str().unwrap().to_string();
+    assert_eq!(dns.dig(&format!("api.acme.{PARENT}"), "A"), vec![ip.clone()]);
+    assert_eq!(dns.dig(&format!("anything.acme.{PARENT}"), "A"), vec![ip.clone()], "the wildcard record");
+    assert_eq!(dns.dig(&format!("acme.{PARENT}"), "NS"), ["ns1.matih.test.", "ns2.matih.test."]);
+    assert_eq!(psql(pg, "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'tenant_acme'"), "40");
+    let secret: serde_json::Value = serde_json::from_slice(
+        &kube.kubectl(&["get", "secret", "tenant-database-credentials", "-n", "matih-acme", "-o", "json"]).stdout,
+    )
+    .unwrap();
+    let b64 = |k: &str| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD.decode(secret["data"][k].as_str().unwrap()).unwrap(),
+        )
+        .unwrap()
+    };
+    let password = b64("POSTGRES_PASSWORD");
+    assert!(password.len() >= 32);
+    assert!(b64("DATABASE_URL").contains(&password));
+    // The tenant logs in with the Secret's credentials and sees its migrated tables.
+    let url = format!("postgresql://tenant_acme:{password}@127.0.0.1:{}/{}", pg.port, b64("POSTGRES_DB"));
+    let login = Command::new("psql")
+        .args([url.as_str(), "-tA", "-c", "SELECT count(*) FROM tenant_acme.flyway_schema_history WHERE success"])
+        .output()
+        .unwrap();
+    assert!(login.status.success(), "{}", String::from_utf8_lossy(&login.stderr));
+    assert!(String::from_utf8_lossy(&login.stdout).trim().parse::<i32>().unwrap() >= 3);
+    // Secrets never reach the state store or the output.
+    let state = all_files(&dir.path().join("state"));
+    for secret in [password.as_str(), WEBHOOK] {
+        assert!(!String::from_utf8_lossy(&state).contains(secret), "a secret reached the state store");
+        assert!(!log.contains(secret), "a secret reached the output");
+    }
+
+    // Drift: a record deleted in PowerDNS and a label changed with kubectl are seen and repaired.
+    rt.block_on(backend.delete_rrset(&format!("acme.{PARENT}"), "api", "A")).unwrap();
+    assert!(kube.kubectl(&["label", "ns", "matih-acme", "matih.ai/region=westus", "--overwrite"]).status.success());
+    let out = matih(dir.path(), &["plan", "tenants/acme.hcl", "--detailed-exitcode"], pg, dns);
+    let plan = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{plan}");
+    assert!(plan.contains("# dns_a_record.api will be created"), "{plan}");
+    assert!(plan.contains("# kubernetes_namespace.tenant will be updated in place"), "{plan}");
+    assert!(plan.contains("Plan: 1 to add, 1 to change, 0 to destroy."), "{plan}");
+    let out = matih(dir.path(), &["apply", "tenants/acme.hcl", "--auto-approve"], pg, dns);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(dns.dig(&format!("api.acme.{PARENT}"), "A"), [ip]);
+    let out = matih(dir.path(), &["plan", "tenants/acme.hcl", "--detailed-exitcode"], pg, dns);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // Destroy: everything goes, in reverse phase order; the parent zone keeps its other records.
+    let out = matih(dir.path(), &["destroy", "tenants/acme.hcl", "--auto-approve"], pg, dns);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(dns.dig(&format!("api.acme.{PARENT}"), "A").is_empty());
+    assert_eq!(dns.dig(&format!("www.{PARENT}"), "A"), ["198.51.100.7"]);
+    assert!(!kube.kubectl(&["get", "ns", "matih-acme"]).status.success(), "the namespace is gone");
+    assert_eq!(psql(pg, "SELECT count(*) FROM pg_roles WHERE rolname = 'tenant_acme'"), "0");
+    let status = text(&matih(dir.path(), &["status", "acme"], pg, dns));
+    assert!(status.contains("DESTROYED"), "{status}");
+}
