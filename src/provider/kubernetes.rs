@@ -263,14 +263,76 @@ fn project_secret_data(desired: &Value, live: &serde_json::Value) -> Option<Valu
     ))
 }
 
+/// Field ownership read from `metadata.managedFields`: the fields matih owns, and those that a
+/// controller took over. A field a controller owns and matih no longer does (an autoscaler's
+/// `spec.replicas`) is that controller's: reading it back keeps matih's recorded value, so it is not
+/// drift. Changes made by hand with kubectl (managers named `kubectl…`) stay drift.
+struct Ownership {
+    matih: Vec<serde_json::Value>,
+    controllers: Vec<serde_json::Value>,
+}
+
+impl Ownership {
+    fn of(live: &serde_json::Value) -> Ownership {
+        let mut o = Ownership { matih: Vec::new(), controllers: Vec::new() };
+        for entry in live.pointer("/metadata/managedFields").and_then(|m| m.as_array()).into_iter().flatten() {
+            let manager = entry["manager"].as_str().unwrap_or_default();
+            if entry.get("subresource").and_then(|s| s.as_str()) == Some("status") {
+                continue;
+            }
+            let Some(fields) = entry.get("fieldsV1") else { continue };
+            if manager == FIELD_MANAGER {
+                o.matih.push(fields.clone());
+            } else if !manager.starts_with("kubectl") {
+                o.controllers.push(fields.clone());
+            }
+        }
+        o
+    }
+
+    fn owns(trees: &[serde_json::Value], path: &[String]) -> bool {
+        trees.iter().any(|t| path.iter().try_fold(t, |node, key| node.get(format!("f:{key}"))).is_some())
+    }
+
+    /// Whether the field at `path` belongs to a controller rather than to matih.
+    fn yielded(&self, path: &[String]) -> bool {
+        !self.controllers.is_empty() && Self::owns(&self.controllers, path) && !Self::owns(&self.matih, path)
+    }
+}
+
+/// [`project`], except that fields a controller took over keep the recorded value.
+fn project_owned(recorded: &Value, live: &serde_json::Value, path: &mut Vec<String>, own: &Ownership) -> Option<Value> {
+    if own.yielded(path) {
+        return Some(recorded.clone());
+    }
+    match (recorded, live) {
+        (Value::Map(d), serde_json::Value::Object(l)) => Some(Value::Map(
+            d.iter()
+                .filter_map(|(k, dv)| {
+                    path.push(k.clone());
+                    let v = match l.get(k) {
+                        Some(lv) => project_owned(dv, lv, path, own),
+                        None if own.yielded(path) => Some(dv.clone()),
+                        None => None,
+                    };
+                    path.pop();
+                    Some((k.clone(), v?))
+                })
+                .collect(),
+        )),
+        _ => project(recorded, live),
+    }
+}
+
 fn observe(recorded: &BTreeMap<String, Value>, live: &serde_json::Value) -> BTreeMap<String, Value> {
+    let own = Ownership::of(live);
     recorded
         .iter()
         .filter_map(|(k, dv)| {
             if k == "data" || k == "stringData" {
                 return Some((k.clone(), project_secret_data(dv, live.get("data")?)?));
             }
-            Some((k.clone(), project(dv, live.get(k)?)?))
+            Some((k.clone(), project_owned(dv, live.get(k)?, &mut vec![k.clone()], &own)?))
         })
         .collect()
 }
@@ -523,6 +585,32 @@ mod tests {
                 ("spec", Value::map([("replicas", Value::Int(2))])),
             ])
         );
+    }
+
+    #[test]
+    fn fields_a_controller_took_over_are_not_drift_but_kubectl_edits_are() {
+        let recorded: BTreeMap<String, Value> = [
+            ("metadata".to_string(), Value::map([("labels", Value::map([("tier", Value::str("pro"))]))])),
+            ("spec".to_string(), Value::map([("replicas", Value::Int(2)), ("paused", Value::Bool(false))])),
+        ]
+        .into_iter()
+        .collect();
+        let live = serde_json::json!({
+            "metadata": {
+                "labels": {"tier": "free"},
+                "managedFields": [
+                    {"manager": "matih", "operation": "Apply", "fieldsV1": {"f:spec": {"f:paused": {}}}},
+                    {"manager": "horizontal-pod-autoscaler", "operation": "Update", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+                    {"manager": "kubectl-label", "operation": "Update", "fieldsV1": {"f:metadata": {"f:labels": {"f:tier": {}}}}},
+                    {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status", "fieldsV1": {"f:spec": {"f:paused": {}}}}
+                ]
+            },
+            "spec": {"replicas": 7, "paused": true}
+        });
+        let seen = observe(&recorded, &live);
+        assert_eq!(seen["spec"].get_path("replicas"), Some(&Value::Int(2)), "the autoscaler's field keeps the record");
+        assert_eq!(seen["spec"].get_path("paused"), Some(&Value::Bool(true)), "matih's own field is read back");
+        assert_eq!(seen["metadata"].get_path("labels.tier"), Some(&Value::str("free")), "a kubectl edit is drift");
     }
 
     #[test]
