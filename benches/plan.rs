@@ -21,6 +21,10 @@ use matih::state::{MemoryStore, ResourceState, SledStore, StateStore, TenantStat
 use matih::value::{fingerprint, Secret, Value};
 use matih::workflow;
 
+/// The same allocator as the `matih` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TIERS: [&str; 3] = ["free", "professional", "enterprise"];
 const REGIONS: [&str; 3] = ["eastus", "westeurope", "westus2"];
 
