@@ -50,6 +50,10 @@ struct Azure {
     violations: Vec<String>,
     /// Answers to give instead of handling the next requests: (status, Retry-After).
     faults: Vec<(u16, Option<&'static str>)>,
+    /// Makes each record set write a new etag.
+    etag_counter: u64,
+    /// Simulates a concurrent writer: after answering the next GET of this record set, its etag changes.
+    change_after_get: Option<(String, String, String)>,
 }
 
 type Shared = Arc<Mutex<Azure>>;
@@ -128,8 +132,12 @@ async fn handle(state: Shared, req: Request<Incoming>) -> Result<Response<Full<B
     let query = req.uri().query().unwrap_or("").to_string();
     let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
     let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (if_match, if_none_match) = (header("if-match"), header("if-none-match"));
     let bytes = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let mut az = state.lock().unwrap();
+    let mut guard = state.lock().unwrap();
+    // Through a plain reference, so that fields can be borrowed one by one.
+    let az = &mut *guard;
     let what = format!("{method} {path}");
     az.log.push(what.clone());
     if !az.faults.is_empty() {
@@ -207,7 +215,28 @@ async fn handle(state: Shared, req: Request<Incoming>) -> Result<Response<Full<B
             match m {
                 "PUT" => match check_rrset_body(rtype, &body) {
                     Ok((ttl, records)) => {
-                        let rs = rrset_json(zone, rtype, name, ttl, records);
+                        // Optimistic concurrency, as Azure does it: If-None-Match: * creates only, If-Match: ETAG
+                        // updates only that version. matih must send one of them, so no write is blind.
+                        let current = sets.get(&key).and_then(|rs| rs["etag"].as_str()).map(str::to_string);
+                        if if_match.is_none() && if_none_match.is_none() {
+                            az.violations.push(format!("{what}: neither If-Match nor If-None-Match"));
+                        }
+                        let precondition_failed = match (&if_match, &if_none_match, &current) {
+                            (_, Some(star), Some(_)) if star == "*" => true,
+                            (Some(want), _, Some(have)) => want != have,
+                            (Some(_), _, None) => true,
+                            _ => false,
+                        };
+                        if precondition_failed {
+                            return Ok(error(
+                                412,
+                                "PreconditionFailed",
+                                format!("The condition '{if_match:?}/{if_none_match:?}' in the request is not met."),
+                            ));
+                        }
+                        az.etag_counter += 1;
+                        let mut rs = rrset_json(zone, rtype, name, ttl, records);
+                        rs["etag"] = json!(format!("{:08x}-0000-0000-0000-000000000000", az.etag_counter));
                         let created = sets.insert(key, rs.clone()).is_none();
                         Ok(reply(if created { 201 } else { 200 }, rs, &[]))
                     }
@@ -217,7 +246,16 @@ async fn handle(state: Shared, req: Request<Incoming>) -> Result<Response<Full<B
                     }
                 },
                 "GET" => match sets.get(&key) {
-                    Some(rs) => Ok(reply(200, rs.clone(), &[])),
+                    Some(rs) => {
+                        let answer = reply(200, rs.clone(), &[]);
+                        if az.change_after_get == Some((zone.to_string(), rtype.to_string(), name.to_string())) {
+                            az.change_after_get = None;
+                            az.etag_counter += 1;
+                            let etag = format!("{:08x}-0000-0000-0000-000000000000", az.etag_counter);
+                            az.zones.get_mut(*zone).unwrap().get_mut(&key).unwrap()["etag"] = json!(etag);
+                        }
+                        Ok(answer)
+                    }
                     None => Ok(not_found(&format!("{zone}/{rtype}/"), name)),
                 },
                 "DELETE" => match sets.remove(&key) {
@@ -403,4 +441,29 @@ async fn throttling_and_outages_are_transient_and_client_errors_are_not() {
     assert!(e.transient, "{e}");
     assert!(az.lock().unwrap().violations.is_empty());
     assert!(!format!("{:?}", backend(&url)).contains(TOKEN));
+}
+
+#[tokio::test]
+async fn record_sets_are_written_with_etags_and_a_concurrent_change_is_not_overwritten() {
+    let (url, state) = fake_azure().await;
+    let b = backend(&url);
+    b.create_zone("etag.matih.ai").await.unwrap();
+    let v1 = RecordSet { ttl: 300, records: vec!["203.0.113.1".into()] };
+    b.replace_rrset("etag.matih.ai", "api", "A", &v1).await.unwrap();
+    let v2 = RecordSet { ttl: 300, records: vec!["203.0.113.2".into()] };
+    b.replace_rrset("etag.matih.ai", "api", "A", &v2).await.unwrap();
+    assert_eq!(b.get_rrset("etag.matih.ai", "api", "A").await.unwrap(), Some(v2.clone()));
+    assert!(state.lock().unwrap().violations.is_empty(), "{:?}", state.lock().unwrap().violations);
+
+    // Someone else writes the set between matih's read of the etag and its write: the stale If-Match
+    // is refused with 412, which matih reports as transient (the engine retries with a fresh read).
+    state.lock().unwrap().change_after_get = Some(("etag.matih.ai".into(), "A".into(), "api".into()));
+    let v3 = RecordSet { ttl: 300, records: vec!["203.0.113.3".into()] };
+    let e = b.replace_rrset("etag.matih.ai", "api", "A", &v3).await.unwrap_err();
+    assert!(e.transient, "{e:?}");
+    assert!(e.message.contains("412") && e.message.contains("changed by someone else"), "{e:?}");
+    assert_eq!(b.get_rrset("etag.matih.ai", "api", "A").await.unwrap(), Some(v2), "nothing was overwritten");
+    // A retry reads the new etag and succeeds.
+    b.replace_rrset("etag.matih.ai", "api", "A", &v3).await.unwrap();
+    assert_eq!(b.get_rrset("etag.matih.ai", "api", "A").await.unwrap(), Some(v3));
 }

@@ -7,6 +7,11 @@
 //! gone. Zone deletion is a long-running operation: a 202 is followed by polling the zone until it
 //! is gone.
 //!
+//! Record sets are written with optimistic concurrency: a replace reads the set's `etag` first and
+//! sends `If-Match: <etag>` (or `If-None-Match: *` when the set does not exist yet), so a change
+//! made by someone else in between is never overwritten blindly: Azure answers 412, which is
+//! transient here (the engine retries, reading the new etag).
+//!
 //! The SDK's own retries are switched off: the engine retries transient errors with backoff.
 //! Credentials live in the `TokenCredential`; the bearer token is only ever in the request header.
 
@@ -242,13 +247,40 @@ impl DnsBackend for AzureBackend {
                 }
             }
             let body = AzRecordSet { properties: Some(props), ..AzRecordSet::default() };
-            self.client
+            let etag = match self
+                .client
                 .record_sets_client()
-                .create_or_update(&self.resource_group, zone, name, rtype, body, &self.subscription_id)
-                .send()
+                .get(&self.resource_group, zone, name, rtype, &self.subscription_id)
                 .await
-                .map_err(az_error)?;
-            Ok(())
+            {
+                Ok(current) => current.etag,
+                Err(e) if is_not_found(&e) => None,
+                Err(e) => return Err(az_error(e)),
+            };
+            let put = self.client.record_sets_client().create_or_update(
+                &self.resource_group,
+                zone,
+                name,
+                rtype,
+                body,
+                &self.subscription_id,
+            );
+            let put = match etag {
+                Some(etag) => put.if_match(etag),
+                None => put.if_none_match("*"),
+            };
+            match put.send().await {
+                Ok(_) => Ok(()),
+                Err(e) if e.as_http_error().is_some_and(|h| u16::from(h.status()) == 412) => Err(BackendError {
+                    status: Some(412),
+                    message: format!(
+                        "record set {rtype} {name} in zone {zone} was changed by someone else while matih wrote it \
+                         (HTTP 412 PreconditionFailed); it is read again and retried"
+                    ),
+                    transient: true,
+                }),
+                Err(e) => Err(az_error(e)),
+            }
         })
     }
 
