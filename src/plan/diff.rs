@@ -344,7 +344,8 @@ fn rotations(
         first.resource_changes.iter().map(|c| (&c.address, c.action)).collect();
     let live = |addr: &ResourceAddr| prior.and_then(|s| s.resources.get(addr));
     let before_refresh = |addr: &ResourceAddr| recorded.and_then(|s| s.resources.get(addr));
-    for res in graph.apply_order() {
+    // By address: the order of the reasons is deterministic, and no second topological sort.
+    for res in graph.index.keys().filter_map(|a| graph.get(a)) {
         if !res.attrs.values().any(Value::is_sensitive) {
             continue;
         }
