@@ -375,7 +375,15 @@ fn notes_go_under_the_resource_heading_in_text_markdown_and_json() {
         ),
         "{text}"
     );
-    assert!(render_markdown(&plan).contains("# password rotated: kubernetes_secret.database_credentials is missing"));
+    let md = render_markdown(&plan);
+    assert!(md.contains("# password rotated: kubernetes_secret.database_credentials is missing"), "{md}");
+    assert!(
+        md.contains(
+            "**Credentials rotated**\n\n- `acme`: `postgresql_role.tenant` will be updated in place (a new password: \
+             restart what uses the old one)\n"
+        ),
+        "{md}"
+    );
     let doc: serde_json::Value = serde_json::from_str(&render_json(&plan)).unwrap();
     assert_eq!(
         doc["tenants"][0]["resource_changes"][0]["notes"][0],

@@ -158,7 +158,7 @@ pub fn pending(migs: &[Mig], history: &[HistoryRow]) -> Result<Vec<usize>, (Opti
 }
 
 /// Flyway's `validate`, at plan time: the migrations desired (`desired`, the resource's attributes)
-/// against those applied (`applied`, what [`read`] returned in a refresh, or what state recorded):
+/// against those applied (`applied`, what `read` returned in a refresh, or what state recorded):
 /// an applied versioned migration whose checksum changed, a pending version older than the newest
 /// applied one. Returns the offending script and the message; `None` when apply can proceed, or
 /// when the two name another schema (the resource is replaced and starts afresh). Pure.
