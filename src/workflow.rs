@@ -14,7 +14,7 @@ use crate::catalog::Catalog;
 use crate::diag::{self, Diagnostic, Location};
 use crate::graph::{self, ResourceGraph};
 use crate::plan::{self, Plan};
-use crate::provider::ProviderError;
+use crate::provider::{postgres, ProviderError};
 use crate::spec::{self, PlatformConfig, TenantSpec};
 use crate::state::{StateError, StateStore, TenantState};
 
@@ -65,6 +65,11 @@ pub enum PlanError {
          change (remove its state with `matih state rm` only if you know what you are doing)"
     )]
     IdChanged { location: Location, slug: String, recorded: String, spec: String },
+    #[error(
+        "migrations/{script}: {message} (tenant {slug:?}); the plan cannot be made until the file is restored as it \
+         was applied"
+    )]
+    AppliedMigrationChanged { slug: String, script: String, message: String },
 }
 
 /// Providers to read live objects through before diffing, and the runtime to do it on.
@@ -87,8 +92,8 @@ pub fn plan_tenants(
         .par_iter()
         .zip(graphs.par_iter())
         .map(|(spec, graph)| {
-            let mut prior: Option<TenantState> = store.get(&graph.tenant.slug)?;
-            if let Some(p) = &prior {
+            let recorded: Option<TenantState> = store.get(&graph.tenant.slug)?;
+            if let Some(p) = &recorded {
                 if p.tenant_id != graph.tenant.id {
                     return Err(PlanError::IdChanged {
                         location: spec.id.location.clone(),
@@ -99,12 +104,18 @@ pub fn plan_tenants(
                 }
             }
             let mut errors = Vec::new();
-            if let (Some(r), Some(p)) = (refresh_with, &prior) {
-                let refreshed = r.runtime.block_on(refresh(p, r.providers, r.parallelism));
-                errors = refreshed.errors;
-                prior = refreshed.state;
+            // Refreshed: what the providers read back; the recorded state is kept beside it, so
+            // that the diff sees secrets changed outside matih.
+            let mut refreshed = None;
+            if let (Some(r), Some(p)) = (refresh_with, &recorded) {
+                let found = r.runtime.block_on(refresh(p, r.providers, r.parallelism));
+                errors = found.errors;
+                refreshed = Some(found.state);
             }
-            Ok((plan::diff(graph, prior.as_ref(), Some(spec.location.file.clone())), errors))
+            let prior = refreshed.as_ref().map_or(recorded.as_ref(), Option::as_ref);
+            check_applied_migrations(graph, prior)?;
+            let source = Some(spec.location.file.clone());
+            Ok((plan::diff_refreshed(graph, prior, recorded.as_ref(), source), errors))
         })
         .collect();
     let mut tenants = Vec::with_capacity(planned.len());
@@ -115,4 +126,18 @@ pub fn plan_tenants(
         read_errors.extend(errors);
     }
     Ok((Plan::new(tenants), read_errors))
+}
+
+/// A migration that was applied must never change: when the refreshed (or recorded) migrations of a
+/// tenant hold a checksum that differs from its file's, the plan is an error, not the apply.
+fn check_applied_migrations(graph: &ResourceGraph, prior: Option<&TenantState>) -> Result<(), PlanError> {
+    let Some(prior) = prior else { return Ok(()) };
+    let migrations = graph.index.keys().filter(|a| a.kind == "postgresql_migrations").filter_map(|a| graph.get(a));
+    for res in migrations {
+        let Some(applied) = prior.resources.get(&res.addr) else { continue };
+        if let Some((script, message)) = postgres::migrate::validate_applied(&res.attrs, &applied.attrs) {
+            return Err(PlanError::AppliedMigrationChanged { slug: graph.tenant.slug.clone(), script, message });
+        }
+    }
+    Ok(())
 }

@@ -14,6 +14,7 @@ use matih::apply::{apply_tenant, refresh, ApplyOptions, NoHooks, Providers};
 use matih::catalog::Catalog;
 use matih::diag::SourceFile;
 use matih::plan::{Action, TenantPlan};
+use matih::provider::postgres::migrate::validate_applied;
 use matih::provider::postgres::{PostgresProvider, PostgresSettings, CHECKED_WITH_PASSWORD, CHECKED_WITH_SET_ROLE};
 use matih::provider::{Observed, Provider, ProviderError, ProviderFuture, ResourceObject, TenantRef};
 use matih::spec::PlatformConfig;
@@ -265,7 +266,14 @@ async fn a_schema_tenant_through_the_apply_engine() {
     };
     let actions: Vec<(String, Action)> =
         replan.resource_changes.iter().map(|c| (c.address.to_string(), c.action)).collect();
-    assert!(actions.iter().all(|(_, a)| *a == Action::NoOp), "{actions:?}");
+    // This test applied phase 2's PostgreSQL resources only: the credentials Secret that should
+    // hold the password was never written, so the plan rotates the password for it. The rest
+    // has nothing to do.
+    let role = &replan.resource_changes[0];
+    assert_eq!((role.address.to_string(), role.action), ("postgresql_role.tenant".to_string(), Action::Update));
+    assert_eq!(role.notes, ["password rotated: kubernetes_secret.database_credentials does not exist yet"]);
+    assert_eq!(role.changes.iter().map(|c| c.path.as_str()).collect::<Vec<_>>(), ["password"]);
+    assert!(actions[1..].iter().all(|(_, a)| *a == Action::NoOp), "{actions:?}");
     drop(tenant_client);
 
     // Destroy, in reverse: the schema (with everything in it) and the role are gone.
@@ -421,6 +429,11 @@ async fn migrations_run_once_refuse_changed_checksums_and_roll_back_failures() {
     };
     assert_eq!(applied_checksum(&live.attrs["migrations"]), applied_checksum(&mig.attrs["migrations"]));
     assert_ne!(applied_checksum(&live.attrs["migrations"]), applied_checksum(&changed.attrs["migrations"]));
+    // What refresh reads back is enough to refuse it at plan time, naming the file.
+    let (script, message) = validate_applied(&changed.attrs, &live.attrs).expect("a plan-time error");
+    assert_eq!(script, "V1__init.sql");
+    assert!(message.contains("V1__init.sql was applied with checksum"), "{message}");
+    assert_eq!(validate_applied(&mig.attrs, &live.attrs), None, "the unchanged files plan cleanly");
 
     // A failing migration: rolled back entirely (its first statement too), named with the server's message.
     let mut broken = mig.clone();
@@ -469,6 +482,10 @@ async fn migrations_run_once_refuse_changed_checksums_and_roll_back_failures() {
     let mut list = migrations_of(&fixed);
     list.push(migration("V2_5__late.sql", "SELECT 1;"));
     late.attrs.insert("migrations".into(), Value::List(list));
+    let live = p.read(&t, &late).await.unwrap().unwrap();
+    let (script, message) = validate_applied(&late.attrs, &live.attrs).expect("refused at plan time too");
+    assert_eq!(script, "V2_5__late.sql");
+    assert!(message.contains("out-of-order"), "{message}");
     let e = p.apply(&t, &late).await.unwrap_err();
     assert!(e.message.contains("out-of-order"), "{e}");
 }

@@ -14,11 +14,12 @@ use crate::phase::Phase;
 use crate::value::Value;
 
 mod diff;
+mod notes;
 mod path;
 mod planfile;
 mod render;
 
-pub use diff::diff;
+pub use diff::{diff, diff_refreshed};
 pub use planfile::{load_plan, save_plan, PlanFileError, PLAN_FILE_FORMAT};
 pub use render::{render_json, render_markdown, render_text, TextOptions};
 
@@ -77,6 +78,11 @@ pub struct ResourceChange {
     pub changes: Vec<AttrChange>,
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub depends_on: BTreeSet<ResourceAddr>,
+    /// Why the change happens or what it will do, for reviewers, when the attribute diff alone does
+    /// not say it: `password rotated: kubernetes_secret.database_credentials is missing`,
+    /// `pending migrations: V3__orders.sql`. One line each, no trailing period.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// The state a tenant's plan was computed against.
@@ -222,6 +228,7 @@ mod tests {
             after: None,
             changes: Vec::new(),
             depends_on: BTreeSet::new(),
+            notes: Vec::new(),
         }
     }
 

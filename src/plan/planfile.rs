@@ -243,6 +243,7 @@ mod tests {
                     forces_replacement: false,
                 }],
                 depends_on: BTreeSet::from(["kubernetes_namespace.tenant".parse().unwrap()]),
+                notes: Vec::new(),
             }],
         }])
     }

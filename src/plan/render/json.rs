@@ -26,7 +26,8 @@
 //!           "after_unknown": [],
 //!           "sensitive_paths": [],
 //!           "changes": [],
-//!           "depends_on": []
+//!           "depends_on": [],
+//!           "notes": []
 //!         }
 //!       ]
 //!     }
@@ -58,6 +59,9 @@
 //!   `{ "path", "before", "after", "forces_replacement" }`, where a missing side (an attribute
 //!   added or removed) is `null`, with the same markers as above.
 //! - `depends_on` lists the addresses the resource waits for, sorted.
+//! - `notes` says, one line each, why a change happens or what it will do when the attribute diff
+//!   alone does not (`password rotated: kubernetes_secret.database_credentials is missing`,
+//!   `pending migrations: V3__orders.sql`).
 //!
 //! The output is pretty-printed, ends with a newline and is the same bytes for the same plan.
 //!
@@ -127,6 +131,7 @@ fn resource_change(c: &ResourceChange) -> J {
         "sensitive_paths": c.sensitive_paths(),
         "changes": changes,
         "depends_on": c.depends_on.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "notes": c.notes,
     })
 }
 

@@ -10,7 +10,10 @@
 //! 2. *Isolation, access and quotas*: any change to `kubernetes_network_policy`,
 //!    `kubernetes_role*`, `kubernetes_cluster_role*` or `kubernetes_resource_quota`.
 //! 3. *DNS and TLS*: any change to `dns_*`, `kubernetes_certificate` or `kubernetes_ingress`.
-//! 4. *Destroyed or replaced*: anything else deleted or replaced.
+//! 4. *Credentials rotated*: an update that generates a secret anew (a recorded secret changes to
+//!    one generated at apply: the tenant's database password); the services using it need the
+//!    new Secret.
+//! 5. *Destroyed or replaced*: anything else deleted or replaced.
 //!
 //! For categories 2 and 3, creates count only for tenants that already have state: everything
 //! is created when a tenant is first provisioned, and that is not a risk to review line by line.
@@ -43,6 +46,7 @@ enum Risk {
     DataLoss,
     Isolation,
     DnsTls,
+    Credentials,
     Destroyed,
 }
 
@@ -52,6 +56,7 @@ impl Risk {
             Risk::DataLoss => "Data loss",
             Risk::Isolation => "Network isolation, access control and quotas",
             Risk::DnsTls => "DNS and TLS",
+            Risk::Credentials => "Credentials rotated",
             Risk::Destroyed => "Destroyed or replaced",
         }
     }
@@ -77,12 +82,24 @@ impl Risk {
             && (kind.starts_with("dns_") || kind == "kubernetes_certificate" || kind == "kubernetes_ingress")
         {
             Some(Risk::DnsTls)
+        } else if c.action == Action::Update && c.changes.iter().any(rotates) {
+            Some(Risk::Credentials)
         } else if destructive {
             Some(Risk::Destroyed)
         } else {
             None
         }
     }
+}
+
+/// A recorded secret replaced by one generated at apply.
+fn rotates(a: &crate::plan::AttrChange) -> bool {
+    use crate::value::{Secret, Value};
+    matches!(
+        (&a.before, &a.after),
+        (Some(Value::Secret(Secret { fingerprint: Some(_), .. })), Some(Value::Secret(Secret { fingerprint: None, source })))
+            if source == "generated"
+    )
 }
 
 fn verb(action: Action) -> &'static str {
@@ -207,6 +224,7 @@ fn risk_section(out: &mut String, tenants: &[&TenantPlan], budget: usize) -> usi
         let what = match (risk, change.address.kind.as_str()) {
             (Risk::DataLoss, "postgresql_database") => " (drops the tenant's database and all its data)",
             (Risk::DataLoss, _) => " (drops the tenant's schema and all its data)",
+            (Risk::Credentials, _) => " (a new password: restart what uses the old one)",
             _ => "",
         };
         let _ = writeln!(item, "- `{}`: `{}` {}{what}", tenant.slug, change.address, verb(change.action));

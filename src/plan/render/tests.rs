@@ -345,3 +345,49 @@ fn markdown_fits_one_comment_and_says_what_it_left_out() {
     assert_eq!(small.matches("<details>").count(), small.matches("</details>").count());
     assert_eq!(small.lines().filter(|l| l.starts_with("```")).count() % 2, 0);
 }
+
+#[test]
+fn notes_go_under_the_resource_heading_in_text_markdown_and_json() {
+    let mut g = ResourceGraph::new(meta("acme"));
+    assert!(g.add(resource("postgresql_role.tenant", 2, Value::map([("password", secret(None))]), &[])));
+    let s =
+        state("acme", vec![("postgresql_role.tenant", recorded(2, Value::map([("password", secret(Some("pw")))])))]);
+    let mut t = diff(&g, Some(&s), None);
+    // What the diff gives a rotated role (see plan::diff's rotation tests).
+    let c = &mut t.resource_changes[0];
+    c.action = crate::plan::Action::Update;
+    c.after = Some(attrs(Value::map([("password", secret(None))])));
+    c.changes = vec![crate::plan::AttrChange {
+        path: "password".into(),
+        before: Some(secret(Some("pw"))),
+        after: Some(secret(None)),
+        forces_replacement: false,
+    }];
+    c.notes = vec!["password rotated: kubernetes_secret.database_credentials is missing".into()];
+    let plan = Plan::new(vec![t]);
+    let text = render_text(&plan, &TextOptions { color: false });
+    assert!(
+        text.contains(
+            "  # postgresql_role.tenant will be updated in place\n  \
+             # password rotated: kubernetes_secret.database_credentials is missing\n  \
+             ~ resource \"postgresql_role\" \"tenant\" {\n      \
+             ~ password = (sensitive value) -> (sensitive value)\n"
+        ),
+        "{text}"
+    );
+    let md = render_markdown(&plan);
+    assert!(md.contains("# password rotated: kubernetes_secret.database_credentials is missing"), "{md}");
+    assert!(
+        md.contains(
+            "**Credentials rotated**\n\n- `acme`: `postgresql_role.tenant` will be updated in place (a new password: \
+             restart what uses the old one)\n"
+        ),
+        "{md}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&render_json(&plan)).unwrap();
+    assert_eq!(
+        doc["tenants"][0]["resource_changes"][0]["notes"][0],
+        "password rotated: kubernetes_secret.database_credentials is missing"
+    );
+    assert_no_secrets(&text);
+}

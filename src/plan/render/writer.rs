@@ -192,6 +192,9 @@ impl<'p> Writer<'p> {
         if c.action == Action::Delete {
             self.emit(0, Mark::Plain, "# (because it is no longer in the tenant's configuration)");
         }
+        for note in &c.notes {
+            self.emit(0, Mark::Plain, &format!("# {note}"));
+        }
         let header = format!("resource \"{}\" \"{}\" {{", c.address.kind, c.address.name);
         self.emit(if mark == Mark::Replace { 0 } else { 2 }, mark, &header);
 

@@ -60,27 +60,33 @@ fn parse(obj: &ResourceObject) -> Result<Vec<Mig>, ProviderError> {
     let Some(Value::List(items)) = obj.attrs.get("migrations") else {
         return Err(err(obj, Some("migrations"), "missing list attribute \"migrations\"", false));
     };
+    parse_items(items).map_err(|(path, message)| err(obj, Some(&path), message, false))
+}
+
+/// The migrations of a `migrations` list; the error is `(attribute path, message)`.
+fn parse_items(items: &[Value]) -> Result<Vec<Mig>, (String, String)> {
     items
         .iter()
         .enumerate()
         .map(|(index, item)| {
             let path = format!("migrations[{index}]");
-            let m = item.as_map().ok_or_else(|| err(obj, Some(&path), "must be a map", false))?;
+            let m = item.as_map().ok_or_else(|| (path.clone(), "must be a map".to_string()))?;
             let s = |k: &str| {
                 m.get(k)
                     .and_then(Value::as_str)
                     .map(str::to_string)
-                    .ok_or_else(|| err(obj, Some(&format!("{path}.{k}")), format!("missing string {k:?}"), false))
+                    .ok_or_else(|| (format!("{path}.{k}"), format!("missing string {k:?}")))
             };
             let checksum = match m.get("checksum") {
-                Some(Value::Int(n)) => i32::try_from(*n)
-                    .map_err(|_| err(obj, Some(&format!("{path}.checksum")), "not a 32-bit checksum", false))?,
-                _ => return Err(err(obj, Some(&format!("{path}.checksum")), "missing checksum", false)),
+                Some(Value::Int(n)) => {
+                    i32::try_from(*n).map_err(|_| (format!("{path}.checksum"), "not a 32-bit checksum".to_string()))?
+                }
+                _ => return Err((format!("{path}.checksum"), "missing checksum".to_string())),
             };
             let version = match m.get("version") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(v)) => Some(v.clone()),
-                Some(_) => return Err(err(obj, Some(&format!("{path}.version")), "must be a string or null", false)),
+                Some(_) => return Err((format!("{path}.version"), "must be a string or null".to_string())),
             };
             Ok(Mig { index, version, description: s("description")?, script: s("script")?, sql: s("sql")?, checksum })
         })
@@ -149,6 +155,41 @@ pub fn pending(migs: &[Mig], history: &[HistoryRow]) -> Result<Vec<usize>, (Opti
         }
     }
     Ok(out)
+}
+
+/// Flyway's `validate`, at plan time: the migrations desired (`desired`, the resource's attributes)
+/// against those applied (`applied`, what `read` returned in a refresh, or what state recorded):
+/// an applied versioned migration whose checksum changed, a pending version older than the newest
+/// applied one. Returns the offending script and the message; `None` when apply can proceed, or
+/// when the two name another schema (the resource is replaced and starts afresh). Pure.
+pub fn validate_applied(
+    desired: &std::collections::BTreeMap<String, Value>,
+    applied: &std::collections::BTreeMap<String, Value>,
+) -> Option<(String, String)> {
+    for key in ["database", "schema", "history_table"] {
+        if desired.get(key) != applied.get(key) {
+            return None;
+        }
+    }
+    let list = |attrs: &std::collections::BTreeMap<String, Value>| match attrs.get("migrations") {
+        Some(Value::List(items)) => parse_items(items).ok(),
+        _ => None,
+    };
+    let (migs, live) = (list(desired)?, list(applied)?);
+    let history: Vec<HistoryRow> = live
+        .iter()
+        .enumerate()
+        .map(|(i, m)| HistoryRow {
+            installed_rank: i32::try_from(i + 1).unwrap_or(i32::MAX),
+            version: m.version.clone(),
+            script: m.script.clone(),
+            checksum: Some(m.checksum),
+            success: true,
+        })
+        .collect();
+    let (index, message) = pending(&migs, &history).err()?;
+    let script = index.and_then(|i| migs.get(i)).map(|m| m.script.clone()).unwrap_or_default();
+    Some((script, message))
 }
 
 struct Target {
@@ -394,5 +435,45 @@ mod tests {
         let (index, msg) = pending(&[mig(0, "V1__a.sql", 1)], &[failed]).unwrap_err();
         assert_eq!(index, Some(0));
         assert!(msg.contains("failed migration V1__a.sql"), "{msg}");
+    }
+
+    fn attrs(migs: &[(&str, i64)]) -> std::collections::BTreeMap<String, Value> {
+        let list = migs.iter().map(|(script, checksum)| {
+            let m = mig(0, script, 0);
+            Value::map([
+                ("version", m.version.map_or(Value::Null, Value::String)),
+                ("description", Value::str(m.description)),
+                ("script", Value::str(*script)),
+                ("sql", Value::str("SELECT 1;")),
+                ("checksum", Value::Int(*checksum)),
+            ])
+        });
+        [
+            ("database", Value::str("matih_tenants")),
+            ("schema", Value::str("tenant_acme")),
+            ("migrations", Value::list(list)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    #[test]
+    fn validate_applied_finds_changed_checksums_before_apply() {
+        let desired = attrs(&[("V1__a.sql", 1), ("V2__b.sql", 2), ("R__v.sql", 3)]);
+        // V2 pending, the repeatable changed: apply runs them, no error.
+        assert_eq!(validate_applied(&desired, &attrs(&[("V1__a.sql", 1), ("R__v.sql", 30)])), None);
+        assert_eq!(validate_applied(&desired, &desired), None);
+        // V1 applied with another checksum: the file was edited after it ran.
+        let (script, message) = validate_applied(&desired, &attrs(&[("V1__a.sql", 10), ("V2__b.sql", 2)])).unwrap();
+        assert_eq!(script, "V1__a.sql");
+        assert!(
+            message.contains("V1__a.sql was applied with checksum 10 but the file now has checksum 1"),
+            "{message}"
+        );
+        // Another schema: the resource is replaced, nothing applied there yet.
+        let mut elsewhere = attrs(&[("V1__a.sql", 10)]);
+        elsewhere.insert("schema".into(), Value::str("tenant_old"));
+        assert_eq!(validate_applied(&desired, &elsewhere), None);
     }
 }

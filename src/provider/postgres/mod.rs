@@ -14,9 +14,14 @@
 //! the server's log ever sees it. It leaves the provider only as `Observed.sensitive["password"]`
 //! and `["database_url"]` (held in memory by the engine for the `tenant-database-credentials`
 //! Secret); the recorded attribute is its `sha256:` fingerprint. An update whose password has a
-//! fingerprint keeps the password; one without a fingerprint (a new role, or a fingerprint
-//! removed from state to ask for rotation) sets a new one. The admin connection URL (with its
-//! password) is never shown by `Debug`, errors or logs.
+//! fingerprint keeps the password; one without a fingerprint sets a new one: a new role, or a
+//! rotation, which the plan asks for when the credentials Secret is missing or no longer matches
+//! the recorded fingerprint (see `plan::diff`, rule **Rotation**; the Secret is rewritten in the
+//! same run). The admin connection URL (with its password) is never shown by `Debug`, errors or
+//! logs.
+//!
+//! **Plan-time checks.** [`migrate::validate_applied`] is Flyway's `validate` over what refresh
+//! read back: `matih plan` refuses an applied migration whose file changed, naming the file.
 //!
 //! **Isolation.** A tenant role owns its schema (or database) and nothing else. Shared databases
 //! are closed to `PUBLIC` (`REVOKE ALL ON DATABASE`, `REVOKE ALL ON SCHEMA public`); each tenant

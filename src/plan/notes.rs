@@ -1,0 +1,80 @@
+//! Notes a reviewer needs beside the attribute diff, for resources whose diff alone reads poorly.
+//!
+//! - `postgresql_migrations`: `pending migrations: V3__orders.sql, R__views.sql`, the scripts
+//!   that apply will run (versioned ones not applied yet, repeatable ones new or changed), in the
+//!   order of the attribute (Flyway's order).
+//!
+//! **Invariant:** pure, like the diff: reads one change, decides nothing.
+
+use super::{Action, ResourceChange};
+use crate::value::Value;
+
+/// The pending migrations of a `postgresql_migrations` change, when it has any.
+pub(super) fn pending_migrations(change: &ResourceChange) -> Option<String> {
+    if change.address.kind != "postgresql_migrations"
+        || !matches!(change.action, Action::Create | Action::Update | Action::Replace)
+    {
+        return None;
+    }
+    let after = scripts(&change.after)?;
+    let before = if change.action == Action::Update { scripts(&change.before).unwrap_or_default() } else { Vec::new() };
+    let pending: Vec<&str> = after.iter().filter(|m| !before.contains(m)).map(|(script, _)| *script).collect();
+    (!pending.is_empty()).then(|| format!("pending migrations: {}", pending.join(", ")))
+}
+
+type Side = Option<std::collections::BTreeMap<String, Value>>;
+
+/// `(script, checksum)` of every migration of one side of the change.
+fn scripts(side: &Side) -> Option<Vec<(&str, Option<&Value>)>> {
+    match side.as_ref()?.get("migrations")? {
+        Value::List(items) => Some(items.iter().filter_map(script_and_checksum).collect()),
+        _ => None,
+    }
+}
+
+fn script_and_checksum(v: &Value) -> Option<(&str, Option<&Value>)> {
+    let m = v.as_map()?;
+    Some((m.get("script")?.as_str()?, m.get("checksum")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+    use crate::phase::Phase;
+
+    fn mig(script: &str, checksum: i64) -> Value {
+        Value::map([("script", Value::str(script)), ("checksum", Value::Int(checksum)), ("sql", Value::str("x"))])
+    }
+
+    fn change(kind: &str, action: Action, before: Vec<Value>, after: Vec<Value>) -> ResourceChange {
+        let side = |l: Vec<Value>| Some(BTreeMap::from([("migrations".to_string(), Value::List(l))]));
+        ResourceChange {
+            address: format!("{kind}.tenant").parse().unwrap(),
+            phase: Phase::SetupDatabase,
+            action,
+            before: if action == Action::Create { None } else { side(before) },
+            after: side(after),
+            changes: Vec::new(),
+            depends_on: BTreeSet::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn new_and_changed_scripts_are_pending() {
+        let all = vec![mig("V1__a.sql", 1), mig("V2__b.sql", 2), mig("R__v.sql", 3)];
+        let c = change("postgresql_migrations", Action::Create, vec![], all.clone());
+        assert_eq!(pending_migrations(&c).unwrap(), "pending migrations: V1__a.sql, V2__b.sql, R__v.sql");
+        let c =
+            change("postgresql_migrations", Action::Update, vec![mig("V1__a.sql", 1), mig("R__v.sql", 9)], all.clone());
+        assert_eq!(pending_migrations(&c).unwrap(), "pending migrations: V2__b.sql, R__v.sql");
+        let c = change("postgresql_migrations", Action::NoOp, all.clone(), all.clone());
+        assert_eq!(pending_migrations(&c), None);
+        let c = change("postgresql_migrations", Action::Update, all.clone(), all.clone());
+        assert_eq!(pending_migrations(&c), None, "an update of something else");
+        let c = change("postgresql_seed_data", Action::Create, vec![], all);
+        assert_eq!(pending_migrations(&c), None);
+    }
+}
