@@ -14,7 +14,7 @@ use crate::phase::Phase;
 use crate::value::Value;
 
 mod diff;
-mod path;
+pub(crate) mod path;
 mod planfile;
 mod render;
 
