@@ -20,10 +20,12 @@
 //! `busy` and not read.
 //!
 //! **Invariant:** strictly read-only. Providers are only asked to `read`; nothing is written to the
-//! real world, and this module never sees the state store (it is handed the recorded states).
+//! real world; the state store is read from a private copy ([`read_recorded`]), so not even sled's
+//! housekeeping touches it.
 
 mod owners;
 mod render;
+mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -40,11 +42,12 @@ use crate::graph::{Resource, ResourceGraph};
 use crate::phase::Phase;
 use crate::plan::{self, Action};
 use crate::provider::{ProviderError, ResourceObject, TenantRef};
-use crate::state::{TenantState, TenantStatus};
+use crate::state::TenantState;
 use crate::value::Value;
 
 pub use owners::{foreign_fields, is_controller, FieldOwners, ForeignField, KubeFieldOwners};
 pub use render::{render_json, render_markdown, render_text};
+pub use store::read_recorded;
 
 /// The version of the JSON drift report (`matih drift --format json`).
 pub const FORMAT_VERSION: &str = "1.0";
@@ -203,11 +206,19 @@ pub struct DriftOptions {
     pub read_parallelism: usize,
     /// One read that takes longer than this fails (`read_failed`) instead of holding up the run.
     pub read_timeout: Duration,
+    /// Providers that could not be set up, by kind prefix (`postgresql_`), with the reason: their
+    /// resources are `read_failed` with that reason.
+    pub unavailable: BTreeMap<String, String>,
 }
 
 impl Default for DriftOptions {
     fn default() -> Self {
-        DriftOptions { tenant_concurrency: 4, read_parallelism: 8, read_timeout: Duration::from_secs(60) }
+        DriftOptions {
+            tenant_concurrency: 4,
+            read_parallelism: 8,
+            read_timeout: Duration::from_secs(60),
+            unavailable: BTreeMap::new(),
+        }
     }
 }
 
@@ -283,8 +294,8 @@ pub async fn check_tenant(
         });
     }
 
-    if let Some(state) = state.filter(|s| s.status != TenantStatus::Destroyed || !s.resources.is_empty()) {
-        read_back(&mut report, &graph, &state, providers, owners, opts).await;
+    if let Some(state) = &state {
+        read_back(&mut report, &graph, state, providers, owners, opts).await;
     }
     report.findings.sort_by(|a, b| (a.phase, &a.address, a.kind).cmp(&(b.phase, &b.address, b.kind)));
     if !report.findings.is_empty() {
@@ -311,8 +322,12 @@ async fn read_back(
         if providers.for_kind(&addr.kind).is_some() {
             queue.push((addr.clone(), ResourceObject::new(addr.clone(), r.attrs.clone())));
         } else {
-            results
-                .insert(addr.clone(), Err(format!("no provider for {} is configured, so it was not read", addr.kind)));
+            let why = opts.unavailable.iter().find(|(prefix, _)| addr.kind.starts_with(prefix.as_str()));
+            let error = match why {
+                Some((_, reason)) => reason.clone(),
+                None => format!("no provider for {} is configured, so it was not read", addr.kind),
+            };
+            results.insert(addr.clone(), Err(error));
         }
     }
     queue.reverse();

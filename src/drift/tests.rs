@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::*;
 use crate::graph::{Resource, ResourceGraph, TenantMeta};
 use crate::provider::{Observed, Provider, ProviderFuture};
-use crate::state::{ResourceState, TenantState};
+use crate::state::{ResourceState, TenantState, TenantStatus};
 use crate::value::{fingerprint, Secret};
 
 /// What the fake provider answers for each address: live attributes, gone, or an error.
@@ -202,7 +202,12 @@ fn input(slug: &str, changed: &[(&str, Value)], recorded: Recorded) -> TenantInp
 
 fn run(inputs: Vec<TenantInput>, providers: &Providers, owners: Option<Arc<dyn FieldOwners>>) -> Report {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let opts = DriftOptions { tenant_concurrency: 2, read_parallelism: 3, read_timeout: Duration::from_millis(500) };
+    let opts = DriftOptions {
+        tenant_concurrency: 2,
+        read_parallelism: 3,
+        read_timeout: Duration::from_millis(500),
+        unavailable: BTreeMap::from([("postgresql_".to_string(), "PostgreSQL is down".to_string())]),
+    };
     rt.block_on(check(inputs, providers, owners, &opts))
 }
 
@@ -346,6 +351,7 @@ fn missing_providers_and_unrecorded_tenants() {
         [("postgresql_schema.tenant".to_string(), "read_failed"), ("dns_a_record.api".to_string(), "read_failed")]
     );
     assert!(acme.findings[1].error.as_deref().unwrap().contains("no provider for dns_a_record is configured"));
+    assert_eq!(acme.findings[0].error.as_deref(), Some("PostgreSQL is down"));
     let new = &report.tenants[1];
     assert_eq!(new.findings.len(), 5);
     assert!(new.findings.iter().all(|f| f.kind == FindingKind::Pending && f.action == Some(Action::Create)));
