@@ -319,7 +319,8 @@ fn risk_section(out: &mut String, tenants: &[&TenantPlan], budget: usize) -> usi
     out.push_str("#### Risks\n\n");
     if found.is_empty() {
         out.push_str(
-            "None: nothing is destroyed or replaced, and no network policy, RBAC, quota, DNS or TLS resource changes.\n",
+            "None: nothing is destroyed or replaced, no migration drops data, and no network policy, RBAC, quota, \
+             database role, namespace label, DNS or TLS resource changes.\n",
         );
         return 0;
     }
