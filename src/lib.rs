@@ -9,6 +9,7 @@ pub mod addr;
 pub mod apply;
 pub mod catalog;
 pub mod diag;
+pub mod drift;
 pub mod graph;
 pub mod phase;
 pub mod plan;

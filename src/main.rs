@@ -95,6 +95,8 @@ enum Command {
     /// Inspect and release tenant locks.
     #[command(subcommand)]
     Lock(LockCommand),
+    /// Read every recorded resource back and report what changed outside matih (read-only).
+    Drift(DriftArgs),
 }
 
 #[derive(Args, Debug)]
@@ -217,6 +219,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status { slug, json } => status(&cli.global, &slug, json),
         Command::State(cmd) => state_cmd(&cli.global, cmd),
         Command::Lock(cmd) => lock_cmd(&cli.global, cmd),
+        Command::Drift(args) => drift_cmd(&cli.global, &args, color),
     };
     match result {
         Err(e) if e.is::<Reported>() => Ok(ExitCode::from(1)),
@@ -769,4 +772,133 @@ fn print(s: &str) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
     }
+}
+
+#[derive(Args, Debug)]
+struct DriftArgs {
+    /// Tenant spec files or directories of them.
+    #[arg(default_value = "tenants")]
+    paths: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Exit 0 when nothing drifted, 2 when something did, 1 on error.
+    #[arg(long)]
+    detailed_exitcode: bool,
+    /// Tenants checked at once.
+    #[arg(long, default_value_t = 4)]
+    parallelism: usize,
+}
+
+/// How long `matih drift` waits for the state store, which a running apply holds, before it
+/// reports every tenant as busy.
+const DRIFT_STORE_WAIT: Duration = Duration::from_secs(2);
+
+/// `matih drift`: strictly read-only. Reads the recorded states from a copy of the store (an apply
+/// is kept waiting for the copy only), then reads every recorded resource back through the
+/// providers and compares it with the state, and the specs with the state.
+fn drift_cmd(global: &Global, args: &DriftArgs, _color: bool) -> Result<ExitCode> {
+    use matih::drift::{self, DriftOptions, Recorded, TenantInput};
+
+    let inputs = load_inputs(global, &args.paths)?;
+    let slugs: Vec<&str> = inputs.graphs.iter().map(|g| g.tenant.slug.as_str()).collect();
+    let recorded = drift::read_recorded(&global.state, &slugs, DRIFT_STORE_WAIT)?;
+    for ((spec, graph), r) in inputs.specs.iter().zip(&inputs.graphs).zip(&recorded) {
+        match r {
+            Recorded::State(Some(st)) if st.tenant_id != graph.tenant.id => bail!(
+                "{}: tenant {:?} is recorded with id {} but the spec says {}; a tenant's id cannot change",
+                spec.id.location,
+                graph.tenant.slug,
+                st.tenant_id,
+                graph.tenant.id
+            ),
+            Recorded::Busy(reason) if args.format == Format::Text => {
+                eprintln!("Note: tenant {:?} is busy and is not checked: {reason}.", graph.tenant.slug)
+            }
+            _ => {}
+        }
+    }
+
+    let rt = runtime()?;
+    let (providers, unavailable) = connect_for_drift(&inputs.platform, &inputs.catalog, &rt);
+    if inputs.platform_file.is_none() && args.format == Format::Text {
+        eprintln!(
+            "Note: no platform file (matih.hcl), so no live object can be read: every recorded resource is \
+             reported as unreadable."
+        );
+    }
+    let tenants: Vec<TenantInput> = inputs
+        .specs
+        .iter()
+        .zip(inputs.graphs)
+        .zip(recorded)
+        .map(|((spec, graph), recorded)| TenantInput { graph, source: Some(spec.location.file.clone()), recorded })
+        .collect();
+    let opts = DriftOptions { tenant_concurrency: args.parallelism.max(1), unavailable, ..DriftOptions::default() };
+    let report = rt.block_on(drift::check(tenants, &providers, &opts));
+    print(&match args.format {
+        Format::Text => drift::render_text(&report),
+        Format::Json => drift::render_json(&report),
+        Format::Markdown => drift::render_markdown(&report),
+    })?;
+    Ok(if args.detailed_exitcode && report.has_drift() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+/// The providers of the platform file, like [`connect_providers`], except that one that cannot be
+/// set up (PostgreSQL unreachable) does not stop the run: it is returned by kind prefix with the
+/// reason, and its resources are reported as unreadable.
+fn connect_for_drift(
+    platform: &PlatformConfig,
+    catalog: &Catalog,
+    rt: &tokio::runtime::Runtime,
+) -> (Providers, std::collections::BTreeMap<String, String>) {
+    let mut providers = Providers::new();
+    let mut unavailable = std::collections::BTreeMap::new();
+    if let Some(k) = &platform.kubernetes {
+        let target = match &k.api_url {
+            Some(url) => KubeTarget::Url(url.clone()),
+            None => KubeTarget::Kubeconfig { context: k.context.clone() },
+        };
+        let settings = KubeSettings {
+            lb_ip_attempts: k.load_balancer_ip_attempts,
+            lb_ip_interval: Duration::from_millis(k.load_balancer_ip_interval_ms),
+            deployment_timeout: Duration::from_millis(k.deployment_timeout_ms),
+            certificate_timeout: Duration::from_millis(k.certificate_timeout_ms),
+            delete_timeout: Duration::from_millis(k.deployment_timeout_ms),
+            poll_interval: Duration::from_millis(k.poll_interval_ms),
+        };
+        match rt.block_on(KubernetesProvider::connect(&target, settings)) {
+            Ok(p) => providers = providers.with(Arc::new(p)),
+            Err(e) => {
+                unavailable.insert("kubernetes_".to_string(), e);
+            }
+        }
+    }
+    if let Some(dns) = &platform.dns {
+        match DnsProvider::from_platform(dns) {
+            Ok(p) => providers = providers.with(Arc::new(p)),
+            Err(e) => {
+                unavailable.insert("dns_".to_string(), e.to_string());
+            }
+        }
+    }
+    if std::env::var_os(&platform.postgres_admin_url_env).is_some() {
+        let connected = PostgresSettings::from_platform(platform, catalog)
+            .map_err(|e| e.to_string())
+            .and_then(|settings| rt.block_on(PostgresProvider::connect(&settings)));
+        match connected {
+            Ok(p) => providers = providers.with(Arc::new(p)),
+            Err(e) => {
+                unavailable.insert("postgresql_".to_string(), e);
+            }
+        }
+    } else {
+        unavailable.insert(
+            "postgresql_".to_string(),
+            format!(
+                "not read: the environment variable {} (matih's PostgreSQL admin URL) is not set",
+                platform.postgres_admin_url_env
+            ),
+        );
+    }
+    (providers, unavailable)
 }

@@ -15,7 +15,7 @@ use crate::value::Value;
 
 mod diff;
 mod notes;
-mod path;
+pub(crate) mod path;
 mod planfile;
 mod render;
 

@@ -18,7 +18,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, Config};
 
-use super::{Observed, Provider, ProviderError, ProviderFuture, ResourceObject, TenantRef};
+use super::{Observed, Provider, ProviderError, ProviderFuture, ResourceObject, TenantRef, YieldedField};
 use crate::value::{fingerprint, Secret, Value};
 
 /// The field manager matih applies as.
@@ -263,13 +263,20 @@ fn project_secret_data(desired: &Value, live: &serde_json::Value) -> Option<Valu
     ))
 }
 
+/// Whether a field manager is a controller (its fields are not drift) rather than a person at a
+/// terminal (`kubectl`, `kubectl-edit`, `kubectl-label`, …: their edits are drift).
+pub fn is_controller(manager: &str) -> bool {
+    manager != FIELD_MANAGER && !manager.starts_with("kubectl")
+}
+
 /// Field ownership read from `metadata.managedFields`: the fields matih owns, and those that a
 /// controller took over. A field a controller owns and matih no longer does (an autoscaler's
 /// `spec.replicas`) is that controller's: reading it back keeps matih's recorded value, so it is not
-/// drift. Changes made by hand with kubectl (managers named `kubectl…`) stay drift.
+/// drift. Changes made by hand with kubectl stay drift. Only fields reached by object keys are
+/// considered (`f:name`), so ownership of one list item never hides a change.
 struct Ownership {
     matih: Vec<serde_json::Value>,
-    controllers: Vec<serde_json::Value>,
+    controllers: Vec<(String, serde_json::Value)>,
 }
 
 impl Ownership {
@@ -283,38 +290,66 @@ impl Ownership {
             let Some(fields) = entry.get("fieldsV1") else { continue };
             if manager == FIELD_MANAGER {
                 o.matih.push(fields.clone());
-            } else if !manager.starts_with("kubectl") {
-                o.controllers.push(fields.clone());
+            } else if is_controller(manager) {
+                o.controllers.push((manager.to_string(), fields.clone()));
             }
         }
         o
     }
 
-    fn owns(trees: &[serde_json::Value], path: &[String]) -> bool {
-        trees.iter().any(|t| path.iter().try_fold(t, |node, key| node.get(format!("f:{key}"))).is_some())
+    fn owns(tree: &serde_json::Value, path: &[String]) -> bool {
+        path.iter().try_fold(tree, |node, key| node.get(format!("f:{key}"))).is_some()
     }
 
-    /// Whether the field at `path` belongs to a controller rather than to matih.
-    fn yielded(&self, path: &[String]) -> bool {
-        !self.controllers.is_empty() && Self::owns(&self.controllers, path) && !Self::owns(&self.matih, path)
+    /// The controller that owns the field at `path` when matih no longer does.
+    fn yielded_to(&self, path: &[String]) -> Option<&str> {
+        if self.matih.iter().any(|t| Self::owns(t, path)) {
+            return None;
+        }
+        self.controllers.iter().find(|(_, t)| Self::owns(t, path)).map(|(m, _)| m.as_str())
     }
 }
 
-/// [`project`], except that fields a controller took over keep the recorded value.
-fn project_owned(recorded: &Value, live: &serde_json::Value, path: &mut Vec<String>, own: &Ownership) -> Option<Value> {
-    if own.yielded(path) {
+/// An attribute path as plans spell it: `spec.replicas`, `metadata.labels["matih.ai/tier"]`.
+fn spell(path: &[String]) -> String {
+    let mut out = String::new();
+    for key in path {
+        let ident = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if ident {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(key);
+        } else {
+            out.push_str(&format!("[{key:?}]"));
+        }
+    }
+    out
+}
+
+/// [`project`], except that fields a controller took over keep the recorded value; those whose live
+/// value differs are listed in `yielded`.
+fn project_owned(
+    recorded: &Value,
+    live: Option<&serde_json::Value>,
+    path: &mut Vec<String>,
+    own: &Ownership,
+    yielded: &mut Vec<YieldedField>,
+) -> Option<Value> {
+    if let Some(manager) = own.yielded_to(path) {
+        if live.and_then(|l| project(recorded, l)).as_ref() != Some(recorded) {
+            yielded.push(YieldedField { path: spell(path), manager: manager.to_string() });
+        }
         return Some(recorded.clone());
     }
+    let live = live?;
     match (recorded, live) {
         (Value::Map(d), serde_json::Value::Object(l)) => Some(Value::Map(
             d.iter()
                 .filter_map(|(k, dv)| {
                     path.push(k.clone());
-                    let v = match l.get(k) {
-                        Some(lv) => project_owned(dv, lv, path, own),
-                        None if own.yielded(path) => Some(dv.clone()),
-                        None => None,
-                    };
+                    let v = project_owned(dv, l.get(k), path, own, yielded);
                     path.pop();
                     Some((k.clone(), v?))
                 })
@@ -324,17 +359,23 @@ fn project_owned(recorded: &Value, live: &serde_json::Value, path: &mut Vec<Stri
     }
 }
 
-fn observe(recorded: &BTreeMap<String, Value>, live: &serde_json::Value) -> BTreeMap<String, Value> {
+/// The live object seen through the recorded attributes, and the fields controllers took over.
+fn observe(
+    recorded: &BTreeMap<String, Value>,
+    live: &serde_json::Value,
+) -> (BTreeMap<String, Value>, Vec<YieldedField>) {
     let own = Ownership::of(live);
-    recorded
+    let mut yielded = Vec::new();
+    let attrs = recorded
         .iter()
         .filter_map(|(k, dv)| {
             if k == "data" || k == "stringData" {
                 return Some((k.clone(), project_secret_data(dv, live.get("data")?)?));
             }
-            Some((k.clone(), project_owned(dv, live.get(k)?, &mut vec![k.clone()], &own)?))
+            Some((k.clone(), project_owned(dv, live.get(k), &mut vec![k.clone()], &own, &mut yielded)?))
         })
-        .collect()
+        .collect();
+    (attrs, yielded)
 }
 
 fn get_str<'a>(v: &'a serde_json::Value, path: &[&str]) -> Option<&'a str> {
@@ -507,7 +548,8 @@ impl Provider for KubernetesProvider {
             if let Some(ip) = live.pointer("/status/loadBalancer/ingress/0/ip").and_then(|v| v.as_str()) {
                 outputs.insert("load_balancer_ip".to_string(), Value::str(ip));
             }
-            Ok(Some(Observed { attrs: observe(&obj.attrs, &live), outputs, ..Observed::default() }))
+            let (attrs, yielded) = observe(&obj.attrs, &live);
+            Ok(Some(Observed { attrs, outputs, yielded, ..Observed::default() }))
         })
     }
 
@@ -607,8 +649,18 @@ mod tests {
             },
             "spec": {"replicas": 7, "paused": true}
         });
-        let seen = observe(&recorded, &live);
+        let (seen, yielded) = observe(&recorded, &live);
         assert_eq!(seen["spec"].get_path("replicas"), Some(&Value::Int(2)), "the autoscaler's field keeps the record");
+        assert_eq!(
+            yielded,
+            [YieldedField { path: "spec.replicas".into(), manager: "horizontal-pod-autoscaler".into() }]
+        );
+        assert!(is_controller("kube-controller-manager"));
+        assert!(!is_controller("kubectl-label") && !is_controller("kubectl") && !is_controller("matih"));
+        assert_eq!(
+            spell(&["metadata".into(), "labels".into(), "matih.ai/tier".into()]),
+            r#"metadata.labels["matih.ai/tier"]"#
+        );
         assert_eq!(seen["spec"].get_path("paused"), Some(&Value::Bool(true)), "matih's own field is read back");
         assert_eq!(seen["metadata"].get_path("labels.tier"), Some(&Value::str("free")), "a kubectl edit is drift");
     }
@@ -637,7 +689,7 @@ mod tests {
         assert!(!rec.contains("hooks.example"), "{rec}");
         assert!(rec.contains(&fingerprint("https://hooks.example/T0")));
         // Read back through the projection: the same fingerprint, so no drift.
-        let observed = observe(&recorded, &body);
+        let (observed, _) = observe(&recorded, &body);
         assert_eq!(observed["data"], recorded["data"]);
     }
 

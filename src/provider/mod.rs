@@ -63,6 +63,17 @@ pub struct Observed {
     /// Sensitive outputs in clear (a generated password), handed by the engine to later resources
     /// of the same run that name them as `output:KIND.NAME.OUTPUT`; kept in memory only.
     pub sensitive: BTreeMap<String, String>,
+    /// Fields whose live value differs from what matih set because another controller took them
+    /// over (an autoscaler's `spec.replicas`). `attrs` keeps matih's value for them: they are not
+    /// drift, and drift lists them as ignored.
+    pub yielded: Vec<YieldedField>,
+}
+
+/// A field another controller owns now, by attribute path (`spec.replicas`) and field manager.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct YieldedField {
+    pub path: String,
+    pub manager: String,
 }
 
 impl std::fmt::Debug for Observed {
@@ -71,6 +82,7 @@ impl std::fmt::Debug for Observed {
             .field("attrs", &self.attrs)
             .field("outputs", &self.outputs)
             .field("sensitive", &self.sensitive.keys().collect::<Vec<_>>())
+            .field("yielded", &self.yielded)
             .finish()
     }
 }

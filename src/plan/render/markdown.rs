@@ -6,17 +6,26 @@
 //! show only their header (their attributes are in the text and JSON plans).
 //!
 //! Risks are, per resource (each listed once, under the first category that fits):
-//! 1. *Data loss*: a `postgresql_schema` or `postgresql_database` deleted or replaced.
+//! 1. *Data loss*: a `postgresql_schema` or `postgresql_database` deleted or replaced, or a
+//!    `postgresql_migrations` change that runs a migration (new, or a repeatable one whose
+//!    checksum changed) containing a statement that drops data: `DROP TABLE|SCHEMA|DATABASE|
+//!    COLUMN|MATERIALIZED VIEW|OWNED|SEQUENCE`, `ALTER TABLE … DROP [COLUMN] name`, `TRUNCATE`.
+//!    Comments and string literals are ignored; each such statement is quoted.
 //! 2. *Isolation, access and quotas*: any change to `kubernetes_network_policy`,
-//!    `kubernetes_role*`, `kubernetes_cluster_role*` or `kubernetes_resource_quota`.
-//! 3. *DNS and TLS*: any change to `dns_*`, `kubernetes_certificate` or `kubernetes_ingress`.
+//!    `kubernetes_role*`, `kubernetes_cluster_role*`, `kubernetes_resource_quota`,
+//!    `kubernetes_limit_range`, `postgresql_role` (other than a password rotation), or to the labels
+//!    of `kubernetes_namespace` (network policies select namespaces by them).
+//! 3. *DNS and TLS*: any change to `dns_*`, `kubernetes_certificate` or `kubernetes_ingress`, and
+//!    anything of phase 6 (the ingress controller, its LoadBalancer Service whose IP the DNS records
+//!    point to) deleted or replaced.
 //! 4. *Credentials rotated*: an update that generates a secret anew (a recorded secret changes to
 //!    one generated at apply: the tenant's database password); the services using it need the
 //!    new Secret.
 //! 5. *Destroyed or replaced*: anything else deleted or replaced.
 //!
-//! For categories 2 and 3, creates count only for tenants that already have state: everything
-//! is created when a tenant is first provisioned, and that is not a risk to review line by line.
+//! For categories 2 and 3, and for migrations, creates count only for tenants that already have
+//! state: everything is created when a tenant is first provisioned, and that is not a risk to
+//! review line by line.
 //!
 //! GitHub refuses comments over 65,536 characters. The comment is kept under that by dropping
 //! whole items from the end (table rows, risks, then resource diffs) and saying what was left
@@ -30,6 +39,7 @@ use super::text::{counts, heading, phase_label};
 use super::writer::{Layout, Writer};
 use crate::phase::Phase;
 use crate::plan::{Action, Plan, ResourceChange, TenantPlan};
+use crate::value::Value;
 
 /// GitHub's limit on the body of a comment, in characters.
 const GITHUB_COMMENT_LIMIT: usize = 65_536;
@@ -61,7 +71,8 @@ impl Risk {
         }
     }
 
-    fn of(tenant: &TenantPlan, c: &ResourceChange) -> Option<Risk> {
+    /// The risk of one change, with what to add after its line (why it is a risk).
+    fn of(tenant: &TenantPlan, c: &ResourceChange) -> Option<(Risk, String)> {
         let kind = c.address.kind.as_str();
         let destructive = matches!(c.action, Action::Delete | Action::Replace);
         let changes = match c.action {
@@ -69,23 +80,40 @@ impl Risk {
             Action::Create => tenant.prior_state.is_some(),
             Action::Update | Action::Replace | Action::Delete => true,
         };
-        if destructive && matches!(kind, "postgresql_schema" | "postgresql_database") {
-            Some(Risk::DataLoss)
+        let labels_changed = || c.changes.iter().any(|a| a.path.starts_with("metadata.labels"));
+        if destructive && kind == "postgresql_database" {
+            Some((Risk::DataLoss, " (drops the tenant's database and all its data)".into()))
+        } else if destructive && kind == "postgresql_schema" {
+            Some((Risk::DataLoss, " (drops the tenant's schema and all its data)".into()))
+        } else if let Some(found) =
+            (changes && kind == "postgresql_migrations").then(|| destructive_migrations(c)).filter(|f| !f.is_empty())
+        {
+            let quoted: Vec<String> = found.iter().map(|(script, stmt)| format!("`{script}`: `{stmt}`")).collect();
+            Some((Risk::DataLoss, format!(" and runs statements that drop data: {}", quoted.join("; "))))
+        } else if c.action == Action::Update && c.changes.iter().any(rotates) {
+            Some((Risk::Credentials, " (a new password: restart what uses the old one)".into()))
         } else if changes
             && (kind == "kubernetes_network_policy"
                 || kind.starts_with("kubernetes_role")
                 || kind.starts_with("kubernetes_cluster_role")
-                || kind == "kubernetes_resource_quota")
+                || kind == "kubernetes_resource_quota"
+                || kind == "kubernetes_limit_range"
+                || kind == "postgresql_role")
         {
-            Some(Risk::Isolation)
+            Some((Risk::Isolation, String::new()))
+        } else if c.action == Action::Update && kind == "kubernetes_namespace" && labels_changed() {
+            Some((Risk::Isolation, " (its labels change; network policies select namespaces by them)".into()))
         } else if changes
             && (kind.starts_with("dns_") || kind == "kubernetes_certificate" || kind == "kubernetes_ingress")
         {
-            Some(Risk::DnsTls)
-        } else if c.action == Action::Update && c.changes.iter().any(rotates) {
-            Some(Risk::Credentials)
+            Some((Risk::DnsTls, String::new()))
+        } else if destructive && c.phase == Phase::DeployIngressController {
+            Some((
+                Risk::DnsTls,
+                " (tenant traffic stops until it is back; a new LoadBalancer IP moves the DNS records)".into(),
+            ))
         } else if destructive {
-            Some(Risk::Destroyed)
+            Some((Risk::Destroyed, String::new()))
         } else {
             None
         }
@@ -100,6 +128,111 @@ fn rotates(a: &crate::plan::AttrChange) -> bool {
         (Some(Value::Secret(Secret { fingerprint: Some(_), .. })), Some(Value::Secret(Secret { fingerprint: None, source })))
             if source == "generated"
     )
+}
+
+/// The migrations a `postgresql_migrations` change runs that the recorded state has not run (new
+/// scripts, or repeatable ones whose checksum changed), with each statement of theirs that drops
+/// data: `(script, statement)`, the statement shortened to one line.
+fn destructive_migrations(c: &ResourceChange) -> Vec<(String, String)> {
+    let list = |side: &Option<std::collections::BTreeMap<String, Value>>| -> Vec<Value> {
+        match side.as_ref().and_then(|a| a.get("migrations")) {
+            Some(Value::List(items)) => items.clone(),
+            _ => Vec::new(),
+        }
+    };
+    let key = |m: &Value| {
+        let get = |k: &str| m.get_path(k).cloned().unwrap_or(Value::Null);
+        (get("script"), get("checksum"), get("sql"))
+    };
+    let ran: Vec<_> = list(&c.before).iter().map(key).collect();
+    let mut out = Vec::new();
+    for m in list(&c.after) {
+        if ran.contains(&key(&m)) {
+            continue;
+        }
+        let script = m.get_path("script").and_then(Value::as_str).unwrap_or("(unnamed)").to_string();
+        if let Some(sql) = m.get_path("sql").and_then(Value::as_str) {
+            for stmt in dropping_statements(sql) {
+                out.push((script.clone(), stmt));
+            }
+        }
+    }
+    out
+}
+
+/// The statements of `sql` that drop data, each on one line and at most 100 characters.
+pub(super) fn dropping_statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for stmt in split_statements(sql) {
+        let words: Vec<String> = stmt.split_whitespace().map(|w| w.to_ascii_uppercase()).collect();
+        let word = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
+        let alter_table = word(0) == "ALTER" && word(1) == "TABLE";
+        let drops = word(0) == "TRUNCATE"
+            || (0..words.len()).any(|i| {
+                words[i] == "DROP"
+                    && (matches!(
+                        word(i + 1),
+                        "TABLE" | "SCHEMA" | "DATABASE" | "COLUMN" | "MATERIALIZED" | "OWNED" | "SEQUENCE"
+                    ) || (alter_table
+                        && !matches!(
+                            word(i + 1),
+                            "CONSTRAINT" | "DEFAULT" | "NOT" | "INDEX" | "TRIGGER" | "IDENTITY" | "EXPRESSION" | ""
+                        )))
+            });
+        if drops {
+            let line = stmt.split_whitespace().collect::<Vec<_>>().join(" ");
+            out.push(if line.chars().count() > 100 {
+                format!("{}…", line.chars().take(100).collect::<String>())
+            } else {
+                line
+            });
+        }
+    }
+    out
+}
+
+/// Splits SQL into statements at `;`, without comments (`--`, `/* */`) and with string literals
+/// and quoted identifiers replaced by `''` / `""`, so that neither can look like a statement.
+fn split_statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '-' if chars.peek() == Some(&'-') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+                cur.push(' ');
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut prev = ' ';
+                for c in chars.by_ref() {
+                    if prev == '*' && c == '/' {
+                        break;
+                    }
+                    prev = c;
+                }
+                cur.push(' ');
+            }
+            '\'' | '"' => {
+                for d in chars.by_ref() {
+                    if d == c {
+                        break;
+                    }
+                }
+                cur.push(c);
+                cur.push(c);
+            }
+            ';' => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
 }
 
 fn verb(action: Action) -> &'static str {
@@ -192,26 +325,27 @@ pub(super) fn render_with_limit(plan: &Plan, limit: usize) -> String {
 
 /// Writes the risk section; returns how many risks did not fit in `budget` bytes.
 fn risk_section(out: &mut String, tenants: &[&TenantPlan], budget: usize) -> usize {
-    let mut found: Vec<(Risk, &TenantPlan, &ResourceChange)> = Vec::new();
+    let mut found: Vec<(Risk, &TenantPlan, &ResourceChange, String)> = Vec::new();
     for tenant in tenants {
         for change in &tenant.resource_changes {
-            if let Some(risk) = Risk::of(tenant, change) {
-                found.push((risk, tenant, change));
+            if let Some((risk, why)) = Risk::of(tenant, change) {
+                found.push((risk, tenant, change, why));
             }
         }
     }
     out.push_str("#### Risks\n\n");
     if found.is_empty() {
         out.push_str(
-            "None: nothing is destroyed or replaced, and no network policy, RBAC, quota, DNS or TLS resource changes.\n",
+            "None: nothing is destroyed or replaced, no migration drops data, and no network policy, RBAC, quota, \
+             database role, namespace label, DNS or TLS resource changes.\n",
         );
         return 0;
     }
     // Stable: tenants and resources keep plan order inside a category.
-    found.sort_by_key(|(risk, _, _)| *risk);
+    found.sort_by_key(|(risk, _, _, _)| *risk);
     let mut items = Vec::with_capacity(found.len());
     let mut current = None;
-    for (risk, tenant, change) in found {
+    for (risk, tenant, change, what) in found {
         let mut item = String::new();
         if current != Some(risk) {
             if current.is_some() {
@@ -221,12 +355,6 @@ fn risk_section(out: &mut String, tenants: &[&TenantPlan], budget: usize) -> usi
             current = Some(risk);
             let _ = writeln!(item, "**{}**\n", risk.title());
         }
-        let what = match (risk, change.address.kind.as_str()) {
-            (Risk::DataLoss, "postgresql_database") => " (drops the tenant's database and all its data)",
-            (Risk::DataLoss, _) => " (drops the tenant's schema and all its data)",
-            (Risk::Credentials, _) => " (a new password: restart what uses the old one)",
-            _ => "",
-        };
         let _ = writeln!(item, "- `{}`: `{}` {}{what}", tenant.slug, change.address, verb(change.action));
         items.push(item);
     }
@@ -282,3 +410,7 @@ fn tenant_details(out: &mut String, tenant: &TenantPlan, budget: usize, full: bo
     out.push_str(close);
     left_out
 }
+
+#[cfg(test)]
+#[path = "markdown_tests.rs"]
+mod tests;
