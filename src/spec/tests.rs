@@ -172,7 +172,9 @@ fn unknown_attribute_suggests_the_closest_name_and_does_not_also_report_it_missi
 fn unknown_attribute_far_from_any_name_lists_the_known_ones() {
     check(
         &with("  colour = \"red\""),
-        &[r#"t.hcl:6:3: unknown attribute "colour" (expected one of id, tier, region, admin_email, display_name, protect_database)"#],
+        &[
+            r#"t.hcl:6:3: unknown attribute "colour" (expected one of id, tier, region, admin_email, display_name, protect_database)"#,
+        ],
     );
 }
 
