@@ -303,6 +303,14 @@ struct Run<'a> {
     run_id: String,
     /// Audit entries written with the next state write.
     audit: Vec<AuditEntry>,
+    /// Progress events about outcomes recorded in `st` but not yet written; told to the hooks by
+    /// [`Run::write_and_notify`] once they are durable.
+    deferred: Vec<Deferred>,
+}
+
+enum Deferred {
+    Resource(ResourceAddr, Action, Result<Duration, ProviderError>),
+    Phase(Phase, bool, Duration),
 }
 
 /// The clear text of every secret that `attrs` name and this run can supply: environment variables
@@ -337,6 +345,20 @@ impl Run<'_> {
         self.store.put_audited(&self.st, self.stored_serial, &self.operation, &self.audit)?;
         self.audit.clear();
         self.stored_serial = Some(self.st.serial);
+        Ok(())
+    }
+
+    /// Writes, then tells the hooks about the outcomes that write made durable.
+    fn write_and_notify(&mut self, hooks: &dyn Hooks) -> Result<(), StateError> {
+        self.write()?;
+        for d in std::mem::take(&mut self.deferred) {
+            match d {
+                Deferred::Resource(addr, action, result) => {
+                    hooks.resource_finished(&self.st.slug, &addr, action, result.as_ref().map(|d| *d))
+                }
+                Deferred::Phase(phase, ok, elapsed) => hooks.phase_finished(&self.st.slug, phase, ok, elapsed),
+            }
+        }
         Ok(())
     }
 
@@ -588,6 +610,7 @@ async fn apply_locked(
         sensitive: BTreeMap::new(),
         run_id: run_id.to_string(),
         audit: Vec::new(),
+        deferred: Vec::new(),
     };
     let tenant = TenantRef { slug: plan.slug.clone(), id: plan.tenant_id.clone() };
 
@@ -615,8 +638,8 @@ async fn apply_locked(
 
     run.st.status = if only_deletes { TenantStatus::Destroying } else { TenantStatus::Provisioning };
     run.st.provisioning_error = None;
+    // Written with phase 1's first write-ahead records.
     run.log(None, None, "run", "started", None, Some(format!("{} change(s)", forward.len() + deletes.len())));
-    run.write()?;
 
     for phase in Phase::ALL {
         let changes: Vec<&ResourceChange> = forward.iter().copied().filter(|c| c.phase == phase).collect();
@@ -647,7 +670,7 @@ async fn apply_locked(
         run.st.provisioning_completed_at = Some(state::now_rfc3339());
         run.log(None, None, "run", "ok", Some(took), None);
     }
-    run.write()?;
+    run.write_and_notify(hooks)?;
     report.serial = run.st.serial;
     report.status = run.st.status;
     if destroyed {
@@ -696,8 +719,8 @@ async fn run_phase(
             operations: 0,
         },
     );
+    // Written with the first wave's write-ahead records, just below.
     run.log(Some(phase), None, "phase", "started", None, None);
-    run.write()?;
 
     // Dependencies between the changes of this phase. For deletes they run the other way: a
     // resource is deleted only once everything of this phase that depended on it is gone.
@@ -717,7 +740,13 @@ async fn run_phase(
     let mut running = JoinSet::new();
     let mut errors: Vec<ProviderError> = Vec::new();
     let mut created: Vec<ResourceChange> = Vec::new();
+    // Outcomes recorded in `run.st` but not written yet, and their hooks, called once written.
+    let mut unwritten = false;
 
+    // One write per turn of this loop carries the outcomes that arrived together and the
+    // write-ahead records of the operations they made ready: an outcome is durable before anything
+    // that depends on it starts, a record before its operation starts, and a dependency chain
+    // costs one flush per link.
     loop {
         // Start what is ready, in plan order, unless a failure stops new work. Their write-ahead
         // records are written (one write for the wave) before any of them starts.
@@ -753,8 +782,9 @@ async fn run_phase(
                     i += 1;
                 }
             }
-            if !ready.is_empty() {
-                run.write()?;
+            if !ready.is_empty() || unwritten {
+                run.write_and_notify(hooks)?;
+                unwritten = false;
             }
             for (change, attrs) in ready {
                 let provider = providers.for_kind(&change.address.kind).expect("checked before the run").clone();
@@ -763,65 +793,69 @@ async fn run_phase(
                 running.spawn(run_change(provider, tenant.clone(), change, attrs, secrets, opts.clone()));
             }
         }
-        let Some(joined) = running.join_next().await else { break };
-        let done = match joined {
-            Ok(done) => done,
-            Err(panic) => std::panic::resume_unwind(panic.into_panic()),
-        };
-        for (e, attempt, delay) in &done.retries {
-            hooks.resource_retrying(&tenant.slug, e, *attempt, *delay);
+        let Some(first) = running.join_next().await else { break };
+        let mut batch = vec![first];
+        while let Some(more) = running.try_join_next() {
+            batch.push(more);
         }
-        let addr = done.change.address.clone();
-        let action = action_name(done.change.action);
-        run.st.in_flight.remove(&addr);
-        match done.result {
-            Ok(observed) => {
-                match observed {
-                    Some(o) => {
-                        for (name, clear) in o.sensitive {
-                            run.sensitive.insert(format!("output:{addr}.{name}"), clear);
+        for joined in batch {
+            let done = match joined {
+                Ok(done) => done,
+                Err(panic) => std::panic::resume_unwind(panic.into_panic()),
+            };
+            for (e, attempt, delay) in &done.retries {
+                hooks.resource_retrying(&tenant.slug, e, *attempt, *delay);
+            }
+            let addr = done.change.address.clone();
+            let action = action_name(done.change.action);
+            run.st.in_flight.remove(&addr);
+            unwritten = true;
+            match done.result {
+                Ok(observed) => {
+                    match observed {
+                        Some(o) => {
+                            for (name, clear) in o.sensitive {
+                                run.sensitive.insert(format!("output:{addr}.{name}"), clear);
+                            }
+                            run.st.resources.insert(
+                                addr.clone(),
+                                ResourceState {
+                                    phase,
+                                    attrs: o.attrs,
+                                    outputs: o.outputs,
+                                    depends_on: done.change.depends_on.clone(),
+                                },
+                            );
                         }
-                        run.st.resources.insert(
-                            addr.clone(),
-                            ResourceState {
-                                phase,
-                                attrs: o.attrs,
-                                outputs: o.outputs,
-                                depends_on: done.change.depends_on.clone(),
-                            },
-                        );
+                        None => {
+                            run.st.resources.remove(&addr);
+                        }
                     }
-                    None => {
+                    if let Some(p) = run.st.phases.get_mut(&phase) {
+                        p.operations += 1;
+                    }
+                    let note = (!done.retries.is_empty()).then(|| format!("after {} retries", done.retries.len()));
+                    run.log(Some(phase), Some(&addr), action, "ok", Some(done.elapsed), note);
+                    run.deferred.push(Deferred::Resource(addr.clone(), done.change.action, Ok(done.elapsed)));
+                    report.operations.push((addr.clone(), done.change.action));
+                    if matches!(done.change.action, Action::Create | Action::Replace) {
+                        created.push(done.change.clone());
+                    }
+                    for set in waiting_on.values_mut() {
+                        set.remove(&addr);
+                    }
+                }
+                Err(e) => {
+                    if done.deleted_old {
                         run.st.resources.remove(&addr);
                     }
+                    run.log(Some(phase), Some(&addr), action, "failed", Some(done.elapsed), Some(e.to_string()));
+                    run.deferred.push(Deferred::Resource(addr.clone(), done.change.action, Err(e.clone())));
+                    errors.push(e);
                 }
-                if let Some(p) = run.st.phases.get_mut(&phase) {
-                    p.operations += 1;
-                }
-                let note = (!done.retries.is_empty()).then(|| format!("after {} retries", done.retries.len()));
-                run.log(Some(phase), Some(&addr), action, "ok", Some(done.elapsed), note);
-                run.write()?;
-                hooks.resource_finished(&tenant.slug, &addr, done.change.action, Ok(done.elapsed));
-                report.operations.push((addr.clone(), done.change.action));
-                if matches!(done.change.action, Action::Create | Action::Replace) {
-                    created.push(done.change.clone());
-                }
-                for set in waiting_on.values_mut() {
-                    set.remove(&addr);
-                }
-            }
-            Err(e) => {
-                if done.deleted_old {
-                    run.st.resources.remove(&addr);
-                }
-                run.log(Some(phase), Some(&addr), action, "failed", Some(done.elapsed), Some(e.to_string()));
-                run.write()?;
-                hooks.resource_finished(&tenant.slug, &addr, done.change.action, Err(&e));
-                errors.push(e);
             }
         }
     }
-
     let finish = |run: &mut Run<'_>, outcome: &str| {
         if let Some(p) = run.st.phases.get_mut(&phase) {
             p.finished_at = Some(state::now_rfc3339());
@@ -831,11 +865,14 @@ async fn run_phase(
         run.log(Some(phase), None, "phase", &outcome.to_ascii_lowercase(), Some(started.elapsed()), None);
     };
     if errors.is_empty() {
+        // The phase's last outcomes and its end are written with the next phase's first
+        // write-ahead records (or the run's final write): nothing runs in between, so they are
+        // durable before anything else starts, at one flush less per phase.
         finish(run, "COMPLETED");
-        run.write()?;
-        hooks.phase_finished(&tenant.slug, phase, true, started.elapsed());
+        run.deferred.push(Deferred::Phase(phase, true, started.elapsed()));
         return Ok(());
     }
+    run.write_and_notify(hooks)?;
 
     // Roll back what this run created in this phase, newest first (unless told to halt).
     let mut rolled_back = Vec::new();
@@ -880,8 +917,8 @@ async fn run_phase(
     };
     run.st.provisioning_error = Some(format!("phase {}/10 {}: {error_text}", phase.number(), phase.name()));
     run.log(Some(phase), None, "run", "failed", None, Some(err.to_string()));
-    run.write()?;
-    hooks.phase_finished(&tenant.slug, phase, false, started.elapsed());
+    run.deferred.push(Deferred::Phase(phase, false, started.elapsed()));
+    run.write_and_notify(hooks)?;
     Err(err)
 }
 
