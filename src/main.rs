@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use matih::apply::{ApplyOptions, ConsoleHooks, Hooks, Providers};
+use matih::apply::{ApplyOptions, ConsoleHooks, Hooks, JsonHooks, LiveHooks, OnFailure, Providers};
 use matih::catalog::Catalog;
 use matih::diag::{self, Diagnostic};
 use matih::graph::{self, ResourceGraph};
@@ -18,7 +18,7 @@ use matih::provider::dns::DnsProvider;
 use matih::provider::kubernetes::{KubeSettings, KubeTarget, KubernetesProvider};
 use matih::provider::postgres::{PostgresProvider, PostgresSettings};
 use matih::spec::{self, PlatformConfig, TenantSpec};
-use matih::state::{MemoryStore, SledStore, StateStore, TenantStatus};
+use matih::state::{MemoryStore, SledStore, StateError, StateStore, TenantStatus, DEFAULT_OPEN_WAIT};
 use matih::workflow::{self, Refresh};
 
 /// Plans of many tenants build and drop millions of small attribute values; mimalloc does that with
@@ -88,6 +88,9 @@ enum Command {
         slug: String,
         #[arg(long)]
         json: bool,
+        /// Print the tenant's audit log (every run, phase and resource operation) instead.
+        #[arg(long)]
+        history: bool,
     },
     /// Inspect and edit recorded state.
     #[command(subcommand)]
@@ -128,6 +131,33 @@ struct ApplyArgs {
     /// Operations running at once inside one tenant's phase.
     #[arg(long, default_value_t = 10)]
     parallelism: usize,
+    /// How long to wait for a tenant locked by another run (e.g. 30s, 2m); 0 fails at once.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    lock_timeout: Duration,
+    /// What to do with a phase that failed: roll back what this run created in it, or halt and
+    /// leave it as it is (for debugging).
+    #[arg(long, value_enum, default_value_t = OnFailureArg::Rollback)]
+    on_failure: OnFailureArg,
+    /// Progress display: auto (live on a terminal, plain lines otherwise), plain, or json (one
+    /// JSON object per event on stdout; see `src/apply/progress.rs`).
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    progress: Progress,
+    /// Go ahead even when a tenant with `protect_database = true` would lose its database or schema.
+    #[arg(long)]
+    allow_data_loss: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum OnFailureArg {
+    Rollback,
+    Halt,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Progress {
+    Auto,
+    Plain,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -216,7 +246,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print(&graph::to_dot(&inputs.graphs))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status { slug, json } => status(&cli.global, &slug, json),
+        Command::Status { slug, json, history } => status(&cli.global, &slug, json, history),
         Command::State(cmd) => state_cmd(&cli.global, cmd),
         Command::Lock(cmd) => lock_cmd(&cli.global, cmd),
         Command::Drift(args) => drift_cmd(&cli.global, &args, color),
@@ -442,13 +472,22 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Asks for confirmation on stdin, as Terraform does. Anything but `yes` cancels; a closed stdin
 /// cancels with a message instead of hanging.
-fn confirm(question: &str) -> Result<bool> {
-    print(&format!(
+fn confirm(question: &str, to_stderr: bool) -> Result<bool> {
+    let prompt = format!(
         "\n{question}\n  matih will perform the actions described above.\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
-    ))?;
+    );
+    if to_stderr {
+        eprint!("{prompt}");
+    } else {
+        print(&prompt)?;
+    }
     let mut answer = String::new();
     let n = std::io::stdin().read_line(&mut answer)?;
-    println!();
+    if to_stderr {
+        eprintln!();
+    } else {
+        println!();
+    }
     if n == 0 {
         bail!(
             "no answer: standard input is closed (use --auto-approve to apply without a prompt); nothing was changed"
@@ -457,18 +496,77 @@ fn confirm(question: &str) -> Result<bool> {
     Ok(answer.trim() == "yes")
 }
 
+/// Opens the sled store for an apply or destroy. While another matih process has it open, tries
+/// again until `lock_timeout` has passed; then, if that process holds tenant locks, fails naming
+/// them (the tenant lock holder), otherwise keeps waiting up to [`DEFAULT_OPEN_WAIT`] (a short
+/// command such as `matih status` holds the store only briefly).
+fn open_for_run(path: &Path, lock_timeout: Duration) -> Result<SledStore> {
+    let started = std::time::Instant::now();
+    loop {
+        match SledStore::open_with_wait(path, Duration::from_millis(250)) {
+            Ok(store) => return Ok(store),
+            Err(e @ StateError::Io { .. }) if e.to_string().contains("in use by another matih process") => {
+                let waited = started.elapsed();
+                if waited < lock_timeout {
+                    continue;
+                }
+                let holders = SledStore::holders(path);
+                if let Some(h) = holders.first() {
+                    let others = if holders.len() > 1 {
+                        format!(" (and {} other tenant(s))", holders.len() - 1)
+                    } else {
+                        String::new()
+                    };
+                    let how_long = if lock_timeout.is_zero() {
+                        "use --lock-timeout to wait for it".to_string()
+                    } else {
+                        format!("still locked after waiting {}", humantime::format_duration(lock_timeout))
+                    };
+                    bail!(
+                        "tenant {:?} is locked by {} ({} on {}, pid {}, since {}; lock id {}){others}: that run has the \
+                         state store {} open; nothing was changed ({how_long})",
+                        h.slug,
+                        h.who,
+                        h.operation,
+                        h.host,
+                        h.pid,
+                        h.created_at,
+                        h.id,
+                        path.display()
+                    );
+                }
+                if waited >= lock_timeout.max(DEFAULT_OPEN_WAIT) {
+                    return Err(e.into());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The progress hooks the flags and the terminal ask for.
+fn progress_hooks(progress: Progress) -> Arc<dyn Hooks> {
+    match progress {
+        Progress::Json => Arc::new(JsonHooks::new(Box::new(std::io::stdout()))),
+        Progress::Auto if std::io::stdout().is_terminal() => Arc::new(LiveHooks::new(Box::new(std::io::stdout()))),
+        Progress::Auto | Progress::Plain => Arc::new(ConsoleHooks::new(Box::new(std::io::stdout()))),
+    }
+}
+
 /// Applies every tenant plan with changes, tenants concurrently, and prints a summary.
+#[allow(clippy::too_many_arguments)]
 fn execute(
     plan: &Plan,
     global: &Global,
     platform: &PlatformConfig,
     providers: &Providers,
     opts: ApplyOptions,
+    progress: Progress,
     rt: &tokio::runtime::Runtime,
 ) -> Result<ExitCode> {
     require_providers(plan, providers, platform)?;
-    let store: Arc<dyn StateStore> = Arc::new(SledStore::open(&global.state)?);
-    let hooks: Arc<dyn Hooks> = Arc::new(ConsoleHooks::new(Box::new(std::io::stdout())));
+    let store: Arc<dyn StateStore> = Arc::new(open_for_run(&global.state, opts.lock_timeout)?);
+    let hooks = progress_hooks(progress);
     let started = std::time::Instant::now();
     let results = rt.block_on(async {
         let mut set = tokio::task::JoinSet::new();
@@ -486,6 +584,7 @@ fn execute(
         results.sort_by_key(|(i, _)| *i);
         results
     });
+    drop(hooks);
     let mut failed = 0;
     let s = plan.summary();
     for (i, r) in &results {
@@ -493,6 +592,18 @@ fn execute(
             failed += 1;
             eprintln!("error: {}: {e}", plan.tenants[*i].slug);
         }
+    }
+    if progress == Progress::Json {
+        JsonHooks::new(Box::new(std::io::stdout())).event(
+            "summary",
+            serde_json::json!({
+                "ok": failed == 0,
+                "tenants": results.len(),
+                "failed": failed,
+                "elapsed_ms": started.elapsed().as_millis() as u64,
+            }),
+        );
+        return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
     let verb = if opts.operation == "destroy" { "Destroy" } else { "Apply" };
     if failed == 0 {
@@ -514,13 +625,51 @@ fn execute(
     }
 }
 
+/// Refuses, before anything is asked or changed, a plan that would lose the data of a tenant whose
+/// spec sets `protect_database = true`, pointing at that line. `protected` maps slugs to where the
+/// flag is written.
+fn check_protection(
+    plan: &Plan,
+    protected: &std::collections::BTreeMap<String, diag::Location>,
+    allow_data_loss: bool,
+) -> Result<()> {
+    if allow_data_loss {
+        return Ok(());
+    }
+    let mut problems = Vec::new();
+    for tp in &plan.tenants {
+        let Some(at) = protected.get(&tp.slug) else { continue };
+        let lost = matih::apply::data_loss(tp);
+        if !lost.is_empty() {
+            let what: Vec<String> =
+                lost.iter().map(|c| format!("{} {}", matih::apply::action_name(c.action), c.address)).collect();
+            problems.push(format!(
+                "{at}: tenant {:?} has protect_database = true, and this plan would {} (its data would be lost)",
+                tp.slug,
+                what.join(", ")
+            ));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    bail!("{}\nnothing was changed; pass --allow-data-loss if you really mean it", problems.join("\n"))
+}
+
 fn apply_cmd(global: &Global, args: &ApplyArgs, color: bool, destroy: bool) -> Result<ExitCode> {
     let rt = runtime()?;
-    let opts = ApplyOptions {
+    let mut opts = ApplyOptions {
         parallelism: args.parallelism.max(1),
         operation: if destroy { "destroy".into() } else { "apply".into() },
+        lock_timeout: args.lock_timeout,
+        on_failure: match args.on_failure {
+            OnFailureArg::Rollback => OnFailure::Rollback,
+            OnFailureArg::Halt => OnFailure::Halt,
+        },
+        allow_data_loss: args.allow_data_loss,
         ..ApplyOptions::default()
     };
+    let json = args.progress == Progress::Json;
     // A saved plan: applied exactly as reviewed, no prompt.
     if !destroy
         && args.paths.len() == 1
@@ -535,6 +684,12 @@ fn apply_cmd(global: &Global, args: &ApplyArgs, color: bool, destroy: bool) -> R
             return Err(Reported.into());
         }
         let catalog = load_catalog(global)?;
+        // Protection comes from the spec files the plan was made from, as they are now.
+        let sources: Vec<PathBuf> =
+            plan.tenants.iter().filter_map(|t| t.source.clone()).filter(|p| p.is_file()).collect();
+        let protected = protected_specs(&spec::load_tenants(&sources, &catalog).0);
+        check_protection(&plan, &protected, args.allow_data_loss)?;
+        opts.protected = protected.into_keys().collect();
         let providers = connect_providers(&platform, &catalog, &rt)?;
         require_providers(&plan, &providers, &platform)?;
         for tp in plan.tenants.iter().filter(|t| t.has_changes()) {
@@ -548,11 +703,17 @@ fn apply_cmd(global: &Global, args: &ApplyArgs, color: bool, destroy: bool) -> R
                 );
             }
         }
-        return execute(&plan, global, &platform, &providers, opts, &rt);
+        return execute(&plan, global, &platform, &providers, opts, args.progress, &rt);
     }
 
     let inputs = load_inputs(global, &args.paths)?;
-    let store = open_state_for_read(global)?;
+    let protected = protected_specs(&inputs.specs);
+    opts.protected = protected.keys().cloned().collect();
+    let store: Box<dyn StateStore> = if SledStore::exists(&global.state) {
+        Box::new(open_for_run(&global.state, args.lock_timeout)?)
+    } else {
+        Box::new(MemoryStore::default())
+    };
     let providers = connect_providers(&inputs.platform, &inputs.catalog, &rt)?;
     let plan = if destroy {
         let mut tenants = Vec::new();
@@ -566,10 +727,17 @@ fn apply_cmd(global: &Global, args: &ApplyArgs, color: bool, destroy: bool) -> R
         compute_plan(&inputs, store.as_ref(), &providers, true, &rt)?
     };
     drop(store);
-    print(&render(&plan, Format::Text, color))?;
+    if json {
+        let s = plan.summary();
+        JsonHooks::new(Box::new(std::io::stdout()))
+            .event("plan", serde_json::json!({"add": s.to_add(), "change": s.change, "destroy": s.to_destroy()}));
+    } else {
+        print(&render(&plan, Format::Text, color))?;
+    }
     if !plan.has_changes() {
         return Ok(ExitCode::SUCCESS);
     }
+    check_protection(&plan, &protected, args.allow_data_loss)?;
     require_providers(&plan, &providers, &inputs.platform)?;
     if !args.auto_approve {
         let q = if destroy {
@@ -577,12 +745,17 @@ fn apply_cmd(global: &Global, args: &ApplyArgs, color: bool, destroy: bool) -> R
         } else {
             "Do you want to perform these actions?"
         };
-        if !confirm(q)? {
+        if !confirm(q, json)? {
             eprintln!("{} cancelled; nothing was changed.", if destroy { "Destroy" } else { "Apply" });
             return Ok(ExitCode::from(1));
         }
     }
-    execute(&plan, global, &inputs.platform, &providers, opts, &rt)
+    execute(&plan, global, &inputs.platform, &providers, opts, args.progress, &rt)
+}
+
+/// Slugs whose spec sets `protect_database = true`, with where it is written.
+fn protected_specs(specs: &[TenantSpec]) -> std::collections::BTreeMap<String, diag::Location> {
+    specs.iter().filter_map(|s| Some((s.slug.value.clone(), s.database_protection()?.clone()))).collect()
 }
 
 fn show(path: &Path, format: Format, color: bool) -> Result<ExitCode> {
@@ -591,10 +764,36 @@ fn show(path: &Path, format: Format, color: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn status(global: &Global, slug: &str, json: bool) -> Result<ExitCode> {
+fn status(global: &Global, slug: &str, json: bool, history: bool) -> Result<ExitCode> {
     let store = open_state_for_read(global)?;
+    if history {
+        return audit_log(global, store.as_ref(), slug, json);
+    }
     let Some(st) = store.get(slug)? else {
-        bail!("no tenant {slug:?} in the state store at {}", global.state.display());
+        // A destroyed tenant: its state is gone, its history and audit log are not.
+        let last = store.history(slug)?.pop();
+        let Some(last) = last.filter(|h| h.state.status == TenantStatus::Destroyed) else {
+            bail!("no tenant {slug:?} in the state store at {}", global.state.display());
+        };
+        if json {
+            let v = serde_json::json!({
+                "slug": slug,
+                "tenant_id": last.state.tenant_id,
+                "status": TenantStatus::Destroyed,
+                "destroyed_at": last.at,
+                "lineage": last.state.lineage,
+                "last_serial": last.serial,
+                "duration_ms": last.state.provisioning_duration_ms,
+            });
+            print(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
+        } else {
+            print(&format!(
+                "Tenant:     {slug} ({})\nStatus:     DESTROYED at {} (its state was removed; `matih status {slug} \
+                 --history` shows its audit log, `matih state history {slug}` its earlier states)\n",
+                last.state.tenant_id, last.at
+            ))?;
+        }
+        return Ok(ExitCode::SUCCESS);
     };
     if json {
         let v = serde_json::json!({
@@ -609,6 +808,13 @@ fn status(global: &Global, slug: &str, json: bool) -> Result<ExitCode> {
             "lineage": st.lineage,
             "updated_at": st.updated_at,
             "resources": st.resources.len(),
+            "duration_ms": st.provisioning_duration_ms,
+            "in_flight": st.in_flight.iter().map(|(a, r)| serde_json::json!({
+                "resource": a.to_string(),
+                "action": r.action,
+                "phase": r.phase.number(),
+                "started_at": r.started_at,
+            })).collect::<Vec<_>>(),
             "phases": st.phases.iter().map(|(p, r)| serde_json::json!({
                 "number": p.number(),
                 "name": p.name(),
@@ -634,7 +840,19 @@ fn status(global: &Global, slug: &str, json: bool) -> Result<ExitCode> {
     if let Some(t) = &st.provisioning_completed_at {
         out.push_str(&format!("Completed:  {t}\n"));
     }
+    if let Some(ms) = st.provisioning_duration_ms {
+        out.push_str(&format!("Took:       {:.1}s (last complete run)\n", ms as f64 / 1000.0));
+    }
     out.push_str(&format!("Resources:  {}\n", st.resources.len()));
+    if !st.in_flight.is_empty() {
+        out.push_str(&format!(
+            "In flight:  {} operation(s) of an interrupted run; the next plan or apply reads and adopts them\n",
+            st.in_flight.len()
+        ));
+        for (addr, r) in &st.in_flight {
+            out.push_str(&format!("  {:<8} {addr} (phase {}, started {})\n", r.action, r.phase.number(), r.started_at));
+        }
+    }
     if !st.phases.is_empty() {
         out.push_str("Phases (last run):\n");
         for (phase, run) in &st.phases {
@@ -652,6 +870,40 @@ fn status(global: &Global, slug: &str, json: bool) -> Result<ExitCode> {
     }
     out.push_str(&format!("Serial:     {} (lineage {})\n", st.serial, st.lineage));
     out.push_str(&format!("Updated:    {}\n", st.updated_at));
+    print(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `matih status SLUG --history`: the tenant's audit log, oldest first.
+fn audit_log(global: &Global, store: &dyn StateStore, slug: &str, json: bool) -> Result<ExitCode> {
+    let log = store.audit(slug)?;
+    if log.is_empty() && store.get(slug)?.is_none() && store.history(slug)?.is_empty() {
+        bail!("no tenant {slug:?} in the state store at {}", global.state.display());
+    }
+    if json {
+        print(&format!("{}\n", serde_json::to_string_pretty(&log)?))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = format!(
+        "{:<20}  {:<8} {:<29} {:<44} {:<9} {:<11} {:>8}\n",
+        "TIME", "RUN", "PHASE", "RESOURCE", "ACTION", "OUTCOME", "TOOK"
+    );
+    for e in &log {
+        let phase = e.phase.map(|p| format!("{:>2}/10 {}", p.number(), p.name())).unwrap_or_default();
+        let took = e.duration_ms.map(|ms| format!("{:.1}s", ms as f64 / 1000.0)).unwrap_or_default();
+        let resource = e.resource.as_ref().map(ToString::to_string).unwrap_or_default();
+        out.push_str(&format!(
+            "{:<20}  {:<8} {:<29} {:<44} {:<9} {:<11} {:>8}{}\n",
+            e.at,
+            e.operation,
+            phase,
+            resource,
+            e.action,
+            e.outcome,
+            took,
+            e.message.as_ref().map(|m| format!("  {m}")).unwrap_or_default()
+        ));
+    }
     print(&out)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -112,9 +112,15 @@ fn destroy_asks_first_and_only_yes_goes_ahead() {
     let text = stdout(&out);
     assert!(text.contains("acme: kubernetes_namespace.tenant: Destruction complete"), "{text}");
     assert!(text.contains("Destroy complete! Resources: 0 added, 0 changed,"), "{text}");
-    let st = SledStore::open(&dir.path().join("state")).unwrap().get("acme").unwrap().unwrap();
-    assert_eq!(st.status, TenantStatus::Destroyed);
-    assert!(st.resources.is_empty());
+    // The tenant's state is removed; its history says it was destroyed.
+    let store = SledStore::open(&dir.path().join("state")).unwrap();
+    assert_eq!(store.get("acme").unwrap(), None);
+    let last = store.history("acme").unwrap().pop().unwrap();
+    assert_eq!(last.state.status, TenantStatus::Destroyed);
+    assert!(last.state.resources.is_empty());
+    drop(store);
+    let status = matih_with_stdin(dir.path(), &["status", "acme"], None);
+    assert!(stdout(&status).contains("Status:     DESTROYED"), "{}", stdout(&status));
     // The namespace went last: every phase ran in reverse order.
     let ns = text.find("kubernetes_namespace.tenant: Destroying").unwrap();
     let ingress = text.find("kubernetes_ingress.tenant: Destroying").unwrap();

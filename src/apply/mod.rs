@@ -9,8 +9,20 @@
 //! Failure. A transient provider error is retried with exponential backoff. When a change of a
 //! phase still fails, the changes already running finish and are recorded, then the phase is rolled
 //! back: what this run created in that phase is deleted again, newest first (updates of objects that
-//! existed before are not undone: the previous object is gone). The tenant is marked FAILED with the
-//! error and the phase; a later apply resumes from what the state records.
+//! existed before are not undone: the previous object is gone). With [`OnFailure::Halt`] the phase is
+//! left as it is, for debugging. The tenant is marked FAILED with the error and the phase; a later
+//! apply resumes from what the state records.
+//!
+//! Crash safety. Before an operation starts, a write-ahead record (`in_flight`: action, phase, start
+//! time, the attributes asked for) is written to the tenant's state; the outcome replaces it in one
+//! write. A run killed in between leaves the record: the next refresh and the next apply read the
+//! object it names and adopt it into the state when it exists ([`recover_in_flight`]), so nothing is
+//! created twice or left unrecorded. Every write also appends to the tenant's audit log (runs,
+//! phases, operations, with outcome and duration; never attribute values) in the same transaction.
+//!
+//! Finalization. A run that reaches the end records its total duration, logs it, and calls
+//! [`Hooks::tenant_finished`] (also on failure); a destroy that deleted everything removes the
+//! tenant's state (its history and audit log stay).
 //!
 //! **Invariant:** knows nothing of Kubernetes, PostgreSQL or DNS: it talks to providers through the
 //! [`Provider`] trait and to the state through [`StateStore`]. The only writer of a tenant's state
@@ -23,15 +35,19 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 mod console;
+mod progress;
 mod refresh;
 pub use console::ConsoleHooks;
-pub use refresh::{changed_since_planned, refresh, Refreshed};
+pub use progress::{JsonHooks, LiveHooks};
+pub use refresh::{changed_since_planned, recover_in_flight, refresh, Refreshed};
 
 use crate::addr::ResourceAddr;
 use crate::phase::Phase;
 use crate::plan::{Action, PriorState, ResourceChange, TenantPlan};
 use crate::provider::{Observed, Provider, ProviderError, ResourceObject, TenantRef};
-use crate::state::{self, LockInfo, PhaseRun, ResourceState, StateError, StateStore, TenantState, TenantStatus};
+use crate::state::{
+    self, AuditEntry, InFlight, LockInfo, PhaseRun, ResourceState, StateError, StateStore, TenantState, TenantStatus,
+};
 use crate::value::Value;
 
 /// How an apply behaves. `Default` gives the CLI's defaults.
@@ -45,6 +61,14 @@ pub struct ApplyOptions {
     pub max_backoff: Duration,
     /// What the history and the lock call this run (`apply`, `destroy`).
     pub operation: String,
+    /// How long to keep trying for a tenant's lock held by another run (zero: fail at once).
+    pub lock_timeout: Duration,
+    /// What to do with a phase that failed.
+    pub on_failure: OnFailure,
+    /// Slugs whose spec sets `protect_database = true`: a plan that deletes or replaces their
+    /// database or schema is refused unless `allow_data_loss`.
+    pub protected: BTreeSet<String>,
+    pub allow_data_loss: bool,
 }
 
 impl Default for ApplyOptions {
@@ -55,13 +79,55 @@ impl Default for ApplyOptions {
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             operation: "apply".into(),
+            lock_timeout: Duration::ZERO,
+            on_failure: OnFailure::Rollback,
+            protected: BTreeSet::new(),
+            allow_data_loss: false,
         }
     }
+}
+
+/// What an apply does with a phase in which an operation failed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Delete what this run created in the phase, newest first (the seed's phase rollback).
+    #[default]
+    Rollback,
+    /// Leave everything as it is, for debugging; the next apply resumes from it.
+    Halt,
+}
+
+/// The resource kinds that hold a tenant's data: deleting or replacing one loses it.
+pub const DATA_KINDS: [&str; 2] = ["postgresql_database", "postgresql_schema"];
+
+/// The changes of `plan` that would lose the tenant's data (delete or replace a database or schema).
+pub fn data_loss(plan: &TenantPlan) -> Vec<&ResourceChange> {
+    plan.resource_changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
+        .filter(|c| DATA_KINDS.contains(&c.address.kind.as_str()))
+        .collect()
+}
+
+/// How one tenant's run ended, for [`Hooks::tenant_finished`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunOutcome {
+    /// `Active`, `Destroyed` or `Failed` (or the status kept when there was nothing to do).
+    pub status: TenantStatus,
+    pub duration: Duration,
+    /// Operations that finished.
+    pub operations: usize,
+    pub error: Option<String>,
 }
 
 /// Progress callbacks, so that the engine does not know whether it is watched by a terminal, a JSON
 /// stream or a WebSocket. Every method has an empty default.
 pub trait Hooks: Send + Sync {
+    /// A run over `tenant` begins, with `changes` operations planned.
+    fn tenant_started(&self, _tenant: &str, _changes: usize) {}
+    /// A run over `tenant` ended (successfully or not). The place for the platform's notification
+    /// and its `tenant.provisioned` event.
+    fn tenant_finished(&self, _tenant: &str, _outcome: &RunOutcome) {}
     fn phase_started(&self, _tenant: &str, _phase: Phase) {}
     fn phase_finished(&self, _tenant: &str, _phase: Phase, _ok: bool, _elapsed: Duration) {}
     fn resource_started(&self, _tenant: &str, _addr: &ResourceAddr, _action: Action) {}
@@ -138,6 +204,14 @@ pub enum ApplyError {
         if .vars.len() == 1 { "it" } else { "them" }
     )]
     MissingEnv { slug: String, vars: Vec<String> },
+    #[error(
+        "tenant {slug:?} protects its database (protect_database = true) and this run would delete or replace {}; \
+         nothing was changed (pass --allow-data-loss to go ahead)",
+        .resources.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    Protected { slug: String, resources: Vec<ResourceAddr> },
+    #[error("{source}; still locked after waiting {}", humantime::format_duration(*.waited))]
+    LockTimeout { waited: Duration, source: StateError },
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -225,6 +299,18 @@ struct Run<'a> {
     operation: String,
     /// Sensitive outputs of this run in clear (`output:KIND.NAME.OUTPUT` → value); memory only.
     sensitive: BTreeMap<String, String>,
+    /// The id of the lock this run holds, recorded with its audit entries.
+    run_id: String,
+    /// Audit entries written with the next state write.
+    audit: Vec<AuditEntry>,
+    /// Progress events about outcomes recorded in `st` but not yet written; told to the hooks by
+    /// [`Run::write_and_notify`] once they are durable.
+    deferred: Vec<Deferred>,
+}
+
+enum Deferred {
+    Resource(ResourceAddr, Action, Result<Duration, ProviderError>),
+    Phase(Phase, bool, Duration),
 }
 
 /// The clear text of every secret that `attrs` name and this run can supply: environment variables
@@ -252,12 +338,58 @@ fn secrets_for(attrs: &BTreeMap<String, Value>, sensitive: &BTreeMap<String, Str
 }
 
 impl Run<'_> {
+    /// Writes the state (compare-and-swap on the serial, durable) with the audit entries queued.
     fn write(&mut self) -> Result<(), StateError> {
         self.st.serial = self.stored_serial.map_or(1, |s| s + 1);
         self.st.updated_at = state::now_rfc3339();
-        self.store.put(&self.st, self.stored_serial, &self.operation)?;
+        self.store.put_audited(&self.st, self.stored_serial, &self.operation, &self.audit)?;
+        self.audit.clear();
         self.stored_serial = Some(self.st.serial);
         Ok(())
+    }
+
+    /// Writes, then tells the hooks about the outcomes that write made durable.
+    fn write_and_notify(&mut self, hooks: &dyn Hooks) -> Result<(), StateError> {
+        self.write()?;
+        for d in std::mem::take(&mut self.deferred) {
+            match d {
+                Deferred::Resource(addr, action, result) => {
+                    hooks.resource_finished(&self.st.slug, &addr, action, result.as_ref().map(|d| *d))
+                }
+                Deferred::Phase(phase, ok, elapsed) => hooks.phase_finished(&self.st.slug, phase, ok, elapsed),
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues an audit entry for the next write.
+    fn log(
+        &mut self,
+        phase: Option<Phase>,
+        resource: Option<&ResourceAddr>,
+        action: &str,
+        outcome: &str,
+        duration: Option<Duration>,
+        message: Option<String>,
+    ) {
+        let mut e = AuditEntry::new(&self.st.slug, &self.operation, action, outcome);
+        e.run_id = self.run_id.clone();
+        e.phase = phase;
+        e.resource = resource.cloned();
+        e.duration_ms = duration.map(|d| d.as_millis() as u64);
+        e.message = message;
+        self.audit.push(e);
+    }
+}
+
+/// The name of an action in records (`create`, `update`, …).
+pub fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::NoOp => "no-op",
+        Action::Create => "create",
+        Action::Update => "update",
+        Action::Replace => "replace",
+        Action::Delete => "delete",
     }
 }
 
@@ -395,13 +527,58 @@ pub async fn apply_tenant(
     if !unset.is_empty() {
         return Err(ApplyError::MissingEnv { slug: plan.slug.clone(), vars: unset });
     }
+    if opts.protected.contains(&plan.slug) && !opts.allow_data_loss {
+        let lost = data_loss(plan);
+        if !lost.is_empty() {
+            return Err(ApplyError::Protected {
+                slug: plan.slug.clone(),
+                resources: lost.into_iter().map(|c| c.address.clone()).collect(),
+            });
+        }
+    }
     let lock = LockInfo::new(&plan.slug, &opts.operation);
-    store.lock(&lock)?;
-    let result = apply_locked(plan, store, providers, hooks, opts).await;
+    take_lock(store, &lock, opts.lock_timeout).await?;
+    let started = Instant::now();
+    let changes = plan.resource_changes.iter().filter(|c| c.action != Action::NoOp).count();
+    hooks.tenant_started(&plan.slug, changes);
+    let mut report = ApplyReport { slug: plan.slug.clone(), ..ApplyReport::default() };
+    let result = apply_locked(plan, store, providers, hooks, opts, &lock.id, &mut report).await;
     let unlocked = store.unlock(&plan.slug, &lock.id);
-    let report = result?;
+    let outcome = RunOutcome {
+        status: match &result {
+            Ok(()) => report.status,
+            Err(_) => TenantStatus::Failed,
+        },
+        duration: started.elapsed(),
+        operations: report.operations.len(),
+        error: result.as_ref().err().map(ToString::to_string),
+    };
+    hooks.tenant_finished(&plan.slug, &outcome);
+    result?;
     unlocked?;
     Ok(report)
+}
+
+/// Takes the tenant's lock, trying again until `timeout` has passed while another run holds it.
+async fn take_lock(store: &dyn StateStore, lock: &LockInfo, timeout: Duration) -> Result<(), ApplyError> {
+    let started = Instant::now();
+    loop {
+        match store.lock(lock) {
+            Ok(()) => return Ok(()),
+            Err(e @ StateError::Locked { .. }) => {
+                let waited = started.elapsed();
+                if waited >= timeout {
+                    return Err(if timeout.is_zero() {
+                        e.into()
+                    } else {
+                        ApplyError::LockTimeout { waited: timeout, source: e }
+                    });
+                }
+                tokio::time::sleep((timeout - waited).min(Duration::from_millis(200))).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 async fn apply_locked(
@@ -410,7 +587,10 @@ async fn apply_locked(
     providers: &Providers,
     hooks: &dyn Hooks,
     opts: &ApplyOptions,
-) -> Result<ApplyReport, ApplyError> {
+    run_id: &str,
+    report: &mut ApplyReport,
+) -> Result<(), ApplyError> {
+    let started = Instant::now();
     let found = store.get(&plan.slug)?;
     let found_prior = found.as_ref().map(|s| PriorState { lineage: s.lineage.clone(), serial: s.serial });
     if found_prior != plan.prior_state {
@@ -422,9 +602,26 @@ async fn apply_locked(
     }
     let stored_serial = found.as_ref().map(|s| s.serial);
     let st = found.unwrap_or_else(|| TenantState::new(&plan.slug, &plan.tenant_id));
-    let mut run = Run { store, st, stored_serial, operation: opts.operation.clone(), sensitive: BTreeMap::new() };
-    let mut report = ApplyReport { slug: plan.slug.clone(), ..ApplyReport::default() };
+    let mut run = Run {
+        store,
+        st,
+        stored_serial,
+        operation: opts.operation.clone(),
+        sensitive: BTreeMap::new(),
+        run_id: run_id.to_string(),
+        audit: Vec::new(),
+        deferred: Vec::new(),
+    };
     let tenant = TenantRef { slug: plan.slug.clone(), id: plan.tenant_id.clone() };
+
+    // A run that was killed left write-ahead records: adopt what they created, forget the rest.
+    if !run.st.in_flight.is_empty() {
+        let recovered = recover_in_flight(&mut run.st, providers).await;
+        for (addr, outcome) in &recovered {
+            run.log(None, Some(addr), "recover", outcome, None, None);
+        }
+        run.write()?;
+    }
 
     let forward: Vec<&ResourceChange> = plan
         .resource_changes
@@ -436,19 +633,20 @@ async fn apply_locked(
     if forward.is_empty() && deletes.is_empty() {
         report.serial = run.st.serial;
         report.status = run.st.status;
-        return Ok(report);
+        return Ok(());
     }
 
     run.st.status = if only_deletes { TenantStatus::Destroying } else { TenantStatus::Provisioning };
     run.st.provisioning_error = None;
-    run.write()?;
+    // Written with phase 1's first write-ahead records.
+    run.log(None, None, "run", "started", None, Some(format!("{} change(s)", forward.len() + deletes.len())));
 
     for phase in Phase::ALL {
         let changes: Vec<&ResourceChange> = forward.iter().copied().filter(|c| c.phase == phase).collect();
         if changes.is_empty() {
             continue;
         }
-        run_phase(&mut run, &mut report, phase, &changes, false, &tenant, providers, hooks, opts).await?;
+        run_phase(&mut run, report, phase, &changes, false, &tenant, providers, hooks, opts).await?;
     }
     for phase in Phase::ALL.iter().rev().copied() {
         let mut changes: Vec<&ResourceChange> = deletes.iter().copied().filter(|c| c.phase == phase).collect();
@@ -456,21 +654,43 @@ async fn apply_locked(
             continue;
         }
         changes.reverse();
-        run_phase(&mut run, &mut report, phase, &changes, true, &tenant, providers, hooks, opts).await?;
+        run_phase(&mut run, report, phase, &changes, true, &tenant, providers, hooks, opts).await?;
     }
 
     run.st.current_phase = None;
     run.st.provisioning_error = None;
-    if only_deletes && run.st.resources.is_empty() {
+    let took = started.elapsed();
+    run.st.provisioning_duration_ms = Some(took.as_millis() as u64);
+    let destroyed = only_deletes && run.st.resources.is_empty();
+    if destroyed {
         run.st.status = TenantStatus::Destroyed;
+        run.log(None, None, "run", "destroyed", Some(took), None);
     } else {
         run.st.status = TenantStatus::Active;
         run.st.provisioning_completed_at = Some(state::now_rfc3339());
+        run.log(None, None, "run", "ok", Some(took), None);
     }
-    run.write()?;
+    run.write_and_notify(hooks)?;
     report.serial = run.st.serial;
     report.status = run.st.status;
-    Ok(report)
+    if destroyed {
+        // The last state (DESTROYED) goes to history; the audit log stays.
+        store.remove(&plan.slug, run.st.serial, &opts.operation)?;
+        tracing::info!(tenant = %plan.slug, duration_ms = took.as_millis() as u64, "tenant destroyed in {}", secs(took));
+    } else {
+        tracing::info!(
+            tenant = %plan.slug,
+            duration_ms = took.as_millis() as u64,
+            operations = report.operations.len(),
+            "tenant provisioned (ACTIVE) in {}",
+            secs(took)
+        );
+    }
+    Ok(())
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
 }
 
 /// Runs the changes of one phase in dependency waves; on failure rolls back what it created.
@@ -499,7 +719,8 @@ async fn run_phase(
             operations: 0,
         },
     );
-    run.write()?;
+    // Written with the first wave's write-ahead records, just below.
+    run.log(Some(phase), None, "phase", "started", None, None);
 
     // Dependencies between the changes of this phase. For deletes they run the other way: a
     // resource is deleted only once everything of this phase that depended on it is gone.
@@ -519,126 +740,185 @@ async fn run_phase(
     let mut running = JoinSet::new();
     let mut errors: Vec<ProviderError> = Vec::new();
     let mut created: Vec<ResourceChange> = Vec::new();
+    // Outcomes recorded in `run.st` but not written yet, and their hooks, called once written.
+    let mut unwritten = false;
 
+    // One write per turn of this loop carries the outcomes that arrived together and the
+    // write-ahead records of the operations they made ready: an outcome is durable before anything
+    // that depends on it starts, a record before its operation starts, and a dependency chain
+    // costs one flush per link.
     loop {
-        // Start what is ready, in plan order, unless a failure stops new work.
+        // Start what is ready, in plan order, unless a failure stops new work. Their write-ahead
+        // records are written (one write for the wave) before any of them starts.
         if errors.is_empty() {
+            let mut ready = Vec::new();
             let mut i = 0;
-            while i < pending.len() && running.len() < opts.parallelism.max(1) {
+            while i < pending.len() && running.len() + ready.len() < opts.parallelism.max(1) {
                 let addr = pending[i];
                 if waiting_on[addr].is_empty() {
                     pending.remove(i);
                     let change = (*by_addr[addr]).clone();
-                    let provider = providers.for_kind(&change.address.kind).expect("checked before the run").clone();
                     let attrs = if change.action == Action::Delete {
                         Ok(BTreeMap::new())
                     } else {
                         resolve_attrs(&change, &run.st)
                     };
-                    let secrets = attrs.as_ref().map(|a| secrets_for(a, &run.sensitive)).unwrap_or_default();
-                    hooks.resource_started(&tenant.slug, &change.address, change.action);
-                    running.spawn(run_change(provider, tenant.clone(), change, attrs, secrets, opts.clone()));
+                    let planned = match (&attrs, change.action) {
+                        (Ok(a), a2) if a2 != Action::Delete => a.clone(),
+                        _ => change.before.clone().or_else(|| change.after.clone()).unwrap_or_default(),
+                    };
+                    run.st.in_flight.insert(
+                        change.address.clone(),
+                        InFlight {
+                            action: action_name(change.action).to_string(),
+                            phase,
+                            started_at: state::now_rfc3339(),
+                            attrs: planned,
+                            depends_on: change.depends_on.clone(),
+                        },
+                    );
+                    ready.push((change, attrs));
                 } else {
                     i += 1;
                 }
             }
+            if !ready.is_empty() || unwritten {
+                run.write_and_notify(hooks)?;
+                unwritten = false;
+            }
+            for (change, attrs) in ready {
+                let provider = providers.for_kind(&change.address.kind).expect("checked before the run").clone();
+                let secrets = attrs.as_ref().map(|a| secrets_for(a, &run.sensitive)).unwrap_or_default();
+                hooks.resource_started(&tenant.slug, &change.address, change.action);
+                running.spawn(run_change(provider, tenant.clone(), change, attrs, secrets, opts.clone()));
+            }
         }
-        let Some(joined) = running.join_next().await else { break };
-        let done = match joined {
-            Ok(done) => done,
-            Err(panic) => std::panic::resume_unwind(panic.into_panic()),
-        };
-        for (e, attempt, delay) in &done.retries {
-            hooks.resource_retrying(&tenant.slug, e, *attempt, *delay);
+        let Some(first) = running.join_next().await else { break };
+        let mut batch = vec![first];
+        while let Some(more) = running.try_join_next() {
+            batch.push(more);
         }
-        let addr = done.change.address.clone();
-        match done.result {
-            Ok(observed) => {
-                match observed {
-                    Some(o) => {
-                        for (name, clear) in o.sensitive {
-                            run.sensitive.insert(format!("output:{addr}.{name}"), clear);
+        for joined in batch {
+            let done = match joined {
+                Ok(done) => done,
+                Err(panic) => std::panic::resume_unwind(panic.into_panic()),
+            };
+            for (e, attempt, delay) in &done.retries {
+                hooks.resource_retrying(&tenant.slug, e, *attempt, *delay);
+            }
+            let addr = done.change.address.clone();
+            let action = action_name(done.change.action);
+            run.st.in_flight.remove(&addr);
+            unwritten = true;
+            match done.result {
+                Ok(observed) => {
+                    match observed {
+                        Some(o) => {
+                            for (name, clear) in o.sensitive {
+                                run.sensitive.insert(format!("output:{addr}.{name}"), clear);
+                            }
+                            run.st.resources.insert(
+                                addr.clone(),
+                                ResourceState {
+                                    phase,
+                                    attrs: o.attrs,
+                                    outputs: o.outputs,
+                                    depends_on: done.change.depends_on.clone(),
+                                },
+                            );
                         }
-                        run.st.resources.insert(
-                            addr.clone(),
-                            ResourceState {
-                                phase,
-                                attrs: o.attrs,
-                                outputs: o.outputs,
-                                depends_on: done.change.depends_on.clone(),
-                            },
-                        );
+                        None => {
+                            run.st.resources.remove(&addr);
+                        }
                     }
-                    None => {
+                    if let Some(p) = run.st.phases.get_mut(&phase) {
+                        p.operations += 1;
+                    }
+                    let note = (!done.retries.is_empty()).then(|| format!("after {} retries", done.retries.len()));
+                    run.log(Some(phase), Some(&addr), action, "ok", Some(done.elapsed), note);
+                    run.deferred.push(Deferred::Resource(addr.clone(), done.change.action, Ok(done.elapsed)));
+                    report.operations.push((addr.clone(), done.change.action));
+                    if matches!(done.change.action, Action::Create | Action::Replace) {
+                        created.push(done.change.clone());
+                    }
+                    for set in waiting_on.values_mut() {
+                        set.remove(&addr);
+                    }
+                }
+                Err(e) => {
+                    if done.deleted_old {
                         run.st.resources.remove(&addr);
                     }
+                    run.log(Some(phase), Some(&addr), action, "failed", Some(done.elapsed), Some(e.to_string()));
+                    run.deferred.push(Deferred::Resource(addr.clone(), done.change.action, Err(e.clone())));
+                    errors.push(e);
                 }
-                run.write()?;
-                if let Some(p) = run.st.phases.get_mut(&phase) {
-                    p.operations += 1;
-                }
-                hooks.resource_finished(&tenant.slug, &addr, done.change.action, Ok(done.elapsed));
-                report.operations.push((addr.clone(), done.change.action));
-                if matches!(done.change.action, Action::Create | Action::Replace) {
-                    created.push(done.change.clone());
-                }
-                for set in waiting_on.values_mut() {
-                    set.remove(&addr);
-                }
-            }
-            Err(e) => {
-                if done.deleted_old {
-                    run.st.resources.remove(&addr);
-                    run.write()?;
-                }
-                hooks.resource_finished(&tenant.slug, &addr, done.change.action, Err(&e));
-                errors.push(e);
             }
         }
     }
-
     let finish = |run: &mut Run<'_>, outcome: &str| {
         if let Some(p) = run.st.phases.get_mut(&phase) {
             p.finished_at = Some(state::now_rfc3339());
             p.duration_ms = Some(started.elapsed().as_millis() as u64);
             p.state = outcome.to_string();
         }
+        run.log(Some(phase), None, "phase", &outcome.to_ascii_lowercase(), Some(started.elapsed()), None);
     };
     if errors.is_empty() {
+        // The phase's last outcomes and its end are written with the next phase's first
+        // write-ahead records (or the run's final write): nothing runs in between, so they are
+        // durable before anything else starts, at one flush less per phase.
         finish(run, "COMPLETED");
-        run.write()?;
-        hooks.phase_finished(&tenant.slug, phase, true, started.elapsed());
+        run.deferred.push(Deferred::Phase(phase, true, started.elapsed()));
         return Ok(());
     }
+    run.write_and_notify(hooks)?;
 
-    // Roll back what this run created in this phase, newest first.
+    // Roll back what this run created in this phase, newest first (unless told to halt).
     let mut rolled_back = Vec::new();
     let mut rollback_errors = Vec::new();
-    if !reverse && !created.is_empty() {
+    if !reverse && !created.is_empty() && opts.on_failure == OnFailure::Rollback {
         hooks.rollback_started(&tenant.slug, phase, created.len());
         for change in created.iter().rev() {
             let Some(recorded) = run.st.resources.get(&change.address) else { continue };
             let obj = ResourceObject::new(change.address.clone(), recorded.attrs.clone());
             let provider = providers.for_kind(&change.address.kind).expect("checked before the run");
+            let t = Instant::now();
             match with_retry(opts, || provider.delete(tenant, &obj), |_, _, _| {}).await {
                 Ok(()) => {
                     run.st.resources.remove(&change.address);
+                    run.log(Some(phase), Some(&change.address), "rollback", "deleted", Some(t.elapsed()), None);
                     run.write()?;
                     rolled_back.push(change.address.clone());
                 }
-                Err(e) => rollback_errors.push(e),
+                Err(e) => {
+                    run.log(Some(phase), Some(&change.address), "rollback", "failed", Some(t.elapsed()), None);
+                    rollback_errors.push(e);
+                }
             }
         }
     }
-    finish(run, if rolled_back.is_empty() { "FAILED" } else { "ROLLED_BACK" });
+    let halted = opts.on_failure == OnFailure::Halt;
+    finish(
+        run,
+        if halted {
+            "HALTED"
+        } else if rolled_back.is_empty() {
+            "FAILED"
+        } else {
+            "ROLLED_BACK"
+        },
+    );
     let err = ApplyError::Failed { slug: tenant.slug.clone(), phase, errors, rolled_back, rollback_errors };
     run.st.status = TenantStatus::Failed;
-    run.st.provisioning_error = Some(match &err {
+    let error_text = match &err {
         ApplyError::Failed { errors, .. } => join_errors(errors),
         other => other.to_string(),
-    });
-    run.write()?;
-    hooks.phase_finished(&tenant.slug, phase, false, started.elapsed());
+    };
+    run.st.provisioning_error = Some(format!("phase {}/10 {}: {error_text}", phase.number(), phase.name()));
+    run.log(Some(phase), None, "run", "failed", None, Some(err.to_string()));
+    run.deferred.push(Deferred::Phase(phase, false, started.elapsed()));
+    run.write_and_notify(hooks)?;
     Err(err)
 }
 

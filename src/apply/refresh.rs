@@ -1,6 +1,11 @@
 //! Refresh: reads every recorded resource of a tenant back through its provider, so that a plan
 //! compares the specs with the real world and not only with what matih last wrote.
 //!
+//! Write-ahead records (`in_flight`) left by a run that was killed are read too: an object that an
+//! in-flight create made is adopted into the refreshed state (so the plan does not create it again),
+//! one that does not exist is forgotten. [`recover_in_flight`] does the same to the state an apply
+//! is about to write.
+//!
 //! **Invariant:** read-only. Neither the real world nor the state store is changed; the refreshed
 //! state is returned for the plan to use.
 
@@ -12,7 +17,7 @@ use super::Providers;
 use crate::addr::ResourceAddr;
 use crate::plan::{Action, TenantPlan};
 use crate::provider::{Observed, ProviderError, ResourceObject, TenantRef};
-use crate::state::TenantState;
+use crate::state::{ResourceState, TenantState};
 
 /// What refresh found for one tenant.
 #[derive(Debug, Default)]
@@ -26,6 +31,50 @@ pub struct Refreshed {
     pub changed: Vec<ResourceAddr>,
     /// Resources that could not be read (their recorded attributes are kept).
     pub errors: Vec<ProviderError>,
+    /// Objects named by write-ahead records of an interrupted run, found live and adopted.
+    pub adopted: Vec<ResourceAddr>,
+}
+
+/// Reads the object of every write-ahead record of `st` and settles it: a live object is recorded
+/// (adopted, or its record refreshed), an absent one is removed from the resources, and the
+/// record is dropped. Records whose object cannot be read are kept. Returns `(address, outcome)`
+/// with outcome `adopted`, `gone`, `refreshed` or `unreadable`.
+pub async fn recover_in_flight(st: &mut TenantState, providers: &Providers) -> Vec<(ResourceAddr, &'static str)> {
+    let tenant = TenantRef { slug: st.slug.clone(), id: st.tenant_id.clone() };
+    let mut out = Vec::new();
+    let records: Vec<_> = st.in_flight.iter().map(|(a, r)| (a.clone(), r.clone())).collect();
+    for (addr, record) in records {
+        let Some(provider) = providers.for_kind(&addr.kind) else {
+            out.push((addr, "unreadable"));
+            continue;
+        };
+        let attrs = st.resources.get(&addr).map_or_else(|| record.attrs.clone(), |r| r.attrs.clone());
+        match provider.read(&tenant, &ResourceObject::new(addr.clone(), attrs)).await {
+            Ok(Some(observed)) => {
+                let adopted = !st.resources.contains_key(&addr);
+                let rec = st.resources.entry(addr.clone()).or_insert_with(|| ResourceState {
+                    phase: record.phase,
+                    attrs: BTreeMap::new(),
+                    outputs: BTreeMap::new(),
+                    depends_on: record.depends_on.clone(),
+                });
+                rec.attrs = observed.attrs;
+                rec.outputs.extend(observed.outputs);
+                st.in_flight.remove(&addr);
+                out.push((addr, if adopted { "adopted" } else { "refreshed" }));
+            }
+            Ok(None) => {
+                st.resources.remove(&addr);
+                st.in_flight.remove(&addr);
+                out.push((addr, "gone"));
+            }
+            Err(e) => {
+                tracing::warn!("cannot read {addr} of an interrupted run: {e}");
+                out.push((addr, "unreadable"));
+            }
+        }
+    }
+    out
 }
 
 /// Reads back every resource of `state` whose kind has a provider, at most `parallelism` at once.
@@ -60,6 +109,25 @@ pub async fn refresh(state: &TenantState, providers: &Providers, parallelism: us
         }
     }
     let st = out.state.as_mut().expect("set above");
+    // Creates of an interrupted run: not recorded yet, maybe live.
+    let mut creates = st.clone();
+    creates.in_flight.retain(|a, _| !st.resources.contains_key(a) && providers.for_kind(&a.kind).is_some());
+    for (addr, outcome) in recover_in_flight(&mut creates, providers).await {
+        match outcome {
+            "adopted" => {
+                st.resources.insert(addr.clone(), creates.resources[&addr].clone());
+                out.adopted.push(addr);
+            }
+            "unreadable" => out.errors.push(ProviderError {
+                address: addr,
+                path: None,
+                message: "an interrupted run may have created it, and it cannot be read".into(),
+                transient: false,
+            }),
+            _ => {}
+        }
+    }
+    st.in_flight.clear();
     for (addr, r) in results {
         match r {
             Ok(None) => {

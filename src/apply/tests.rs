@@ -19,6 +19,8 @@ struct Scripted {
     /// Address → (remaining transient failures, permanent failure).
     failures: Mutex<BTreeMap<String, (u32, bool)>>,
     live: Mutex<BTreeSet<String>>,
+    /// An address whose apply creates the object, then never returns (a process killed there).
+    hang: Mutex<Option<String>>,
 }
 
 impl Scripted {
@@ -72,8 +74,14 @@ impl Provider for Scripted {
         kind.starts_with("k")
     }
 
-    fn read<'a>(&'a self, _t: &'a TenantRef, _r: &'a ResourceObject) -> ProviderFuture<'a, Option<Observed>> {
-        Box::pin(async { Ok(None) })
+    fn read<'a>(&'a self, _t: &'a TenantRef, r: &'a ResourceObject) -> ProviderFuture<'a, Option<Observed>> {
+        Box::pin(async move {
+            self.calls.lock().unwrap().push(format!("read {}", r.addr));
+            Ok(self.live.lock().unwrap().contains(&r.addr.to_string()).then(|| Observed {
+                attrs: r.attrs.iter().map(|(k, v)| (k.clone(), fill(v))).collect(),
+                ..Observed::default()
+            }))
+        })
     }
 
     fn apply<'a>(&'a self, _t: &'a TenantRef, r: &'a ResourceObject) -> ProviderFuture<'a, Observed> {
@@ -83,6 +91,9 @@ impl Provider for Scripted {
             tokio::time::sleep(Duration::from_millis(2)).await;
             self.check(&r.addr)?;
             self.live.lock().unwrap().insert(r.addr.to_string());
+            if self.hang.lock().unwrap().as_deref() == Some(&r.addr.to_string()) {
+                std::future::pending::<()>().await;
+            }
             let mut outputs = BTreeMap::new();
             if r.addr.kind == "kubernetes_service" {
                 outputs.insert("ip".to_string(), Value::str("10.0.0.7"));
@@ -256,11 +267,212 @@ async fn removed_resources_are_deleted_in_reverse_order_and_a_missing_provider_i
     assert!(pos("delete k_record.api") < pos("delete kubernetes_service.lb"));
     assert!(pos("delete k_deployment.b") < pos("delete k_deployment.a"));
     assert!(pos("delete k_secret.db") < pos("delete k_namespace.tenant"));
-    assert!(store.get("acme").unwrap().unwrap().resources.is_empty());
+    // The destroyed tenant's state is removed; its last state (DESTROYED) is history, and the
+    // audit log stays.
+    assert_eq!(store.get("acme").unwrap(), None);
+    let history = store.history("acme").unwrap();
+    let last = history.last().unwrap();
+    assert_eq!((last.state.status, last.operation.as_str()), (TenantStatus::Destroyed, "destroy"));
+    assert!(last.state.resources.is_empty());
+    let audit = store.audit("acme").unwrap();
+    assert!(audit.iter().any(|e| e.action == "run" && e.outcome == "destroyed"), "{audit:?}");
 
     let nobody = Providers::new();
     let err = apply_tenant(&diff(&graph(1), None, None), &MemoryStore::default(), &nobody, &NoHooks, &fast())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no provider handles"), "{err}");
+}
+
+/// Hooks that record every event as a line.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<String>>);
+
+impl Hooks for Recorder {
+    fn tenant_started(&self, tenant: &str, changes: usize) {
+        self.0.lock().unwrap().push(format!("start {tenant} {changes}"));
+    }
+    fn tenant_finished(&self, tenant: &str, outcome: &RunOutcome) {
+        self.0.lock().unwrap().push(format!("finish {tenant} {:?} {}", outcome.status, outcome.error.is_some()));
+    }
+}
+
+#[tokio::test]
+async fn a_run_killed_mid_operation_leaves_write_ahead_records_that_refresh_and_apply_adopt() {
+    let store = MemoryStore::default();
+    let p = Arc::new(Scripted::default());
+    *p.hang.lock().unwrap() = Some("k_deployment.a".into());
+    let providers = Providers::new().with(p.clone());
+    let plan = diff(&graph(1), None, None);
+    // The run is dropped while k_deployment.a hangs after creating its object: a kill -9 as far
+    // as the state store can tell.
+    let killed = tokio::time::timeout(
+        Duration::from_millis(300),
+        apply_tenant(&plan, &store, &providers, &NoHooks, &ApplyOptions { parallelism: 1, ..fast() }),
+    )
+    .await;
+    assert!(killed.is_err(), "the run hangs");
+    let st = store.get("acme").unwrap().unwrap();
+    assert!(st.resources.contains_key(&"k_secret.db".parse().unwrap()), "finished work is recorded");
+    let wal = &st.in_flight[&"k_deployment.a".parse().unwrap()];
+    assert_eq!((wal.action.as_str(), wal.phase), ("create", Phase::DeployCoreServices));
+    assert_eq!(wal.attrs["replicas"], Value::Int(1));
+    assert!(!st.resources.contains_key(&"k_deployment.a".parse().unwrap()));
+    assert!(p.live.lock().unwrap().contains("k_deployment.a"), "the object exists");
+    let (_, killed_lock) = (store.locks().unwrap().len(), store.locks().unwrap()[0].clone());
+    store.unlock("acme", &killed_lock.id).unwrap(); // the dead process's lock (taken over when stale)
+
+    // Refresh adopts the object, so the plan does not create it again.
+    *p.hang.lock().unwrap() = None;
+    let r = refresh(&st, &providers, 4).await;
+    assert_eq!(r.adopted, vec!["k_deployment.a".parse().unwrap()]);
+    let refreshed = r.state.unwrap();
+    assert!(refreshed.in_flight.is_empty());
+    let plan = diff(&graph(1), Some(&refreshed), None);
+    let a = plan.resource_changes.iter().find(|c| c.address.to_string() == "k_deployment.a").unwrap();
+    assert_eq!(a.action, Action::NoOp);
+
+    // The apply records it too (from its own read of the write-ahead record) and finishes the rest.
+    let calls_before = p.calls().len();
+    let report = apply_tenant(&plan, &store, &providers, &NoHooks, &fast()).await.unwrap();
+    assert_eq!(report.status, TenantStatus::Active);
+    let calls = p.calls()[calls_before..].to_vec();
+    assert!(!calls.contains(&"apply k_deployment.a".to_string()), "not created twice: {calls:?}");
+    assert!(calls.contains(&"apply k_deployment.b".to_string()), "{calls:?}");
+    let st = store.get("acme").unwrap().unwrap();
+    assert!(st.in_flight.is_empty());
+    assert!(st.resources.contains_key(&"k_deployment.a".parse().unwrap()));
+    assert!(!diff(&graph(1), Some(&st), None).has_changes());
+    let audit = store.audit("acme").unwrap();
+    assert!(
+        audit.iter().any(|e| e.action == "recover" && e.outcome == "adopted"),
+        "{:?}",
+        audit.iter().map(|e| (&e.action, &e.outcome)).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn every_operation_is_written_ahead_and_the_audit_log_follows_each_write() {
+    let store = MemoryStore::default();
+    let p = Arc::new(Scripted::default());
+    let providers = Providers::new().with(p.clone());
+    let hooks = Recorder::default();
+    apply_tenant(&diff(&graph(1), None, None), &store, &providers, &hooks, &fast()).await.unwrap();
+    let history = store.history("acme").unwrap();
+    // Every resource appears in flight in some earlier serial, before it is recorded.
+    for addr in ["k_namespace.tenant", "k_deployment.b", "k_record.api"] {
+        let addr: ResourceAddr = addr.parse().unwrap();
+        let first_in_flight = history.iter().position(|h| h.state.in_flight.contains_key(&addr)).unwrap();
+        let first_recorded = history.iter().position(|h| h.state.resources.contains_key(&addr));
+        assert!(first_recorded.is_none_or(|r| r > first_in_flight), "{addr}");
+    }
+    let st = store.get("acme").unwrap().unwrap();
+    assert!(st.in_flight.is_empty());
+    assert!(st.provisioning_duration_ms.is_some(), "total duration recorded");
+    let audit = store.audit("acme").unwrap();
+    let ops: Vec<_> = audit.iter().filter(|e| e.resource.is_some()).collect();
+    assert_eq!(ops.len(), 7, "one entry per resource operation");
+    assert!(ops.iter().all(|e| e.outcome == "ok" && e.duration_ms.is_some() && e.phase.is_some()));
+    let phases = audit.iter().filter(|e| e.action == "phase" && e.outcome == "completed").count();
+    assert_eq!(phases, 5, "phases 1, 2, 3, 6, 7 have resources");
+    assert_eq!(audit.first().map(|e| (e.action.as_str(), e.outcome.as_str())), Some(("run", "started")));
+    assert_eq!(audit.last().map(|e| (e.action.as_str(), e.outcome.as_str())), Some(("run", "ok")));
+    assert!(audit.iter().all(|e| e.tenant == "acme" && e.operation == "apply" && !e.run_id.is_empty()));
+    let text = serde_json::to_string(&audit).unwrap();
+    assert!(!text.contains("sha256:"), "no attribute values in the audit log");
+    assert_eq!(*hooks.0.lock().unwrap(), ["start acme 7", "finish acme Active false"]);
+}
+
+#[tokio::test]
+async fn halt_leaves_the_failed_phase_as_it_is() {
+    let store = MemoryStore::default();
+    let p = Arc::new(Scripted::default());
+    p.fail("k_deployment.b", 0, true);
+    let providers = Providers::new().with(p.clone());
+    let hooks = Recorder::default();
+    let opts = ApplyOptions { on_failure: OnFailure::Halt, ..fast() };
+    let err = apply_tenant(&diff(&graph(1), None, None), &store, &providers, &hooks, &opts).await.unwrap_err();
+    assert!(matches!(err, ApplyError::Failed { ref rolled_back, .. } if rolled_back.is_empty()), "{err}");
+    assert!(!p.calls().iter().any(|c| c.starts_with("delete")), "nothing rolled back: {:?}", p.calls());
+    let st = store.get("acme").unwrap().unwrap();
+    assert_eq!(st.status, TenantStatus::Failed);
+    assert!(st.resources.contains_key(&"k_deployment.a".parse().unwrap()), "kept for debugging");
+    assert_eq!(st.phases[&Phase::DeployCoreServices].state, "HALTED");
+    let e = st.provisioning_error.unwrap();
+    assert!(e.starts_with("phase 3/10 DEPLOY_CORE_SERVICES: k_deployment.b (spec): 422 invalid"), "{e}");
+    assert!(st.in_flight.is_empty(), "the failed operation's record went with its outcome");
+    assert_eq!(hooks.0.lock().unwrap().last().unwrap(), "finish acme Failed true");
+    let audit = store.audit("acme").unwrap();
+    assert!(audit.iter().any(|e| e.resource.as_ref().is_some_and(|r| r.to_string() == "k_deployment.b")
+        && e.outcome == "failed"
+        && e.message.as_deref().is_some_and(|m| m.contains("422 invalid"))));
+}
+
+#[tokio::test]
+async fn a_second_run_waits_for_the_lock_up_to_the_timeout_and_names_the_holder() {
+    let store = MemoryStore::default();
+    let providers = Providers::new().with(Arc::new(Scripted::default()));
+    let holder = LockInfo::new("acme", "apply");
+    store.lock(&holder).unwrap();
+    let plan = diff(&graph(1), None, None);
+    let err = apply_tenant(&plan, &store, &providers, &NoHooks, &fast()).await.unwrap_err();
+    assert!(err.to_string().contains(&format!("lock id {}", holder.id)), "{err}");
+    let started = std::time::Instant::now();
+    let opts = ApplyOptions { lock_timeout: Duration::from_millis(300), ..fast() };
+    let err = apply_tenant(&plan, &store, &providers, &NoHooks, &opts).await.unwrap_err();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(err.to_string().contains("still locked after waiting 300ms"), "{err}");
+    // Released while the second run waits: it goes ahead.
+    let store = Arc::new(store);
+    let s2 = store.clone();
+    let id = holder.id.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s2.unlock("acme", &id).unwrap();
+    });
+    let opts = ApplyOptions { lock_timeout: Duration::from_secs(5), ..fast() };
+    let report = apply_tenant(&plan, store.as_ref(), &providers, &NoHooks, &opts).await.unwrap();
+    assert_eq!(report.status, TenantStatus::Active);
+}
+
+#[tokio::test]
+async fn a_protected_database_is_not_deleted_without_allow_data_loss() {
+    let store = MemoryStore::default();
+    let p = Arc::new(Scripted::default());
+    let providers = Providers::new().with(p.clone()).with(Arc::new(Pg));
+    let mut g = graph(1);
+    g.add(res("postgresql_schema.tenant", 2, &[], &[("name", "tenant_acme".into())]));
+    assert!(g.connect().is_empty());
+    apply_tenant(&diff(&g, None, None), &store, &providers, &NoHooks, &fast()).await.unwrap();
+    let st = store.get("acme").unwrap().unwrap();
+    let empty = ResourceGraph::new(g.tenant.clone());
+    let destroy = diff(&empty, Some(&st), None);
+    assert_eq!(data_loss(&destroy).len(), 1);
+    let protected =
+        ApplyOptions { operation: "destroy".into(), protected: ["acme".to_string()].into_iter().collect(), ..fast() };
+    let err = apply_tenant(&destroy, &store, &providers, &NoHooks, &protected).await.unwrap_err();
+    assert!(matches!(err, ApplyError::Protected { .. }), "{err}");
+    assert!(err.to_string().contains("postgresql_schema.tenant"), "{err}");
+    assert_eq!(store.get("acme").unwrap().unwrap().serial, st.serial, "nothing was changed");
+    let allowed = ApplyOptions { allow_data_loss: true, ..protected };
+    let report = apply_tenant(&destroy, &store, &providers, &NoHooks, &allowed).await.unwrap();
+    assert_eq!(report.status, TenantStatus::Destroyed);
+}
+
+/// Handles `postgresql_*` and always succeeds.
+struct Pg;
+
+impl Provider for Pg {
+    fn handles(&self, kind: &str) -> bool {
+        kind.starts_with("postgresql_")
+    }
+    fn read<'a>(&'a self, _t: &'a TenantRef, _r: &'a ResourceObject) -> ProviderFuture<'a, Option<Observed>> {
+        Box::pin(async { Ok(None) })
+    }
+    fn apply<'a>(&'a self, _t: &'a TenantRef, r: &'a ResourceObject) -> ProviderFuture<'a, Observed> {
+        Box::pin(async move { Ok(Observed { attrs: r.attrs.clone(), ..Observed::default() }) })
+    }
+    fn delete<'a>(&'a self, _t: &'a TenantRef, _r: &'a ResourceObject) -> ProviderFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
 }

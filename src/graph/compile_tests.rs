@@ -37,6 +37,7 @@ fn acme(tier: &str) -> TenantSpec {
         display_name: None,
         services: BTreeMap::new(),
         monitoring: MonitoringSpec::default(),
+        protect_database: None,
         location: at(1, 1),
     }
 }

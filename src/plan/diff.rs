@@ -715,6 +715,7 @@ mod tests {
             provisioning_completed_at: None,
             updated_at: "2024-01-01T00:00:00Z".into(),
             resources: resources.into_iter().map(|(a, s)| (addr(a), s)).collect(),
+            ..Default::default()
         }
     }
 

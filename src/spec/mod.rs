@@ -52,8 +52,18 @@ pub struct TenantSpec {
     /// Per-service overrides of the catalog, keyed by catalog service name (`ai_service`).
     pub services: BTreeMap<String, ServiceOverride>,
     pub monitoring: MonitoringSpec,
+    /// `protect_database = true`: `matih destroy`, and any apply that would delete or replace the
+    /// tenant's PostgreSQL database or schema, is refused unless `--allow-data-loss` is given.
+    pub protect_database: Option<Spanned<bool>>,
     /// Where the `tenant` block starts.
     pub location: Location,
+}
+
+impl TenantSpec {
+    /// Where `protect_database = true` is written, when it is.
+    pub fn database_protection(&self) -> Option<&Location> {
+        self.protect_database.as_ref().filter(|p| p.value).map(|p| &p.location)
+    }
 }
 
 /// `services { ai_service { replicas = 2 } }`.

@@ -13,6 +13,8 @@
 //!   region       = "eastus"                # required, a catalog region
 //!   admin_email  = "admin@acme.example"    # required
 //!   display_name = "Acme Corporation"      # optional
+//!   protect_database = true                # optional: destroy (and any apply that deletes or
+//!                                          # replaces the database/schema) needs --allow-data-loss
 //!
 //!   services {                             # optional: at most one block per catalog service
 //!     ai_service {
@@ -238,6 +240,7 @@ fn tenant_schema() -> Schema {
             AttrDef::required("region", Kind::String),
             AttrDef::required("admin_email", Kind::String),
             AttrDef::optional("display_name", Kind::String),
+            AttrDef::optional("protect_database", Kind::Bool),
         ],
         vec![BlockDef::plain("services"), BlockDef::plain("monitoring")],
     )
@@ -320,11 +323,22 @@ fn read_tenant(ctx: &mut Ctx<'_>, block: &Block, catalog: &Catalog) -> Candidate
         monitoring = read_monitoring(ctx, monitoring_block);
     }
 
+    let protect_database = fields.bool("protect_database");
+
     let clean = ctx.error_count() == errors_before;
     let spec = match (clean, slug.clone(), id.clone(), tier, region, admin_email) {
-        (true, Some(slug), Some(id), Some(tier), Some(region), Some(admin_email)) => {
-            Some(TenantSpec { slug, id, tier, region, admin_email, display_name, services, monitoring, location })
-        }
+        (true, Some(slug), Some(id), Some(tier), Some(region), Some(admin_email)) => Some(TenantSpec {
+            slug,
+            id,
+            tier,
+            region,
+            admin_email,
+            display_name,
+            services,
+            monitoring,
+            protect_database,
+            location,
+        }),
         _ => None,
     };
     Candidate { slug, id, spec }

@@ -110,10 +110,21 @@ fn a_valid_tenant_becomes_a_spec_with_locations() {
 }
 
 #[test]
+fn protect_database_is_a_located_bool() {
+    let (specs, diags) = parse(&with("  protect_database = true"));
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(specs[0].database_protection().map(ToString::to_string).as_deref(), Some("t.hcl:6:22"));
+    let (specs, _) = parse(&with("  protect_database = false"));
+    assert_eq!(specs[0].database_protection(), None);
+    check(&with("  protect_database = \"yes\""), &["t.hcl:6:22: protect_database must be a bool, found string"]);
+}
+
+#[test]
 fn optional_parts_default_to_empty() {
     let (specs, diags) = parse(VALID);
     assert!(diags.is_empty(), "{diags:?}");
     assert_eq!(specs[0].display_name, None);
+    assert_eq!(specs[0].database_protection(), None);
     assert!(specs[0].services.is_empty());
     assert_eq!(specs[0].monitoring, MonitoringSpec::default());
 }
@@ -161,7 +172,9 @@ fn unknown_attribute_suggests_the_closest_name_and_does_not_also_report_it_missi
 fn unknown_attribute_far_from_any_name_lists_the_known_ones() {
     check(
         &with("  colour = \"red\""),
-        &[r#"t.hcl:6:3: unknown attribute "colour" (expected one of id, tier, region, admin_email, display_name)"#],
+        &[
+            r#"t.hcl:6:3: unknown attribute "colour" (expected one of id, tier, region, admin_email, display_name, protect_database)"#,
+        ],
     );
 }
 

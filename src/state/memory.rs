@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::{
-    check_put, check_slug, hostname, lock_is_stale, now_rfc3339, HistoryEntry, LockInfo, StateError, StateStore,
-    TenantState,
+    check_put, check_slug, hostname, lock_is_stale, now_rfc3339, AuditEntry, HistoryEntry, LockInfo, StateError,
+    StateStore, TenantState,
 };
 
 /// Tenant states, their history and their locks, behind one mutex so that every call is atomic.
@@ -22,6 +22,8 @@ struct Inner {
     /// Replaced states per slug, oldest first. Kept when a tenant is removed.
     history: BTreeMap<String, Vec<HistoryEntry>>,
     locks: BTreeMap<String, LockInfo>,
+    /// Audit log per slug, oldest first. Kept when a tenant is removed.
+    audit: BTreeMap<String, Vec<AuditEntry>>,
 }
 
 impl MemoryStore {
@@ -46,6 +48,16 @@ impl StateStore for MemoryStore {
     }
 
     fn put(&self, state: &TenantState, expected_serial: Option<u64>, operation: &str) -> Result<(), StateError> {
+        self.put_audited(state, expected_serial, operation, &[])
+    }
+
+    fn put_audited(
+        &self,
+        state: &TenantState,
+        expected_serial: Option<u64>,
+        operation: &str,
+        audit: &[AuditEntry],
+    ) -> Result<(), StateError> {
         check_put(state, expected_serial)?;
         let mut inner = self.inner();
         let found = inner.tenants.get(&state.slug).map(|s| s.serial);
@@ -61,6 +73,7 @@ impl StateStore for MemoryStore {
             };
             inner.history.entry(state.slug.clone()).or_default().push(entry);
         }
+        inner.audit.entry(state.slug.clone()).or_default().extend(audit.iter().cloned());
         Ok(())
     }
 
@@ -113,5 +126,15 @@ impl StateStore for MemoryStore {
 
     fn locks(&self) -> Result<Vec<LockInfo>, StateError> {
         Ok(self.inner().locks.values().cloned().collect())
+    }
+
+    fn append_audit(&self, slug: &str, entries: &[AuditEntry]) -> Result<(), StateError> {
+        check_slug(slug)?;
+        self.inner().audit.entry(slug.to_string()).or_default().extend(entries.iter().cloned());
+        Ok(())
+    }
+
+    fn audit(&self, slug: &str) -> Result<Vec<AuditEntry>, StateError> {
+        Ok(self.inner().audit.get(slug).cloned().unwrap_or_default())
     }
 }

@@ -52,8 +52,9 @@ pub struct ResourceState {
     pub depends_on: BTreeSet<ResourceAddr>,
 }
 
-/// The recorded state of one tenant.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The recorded state of one tenant. `Default` is for test literals (`..Default::default()`);
+/// real states start from [`TenantState::new`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantState {
     pub slug: String,
     pub tenant_id: String,
@@ -74,6 +75,54 @@ pub struct TenantState {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub phases: BTreeMap<Phase, PhaseRun>,
     pub resources: BTreeMap<ResourceAddr, ResourceState>,
+    /// Write-ahead records: operations started but whose outcome is not recorded yet. An apply
+    /// writes the record before it calls the provider and removes it in the same write as the
+    /// outcome, so after a crash these name the objects that may exist without being recorded.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub in_flight: BTreeMap<ResourceAddr, InFlight>,
+    /// How long the last complete run (every phase up to 10, or the whole destroy) took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning_duration_ms: Option<u64>,
+}
+
+/// An operation that was started and whose outcome was not recorded yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlight {
+    /// `create`, `update`, `replace` or `delete`.
+    pub action: String,
+    pub phase: Phase,
+    pub started_at: String,
+    /// The attributes the operation was asked to apply (references resolved, secrets as
+    /// fingerprints); for a delete, the recorded ones.
+    pub attrs: BTreeMap<String, Value>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub depends_on: BTreeSet<ResourceAddr>,
+}
+
+/// One line of a tenant's audit log: a run, phase or resource operation and how it ended. Holds
+/// names, outcomes and error messages, never attribute values (so never a secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// RFC 3339 time the event was recorded.
+    pub at: String,
+    pub tenant: String,
+    /// The run it belongs to (the id of the lock the run held).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub run_id: String,
+    /// `apply`, `destroy`, `state rm`, …
+    pub operation: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<ResourceAddr>,
+    /// What happened: `run`, `phase`, `rollback`, or a resource action (`create`, `update`, …).
+    pub action: String,
+    /// `started`, `ok`, `failed`, `rolled_back`, `adopted`, `destroyed`, …
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// One phase of the last run over a tenant.
@@ -160,10 +209,32 @@ pub trait StateStore: Send + Sync {
 
     /// Every lock held, sorted by slug.
     fn locks(&self) -> Result<Vec<LockInfo>, StateError>;
+
+    /// Appends entries to the audit log of `slug`, durably. The log outlives the tenant's state.
+    fn append_audit(&self, slug: &str, entries: &[AuditEntry]) -> Result<(), StateError>;
+
+    /// The audit log of `slug`, oldest first (empty when there is none).
+    fn audit(&self, slug: &str) -> Result<Vec<AuditEntry>, StateError>;
+
+    /// [`StateStore::put`] and [`StateStore::append_audit`] at once; both backends do it in one
+    /// transaction, so the log never says more or less than the state.
+    fn put_audited(
+        &self,
+        state: &TenantState,
+        expected_serial: Option<u64>,
+        operation: &str,
+        audit: &[AuditEntry],
+    ) -> Result<(), StateError> {
+        self.put(state, expected_serial, operation)?;
+        if !audit.is_empty() {
+            self.append_audit(&state.slug, audit)?;
+        }
+        Ok(())
+    }
 }
 
 pub use memory::MemoryStore;
-pub use sled_store::{SledStore, DEFAULT_OPEN_WAIT, FORMAT_VERSION};
+pub use sled_store::{SledStore, DEFAULT_OPEN_WAIT, FORMAT_VERSION, HOLDERS_FILE};
 
 /// The current time in UTC as RFC 3339 with seconds precision, e.g. `2026-02-12T10:00:00Z`.
 pub fn now_rfc3339() -> String {
@@ -217,6 +288,26 @@ impl TenantState {
             updated_at: now_rfc3339(),
             phases: BTreeMap::new(),
             resources: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            provisioning_duration_ms: None,
+        }
+    }
+}
+
+impl AuditEntry {
+    /// An entry stamped now, with no phase, resource, duration or message.
+    pub fn new(tenant: &str, operation: &str, action: &str, outcome: &str) -> AuditEntry {
+        AuditEntry {
+            at: now_rfc3339(),
+            tenant: tenant.to_string(),
+            run_id: String::new(),
+            operation: operation.to_string(),
+            phase: None,
+            resource: None,
+            action: action.to_string(),
+            outcome: outcome.to_string(),
+            duration_ms: None,
+            message: None,
         }
     }
 }

@@ -9,6 +9,14 @@
 //!   and created again starts over at serial 1 and must not overwrite its earlier history; the
 //!   entry itself carries the serial.
 //! - `locks`: slug → JSON [`LockInfo`].
+//! - `audit`: slug + 0 byte + big-endian `u64` sequence number → JSON [`AuditEntry`], the sequence
+//!   kept in `meta` under `audit_seq` + 0 byte + slug. Appended in the same transaction as the
+//!   state write it belongs to; kept when the tenant's state is removed.
+//!
+//! Beside the database, [`HOLDERS_FILE`] (`tenant-locks.json`) lists the tenant locks the process
+//! that has the store open holds, rewritten at every lock and unlock. sled lets only one process
+//! open the store, so a second `matih` cannot read the `locks` tree; it reads this file instead to
+//! say which tenant is locked, by whom ([`SledStore::holders`]).
 //!
 //! Every write is one sled transaction across the trees it touches, followed by a flush, so it is
 //! durable when the call returns. Only one process opens a store at a time: besides sled's own
@@ -33,8 +41,8 @@ use sled::transaction::{
 use sled::{Transactional, Tree};
 
 use super::{
-    check_put, check_slug, hostname, lock_is_stale, now_rfc3339, HistoryEntry, LockInfo, StateError, StateStore,
-    TenantState,
+    check_put, check_slug, hostname, lock_is_stale, now_rfc3339, AuditEntry, HistoryEntry, LockInfo, StateError,
+    StateStore, TenantState,
 };
 
 /// The on-disk format this build reads and writes. A store with another version is refused.
@@ -45,7 +53,10 @@ pub const DEFAULT_OPEN_WAIT: Duration = Duration::from_secs(5);
 
 const VERSION_KEY: &[u8] = b"format_version";
 const HISTORY_SEQ_PREFIX: &[u8] = b"history_seq\0";
+const AUDIT_SEQ_PREFIX: &[u8] = b"audit_seq\0";
 const PROCESS_LOCK_FILE: &str = "matih.lock";
+/// The file beside the store that names the tenant locks of the process that has it open.
+pub const HOLDERS_FILE: &str = "tenant-locks.json";
 const RETRY_INTERVAL: Duration = Duration::from_millis(50);
 
 type TxResult<T> = ConflictableTransactionResult<T, StateError>;
@@ -58,6 +69,7 @@ pub struct SledStore {
     tenants: Tree,
     history: Tree,
     locks: Tree,
+    audit: Tree,
     /// Held (locked) for as long as the store is open. Declared last so that it is released only
     /// after sled has been closed.
     _process_lock: File,
@@ -103,6 +115,7 @@ impl SledStore {
             tenants: tree("tenants")?,
             history: tree("history")?,
             locks: tree("locks")?,
+            audit: tree("audit")?,
             db,
             _process_lock: process_lock,
         };
@@ -121,6 +134,38 @@ impl SledStore {
         &self.path
     }
 
+    /// The tenant locks held by the process that has the store in `path` open, as it last recorded
+    /// them in [`HOLDERS_FILE`]; locks of processes that no longer run here are left out. Empty when
+    /// the file is absent or unreadable (this is for messages only).
+    pub fn holders(path: &Path) -> Vec<LockInfo> {
+        let this_host = hostname();
+        fs::read(path.join(HOLDERS_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Vec<LockInfo>>(&b).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|l| !lock_is_stale(l, &this_host))
+            .collect()
+    }
+
+    /// Rewrites [`HOLDERS_FILE`] with the locks this process holds (atomically: a temporary file,
+    /// then a rename). Failing to write it only makes a later message less precise, so it is logged.
+    fn write_holders(&self) {
+        let pid = std::process::id();
+        let mine: Vec<LockInfo> = match self.locks() {
+            Ok(all) => all.into_iter().filter(|l| l.pid == pid).collect(),
+            Err(_) => return,
+        };
+        let tmp = self.path.join(format!("{HOLDERS_FILE}.tmp"));
+        let written = serde_json::to_vec_pretty(&mine)
+            .map_err(std::io::Error::other)
+            .and_then(|json| fs::write(&tmp, json))
+            .and_then(|()| fs::rename(&tmp, self.path.join(HOLDERS_FILE)));
+        if let Err(e) = written {
+            tracing::warn!("cannot write {}: {e}", self.path.join(HOLDERS_FILE).display());
+        }
+    }
+
     /// Writes the format version into a new store, and refuses a store of another version. A store
     /// that holds data but no version is corrupt: it is reported, never reinitialised.
     fn check_version(&self) -> Result<(), StateError> {
@@ -135,7 +180,11 @@ impl SledStore {
                 Ok(())
             }
             None => {
-                if !self.tenants.is_empty() || !self.history.is_empty() || !self.locks.is_empty() {
+                if !self.tenants.is_empty()
+                    || !self.history.is_empty()
+                    || !self.locks.is_empty()
+                    || !self.audit.is_empty()
+                {
                     return Err(self.corrupt("meta/format_version is missing but the store holds data".into()));
                 }
                 self.meta.insert(VERSION_KEY, &FORMAT_VERSION.to_be_bytes()).map_err(|e| self.sled_error(e))?;
@@ -207,21 +256,52 @@ impl SledStore {
         slug: &str,
         entry: &[u8],
     ) -> TxResult<()> {
-        let seq_key = [HISTORY_SEQ_PREFIX, slug.as_bytes()].concat();
-        let next = match meta.get(&seq_key)? {
+        self.append_seq(history, meta, HISTORY_SEQ_PREFIX, slug, &[entry.to_vec()])
+    }
+
+    /// Appends `entries` to `tree` under `slug` + 0 byte + the next sequence numbers, kept in
+    /// `meta` under `seq_prefix` + slug.
+    fn append_seq(
+        &self,
+        tree: &TransactionalTree,
+        meta: &TransactionalTree,
+        seq_prefix: &[u8],
+        slug: &str,
+        entries: &[Vec<u8>],
+    ) -> TxResult<()> {
+        let seq_key = [seq_prefix, slug.as_bytes()].concat();
+        let mut next = match meta.get(&seq_key)? {
             None => 1,
             Some(bytes) => match <[u8; 8]>::try_from(bytes.as_ref()) {
                 Ok(b) => u64::from_be_bytes(b),
                 Err(_) => {
-                    return abort(
-                        self.corrupt(format!("meta/history_seq/{slug}: expected 8 bytes, found {}", bytes.len())),
-                    )
+                    let name = String::from_utf8_lossy(&seq_prefix[..seq_prefix.len() - 1]).into_owned();
+                    return abort(self.corrupt(format!("meta/{name}/{slug}: expected 8 bytes, found {}", bytes.len())));
                 }
             },
         };
-        history.insert(history_key(slug, next), entry)?;
-        meta.insert(seq_key, &(next + 1).to_be_bytes())?;
+        for entry in entries {
+            tree.insert(history_key(slug, next), entry.as_slice())?;
+            next += 1;
+        }
+        meta.insert(seq_key, &next.to_be_bytes())?;
         Ok(())
+    }
+
+    /// Reads every `slug` + 0 byte + sequence entry of `tree`, oldest first.
+    fn scan_seq<T: DeserializeOwned>(&self, tree: &Tree, name: &str, slug: &str) -> Result<Vec<T>, StateError> {
+        check_slug(slug)?;
+        let mut prefix = slug.as_bytes().to_vec();
+        prefix.push(0);
+        tree.scan_prefix(&prefix)
+            .map(|item| {
+                let (key, bytes) = item.map_err(|e| self.sled_error(e))?;
+                let seq = <[u8; 8]>::try_from(&key[prefix.len()..]).map(u64::from_be_bytes).map_err(|_| {
+                    self.corrupt(format!("{name}/{slug}: a key has {} bytes after the slug", key.len() - prefix.len()))
+                })?;
+                self.decode(&format!("{name}/{slug}/{seq}"), &bytes)
+            })
+            .collect()
     }
 
     /// Writes `state` and, if it replaces one, files the replaced state in history; or removes the
@@ -232,10 +312,13 @@ impl SledStore {
         state: Option<&TenantState>,
         expected_serial: Option<u64>,
         operation: &str,
+        audit: &[AuditEntry],
     ) -> Result<(), StateError> {
         let new_json = state.map(|s| encode(slug, s)).transpose()?;
+        let audit_json = audit.iter().map(|e| encode(slug, e)).collect::<Result<Vec<_>, _>>()?;
         let at = now_rfc3339();
-        let outcome = (&self.tenants, &self.history, &self.meta).transaction(|(tenants, history, meta)| {
+        let trees = (&self.tenants, &self.history, &self.meta, &self.audit);
+        let outcome = trees.transaction(|(tenants, history, meta, audit)| {
             let current = self.current(tenants, slug)?;
             let found = current.as_ref().map(|s| s.serial);
             if found != expected_serial {
@@ -255,6 +338,9 @@ impl SledStore {
                 Some(json) => tenants.insert(slug.as_bytes(), json.as_slice())?,
                 None => tenants.remove(slug.as_bytes())?,
             };
+            if !audit_json.is_empty() {
+                self.append_seq(audit, meta, AUDIT_SEQ_PREFIX, slug, &audit_json)?;
+            }
             Ok(())
         });
         self.finish(outcome)
@@ -283,28 +369,39 @@ impl StateStore for SledStore {
 
     fn put(&self, state: &TenantState, expected_serial: Option<u64>, operation: &str) -> Result<(), StateError> {
         check_put(state, expected_serial)?;
-        self.replace(&state.slug, Some(state), expected_serial, operation)
+        self.replace(&state.slug, Some(state), expected_serial, operation, &[])
+    }
+
+    fn put_audited(
+        &self,
+        state: &TenantState,
+        expected_serial: Option<u64>,
+        operation: &str,
+        audit: &[AuditEntry],
+    ) -> Result<(), StateError> {
+        check_put(state, expected_serial)?;
+        self.replace(&state.slug, Some(state), expected_serial, operation, audit)
     }
 
     fn remove(&self, slug: &str, expected_serial: u64, operation: &str) -> Result<(), StateError> {
         check_slug(slug)?;
-        self.replace(slug, None, Some(expected_serial), operation)
+        self.replace(slug, None, Some(expected_serial), operation, &[])
     }
 
     fn history(&self, slug: &str) -> Result<Vec<HistoryEntry>, StateError> {
+        self.scan_seq(&self.history, "history", slug)
+    }
+
+    fn append_audit(&self, slug: &str, entries: &[AuditEntry]) -> Result<(), StateError> {
         check_slug(slug)?;
-        let mut prefix = slug.as_bytes().to_vec();
-        prefix.push(0);
-        self.history
-            .scan_prefix(&prefix)
-            .map(|item| {
-                let (key, bytes) = item.map_err(|e| self.sled_error(e))?;
-                let seq = <[u8; 8]>::try_from(&key[prefix.len()..]).map(u64::from_be_bytes).map_err(|_| {
-                    self.corrupt(format!("history/{slug}: a key has {} bytes after the slug", key.len() - prefix.len()))
-                })?;
-                self.decode(&format!("history/{slug}/{seq}"), &bytes)
-            })
-            .collect()
+        let json = entries.iter().map(|e| encode(slug, e)).collect::<Result<Vec<_>, _>>()?;
+        let outcome = (&self.audit, &self.meta)
+            .transaction(|(audit, meta)| self.append_seq(audit, meta, AUDIT_SEQ_PREFIX, slug, &json));
+        self.finish(outcome)
+    }
+
+    fn audit(&self, slug: &str) -> Result<Vec<AuditEntry>, StateError> {
+        self.scan_seq(&self.audit, "audit", slug)
     }
 
     fn lock(&self, info: &LockInfo) -> Result<(), StateError> {
@@ -326,7 +423,9 @@ impl StateStore for SledStore {
             locks.insert(slug.as_bytes(), json.as_slice())?;
             Ok(taken_over)
         });
-        if let Some(stale) = self.finish(outcome)? {
+        let taken_over = self.finish(outcome)?;
+        self.write_holders();
+        if let Some(stale) = taken_over {
             tracing::warn!(
                 tenant = slug,
                 lock_id = %stale.id,
@@ -353,7 +452,9 @@ impl StateStore for SledStore {
             locks.remove(slug.as_bytes())?;
             Ok(())
         });
-        self.finish(outcome)
+        self.finish(outcome)?;
+        self.write_holders();
+        Ok(())
     }
 
     fn locks(&self) -> Result<Vec<LockInfo>, StateError> {
@@ -396,10 +497,20 @@ fn sled_error(path: &Path, e: sled::Error) -> StateError {
 
 fn in_use(path: &Path, holder_pid: Option<u32>, wait: Duration) -> StateError {
     let holder = holder_pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default();
+    let tenants = SledStore::holders(path)
+        .iter()
+        .map(|l| {
+            format!(
+                "tenant {:?} is locked by {} ({} on {}, pid {}, since {}; lock id {})",
+                l.slug, l.who, l.operation, l.host, l.pid, l.created_at, l.id
+            )
+        })
+        .collect::<Vec<_>>();
+    let tenants = if tenants.is_empty() { String::new() } else { format!(": {}", tenants.join("; ")) };
     io_error(
         path,
         format!(
-            "in use by another matih process{holder}, still after waiting {}; \
+            "in use by another matih process{holder}{tenants}; still in use after waiting {}; \
              let it finish, or stop it if it is stuck",
             humantime::format_duration(wait)
         ),
@@ -606,6 +717,29 @@ mod tests {
         drop(first);
         let again = SledStore::open(&path).unwrap();
         assert_eq!(again.tenants().unwrap(), vec!["acme".to_string()]);
+    }
+
+    #[test]
+    fn the_holders_file_names_the_tenant_locks_of_the_process_that_has_the_store_open() {
+        let (_dir, path) = store_dir();
+        let first = SledStore::open(&path).unwrap();
+        let lock = LockInfo::new("acme", "apply");
+        first.lock(&lock).unwrap();
+        assert_eq!(SledStore::holders(&path), vec![lock.clone()]);
+        match SledStore::open_with_wait(&path, Duration::from_millis(100)) {
+            Err(StateError::Io { message, .. }) => {
+                assert!(message.contains(&format!("tenant \"acme\" is locked by {}", lock.who)), "{message}");
+                assert!(message.contains(&format!("lock id {}", lock.id)), "{message}");
+            }
+            other => panic!("expected Io, got {other:?}"),
+        }
+        first.unlock("acme", &lock.id).unwrap();
+        assert!(SledStore::holders(&path).is_empty());
+        // A holder that died is not named.
+        let mut dead = LockInfo::new("beta", "apply");
+        dead.pid = u32::MAX - 1;
+        std::fs::write(path.join(HOLDERS_FILE), serde_json::to_vec(&[dead]).unwrap()).unwrap();
+        assert!(SledStore::holders(&path).is_empty());
     }
 
     #[test]

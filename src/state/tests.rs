@@ -229,6 +229,39 @@ fn live_child_holder_blocks(store: &dyn StateStore) {
     store.lock(&LockInfo::new("acme", "apply")).unwrap();
 }
 
+fn audit_log(store: &dyn StateStore) {
+    assert!(store.audit("acme").unwrap().is_empty());
+    let entry = |action: &str, outcome: &str| {
+        let mut e = AuditEntry::new("acme", "apply", action, outcome);
+        e.phase = Some(Phase::CreateNamespace);
+        e.duration_ms = Some(12);
+        e
+    };
+    store.append_audit("acme", &[entry("run", "started")]).unwrap();
+    store.put_audited(&sample_state("acme", 1), None, "apply", &[entry("create", "ok"), entry("phase", "ok")]).unwrap();
+    store.append_audit("zeta", &[entry("run", "started")]).unwrap();
+    // A refused write appends nothing.
+    assert!(store.put_audited(&sample_state("acme", 1), None, "apply", &[entry("lost", "x")]).is_err());
+    let log = store.audit("acme").unwrap();
+    assert_eq!(
+        log.iter().map(|e| (e.action.as_str(), e.outcome.as_str())).collect::<Vec<_>>(),
+        [("run", "started"), ("create", "ok"), ("phase", "ok")]
+    );
+    assert_eq!(log[1], entry("create", "ok").with_at(&log[1].at));
+    // The log outlives the tenant's state.
+    store.remove("acme", 1, "destroy").unwrap();
+    store.append_audit("acme", &[entry("run", "destroyed")]).unwrap();
+    assert_eq!(store.audit("acme").unwrap().len(), 4);
+    assert_eq!(store.audit("zeta").unwrap().len(), 1);
+}
+
+impl AuditEntry {
+    fn with_at(mut self, at: &str) -> Self {
+        self.at = at.to_string();
+        self
+    }
+}
+
 /// Runs every contract test against a fresh store of one backend.
 macro_rules! contract_tests {
     ($backend:ident, $with_store:expr) => {
@@ -254,6 +287,10 @@ macro_rules! contract_tests {
             #[test]
             fn locks() {
                 $with_store(super::locks)
+            }
+            #[test]
+            fn audit_log() {
+                $with_store(super::audit_log)
             }
             #[test]
             fn stale_lock_takeover() {

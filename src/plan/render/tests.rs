@@ -60,6 +60,7 @@ fn state(slug: &str, resources: Vec<(&str, ResourceState)>) -> TenantState {
         provisioning_completed_at: None,
         updated_at: "2024-05-01T10:00:00Z".into(),
         resources: resources.into_iter().map(|(a, s)| (a.parse().unwrap(), s)).collect(),
+        ..Default::default()
     }
 }
 

@@ -1,0 +1,376 @@
+//! Progress for terminals and machines, behind [`Hooks`]: [`LiveHooks`] keeps one line per tenant
+//! redrawn in place (phase N/10, resources done/total, elapsed); [`JsonHooks`] writes one JSON
+//! object per event. The plain lines of [`super::ConsoleHooks`] are for everything else.
+//!
+//! # The JSON event stream (`matih apply --progress json`)
+//!
+//! One object per line on stdout, each with `event`, `time` (RFC 3339, UTC) and `tenant`:
+//!
+//! | `event` | other fields |
+//! |---|---|
+//! | `tenant_started` | `changes` (operations planned) |
+//! | `phase_started` | `phase` (1–10), `phase_name` |
+//! | `resource_started` | `resource` (`kind.name`), `action` (`create`, `update`, `replace`, `delete`) |
+//! | `resource_retrying` | `resource`, `error`, `attempt`, `delay_ms` |
+//! | `resource_finished` | `resource`, `action`, `ok`, `elapsed_ms` (when ok) or `error` |
+//! | `rollback_started` | `phase`, `phase_name`, `resources` |
+//! | `phase_finished` | `phase`, `phase_name`, `ok`, `elapsed_ms` |
+//! | `tenant_finished` | `status` (`ACTIVE`, `DESTROYED`, `FAILED`), `duration_ms`, `operations`, `error` (or null) |
+//!
+//! The CLI adds `plan` (`add`, `change`, `destroy`: counts) before the run and `summary` (`ok`,
+//! `tenants`, `failed`, `elapsed_ms`) after it, both without `tenant`. Secrets never appear: events
+//! carry names, counts, times and provider error messages only.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::{action_name, Hooks, RunOutcome};
+use crate::addr::ResourceAddr;
+use crate::phase::Phase;
+use crate::plan::Action;
+use crate::provider::ProviderError;
+use crate::state::now_rfc3339;
+
+/// Writes one JSON object per event.
+pub struct JsonHooks {
+    out: Mutex<Box<dyn Write + Send>>,
+}
+
+impl JsonHooks {
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        JsonHooks { out: Mutex::new(out) }
+    }
+
+    /// Writes `fields` plus `event` and `time` as one line.
+    pub fn event(&self, event: &str, mut fields: serde_json::Value) {
+        let mut obj = serde_json::Map::new();
+        obj.insert("event".into(), json!(event));
+        obj.insert("time".into(), json!(now_rfc3339()));
+        if let Some(m) = fields.as_object_mut() {
+            obj.append(m);
+        }
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(out, "{}", serde_json::Value::Object(obj));
+        let _ = out.flush();
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+impl Hooks for JsonHooks {
+    fn tenant_started(&self, tenant: &str, changes: usize) {
+        self.event("tenant_started", json!({"tenant": tenant, "changes": changes}));
+    }
+
+    fn tenant_finished(&self, tenant: &str, outcome: &RunOutcome) {
+        self.event(
+            "tenant_finished",
+            json!({
+                "tenant": tenant,
+                "status": outcome.status,
+                "duration_ms": ms(outcome.duration),
+                "operations": outcome.operations,
+                "error": outcome.error,
+            }),
+        );
+    }
+
+    fn phase_started(&self, tenant: &str, phase: Phase) {
+        self.event("phase_started", json!({"tenant": tenant, "phase": phase.number(), "phase_name": phase.name()}));
+    }
+
+    fn phase_finished(&self, tenant: &str, phase: Phase, ok: bool, elapsed: Duration) {
+        self.event(
+            "phase_finished",
+            json!({"tenant": tenant, "phase": phase.number(), "phase_name": phase.name(), "ok": ok, "elapsed_ms": ms(elapsed)}),
+        );
+    }
+
+    fn resource_started(&self, tenant: &str, addr: &ResourceAddr, action: Action) {
+        self.event(
+            "resource_started",
+            json!({"tenant": tenant, "resource": addr.to_string(), "action": action_name(action)}),
+        );
+    }
+
+    fn resource_retrying(&self, tenant: &str, err: &ProviderError, attempt: u32, delay: Duration) {
+        self.event(
+            "resource_retrying",
+            json!({"tenant": tenant, "resource": err.address.to_string(), "error": err.to_string(), "attempt": attempt, "delay_ms": ms(delay)}),
+        );
+    }
+
+    fn resource_finished(
+        &self,
+        tenant: &str,
+        addr: &ResourceAddr,
+        action: Action,
+        result: Result<Duration, &ProviderError>,
+    ) {
+        let mut v = json!({"tenant": tenant, "resource": addr.to_string(), "action": action_name(action), "ok": result.is_ok()});
+        match result {
+            Ok(d) => v["elapsed_ms"] = json!(ms(d)),
+            Err(e) => v["error"] = json!(e.to_string()),
+        }
+        self.event("resource_finished", v);
+    }
+
+    fn rollback_started(&self, tenant: &str, phase: Phase, resources: usize) {
+        self.event(
+            "rollback_started",
+            json!({"tenant": tenant, "phase": phase.number(), "phase_name": phase.name(), "resources": resources}),
+        );
+    }
+}
+
+/// Where one tenant's run stands, for the live display.
+struct TenantLine {
+    started: Instant,
+    phase: Option<Phase>,
+    done: usize,
+    total: usize,
+    /// Set when the run ended: `ACTIVE in 12.3s`, `FAILED in 4.0s`.
+    finished: Option<String>,
+    retries: usize,
+}
+
+struct Live {
+    out: Box<dyn Write + Send>,
+    tenants: BTreeMap<String, TenantLine>,
+    /// Lines of the live block currently on screen (below the cursor's line start).
+    drawn: usize,
+    stopped: bool,
+}
+
+impl Live {
+    fn render_line(slug: &str, t: &TenantLine) -> String {
+        let elapsed = format!("{:.0}s", t.started.elapsed().as_secs_f64());
+        if let Some(f) = &t.finished {
+            return format!("{slug:<20} {f}  ({}/{} resources)", t.done, t.total);
+        }
+        let phase =
+            t.phase.map_or_else(|| "starting".to_string(), |p| format!("phase {:>2}/10 {:<26}", p.number(), p.name()));
+        let retries = if t.retries > 0 { format!("  {} retries", t.retries) } else { String::new() };
+        format!("{slug:<20} {phase} {:>3}/{:<3} resources  {elapsed:>5} elapsed{retries}", t.done, t.total)
+    }
+
+    /// Erases the live block and prints it again, with `messages` above it.
+    fn redraw(&mut self, messages: &[String]) {
+        let mut buf = String::new();
+        if self.drawn > 0 {
+            buf.push_str(&format!("\x1b[{}A", self.drawn));
+        }
+        for m in messages {
+            buf.push_str("\r\x1b[2K");
+            buf.push_str(m);
+            buf.push('\n');
+        }
+        for (slug, t) in &self.tenants {
+            buf.push_str("\r\x1b[2K");
+            buf.push_str(&Live::render_line(slug, t));
+            buf.push('\n');
+        }
+        buf.push_str("\x1b[J");
+        self.drawn = self.tenants.len();
+        let _ = self.out.write_all(buf.as_bytes());
+        let _ = self.out.flush();
+    }
+}
+
+/// The terminal display: one line per tenant, redrawn in place on every event and every second;
+/// retries, failures and rollbacks are printed above it as plain lines, so they stay on screen.
+pub struct LiveHooks {
+    live: Arc<(Mutex<Live>, Condvar)>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LiveHooks {
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        let live =
+            Arc::new((Mutex::new(Live { out, tenants: BTreeMap::new(), drawn: 0, stopped: false }), Condvar::new()));
+        let for_ticker = live.clone();
+        let ticker = std::thread::spawn(move || {
+            let (lock, cv) = &*for_ticker;
+            let mut l = lock.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                l = cv.wait_timeout(l, Duration::from_secs(1)).unwrap_or_else(|e| e.into_inner()).0;
+                if l.stopped {
+                    return;
+                }
+                if l.tenants.values().any(|t| t.finished.is_none()) {
+                    l.redraw(&[]);
+                }
+            }
+        });
+        LiveHooks { live, ticker: Some(ticker) }
+    }
+
+    fn update(&self, tenant: &str, messages: Vec<String>, f: impl FnOnce(&mut TenantLine)) {
+        let mut l = self.live.0.lock().unwrap_or_else(|e| e.into_inner());
+        let line = l.tenants.entry(tenant.to_string()).or_insert_with(|| TenantLine {
+            started: Instant::now(),
+            phase: None,
+            done: 0,
+            total: 0,
+            finished: None,
+            retries: 0,
+        });
+        f(line);
+        l.redraw(&messages);
+    }
+}
+
+impl Drop for LiveHooks {
+    fn drop(&mut self) {
+        self.live.0.lock().unwrap_or_else(|e| e.into_inner()).stopped = true;
+        self.live.1.notify_all();
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Hooks for LiveHooks {
+    fn tenant_started(&self, tenant: &str, changes: usize) {
+        self.update(tenant, Vec::new(), |t| {
+            t.started = Instant::now();
+            t.total = changes;
+        });
+    }
+
+    fn tenant_finished(&self, tenant: &str, outcome: &RunOutcome) {
+        let status = serde_json::to_value(outcome.status).ok().and_then(|v| v.as_str().map(str::to_string));
+        let text = format!("{} in {:.1}s", status.unwrap_or_default(), outcome.duration.as_secs_f64());
+        self.update(tenant, Vec::new(), |t| t.finished = Some(text));
+    }
+
+    fn phase_started(&self, tenant: &str, phase: Phase) {
+        self.update(tenant, Vec::new(), |t| t.phase = Some(phase));
+    }
+
+    fn phase_finished(&self, tenant: &str, phase: Phase, ok: bool, elapsed: Duration) {
+        let messages = if ok {
+            Vec::new()
+        } else {
+            vec![format!(
+                "{tenant}: Phase {}/10 {} FAILED after {:.1}s",
+                phase.number(),
+                phase.name(),
+                elapsed.as_secs_f64()
+            )]
+        };
+        self.update(tenant, messages, |_| {});
+    }
+
+    fn resource_retrying(&self, tenant: &str, err: &ProviderError, attempt: u32, delay: Duration) {
+        let m = format!("{tenant}: {err} (attempt {attempt} failed; retrying in {:.1}s)", delay.as_secs_f64());
+        self.update(tenant, vec![m], |t| t.retries += 1);
+    }
+
+    fn resource_finished(
+        &self,
+        tenant: &str,
+        addr: &ResourceAddr,
+        _action: Action,
+        result: Result<Duration, &ProviderError>,
+    ) {
+        let messages = match result {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![format!("{tenant}: {addr}: failed: {}", e.message)],
+        };
+        self.update(tenant, messages, |t| {
+            if result.is_ok() {
+                t.done += 1;
+            }
+        });
+    }
+
+    fn rollback_started(&self, tenant: &str, phase: Phase, resources: usize) {
+        let m = format!(
+            "{tenant}: rolling back phase {}/10 {}: deleting {resources} resource(s) created by this run",
+            phase.number(),
+            phase.name()
+        );
+        self.update(tenant, vec![m], |_| {});
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer whose bytes the test can read afterwards.
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Buf {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    #[test]
+    fn json_events_are_one_object_per_line() {
+        let buf = Buf::default();
+        let hooks = JsonHooks::new(Box::new(buf.clone()));
+        let addr: ResourceAddr = "kubernetes_namespace.tenant".parse().unwrap();
+        hooks.tenant_started("acme", 3);
+        hooks.phase_started("acme", Phase::CreateNamespace);
+        hooks.resource_started("acme", &addr, Action::Create);
+        hooks.resource_finished("acme", &addr, Action::Create, Ok(Duration::from_millis(12)));
+        hooks.tenant_finished(
+            "acme",
+            &RunOutcome {
+                status: crate::state::TenantStatus::Active,
+                duration: Duration::from_millis(40),
+                operations: 1,
+                error: None,
+            },
+        );
+        let lines: Vec<serde_json::Value> =
+            buf.text().lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
+        assert_eq!(lines.len(), 5);
+        assert_eq!(lines[0]["event"], "tenant_started");
+        assert_eq!(lines[0]["changes"], 3);
+        assert_eq!(lines[1]["phase"], 1);
+        assert_eq!(lines[1]["phase_name"], "CREATE_NAMESPACE");
+        assert_eq!(lines[3]["resource"], "kubernetes_namespace.tenant");
+        assert_eq!(lines[3]["elapsed_ms"], 12);
+        assert_eq!(lines[4]["status"], "ACTIVE");
+        assert!(lines.iter().all(|l| l["tenant"] == "acme" && l["time"].is_string()));
+    }
+
+    #[test]
+    fn live_display_redraws_one_line_per_tenant_in_place() {
+        let buf = Buf::default();
+        let hooks = LiveHooks::new(Box::new(buf.clone()));
+        let addr: ResourceAddr = "kubernetes_namespace.tenant".parse().unwrap();
+        hooks.tenant_started("acme", 2);
+        hooks.tenant_started("globex", 5);
+        hooks.phase_started("acme", Phase::DeployCoreServices);
+        hooks.resource_finished("acme", &addr, Action::Create, Ok(Duration::from_millis(5)));
+        drop(hooks);
+        let text = buf.text();
+        assert!(text.contains("\x1b[2A"), "moves up over the two tenant lines: {text:?}");
+        let last = text.rsplit("\x1b[2A").next().unwrap();
+        assert!(last.contains("acme") && last.contains("phase  3/10 DEPLOY_CORE_SERVICES"), "{last:?}");
+        assert!(last.contains("1/2   resources"), "{last:?}");
+        assert!(last.contains("globex") && last.contains("starting"), "{last:?}");
+    }
+}

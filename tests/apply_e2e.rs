@@ -1,0 +1,422 @@
+//! The apply issue's "done when", with the real `matih` binary against the Kubernetes API test server,
+//! a real PostgreSQL and a real PowerDNS (setup as in tests/e2e.rs): a run killed with SIGKILL in
+//! the middle of phase 3 converges on the next apply without duplicating or orphaning anything;
+//! destroy leaves nothing behind and removes the tenant's state (history and audit log kept);
+//! two concurrent applies, one refused naming the holder; saved plans applied without a prompt,
+//! refused when stale, tampered with, or when a resource changed in the real world.
+//!
+//! PostgreSQL and PowerDNS are shared by the tests of this binary, so each test uses its own tenant
+//! (acme, globex, initech) and its own Kubernetes API test server and state directory.
+
+mod common;
+#[path = "support/postgres.rs"]
+mod postgres;
+#[path = "support/powerdns.rs"]
+mod powerdns;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use matih::provider::dns::{DnsBackend, PowerDnsBackend, RecordSet};
+use matih::state::{SledStore, StateStore, TenantStatus};
+
+const PARENT: &str = "matih.test";
+
+struct Kube {
+    child: Child,
+    url: String,
+    home: tempfile::TempDir,
+}
+
+impl Drop for Kube {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Kube {
+    fn start() -> Kube {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kube-test-server"))
+            .args(["--listen", "127.0.0.1:0", "--deployment-ready-delay-ms", "100", "--lb-ip-delay-ms", "200"])
+            .args(["--certificate-ready-delay-ms", "100"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start kube-test-server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("listening on ").unwrap().to_string();
+        Kube { child, url, home: tempfile::tempdir().unwrap() }
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .arg(format!("--server={}", self.url))
+            .args(args)
+            .env("HOME", self.home.path())
+            .env_remove("KUBECONFIG")
+            .output()
+            .expect("kubectl must be installed")
+    }
+
+    /// Every request to the API answers after `ms` milliseconds.
+    fn latency(&self, ms: u64) {
+        let addr = self.url.strip_prefix("http://").unwrap();
+        let body = serde_json::json!({ "latencyMs": ms }).to_string();
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "PATCH /_admin/config HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 2"), "{reply}");
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn command(dir: &Path, args: &[&str]) -> Command {
+    let (pg, dns) = (postgres::server(), powerdns::server());
+    let mut c = Command::new(env!("CARGO_BIN_EXE_matih"));
+    c.args(args)
+        .current_dir(dir)
+        .env("MATIH_STATE_DIR", dir.join("state"))
+        .env("NO_COLOR", "1")
+        .env("MATIH_POSTGRES_ADMIN_URL", &pg.admin_url)
+        .env("PDNS_API_KEY", &dns.api_key)
+        .env("ACME_SLACK_WEBHOOK", "https://hooks.slack.example/services/T0/B0/acme")
+        .env("INITECH_SLACK_WEBHOOK", "https://hooks.slack.example/services/T0/B0/initech")
+        .env_remove("MATIH_PLATFORM_FILE")
+        .env_remove("MATIH_LOG")
+        .stdin(Stdio::null());
+    c
+}
+
+fn matih(dir: &Path, args: &[&str]) -> Output {
+    command(dir, args).output().unwrap()
+}
+
+/// Starts matih with stdout piped; its lines arrive on the returned channel.
+fn spawn(dir: &Path, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    let mut child = command(dir, args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Waits for a line containing `needle` (panics after 120 s), returning every line seen so far.
+fn wait_for(rx: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let hit = line.contains(needle);
+                seen.push(line);
+                if hit {
+                    return;
+                }
+            }
+            Err(e) => panic!("no line with {needle:?} ({e}); output so far:\n{}", seen.join("\n")),
+        }
+    }
+}
+
+fn psql(db_url: &str, sql: &str) -> String {
+    let out = Command::new("psql").args([db_url, "-tA", "-c", sql]).output().expect("psql");
+    assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The admin URL pointed at another database.
+fn db_url(db: &str) -> String {
+    let admin = &postgres::server().admin_url;
+    format!("{}/{db}", &admin[..admin.rfind('/').unwrap()])
+}
+
+fn backend() -> PowerDnsBackend {
+    let dns = powerdns::server();
+    PowerDnsBackend::new(&dns.api_url, "localhost", dns.api_key.clone(), vec!["ns1.matih.test.".into()]).unwrap()
+}
+
+/// The parent zone with one record of its own (created once per test binary).
+fn parent_zone() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let b = backend();
+        rt.block_on(b.create_zone(PARENT)).unwrap();
+        let www = RecordSet { ttl: 300, records: vec!["198.51.100.7".into()] };
+        rt.block_on(b.replace_rrset(PARENT, "www", "A", &www)).unwrap();
+    });
+}
+
+/// A working directory with `tenant`'s spec and a platform file for the three servers.
+fn workdir(kube: &Kube, tenant: &str) -> tempfile::TempDir {
+    parent_zone();
+    let (pg, dns) = (postgres::server(), powerdns::server());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
+    let spec = format!("tenants/{tenant}.hcl");
+    std::fs::copy(common::root().join(&spec), dir.path().join(&spec)).unwrap();
+    std::fs::write(
+        dir.path().join("matih.hcl"),
+        format!(
+            r#"dns {{
+  parent_zone = "{PARENT}"
+  provider    = "powerdns"
+  api_url     = "{}"
+  api_key_env = "PDNS_API_KEY"
+  nameservers = ["ns1.matih.test.", "ns2.matih.test."]
+}}
+postgres {{
+  host = "127.0.0.1"
+  port = {}
+}}
+kubernetes {{
+  api_url                      = "{}"
+  load_balancer_ip_interval_ms = 50
+  poll_interval_ms             = 50
+}}
+"#,
+            dns.api_url, pg.port, kube.url
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn kube_count(kube: &Kube, kind: &str, ns: &str) -> usize {
+    let out = kube.kubectl(&["get", kind, "-n", ns, "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["items"].as_array().unwrap().len()
+}
+
+#[test]
+fn a_run_killed_in_phase_3_converges_on_the_next_apply_and_destroy_leaves_nothing_behind() {
+    let kube = Kube::start();
+    let dir = workdir(&kube, "acme");
+    let graph = common::compile_file(&dir.path().join("tenants/acme.hcl"));
+    let count = |kind: &str| graph.apply_order().iter().filter(|r| r.addr.kind == kind).count();
+
+    let mut created_before_kill = Vec::new();
+    // Slow API, so the kill lands while phase 3's deployments are being created.
+    kube.latency(40);
+    let (mut child, rx) = spawn(dir.path(), &["apply", "tenants/acme.hcl", "--auto-approve", "--parallelism", "2"]);
+    let mut seen = Vec::new();
+    wait_for(&rx, "acme: Phase 3/10 DEPLOY_CORE_SERVICES started", &mut seen);
+    wait_for(&rx, "Creating...", &mut seen);
+    std::thread::sleep(Duration::from_millis(150)); // the object is created, its readiness awaited
+    child.kill().unwrap(); // SIGKILL: no cleanup of any kind
+    child.wait().unwrap();
+    kube.latency(0);
+
+    {
+        let store = SledStore::open(&dir.path().join("state")).unwrap();
+        let st = store.get("acme").unwrap().expect("state written before the kill");
+        assert_eq!(st.status, TenantStatus::Provisioning);
+        assert!(st.resources.contains_key(&"kubernetes_namespace.tenant".parse().unwrap()));
+        assert!(st.resources.contains_key(&"postgresql_role.tenant".parse().unwrap()), "{:?}", st.resources.keys());
+        assert!(st.resources.values().all(|r| r.phase.number() <= 3), "nothing after phase 3 was done");
+        assert!(!st.in_flight.is_empty(), "the operations running at the kill are recorded as in flight");
+        assert!(st.in_flight.values().all(|r| r.phase.number() == 3 && r.action == "create"), "{:?}", st.in_flight);
+        // Which of them made their object before the kill (those must be adopted, not created again).
+        for addr in st.in_flight.keys() {
+            let name = st.in_flight[addr].attrs["metadata"].as_map().unwrap()["name"].as_str().unwrap().to_string();
+            let kind = if addr.kind == "kubernetes_deployment" { "deployment" } else { "service" };
+            let exists = kube.kubectl(&["get", kind, &name, "-n", "matih-acme"]).status.success();
+            created_before_kill.push((addr.to_string(), exists));
+        }
+        // The dead run's lock is still there; the next run takes it over (its pid is gone).
+        assert_eq!(store.locks().unwrap().len(), 1);
+    }
+    let status = text(&matih(dir.path(), &["status", "acme"]));
+    assert!(status.contains("In flight:"), "{status}");
+
+    // Re-run: converges to ACTIVE, nothing duplicated, and a plan afterwards has nothing to do.
+    let out = matih(dir.path(), &["apply", "tenants/acme.hcl", "--auto-approve"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = matih(dir.path(), &["plan", "tenants/acme.hcl", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let status = text(&matih(dir.path(), &["status", "acme"]));
+    assert!(status.contains("Status:     ACTIVE") && !status.contains("In flight"), "{status}");
+    assert_eq!(kube_count(&kube, "deployments", "matih-acme"), count("kubernetes_deployment"));
+    assert_eq!(kube_count(&kube, "services", "matih-acme"), count("kubernetes_service"));
+    assert_eq!(kube_count(&kube, "networkpolicies", "matih-acme"), count("kubernetes_network_policy"));
+    assert_eq!(psql(&postgres::server().admin_url, "SELECT count(*) FROM pg_roles WHERE rolname = 'tenant_acme'"), "1");
+    let dns = powerdns::server();
+    assert_eq!(dns.dig(&format!("api.acme.{PARENT}"), "A").len(), 1);
+    assert_eq!(dns.dig(&format!("acme.{PARENT}"), "NS").len(), 2);
+    let secret: serde_json::Value = serde_json::from_slice(
+        &kube.kubectl(&["get", "secret", "tenant-database-credentials", "-n", "matih-acme", "-o", "json"]).stdout,
+    )
+    .unwrap();
+    let db = String::from_utf8(
+        base64::engine::general_purpose::STANDARD.decode(secret["data"]["POSTGRES_DB"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let schemas = "SELECT count(*) FROM pg_namespace WHERE nspname = 'tenant_acme'";
+    assert_eq!(psql(&db_url(&db), schemas), "1");
+    let history = text(&matih(dir.path(), &["status", "acme", "--history"]));
+    for (addr, existed) in &created_before_kill {
+        let outcome = if *existed { "adopted" } else { "gone" };
+        assert!(
+            history.lines().any(|l| l.contains(addr.as_str()) && l.contains("recover") && l.contains(outcome)),
+            "{addr} should be {outcome}: {history}"
+        );
+    }
+
+    // Destroy: nothing is left, the parent zone keeps its own records, the state is gone.
+    let out = matih(dir.path(), &["destroy", "tenants/acme.hcl", "--auto-approve"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!kube.kubectl(&["get", "ns", "matih-acme"]).status.success(), "the namespace is gone");
+    assert_eq!(psql(&postgres::server().admin_url, "SELECT count(*) FROM pg_roles WHERE rolname = 'tenant_acme'"), "0");
+    assert_eq!(psql(&db_url(&db), schemas), "0");
+    assert!(dns.dig(&format!("api.acme.{PARENT}"), "A").is_empty());
+    assert!(dns.dig(&format!("acme.{PARENT}"), "NS").is_empty(), "the delegation is gone");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(backend().get_zone(&format!("acme.{PARENT}"))).unwrap(), None, "the zone is gone");
+    assert_eq!(dns.dig(&format!("www.{PARENT}"), "A"), ["198.51.100.7"], "the parent's own records stay");
+    let list = text(&matih(dir.path(), &["state", "list"]));
+    assert!(!list.contains("acme"), "{list}");
+    let status = matih(dir.path(), &["status", "acme"]);
+    assert!(status.status.success() && text(&status).contains("DESTROYED"), "{}", text(&status));
+    let audit = matih(dir.path(), &["status", "acme", "--history", "--json"]);
+    let audit: Vec<serde_json::Value> = serde_json::from_slice(&audit.stdout).unwrap();
+    assert!(audit.iter().any(|e| e["operation"] == "destroy" && e["outcome"] == "destroyed"), "{audit:?}");
+    assert!(!serde_json::to_string(&audit).unwrap().contains("hooks.slack.example"), "no secrets in the audit log");
+}
+
+#[test]
+fn a_second_apply_is_refused_naming_the_holder_or_waits_with_lock_timeout() {
+    let kube = Kube::start();
+    let dir = workdir(&kube, "globex");
+    kube.latency(30);
+    let (mut first, rx) = spawn(dir.path(), &["apply", "tenants/globex.hcl", "--auto-approve"]);
+    let mut seen = Vec::new();
+    wait_for(&rx, "globex: Phase 2/10 SETUP_DATABASE started", &mut seen);
+
+    let out = matih(dir.path(), &["apply", "tenants/globex.hcl", "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tenant \"globex\" is locked by"), "{err}");
+    assert!(err.contains(&format!("pid {}", first.id())), "names the holder's pid: {err}");
+    assert!(err.contains("apply on"), "{err}");
+    assert!(err.contains("nothing was changed"), "{err}");
+
+    // With --lock-timeout the second run waits for the first, then finds nothing left to do.
+    let out = matih(dir.path(), &["apply", "tenants/globex.hcl", "--auto-approve", "--lock-timeout", "3m"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("No changes."), "{}", text(&out));
+    let status = first.wait().unwrap();
+    assert!(status.success());
+    assert!(text(&matih(dir.path(), &["status", "globex"])).contains("ACTIVE"));
+    let out = matih(dir.path(), &["destroy", "tenants/globex.hcl", "--auto-approve"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn saved_plans_apply_without_a_prompt_and_are_refused_when_stale_tampered_or_overtaken() {
+    let kube = Kube::start();
+    let dir = workdir(&kube, "initech");
+    let d = dir.path();
+    let spec = d.join("tenants/initech.hcl");
+    let plan = |out: &str| {
+        let o = matih(d, &["plan", "tenants/initech.hcl", "-out", out]);
+        assert!(o.status.success(), "{}", text(&o));
+    };
+
+    // Applied exactly, with stdin closed: no prompt.
+    plan("p1");
+    let out = matih(d, &["apply", "p1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("Enter a value"), "{}", text(&out));
+    assert!(text(&matih(d, &["status", "initech"])).contains("ACTIVE"));
+
+    // Stale: two plans made from the same state; once one is applied, the other is refused even
+    // though the resource it changes is untouched in the real world.
+    let original = std::fs::read_to_string(&spec).unwrap();
+    let services = |query: u32, bi: u32| {
+        let block = "query_engine {\n      replicas = 3\n    }\n    bi_service {\n      replicas = 2";
+        assert!(original.contains(block));
+        let now =
+            format!("query_engine {{\n      replicas = {query}\n    }}\n    bi_service {{\n      replicas = {bi}");
+        std::fs::write(&spec, original.replace(block, &now)).unwrap();
+    };
+    services(3, 3);
+    plan("p2");
+    services(4, 2);
+    plan("p3");
+    let out = matih(d, &["apply", "p2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = matih(d, &["apply", "p3"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("state of tenant \"initech\" changed since the plan was made"), "{}", text(&out));
+
+    // Tampered: one value inside the sealed plan changed.
+    let sealed = std::fs::read_to_string(d.join("p3")).unwrap();
+    let tampered = sealed.replacen("\\\"replicas\\\":4", "\\\"replicas\\\":9", 1);
+    assert_ne!(sealed, tampered, "the edit applied");
+    std::fs::write(d.join("p3-tampered"), tampered).unwrap();
+    let out = matih(d, &["apply", "p3-tampered"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("has been modified since it was written"), "{}", text(&out));
+
+    services(4, 3);
+    plan("p4");
+    // Overtaken by the real world: the deployment the plan changes was scaled by hand.
+    let deployments: serde_json::Value =
+        serde_json::from_slice(&kube.kubectl(&["get", "deployments", "-n", "matih-initech", "-o", "json"]).stdout)
+            .unwrap();
+    let query = deployments["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().unwrap().to_string())
+        .find(|n| n.contains("query"))
+        .expect("a query-engine deployment");
+    let patch = r#"{"spec":{"replicas":7}}"#;
+    let scaled = kube.kubectl(&["patch", "deployment", &query, "-n", "matih-initech", "--type=merge", "-p", patch]);
+    assert!(scaled.status.success(), "{}", text(&scaled));
+    let out = matih(d, &["apply", "p4"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("changed in the real world since the plan was made"), "{}", text(&out));
+    let st = SledStore::open(&d.join("state")).unwrap().get("initech").unwrap().unwrap();
+    assert_eq!(st.status, TenantStatus::Active, "nothing was applied");
+    drop(st);
+
+    // protect_database: destroy is refused at the flag's line unless --allow-data-loss.
+    let protected =
+        std::fs::read_to_string(&spec).unwrap().replace("  display_name", "  protect_database = true\n  display_name");
+    std::fs::write(&spec, protected).unwrap();
+    let out = matih(d, &["destroy", "tenants/initech.hcl", "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tenants/initech.hcl:7:22: tenant \"initech\" has protect_database = true"), "{err}");
+    assert!(err.contains("delete postgresql_database.tenant"), "{err}");
+    assert!(text(&matih(d, &["status", "initech"])).contains("ACTIVE"), "nothing was destroyed");
+    let out = matih(d, &["destroy", "tenants/initech.hcl", "--auto-approve", "--allow-data-loss"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        psql(&postgres::server().admin_url, "SELECT count(*) FROM pg_database WHERE datname LIKE '%initech%'"),
+        "0"
+    );
+}
