@@ -979,6 +979,8 @@ fn state_cmd(global: &Global, cmd: StateCommand) -> Result<ExitCode> {
                 }
                 st.serial = expected + 1;
                 st.updated_at = matih::state::now_rfc3339();
+                // Not part of any run: the state it replaces goes to history.
+                st.run_id = None;
                 store.put(&st, Some(expected), "state rm")?;
                 println!("Removed {} resource(s) from the state of {slug:?} (serial {}).", addresses.len(), st.serial);
                 Ok(())

@@ -342,6 +342,7 @@ impl Run<'_> {
     fn write(&mut self) -> Result<(), StateError> {
         self.st.serial = self.stored_serial.map_or(1, |s| s + 1);
         self.st.updated_at = state::now_rfc3339();
+        self.st.run_id = Some(self.run_id.clone());
         self.store.put_audited(&self.st, self.stored_serial, &self.operation, &self.audit)?;
         self.audit.clear();
         self.stored_serial = Some(self.st.serial);

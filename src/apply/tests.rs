@@ -351,14 +351,78 @@ async fn a_run_killed_mid_operation_leaves_write_ahead_records_that_refresh_and_
     );
 }
 
+/// A store that keeps every state written to it, in order, to check the write discipline.
+#[derive(Default)]
+struct Writes {
+    inner: MemoryStore,
+    log: Mutex<Vec<TenantState>>,
+}
+
+impl StateStore for Writes {
+    fn tenants(&self) -> Result<Vec<String>, StateError> {
+        self.inner.tenants()
+    }
+    fn get(&self, slug: &str) -> Result<Option<TenantState>, StateError> {
+        self.inner.get(slug)
+    }
+    fn put(&self, state: &TenantState, expected: Option<u64>, operation: &str) -> Result<(), StateError> {
+        self.log.lock().unwrap().push(state.clone());
+        self.inner.put(state, expected, operation)
+    }
+    fn put_audited(
+        &self,
+        state: &TenantState,
+        expected: Option<u64>,
+        operation: &str,
+        audit: &[crate::state::AuditEntry],
+    ) -> Result<(), StateError> {
+        self.log.lock().unwrap().push(state.clone());
+        self.inner.put_audited(state, expected, operation, audit)
+    }
+    fn remove(&self, slug: &str, expected: u64, operation: &str) -> Result<(), StateError> {
+        self.inner.remove(slug, expected, operation)
+    }
+    fn history(&self, slug: &str) -> Result<Vec<crate::state::HistoryEntry>, StateError> {
+        self.inner.history(slug)
+    }
+    fn lock(&self, info: &crate::state::LockInfo) -> Result<(), StateError> {
+        self.inner.lock(info)
+    }
+    fn unlock(&self, slug: &str, id: &str) -> Result<(), StateError> {
+        self.inner.unlock(slug, id)
+    }
+    fn locks(&self) -> Result<Vec<crate::state::LockInfo>, StateError> {
+        self.inner.locks()
+    }
+    fn append_audit(&self, slug: &str, entries: &[crate::state::AuditEntry]) -> Result<(), StateError> {
+        self.inner.append_audit(slug, entries)
+    }
+    fn audit(&self, slug: &str) -> Result<Vec<crate::state::AuditEntry>, StateError> {
+        self.inner.audit(slug)
+    }
+}
+
 #[tokio::test]
 async fn every_operation_is_written_ahead_and_the_audit_log_follows_each_write() {
-    let store = MemoryStore::default();
+    let store = Writes::default();
     let p = Arc::new(Scripted::default());
     let providers = Providers::new().with(p.clone());
     let hooks = Recorder::default();
     apply_tenant(&diff(&graph(1), None, None), &store, &providers, &hooks, &fast()).await.unwrap();
-    let history = store.history("acme").unwrap();
+    // A run's intermediate states are not history: one run leaves no history for a new tenant.
+    assert!(store.history("acme").unwrap().is_empty());
+    let history: Vec<crate::state::HistoryEntry> = store
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| crate::state::HistoryEntry {
+            serial: s.serial,
+            at: String::new(),
+            operation: String::new(),
+            state: s.clone(),
+        })
+        .collect();
     // Every resource appears in flight in some earlier serial, before it is recorded.
     for addr in ["k_namespace.tenant", "k_deployment.b", "k_record.api"] {
         let addr: ResourceAddr = addr.parse().unwrap();
@@ -381,6 +445,13 @@ async fn every_operation_is_written_ahead_and_the_audit_log_follows_each_write()
     let text = serde_json::to_string(&audit).unwrap();
     assert!(!text.contains("sha256:"), "no attribute values in the audit log");
     assert_eq!(*hooks.0.lock().unwrap(), ["start acme 7", "finish acme Active false"]);
+
+    // A second run files the state the first one left, once, however many writes it makes.
+    let first = store.get("acme").unwrap().unwrap();
+    apply_tenant(&diff(&graph(2), Some(&first), None), &store, &providers, &NoHooks, &fast()).await.unwrap();
+    let history = store.history("acme").unwrap();
+    assert_eq!(history.iter().map(|h| h.serial).collect::<Vec<_>>(), [first.serial]);
+    assert_eq!(history[0].state.status, TenantStatus::Active);
 }
 
 #[tokio::test]

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::{
-    check_put, check_slug, hostname, lock_is_stale, now_rfc3339, AuditEntry, HistoryEntry, LockInfo, StateError,
-    StateStore, TenantState,
+    check_put, check_slug, goes_to_history, hostname, lock_is_stale, now_rfc3339, AuditEntry, HistoryEntry, LockInfo,
+    StateError, StateStore, TenantState,
 };
 
 /// Tenant states, their history and their locks, behind one mutex so that every call is atomic.
@@ -64,7 +64,8 @@ impl StateStore for MemoryStore {
         if found != expected_serial {
             return Err(StateError::SerialConflict { slug: state.slug.clone(), expected: expected_serial, found });
         }
-        if let Some(replaced) = inner.tenants.insert(state.slug.clone(), state.clone()) {
+        let replaced = inner.tenants.insert(state.slug.clone(), state.clone());
+        if let Some(replaced) = replaced.filter(|r| goes_to_history(r, Some(state))) {
             let entry = HistoryEntry {
                 serial: replaced.serial,
                 at: now_rfc3339(),

@@ -83,6 +83,16 @@ pub struct TenantState {
     /// How long the last complete run (every phase up to 10, or the whole destroy) took.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning_duration_ms: Option<u64>,
+    /// The apply or destroy run that wrote this state, if one did. A run writes after every
+    /// operation; only the state before it and the state it leaves become history, not each step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+}
+
+/// Whether writing `new` over `replaced` files `replaced` in history: always, except for the
+/// intermediate states of one run (both written by the same run).
+pub fn goes_to_history(replaced: &TenantState, new: Option<&TenantState>) -> bool {
+    replaced.run_id.is_none() || new.is_none_or(|n| n.run_id != replaced.run_id)
 }
 
 /// An operation that was started and whose outcome was not recorded yet.
@@ -192,7 +202,8 @@ pub trait StateStore: Send + Sync {
 
     /// Writes `state` (with `state.serial` = `expected_serial + 1`, or 1 for a new tenant) only if
     /// the stored serial is still `expected_serial` (`None`: the tenant must have no state yet).
-    /// The replaced state is appended to the tenant's history under `operation`.
+    /// The replaced state is appended to the tenant's history under `operation`, unless both were
+    /// written by the same run ([`goes_to_history`]).
     fn put(&self, state: &TenantState, expected_serial: Option<u64>, operation: &str) -> Result<(), StateError>;
 
     /// Removes a tenant's state (its history is kept).
@@ -290,6 +301,7 @@ impl TenantState {
             resources: BTreeMap::new(),
             in_flight: BTreeMap::new(),
             provisioning_duration_ms: None,
+            run_id: None,
         }
     }
 }

@@ -41,8 +41,8 @@ use sled::transaction::{
 use sled::{Transactional, Tree};
 
 use super::{
-    check_put, check_slug, hostname, lock_is_stale, now_rfc3339, AuditEntry, HistoryEntry, LockInfo, StateError,
-    StateStore, TenantState,
+    check_put, check_slug, goes_to_history, hostname, lock_is_stale, now_rfc3339, AuditEntry, HistoryEntry, LockInfo,
+    StateError, StateStore, TenantState,
 };
 
 /// The on-disk format this build reads and writes. A store with another version is refused.
@@ -324,7 +324,7 @@ impl SledStore {
             if found != expected_serial {
                 return abort(StateError::SerialConflict { slug: slug.to_string(), expected: expected_serial, found });
             }
-            if let Some(replaced) = current {
+            if let Some(replaced) = current.filter(|r| goes_to_history(r, state)) {
                 let entry = HistoryEntry {
                     serial: replaced.serial,
                     at: at.clone(),
