@@ -346,10 +346,15 @@ fn open_state_for_read(global: &Global) -> Result<Box<dyn StateStore>> {
 }
 
 /// Connects the providers the platform file configures: Kubernetes (`kubernetes` block), DNS
-/// (`dns` block with a `provider`), PostgreSQL (when the admin URL variable is set). Kinds without a
-/// provider are reported by [`require_providers`] when a plan needs them.
-fn connect_providers(platform: &PlatformConfig, catalog: &Catalog, rt: &tokio::runtime::Runtime) -> Result<Providers> {
+/// (`dns` block with a `provider`), PostgreSQL (when the admin URL variable is set). Returns them
+/// with, per resource-kind prefix (`kubernetes_`), why that family could not be connected.
+fn try_connect_providers(
+    platform: &PlatformConfig,
+    catalog: &Catalog,
+    rt: &tokio::runtime::Runtime,
+) -> (Providers, std::collections::BTreeMap<String, String>) {
     let mut providers = Providers::new();
+    let mut unavailable = std::collections::BTreeMap::new();
     if let Some(k) = &platform.kubernetes {
         let target = match &k.api_url {
             Some(url) => KubeTarget::Url(url.clone()),
@@ -363,18 +368,42 @@ fn connect_providers(platform: &PlatformConfig, catalog: &Catalog, rt: &tokio::r
             delete_timeout: Duration::from_millis(k.deployment_timeout_ms),
             poll_interval: Duration::from_millis(k.poll_interval_ms),
         };
-        let provider = rt.block_on(KubernetesProvider::connect(&target, settings)).map_err(anyhow::Error::msg)?;
-        providers = providers.with(Arc::new(provider));
+        match rt.block_on(KubernetesProvider::connect(&target, settings)) {
+            Ok(p) => providers = providers.with(Arc::new(p)),
+            Err(e) => {
+                unavailable.insert("kubernetes_".to_string(), e);
+            }
+        }
     }
     if let Some(dns) = &platform.dns {
-        providers = providers.with(Arc::new(DnsProvider::from_platform(dns).map_err(anyhow::Error::msg)?));
+        match DnsProvider::from_platform(dns) {
+            Ok(p) => providers = providers.with(Arc::new(p)),
+            Err(e) => {
+                unavailable.insert("dns_".to_string(), e.to_string());
+            }
+        }
     }
     if std::env::var_os(&platform.postgres_admin_url_env).is_some() {
-        let settings = PostgresSettings::from_platform(platform, catalog).map_err(anyhow::Error::msg)?;
-        let provider = rt.block_on(PostgresProvider::connect(&settings)).map_err(anyhow::Error::msg)?;
-        providers = providers.with(Arc::new(provider));
+        let connected = PostgresSettings::from_platform(platform, catalog)
+            .and_then(|settings| rt.block_on(PostgresProvider::connect(&settings)));
+        match connected {
+            Ok(p) => providers = providers.with(Arc::new(p)),
+            Err(e) => {
+                unavailable.insert("postgresql_".to_string(), e);
+            }
+        }
     }
-    Ok(providers)
+    (providers, unavailable)
+}
+
+/// [`try_connect_providers`], failing on the first family that could not be connected: plan and
+/// apply need every configured provider.
+fn connect_providers(platform: &PlatformConfig, catalog: &Catalog, rt: &tokio::runtime::Runtime) -> Result<Providers> {
+    let (providers, unavailable) = try_connect_providers(platform, catalog, rt);
+    match unavailable.into_values().next() {
+        Some(e) => bail!(e),
+        None => Ok(providers),
+    }
 }
 
 /// Fails, before anything is changed, when a plan needs resource kinds no provider handles.
@@ -1073,7 +1102,16 @@ fn drift_cmd(global: &Global, args: &DriftArgs, _color: bool) -> Result<ExitCode
     }
 
     let rt = runtime()?;
-    let (providers, unavailable) = connect_for_drift(&inputs.platform, &inputs.catalog, &rt);
+    let (providers, mut unavailable) = try_connect_providers(&inputs.platform, &inputs.catalog, &rt);
+    if std::env::var_os(&inputs.platform.postgres_admin_url_env).is_none() {
+        unavailable.insert(
+            "postgresql_".to_string(),
+            format!(
+                "not read: the environment variable {} (matih's PostgreSQL admin URL) is not set",
+                inputs.platform.postgres_admin_url_env
+            ),
+        );
+    }
     if inputs.platform_file.is_none() && args.format == Format::Text {
         eprintln!(
             "Note: no platform file (matih.hcl), so no live object can be read: every recorded resource is \
@@ -1095,64 +1133,4 @@ fn drift_cmd(global: &Global, args: &DriftArgs, _color: bool) -> Result<ExitCode
         Format::Markdown => drift::render_markdown(&report),
     })?;
     Ok(if args.detailed_exitcode && report.has_drift() { ExitCode::from(2) } else { ExitCode::SUCCESS })
-}
-
-/// The providers of the platform file, like [`connect_providers`], except that one that cannot be
-/// set up (PostgreSQL unreachable) does not stop the run: it is returned by kind prefix with the
-/// reason, and its resources are reported as unreadable.
-fn connect_for_drift(
-    platform: &PlatformConfig,
-    catalog: &Catalog,
-    rt: &tokio::runtime::Runtime,
-) -> (Providers, std::collections::BTreeMap<String, String>) {
-    let mut providers = Providers::new();
-    let mut unavailable = std::collections::BTreeMap::new();
-    if let Some(k) = &platform.kubernetes {
-        let target = match &k.api_url {
-            Some(url) => KubeTarget::Url(url.clone()),
-            None => KubeTarget::Kubeconfig { context: k.context.clone() },
-        };
-        let settings = KubeSettings {
-            lb_ip_attempts: k.load_balancer_ip_attempts,
-            lb_ip_interval: Duration::from_millis(k.load_balancer_ip_interval_ms),
-            deployment_timeout: Duration::from_millis(k.deployment_timeout_ms),
-            certificate_timeout: Duration::from_millis(k.certificate_timeout_ms),
-            delete_timeout: Duration::from_millis(k.deployment_timeout_ms),
-            poll_interval: Duration::from_millis(k.poll_interval_ms),
-        };
-        match rt.block_on(KubernetesProvider::connect(&target, settings)) {
-            Ok(p) => providers = providers.with(Arc::new(p)),
-            Err(e) => {
-                unavailable.insert("kubernetes_".to_string(), e);
-            }
-        }
-    }
-    if let Some(dns) = &platform.dns {
-        match DnsProvider::from_platform(dns) {
-            Ok(p) => providers = providers.with(Arc::new(p)),
-            Err(e) => {
-                unavailable.insert("dns_".to_string(), e.to_string());
-            }
-        }
-    }
-    if std::env::var_os(&platform.postgres_admin_url_env).is_some() {
-        let connected = PostgresSettings::from_platform(platform, catalog)
-            .map_err(|e| e.to_string())
-            .and_then(|settings| rt.block_on(PostgresProvider::connect(&settings)));
-        match connected {
-            Ok(p) => providers = providers.with(Arc::new(p)),
-            Err(e) => {
-                unavailable.insert("postgresql_".to_string(), e);
-            }
-        }
-    } else {
-        unavailable.insert(
-            "postgresql_".to_string(),
-            format!(
-                "not read: the environment variable {} (matih's PostgreSQL admin URL) is not set",
-                platform.postgres_admin_url_env
-            ),
-        );
-    }
-    (providers, unavailable)
 }
