@@ -9,13 +9,15 @@
 //! (acme, globex, initech) and its own Kubernetes API test server and state directory.
 
 mod common;
+#[path = "support/kube.rs"]
+mod kube;
 #[path = "support/postgres.rs"]
 mod postgres;
 #[path = "support/powerdns.rs"]
 mod powerdns;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use kube::Kube;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -26,60 +28,6 @@ use matih::provider::dns::{DnsBackend, PowerDnsBackend, RecordSet};
 use matih::state::{SledStore, StateStore, TenantStatus};
 
 const PARENT: &str = "matih.test";
-
-struct Kube {
-    child: Child,
-    url: String,
-    home: tempfile::TempDir,
-}
-
-impl Drop for Kube {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Kube {
-    fn start() -> Kube {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kube-test-server"))
-            .args(["--listen", "127.0.0.1:0", "--deployment-ready-delay-ms", "100", "--lb-ip-delay-ms", "200"])
-            .args(["--certificate-ready-delay-ms", "100"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start kube-test-server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("listening on ").unwrap().to_string();
-        Kube { child, url, home: tempfile::tempdir().unwrap() }
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new("kubectl")
-            .arg(format!("--server={}", self.url))
-            .args(args)
-            .env("HOME", self.home.path())
-            .env_remove("KUBECONFIG")
-            .output()
-            .expect("kubectl must be installed")
-    }
-
-    /// Every request to the API answers after `ms` milliseconds.
-    fn latency(&self, ms: u64) {
-        let addr = self.url.strip_prefix("http://").unwrap();
-        let body = serde_json::json!({ "latencyMs": ms }).to_string();
-        let mut s = TcpStream::connect(addr).unwrap();
-        write!(
-            s,
-            "PATCH /_admin/config HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut reply = String::new();
-        s.read_to_string(&mut reply).unwrap();
-        assert!(reply.starts_with("HTTP/1.1 2"), "{reply}");
-    }
-}
 
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))

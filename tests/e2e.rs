@@ -4,58 +4,22 @@
 //! destroys the tenant. The real `kubectl`, `dig` and the PostgreSQL server check what it did.
 
 mod common;
+#[path = "support/kube.rs"]
+mod kube;
 #[path = "support/postgres.rs"]
 mod postgres;
 #[path = "support/powerdns.rs"]
 mod powerdns;
 
-use std::io::{BufRead, BufReader};
+use kube::Kube;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use base64::Engine as _;
 use matih::provider::dns::{DnsBackend, PowerDnsBackend};
 
 const PARENT: &str = "matih.test";
 const WEBHOOK: &str = "https://hooks.slack.example/services/T0/B0/e2e-secret-webhook";
-
-struct Kube {
-    child: Child,
-    url: String,
-    home: tempfile::TempDir,
-}
-
-impl Drop for Kube {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Kube {
-    fn start() -> Kube {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kube-test-server"))
-            .args(["--listen", "127.0.0.1:0", "--deployment-ready-delay-ms", "100", "--lb-ip-delay-ms", "200"])
-            .args(["--certificate-ready-delay-ms", "100"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start kube-test-server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("listening on ").unwrap().to_string();
-        Kube { child, url, home: tempfile::tempdir().unwrap() }
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new("kubectl")
-            .arg(format!("--server={}", self.url))
-            .args(args)
-            .env("HOME", self.home.path())
-            .env_remove("KUBECONFIG")
-            .output()
-            .expect("kubectl must be installed")
-    }
-}
 
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))

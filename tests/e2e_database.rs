@@ -14,15 +14,17 @@
 //! Each test uses its own tenants, parent zone and Kubernetes API test server, so they run in
 //! parallel against the binary's one PostgreSQL and one PowerDNS.
 
+#[path = "support/kube.rs"]
+mod kube;
 #[path = "support/postgres.rs"]
 mod postgres;
 #[path = "support/powerdns.rs"]
 mod powerdns;
 
+use kube::Kube;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use base64::Engine as _;
 use matih::provider::dns::{DnsBackend, PowerDnsBackend};
@@ -30,43 +32,7 @@ use matih::provider::dns::{DnsBackend, PowerDnsBackend};
 const ACME_WEBHOOK: &str = "https://hooks.slack.example/services/T0/B0/acme-db-e2e-webhook";
 const INITECH_WEBHOOK: &str = "https://hooks.slack.example/services/T0/B0/initech-db-e2e-webhook";
 
-struct Kube {
-    child: Child,
-    url: String,
-    home: tempfile::TempDir,
-}
-
-impl Drop for Kube {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Kube {
-    fn start() -> Kube {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kube-test-server"))
-            .args(["--listen", "127.0.0.1:0", "--deployment-ready-delay-ms", "50", "--lb-ip-delay-ms", "100"])
-            .args(["--certificate-ready-delay-ms", "50"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start kube-test-server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("listening on ").unwrap().to_string();
-        Kube { child, url, home: tempfile::tempdir().unwrap() }
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new("kubectl")
-            .arg(format!("--server={}", self.url))
-            .args(args)
-            .env("HOME", self.home.path())
-            .env_remove("KUBECONFIG")
-            .output()
-            .expect("kubectl must be installed")
-    }
-
     /// The decoded data of a tenant's `tenant-database-credentials` Secret.
     fn credentials(&self, slug: &str) -> BTreeMap<String, String> {
         let ns = format!("matih-{slug}");
