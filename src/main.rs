@@ -95,6 +95,15 @@ enum Command {
     /// Inspect and release tenant locks.
     #[command(subcommand)]
     Lock(LockCommand),
+    /// Serve provisioning status, a live WebSocket stream and a status page over HTTP.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on. Anything but loopback needs MATIH_SERVE_TOKEN.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    listen: std::net::SocketAddr,
 }
 
 #[derive(Args, Debug)]
@@ -217,6 +226,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status { slug, json } => status(&cli.global, &slug, json),
         Command::State(cmd) => state_cmd(&cli.global, cmd),
         Command::Lock(cmd) => lock_cmd(&cli.global, cmd),
+        Command::Serve(args) => serve_cmd(&cli.global, &args),
     };
     match result {
         Err(e) if e.is::<Reported>() => Ok(ExitCode::from(1)),
@@ -465,15 +475,22 @@ fn execute(
 ) -> Result<ExitCode> {
     require_providers(plan, providers, platform)?;
     let store: Arc<dyn StateStore> = Arc::new(SledStore::open(&global.state)?);
-    let hooks: Arc<dyn Hooks> = Arc::new(ConsoleHooks::new(Box::new(std::io::stdout())));
+    let console: Arc<dyn Hooks> = Arc::new(ConsoleHooks::new(Box::new(std::io::stdout())));
+    // Progress also goes to the change feed (for `matih serve`); completion to notifications and events.
+    let completion = matih::notify::Completion::new(&global.state, &platform.notify);
+    let destroy = opts.operation == "destroy";
+    let progress =
+        Arc::new(matih::serve::FeedHooks::new(&global.state, store.clone(), console, &plan.tenants, destroy, completion));
     let started = std::time::Instant::now();
     let results = rt.block_on(async {
         let mut set = tokio::task::JoinSet::new();
         for (i, tp) in plan.tenants.iter().enumerate().filter(|(_, t)| t.has_changes()) {
-            let (tp, store, providers, hooks, opts) =
-                (tp.clone(), store.clone(), providers.clone(), hooks.clone(), opts.clone());
+            let (tp, store, providers, progress, opts) =
+                (tp.clone(), store.clone(), providers.clone(), progress.clone(), opts.clone());
             set.spawn(async move {
-                (i, matih::apply::apply_tenant(&tp, store.as_ref(), &providers, hooks.as_ref(), &opts).await)
+                let r = matih::apply::apply_tenant(&tp, store.as_ref(), &providers, progress.as_ref(), &opts).await;
+                progress.tenant_finished(&tp.slug, r.as_ref().map(|r| r.status).map_err(ToString::to_string)).await;
+                (i, r)
             });
         }
         let mut results = Vec::new();
@@ -769,4 +786,18 @@ fn print(s: &str) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
     }
+}
+
+/// `matih serve`: status API, WebSocket stream and status page; also retries queued notifications.
+fn serve_cmd(global: &Global, args: &ServeArgs) -> Result<ExitCode> {
+    let (platform, _, diags) = load_platform(global);
+    print_diagnostics(&diags);
+    if diag::has_errors(&diags) {
+        return Err(Reported.into());
+    }
+    let mut opts = matih::serve::ServeOptions::new(args.listen, &global.state);
+    opts.token = std::env::var("MATIH_SERVE_TOKEN").ok().filter(|t| !t.is_empty());
+    opts.notify = platform.notify;
+    runtime()?.block_on(matih::serve::run(opts))?;
+    Ok(ExitCode::SUCCESS)
 }
