@@ -68,16 +68,21 @@ impl Workspace {
         let kube = Kube::start(ready_ms);
         let pg = postgres::server();
         let dns = powerdns::server();
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let backend = matih::provider::dns::PowerDnsBackend::new(
-            &dns.api_url,
-            "localhost",
-            dns.api_key.clone(),
-            vec!["ns1.matih.test.".into()],
-        )
+        // On a thread of its own: the caller may be inside a runtime already.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let backend = matih::provider::dns::PowerDnsBackend::new(
+                &dns.api_url,
+                "localhost",
+                dns.api_key.clone(),
+                vec!["ns1.matih.test.".into()],
+            )
+            .unwrap();
+            use matih::provider::dns::DnsBackend as _;
+            let _ = rt.block_on(backend.create_zone(PARENT));
+        })
+        .join()
         .unwrap();
-        use matih::provider::dns::DnsBackend as _;
-        let _ = rt.block_on(backend.create_zone(PARENT));
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
         std::fs::copy(root().join("tenants/acme.hcl"), dir.path().join("tenants/acme.hcl")).unwrap();
@@ -133,13 +138,19 @@ kubernetes {{
         c
     }
 
-    /// Starts `matih apply tenants/acme.hcl --auto-approve` in the background.
+    /// Starts `matih apply tenants/acme.hcl --auto-approve` in the background, its output going to
+    /// `apply.log` in the workspace (a pipe nobody reads would fill up and stop it).
     pub fn spawn_apply(&self) -> Child {
+        let log = std::fs::File::create(self.path().join("apply.log")).unwrap();
         self.command(&["apply", "tenants/acme.hcl", "--auto-approve"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .unwrap()
+    }
+
+    pub fn apply_log(&self) -> String {
+        std::fs::read_to_string(self.path().join("apply.log")).unwrap_or_default()
     }
 
     pub fn serve(&self, listen: &str, token: Option<&str>) -> Serve {
