@@ -278,7 +278,7 @@ pub async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<Resp, I
         return Ok(r);
     }
     let path = req.uri().path().to_string();
-    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let segs: Vec<&str> = path.strip_prefix('/').unwrap_or(&path).split('/').collect();
     let get = req.method() == Method::GET || req.method() == Method::HEAD;
     let known = matches!(
         segs.as_slice(),
