@@ -479,8 +479,14 @@ fn execute(
     // Progress also goes to the change feed (for `matih serve`); completion to notifications and events.
     let completion = matih::notify::Completion::new(&global.state, &platform.notify);
     let destroy = opts.operation == "destroy";
-    let progress =
-        Arc::new(matih::serve::FeedHooks::new(&global.state, store.clone(), console, &plan.tenants, destroy, completion));
+    let progress = Arc::new(matih::serve::FeedHooks::new(
+        &global.state,
+        store.clone(),
+        console,
+        &plan.tenants,
+        destroy,
+        completion,
+    ));
     let started = std::time::Instant::now();
     let results = rt.block_on(async {
         let mut set = tokio::task::JoinSet::new();

@@ -81,11 +81,8 @@ fn one_process_at_a_time_delivers() {
     let cfg = config(free_port());
     enqueue(&outbox, &cfg, true);
     // Another process holds the delivery lock.
-    let holder = Command::new("flock")
-        .arg(outbox.dir().join(".lock"))
-        .args(["sleep", "5"])
-        .spawn()
-        .expect("flock (util-linux)");
+    let holder =
+        Command::new("flock").arg(outbox.dir().join(".lock")).args(["sleep", "5"]).spawn().expect("flock (util-linux)");
     std::thread::sleep(Duration::from_millis(300));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let r = rt.block_on(outbox.deliver(&Deliverer::new(&cfg, Duration::from_secs(1)), true));
@@ -145,7 +142,7 @@ fn events_are_delivered_once_after_the_broker_comes_back() {
         client.controller_client().unwrap().create_topic("tenant-events", 1, 1, 5_000).await.unwrap();
 
         let r = outbox.deliver(&d, true).await;
-        assert_eq!(r.delivered, [id.clone()], "{r:?}");
+        assert_eq!(r.delivered, [id], "{r:?}");
         assert!(outbox.entries().is_empty());
         let r = outbox.deliver(&d, true).await;
         assert!(r.delivered.is_empty() && r.failed.is_empty(), "nothing left to send: {r:?}");

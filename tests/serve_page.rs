@@ -150,7 +150,12 @@ fn the_status_page_shows_acme_reaching_active_live() {
     rt.block_on(async {
         let mut page = Page::attach(browser.port).await;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while page.eval("document.getElementById('conn').textContent").await.as_str().is_none_or(|s| !s.starts_with("updated")) {
+        while page
+            .eval("document.getElementById('conn').textContent")
+            .await
+            .as_str()
+            .is_none_or(|s| !s.starts_with("updated"))
+        {
             assert!(Instant::now() < deadline, "the page never loaded the tenant list");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

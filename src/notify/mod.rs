@@ -50,8 +50,12 @@ fn find_key<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
 
 impl TenantInfo {
     pub fn from_plan(p: &TenantPlan) -> TenantInfo {
-        let mut info =
-            TenantInfo { slug: p.slug.clone(), tenant_id: p.tenant_id.clone(), tier: p.tier.clone(), ..Default::default() };
+        let mut info = TenantInfo {
+            slug: p.slug.clone(),
+            tenant_id: p.tenant_id.clone(),
+            tier: p.tier.clone(),
+            ..Default::default()
+        };
         for c in &p.resource_changes {
             let Some(attrs) = c.after.as_ref().or(c.before.as_ref()) else { continue };
             let attrs = Value::Map(attrs.clone());
@@ -62,10 +66,8 @@ impl TenantInfo {
             }
             if info.emails.is_empty() {
                 if let Some(Value::List(cfgs)) = find_key(&attrs, "emailConfigs") {
-                    info.emails = cfgs
-                        .iter()
-                        .filter_map(|c| c.as_map()?.get("to")?.as_str().map(str::to_string))
-                        .collect();
+                    info.emails =
+                        cfgs.iter().filter_map(|c| c.as_map()?.get("to")?.as_str().map(str::to_string)).collect();
                 }
             }
         }
@@ -192,7 +194,11 @@ impl Completion {
         if config.smtp.is_none() && config.webhook_url_env.is_none() && config.kafka.is_none() {
             return None;
         }
-        Some(Completion { state_dir: state_dir.to_path_buf(), config: config.clone(), deliver_budget: Duration::from_secs(10) })
+        Some(Completion {
+            state_dir: state_dir.to_path_buf(),
+            config: config.clone(),
+            deliver_budget: Duration::from_secs(10),
+        })
     }
 
     pub async fn tenant_finished(&self, o: &Outcome) {

@@ -228,7 +228,10 @@ impl FeedHooks {
         match result {
             Ok(f) => Some(f),
             Err(e) => {
-                tracing::warn!("progress feed {} cannot be written: {e}; live progress is off for {slug}", path.display());
+                tracing::warn!(
+                    "progress feed {} cannot be written: {e}; live progress is off for {slug}",
+                    path.display()
+                );
                 None
             }
         }
@@ -375,7 +378,13 @@ impl Hooks for FeedHooks {
         self.emit(ev);
     }
 
-    fn resource_finished(&self, tenant: &str, addr: &ResourceAddr, action: Action, result: Result<Duration, &ProviderError>) {
+    fn resource_finished(
+        &self,
+        tenant: &str,
+        addr: &ResourceAddr,
+        action: Action,
+        result: Result<Duration, &ProviderError>,
+    ) {
         self.inner.resource_finished(tenant, addr, action, result);
         let mut ev = Event::new(tenant, EventKind::ResourceFinished).in_phase(self.current_phase(tenant));
         ev.resource = Some(addr.to_string());

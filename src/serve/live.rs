@@ -80,7 +80,11 @@ impl Live {
     }
 
     pub fn docs(&self) -> Vec<(StatusDoc, Option<Instant>)> {
-        self.tenants.values().filter(|t| !t.doc.tenant_id.is_empty()).map(|t| (t.doc.clone(), t.last_event_at)).collect()
+        self.tenants
+            .values()
+            .filter(|t| !t.doc.tenant_id.is_empty())
+            .map(|t| (t.doc.clone(), t.last_event_at))
+            .collect()
     }
 
     /// The tenant's folded document and a receiver of the events after it, taken together.

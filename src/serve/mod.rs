@@ -312,7 +312,11 @@ pub async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<Resp, I
         }
         ["api", "v1", "tenants", id, "provisioning", what] => {
             let Some(id) = parse_id(id) else {
-                return Ok(error(StatusCode::BAD_REQUEST, "bad_request", "a tenant id is a slug (DNS label) or a UUID"));
+                return Ok(error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "a tenant id is a slug (DNS label) or a UUID",
+                ));
             };
             let view = app.view().await;
             let Some(doc) = find(&view.docs, &id) else {
@@ -326,7 +330,11 @@ pub async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<Resp, I
         }
         ["ws", "provisioning", id] => {
             let Some(id) = parse_id(id) else {
-                return Ok(error(StatusCode::BAD_REQUEST, "bad_request", "a tenant id is a slug (DNS label) or a UUID"));
+                return Ok(error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "a tenant id is a slug (DNS label) or a UUID",
+                ));
             };
             let view = app.view().await;
             let Some(doc) = find(&view.docs, &id).cloned() else {

@@ -10,7 +10,9 @@ fn slugs_and_ids() {
         assert!(!valid_slug(bad), "{bad}");
     }
     assert!(matches!(parse_id("acme"), Some(TenantId::Slug(_))));
-    assert!(matches!(parse_id("550E8400-E29B-41D4-A716-446655440000"), Some(TenantId::Uuid(u)) if u == "550e8400-e29b-41d4-a716-446655440000"));
+    assert!(
+        matches!(parse_id("550E8400-E29B-41D4-A716-446655440000"), Some(TenantId::Uuid(u)) if u == "550e8400-e29b-41d4-a716-446655440000")
+    );
     assert!(parse_id("%00").is_none() && parse_id("a..b/c").is_none());
 }
 

@@ -30,10 +30,7 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) fn upgrade(app: Arc<App>, req: &mut Request<Incoming>, doc: StatusDoc, store_read: Option<Instant>) -> Resp {
     let h = req.headers();
-    let is_upgrade = h
-        .get(UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let is_upgrade = h.get(UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     let key = h.get("sec-websocket-key").map(|k| k.as_bytes().to_vec());
     let version_ok = h.get("sec-websocket-version").is_some_and(|v| v.as_bytes() == b"13");
     let (true, Some(key), true) = (is_upgrade, key, version_ok) else {
@@ -78,10 +75,7 @@ where
     };
     let mut events = sub.rx;
     let send = |ev: &Event| Message::text(serde_json::to_string(ev).unwrap_or_default());
-    if !matches!(
-        tokio::time::timeout(SEND_TIMEOUT, tx.send(send(&Event::snapshot(first)))).await,
-        Ok(Ok(()))
-    ) {
+    if !matches!(tokio::time::timeout(SEND_TIMEOUT, tx.send(send(&Event::snapshot(first)))).await, Ok(Ok(()))) {
         return;
     }
     let mut ping = tokio::time::interval(Duration::from_secs(30));

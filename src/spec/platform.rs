@@ -535,7 +535,9 @@ fn env_name(attr: &str, s: &str) -> Result<(), String> {
 
 /// An IP address literal (for hosts that are not DNS names, e.g. 127.0.0.1).
 fn ip_literal(attr: &str, s: &str) -> Result<(), String> {
-    s.parse::<std::net::IpAddr>().map(|_| ()).map_err(|_| format!("{attr} must be a host name or an IP address, found {s:?}"))
+    s.parse::<std::net::IpAddr>()
+        .map(|_| ())
+        .map_err(|_| format!("{attr} must be a host name or an IP address, found {s:?}"))
 }
 
 /// The `kubernetes` settings, created with their defaults the first time the block is seen.
