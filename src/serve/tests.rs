@@ -87,3 +87,28 @@ fn the_cursor_returns_complete_lines_once_and_restarts_after_rotation() {
     let got = c.read_new(&path).unwrap();
     assert_eq!(got[0].kind, EventKind::Unknown, "a shorter file is read from its start");
 }
+
+#[test]
+fn a_client_that_falls_behind_is_told_so_and_the_writer_never_waits() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(feed::feed_dir(dir.path())).unwrap();
+    let path = feed::feed_file(dir.path(), "acme");
+    let st = TenantState::new("acme", "550e8400-e29b-41d4-a716-446655440000");
+    let mut f = std::fs::File::create(&path).unwrap();
+    writeln!(f, "{}", serde_json::to_string(&Event::snapshot(StatusDoc::from_state(&st))).unwrap()).unwrap();
+    let mut live = live::Live::default();
+    live.scan(dir.path(), true);
+    let mut sub = live.subscribe("acme");
+    assert_eq!(sub.doc.as_ref().unwrap().0.slug, "acme", "the snapshot comes with the subscription");
+    // Far more events than the channel holds arrive while the client reads nothing.
+    for _ in 0..(live::CHANNEL_CAPACITY * 3) {
+        writeln!(f, "{}", serde_json::to_string(&ev(EventKind::ResourceStarted, 1)).unwrap()).unwrap();
+    }
+    let t = std::time::Instant::now();
+    live.scan(dir.path(), false);
+    assert!(t.elapsed() < std::time::Duration::from_secs(2));
+    assert!(matches!(sub.rx.try_recv(), Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_))));
+    // The folded document is current, for the resynchronising snapshot.
+    assert_eq!(live.doc("acme").unwrap().slug, "acme");
+}
