@@ -100,6 +100,15 @@ enum Command {
     Lock(LockCommand),
     /// Read every recorded resource back and report what changed outside matih (read-only).
     Drift(DriftArgs),
+    /// Serve provisioning status, a live WebSocket stream and a status page over HTTP.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on. Anything but loopback needs MATIH_SERVE_TOKEN.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    listen: std::net::SocketAddr,
 }
 
 #[derive(Args, Debug)]
@@ -250,6 +259,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::State(cmd) => state_cmd(&cli.global, cmd),
         Command::Lock(cmd) => lock_cmd(&cli.global, cmd),
         Command::Drift(args) => drift_cmd(&cli.global, &args, color),
+        Command::Serve(args) => serve_cmd(&cli.global, &args),
     };
     match result {
         Err(e) if e.is::<Reported>() => Ok(ExitCode::from(1)),
@@ -595,15 +605,28 @@ fn execute(
 ) -> Result<ExitCode> {
     require_providers(plan, providers, platform)?;
     let store: Arc<dyn StateStore> = Arc::new(open_for_run(&global.state, opts.lock_timeout)?);
-    let hooks = progress_hooks(progress);
+    // Progress goes to the terminal (or JSON) and to the change feed that `matih serve` reads;
+    // completion goes to notifications and events.
+    let completion = matih::notify::Completion::new(&global.state, &platform.notify);
+    let destroy = opts.operation == "destroy";
+    let feed = Arc::new(matih::serve::FeedHooks::new(
+        &global.state,
+        store.clone(),
+        progress_hooks(progress),
+        &plan.tenants,
+        destroy,
+        completion,
+    ));
     let started = std::time::Instant::now();
     let results = rt.block_on(async {
         let mut set = tokio::task::JoinSet::new();
         for (i, tp) in plan.tenants.iter().enumerate().filter(|(_, t)| t.has_changes()) {
-            let (tp, store, providers, hooks, opts) =
-                (tp.clone(), store.clone(), providers.clone(), hooks.clone(), opts.clone());
+            let (tp, store, providers, feed, opts) =
+                (tp.clone(), store.clone(), providers.clone(), feed.clone(), opts.clone());
             set.spawn(async move {
-                (i, matih::apply::apply_tenant(&tp, store.as_ref(), &providers, hooks.as_ref(), &opts).await)
+                let r = matih::apply::apply_tenant(&tp, store.as_ref(), &providers, feed.as_ref(), &opts).await;
+                feed.tenant_finished(&tp.slug, r.as_ref().map(|r| r.status).map_err(ToString::to_string)).await;
+                (i, r)
             });
         }
         let mut results = Vec::new();
@@ -613,7 +636,7 @@ fn execute(
         results.sort_by_key(|(i, _)| *i);
         results
     });
-    drop(hooks);
+    drop(feed);
     let mut failed = 0;
     let s = plan.summary();
     for (i, r) in &results {
@@ -1133,4 +1156,18 @@ fn drift_cmd(global: &Global, args: &DriftArgs, _color: bool) -> Result<ExitCode
         Format::Markdown => drift::render_markdown(&report),
     })?;
     Ok(if args.detailed_exitcode && report.has_drift() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+/// `matih serve`: status API, WebSocket stream and status page; also retries queued notifications.
+fn serve_cmd(global: &Global, args: &ServeArgs) -> Result<ExitCode> {
+    let (platform, _, diags) = load_platform(global);
+    print_diagnostics(&diags);
+    if diag::has_errors(&diags) {
+        return Err(Reported.into());
+    }
+    let mut opts = matih::serve::ServeOptions::new(args.listen, &global.state);
+    opts.token = std::env::var("MATIH_SERVE_TOKEN").ok().filter(|t| !t.is_empty());
+    opts.notify = platform.notify;
+    runtime()?.block_on(matih::serve::run(opts))?;
+    Ok(ExitCode::SUCCESS)
 }

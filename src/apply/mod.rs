@@ -310,6 +310,8 @@ struct Run<'a> {
 
 enum Deferred {
     Resource(ResourceAddr, Action, Result<Duration, ProviderError>),
+    /// A phase started: told with the first write of the phase, after the end of the one before.
+    PhaseStarted(Phase),
     Phase(Phase, bool, Duration),
 }
 
@@ -357,6 +359,7 @@ impl Run<'_> {
                 Deferred::Resource(addr, action, result) => {
                     hooks.resource_finished(&self.st.slug, &addr, action, result.as_ref().map(|d| *d))
                 }
+                Deferred::PhaseStarted(phase) => hooks.phase_started(&self.st.slug, phase),
                 Deferred::Phase(phase, ok, elapsed) => hooks.phase_finished(&self.st.slug, phase, ok, elapsed),
             }
         }
@@ -708,7 +711,8 @@ async fn run_phase(
     opts: &ApplyOptions,
 ) -> Result<(), ApplyError> {
     let started = Instant::now();
-    hooks.phase_started(&tenant.slug, phase);
+    // Told once the phase's start is durable, so that hooks see phase N end before N+1 starts.
+    run.deferred.push(Deferred::PhaseStarted(phase));
     run.st.current_phase = Some(phase);
     run.st.phases.insert(
         phase,

@@ -116,8 +116,58 @@ pub struct PlatformConfig {
     pub kubernetes: Option<KubernetesPlatform>,
     /// The DNS service, when the `dns` block names a `provider`.
     pub dns: Option<DnsPlatform>,
+    /// Provisioning notifications and events (`notifications` and `events` blocks).
+    pub notify: NotifyPlatform,
     /// Where the platform file was read from, when there was one.
     pub source: Option<Location>,
+}
+
+/// `notifications { … }` and `events { … }` in the platform file: where completion and failure of a
+/// tenant's provisioning are announced. Secrets (SMTP password, webhook URL) are named by the
+/// environment variable that holds them, never written in the file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NotifyPlatform {
+    pub smtp: Option<SmtpPlatform>,
+    /// The variable holding a Slack-compatible incoming-webhook URL.
+    pub webhook_url_env: Option<String>,
+    pub kafka: Option<KafkaPlatform>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmtpPlatform {
+    pub host: String,
+    pub port: u16,
+    /// `none`, `starttls` or `tls`.
+    pub tls: String,
+    pub from: String,
+    pub username_env: Option<String>,
+    pub password_env: Option<String>,
+}
+
+impl Default for SmtpPlatform {
+    fn default() -> Self {
+        SmtpPlatform {
+            host: String::new(),
+            port: 587,
+            tls: "starttls".into(),
+            from: "matih@matih.ai".into(),
+            username_env: None,
+            password_env: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaPlatform {
+    /// `host:port` of the bootstrap brokers.
+    pub brokers: Vec<String>,
+    pub topic: String,
+}
+
+impl Default for KafkaPlatform {
+    fn default() -> Self {
+        KafkaPlatform { brokers: Vec::new(), topic: "tenant-events".into() }
+    }
 }
 
 /// `kubernetes { … }` in the platform file: which cluster, and the readiness gates' patience.
@@ -224,6 +274,7 @@ impl Default for PlatformConfig {
             control_plane_namespace: "matih-system".into(),
             kubernetes: None,
             dns: None,
+            notify: NotifyPlatform::default(),
             source: None,
         }
     }

@@ -40,6 +40,19 @@
 //!   certificate_timeout_ms          = 600000
 //!   poll_interval_ms                = 2000
 //! }
+//! notifications {                                    # sent when a tenant's provisioning completes or fails
+//!   smtp_host         = "smtp.matih.ai"              # e-mail to the tenant admin (and monitoring.notify_email)
+//!   smtp_port         = 587
+//!   smtp_tls          = "starttls"                   # none | starttls | tls
+//!   smtp_from         = "matih@matih.ai"
+//!   smtp_username_env = "MATIH_SMTP_USERNAME"        # NAMES of variables, never the credentials
+//!   smtp_password_env = "MATIH_SMTP_PASSWORD"
+//!   webhook_url_env   = "MATIH_NOTIFY_WEBHOOK_URL"   # a Slack-compatible incoming webhook
+//! }
+//! events {
+//!   kafka_brokers = ["kafka-0.matih-system:9092"]    # tenant.provisioned / tenant.provisioning_failed
+//!   topic         = "tenant-events"
+//! }
 //! ```
 //!
 //! Every block and attribute is optional; what is not written keeps [`PlatformConfig::default`].
@@ -391,7 +404,141 @@ const SECTIONS: &[Section] = &[
             message: "credentials come from the kubeconfig or the environment, never from the platform file",
         }],
     },
+    Section {
+        name: "notifications",
+        fields: &[
+            Field {
+                name: "smtp_host",
+                set: Setter::String(|c, s| {
+                    validate::dns_subdomain("smtp_host", s).or_else(|_| ip_literal("smtp_host", s))?;
+                    smtp(c).host = s.to_string();
+                    Ok(())
+                }),
+            },
+            Field { name: "smtp_port", set: Setter::Port(|c, p| smtp(c).port = p) },
+            Field {
+                name: "smtp_tls",
+                set: Setter::String(|c, s| {
+                    if !["none", "starttls", "tls"].contains(&s) {
+                        return Err(format!("smtp_tls must be \"none\", \"starttls\" or \"tls\", found {s:?}"));
+                    }
+                    smtp(c).tls = s.to_string();
+                    Ok(())
+                }),
+            },
+            Field {
+                name: "smtp_from",
+                set: Setter::String(|c, s| {
+                    validate::email("smtp_from", s)?;
+                    smtp(c).from = s.to_string();
+                    Ok(())
+                }),
+            },
+            Field {
+                name: "smtp_username_env",
+                set: Setter::String(|c, s| {
+                    env_name("smtp_username_env", s)?;
+                    smtp(c).username_env = Some(s.to_string());
+                    Ok(())
+                }),
+            },
+            Field {
+                name: "smtp_password_env",
+                set: Setter::String(|c, s| {
+                    env_name("smtp_password_env", s)?;
+                    smtp(c).password_env = Some(s.to_string());
+                    Ok(())
+                }),
+            },
+            Field {
+                name: "webhook_url_env",
+                set: Setter::String(|c, s| {
+                    env_name("webhook_url_env", s)?;
+                    c.notify.webhook_url_env = Some(s.to_string());
+                    Ok(())
+                }),
+            },
+        ],
+        forbidden: &[
+            Forbidden {
+                name: "smtp_password",
+                message: "secrets come from the environment: name the variable with smtp_password_env",
+            },
+            Forbidden {
+                name: "webhook_url",
+                message: "a webhook URL is a secret: name the variable that holds it with webhook_url_env",
+            },
+        ],
+    },
+    Section {
+        name: "events",
+        fields: &[
+            Field {
+                name: "kafka_brokers",
+                set: Setter::StringList(|c, items| {
+                    for b in items {
+                        let ok = b.value.rsplit_once(':').is_some_and(|(h, p)| {
+                            !h.is_empty() && !h.contains(char::is_whitespace) && p.parse::<u16>().is_ok_and(|p| p > 0)
+                        });
+                        if !ok {
+                            return Err(Spanned {
+                                value: format!("a Kafka broker is host:port, found {:?}", b.value),
+                                location: b.location.clone(),
+                            });
+                        }
+                    }
+                    kafka(c).brokers = items.iter().map(|b| b.value.clone()).collect();
+                    Ok(())
+                }),
+            },
+            Field {
+                name: "topic",
+                set: Setter::String(|c, s| {
+                    let ok = !s.is_empty()
+                        && s.len() <= 249
+                        && s.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'));
+                    if !ok {
+                        return Err(format!(
+                            "topic must be 1-249 characters of [a-zA-Z0-9._-] (a Kafka topic name), found {s:?}"
+                        ));
+                    }
+                    kafka(c).topic = s.to_string();
+                    Ok(())
+                }),
+            },
+        ],
+        forbidden: &[],
+    },
 ];
+
+/// The SMTP settings of the `notifications` block, created with their defaults when first written.
+fn smtp(c: &mut PlatformConfig) -> &mut super::SmtpPlatform {
+    c.notify.smtp.get_or_insert_with(Default::default)
+}
+
+/// The Kafka settings of the `events` block, created with their defaults when first written.
+fn kafka(c: &mut PlatformConfig) -> &mut super::KafkaPlatform {
+    c.notify.kafka.get_or_insert_with(Default::default)
+}
+
+/// The name of an environment variable: `[A-Za-z_][A-Za-z0-9_]*`.
+fn env_name(attr: &str, s: &str) -> Result<(), String> {
+    let mut chars = s.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{attr} must be the NAME of an environment variable ([A-Za-z_][A-Za-z0-9_]*), found {s:?}"))
+    }
+}
+
+/// An IP address literal (for hosts that are not DNS names, e.g. 127.0.0.1).
+fn ip_literal(attr: &str, s: &str) -> Result<(), String> {
+    s.parse::<std::net::IpAddr>()
+        .map(|_| ())
+        .map_err(|_| format!("{attr} must be a host name or an IP address, found {s:?}"))
+}
 
 /// The `kubernetes` settings, created with their defaults the first time the block is seen.
 fn kube(c: &mut PlatformConfig) -> &mut super::KubernetesPlatform {

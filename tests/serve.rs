@@ -1,0 +1,218 @@
+//! `matih serve` watching a real `matih apply` (another process) against the Kubernetes API test
+//! server, PostgreSQL and PowerDNS: the status endpoint while the store is held by the apply, the
+//! WebSocket stream (events in phase order; a client connecting mid-apply gets the snapshot first),
+//! the audit trail, and the completion notifications to a local SMTP sink and webhook receiver,
+//! the webhook's first (failed) delivery retried by serve from the outbox.
+
+mod serve_support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use serve_support::*;
+
+fn kinds(log: &[Value]) -> Vec<String> {
+    log.iter().map(|e| e["type"].as_str().unwrap_or("").to_string()).collect()
+}
+
+#[test]
+fn serve_follows_a_real_apply_live_and_notifies_on_completion() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let smtp = SmtpSink::start().await;
+        let hook = Webhook::start(1).await;
+        let mut ws = Workspace::new(
+            600,
+            &format!(
+                "notifications {{\n  smtp_host = \"127.0.0.1\"\n  smtp_port = {}\n  smtp_tls = \"none\"\n  smtp_from = \"matih@matih.test\"\n  webhook_url_env = \"MATIH_TEST_WEBHOOK\"\n}}\n",
+                smtp.port
+            ),
+        );
+        ws.env.push(("MATIH_TEST_WEBHOOK".into(), format!("http://127.0.0.1:{}/hooks/secret-path", hook.port)));
+        let serve = ws.serve("127.0.0.1:0", None);
+
+        // Before anything is applied: an empty list, 404 for the tenant, 400 for a bad id, 404 elsewhere.
+        let (code, body) = get(&serve.url("/api/v1/tenants"), None).await;
+        assert_eq!((code, body["tenants"].as_array().map(Vec::len)), (200, Some(0)), "{body}");
+        let (code, body) = get(&serve.url("/api/v1/tenants/acme/provisioning/status"), None).await;
+        assert_eq!(code, 404, "{body}");
+        assert_eq!(body["error"], "not_found");
+        let (code, body) = get(&serve.url("/api/v1/tenants/NOT_A..SLUG/provisioning/status"), None).await;
+        assert_eq!((code, body["error"].as_str()), (400, Some("bad_request")), "{body}");
+        assert_eq!(get(&serve.url("/api/v1/nothing"), None).await.0, 404);
+        assert_eq!(get(&serve.url("/ws/provisioning/acme"), None).await.0, 404, "unknown tenant, no upgrade");
+
+        let started = std::time::Instant::now();
+        let mut apply = ws.spawn_apply();
+
+        // The tenant appears (from the feed: the apply holds the store) as PROVISIONING.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (code, body) = get(&serve.url("/api/v1/tenants/acme/provisioning/status"), None).await;
+            if code == 200 && body["status"] == "PROVISIONING" {
+                assert_eq!(body["totalPhases"], 10);
+                assert_eq!(body["phases"].as_array().unwrap().len(), 10);
+                break;
+            }
+            if let Ok(Some(_)) = apply.try_wait() {
+                panic!("the apply ended before acme showed PROVISIONING ({code} {body}): {}", ws.apply_log());
+            }
+            assert!(std::time::Instant::now() < deadline, "acme never showed PROVISIONING: {code} {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let first = ws_connect(&format!("ws://{}/ws/provisioning/acme", serve.addr)).await;
+        first.wait_for("the first snapshot", Duration::from_secs(10), |e| e["type"] == "snapshot").await;
+
+        // Mid-apply: once phase 3 is done, a second client connects (by UUID) and is sent the snapshot first.
+        first
+            .wait_for("phase 3 finished", Duration::from_secs(120), |e| {
+                e["type"] == "phase_finished" && e["phase"] == 3
+            })
+            .await;
+        let id = "550e8400-e29b-41d4-a716-446655440000";
+        let (code, mid) = get(&serve.url(&format!("/api/v1/tenants/{id}/provisioning/status")), None).await;
+        assert_eq!(code, 200, "{mid}");
+        assert_eq!(mid["status"], "PROVISIONING", "{mid}");
+        assert_eq!(mid["phases"][2]["state"], "COMPLETED", "{mid}");
+        assert!(mid["phases"][2]["durationMs"].as_u64().is_some(), "{mid}");
+        let second = ws_connect(&format!("ws://{}/ws/provisioning/{id}", serve.addr)).await;
+        second.wait_for("a snapshot", Duration::from_secs(10), |e| e["type"] == "snapshot").await;
+        let snap = &second.snapshot()[0];
+        assert_eq!(snap["type"], "snapshot", "the first message is the snapshot");
+        assert_eq!(snap["status"]["status"], "PROVISIONING", "{snap}");
+        for n in 0..3 {
+            assert_eq!(snap["status"]["phases"][n]["state"], "COMPLETED", "{snap}");
+        }
+        assert!(snap["status"]["phases"][9]["state"] != "COMPLETED", "{snap}");
+
+        // The end: both clients see tenant_finished ACTIVE.
+        for c in [&first, &second] {
+            c.wait_for("tenant_finished", Duration::from_secs(240), |e| e["type"] == "tenant_finished").await;
+        }
+        let status = tokio::task::spawn_blocking(move || apply.wait()).await.unwrap().unwrap();
+        let log = ws.apply_log();
+        assert!(status.success(), "{log}");
+        eprintln!("apply took {:.1}s", started.elapsed().as_secs_f64());
+
+        // Events in phase order: phase N started, finished, then N+1; resources inside their phase.
+        let events = first.snapshot();
+        let phase_events: Vec<(String, u64)> = events
+            .iter()
+            .filter(|e| e["type"] == "phase_started" || e["type"] == "phase_finished")
+            .map(|e| (e["type"].as_str().unwrap().to_string(), e["phase"].as_u64().unwrap()))
+            .collect();
+        let expected: Vec<(String, u64)> = (1..=10)
+            .flat_map(|n| [("phase_started".to_string(), n), ("phase_finished".to_string(), n)])
+            .collect();
+        // The first client connected during the apply: its events are the tail of the full sequence,
+        // starting in the phase its snapshot showed running.
+        assert!(expected.ends_with(&phase_events) && phase_events.len() >= 17, "{:?}", kinds(&events));
+        assert_eq!(events[0]["type"], "snapshot");
+        let running = events[0]["status"]["currentPhase"].as_u64();
+        assert!(running.is_some(), "{}", events[0]);
+        assert!(
+            phase_events[0] == ("phase_finished".to_string(), running.unwrap())
+                || phase_events[0] == ("phase_started".to_string(), running.unwrap() + 1),
+            "{:?} after a snapshot in phase {running:?}",
+            phase_events[0]
+        );
+        let mut current = running.unwrap();
+        for e in &events {
+            match e["type"].as_str().unwrap() {
+                "phase_started" => current = e["phase"].as_u64().unwrap(),
+                "resource_started" | "resource_finished" => {
+                    assert_eq!(e["phase"].as_u64(), Some(current), "{e}");
+                }
+                _ => {}
+            }
+        }
+        assert!(events.iter().filter(|e| e["type"] == "resource_finished").count() > 40);
+        let last = events.iter().rfind(|e| e["type"] == "tenant_finished").unwrap();
+        assert_eq!(last["tenantStatus"], "ACTIVE", "{last}");
+        // The second client saw the rest live, in order, after its snapshot.
+        let later = second.snapshot();
+        let started_later: Vec<u64> =
+            later.iter().filter(|e| e["type"] == "phase_started").map(|e| e["phase"].as_u64().unwrap()).collect();
+        assert!(started_later.windows(2).all(|w| w[0] < w[1]) && started_later.last() == Some(&10), "{started_later:?}");
+
+        // After the apply the store is free again: the status comes from it.
+        let (code, done) = get(&serve.url("/api/v1/tenants/acme/provisioning/status"), None).await;
+        assert_eq!(code, 200);
+        assert_eq!(done["status"], "ACTIVE", "{done}");
+        assert!(done["serial"].as_u64().is_some(), "read from the store: {done}");
+        assert!(done["provisioningCompletedAt"].is_string() && done["provisioningError"].is_null(), "{done}");
+        assert!(done["currentPhase"].is_null());
+        for p in done["phases"].as_array().unwrap() {
+            assert_eq!(p["state"], "COMPLETED", "{p}");
+            assert!(p["startedAt"].is_string() && p["finishedAt"].is_string() && p["durationMs"].is_u64(), "{p}");
+        }
+        let graph = {
+            let catalog = matih::catalog::Catalog::embedded().unwrap();
+            let (specs, _) = matih::spec::load_tenants(&[ws.path().join("tenants/acme.hcl")], &catalog);
+            matih::graph::compile(&specs[0], &catalog, &matih::spec::PlatformConfig::default()).0.unwrap()
+        };
+        assert_eq!(done["resources"]["total"].as_u64(), Some(graph.len() as u64), "{done}");
+        let (_, list) = get(&serve.url("/api/v1/tenants"), None).await;
+        assert_eq!(list["tenants"][0]["slug"], "acme");
+        assert_eq!(list["tenants"][0]["status"], "ACTIVE");
+
+        // The audit trail, paginated.
+        let (code, page1) = get(&serve.url("/api/v1/tenants/acme/provisioning/audit?pageSize=5"), None).await;
+        assert_eq!(code, 200, "{page1}");
+        assert_eq!(page1["items"].as_array().unwrap().len(), 5);
+        assert_eq!(page1["items"][0]["type"], "phase_started");
+        let total = page1["total"].as_u64().unwrap();
+        assert!(total > 80, "{total}");
+        let (_, page2) = get(&serve.url("/api/v1/tenants/acme/provisioning/audit?pageSize=5&page=2"), None).await;
+        assert_ne!(page2["items"][0], page1["items"][0]);
+        // The whole run, from phase 1, in order.
+        let (_, all) = get(&serve.url("/api/v1/tenants/acme/provisioning/audit?pageSize=500"), None).await;
+        let audit_phases: Vec<(String, u64)> = all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "phase_started" || e["type"] == "phase_finished")
+            .map(|e| (e["type"].as_str().unwrap().to_string(), e["phase"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(audit_phases, expected);
+        let (code, _) = get(&serve.url("/api/v1/tenants/acme/provisioning/audit?pageSize=0"), None).await;
+        assert_eq!(code, 400);
+
+        // Notifications: the e-mail went to the tenant admin; the webhook's first answer was a 500,
+        // so the message stayed in the outbox and serve delivered it again.
+        wait_until("the e-mail", Duration::from_secs(10), || !smtp.messages.lock().unwrap().is_empty()).await;
+        let mail = smtp.messages.lock().unwrap()[0].clone();
+        assert!(mail.contains("RCPT TO:<admin@acme.example>"), "{mail}");
+        assert!(mail.contains("Subject: Tenant acme is provisioned (ACTIVE)"), "{mail}");
+        wait_until("the webhook retry", Duration::from_secs(20), || hook.bodies.lock().unwrap().len() >= 2).await;
+        let bodies = hook.bodies.lock().unwrap().clone();
+        assert_eq!(bodies.iter().map(|b| b.0).collect::<Vec<_>>(), [500, 200]);
+        assert_eq!(bodies[1].1["text"], "Tenant acme is provisioned (ACTIVE)");
+        assert_eq!(bodies[0].1, bodies[1].1, "the same message, retried");
+        assert!(log.contains("not delivered yet"), "the failed delivery is logged: {log}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(hook.bodies.lock().unwrap().len(), 2, "delivered once, not again");
+        let outbox: Vec<_> = std::fs::read_dir(ws.path().join("state/outbox"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .collect();
+        assert!(outbox.is_empty(), "the outbox is empty once everything was delivered");
+        // The webhook URL (a secret) is in no file of the state directory and not in the output.
+        let all = dir_text(&ws.path().join("state"));
+        assert!(!all.contains("secret-path") && !log.contains("secret-path"));
+    });
+}
+
+fn dir_text(dir: &std::path::Path) -> String {
+    let mut s = String::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            s.push_str(&dir_text(&p));
+        } else {
+            s.push_str(&String::from_utf8_lossy(&std::fs::read(&p).unwrap()));
+        }
+    }
+    s
+}

@@ -1,0 +1,360 @@
+//! Shared by the `serve*` tests: the three real servers and a tenant workspace (as in `e2e.rs`),
+//! `matih serve` and `matih apply` as child processes, an HTTP and a WebSocket client, an SMTP sink
+//! and a webhook receiver (both on loopback, written here).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+#[path = "../support/postgres.rs"]
+pub mod postgres;
+#[path = "../support/powerdns.rs"]
+pub mod powerdns;
+
+pub const PARENT: &str = "matih.test";
+pub const SLACK: &str = "https://hooks.slack.example/services/T0/B0/serve-secret-webhook";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Kube {
+    child: Child,
+    pub url: String,
+}
+
+impl Drop for Kube {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Kube {
+    /// `ready_ms`: how long Deployments take to become ready (makes the apply last long enough to watch).
+    pub fn start(ready_ms: u64) -> Kube {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kube-test-server"))
+            .args(["--listen", "127.0.0.1:0", "--deployment-ready-delay-ms", &ready_ms.to_string()])
+            .args(["--lb-ip-delay-ms", "200", "--certificate-ready-delay-ms", "100"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start kube-test-server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("listening on ").unwrap().to_string();
+        Kube { child, url }
+    }
+}
+
+/// A workspace with tenants/acme.hcl and a matih.hcl pointing at the three servers, plus `extra`
+/// platform blocks. The parent zone exists in PowerDNS.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+    pub kube: Kube,
+    pub pg: &'static postgres::PgServer,
+    pub dns: &'static powerdns::PowerDns,
+    pub env: Vec<(String, String)>,
+}
+
+impl Workspace {
+    pub fn new(ready_ms: u64, extra: &str) -> Workspace {
+        let kube = Kube::start(ready_ms);
+        let pg = postgres::server();
+        let dns = powerdns::server();
+        // On a thread of its own: the caller may be inside a runtime already.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let backend = matih::provider::dns::PowerDnsBackend::new(
+                &dns.api_url,
+                "localhost",
+                dns.api_key.clone(),
+                vec!["ns1.matih.test.".into()],
+            )
+            .unwrap();
+            use matih::provider::dns::DnsBackend as _;
+            let _ = rt.block_on(backend.create_zone(PARENT));
+        })
+        .join()
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
+        std::fs::copy(root().join("tenants/acme.hcl"), dir.path().join("tenants/acme.hcl")).unwrap();
+        std::fs::write(
+            dir.path().join("matih.hcl"),
+            format!(
+                r#"dns {{
+  parent_zone = "{PARENT}"
+  provider    = "powerdns"
+  api_url     = "{}"
+  api_key_env = "PDNS_API_KEY"
+  nameservers = ["ns1.matih.test.", "ns2.matih.test."]
+}}
+postgres {{
+  host = "127.0.0.1"
+  port = {}
+}}
+kubernetes {{
+  api_url                      = "{}"
+  load_balancer_ip_interval_ms = 50
+  poll_interval_ms             = 50
+}}
+{extra}
+"#,
+                dns.api_url, pg.port, kube.url
+            ),
+        )
+        .unwrap();
+        let env = vec![
+            ("MATIH_POSTGRES_ADMIN_URL".to_string(), pg.admin_url.clone()),
+            ("PDNS_API_KEY".to_string(), dns.api_key.clone()),
+            ("ACME_SLACK_WEBHOOK".to_string(), SLACK.to_string()),
+        ];
+        Workspace { dir, kube, pg, dns, env }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_matih"));
+        c.args(args)
+            .current_dir(self.path())
+            .env("MATIH_STATE_DIR", self.path().join("state"))
+            .env("NO_COLOR", "1")
+            .env_remove("MATIH_PLATFORM_FILE")
+            .env_remove("MATIH_SERVE_TOKEN")
+            .stdin(Stdio::null());
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Starts `matih apply tenants/acme.hcl --auto-approve` in the background, its output going to
+    /// `apply.log` in the workspace (a pipe nobody reads would fill up and stop it).
+    pub fn spawn_apply(&self) -> Child {
+        let log = std::fs::File::create(self.path().join("apply.log")).unwrap();
+        self.command(&["apply", "tenants/acme.hcl", "--auto-approve"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    pub fn apply_log(&self) -> String {
+        std::fs::read_to_string(self.path().join("apply.log")).unwrap_or_default()
+    }
+
+    pub fn serve(&self, listen: &str, token: Option<&str>) -> Serve {
+        let mut c = self.command(&["serve", "--listen", listen]);
+        if let Some(t) = token {
+            c.env("MATIH_SERVE_TOKEN", t);
+        }
+        Serve::start(c)
+    }
+}
+
+pub struct Serve {
+    child: Child,
+    pub addr: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serve {
+    pub fn start(mut c: Command) -> Serve {
+        let mut child = c.stdout(Stdio::piped()).spawn().expect("start matih serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("serve said {line:?}"));
+        Serve { addr: addr.to_string(), child }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// GET → (status, body as JSON or Null).
+pub async fn get(url: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    let mut r = reqwest::Client::new().get(url);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let resp = r.send().await.unwrap();
+    let code = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (code, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
+/// A WebSocket client collecting every message it receives.
+#[derive(Clone, Default)]
+pub struct WsLog(pub Arc<Mutex<Vec<serde_json::Value>>>);
+
+impl WsLog {
+    pub fn snapshot(&self) -> Vec<serde_json::Value> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub async fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&serde_json::Value) -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.snapshot().iter().any(&pred) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; got {:#?}", self.snapshot());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+pub async fn ws_connect(url: &str) -> WsLog {
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    let log = WsLog::default();
+    let l = log.clone();
+    tokio::spawn(async move {
+        let (_tx, mut rx) = ws.split();
+        while let Some(Ok(m)) = rx.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+                l.0.lock().unwrap().push(serde_json::from_str(t.as_str()).unwrap());
+            }
+        }
+    });
+    log
+}
+
+/// A minimal SMTP server on loopback that accepts every message and keeps it.
+#[derive(Clone, Default)]
+pub struct SmtpSink {
+    pub port: u16,
+    pub messages: Arc<Mutex<Vec<String>>>,
+}
+
+impl SmtpSink {
+    pub async fn start() -> SmtpSink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sink = SmtpSink { port: listener.local_addr().unwrap().port(), messages: Default::default() };
+        let msgs = sink.messages.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                let msgs = msgs.clone();
+                tokio::spawn(async move {
+                    let (r, mut w) = s.into_split();
+                    let mut r = tokio::io::BufReader::new(r);
+                    let _ = w.write_all(b"220 sink ESMTP\r\n").await;
+                    let mut envelope = String::new();
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let cmd = line.to_ascii_uppercase();
+                        let reply: &[u8] = if cmd.starts_with("EHLO") {
+                            b"250-sink\r\n250 8BITMIME\r\n"
+                        } else if cmd.starts_with("DATA") {
+                            let _ = w.write_all(b"354 go ahead\r\n").await;
+                            let mut data = String::new();
+                            loop {
+                                line.clear();
+                                if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                    return;
+                                }
+                                if line == ".\r\n" {
+                                    break;
+                                }
+                                data.push_str(&line);
+                            }
+                            msgs.lock().unwrap().push(format!("{envelope}{data}"));
+                            envelope.clear();
+                            b"250 queued\r\n"
+                        } else if cmd.starts_with("QUIT") {
+                            let _ = w.write_all(b"221 bye\r\n").await;
+                            return;
+                        } else {
+                            if cmd.starts_with("MAIL") || cmd.starts_with("RCPT") {
+                                envelope.push_str(&line);
+                            }
+                            b"250 ok\r\n"
+                        };
+                        let _ = w.write_all(reply).await;
+                    }
+                });
+            }
+        });
+        sink
+    }
+}
+
+/// An HTTP receiver on loopback that keeps every request body; answers the first `fail_first`
+/// requests with 500, then 200.
+#[derive(Clone, Default)]
+pub struct Webhook {
+    pub port: u16,
+    pub bodies: Arc<Mutex<Vec<(u16, serde_json::Value)>>>,
+}
+
+impl Webhook {
+    pub async fn start(fail_first: usize) -> Webhook {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hook = Webhook { port: listener.local_addr().unwrap().port(), bodies: Default::default() };
+        let bodies = hook.bodies.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                let bodies = bodies.clone();
+                tokio::spawn(async move {
+                    let (r, mut w) = s.into_split();
+                    let mut r = tokio::io::BufReader::new(r);
+                    let mut len = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    if r.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    let code = {
+                        let mut b = bodies.lock().unwrap();
+                        let code = if b.len() < fail_first { 500 } else { 200 };
+                        b.push((code, serde_json::from_slice(&body).unwrap_or_default()));
+                        code
+                    };
+                    let resp = format!("HTTP/1.1 {code} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+                    let _ = w.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        hook
+    }
+}
+
+pub async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
