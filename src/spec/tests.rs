@@ -713,6 +713,7 @@ fn the_platform_fixture_sets_every_field() {
         control_plane_namespace: "matih-system".into(),
         kubernetes: None,
         dns: None,
+        state: Default::default(),
         source: config.source.clone(),
     };
     assert_eq!(config, expected);
