@@ -299,3 +299,72 @@ fn committed_writes_arrive_on_the_change_feed_in_order() {
     assert_eq!(got, ["acme:1", "acme:2", "acme:removed"]);
     assert_eq!(feed.next(Duration::from_millis(200)), None);
 }
+
+struct KubeServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for KubeServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn kube_server() -> KubeServer {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kube-test-server"))
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start kube-test-server");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("listening on ").unwrap().to_string();
+    KubeServer { child, url }
+}
+
+/// A real run of the engine on the postgres backend: a destroy against the Kubernetes API test
+/// server, refused while another process holds the tenant's lock (naming it), then carried out.
+#[test]
+fn destroy_runs_on_the_postgres_backend_and_a_locked_tenant_fails_naming_the_holder() {
+    use std::io::{BufRead, BufReader};
+    let url = fresh_database();
+    let server = kube_server();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
+    std::fs::copy(root().join("tenants/acme.hcl"), dir.path().join("tenants/acme.hcl")).unwrap();
+    std::fs::write(
+        dir.path().join("matih.hcl"),
+        format!(
+            "state {{\n  backend = \"postgres\"\n}}\nkubernetes {{\n  api_url = \"{}\"\n  poll_interval_ms = 20\n}}\n",
+            server.url
+        ),
+    )
+    .unwrap();
+    let store = PostgresStore::connect(&url).unwrap();
+    let mut st = applied_state(&compile_file(&dir.path().join("tenants/acme.hcl")));
+    st.resources.retain(|a, _| a.kind.starts_with("kubernetes_"));
+    store.put(&st, None, "test").unwrap();
+
+    let mut holder = helper(&url, "hold", &[("HELPER_SLUG", "acme")]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    while !lines.next().expect("the holder says LOCKED").unwrap().contains("LOCKED") {}
+    let out = matih(dir.path(), &url, &["destroy", "tenants/acme.hcl", "--auto-approve"]);
+    assert!(!out.status.success());
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(text.contains(&format!("pid {}", holder.id())), "{text}");
+    assert_eq!(store.get("acme").unwrap().unwrap().serial, 1, "nothing was changed");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+
+    let text = ok(&matih(dir.path(), &url, &["destroy", "tenants/acme.hcl", "--auto-approve"]));
+    assert!(text.contains("Destroy complete!"), "{text}");
+    assert_eq!(store.get("acme").unwrap(), None);
+    assert_eq!(store.history("acme").unwrap().pop().unwrap().state.status, matih::state::TenantStatus::Destroyed);
+    assert!(store.audit("acme").unwrap().iter().any(|e| e.action == "run"), "the run is in the audit log");
+    assert!(store.locks().unwrap().is_empty());
+    let status = ok(&matih(dir.path(), &url, &["status", "acme"]));
+    assert!(status.contains("DESTROYED"), "{status}");
+}
