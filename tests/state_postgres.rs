@@ -368,3 +368,25 @@ fn destroy_runs_on_the_postgres_backend_and_a_locked_tenant_fails_naming_the_hol
     let status = ok(&matih(dir.path(), &url, &["status", "acme"]));
     assert!(status.contains("DESTROYED"), "{status}");
 }
+
+/// `matih lock force-unlock` of a lock another live process holds: the row goes, the holder's
+/// session is ended (it is declared dead), and the tenant can be locked again at once.
+#[test]
+fn force_unlock_releases_a_lock_held_by_another_live_session() {
+    use std::io::{BufRead, BufReader};
+    let url = fresh_database();
+    let mut holder = helper(&url, "hold", &[("HELPER_SLUG", "acme")]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    while !lines.next().expect("the holder says LOCKED").unwrap().contains("LOCKED") {}
+    let store = PostgresStore::connect(&url).unwrap();
+    let id = store.locks().unwrap()[0].id.clone();
+    let dir = scratch("postgres");
+    let wrong = matih(dir.path(), &url, &["lock", "force-unlock", "acme", "not-the-id"]);
+    assert!(!wrong.status.success());
+    assert_eq!(store.locks().unwrap().len(), 1);
+    ok(&matih(dir.path(), &url, &["lock", "force-unlock", "acme", &id]));
+    assert!(store.locks().unwrap().is_empty());
+    store.lock(&LockInfo::new("acme", "apply")).unwrap();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}

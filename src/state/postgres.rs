@@ -801,8 +801,20 @@ impl StateStore for PostgresStore {
                 .map_err(|e| self.io(&format!("release the lock of {slug:?}"), &e))?;
         } else if still_held && backend_pid != own_pid {
             // Force-unlock of a lock another session still holds: that holder is declared dead.
-            block_on(client.execute("SELECT pg_terminate_backend($1)", &[&backend_pid]))
-                .map_err(|e| self.io(&format!("end the session holding the lock of {slug:?}"), &e))?;
+            // Termination is asynchronous: wait (up to 5 s) until the session, and its advisory
+            // lock, are gone, so that the tenant can be locked as soon as this returns.
+            let failed =
+                |e: tokio_postgres::Error| self.io(&format!("end the session holding the lock of {slug:?}"), &e);
+            block_on(client.execute("SELECT pg_terminate_backend($1)", &[&backend_pid])).map_err(failed)?;
+            for _ in 0..100 {
+                let row =
+                    block_on(client.query_one("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", &[&backend_pid]))
+                        .map_err(failed)?;
+                if row.get::<_, i64>(0) == 0 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
         Ok(())
     }
