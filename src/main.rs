@@ -17,8 +17,9 @@ use matih::plan::{self, Plan, TextOptions};
 use matih::provider::dns::DnsProvider;
 use matih::provider::kubernetes::{KubeSettings, KubeTarget, KubernetesProvider};
 use matih::provider::postgres::{PostgresProvider, PostgresSettings};
+use matih::spec::StateBackend;
 use matih::spec::{self, PlatformConfig, TenantSpec};
-use matih::state::{MemoryStore, SledStore, StateError, StateStore, TenantStatus, DEFAULT_OPEN_WAIT};
+use matih::state::{MemoryStore, PostgresStore, SledStore, StateError, StateStore, TenantStatus, DEFAULT_OPEN_WAIT};
 use matih::workflow::{self, Refresh};
 
 /// Plans of many tenants build and drop millions of small attribute values; mimalloc does that with
@@ -38,9 +39,9 @@ struct Cli {
 
 #[derive(Args, Debug)]
 struct Global {
-    /// Directory of the sled state store.
-    #[arg(long, global = true, env = "MATIH_STATE_DIR", default_value = "state", value_name = "DIR")]
-    state: PathBuf,
+    /// Directory of the sled state store (default: `path` of the platform file's `state` block, else state).
+    #[arg(long, global = true, env = "MATIH_STATE_DIR", value_name = "DIR")]
+    state: Option<PathBuf>,
     /// Read the catalog from this directory instead of the copy of schemas/ built into matih.
     #[arg(long, global = true, env = "MATIH_SCHEMAS_DIR", value_name = "DIR")]
     schemas: Option<PathBuf>,
@@ -177,12 +178,27 @@ enum StateCommand {
     Show { slug: String, address: Option<String> },
     /// Earlier serials of a tenant's state.
     History { slug: String },
+    /// Copy every tenant (state, history, audit log) from one backend to the other, empty one, and
+    /// compare SHA-256 digests. The sled directory is --state (or the `state` block's path), the
+    /// PostgreSQL URL is in the variable the `state` block's url_env names (MATIH_STATE_URL).
+    Migrate {
+        #[arg(long, value_enum)]
+        from: BackendArg,
+        #[arg(long, value_enum)]
+        to: BackendArg,
+    },
     /// Forget resources (matih will no longer manage them; nothing is deleted in the real world).
     Rm {
         slug: String,
         #[arg(required = true)]
         addresses: Vec<String>,
     },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BackendArg {
+    Sled,
+    Postgres,
 }
 
 #[derive(Subcommand, Debug)]
@@ -346,13 +362,75 @@ fn validate(global: &Global, paths: &[PathBuf]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a command does with the state store it opens.
+#[derive(Clone, Copy, Debug)]
+enum StoreUse {
+    /// Reads only: an absent sled store is an empty one (planning never creates files).
+    Read,
+    /// Writes (state rm, force-unlock): the sled store is created if absent.
+    Write,
+    /// Applies or destroys: waits up to the lock timeout for another process holding a sled store.
+    Run(Duration),
+}
+
+/// Where the state is: the platform file's `state` block (`backend`, `path`, `url_env`), with
+/// `--state`/`MATIH_STATE_DIR` taking precedence for the sled directory.
+struct StateLocation {
+    backend: StateBackend,
+    dir: PathBuf,
+    url_env: String,
+}
+
+fn state_location(global: &Global) -> Result<StateLocation> {
+    let (platform, _, diags) = load_platform(global);
+    if diag::has_errors(&diags) {
+        print_diagnostics(&diags);
+        return Err(Reported.into());
+    }
+    let dir = global.state.clone().or_else(|| platform.state.path.map(PathBuf::from)).unwrap_or_else(|| "state".into());
+    Ok(StateLocation { backend: platform.state.backend, dir, url_env: platform.state.url_env })
+}
+
+impl StateLocation {
+    /// How messages name the store.
+    fn describe(&self) -> String {
+        match self.backend {
+            StateBackend::Sled => self.dir.display().to_string(),
+            StateBackend::Postgres => format!("PostgreSQL (${})", self.url_env),
+        }
+    }
+}
+
+/// Opens the state store the platform file selects: the one way every command opens it.
+fn open_store(global: &Global, usage: StoreUse) -> Result<Box<dyn StateStore>> {
+    open_store_at(&state_location(global)?, usage)
+}
+
+fn open_store_at(loc: &StateLocation, usage: StoreUse) -> Result<Box<dyn StateStore>> {
+    match loc.backend {
+        StateBackend::Postgres => Ok(Box::new(connect_postgres_state(&loc.url_env)?)),
+        StateBackend::Sled => match usage {
+            StoreUse::Read if !SledStore::exists(&loc.dir) => Ok(Box::new(MemoryStore::default())),
+            StoreUse::Read | StoreUse::Write => Ok(Box::new(SledStore::open(&loc.dir)?)),
+            StoreUse::Run(lock_timeout) => Ok(Box::new(open_for_run(&loc.dir, lock_timeout)?)),
+        },
+    }
+}
+
+/// The PostgreSQL state store whose URL is in the variable `url_env` (never in a file).
+fn connect_postgres_state(url_env: &str) -> Result<PostgresStore> {
+    let url = std::env::var(url_env).ok().filter(|u| !u.is_empty()).with_context(|| {
+        format!(
+            "the platform file selects the postgres state backend, but {url_env} is not set: set it to the \
+             connection URL postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+        )
+    })?;
+    Ok(PostgresStore::connect(&url)?)
+}
+
 /// Opens the state store for reading. An absent store is an empty one: planning never creates files.
 fn open_state_for_read(global: &Global) -> Result<Box<dyn StateStore>> {
-    if SledStore::exists(&global.state) {
-        Ok(Box::new(SledStore::open(&global.state)?))
-    } else {
-        Ok(Box::new(MemoryStore::default()))
-    }
+    open_store(global, StoreUse::Read)
 }
 
 /// Connects the providers the platform file configures: Kubernetes (`kubernetes` block), DNS
@@ -604,13 +682,14 @@ fn execute(
     rt: &tokio::runtime::Runtime,
 ) -> Result<ExitCode> {
     require_providers(plan, providers, platform)?;
-    let store: Arc<dyn StateStore> = Arc::new(open_for_run(&global.state, opts.lock_timeout)?);
-    // Progress goes to the terminal (or JSON) and to the change feed that `matih serve` reads;
-    // completion goes to notifications and events.
-    let completion = matih::notify::Completion::new(&global.state, &platform.notify);
+    let loc = state_location(global)?;
+    let store: Arc<dyn StateStore> = Arc::from(open_store_at(&loc, StoreUse::Run(opts.lock_timeout))?);
+    // Progress goes to the terminal (or JSON) and to the change feed that `matih serve` reads (in
+    // the state directory, whatever the backend); completion goes to notifications and events.
+    let completion = matih::notify::Completion::new(&loc.dir, &platform.notify);
     let destroy = opts.operation == "destroy";
     let feed = Arc::new(matih::serve::FeedHooks::new(
-        &global.state,
+        &loc.dir,
         store.clone(),
         progress_hooks(progress),
         &plan.tenants,
@@ -761,10 +840,11 @@ fn apply_cmd(global: &Global, args: &ApplyArgs, color: bool, destroy: bool) -> R
     let inputs = load_inputs(global, &args.paths)?;
     let protected = protected_specs(&inputs.specs);
     opts.protected = protected.keys().cloned().collect();
-    let store: Box<dyn StateStore> = if SledStore::exists(&global.state) {
-        Box::new(open_for_run(&global.state, args.lock_timeout)?)
+    let loc = state_location(global)?;
+    let store = if loc.backend == StateBackend::Sled && !SledStore::exists(&loc.dir) {
+        open_store_at(&loc, StoreUse::Read)?
     } else {
-        Box::new(MemoryStore::default())
+        open_store_at(&loc, StoreUse::Run(args.lock_timeout))?
     };
     let providers = connect_providers(&inputs.platform, &inputs.catalog, &rt)?;
     let plan = if destroy {
@@ -825,7 +905,7 @@ fn status(global: &Global, slug: &str, json: bool, history: bool) -> Result<Exit
         // A destroyed tenant: its state is gone, its history and audit log are not.
         let last = store.history(slug)?.pop();
         let Some(last) = last.filter(|h| h.state.status == TenantStatus::Destroyed) else {
-            bail!("no tenant {slug:?} in the state store at {}", global.state.display());
+            bail!("no tenant {slug:?} in the state store at {}", state_location(global)?.describe());
         };
         if json {
             let v = serde_json::json!({
@@ -930,7 +1010,7 @@ fn status(global: &Global, slug: &str, json: bool, history: bool) -> Result<Exit
 fn audit_log(global: &Global, store: &dyn StateStore, slug: &str, json: bool) -> Result<ExitCode> {
     let log = store.audit(slug)?;
     if log.is_empty() && store.get(slug)?.is_none() && store.history(slug)?.is_empty() {
-        bail!("no tenant {slug:?} in the state store at {}", global.state.display());
+        bail!("no tenant {slug:?} in the state store at {}", state_location(global)?.describe());
     }
     if json {
         print(&format!("{}\n", serde_json::to_string_pretty(&log)?))?;
@@ -1016,8 +1096,47 @@ fn state_cmd(global: &Global, cmd: StateCommand) -> Result<ExitCode> {
             }
             print(&out)?;
         }
+        StateCommand::Migrate { from, to } => {
+            if from == to {
+                bail!("--from and --to name the same backend; nothing to migrate");
+            }
+            let loc = state_location(global)?;
+            let open = |b: BackendArg, usage: StoreUse| {
+                let backend = match b {
+                    BackendArg::Sled => StateBackend::Sled,
+                    BackendArg::Postgres => StateBackend::Postgres,
+                };
+                open_store_at(&StateLocation { backend, dir: loc.dir.clone(), url_env: loc.url_env.clone() }, usage)
+            };
+            let source = open(from, StoreUse::Read)?;
+            let target = open(to, StoreUse::Write)?;
+            let report = matih::state::migrate(source.as_ref(), target.as_ref())?;
+            let mut out = String::new();
+            for (slug, digest) in &report.digests {
+                out.push_str(&format!("{slug:<24} sha256 {digest}\n"));
+            }
+            out.push_str(&format!(
+                "Migrated {} tenant(s) ({} with current state, {} history entries, {} audit entries) from {} to {}; \
+                 every digest matches.\n",
+                report.digests.len(),
+                report.tenants,
+                report.history_entries,
+                report.audit_entries,
+                if from == BackendArg::Sled {
+                    loc.dir.display().to_string()
+                } else {
+                    format!("PostgreSQL (${})", loc.url_env)
+                },
+                if to == BackendArg::Sled {
+                    loc.dir.display().to_string()
+                } else {
+                    format!("PostgreSQL (${})", loc.url_env)
+                },
+            ));
+            print(&out)?;
+        }
         StateCommand::Rm { slug, addresses } => {
-            let store = SledStore::open(&global.state)?;
+            let store = open_store(global, StoreUse::Write)?;
             let lock = matih::state::LockInfo::new(&slug, "state rm");
             store.lock(&lock)?;
             let result = (|| -> Result<()> {
@@ -1058,7 +1177,7 @@ fn lock_cmd(global: &Global, cmd: LockCommand) -> Result<ExitCode> {
             print(&out)?;
         }
         LockCommand::ForceUnlock { slug, id } => {
-            let store = SledStore::open(&global.state)?;
+            let store = open_store(global, StoreUse::Write)?;
             store.unlock(&slug, &id)?;
             println!("Released the lock {id} of tenant {slug:?}.");
         }
@@ -1095,6 +1214,26 @@ struct DriftArgs {
     parallelism: usize,
 }
 
+/// What `drift::read_recorded` reads from a sled store, read from the PostgreSQL one (which
+/// needs no copy: reads change nothing there): a locked tenant is busy.
+fn read_recorded_postgres(loc: &StateLocation, slugs: &[&str]) -> Result<Vec<matih::drift::Recorded>> {
+    use matih::drift::Recorded;
+    let store = open_store_at(loc, StoreUse::Read)?;
+    let locks = store.locks()?;
+    let mut out = Vec::with_capacity(slugs.len());
+    for slug in slugs {
+        match locks.iter().find(|l| l.slug == *slug) {
+            Some(l) => out.push(Recorded::Busy(format!(
+                "locked by {} ({} on {}, pid {}, since {}); if that run is gone, release the lock with \
+                 `matih lock force-unlock {slug} {}`",
+                l.who, l.operation, l.host, l.pid, l.created_at, l.id
+            ))),
+            None => out.push(Recorded::State(store.get(slug)?)),
+        }
+    }
+    Ok(out)
+}
+
 /// How long `matih drift` waits for the state store, which a running apply holds, before it
 /// reports every tenant as busy.
 const DRIFT_STORE_WAIT: Duration = Duration::from_secs(2);
@@ -1107,7 +1246,11 @@ fn drift_cmd(global: &Global, args: &DriftArgs, _color: bool) -> Result<ExitCode
 
     let inputs = load_inputs(global, &args.paths)?;
     let slugs: Vec<&str> = inputs.graphs.iter().map(|g| g.tenant.slug.as_str()).collect();
-    let recorded = drift::read_recorded(&global.state, &slugs, DRIFT_STORE_WAIT)?;
+    let loc = state_location(global)?;
+    let recorded = match loc.backend {
+        StateBackend::Sled => drift::read_recorded(&loc.dir, &slugs, DRIFT_STORE_WAIT)?,
+        StateBackend::Postgres => read_recorded_postgres(&loc, &slugs)?,
+    };
     for ((spec, graph), r) in inputs.specs.iter().zip(&inputs.graphs).zip(&recorded) {
         match r {
             Recorded::State(Some(st)) if st.tenant_id != graph.tenant.id => bail!(
@@ -1165,7 +1308,7 @@ fn serve_cmd(global: &Global, args: &ServeArgs) -> Result<ExitCode> {
     if diag::has_errors(&diags) {
         return Err(Reported.into());
     }
-    let mut opts = matih::serve::ServeOptions::new(args.listen, &global.state);
+    let mut opts = matih::serve::ServeOptions::new(args.listen, &state_location(global)?.dir);
     opts.token = std::env::var("MATIH_SERVE_TOKEN").ok().filter(|t| !t.is_empty());
     opts.notify = platform.notify;
     runtime()?.block_on(matih::serve::run(opts))?;

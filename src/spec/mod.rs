@@ -118,6 +118,8 @@ pub struct PlatformConfig {
     pub dns: Option<DnsPlatform>,
     /// Provisioning notifications and events (`notifications` and `events` blocks).
     pub notify: NotifyPlatform,
+    /// Where matih keeps tenant state (`state { … }`).
+    pub state: StatePlatform,
     /// Where the platform file was read from, when there was one.
     pub source: Option<Location>,
 }
@@ -275,7 +277,54 @@ impl Default for PlatformConfig {
             kubernetes: None,
             dns: None,
             notify: NotifyPlatform::default(),
+            state: StatePlatform::default(),
             source: None,
         }
+    }
+}
+
+/// Which state backend holds tenant state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum StateBackend {
+    /// A sled database in a local directory (the default).
+    #[default]
+    Sled,
+    /// Tables in a PostgreSQL database shared by a team's runners.
+    Postgres,
+}
+
+impl StateBackend {
+    pub const NAMES: &'static [&'static str] = &["sled", "postgres"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StateBackend::Sled => "sled",
+            StateBackend::Postgres => "postgres",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StateBackend> {
+        match s {
+            "sled" => Some(StateBackend::Sled),
+            "postgres" => Some(StateBackend::Postgres),
+            _ => None,
+        }
+    }
+}
+
+/// `state { backend = "sled" | "postgres", path = "state/", url_env = "MATIH_STATE_URL" }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatePlatform {
+    pub backend: StateBackend,
+    /// The sled directory, when the platform file names one (else `--state`, default `state`).
+    pub path: Option<String>,
+    /// The NAME of the environment variable holding the PostgreSQL connection URL of the postgres
+    /// backend. The URL itself never appears in a file.
+    pub url_env: String,
+}
+
+impl Default for StatePlatform {
+    fn default() -> Self {
+        StatePlatform { backend: StateBackend::Sled, path: None, url_env: "MATIH_STATE_URL".into() }
     }
 }

@@ -32,6 +32,11 @@
 //! certificates {
 //!   cluster_issuer = "letsencrypt-prod-dns01"
 //! }
+//! state {
+//!   backend = "sled"                                   # or "postgres" (shared by a team's runners)
+//!   path    = "state/"                                 # sled: the directory (else --state)
+//!   url_env = "MATIH_STATE_URL"                        # postgres: the NAME of the variable holding the URL
+//! }
 //! kubernetes {
 //!   context                         = "aks-prod"     # or api_url = "http://127.0.0.1:6443"
 //!   load_balancer_ip_attempts       = 60             # the seed's wait: 60 attempts, 10 s apart
@@ -509,6 +514,7 @@ const SECTIONS: &[Section] = &[
         ],
         forbidden: &[],
     },
+    STATE_SECTION,
 ];
 
 /// The SMTP settings of the `notifications` block, created with their defaults when first written.
@@ -539,6 +545,52 @@ fn ip_literal(attr: &str, s: &str) -> Result<(), String> {
         .map(|_| ())
         .map_err(|_| format!("{attr} must be a host name or an IP address, found {s:?}"))
 }
+
+/// The `state` block: which backend, where.
+const STATE_SECTION: Section = Section {
+    name: "state",
+    fields: &[
+        Field {
+            name: "backend",
+            set: Setter::String(|c, s| {
+                c.state.backend = super::StateBackend::parse(s).ok_or_else(|| {
+                    format!("backend must be one of {}, found {s:?}", super::StateBackend::NAMES.join(", "))
+                })?;
+                Ok(())
+            }),
+        },
+        Field {
+            name: "path",
+            set: Setter::String(|c, s| {
+                if s.trim().is_empty() {
+                    return Err("path must name a directory".into());
+                }
+                c.state.path = Some(s.to_string());
+                Ok(())
+            }),
+        },
+        Field {
+            name: "url_env",
+            set: Setter::String(|c, s| {
+                validate::env_var_name("url_env", s)?;
+                c.state.url_env = s.to_string();
+                Ok(())
+            }),
+        },
+    ],
+    forbidden: &[
+        Forbidden {
+            name: "url",
+            message: "the state connection string comes from the environment (the variable url_env names), \
+                      never from the platform file",
+        },
+        Forbidden {
+            name: "password",
+            message: "secrets come from the environment, never from the platform file: \
+                      put the state connection string in the variable url_env names",
+        },
+    ],
+};
 
 /// The `kubernetes` settings, created with their defaults the first time the block is seen.
 fn kube(c: &mut PlatformConfig) -> &mut super::KubernetesPlatform {

@@ -714,6 +714,7 @@ fn the_platform_fixture_sets_every_field() {
         kubernetes: None,
         dns: None,
         notify: Default::default(),
+        state: Default::default(),
         source: config.source.clone(),
     };
     assert_eq!(config, expected);
@@ -953,4 +954,28 @@ fn platform_dns_provider_settings_must_match_the_provider() {
             "matih.hcl:6:9: ttl must be between 1 and 2147483647, found 0",
         ]
     );
+}
+
+#[test]
+fn platform_state_block_selects_the_backend_and_never_holds_the_url() {
+    let (config, diags) = platform("");
+    assert!(diags.is_empty());
+    assert_eq!(
+        config.state,
+        StatePlatform { backend: StateBackend::Sled, path: None, url_env: "MATIH_STATE_URL".into() }
+    );
+    let (config, diags) = platform("state {\n  backend = \"postgres\"\n  url_env = \"TEAM_STATE\"\n}\n");
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!((config.state.backend, config.state.url_env.as_str()), (StateBackend::Postgres, "TEAM_STATE"));
+    let (config, diags) = platform("state {\n  backend = \"sled\"\n  path = \"shared/state\"\n}\n");
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(config.state.path.as_deref(), Some("shared/state"));
+
+    let (config, diags) = platform(
+        "state {\n  backend = \"etcd\"\n  url_env = \"not a name\"\n  url = \"postgresql://u:hunter2@h/db\"\n}\n",
+    );
+    assert_eq!(config.state.backend, StateBackend::Sled, "a bad value keeps the default");
+    assert_eq!(diags.len(), 3, "{diags:?}");
+    assert!(diags[0].starts_with("matih.hcl:2:13: backend must be one of sled, postgres, found \"etcd\""), "{diags:?}");
+    assert!(diags[2].contains("never from the platform file") && !diags[2].contains("hunter2"), "{diags:?}");
 }

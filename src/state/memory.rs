@@ -138,4 +138,11 @@ impl StateStore for MemoryStore {
     fn audit(&self, slug: &str) -> Result<Vec<AuditEntry>, StateError> {
         Ok(self.inner().audit.get(slug).cloned().unwrap_or_default())
     }
+
+    fn all_slugs(&self) -> Result<Vec<String>, StateError> {
+        let inner = self.inner();
+        let all: std::collections::BTreeSet<&String> =
+            inner.tenants.keys().chain(inner.history.keys()).chain(inner.audit.keys()).collect();
+        Ok(all.into_iter().cloned().collect())
+    }
 }

@@ -1,6 +1,7 @@
 //! The state store: what matih last recorded of each tenant, behind the [`StateStore`] trait.
-//! sled is the default backend ([`SledStore`]); [`MemoryStore`] has the same semantics in memory
-//! for tests and benchmarks.
+//! sled is the default backend ([`SledStore`]); [`PostgresStore`] keeps the state of a team's
+//! runners in one PostgreSQL database; [`MemoryStore`] has the same semantics in memory for tests
+//! and benchmarks.
 //!
 //! Both backends share the rules written down here: a write is a compare-and-swap on the tenant's
 //! serial, the state it replaces is appended to the tenant's history, and a lock whose holder
@@ -11,6 +12,8 @@
 //! fingerprints).
 
 mod memory;
+mod migrate;
+mod postgres;
 mod sled_store;
 #[cfg(test)]
 mod tests;
@@ -227,6 +230,12 @@ pub trait StateStore: Send + Sync {
     /// The audit log of `slug`, oldest first (empty when there is none).
     fn audit(&self, slug: &str) -> Result<Vec<AuditEntry>, StateError>;
 
+    /// Slugs of every tenant the store knows anything of (state, history or audit log), sorted:
+    /// a destroyed tenant keeps its history and audit log, and `matih state migrate` copies them.
+    fn all_slugs(&self) -> Result<Vec<String>, StateError> {
+        self.tenants()
+    }
+
     /// [`StateStore::put`] and [`StateStore::append_audit`] at once; both backends do it in one
     /// transaction, so the log never says more or less than the state.
     fn put_audited(
@@ -245,6 +254,8 @@ pub trait StateStore: Send + Sync {
 }
 
 pub use memory::MemoryStore;
+pub use migrate::{migrate, MigrateReport};
+pub use postgres::{digests, lock_key, tenant_digest, ChangeFeed, PostgresStore, CHANGE_CHANNEL, SCHEMA_VERSION};
 pub use sled_store::{SledStore, DEFAULT_OPEN_WAIT, FORMAT_VERSION, HOLDERS_FILE};
 
 /// The current time in UTC as RFC 3339 with seconds precision, e.g. `2026-02-12T10:00:00Z`.

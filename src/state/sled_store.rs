@@ -404,6 +404,20 @@ impl StateStore for SledStore {
         self.scan_seq(&self.audit, "audit", slug)
     }
 
+    fn all_slugs(&self) -> Result<Vec<String>, StateError> {
+        let mut all: std::collections::BTreeSet<String> = self.tenants()?.into_iter().collect();
+        // History and audit keys are `slug`, a 0 byte, then a sequence number.
+        for tree in [&self.history, &self.audit] {
+            for key in tree.iter().keys() {
+                let key = key.map_err(|e| self.sled_error(e))?;
+                if let Some(end) = key.iter().position(|b| *b == 0) {
+                    all.insert(String::from_utf8_lossy(&key[..end]).into_owned());
+                }
+            }
+        }
+        Ok(all.into_iter().collect())
+    }
+
     fn lock(&self, info: &LockInfo) -> Result<(), StateError> {
         check_slug(&info.slug)?;
         let slug = info.slug.as_str();

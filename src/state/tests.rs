@@ -314,8 +314,30 @@ fn with_sled(test: fn(&dyn StateStore)) {
     test(&store)
 }
 
+#[path = "../../tests/support/postgres.rs"]
+mod pg_support;
+
+/// A fresh database on the test binary's throwaway PostgreSQL server, and its URL.
+pub(crate) fn fresh_pg_database() -> String {
+    let server = pg_support::server();
+    let name = format!("matih_state_{}", uuid::Uuid::new_v4().simple());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&server.admin_url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    });
+    format!("postgresql://postgres:{}@127.0.0.1:{}/{name}", server.admin_password, server.port)
+}
+
+fn with_postgres(test: fn(&dyn StateStore)) {
+    let store = PostgresStore::connect(&fresh_pg_database()).unwrap();
+    test(&store)
+}
+
 contract_tests!(memory_store, with_memory);
 contract_tests!(sled_store, with_sled);
+contract_tests!(postgres_store, with_postgres);
 
 #[test]
 fn now_is_rfc3339_utc_seconds() {
