@@ -468,15 +468,34 @@ impl PostgresProvider {
                 Err(e) => return Err(db_err(obj, &format!("create database {db:?}"), &e)),
             }
         }
-        let c = self.conn(obj, &self.admin_db).await?;
-        c.batch_execute(&format!("REVOKE ALL ON DATABASE {q} FROM PUBLIC"))
-            .await
-            .map_err(|e| db_err(obj, &format!("revoke PUBLIC rights on database {db:?}"), &e))?;
-        let c = self.conn(obj, db).await?;
-        c.batch_execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
-            .await
-            .map_err(|e| db_err(obj, &format!("revoke PUBLIC rights on schema \"public\" of database {db:?}"), &e))?;
+        let admin_db = self.admin_db.clone();
+        let what = format!("revoke PUBLIC rights on database {db:?}");
+        self.shared_catalog_change(obj, &admin_db, &format!("REVOKE ALL ON DATABASE {q} FROM PUBLIC"), &what).await?;
+        let what = format!("revoke PUBLIC rights on schema \"public\" of database {db:?}");
+        self.shared_catalog_change(obj, db, "REVOKE ALL ON SCHEMA public FROM PUBLIC", &what).await?;
         Ok(())
+    }
+
+    /// Runs a GRANT/REVOKE on an object every tenant shares (the shared database, its `public`
+    /// schema) in a transaction holding an advisory lock: tenants applied at the same time would
+    /// otherwise update the same catalog row at once and fail with "tuple concurrently updated".
+    async fn shared_catalog_change(
+        &self,
+        obj: &ResourceObject,
+        db: &str,
+        statement: &str,
+        what: &str,
+    ) -> Result<(), ProviderError> {
+        /// The advisory lock key of matih's changes to shared catalog rows ("matih" in ASCII).
+        const SHARED_CATALOG_LOCK: i64 = 0x006d_6174_6968;
+        let mut c = self.conn(obj, db).await?;
+        let run = async {
+            let tx = c.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SHARED_CATALOG_LOCK]).await?;
+            tx.batch_execute(statement).await?;
+            tx.commit().await
+        };
+        run.await.map_err(|e| db_err(obj, what, &e))
     }
 
     async fn apply_schema(&self, obj: &ResourceObject) -> Result<Observed, ProviderError> {
@@ -485,11 +504,10 @@ impl PostgresProvider {
         let (owner, qowner) = attr_ident(obj, "owner")?;
         let what = format!("schema \"{name}\" in database \"{db}\"");
         self.ensure_shared_database(obj, &db, &qdb).await?;
-        let c = self.conn(obj, &self.admin_db).await?;
-        c.batch_execute(&format!("GRANT CONNECT ON DATABASE {qdb} TO {qowner}"))
-            .await
-            .map_err(|e| db_err(obj, &format!("grant CONNECT on database \"{db}\" to role \"{owner}\""), &e))?;
-        drop(c);
+        let admin_db = self.admin_db.clone();
+        let grant = format!("GRANT CONNECT ON DATABASE {qdb} TO {qowner}");
+        let granting = format!("grant CONNECT on database \"{db}\" to role \"{owner}\"");
+        self.shared_catalog_change(obj, &admin_db, &grant, &granting).await?;
         let c = self.conn(obj, &db).await?;
         c.batch_execute(&format!(
             "CREATE SCHEMA IF NOT EXISTS {q} AUTHORIZATION {qowner}; ALTER SCHEMA {q} OWNER TO {qowner}; \
@@ -531,10 +549,10 @@ impl PostgresProvider {
         drop(c);
         if let Ok((owner, qowner)) = attr_ident(obj, "owner") {
             if db != self.admin_db && self.role_exists(obj, &owner).await? {
-                let c = self.conn(obj, &self.admin_db).await?;
-                c.batch_execute(&format!("REVOKE ALL ON DATABASE {qdb} FROM {qowner}"))
-                    .await
-                    .map_err(|e| db_err(obj, &format!("revoke CONNECT on database \"{db}\" from \"{owner}\""), &e))?;
+                let admin_db = self.admin_db.clone();
+                let revoke = format!("REVOKE ALL ON DATABASE {qdb} FROM {qowner}");
+                let what = format!("revoke CONNECT on database \"{db}\" from \"{owner}\"");
+                self.shared_catalog_change(obj, &admin_db, &revoke, &what).await?;
             }
         }
         tracing::info!("{}: dropped schema \"{name}\" in database \"{db}\"", obj.addr);

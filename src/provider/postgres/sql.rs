@@ -60,7 +60,10 @@ pub fn describe(e: &tokio_postgres::Error) -> (String, bool) {
             if let Some(detail) = db.detail() {
                 msg.push_str(&format!(" ({detail})"));
             }
-            (msg, is_transient_code(code))
+            // Two sessions changing the same catalog row (a GRANT on a shared object) at once:
+            // the loser gets XX000 "tuple concurrently updated"; trying again succeeds.
+            let concurrent = code == "XX000" && db.message().contains("concurrently updated");
+            (msg, is_transient_code(code) || concurrent)
         }
         None => {
             let mut msg = e.to_string();
