@@ -8,13 +8,13 @@
 //! zone's nameservers); tests/postgres.rs and tests/dns_*.rs test the real ones.
 
 mod common;
+#[path = "support/kube.rs"]
+mod kube;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kube::Kube;
 use matih::apply::{apply_tenant, refresh, ApplyError, ApplyOptions, NoHooks, Providers};
 use matih::plan::{diff, Action, TenantPlan};
 use matih::provider::kubernetes::{KubeSettings, KubeTarget, KubernetesProvider};
@@ -22,43 +22,24 @@ use matih::provider::{Observed, Provider, ProviderFuture, ResourceObject, Tenant
 use matih::state::{MemoryStore, StateStore, TenantStatus};
 use matih::value::{fingerprint, Secret, Value};
 
-/// The test server, killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    home: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// The Kubernetes API test server with fast controllers, and what these tests ask of it.
+struct Server(Kube);
 
 impl Server {
     fn start() -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kube-test-server"))
-            .args(["--listen", "127.0.0.1:0", "--deployment-ready-delay-ms", "50", "--lb-ip-delay-ms", "50"])
-            .args(["--certificate-ready-delay-ms", "50"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start kube-test-server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("listening on ").expect("listening line").to_string();
-        Server { child, url, home: tempfile::tempdir().unwrap() }
+        Server(Kube::start_with(&[
+            "--deployment-ready-delay-ms",
+            "50",
+            "--lb-ip-delay-ms",
+            "50",
+            "--certificate-ready-delay-ms",
+            "50",
+        ]))
     }
 
-    /// Runs the real kubectl against the server (with its own HOME, so no discovery cache is shared).
+    /// Runs the real kubectl; fails the test when kubectl fails.
     fn kubectl(&self, args: &[&str]) -> String {
-        let out = Command::new("kubectl")
-            .arg(format!("--server={}", self.url))
-            .args(args)
-            .env("HOME", self.home.path())
-            .env_remove("KUBECONFIG")
-            .output()
-            .expect("kubectl must be installed (it is on the project's machines)");
+        let out = self.0.kubectl(args);
         assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     }
@@ -69,24 +50,12 @@ impl Server {
         serde_json::from_str(&self.kubectl(&a)).unwrap()
     }
 
-    /// A JSON request to the server's admin API.
     fn admin(&self, method: &str, path: &str, body: serde_json::Value) {
-        let addr = self.url.strip_prefix("http://").unwrap();
-        let body = body.to_string();
-        let mut s = TcpStream::connect(addr).unwrap();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut reply = String::new();
-        s.read_to_string(&mut reply).unwrap();
-        assert!(reply.starts_with("HTTP/1.1 2"), "{method} {path}: {reply}");
+        self.0.admin(method, path, body)
     }
 
     async fn provider(&self, settings: KubeSettings) -> KubernetesProvider {
-        KubernetesProvider::connect(&KubeTarget::Url(self.url.clone()), settings).await.unwrap()
+        KubernetesProvider::connect(&KubeTarget::Url(self.0.url.clone()), settings).await.unwrap()
     }
 }
 
