@@ -124,30 +124,8 @@ fn workdir(kube: &Kube, tenant: &str) -> tempfile::TempDir {
     std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
     let spec = format!("tenants/{tenant}.hcl");
     std::fs::copy(common::root().join(&spec), dir.path().join(&spec)).unwrap();
-    std::fs::write(
-        dir.path().join("matih.hcl"),
-        format!(
-            r#"dns {{
-  parent_zone = "{PARENT}"
-  provider    = "powerdns"
-  api_url     = "{}"
-  api_key_env = "PDNS_API_KEY"
-  nameservers = ["ns1.matih.test.", "ns2.matih.test."]
-}}
-postgres {{
-  host = "127.0.0.1"
-  port = {}
-}}
-kubernetes {{
-  api_url                      = "{}"
-  load_balancer_ip_interval_ms = 50
-  poll_interval_ms             = 50
-}}
-"#,
-            dns.api_url, pg.port, kube.url
-        ),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("matih.hcl"), common::platform_hcl(PARENT, &dns.api_url, pg.port, &kube.url))
+        .unwrap();
     dir
 }
 

@@ -79,30 +79,8 @@ fn acme_from_nothing_to_active_to_repaired_drift_to_destroyed() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
     std::fs::copy(common::root().join("tenants/acme.hcl"), dir.path().join("tenants/acme.hcl")).unwrap();
-    std::fs::write(
-        dir.path().join("matih.hcl"),
-        format!(
-            r#"dns {{
-  parent_zone = "{PARENT}"
-  provider    = "powerdns"
-  api_url     = "{}"
-  api_key_env = "PDNS_API_KEY"
-  nameservers = ["ns1.matih.test.", "ns2.matih.test."]
-}}
-postgres {{
-  host = "127.0.0.1"
-  port = {}
-}}
-kubernetes {{
-  api_url                      = "{}"
-  load_balancer_ip_interval_ms = 50
-  poll_interval_ms             = 50
-}}
-"#,
-            dns.api_url, pg.port, kube.url
-        ),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("matih.hcl"), common::platform_hcl(PARENT, &dns.api_url, pg.port, &kube.url))
+        .unwrap();
 
     // Apply: every phase, in order, against the real systems.
     let out = matih(dir.path(), &["apply", "tenants/acme.hcl", "--auto-approve"], pg, dns);

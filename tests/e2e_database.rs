@@ -14,6 +14,7 @@
 //! Each test uses its own tenants, parent zone and Kubernetes API test server, so they run in
 //! parallel against the binary's one PostgreSQL and one PowerDNS.
 
+mod common;
 #[path = "support/kube.rs"]
 mod kube;
 #[path = "support/postgres.rs"]
@@ -80,30 +81,8 @@ impl World {
         for (name, spec) in tenants {
             std::fs::write(dir.path().join("tenants").join(name), spec).unwrap();
         }
-        std::fs::write(
-            dir.path().join("matih.hcl"),
-            format!(
-                r#"dns {{
-  parent_zone = "{parent}"
-  provider    = "powerdns"
-  api_url     = "{}"
-  api_key_env = "PDNS_API_KEY"
-  nameservers = ["ns1.{parent}.", "ns2.{parent}."]
-}}
-postgres {{
-  host = "127.0.0.1"
-  port = {}
-}}
-kubernetes {{
-  api_url                      = "{}"
-  load_balancer_ip_interval_ms = 50
-  poll_interval_ms             = 50
-}}
-"#,
-                dns.api_url, pg.port, kube.url
-            ),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("matih.hcl"), common::platform_hcl(parent, &dns.api_url, pg.port, &kube.url))
+            .unwrap();
         World { dir, kube, pg, dns, log: Default::default() }
     }
 

@@ -102,3 +102,28 @@ pub fn compile_file(path: &Path) -> ResourceGraph {
     assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
     g.expect("graph")
 }
+
+/// A platform file (`matih.hcl`) pointing matih at the test servers: PowerDNS (API key in
+/// `PDNS_API_KEY`) under `parent`, PostgreSQL on loopback `pg_port`, the Kubernetes API test server
+/// at `kube_url` with fast polling.
+pub fn platform_hcl(parent: &str, pdns_api_url: &str, pg_port: u16, kube_url: &str) -> String {
+    format!(
+        r#"dns {{
+  parent_zone = "{parent}"
+  provider    = "powerdns"
+  api_url     = "{pdns_api_url}"
+  api_key_env = "PDNS_API_KEY"
+  nameservers = ["ns1.{parent}.", "ns2.{parent}."]
+}}
+postgres {{
+  host = "127.0.0.1"
+  port = {pg_port}
+}}
+kubernetes {{
+  api_url                      = "{kube_url}"
+  load_balancer_ip_interval_ms = 50
+  poll_interval_ms             = 50
+}}
+"#
+    )
+}
