@@ -16,6 +16,7 @@ mod postgres;
 #[path = "support/powerdns.rs"]
 mod powerdns;
 
+use common::{psql, text};
 use kube::Kube;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -28,10 +29,6 @@ use matih::provider::dns::{DnsBackend, PowerDnsBackend, RecordSet};
 use matih::state::{SledStore, StateStore, TenantStatus};
 
 const PARENT: &str = "matih.test";
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
 
 fn command(dir: &Path, args: &[&str]) -> Command {
     let (pg, dns) = (postgres::server(), powerdns::server());
@@ -85,12 +82,6 @@ fn wait_for(rx: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) {
             Err(e) => panic!("no line with {needle:?} ({e}); output so far:\n{}", seen.join("\n")),
         }
     }
-}
-
-fn psql(db_url: &str, sql: &str) -> String {
-    let out = Command::new("psql").args([db_url, "-tA", "-c", sql]).output().expect("psql");
-    assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// The admin URL pointed at another database.

@@ -14,6 +14,7 @@ mod postgres;
 #[path = "support/powerdns.rs"]
 mod powerdns;
 
+use common::text;
 use kube::Kube;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -25,10 +26,6 @@ use serde_json::Value as J;
 
 const PARENT: &str = "matih.test";
 const WEBHOOK: &str = "https://hooks.slack.example/services/T0/B0/drift-secret-webhook";
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
 
 fn matih(dir: &Path, args: &[&str], pg: &postgres::PgServer, dns: &powerdns::PowerDns) -> Output {
     Command::new(env!("CARGO_BIN_EXE_matih"))
@@ -48,9 +45,7 @@ fn matih(dir: &Path, args: &[&str], pg: &postgres::PgServer, dns: &powerdns::Pow
 /// Runs `sql` as the admin in the shared tenant database `matih_tenants`.
 fn psql(pg: &postgres::PgServer, sql: &str) -> String {
     let url = format!("{}/matih_tenants", pg.admin_url.rsplit_once('/').unwrap().0);
-    let out = Command::new("psql").args([url.as_str(), "-tA", "-c", sql]).output().expect("psql");
-    assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    common::psql(&url, sql)
 }
 
 /// Every file of the state store and its bytes, except `matih.lock` (the process lock, which

@@ -11,6 +11,7 @@ mod postgres;
 #[path = "support/powerdns.rs"]
 mod powerdns;
 
+use common::{all_files, psql, text};
 use kube::Kube;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -20,10 +21,6 @@ use matih::provider::dns::{DnsBackend, PowerDnsBackend};
 
 const PARENT: &str = "matih.test";
 const WEBHOOK: &str = "https://hooks.slack.example/services/T0/B0/e2e-secret-webhook";
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
 
 fn matih(dir: &Path, args: &[&str], pg: &postgres::PgServer, dns: &powerdns::PowerDns) -> Output {
     Command::new(env!("CARGO_BIN_EXE_matih"))
@@ -38,25 +35,6 @@ fn matih(dir: &Path, args: &[&str], pg: &postgres::PgServer, dns: &powerdns::Pow
         .stdin(Stdio::null())
         .output()
         .unwrap()
-}
-
-fn psql(pg: &postgres::PgServer, sql: &str) -> String {
-    let out = Command::new("psql").args([pg.admin_url.as_str(), "-tA", "-c", sql]).output().expect("psql");
-    assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn all_files(dir: &Path) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            bytes.extend(all_files(&p));
-        } else {
-            bytes.extend(std::fs::read(&p).unwrap());
-        }
-    }
-    bytes
 }
 
 #[test]
@@ -121,7 +99,7 @@ fn acme_from_nothing_to_active_to_repaired_drift_to_destroyed() {
     assert_eq!(dns.dig(&format!("api.acme.{PARENT}"), "A"), vec![ip.clone()]);
     assert_eq!(dns.dig(&format!("anything.acme.{PARENT}"), "A"), vec![ip.clone()], "the wildcard record");
     assert_eq!(dns.dig(&format!("acme.{PARENT}"), "NS"), ["ns1.matih.test.", "ns2.matih.test."]);
-    assert_eq!(psql(pg, "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'tenant_acme'"), "40");
+    assert_eq!(psql(&pg.admin_url, "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'tenant_acme'"), "40");
     let secret: serde_json::Value = serde_json::from_slice(
         &kube.kubectl(&["get", "secret", "tenant-database-credentials", "-n", "matih-acme", "-o", "json"]).stdout,
     )
@@ -171,7 +149,7 @@ fn acme_from_nothing_to_active_to_repaired_drift_to_destroyed() {
     assert!(dns.dig(&format!("api.acme.{PARENT}"), "A").is_empty());
     assert_eq!(dns.dig(&format!("www.{PARENT}"), "A"), ["198.51.100.7"]);
     assert!(!kube.kubectl(&["get", "ns", "matih-acme"]).status.success(), "the namespace is gone");
-    assert_eq!(psql(pg, "SELECT count(*) FROM pg_roles WHERE rolname = 'tenant_acme'"), "0");
+    assert_eq!(psql(&pg.admin_url, "SELECT count(*) FROM pg_roles WHERE rolname = 'tenant_acme'"), "0");
     let status = text(&matih(dir.path(), &["status", "acme"], pg, dns));
     assert!(status.contains("DESTROYED"), "{status}");
 }

@@ -22,6 +22,7 @@ mod postgres;
 #[path = "support/powerdns.rs"]
 mod powerdns;
 
+use common::{all_files, text};
 use kube::Kube;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -50,10 +51,6 @@ impl Kube {
             })
             .collect()
     }
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 /// A working directory with `tenants/`, a platform file pointing at the three servers, and a
@@ -138,19 +135,6 @@ fn tenant_psql(url: &str, sql: &str) -> Result<String, String> {
 /// A tenant's URL into `db` with the Secret's user and password (not its own DATABASE_URL).
 fn url_into(pg: &postgres::PgServer, creds: &BTreeMap<String, String>, db: &str) -> String {
     format!("postgresql://{}:{}@127.0.0.1:{}/{db}", creds["POSTGRES_USER"], creds["POSTGRES_PASSWORD"], pg.port)
-}
-
-fn all_files(dir: &Path) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            bytes.extend(all_files(&p));
-        } else {
-            bytes.extend(std::fs::read(&p).unwrap());
-        }
-    }
-    bytes
 }
 
 fn example(name: &str) -> (&str, String) {

@@ -368,8 +368,7 @@ impl StateStore for SledStore {
     }
 
     fn put(&self, state: &TenantState, expected_serial: Option<u64>, operation: &str) -> Result<(), StateError> {
-        check_put(state, expected_serial)?;
-        self.replace(&state.slug, Some(state), expected_serial, operation, &[])
+        self.put_audited(state, expected_serial, operation, &[])
     }
 
     fn put_audited(

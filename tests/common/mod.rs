@@ -127,3 +127,29 @@ kubernetes {{
 "#
     )
 }
+
+/// Standard output and standard error of a command, together (for assertions and messages).
+pub fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// `psql URL -tA -c SQL`: the answer, trimmed. Fails the test when psql fails.
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql").args([url, "-tA", "-c", sql]).output().expect("psql must be installed");
+    assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Every byte of every file under `dir`, to check that a secret appears in none of them.
+pub fn all_files(dir: &Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            bytes.extend(all_files(&p));
+        } else {
+            bytes.extend(std::fs::read(&p).unwrap());
+        }
+    }
+    bytes
+}
