@@ -13,7 +13,7 @@ use matih::apply::{ApplyOptions, ConsoleHooks, Hooks, JsonHooks, LiveHooks, OnFa
 use matih::catalog::Catalog;
 use matih::diag::{self, Diagnostic};
 use matih::graph::{self, ResourceGraph};
-use matih::plan::{self, Plan, TextOptions};
+use matih::plan::{self, Action, Plan, TextOptions};
 use matih::provider::dns::DnsProvider;
 use matih::provider::kubernetes::{KubeSettings, KubeTarget, KubernetesProvider};
 use matih::provider::postgres::{PostgresProvider, PostgresSettings};
@@ -155,6 +155,31 @@ struct ApplyArgs {
     /// Go ahead even when a tenant with `protect_database = true` would lose its database or schema.
     #[arg(long)]
     allow_data_loss: bool,
+    /// Tenants applied at once by this run. Several runners sharing a PostgreSQL state divide a
+    /// fleet through the tenants' locks: each takes a tenant only when it has room for it.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    tenant_parallelism: usize,
+    /// Only the tenants of shard K of N (1 ≤ K ≤ N), chosen by a hash of their slug: an explicit
+    /// way to divide a fleet between N runners.
+    #[arg(long, value_parser = parse_shard, value_name = "K/N")]
+    shard: Option<Shard>,
+}
+
+/// `--shard K/N`: K counted from 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Shard {
+    k: usize,
+    n: usize,
+}
+
+fn parse_shard(s: &str) -> std::result::Result<Shard, String> {
+    let bad = || format!("{s:?} is not a shard: expected K/N with 1 <= K <= N, e.g. 2/4");
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let (k, n): (usize, usize) = (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if k == 0 || n == 0 || k > n {
+        return Err(bad());
+    }
+    Ok(Shard { k, n })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -670,18 +695,27 @@ fn progress_hooks(progress: Progress) -> Arc<dyn Hooks> {
     }
 }
 
-/// Applies every tenant plan with changes, tenants concurrently, and prints a summary.
-#[allow(clippy::too_many_arguments)]
+/// How a run is carried out beyond [`ApplyOptions`].
+struct RunSettings {
+    progress: Progress,
+    tenant_parallelism: usize,
+    /// Plans tenants again whose state another run moved (an `--auto-approve` run over specs).
+    replan: Option<Arc<dyn matih::apply::Replan>>,
+}
+
+/// Applies every tenant plan with changes, several tenants at once (see `apply::fleet`), and
+/// prints a summary.
 fn execute(
     plan: &Plan,
     global: &Global,
     platform: &PlatformConfig,
     providers: &Providers,
     opts: ApplyOptions,
-    progress: Progress,
+    run: RunSettings,
     rt: &tokio::runtime::Runtime,
 ) -> Result<ExitCode> {
     require_providers(plan, providers, platform)?;
+    let progress = run.progress;
     let loc = state_location(global)?;
     let store: Arc<dyn StateStore> = Arc::from(open_store_at(&loc, StoreUse::Run(opts.lock_timeout))?);
     // Progress goes to the terminal (or JSON) and to the change feed that `matih serve` reads (in
@@ -697,33 +731,52 @@ fn execute(
         completion,
     ));
     let started = std::time::Instant::now();
-    let results = rt.block_on(async {
-        let mut set = tokio::task::JoinSet::new();
-        for (i, tp) in plan.tenants.iter().enumerate().filter(|(_, t)| t.has_changes()) {
-            let (tp, store, providers, feed, opts) =
-                (tp.clone(), store.clone(), providers.clone(), feed.clone(), opts.clone());
-            set.spawn(async move {
-                let r = matih::apply::apply_tenant(&tp, store.as_ref(), &providers, feed.as_ref(), &opts).await;
-                feed.tenant_finished(&tp.slug, r.as_ref().map(|r| r.status).map_err(ToString::to_string)).await;
-                (i, r)
-            });
-        }
-        let mut results = Vec::new();
-        while let Some(r) = set.join_next().await {
-            results.push(r.expect("apply task panicked"));
-        }
-        results.sort_by_key(|(i, _)| *i);
-        results
-    });
+    let tenants: Vec<matih::plan::TenantPlan> = plan.tenants.iter().filter(|t| t.has_changes()).cloned().collect();
+    let finished: matih::apply::TenantFinished = {
+        let feed = feed.clone();
+        Arc::new(move |slug: String, result| {
+            let feed = feed.clone();
+            Box::pin(async move { feed.tenant_finished(&slug, result).await })
+        })
+    };
+    let fleet = matih::apply::FleetOptions {
+        tenant_parallelism: run.tenant_parallelism.max(1),
+        replan: run.replan,
+        ..matih::apply::FleetOptions::default()
+    };
+    let results = rt.block_on(matih::apply::apply_fleet(
+        tenants.clone(),
+        store.clone(),
+        providers.clone(),
+        feed.clone(),
+        opts.clone(),
+        fleet,
+        finished,
+    ));
     drop(feed);
     let mut failed = 0;
-    let s = plan.summary();
-    for (i, r) in &results {
-        if let Err(e) = r {
-            failed += 1;
-            eprintln!("error: {}: {e}", plan.tenants[*i].slug);
+    let (mut added, mut changed, mut destroyed, mut overtaken) = (0, 0, 0, 0);
+    for (tp, r) in tenants.iter().zip(&results) {
+        match r {
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {}: {e}", tp.slug);
+            }
+            Ok(report) => {
+                overtaken += usize::from(report.overtaken());
+                for (_, action) in &report.operations {
+                    match action {
+                        Action::Create => added += 1,
+                        Action::Update => changed += 1,
+                        Action::Replace => (added, destroyed) = (added + 1, destroyed + 1),
+                        Action::Delete => destroyed += 1,
+                        Action::NoOp => {}
+                    }
+                }
+            }
         }
     }
+    let elapsed = started.elapsed();
     if progress == Progress::Json {
         JsonHooks::new(Box::new(std::io::stdout())).event(
             "summary",
@@ -731,20 +784,22 @@ fn execute(
                 "ok": failed == 0,
                 "tenants": results.len(),
                 "failed": failed,
-                "elapsed_ms": started.elapsed().as_millis() as u64,
+                "applied_by_another_run": overtaken,
+                "added": added,
+                "changed": changed,
+                "destroyed": destroyed,
+                "elapsed_ms": elapsed.as_millis() as u64,
             }),
         );
         return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
-    let verb = if opts.operation == "destroy" { "Destroy" } else { "Apply" };
+    let verb = if destroy { "Destroy" } else { "Apply" };
+    let others = if overtaken > 0 { format!("; {overtaken} already done by another run") } else { String::new() };
     if failed == 0 {
         println!(
-            "\n{verb} complete! Resources: {} added, {} changed, {} destroyed. ({} tenant(s) in {:.1}s)",
-            s.add + s.replace,
-            s.change,
-            s.destroy + s.replace,
+            "\n{verb} complete! Resources: {added} added, {changed} changed, {destroyed} destroyed. ({} tenant(s) in {:.1}s{others})",
             results.len(),
-            started.elapsed().as_secs_f64()
+            elapsed.as_secs_f64()
         );
         Ok(ExitCode::SUCCESS)
     } else {
@@ -808,6 +863,9 @@ fn apply_cmd(global: &Global, args: &ApplyArgs, color: bool, destroy: bool) -> R
         && args.paths[0].extension().is_none_or(|e| e != "hcl")
     {
         let path = &args.paths[0];
+        if args.shard.is_some() {
+            bail!("--shard selects tenants from spec files; a saved plan is applied whole ({})", path.display());
+        }
         let plan = plan::load_plan(path)?;
         let (platform, _, diags) = load_platform(global);
         print_diagnostics(&diags);
@@ -834,10 +892,20 @@ fn apply_cmd(global: &Global, args: &ApplyArgs, color: bool, destroy: bool) -> R
                 );
             }
         }
-        return execute(&plan, global, &platform, &providers, opts, args.progress, &rt);
+        let run = RunSettings { progress: args.progress, tenant_parallelism: args.tenant_parallelism, replan: None };
+        return execute(&plan, global, &platform, &providers, opts, run, &rt);
     }
 
-    let inputs = load_inputs(global, &args.paths)?;
+    let mut inputs = load_inputs(global, &args.paths)?;
+    if let Some(Shard { k, n }) = args.shard {
+        let all = inputs.specs.len();
+        let keep: Vec<bool> = inputs.graphs.iter().map(|g| workflow::shard_of(&g.tenant.slug, n) == k - 1).collect();
+        let mut it = keep.iter();
+        inputs.specs.retain(|_| *it.next().expect("one per spec"));
+        let mut it = keep.iter();
+        inputs.graphs.retain(|_| *it.next().expect("one per graph"));
+        eprintln!("shard {k}/{n}: {} of {all} tenant(s)", inputs.specs.len());
+    }
     let protected = protected_specs(&inputs.specs);
     opts.protected = protected.keys().cloned().collect();
     let loc = state_location(global)?;
@@ -882,7 +950,15 @@ fn apply_cmd(global: &Global, args: &ApplyArgs, color: bool, destroy: bool) -> R
             return Ok(ExitCode::from(1));
         }
     }
-    execute(&plan, global, &inputs.platform, &providers, opts, args.progress, &rt)
+    // Without a prompt, a tenant another run applied meanwhile is planned again under its lock
+    // (several runners on one fleet); a plan someone approved is never changed behind their back.
+    let replan: Option<Arc<dyn matih::apply::Replan>> = if args.auto_approve {
+        Some(Arc::new(workflow::Replanner::new(std::mem::take(&mut inputs.graphs), destroy, Some(10))))
+    } else {
+        None
+    };
+    let run = RunSettings { progress: args.progress, tenant_parallelism: args.tenant_parallelism, replan };
+    execute(&plan, global, &inputs.platform, &providers, opts, run, &rt)
 }
 
 /// Slugs whose spec sets `protect_database = true`, with where it is written.

@@ -141,3 +141,70 @@ fn check_applied_migrations(graph: &ResourceGraph, prior: Option<&TenantState>) 
     }
     Ok(())
 }
+
+/// Plans a tenant again, during an apply, against the state found under its lock: the same steps
+/// as [`plan_tenants`] for one tenant (refresh through the providers, migration check, diff), or
+/// for a destroy the diff against an empty graph.
+pub struct Replanner {
+    graphs: std::collections::HashMap<String, ResourceGraph>,
+    destroy: bool,
+    /// Reads at once while refreshing; `None`: no refresh (the recorded state is diffed).
+    refresh_parallelism: Option<usize>,
+}
+
+impl Replanner {
+    pub fn new(graphs: Vec<ResourceGraph>, destroy: bool, refresh_parallelism: Option<usize>) -> Replanner {
+        Replanner {
+            graphs: graphs.into_iter().map(|g| (g.tenant.slug.clone(), g)).collect(),
+            destroy,
+            refresh_parallelism,
+        }
+    }
+}
+
+impl crate::apply::Replan for Replanner {
+    fn replan<'a>(
+        &'a self,
+        planned: &'a plan::TenantPlan,
+        found: Option<&'a TenantState>,
+        providers: &'a Providers,
+    ) -> crate::apply::BoxFuture<'a, Result<plan::TenantPlan, String>> {
+        Box::pin(async move {
+            let graph = self
+                .graphs
+                .get(&planned.slug)
+                .ok_or_else(|| format!("tenant {:?} is not among the specs of this run", planned.slug))?;
+            if self.destroy {
+                return Ok(plan::diff(&ResourceGraph::new(graph.tenant.clone()), found, planned.source.clone()));
+            }
+            if let Some(p) = found {
+                if p.tenant_id != graph.tenant.id {
+                    return Err(format!(
+                        "tenant {:?} is now recorded with id {} but the spec says {}",
+                        planned.slug, p.tenant_id, graph.tenant.id
+                    ));
+                }
+            }
+            let mut refreshed = None;
+            if let (Some(parallelism), Some(p)) = (self.refresh_parallelism, found) {
+                let r = refresh(p, providers, parallelism).await;
+                if let Some(e) = r.errors.first() {
+                    return Err(format!("{} resource(s) could not be read: {e}", r.errors.len()));
+                }
+                refreshed = Some(r.state);
+            }
+            let prior = refreshed.as_ref().map_or(found, Option::as_ref);
+            check_applied_migrations(graph, prior).map_err(|e| e.to_string())?;
+            Ok(plan::diff_refreshed(graph, prior, found, planned.source.clone()))
+        })
+    }
+}
+
+/// The shard (0-based, below `of`) a tenant belongs to for `--shard K/N`: from the SHA-256 of its
+/// slug, so that a tenant stays in its shard when others are added or removed.
+pub fn shard_of(slug: &str, of: usize) -> usize {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(slug.as_bytes());
+    let n = u64::from_be_bytes(d[..8].try_into().expect("8 bytes"));
+    (n % of.max(1) as u64) as usize
+}

@@ -73,6 +73,10 @@ impl Hooks for ConsoleHooks {
         }
     }
 
+    fn tenant_note(&self, tenant: &str, note: &str) {
+        self.line(format!("{tenant}: {note}"));
+    }
+
     fn rollback_started(&self, tenant: &str, phase: Phase, resources: usize) {
         self.line(format!(
             "{tenant}: rolling back phase {}/10 {}: deleting {resources} resource(s) created by this run",

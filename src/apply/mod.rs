@@ -35,9 +35,11 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 mod console;
+mod fleet;
 mod progress;
 mod refresh;
 pub use console::ConsoleHooks;
+pub use fleet::{apply_fleet, BoxFuture, FleetOptions, Replan, TenantFinished};
 pub use progress::{JsonHooks, LiveHooks};
 pub use refresh::{changed_since_planned, recover_in_flight, refresh, Refreshed};
 
@@ -141,6 +143,9 @@ pub trait Hooks: Send + Sync {
     ) {
     }
     fn rollback_started(&self, _tenant: &str, _phase: Phase, _resources: usize) {}
+    /// Something a person watching the run should know about a tenant that is neither a phase nor
+    /// a resource: set aside because another run holds it, planned again, nothing left to do.
+    fn tenant_note(&self, _tenant: &str, _note: &str) {}
 }
 
 /// Hooks that do nothing.
@@ -212,6 +217,8 @@ pub enum ApplyError {
     Protected { slug: String, resources: Vec<ResourceAddr> },
     #[error("{source}; still locked after waiting {}", humantime::format_duration(*.waited))]
     LockTimeout { waited: Duration, source: StateError },
+    #[error("tenant {slug:?}: another run changed its state, and planning it again failed: {message}; nothing was changed")]
+    Replan { slug: String, message: String },
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -289,6 +296,16 @@ pub struct ApplyReport {
     pub operations: Vec<(ResourceAddr, Action)>,
     pub serial: u64,
     pub status: TenantStatus,
+    /// The tenant's state had moved when this run got its lock (another run applied it), so it
+    /// was planned again against what it found.
+    pub replanned: bool,
+}
+
+impl ApplyReport {
+    /// Another run had already done what this run planned: nothing was left to do.
+    pub fn overtaken(&self) -> bool {
+        self.replanned && self.operations.is_empty()
+    }
 }
 
 /// The state of one apply: the tenant's state and the serial the store holds.
@@ -509,7 +526,8 @@ async fn run_change(
     Done { change, deleted_old, result, elapsed: started.elapsed(), retries }
 }
 
-/// Applies one tenant's plan. Takes the tenant's lock for the whole run.
+/// Applies one tenant's plan. Takes the tenant's lock for the whole run (waiting up to
+/// `opts.lock_timeout` while another run holds it).
 pub async fn apply_tenant(
     plan: &TenantPlan,
     store: &dyn StateStore,
@@ -517,6 +535,15 @@ pub async fn apply_tenant(
     hooks: &dyn Hooks,
     opts: &ApplyOptions,
 ) -> Result<ApplyReport, ApplyError> {
+    preflight(plan, providers, opts)?;
+    let lock = LockInfo::new(&plan.slug, &opts.operation);
+    take_lock(store, &lock, opts.lock_timeout).await?;
+    apply_with_lock(plan, store, providers, hooks, opts, &lock, None).await
+}
+
+/// What must hold before a tenant's lock is taken: a provider for every kind the plan changes, the
+/// environment variables its secrets come from, and no data loss of a protected tenant.
+fn preflight(plan: &TenantPlan, providers: &Providers, opts: &ApplyOptions) -> Result<(), ApplyError> {
     let missing = providers.missing(plan);
     if !missing.is_empty() {
         return Err(ApplyError::NoProvider { slug: plan.slug.clone(), kinds: missing.into_iter().collect() });
@@ -540,27 +567,84 @@ pub async fn apply_tenant(
             });
         }
     }
-    let lock = LockInfo::new(&plan.slug, &opts.operation);
-    take_lock(store, &lock, opts.lock_timeout).await?;
+    Ok(())
+}
+
+/// Applies `plan` under `lock`, which this run holds, and releases it. With `replan`, a tenant
+/// whose state moved since the plan was made (another run applied it meanwhile) is planned again
+/// against what the store holds now, and only what is left is done.
+async fn apply_with_lock(
+    plan: &TenantPlan,
+    store: &dyn StateStore,
+    providers: &Providers,
+    hooks: &dyn Hooks,
+    opts: &ApplyOptions,
+    lock: &LockInfo,
+    replan: Option<&dyn Replan>,
+) -> Result<ApplyReport, ApplyError> {
+    let replanned = match replan {
+        Some(r) => replan_if_moved(plan, store, providers, hooks, opts, r).await,
+        None => Ok(None),
+    };
+    let replanned = match replanned {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = store.unlock(&plan.slug, &lock.id);
+            return Err(e);
+        }
+    };
+    let plan = replanned.as_ref().unwrap_or(plan);
     let started = Instant::now();
     let changes = plan.resource_changes.iter().filter(|c| c.action != Action::NoOp).count();
-    hooks.tenant_started(&plan.slug, changes);
-    let mut report = ApplyReport { slug: plan.slug.clone(), ..ApplyReport::default() };
+    let mut report = ApplyReport { slug: plan.slug.clone(), replanned: replanned.is_some(), ..ApplyReport::default() };
+    if changes > 0 {
+        hooks.tenant_started(&plan.slug, changes);
+    }
     let result = apply_locked(plan, store, providers, hooks, opts, &lock.id, &mut report).await;
     let unlocked = store.unlock(&plan.slug, &lock.id);
-    let outcome = RunOutcome {
-        status: match &result {
-            Ok(()) => report.status,
-            Err(_) => TenantStatus::Failed,
-        },
-        duration: started.elapsed(),
-        operations: report.operations.len(),
-        error: result.as_ref().err().map(ToString::to_string),
-    };
-    hooks.tenant_finished(&plan.slug, &outcome);
+    if changes > 0 {
+        let outcome = RunOutcome {
+            status: match &result {
+                Ok(()) => report.status,
+                Err(_) => TenantStatus::Failed,
+            },
+            duration: started.elapsed(),
+            operations: report.operations.len(),
+            error: result.as_ref().err().map(ToString::to_string),
+        };
+        hooks.tenant_finished(&plan.slug, &outcome);
+    } else if report.replanned {
+        hooks.tenant_note(&plan.slug, "nothing left to do: another run applied it first");
+    }
     result?;
     unlocked?;
     Ok(report)
+}
+
+/// The plan again, when the tenant's state is no longer the one `plan` was made against.
+async fn replan_if_moved(
+    plan: &TenantPlan,
+    store: &dyn StateStore,
+    providers: &Providers,
+    hooks: &dyn Hooks,
+    opts: &ApplyOptions,
+    replan: &dyn Replan,
+) -> Result<Option<TenantPlan>, ApplyError> {
+    let found = store.get(&plan.slug)?;
+    let found_prior = found.as_ref().map(|s| PriorState { lineage: s.lineage.clone(), serial: s.serial });
+    if found_prior == plan.prior_state {
+        return Ok(None);
+    }
+    let again = replan
+        .replan(plan, found.as_ref(), providers)
+        .await
+        .map_err(|message| ApplyError::Replan { slug: plan.slug.clone(), message })?;
+    preflight(&again, providers, opts)?;
+    if again.has_changes() {
+        let n = again.resource_changes.iter().filter(|c| c.action != Action::NoOp).count();
+        hooks.tenant_note(&plan.slug, &format!("another run changed its state meanwhile; planned again: {n} change(s)"));
+    }
+    Ok(Some(again))
 }
 
 /// Takes the tenant's lock, trying again until `timeout` has passed while another run holds it.

@@ -64,6 +64,10 @@ fn ms(d: Duration) -> u64 {
 }
 
 impl Hooks for JsonHooks {
+    fn tenant_note(&self, tenant: &str, note: &str) {
+        self.event("tenant_note", json!({"tenant": tenant, "note": note}));
+    }
+
     fn tenant_started(&self, tenant: &str, changes: usize) {
         self.event("tenant_started", json!({"tenant": tenant, "changes": changes}));
     }
@@ -289,6 +293,11 @@ impl Hooks for LiveHooks {
                 t.done += 1;
             }
         });
+    }
+
+    fn tenant_note(&self, tenant: &str, note: &str) {
+        // Above the live block, without a line of its own: the tenant may never run here.
+        self.live.0.lock().unwrap_or_else(|e| e.into_inner()).redraw(&[format!("{tenant}: {note}")]);
     }
 
     fn rollback_started(&self, tenant: &str, phase: Phase, resources: usize) {

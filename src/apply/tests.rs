@@ -547,3 +547,130 @@ impl Provider for Pg {
         Box::pin(async { Ok(()) })
     }
 }
+
+/// The test graph for another tenant.
+fn tenant_graph(slug: &str) -> ResourceGraph {
+    let mut g = graph(1);
+    g.tenant.slug = slug.into();
+    g.tenant.id = format!("id-{slug}");
+    g
+}
+
+/// Plans again from the graphs, as `workflow::Replanner` does (without refresh).
+struct FromGraphs(BTreeMap<String, ResourceGraph>);
+
+impl Replan for FromGraphs {
+    fn replan<'a>(
+        &'a self,
+        planned: &'a TenantPlan,
+        found: Option<&'a TenantState>,
+        _providers: &'a Providers,
+    ) -> BoxFuture<'a, Result<TenantPlan, String>> {
+        Box::pin(async move { Ok(diff(&self.0[&planned.slug], found, None)) })
+    }
+}
+
+fn no_finish() -> TenantFinished {
+    Arc::new(|_, _| Box::pin(async {}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_runs_over_one_fleet_apply_each_tenant_exactly_once() {
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::default());
+    let p = Arc::new(Scripted::default());
+    let providers = Providers::new().with(p.clone());
+    let slugs: Vec<String> = (0..8).map(|i| format!("t{i}")).collect();
+    let graphs: BTreeMap<String, ResourceGraph> = slugs.iter().map(|s| (s.clone(), tenant_graph(s))).collect();
+    let plans: Vec<TenantPlan> = graphs.values().map(|g| diff(g, None, None)).collect();
+    let replan: Arc<dyn Replan> = Arc::new(FromGraphs(graphs.clone()));
+    let fleet = FleetOptions {
+        tenant_parallelism: 2,
+        replan: Some(replan),
+        poll: Duration::from_millis(5),
+        wait_for_others: None,
+    };
+    let run = |plans: Vec<TenantPlan>| {
+        apply_fleet(
+            plans,
+            store.clone(),
+            providers.clone(),
+            Arc::new(NoHooks),
+            fast(),
+            fleet.clone(),
+            no_finish(),
+        )
+    };
+    let (a, b) = tokio::join!(run(plans.clone()), run(plans.clone()));
+    let reports: Vec<ApplyReport> = a.into_iter().chain(b).map(Result::unwrap).collect();
+    let applied: Vec<&str> = reports.iter().filter(|r| !r.overtaken()).map(|r| r.slug.as_str()).collect();
+    let mut sorted = applied.clone();
+    sorted.sort();
+    assert_eq!(sorted, slugs.iter().map(String::as_str).collect::<Vec<_>>(), "each tenant applied by one run");
+    assert_eq!(reports.iter().filter(|r| r.overtaken()).count(), slugs.len(), "the other run found nothing left");
+    let creates = p.calls().iter().filter(|c| c.starts_with("apply k_namespace")).count();
+    assert_eq!(creates, slugs.len(), "one namespace create per tenant");
+    for s in &slugs {
+        let st = store.get(s).unwrap().unwrap();
+        assert_eq!(st.status, TenantStatus::Active);
+        assert_eq!(st.resources.len(), 7);
+        // One run recorded per tenant in the audit log.
+        let runs = store.audit(s).unwrap().iter().filter(|e| e.action == "run" && e.outcome == "started").count();
+        assert_eq!(runs, 1, "{s}");
+    }
+    assert!(store.locks().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_single_tenant_held_by_another_run_fails_at_once_or_waits_for_it_with_a_timeout() {
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::default());
+    let p = Arc::new(Scripted::default());
+    let providers = Providers::new().with(p.clone());
+    let g = tenant_graph("acme");
+    let plan = diff(&g, None, None);
+    let replan: Arc<dyn Replan> = Arc::new(FromGraphs([("acme".to_string(), g.clone())].into()));
+    let fleet = FleetOptions { replan: Some(replan), poll: Duration::from_millis(5), ..FleetOptions::default() };
+    let other = LockInfo::new("acme", "apply");
+    store.lock(&other).unwrap();
+
+    let run = |opts: ApplyOptions| {
+        apply_fleet(vec![plan.clone()], store.clone(), providers.clone(), Arc::new(NoHooks), opts, fleet.clone(), no_finish())
+    };
+    let r = run(fast()).await;
+    match &r[0] {
+        Err(ApplyError::State(StateError::Locked { holder, .. })) => assert_eq!(holder.id, other.id),
+        other => panic!("expected the holder to be named: {other:?}"),
+    }
+    assert!(p.calls().is_empty(), "nothing was changed");
+
+    // With a timeout: the other run applies the tenant and lets go; this one finds nothing left.
+    let opts = ApplyOptions { lock_timeout: Duration::from_secs(30), ..fast() };
+    let (r, ()) = tokio::join!(run(opts), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        store.unlock("acme", &other.id).unwrap();
+        apply_tenant(&plan, store.as_ref(), &providers, &NoHooks, &fast()).await.unwrap();
+    });
+    // Either order is possible for who locks after the release; exactly one applies.
+    let report = r.into_iter().next().unwrap().unwrap();
+    assert!(report.overtaken() || report.operations.len() == 7, "{report:?}");
+    assert_eq!(p.calls().iter().filter(|c| c.starts_with("apply k_namespace")).count(), 1);
+}
+
+#[tokio::test]
+async fn a_reviewed_plan_is_never_planned_again_behind_the_users_back() {
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::default());
+    let providers = Providers::new().with(Arc::new(Scripted::default()));
+    let g = tenant_graph("acme");
+    let plan = diff(&g, None, None);
+    apply_tenant(&plan, store.as_ref(), &providers, &NoHooks, &fast()).await.unwrap();
+    let r = apply_fleet(
+        vec![plan],
+        store.clone(),
+        providers,
+        Arc::new(NoHooks),
+        fast(),
+        FleetOptions::default(),
+        no_finish(),
+    )
+    .await;
+    assert!(matches!(&r[0], Err(ApplyError::StateMoved { .. })), "{r:?}");
+}

@@ -327,6 +327,10 @@ impl FeedHooks {
 }
 
 impl Hooks for FeedHooks {
+    fn tenant_note(&self, tenant: &str, note: &str) {
+        self.inner.tenant_note(tenant, note);
+    }
+
     fn tenant_started(&self, tenant: &str, changes: usize) {
         self.inner.tenant_started(tenant, changes);
     }
