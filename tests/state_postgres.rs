@@ -1,7 +1,7 @@
 //! The PostgreSQL state backend against a real PostgreSQL 15: the CLI on the postgres backend,
 //! migration between backends with digests, a newer schema refused, locks across processes (a
-//! live holder named, a kill -9'd holder's lock gone with its session), and four runner processes
-//! dividing 40 tenants through the locks.
+//! live holder named, a kill -9'd holder's lock gone with its session). Runners of `matih apply`
+//! dividing a fleet through the locks: tests/fleet.rs.
 
 mod common;
 #[path = "support/postgres.rs"]
@@ -175,27 +175,6 @@ fn helper_process() {
             println!("LOCKED");
             std::thread::sleep(Duration::from_secs(120));
         }
-        // A runner: apply every tenant of the fleet not applied yet, each under its lock.
-        "runner" => {
-            let count: usize = std::env::var("HELPER_TENANTS").unwrap().parse().unwrap();
-            let runner = std::env::var("HELPER_RUNNER").unwrap();
-            for i in 0..count {
-                let slug = format!("t{i:03}");
-                let lock = LockInfo::new(&slug, "apply");
-                match store.lock(&lock) {
-                    Err(StateError::Locked { .. }) => continue,
-                    other => other.unwrap(),
-                }
-                if store.get(&slug).unwrap().is_none() {
-                    std::thread::sleep(Duration::from_millis(20));
-                    let st = TenantState { serial: 1, ..TenantState::new(&slug, &runner) };
-                    let mut entry = AuditEntry::new(&slug, "apply", "run", "ok");
-                    entry.run_id = runner.clone();
-                    store.put_audited(&st, None, "apply", &[entry]).unwrap();
-                }
-                store.unlock(&slug, &lock.id).unwrap();
-            }
-        }
         other => panic!("unknown helper mode {other}"),
     }
 }
@@ -254,33 +233,6 @@ fn a_live_holder_is_named_and_a_killed_holders_lock_is_gone_with_its_session() {
     }
     assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
     assert_eq!(store.locks().unwrap().len(), 1);
-}
-
-#[test]
-fn four_runners_apply_each_of_forty_tenants_exactly_once() {
-    let url = fresh_database();
-    drop(PostgresStore::connect(&url).unwrap());
-    let runners: Vec<_> = (0..4)
-        .map(|r| {
-            helper(&url, "runner", &[("HELPER_TENANTS", "40"), ("HELPER_RUNNER", &format!("runner-{r}"))])
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for mut r in runners {
-        assert!(r.wait().unwrap().success());
-    }
-    let store = PostgresStore::connect(&url).unwrap();
-    assert_eq!(store.tenants().unwrap().len(), 40);
-    let mut by_runner = std::collections::BTreeMap::<String, usize>::new();
-    for i in 0..40 {
-        let audit = store.audit(&format!("t{i:03}")).unwrap();
-        assert_eq!(audit.len(), 1, "tenant t{i:03} applied {} times", audit.len());
-        *by_runner.entry(audit[0].run_id.clone()).or_default() += 1;
-    }
-    assert_eq!(by_runner.values().sum::<usize>(), 40);
-    assert!(store.locks().unwrap().is_empty());
 }
 
 #[test]

@@ -125,8 +125,16 @@ pub async fn apply_fleet(
                         finished.clone(),
                     );
                     running.spawn(async move {
-                        let r = apply_with_lock(&plan, store.as_ref(), &providers, hooks.as_ref(), &opts, &lock, replan.as_deref())
-                            .await;
+                        let r = apply_with_lock(
+                            &plan,
+                            store.as_ref(),
+                            &providers,
+                            hooks.as_ref(),
+                            &opts,
+                            &lock,
+                            replan.as_deref(),
+                        )
+                        .await;
                         drop(permit);
                         finished(plan.slug.clone(), r.as_ref().map(|r| r.status).map_err(ToString::to_string)).await;
                         (t.index, r)

@@ -217,7 +217,9 @@ pub enum ApplyError {
     Protected { slug: String, resources: Vec<ResourceAddr> },
     #[error("{source}; still locked after waiting {}", humantime::format_duration(*.waited))]
     LockTimeout { waited: Duration, source: StateError },
-    #[error("tenant {slug:?}: another run changed its state, and planning it again failed: {message}; nothing was changed")]
+    #[error(
+        "tenant {slug:?}: another run changed its state, and planning it again failed: {message}; nothing was changed"
+    )]
     Replan { slug: String, message: String },
     #[error(transparent)]
     State(#[from] StateError),
@@ -642,7 +644,8 @@ async fn replan_if_moved(
     preflight(&again, providers, opts)?;
     if again.has_changes() {
         let n = again.resource_changes.iter().filter(|c| c.action != Action::NoOp).count();
-        hooks.tenant_note(&plan.slug, &format!("another run changed its state meanwhile; planned again: {n} change(s)"));
+        hooks
+            .tenant_note(&plan.slug, &format!("another run changed its state meanwhile; planned again: {n} change(s)"));
     }
     Ok(Some(again))
 }

@@ -590,15 +590,7 @@ async fn two_runs_over_one_fleet_apply_each_tenant_exactly_once() {
         wait_for_others: None,
     };
     let run = |plans: Vec<TenantPlan>| {
-        apply_fleet(
-            plans,
-            store.clone(),
-            providers.clone(),
-            Arc::new(NoHooks),
-            fast(),
-            fleet.clone(),
-            no_finish(),
-        )
+        apply_fleet(plans, store.clone(), providers.clone(), Arc::new(NoHooks), fast(), fleet.clone(), no_finish())
     };
     let (a, b) = tokio::join!(run(plans.clone()), run(plans.clone()));
     let reports: Vec<ApplyReport> = a.into_iter().chain(b).map(Result::unwrap).collect();
@@ -633,7 +625,15 @@ async fn a_single_tenant_held_by_another_run_fails_at_once_or_waits_for_it_with_
     store.lock(&other).unwrap();
 
     let run = |opts: ApplyOptions| {
-        apply_fleet(vec![plan.clone()], store.clone(), providers.clone(), Arc::new(NoHooks), opts, fleet.clone(), no_finish())
+        apply_fleet(
+            vec![plan.clone()],
+            store.clone(),
+            providers.clone(),
+            Arc::new(NoHooks),
+            opts,
+            fleet.clone(),
+            no_finish(),
+        )
     };
     let r = run(fast()).await;
     match &r[0] {
