@@ -16,7 +16,7 @@ use crate::graph::{self, ResourceGraph};
 use crate::plan::{self, Plan};
 use crate::provider::{postgres, ProviderError};
 use crate::spec::{self, PlatformConfig, TenantSpec};
-use crate::state::{StateError, StateStore, TenantState};
+use crate::state::{StateError, StateStore, TenantState, TenantStatus};
 
 /// Every tenant read from the paths, compiled.
 #[derive(Debug, Default)]
@@ -185,8 +185,12 @@ impl crate::apply::Replan for Replanner {
                     ));
                 }
             }
+            // A run that finished cleanly recorded what it read back moments ago: reading it all
+            // again would only double the load of several runners. One that failed or was killed
+            // left write-ahead records or a failed phase, which a refresh settles.
+            let settled = found.is_some_and(|p| p.in_flight.is_empty() && p.status == TenantStatus::Active);
             let mut refreshed = None;
-            if let (Some(parallelism), Some(p)) = (self.refresh_parallelism, found) {
+            if let (Some(parallelism), Some(p), false) = (self.refresh_parallelism, found, settled) {
                 let r = refresh(p, providers, parallelism).await;
                 if let Some(e) = r.errors.first() {
                     return Err(format!("{} resource(s) could not be read: {e}", r.errors.len()));

@@ -77,6 +77,30 @@ pub async fn recover_in_flight(st: &mut TenantState, providers: &Providers) -> V
     out
 }
 
+/// Attempts per read while the provider reports transient errors (a busy API server, PostgreSQL
+/// out of connections), with the delay doubling from [`READ_BACKOFF`].
+const READ_ATTEMPTS: u32 = 4;
+const READ_BACKOFF: std::time::Duration = std::time::Duration::from_millis(250);
+
+async fn read_with_retry(
+    provider: &dyn crate::provider::Provider,
+    tenant: &TenantRef,
+    obj: &ResourceObject,
+) -> Result<Option<Observed>, ProviderError> {
+    let mut delay = READ_BACKOFF;
+    for attempt in 1.. {
+        match provider.read(tenant, obj).await {
+            Err(e) if e.transient && attempt < READ_ATTEMPTS => {
+                tracing::debug!("reading {} failed ({e}); attempt {attempt}, retrying", obj.addr);
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+    unreachable!("the loop returns")
+}
+
 /// Reads back every resource of `state` whose kind has a provider, at most `parallelism` at once.
 pub async fn refresh(state: &TenantState, providers: &Providers, parallelism: usize) -> Refreshed {
     let tenant = TenantRef { slug: state.slug.clone(), id: state.tenant_id.clone() };
@@ -96,7 +120,7 @@ pub async fn refresh(state: &TenantState, providers: &Providers, parallelism: us
             let provider = providers.for_kind(&addr.kind).expect("filtered").clone();
             let tenant = tenant.clone();
             running.spawn(async move {
-                let r = provider.read(&tenant, &obj).await;
+                let r = read_with_retry(provider.as_ref(), &tenant, &obj).await;
                 (addr, r)
             });
         }
