@@ -127,7 +127,7 @@ fn a_newer_schema_is_refused_clearly() {
     drop(PostgresStore::connect(&url).unwrap());
     admin_sql(&url, "UPDATE matih_schema SET version = 99");
     match PostgresStore::connect(&url) {
-        Err(e @ StateError::Version { found: 99, supported: 1, .. }) => {
+        Err(e @ StateError::Version { found: 99, supported: 2, .. }) => {
             let text = e.to_string();
             assert!(text.contains("version 99") && !text.contains(&pg_support::server().admin_password), "{text}");
         }
