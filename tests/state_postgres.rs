@@ -140,6 +140,28 @@ fn a_newer_schema_is_refused_clearly() {
 }
 
 #[test]
+fn a_version_1_database_is_migrated_to_version_2_keeping_its_state() {
+    let url = fresh_database();
+    {
+        let store = PostgresStore::connect(&url).unwrap();
+        store.put(&TenantState { serial: 1, ..TenantState::new("acme", "x") }, None, "apply").unwrap();
+    }
+    // What a version-1 binary left: no progress feed table.
+    admin_sql(&url, "DROP TABLE matih_feed; UPDATE matih_schema SET version = 1");
+    let store = PostgresStore::connect(&url).unwrap();
+    assert_eq!(store.get("acme").unwrap().unwrap().serial, 1);
+    assert_eq!(store.feed_events("acme").unwrap(), []);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let version: i32 = rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client.query_one("SELECT version FROM matih_schema", &[]).await.unwrap().get(0)
+    });
+    assert_eq!(version, matih::state::SCHEMA_VERSION);
+    assert_eq!(version, 2);
+}
+
+#[test]
 fn the_postgres_backend_needs_its_url_from_the_environment() {
     let dir = scratch("postgres");
     let out = Command::new(env!("CARGO_BIN_EXE_matih"))
