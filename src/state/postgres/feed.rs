@@ -289,11 +289,16 @@ async fn follow_loop(config: tokio_postgres::Config, label: String, tx: mpsc::Se
     let mut backoff = Duration::from_millis(200);
     let mut logged = false;
     loop {
+        let began = std::time::Instant::now();
         match follow_session(&config, &mut last, &tx).await {
             Ok(()) => return,
             Err(e) => {
                 if tx.is_closed() {
                     return;
+                }
+                if began.elapsed() > Duration::from_secs(30) {
+                    // It had been following for a while: this is a new outage, start again quickly.
+                    backoff = Duration::from_millis(200);
                 }
                 if !std::mem::replace(&mut logged, true) {
                     tracing::warn!("following the state store at {label}: {e}; reconnecting");
