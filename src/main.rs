@@ -1384,7 +1384,12 @@ fn serve_cmd(global: &Global, args: &ServeArgs) -> Result<ExitCode> {
     if diag::has_errors(&diags) {
         return Err(Reported.into());
     }
-    let mut opts = matih::serve::ServeOptions::new(args.listen, &state_location(global)?.dir);
+    let loc = state_location(global)?;
+    let mut opts = matih::serve::ServeOptions::new(args.listen, &loc.dir);
+    if matches!(loc.backend, StateBackend::Postgres) {
+        // Shared by every machine: serve reads the tenants from it and follows applies anywhere.
+        opts.postgres = Some(Arc::new(connect_postgres_state(&loc.url_env)?));
+    }
     opts.token = std::env::var("MATIH_SERVE_TOKEN").ok().filter(|t| !t.is_empty());
     opts.notify = platform.notify;
     runtime()?.block_on(matih::serve::run(opts))?;

@@ -177,14 +177,19 @@ fn the_status_page_shows_acme_reaching_active_live() {
                     page.screenshot(&out_dir.join("serve_page_provisioning.png")).await;
                     mid_shot = true;
                 }
-                if s == "ACTIVE" {
+                // The last snapshot already says ACTIVE; the run's `tenant_finished` event follows it.
+                let finished = probe["seen"].as_array().unwrap().iter().any(|e| e == "tenant_finished:");
+                if s == "ACTIVE" && finished {
                     break probe;
                 }
             }
             if let Ok(Some(st)) = apply.try_wait() {
                 assert!(st.success(), "{}", ws.apply_log());
             }
-            assert!(Instant::now() < deadline, "the page never showed ACTIVE: {statuses:?} {probe}");
+            assert!(
+                Instant::now() < deadline,
+                "the page never showed ACTIVE after tenant_finished: {statuses:?} {probe}"
+            );
             tokio::time::sleep(Duration::from_millis(150)).await;
         };
         page.screenshot(&out_dir.join("serve_page_active.png")).await;

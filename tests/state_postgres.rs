@@ -127,7 +127,7 @@ fn a_newer_schema_is_refused_clearly() {
     drop(PostgresStore::connect(&url).unwrap());
     admin_sql(&url, "UPDATE matih_schema SET version = 99");
     match PostgresStore::connect(&url) {
-        Err(e @ StateError::Version { found: 99, supported: 1, .. }) => {
+        Err(e @ StateError::Version { found: 99, supported: 2, .. }) => {
             let text = e.to_string();
             assert!(text.contains("version 99") && !text.contains(&pg_support::server().admin_password), "{text}");
         }
@@ -137,6 +137,28 @@ fn a_newer_schema_is_refused_clearly() {
     let out = matih(dir.path(), &url, &["state", "list"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("format version 99"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_version_1_database_is_migrated_to_version_2_keeping_its_state() {
+    let url = fresh_database();
+    {
+        let store = PostgresStore::connect(&url).unwrap();
+        store.put(&TenantState { serial: 1, ..TenantState::new("acme", "x") }, None, "apply").unwrap();
+    }
+    // What a version-1 binary left: no progress feed table.
+    admin_sql(&url, "DROP TABLE matih_feed; UPDATE matih_schema SET version = 1");
+    let store = PostgresStore::connect(&url).unwrap();
+    assert_eq!(store.get("acme").unwrap().unwrap().serial, 1);
+    assert_eq!(store.feed_events("acme").unwrap(), []);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let version: i32 = rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client.query_one("SELECT version FROM matih_schema", &[]).await.unwrap().get(0)
+    });
+    assert_eq!(version, matih::state::SCHEMA_VERSION);
+    assert_eq!(version, 2);
 }
 
 #[test]

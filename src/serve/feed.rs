@@ -21,6 +21,12 @@
 //! fold the events into the last one. Writing never fails or slows the apply beyond one buffered
 //! `write` per event: an I/O error is logged once and the feed is given up for that tenant.
 //! A file over [`ROTATE_BYTES`] is renamed to `<slug>.jsonl.1` when a run starts.
+//!
+//! On the PostgreSQL state backend the same events (the same JSON) are also published through the
+//! store ([`crate::state::FeedPublisher`]: the `matih_feed` table and `NOTIFY`), so that `matih serve`
+//! on another machine, which cannot see these files, follows the run live. Publishing is queued and
+//! batched in the background; the end of a tenant's run waits (a few seconds at most) until its
+//! events are written.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -37,13 +43,16 @@ use crate::apply::Hooks;
 use crate::phase::Phase;
 use crate::plan::{Action, TenantPlan};
 use crate::provider::ProviderError;
-use crate::state::{StateStore, TenantStatus};
+use crate::state::{FeedPublisher, StateStore, TenantStatus};
 
 use super::status::StatusDoc;
 use crate::notify::{self, Completion, TenantInfo};
 
 /// A feed file larger than this is rotated when a run starts.
 pub const ROTATE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// How long the end of a tenant's run waits for its events to reach the shared feed, at most.
+pub const SHARED_FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -176,8 +185,9 @@ struct TenantFeed {
     snapshot_written: bool,
 }
 
-/// A [`Hooks`] implementation that appends every event to the tenant's feed file, forwards it to
-/// `inner` (the console), and, when the tenant's run ends ([`FeedHooks::tenant_finished`]), writes
+/// A [`Hooks`] implementation that appends every event to the tenant's feed file (and publishes it
+/// through the state store when the backend shares a feed), forwards it to `inner` (the console),
+/// and, when the tenant's run ends ([`FeedHooks::tenant_finished`]), writes
 /// the final snapshot and hands the outcome to [`notify`] (notifications and the
 /// `tenant.provisioned` event, through the outbox).
 pub struct FeedHooks {
@@ -189,6 +199,8 @@ pub struct FeedHooks {
     tenants: Mutex<HashMap<String, TenantFeed>>,
     infos: HashMap<String, TenantInfo>,
     completion: Option<Completion>,
+    /// The backend's shared feed (PostgreSQL), if it has one.
+    shared: Option<FeedPublisher>,
 }
 
 impl FeedHooks {
@@ -205,6 +217,7 @@ impl FeedHooks {
         let infos = plans.iter().map(|p| (p.slug.clone(), TenantInfo::from_plan(p))).collect();
         FeedHooks {
             state_dir: state_dir.to_path_buf(),
+            shared: store.feed_publisher(),
             store,
             inner,
             destroy,
@@ -241,7 +254,7 @@ impl FeedHooks {
     fn emit(&self, mut ev: Event) {
         let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
         let feed = self.feed_of(&mut tenants, &ev.tenant.clone());
-        Self::write(&self.seq, feed, &mut ev);
+        Self::write(&self.seq, feed, &mut ev, self.shared.as_ref());
     }
 
     fn feed_of<'a>(&self, tenants: &'a mut HashMap<String, TenantFeed>, slug: &str) -> &'a mut TenantFeed {
@@ -254,18 +267,21 @@ impl FeedHooks {
         })
     }
 
-    fn write(seq: &AtomicU64, feed: &mut TenantFeed, ev: &mut Event) {
+    fn write(seq: &AtomicU64, feed: &mut TenantFeed, ev: &mut Event, shared: Option<&FeedPublisher>) {
         ev.seq = seq.fetch_add(1, Ordering::Relaxed) + 1;
         if ev.kind != EventKind::Snapshot {
             ev.run = Some(feed.run.clone());
         }
+        if feed.file.is_none() && shared.is_none() {
+            return;
+        }
+        let Ok(mut line) = serde_json::to_string(ev) else { return };
+        if let Some(shared) = shared {
+            shared.publish(&ev.tenant, line.clone());
+        }
         let Some(file) = feed.file.as_mut() else { return };
-        let mut line = match serde_json::to_vec(ev) {
-            Ok(l) => l,
-            Err(_) => return,
-        };
-        line.push(b'\n');
-        if let Err(e) = file.write_all(&line) {
+        line.push('\n');
+        if let Err(e) = file.write_all(line.as_bytes()) {
             tracing::warn!("progress feed of {} cannot be written: {e}; live progress is off for it", ev.tenant);
             feed.file = None;
         }
@@ -310,6 +326,11 @@ impl FeedHooks {
         ev.tenant_status = Some(status);
         ev.error = result.as_ref().err().cloned();
         self.emit(ev);
+        if let Some(shared) = &self.shared {
+            if !shared.flush(SHARED_FLUSH_TIMEOUT).await {
+                tracing::debug!("the shared progress feed of {slug} was not written in time");
+            }
+        }
         if self.destroy {
             return;
         }

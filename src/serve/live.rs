@@ -1,7 +1,9 @@
 //! What `matih serve` knows from the change feeds: per tenant, the status document folded from the
-//! feed, and a broadcast channel of new events for WebSocket clients. A tailer task reads new lines
-//! every poll interval; it never waits for a client (a broadcast channel drops what a slow client
-//! did not take, and that client is sent a fresh snapshot instead).
+//! feed, and a broadcast channel of new events for WebSocket clients. Events come in through
+//! [`Live::push`]: from the feed files, read by a tailer task every poll interval (sled), or from
+//! the store's shared feed (PostgreSQL, [`super::source`]). Nothing here waits for a client (a
+//! broadcast channel drops what a slow client did not take, and that client is sent a fresh
+//! snapshot instead).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,12 +23,13 @@ pub struct LiveTenant {
     /// When the last event was read (None: only events that were there when serve started).
     pub last_event_at: Option<Instant>,
     pub tx: broadcast::Sender<Arc<Event>>,
-    cursor: FeedCursor,
 }
 
 #[derive(Default)]
 pub struct Live {
     tenants: HashMap<String, LiveTenant>,
+    /// How far each feed file was read.
+    cursors: HashMap<String, FeedCursor>,
 }
 
 /// What a WebSocket client starts from.
@@ -41,8 +44,28 @@ impl Live {
             doc: StatusDoc::empty(slug, ""),
             last_event_at: None,
             tx: broadcast::channel(CHANNEL_CAPACITY).0,
-            cursor: FeedCursor::default(),
         })
+    }
+
+    /// Folds one event into its tenant's document and, unless `initial` (history read at start,
+    /// neither broadcast nor counted as recent), sends it to the tenant's clients.
+    pub fn push(&mut self, ev: Event, initial: bool) {
+        let t = self.tenant(&ev.tenant);
+        t.doc.fold(&ev);
+        if !initial {
+            t.last_event_at = Some(Instant::now());
+            let _ = t.tx.send(Arc::new(ev));
+        }
+    }
+
+    /// Starts a tenant's document from `doc` (read from the store) unless the feed already
+    /// described the tenant: events are then folded into what the store says instead of into an
+    /// empty document.
+    pub fn seed(&mut self, doc: &StatusDoc) {
+        let t = self.tenant(&doc.slug);
+        if t.doc.tenant_id.is_empty() {
+            t.doc = doc.clone();
+        }
     }
 
     /// Reads what the feed files gained since the last scan. `initial`: the first scan, whose
@@ -58,23 +81,15 @@ impl Live {
             })
             .collect();
         for (slug, path) in files {
-            let t = self.tenant(&slug);
-            let events = match t.cursor.read_new(&path) {
+            let events = match self.cursors.entry(slug.clone()).or_default().read_new(&path) {
                 Ok(evs) => evs,
                 Err(e) => {
                     tracing::debug!("feed {}: {e}", path.display());
                     continue;
                 }
             };
-            for ev in events {
-                if ev.tenant != slug {
-                    continue;
-                }
-                t.doc.fold(&ev);
-                if !initial {
-                    t.last_event_at = Some(Instant::now());
-                    let _ = t.tx.send(Arc::new(ev));
-                }
+            for ev in events.into_iter().filter(|ev| ev.tenant == slug) {
+                self.push(ev, initial);
             }
         }
     }

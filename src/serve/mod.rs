@@ -1,14 +1,19 @@
 //! `matih serve`: provisioning progress over HTTP and WebSocket, and a status page.
 //!
-//! Where the data comes from. The sled store is process-exclusive and a running `matih apply`
-//! holds it for the whole run, so serve (another process) cannot read it then. Instead:
-//! - the applying process appends every progress event, and a status snapshot after every phase,
-//!   to a change feed per tenant, `<state>/feed/<slug>.jsonl` ([`feed::FeedHooks`]);
-//! - serve tails those files ([`live`]), folding events into a status document per tenant and
-//!   broadcasting them to WebSocket clients;
-//! - for a request, serve opens the sled store briefly (a short wait, closed right after) when it is
-//!   free: that is the authoritative state whenever no apply runs. When the store is busy it answers
-//!   from the feed (the tenants being applied) and from its last successful store read (the rest).
+//! Where the data comes from ([`source`]): the applying process reports every progress event, and
+//! a status snapshot after every phase, through [`feed::FeedHooks`]; serve folds those events into
+//! a status document per tenant and broadcasts them to WebSocket clients ([`live`]), and reads the
+//! tenants from the state store. Per backend:
+//! - sled (process-exclusive: a running `matih apply` holds it for the whole run): the events go to
+//!   a change feed file per tenant, `<state>/feed/<slug>.jsonl`, which serve tails; for a request
+//!   serve opens the store briefly when it is free, and when it is busy answers from the feed (the
+//!   tenants being applied) and from its last successful store read (the rest);
+//! - PostgreSQL (shared by every machine): the events are also published into the store
+//!   (`matih_feed` + `NOTIFY`); serve LISTENs, streams them, and reads a tenant again whenever its
+//!   state is written (`NOTIFY matih_state`), so it follows an apply running on another machine.
+//!
+//! For each tenant the newer of the two answers wins: the store's document, or the one folded from
+//! the feed when an event arrived after the store was read.
 //!
 //! Endpoints (all JSON unless said otherwise; errors are `{"error": CODE, "message": TEXT}`):
 //! - `GET /` the status page (HTML; `/app.js`, `/app.css`), `GET /healthz`
@@ -25,6 +30,7 @@
 
 pub mod feed;
 pub mod live;
+pub mod source;
 pub mod status;
 mod ws;
 
@@ -43,11 +49,12 @@ use sha2::{Digest, Sha256};
 
 pub use feed::FeedHooks;
 use live::Live;
+use source::Source;
 use status::StatusDoc;
 
 use crate::notify::{Completion, Deliverer, Outbox};
 use crate::spec::NotifyPlatform;
-use crate::state::{SledStore, StateStore, TenantStatus};
+use crate::state::{PostgresStore, TenantStatus};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
@@ -71,7 +78,11 @@ pub fn valid_slug(s: &str) -> bool {
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
     pub listen: SocketAddr,
+    /// The sled store and its feed files (any backend: also where the notification outbox is).
     pub state_dir: PathBuf,
+    /// The PostgreSQL state store, when the platform file selects it: tenants and progress then
+    /// come from it instead of from `state_dir`.
+    pub postgres: Option<Arc<PostgresStore>>,
     /// Required on every request when set; must be set to listen off loopback.
     pub token: Option<String>,
     /// Where queued notifications and events go (retried every `outbox_every`).
@@ -85,6 +96,7 @@ impl ServeOptions {
         ServeOptions {
             listen,
             state_dir: state_dir.to_path_buf(),
+            postgres: None,
             token: None,
             notify: NotifyPlatform::default(),
             feed_poll: Duration::from_millis(100),
@@ -93,94 +105,54 @@ impl ServeOptions {
     }
 }
 
-/// The tenants as last read from the store.
-#[derive(Default)]
-struct StoreCache {
-    docs: Vec<StatusDoc>,
-    read_at: Option<Instant>,
-}
-
 pub struct App {
-    state_dir: PathBuf,
     token_hash: Option<[u8; 32]>,
     live: Arc<Mutex<Live>>,
-    store: tokio::sync::Mutex<StoreCache>,
+    source: Source,
 }
 
 /// Tenants as one request sees them.
 struct View {
-    docs: Vec<StatusDoc>,
-    /// When the store was read (None: it was busy, the answer comes from the feed and the cache).
-    store_read: Option<Instant>,
+    /// Each tenant's document, with when the store was read for it (None: the document comes from
+    /// the feed, or the store could not be read).
+    docs: Vec<(StatusDoc, Option<Instant>)>,
+    /// Whether the list of tenants comes from the store (false: it was busy or unreadable).
+    listed: bool,
 }
 
 fn sha(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
 }
 
+/// Whether the feed's document (last event at `event`) is newer than the store's (read at `read`).
+fn feed_is_newer(read: Option<Instant>, event: Option<Instant>) -> bool {
+    match (read, event) {
+        (None, _) => true,
+        (Some(read), Some(event)) => event > read,
+        (Some(_), None) => false,
+    }
+}
+
 impl App {
-    pub fn new(state_dir: &Path, token: Option<&str>) -> Arc<App> {
-        Arc::new(App {
-            state_dir: state_dir.to_path_buf(),
-            token_hash: token.map(sha),
-            live: Arc::new(Mutex::new(Live::default())),
-            store: tokio::sync::Mutex::new(StoreCache::default()),
-        })
+    pub fn new(source: Source, token: Option<&str>) -> Arc<App> {
+        Arc::new(App { token_hash: token.map(sha), live: Arc::new(Mutex::new(Live::default())), source })
     }
 
-    /// Reads the store when it is free (at most once a second), else answers from the cache.
+    /// The store's tenants, each replaced by the feed's document when that is newer.
     async fn view(&self) -> View {
-        let mut cache = self.store.lock().await;
-        let fresh = cache.read_at.is_some_and(|t| t.elapsed() < Duration::from_millis(750));
-        let mut store_read = None;
-        if fresh {
-            store_read = cache.read_at;
-        } else {
-            let dir = self.state_dir.clone();
-            let started = Instant::now();
-            let read = tokio::task::spawn_blocking(move || -> Result<Vec<StatusDoc>, String> {
-                if !SledStore::exists(&dir) {
-                    return Ok(Vec::new());
-                }
-                let store = SledStore::open_with_wait(&dir, Duration::from_millis(150)).map_err(|e| e.to_string())?;
-                let mut docs = Vec::new();
-                for slug in store.tenants().map_err(|e| e.to_string())? {
-                    if let Some(st) = store.get(&slug).map_err(|e| e.to_string())? {
-                        docs.push(StatusDoc::from_state(&st));
-                    }
-                }
-                Ok(docs)
-            })
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()));
-            match read {
-                Ok(docs) => {
-                    cache.docs = docs;
-                    cache.read_at = Some(started);
-                    store_read = Some(started);
-                }
-                Err(e) => tracing::debug!("state store busy or unreadable, answering from the feed: {e}"),
-            }
-        }
-        let mut docs = cache.docs.clone();
-        drop(cache);
+        let listing = self.source.listing().await;
+        let mut docs = listing.docs;
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner()).docs();
         for (doc, last_event) in live {
-            // The feed wins when the store could not be read, or has moved on since it was read.
-            let newer = match (store_read, last_event) {
-                (None, _) => true,
-                (Some(read), Some(ev)) => ev > read,
-                (Some(_), None) => false,
-            };
-            match docs.iter_mut().find(|d| d.slug == doc.slug) {
-                Some(d) if newer => *d = doc,
+            match docs.iter_mut().find(|(d, _)| d.slug == doc.slug) {
+                Some((d, read)) if feed_is_newer(*read, last_event) => *d = doc,
                 Some(_) => {}
-                None if newer || store_read.is_none() => docs.push(doc),
+                None if feed_is_newer(listing.listed_at, last_event) => docs.push((doc, None)),
                 None => {}
             }
         }
-        docs.sort_by(|a, b| a.slug.cmp(&b.slug));
-        View { docs, store_read }
+        docs.sort_by(|a, b| a.0.slug.cmp(&b.0.slug));
+        View { docs, listed: listing.listed_at.is_some() }
     }
 
     fn authorized(&self, req: &Request<Incoming>) -> bool {
@@ -213,8 +185,8 @@ fn parse_id(s: &str) -> Option<TenantId> {
     uuid::Uuid::parse_str(s).ok().map(|u| TenantId::Uuid(u.hyphenated().to_string()))
 }
 
-fn find<'a>(docs: &'a [StatusDoc], id: &TenantId) -> Option<&'a StatusDoc> {
-    docs.iter().find(|d| match id {
+fn find<'a>(docs: &'a [(StatusDoc, Option<Instant>)], id: &TenantId) -> Option<&'a (StatusDoc, Option<Instant>)> {
+    docs.iter().find(|(d, _)| match id {
         TenantId::Slug(s) => &d.slug == s,
         TenantId::Uuid(u) => d.tenant_id.eq_ignore_ascii_case(u),
     })
@@ -304,10 +276,10 @@ pub async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<Resp, I
         ["healthz"] => json(StatusCode::OK, &serde_json::json!({"ok": true})),
         ["api", "v1", "tenants"] => {
             let view = app.view().await;
-            let tenants: Vec<_> = view.docs.iter().map(StatusDoc::summary).collect();
+            let tenants: Vec<_> = view.docs.iter().map(|(d, _)| d.summary()).collect();
             json(
                 StatusCode::OK,
-                &serde_json::json!({"tenants": tenants, "source": if view.store_read.is_some() { "store" } else { "feed" }}),
+                &serde_json::json!({"tenants": tenants, "source": if view.listed { "store" } else { "feed" }}),
             )
         }
         ["api", "v1", "tenants", id, "provisioning", what] => {
@@ -319,13 +291,13 @@ pub async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<Resp, I
                 ));
             };
             let view = app.view().await;
-            let Some(doc) = find(&view.docs, &id) else {
+            let Some((doc, _)) = find(&view.docs, &id) else {
                 return Ok(error(StatusCode::NOT_FOUND, "not_found", "no such tenant"));
             };
             if *what == "status" {
                 json(StatusCode::OK, doc)
             } else {
-                audit(&app, doc, req.uri().query())
+                audit(&app, doc, req.uri().query()).await
             }
         }
         ["ws", "provisioning", id] => {
@@ -337,16 +309,16 @@ pub async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<Resp, I
                 ));
             };
             let view = app.view().await;
-            let Some(doc) = find(&view.docs, &id).cloned() else {
+            let Some((doc, read)) = find(&view.docs, &id).cloned() else {
                 return Ok(error(StatusCode::NOT_FOUND, "not_found", "no such tenant"));
             };
-            ws::upgrade(app.clone(), &mut req, doc, view.store_read)
+            ws::upgrade(app.clone(), &mut req, doc, read)
         }
         _ => error(StatusCode::NOT_FOUND, "not_found", format!("no such path: {path}")),
     })
 }
 
-fn audit(app: &App, doc: &StatusDoc, query: Option<&str>) -> Resp {
+async fn audit(app: &App, doc: &StatusDoc, query: Option<&str>) -> Resp {
     let num = |name: &str, default: usize, max: usize| -> Result<usize, String> {
         match query_param(query, name) {
             None => Ok(default),
@@ -360,7 +332,13 @@ fn audit(app: &App, doc: &StatusDoc, query: Option<&str>) -> Resp {
         (Ok(p), Ok(s)) => (p, s),
         (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, "bad_request", e),
     };
-    let events: Vec<_> = feed::read_all(&app.state_dir, &doc.slug).into_iter().filter(live::is_audit).collect();
+    let events = match app.source.events(&doc.slug).await {
+        Ok(evs) => evs.into_iter().filter(live::is_audit).collect::<Vec<_>>(),
+        Err(e) => {
+            tracing::warn!("cannot read the progress events of {}: {e}", doc.slug);
+            return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the progress events cannot be read now");
+        }
+    };
     let items: Vec<_> = events.iter().skip((page - 1).saturating_mul(size)).take(size).collect();
     json(
         StatusCode::OK,
@@ -383,8 +361,12 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
     }
     let listener = tokio::net::TcpListener::bind(opts.listen).await?;
     let addr = listener.local_addr()?;
-    let app = App::new(&opts.state_dir, token.as_deref());
-    live::spawn_tailer(app.live.clone(), opts.state_dir.clone(), opts.feed_poll);
+    let source = match &opts.postgres {
+        Some(store) => Source::postgres(store.clone()),
+        None => Source::sled(&opts.state_dir),
+    };
+    let app = App::new(source, token.as_deref());
+    app.source.start(app.live.clone(), opts.feed_poll).await;
     if let Some(c) = Completion::new(&opts.state_dir, &opts.notify) {
         let every = opts.outbox_every;
         tokio::spawn(async move {

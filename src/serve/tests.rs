@@ -112,3 +112,30 @@ fn a_client_that_falls_behind_is_told_so_and_the_writer_never_waits() {
     // The folded document is current, for the resynchronising snapshot.
     assert_eq!(live.doc("acme").unwrap().slug, "acme");
 }
+
+#[test]
+fn shared_feed_events_fold_into_the_store_document_and_the_newer_answer_wins() {
+    let mut st = TenantState::new("acme", "550e8400-e29b-41d4-a716-446655440000");
+    st.status = TenantStatus::Provisioning;
+    let stored = StatusDoc::from_state(&st);
+    let mut live = live::Live::default();
+    // An event without a snapshot first (serve started mid-run): folded into what the store says.
+    live.seed(&stored);
+    let mut sub = live.subscribe("acme");
+    live.push(ev(EventKind::PhaseStarted, 4), false);
+    let doc = live.doc("acme").unwrap();
+    assert_eq!((doc.tenant_id.as_str(), doc.current_phase), (stored.tenant_id.as_str(), Some(4)));
+    assert_eq!(sub.rx.try_recv().unwrap().kind, EventKind::PhaseStarted, "broadcast to clients");
+    // Seeding again does not undo what the feed said.
+    live.seed(&stored);
+    assert_eq!(live.doc("acme").unwrap().current_phase, Some(4));
+    // History (initial) is folded but neither broadcast nor recent.
+    live.push(ev(EventKind::PhaseStarted, 5), true);
+    assert!(sub.rx.try_recv().is_err());
+
+    let (earlier, later) = (Instant::now(), Instant::now() + Duration::from_millis(1));
+    assert!(feed_is_newer(None, None), "the store could not be read");
+    assert!(feed_is_newer(Some(earlier), Some(later)));
+    assert!(!feed_is_newer(Some(later), Some(earlier)));
+    assert!(!feed_is_newer(Some(earlier), None), "nothing arrived since serve started");
+}

@@ -70,7 +70,7 @@ where
     let slug = store_doc.slug.clone();
     let first = match sub.doc {
         // The feed is newer than the store read (or the store was busy): it has the live state.
-        Some((doc, last)) if store_read.is_none() || last.zip(store_read).is_some_and(|(l, r)| l > r) => doc,
+        Some((doc, last)) if super::feed_is_newer(store_read, last) => doc,
         _ => store_doc,
     };
     let mut events = sub.rx;

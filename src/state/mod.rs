@@ -251,11 +251,21 @@ pub trait StateStore: Send + Sync {
         }
         Ok(())
     }
+
+    /// Where progress events go so that other machines can follow a run live: the PostgreSQL
+    /// backend's `matih_feed` table ([`FeedPublisher`]). `None` (the default): this backend shares
+    /// no feed (sled is process-exclusive; its feed files sit beside the store).
+    fn feed_publisher(&self) -> Option<FeedPublisher> {
+        None
+    }
 }
 
 pub use memory::MemoryStore;
 pub use migrate::{migrate, MigrateReport};
-pub use postgres::{digests, lock_key, tenant_digest, ChangeFeed, PostgresStore, CHANGE_CHANNEL, SCHEMA_VERSION};
+pub use postgres::{
+    digests, lock_key, tenant_digest, ChangeFeed, FeedNews, FeedPublisher, FeedRow, PostgresStore, CHANGE_CHANNEL,
+    FEED_CHANNEL, FEED_KEEP_PER_TENANT, SCHEMA_VERSION,
+};
 pub use sled_store::{SledStore, DEFAULT_OPEN_WAIT, FORMAT_VERSION, HOLDERS_FILE};
 
 /// The current time in UTC as RFC 3339 with seconds precision, e.g. `2026-02-12T10:00:00Z`.

@@ -11,6 +11,7 @@
 //! | `matih_history` | replaced state | tenant, serial, time, operation, the whole replaced state (JSON) |
 //! | `matih_audit` | audit entry | tenant, run id, operation, action, outcome, the [`AuditEntry`] (JSON) |
 //! | `matih_locks` | held lock | holder, host, pid, operation, since, and the holding session |
+//! | `matih_feed` | progress event | sequence number, tenant, time, the event (JSON): the shared progress feed ([`feed`]) |
 //!
 //! JSON documents are stored as `text` (exactly what serde wrote; `jsonb` would refuse a `\u0000`).
 //!
@@ -21,6 +22,9 @@
 //!   `FOR UPDATE`, its serial compared (the compare-and-swap), the replaced state appended to the
 //!   history, the tenant and resource rows written, the audit entries appended, and a
 //!   `NOTIFY matih_state, 'slug:serial'` sent (delivered on commit: the change feed).
+//! * **Progress:** an applying process publishes its progress events into `matih_feed` and
+//!   `NOTIFY matih_feed, 'SEQ'` ([`FeedPublisher`]); `matih serve` on any machine follows them and
+//!   the state changes ([`PostgresStore::follow`]). See [`feed`].
 //! * **Locks:** a tenant's lock is a session-level advisory lock taken on this store's lock session
 //!   (one connection held for the store's lifetime) plus a visible row in `matih_locks`. When the
 //!   process dies its session ends and PostgreSQL releases the advisory lock: the row left behind
@@ -51,8 +55,12 @@ use super::{
 use crate::addr::ResourceAddr;
 use crate::provider::postgres::sql::describe;
 
-/// The schema version this binary writes. Version 1: the tables in the module documentation.
-pub const SCHEMA_VERSION: i32 = 1;
+pub mod feed;
+pub use feed::{FeedNews, FeedPublisher, FeedRow, FEED_CHANNEL, FEED_KEEP_PER_TENANT};
+
+/// The schema version this binary writes. Version 1: the state tables; version 2 adds
+/// `matih_feed` (the shared progress feed).
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The channel of the change feed: each committed write notifies `slug:serial` (`slug:removed`).
 pub const CHANGE_CHANNEL: &str = "matih_state";
@@ -107,6 +115,16 @@ CREATE TABLE matih_locks (
     lock_key bigint NOT NULL,
     backend_pid integer NOT NULL
 );
+";
+
+const SCHEMA_V2: &str = "
+CREATE TABLE matih_feed (
+    seq bigserial PRIMARY KEY,
+    slug text NOT NULL,
+    at timestamptz NOT NULL DEFAULT now(),
+    event text NOT NULL
+);
+CREATE INDEX matih_feed_slug ON matih_feed (slug, seq);
 ";
 
 /// Whether the advisory lock of a `matih_locks` row (alias `k`) is still held by its session.
@@ -303,7 +321,10 @@ impl PostgresStore {
             if found < 1 {
                 tx.batch_execute(SCHEMA_V1).await?;
             }
-            // Later versions: `if found < 2 { … }`, each step in this same transaction.
+            if found < 2 {
+                tx.batch_execute(SCHEMA_V2).await?;
+            }
+            // Later versions: `if found < 3 { … }`, each step in this same transaction.
             tx.execute(
                 "INSERT INTO matih_schema (version) VALUES ($1)
                  ON CONFLICT (one) DO UPDATE SET version = EXCLUDED.version, migrated_at = now()",
@@ -852,6 +873,10 @@ impl StateStore for PostgresStore {
         ))
         .map_err(|e| self.io("list the tenants", &e))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn feed_publisher(&self) -> Option<FeedPublisher> {
+        Some(self.publisher())
     }
 
     fn audit(&self, slug: &str) -> Result<Vec<AuditEntry>, StateError> {

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
+#[path = "../support/kube.rs"]
+pub mod kube;
 #[path = "../support/postgres.rs"]
 pub mod postgres;
 #[path = "../support/powerdns.rs"]
@@ -25,39 +27,11 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-pub struct Kube {
-    child: Child,
-    pub url: String,
-}
-
-impl Drop for Kube {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Kube {
-    /// `ready_ms`: how long Deployments take to become ready (makes the apply last long enough to watch).
-    pub fn start(ready_ms: u64) -> Kube {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kube-test-server"))
-            .args(["--listen", "127.0.0.1:0", "--deployment-ready-delay-ms", &ready_ms.to_string()])
-            .args(["--lb-ip-delay-ms", "200", "--certificate-ready-delay-ms", "100"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start kube-test-server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("listening on ").unwrap().to_string();
-        Kube { child, url }
-    }
-}
-
 /// A workspace with tenants/acme.hcl and a matih.hcl pointing at the three servers, plus `extra`
 /// platform blocks. The parent zone exists in PowerDNS.
 pub struct Workspace {
     pub dir: tempfile::TempDir,
-    pub kube: Kube,
+    pub kube: kube::Kube,
     pub pg: &'static postgres::PgServer,
     pub dns: &'static powerdns::PowerDns,
     pub env: Vec<(String, String)>,
@@ -65,7 +39,16 @@ pub struct Workspace {
 
 impl Workspace {
     pub fn new(ready_ms: u64, extra: &str) -> Workspace {
-        let kube = Kube::start(ready_ms);
+        // `ready_ms`: how long Deployments take to become ready (makes the apply last long enough to watch).
+        let ready = ready_ms.to_string();
+        let kube = kube::Kube::start_with(&[
+            "--deployment-ready-delay-ms",
+            &ready,
+            "--lb-ip-delay-ms",
+            "200",
+            "--certificate-ready-delay-ms",
+            "100",
+        ]);
         let pg = postgres::server();
         let dns = powerdns::server();
         // On a thread of its own: the caller may be inside a runtime already.
