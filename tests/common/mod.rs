@@ -53,6 +53,23 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Runs the two variants of a test one after the other (hold the guard for the whole test). For
+/// end-to-end tests whose variants would otherwise collide on the binary's shared servers: the
+/// same tenant's namespace, role, schema and DNS zone. A variant that panicked does not block the
+/// other.
+pub fn one_variant_at_a_time(test: &str) -> std::sync::MutexGuard<'static, ()> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock, PoisonError};
+    static LOCKS: OnceLock<Mutex<HashMap<String, &'static Mutex<()>>>> = OnceLock::new();
+    let lock: &'static Mutex<()> = *LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(test.to_string())
+        .or_insert_with(|| Box::leak(Box::default()));
+    lock.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The variable the postgres variant's platform file names (`url_env`) for the state URL.
 pub const STATE_URL_ENV: &str = "MATIH_TEST_STATE_URL";
 
