@@ -61,7 +61,7 @@ pub fn one_variant_at_a_time(test: &str) -> std::sync::MutexGuard<'static, ()> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock, PoisonError};
     static LOCKS: OnceLock<Mutex<HashMap<String, &'static Mutex<()>>>> = OnceLock::new();
-    let lock: &'static Mutex<()> = *LOCKS
+    let lock: &'static Mutex<()> = LOCKS
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
