@@ -51,6 +51,11 @@ fn plan_output_is_deterministic(backend: Backend) {
     let a = matih(&root(), &state, &["plan", "tenants/"]);
     let b = matih(&root(), &state, &["plan", "tenants/"]);
     assert!(a.status.success(), "{}", stderr(&a));
+    assert!(
+        stdout(&a).contains("1 tenant has no changes: \"globex\"."),
+        "globex is read from the store: {}",
+        stdout(&a)
+    );
     assert_eq!(a.stdout, b.stdout);
     let j1 = matih(&root(), &state, &["plan", "tenants", "--format", "json"]);
     let j2 = matih(&root(), &state, &["plan", "tenants", "--format", "json"]);
@@ -151,6 +156,9 @@ fn secrets_never_appear_in_plans_or_plan_files(backend: Backend) {
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
         let all = format!("{}{}", stdout(&out), stderr(&out));
         assert!(all.contains("kubernetes_secret.database_credentials"), "{args:?} shows the secret resource");
+        if args.len() == 2 {
+            assert!(all.contains("# kubernetes_secret.database_credentials will be updated in place"), "{all}");
+        }
         assert!(!all.contains(CLEAR_SECRET), "{args:?} leaks the clear text");
         assert!(!all.contains(fp_hex), "{args:?} shows a fingerprint");
     }
@@ -187,6 +195,7 @@ fn saved_plan_shows_the_same_and_a_tampered_one_is_refused(backend: Backend) {
 }
 on_both_backends!(saved_plan_shows_the_same_and_a_tampered_one_is_refused);
 
+// No state is read or written: runs once.
 #[test]
 fn validate_reports_every_error_with_file_line_and_column() {
     let dir = tmp();
@@ -224,6 +233,7 @@ fn a_syntax_error_is_located_and_nothing_is_written(backend: Backend) {
 }
 on_both_backends!(a_syntax_error_is_located_and_nothing_is_written);
 
+// No state is read or written: runs once.
 #[test]
 fn valid_examples_validate() {
     let out = matih(&root(), &TestState::new(Backend::Sled), &["validate"]);
@@ -231,6 +241,7 @@ fn valid_examples_validate() {
     assert!(stdout(&out).contains("3 tenants valid"), "{}", stdout(&out));
 }
 
+// No state is read or written: runs once.
 #[test]
 fn graph_prints_dot_with_one_cluster_per_phase() {
     let out = matih(&root(), &TestState::new(Backend::Sled), &["graph", "tenants/acme.hcl"]);
