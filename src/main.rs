@@ -686,6 +686,24 @@ fn open_for_run(path: &Path, lock_timeout: Duration) -> Result<SledStore> {
     }
 }
 
+/// Before an apply or destroy plans on the postgres backend, waits up to `timeout` for the runs
+/// holding these tenants' locks to finish, so that it plans against the state they leave, as on
+/// sled (where `open_for_run` waits for the store itself). Fails naming the holder when the wait
+/// runs out.
+fn wait_for_tenant_locks(store: &dyn StateStore, slugs: &[&str], timeout: Duration) -> Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        let Some(holder) = store.locks()?.into_iter().find(|l| slugs.contains(&l.slug.as_str())) else {
+            return Ok(());
+        };
+        if started.elapsed() >= timeout {
+            let e = StateError::Locked { slug: holder.slug.clone(), holder: Box::new(holder) };
+            bail!("{e}; nothing was changed (still locked after waiting {})", humantime::format_duration(timeout));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The progress hooks the flags and the terminal ask for.
 fn progress_hooks(progress: Progress) -> Arc<dyn Hooks> {
     match progress {
@@ -914,6 +932,14 @@ fn apply_cmd(global: &Global, args: &ApplyArgs, color: bool, destroy: bool) -> R
     } else {
         open_store_at(&loc, StoreUse::Run(args.lock_timeout))?
     };
+    // A prompt, or a single tenant: the plan shown is made against the state the holders leave.
+    // (An --auto-approve run over several tenants sets held ones aside and plans them again under
+    // their locks instead: waiting here for every lock would stop runners from sharing a fleet.)
+    let fleet_run = args.auto_approve && inputs.graphs.len() > 1;
+    if loc.backend == StateBackend::Postgres && !args.lock_timeout.is_zero() && !fleet_run {
+        let slugs: Vec<&str> = inputs.graphs.iter().map(|g| g.tenant.slug.as_str()).collect();
+        wait_for_tenant_locks(store.as_ref(), &slugs, args.lock_timeout)?;
+    }
     let providers = connect_providers(&inputs.platform, &inputs.catalog, &rt)?;
     let plan = if destroy {
         let mut tenants = Vec::new();

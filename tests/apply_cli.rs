@@ -1,14 +1,15 @@
 //! `matih apply` and `matih destroy` through the real binary: what they refuse, the confirmation
 //! prompt, and a destroy against the Kubernetes API test server.
 
+#[macro_use]
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
-use common::{applied_state, compile_file, root, stderr, stdout};
-use matih::state::{SledStore, StateStore, TenantStatus};
+use common::{applied_state, compile_file, root, stderr, stdout, Backend, TestState};
+use matih::state::TenantStatus;
 
 struct Server {
     child: Child,
@@ -34,19 +35,12 @@ fn kube_server() -> Server {
     Server { child, url }
 }
 
-/// Runs matih in `dir` with `stdin` as its standard input (None: closed).
-fn matih_with_stdin(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_matih"))
-        .args(args)
-        .current_dir(dir)
-        .env("MATIH_STATE_DIR", dir.join("state"))
-        .env("NO_COLOR", "1")
-        .env_remove("MATIH_PLATFORM_FILE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+/// Runs matih in `dir` on `state` with `stdin` as its standard input (None: closed).
+fn matih_with_stdin(dir: &Path, state: &TestState, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_matih"));
+    cmd.args(args).current_dir(dir).env("NO_COLOR", "1");
+    state.configure(&mut cmd, dir);
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut input = child.stdin.take().unwrap();
     if let Some(s) = stdin {
         input.write_all(s.as_bytes()).unwrap();
@@ -55,74 +49,76 @@ fn matih_with_stdin(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn setup(dir: &Path, platform: Option<&str>) {
+fn setup(dir: &Path, state: &TestState, platform: Option<&str>) {
     std::fs::create_dir_all(dir.join("tenants")).unwrap();
     std::fs::copy(root().join("tenants/acme.hcl"), dir.join("tenants/acme.hcl")).unwrap();
     if let Some(p) = platform {
-        std::fs::write(dir.join("matih.hcl"), p).unwrap();
+        state.write_platform(dir, p);
     }
 }
 
-#[test]
-fn apply_without_providers_explains_what_is_missing_and_changes_nothing() {
+fn apply_without_providers_explains_what_is_missing_and_changes_nothing(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    setup(dir.path(), None);
-    let out = matih_with_stdin(dir.path(), &["apply", "tenants/acme.hcl"], Some("yes\n"));
+    let state = TestState::new(backend);
+    setup(dir.path(), &state, None);
+    let out = matih_with_stdin(dir.path(), &state, &["apply", "tenants/acme.hcl"], Some("yes\n"));
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let err = stderr(&out);
     assert!(err.contains("no provider can reach"), "{err}");
     assert!(err.contains("add a `kubernetes` block to the platform file"), "{err}");
     assert!(!stdout(&out).contains("Enter a value"), "it fails before asking");
-    assert!(!dir.path().join("state").exists(), "nothing was written");
+    state.assert_nothing_recorded();
 }
+on_both_backends!(apply_without_providers_explains_what_is_missing_and_changes_nothing);
 
 /// State that records acme's Kubernetes resources only (as if the other providers' resources had
 /// been removed), so a destroy needs nothing but the Kubernetes provider.
-fn record_kubernetes_only(dir: &Path) {
+fn record_kubernetes_only(dir: &Path, state: &TestState) {
     let graph = compile_file(&dir.join("tenants/acme.hcl"));
     let mut st = applied_state(&graph);
     st.resources.retain(|a, _| a.kind.starts_with("kubernetes_"));
-    SledStore::open(&dir.join("state")).unwrap().put(&st, None, "test").unwrap();
+    state.store().put(&st, None, "test").unwrap();
 }
 
-#[test]
-fn destroy_asks_first_and_only_yes_goes_ahead() {
+fn destroy_asks_first_and_only_yes_goes_ahead(backend: Backend) {
     let server = kube_server();
     let dir = tempfile::tempdir().unwrap();
+    let state = TestState::new(backend);
     let platform = format!("kubernetes {{\n  api_url = \"{}\"\n  poll_interval_ms = 20\n}}\n", server.url);
-    setup(dir.path(), Some(&platform));
-    record_kubernetes_only(dir.path());
-    let serial = || SledStore::open(&dir.path().join("state")).unwrap().get("acme").unwrap().unwrap().serial;
+    setup(dir.path(), &state, Some(&platform));
+    record_kubernetes_only(dir.path(), &state);
+    let serial = || state.store().get("acme").unwrap().unwrap().serial;
     let before = serial();
 
-    let out = matih_with_stdin(dir.path(), &["destroy", "tenants/acme.hcl"], Some("no\n"));
+    let out = matih_with_stdin(dir.path(), &state, &["destroy", "tenants/acme.hcl"], Some("no\n"));
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("Do you really want to destroy these tenants?"), "{}", stdout(&out));
     assert!(stdout(&out).contains("Only 'yes' will be accepted"));
     assert!(stderr(&out).contains("Destroy cancelled; nothing was changed."), "{}", stderr(&out));
     assert_eq!(serial(), before);
 
-    let out = matih_with_stdin(dir.path(), &["destroy", "tenants/acme.hcl"], None);
+    let out = matih_with_stdin(dir.path(), &state, &["destroy", "tenants/acme.hcl"], None);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("standard input is closed"), "{}", stderr(&out));
     assert_eq!(serial(), before);
 
-    let out = matih_with_stdin(dir.path(), &["destroy", "tenants/acme.hcl"], Some("yes\n"));
+    let out = matih_with_stdin(dir.path(), &state, &["destroy", "tenants/acme.hcl"], Some("yes\n"));
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("acme: kubernetes_namespace.tenant: Destruction complete"), "{text}");
     assert!(text.contains("Destroy complete! Resources: 0 added, 0 changed,"), "{text}");
     // The tenant's state is removed; its history says it was destroyed.
-    let store = SledStore::open(&dir.path().join("state")).unwrap();
+    let store = state.store();
     assert_eq!(store.get("acme").unwrap(), None);
     let last = store.history("acme").unwrap().pop().unwrap();
     assert_eq!(last.state.status, TenantStatus::Destroyed);
     assert!(last.state.resources.is_empty());
     drop(store);
-    let status = matih_with_stdin(dir.path(), &["status", "acme"], None);
+    let status = matih_with_stdin(dir.path(), &state, &["status", "acme"], None);
     assert!(stdout(&status).contains("Status:     DESTROYED"), "{}", stdout(&status));
     // The namespace went last: every phase ran in reverse order.
     let ns = text.find("kubernetes_namespace.tenant: Destroying").unwrap();
     let ingress = text.find("kubernetes_ingress.tenant: Destroying").unwrap();
     assert!(ingress < ns);
 }
+on_both_backends!(destroy_asks_first_and_only_yes_goes_ahead);

@@ -6,17 +6,18 @@
 //! refused when stale, tampered with, or when a resource changed in the real world.
 //!
 //! PostgreSQL and PowerDNS are shared by the tests of this binary, so each test uses its own tenant
-//! (acme, globex, initech) and its own Kubernetes API test server and state directory.
+//! (acme, globex, initech) and its own Kubernetes API test server and state. Every test runs on
+//! both state backends (`…::sled`, `…::postgres`); the two variants of a test take turns.
 
+#[macro_use]
 mod common;
 #[path = "support/kube.rs"]
 mod kube;
-#[path = "support/postgres.rs"]
-mod postgres;
 #[path = "support/powerdns.rs"]
 mod powerdns;
 
-use common::{psql, text};
+use common::pg as postgres;
+use common::{psql, text, Backend, TestState};
 use kube::Kube;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -26,34 +27,33 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use matih::provider::dns::{DnsBackend, PowerDnsBackend, RecordSet};
-use matih::state::{SledStore, StateStore, TenantStatus};
+use matih::state::TenantStatus;
 
 const PARENT: &str = "matih.test";
 
-fn command(dir: &Path, args: &[&str]) -> Command {
+fn command(dir: &Path, state: &TestState, args: &[&str]) -> Command {
     let (pg, dns) = (postgres::server(), powerdns::server());
     let mut c = Command::new(env!("CARGO_BIN_EXE_matih"));
     c.args(args)
         .current_dir(dir)
-        .env("MATIH_STATE_DIR", dir.join("state"))
         .env("NO_COLOR", "1")
         .env("MATIH_POSTGRES_ADMIN_URL", &pg.admin_url)
         .env("PDNS_API_KEY", &dns.api_key)
         .env("ACME_SLACK_WEBHOOK", "https://hooks.slack.example/services/T0/B0/acme")
         .env("INITECH_SLACK_WEBHOOK", "https://hooks.slack.example/services/T0/B0/initech")
-        .env_remove("MATIH_PLATFORM_FILE")
         .env_remove("MATIH_LOG")
         .stdin(Stdio::null());
+    state.configure(&mut c, dir);
     c
 }
 
-fn matih(dir: &Path, args: &[&str]) -> Output {
-    command(dir, args).output().unwrap()
+fn matih(dir: &Path, state: &TestState, args: &[&str]) -> Output {
+    command(dir, state, args).output().unwrap()
 }
 
 /// Starts matih with stdout piped; its lines arrive on the returned channel.
-fn spawn(dir: &Path, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
-    let mut child = command(dir, args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+fn spawn(dir: &Path, state: &TestState, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    let mut child = command(dir, state, args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let (tx, rx) = mpsc::channel();
     let out = child.stdout.take().unwrap();
     std::thread::spawn(move || {
@@ -90,7 +90,7 @@ fn db_url(db: &str) -> String {
     format!("{}/{db}", &admin[..admin.rfind('/').unwrap()])
 }
 
-fn backend() -> PowerDnsBackend {
+fn pdns() -> PowerDnsBackend {
     let dns = powerdns::server();
     PowerDnsBackend::new(&dns.api_url, "localhost", dns.api_key.clone(), vec!["ns1.matih.test.".into()]).unwrap()
 }
@@ -100,7 +100,7 @@ fn parent_zone() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let b = backend();
+        let b = pdns();
         rt.block_on(b.create_zone(PARENT)).unwrap();
         let www = RecordSet { ttl: 300, records: vec!["198.51.100.7".into()] };
         rt.block_on(b.replace_rrset(PARENT, "www", "A", &www)).unwrap();
@@ -108,15 +108,14 @@ fn parent_zone() {
 }
 
 /// A working directory with `tenant`'s spec and a platform file for the three servers.
-fn workdir(kube: &Kube, tenant: &str) -> tempfile::TempDir {
+fn workdir(kube: &Kube, state: &TestState, tenant: &str) -> tempfile::TempDir {
     parent_zone();
     let (pg, dns) = (postgres::server(), powerdns::server());
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
     let spec = format!("tenants/{tenant}.hcl");
     std::fs::copy(common::root().join(&spec), dir.path().join(&spec)).unwrap();
-    std::fs::write(dir.path().join("matih.hcl"), common::platform_hcl(PARENT, &dns.api_url, pg.port, &kube.url))
-        .unwrap();
+    state.write_platform(dir.path(), &common::platform_hcl(PARENT, &dns.api_url, pg.port, &kube.url));
     dir
 }
 
@@ -127,17 +126,19 @@ fn kube_count(kube: &Kube, kind: &str, ns: &str) -> usize {
     v["items"].as_array().unwrap().len()
 }
 
-#[test]
-fn a_run_killed_in_phase_3_converges_on_the_next_apply_and_destroy_leaves_nothing_behind() {
+fn a_run_killed_in_phase_3_converges_on_the_next_apply_and_destroy_leaves_nothing_behind(backend: Backend) {
+    let _one = common::one_variant_at_a_time("acme");
+    let state = &TestState::new(backend);
     let kube = Kube::start();
-    let dir = workdir(&kube, "acme");
+    let dir = workdir(&kube, state, "acme");
     let graph = common::compile_file(&dir.path().join("tenants/acme.hcl"));
     let count = |kind: &str| graph.apply_order().iter().filter(|r| r.addr.kind == kind).count();
 
     let mut created_before_kill = Vec::new();
     // Slow API, so the kill lands while phase 3's deployments are being created.
     kube.latency(40);
-    let (mut child, rx) = spawn(dir.path(), &["apply", "tenants/acme.hcl", "--auto-approve", "--parallelism", "2"]);
+    let (mut child, rx) =
+        spawn(dir.path(), state, &["apply", "tenants/acme.hcl", "--auto-approve", "--parallelism", "2"]);
     let mut seen = Vec::new();
     wait_for(&rx, "acme: Phase 3/10 DEPLOY_CORE_SERVICES started", &mut seen);
     wait_for(&rx, "Creating...", &mut seen);
@@ -147,7 +148,7 @@ fn a_run_killed_in_phase_3_converges_on_the_next_apply_and_destroy_leaves_nothin
     kube.latency(0);
 
     {
-        let store = SledStore::open(&dir.path().join("state")).unwrap();
+        let store = state.store();
         let st = store.get("acme").unwrap().expect("state written before the kill");
         assert_eq!(st.status, TenantStatus::Provisioning);
         assert!(st.resources.contains_key(&"kubernetes_namespace.tenant".parse().unwrap()));
@@ -162,18 +163,22 @@ fn a_run_killed_in_phase_3_converges_on_the_next_apply_and_destroy_leaves_nothin
             let exists = kube.kubectl(&["get", kind, &name, "-n", "matih-acme"]).status.success();
             created_before_kill.push((addr.to_string(), exists));
         }
-        // The dead run's lock is still there; the next run takes it over (its pid is gone).
-        assert_eq!(store.locks().unwrap().len(), 1);
+        match backend {
+            // The dead run's lock is still there; the next run takes it over (its pid is gone).
+            Backend::Sled => assert_eq!(store.locks().unwrap().len(), 1),
+            // The dead run's session ended and PostgreSQL released its advisory lock with it.
+            Backend::Postgres => assert_eq!(store.locks().unwrap(), []),
+        }
     }
-    let status = text(&matih(dir.path(), &["status", "acme"]));
+    let status = text(&matih(dir.path(), state, &["status", "acme"]));
     assert!(status.contains("In flight:"), "{status}");
 
     // Re-run: converges to ACTIVE, nothing duplicated, and a plan afterwards has nothing to do.
-    let out = matih(dir.path(), &["apply", "tenants/acme.hcl", "--auto-approve"]);
+    let out = matih(dir.path(), state, &["apply", "tenants/acme.hcl", "--auto-approve"]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = matih(dir.path(), &["plan", "tenants/acme.hcl", "--detailed-exitcode"]);
+    let out = matih(dir.path(), state, &["plan", "tenants/acme.hcl", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let status = text(&matih(dir.path(), &["status", "acme"]));
+    let status = text(&matih(dir.path(), state, &["status", "acme"]));
     assert!(status.contains("Status:     ACTIVE") && !status.contains("In flight"), "{status}");
     assert_eq!(kube_count(&kube, "deployments", "matih-acme"), count("kubernetes_deployment"));
     assert_eq!(kube_count(&kube, "services", "matih-acme"), count("kubernetes_service"));
@@ -192,7 +197,7 @@ fn a_run_killed_in_phase_3_converges_on_the_next_apply_and_destroy_leaves_nothin
     .unwrap();
     let schemas = "SELECT count(*) FROM pg_namespace WHERE nspname = 'tenant_acme'";
     assert_eq!(psql(&db_url(&db), schemas), "1");
-    let history = text(&matih(dir.path(), &["status", "acme", "--history"]));
+    let history = text(&matih(dir.path(), state, &["status", "acme", "--history"]));
     for (addr, existed) in &created_before_kill {
         let outcome = if *existed { "adopted" } else { "gone" };
         assert!(
@@ -202,7 +207,7 @@ fn a_run_killed_in_phase_3_converges_on_the_next_apply_and_destroy_leaves_nothin
     }
 
     // Destroy: nothing is left, the parent zone keeps its own records, the state is gone.
-    let out = matih(dir.path(), &["destroy", "tenants/acme.hcl", "--auto-approve"]);
+    let out = matih(dir.path(), state, &["destroy", "tenants/acme.hcl", "--auto-approve"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(!kube.kubectl(&["get", "ns", "matih-acme"]).status.success(), "the namespace is gone");
     assert_eq!(psql(&postgres::server().admin_url, "SELECT count(*) FROM pg_roles WHERE rolname = 'tenant_acme'"), "0");
@@ -210,28 +215,30 @@ fn a_run_killed_in_phase_3_converges_on_the_next_apply_and_destroy_leaves_nothin
     assert!(dns.dig(&format!("api.acme.{PARENT}"), "A").is_empty());
     assert!(dns.dig(&format!("acme.{PARENT}"), "NS").is_empty(), "the delegation is gone");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    assert_eq!(rt.block_on(backend().get_zone(&format!("acme.{PARENT}"))).unwrap(), None, "the zone is gone");
+    assert_eq!(rt.block_on(pdns().get_zone(&format!("acme.{PARENT}"))).unwrap(), None, "the zone is gone");
     assert_eq!(dns.dig(&format!("www.{PARENT}"), "A"), ["198.51.100.7"], "the parent's own records stay");
-    let list = text(&matih(dir.path(), &["state", "list"]));
+    let list = text(&matih(dir.path(), state, &["state", "list"]));
     assert!(!list.contains("acme"), "{list}");
-    let status = matih(dir.path(), &["status", "acme"]);
+    let status = matih(dir.path(), state, &["status", "acme"]);
     assert!(status.status.success() && text(&status).contains("DESTROYED"), "{}", text(&status));
-    let audit = matih(dir.path(), &["status", "acme", "--history", "--json"]);
+    let audit = matih(dir.path(), state, &["status", "acme", "--history", "--json"]);
     let audit: Vec<serde_json::Value> = serde_json::from_slice(&audit.stdout).unwrap();
     assert!(audit.iter().any(|e| e["operation"] == "destroy" && e["outcome"] == "destroyed"), "{audit:?}");
     assert!(!serde_json::to_string(&audit).unwrap().contains("hooks.slack.example"), "no secrets in the audit log");
 }
+on_both_backends!(a_run_killed_in_phase_3_converges_on_the_next_apply_and_destroy_leaves_nothing_behind);
 
-#[test]
-fn a_second_apply_is_refused_naming_the_holder_or_waits_with_lock_timeout() {
+fn a_second_apply_is_refused_naming_the_holder_or_waits_with_lock_timeout(backend: Backend) {
+    let _one = common::one_variant_at_a_time("globex");
+    let state = &TestState::new(backend);
     let kube = Kube::start();
-    let dir = workdir(&kube, "globex");
+    let dir = workdir(&kube, state, "globex");
     kube.latency(30);
-    let (mut first, rx) = spawn(dir.path(), &["apply", "tenants/globex.hcl", "--auto-approve"]);
+    let (mut first, rx) = spawn(dir.path(), state, &["apply", "tenants/globex.hcl", "--auto-approve"]);
     let mut seen = Vec::new();
     wait_for(&rx, "globex: Phase 2/10 SETUP_DATABASE started", &mut seen);
 
-    let out = matih(dir.path(), &["apply", "tenants/globex.hcl", "--auto-approve"]);
+    let out = matih(dir.path(), state, &["apply", "tenants/globex.hcl", "--auto-approve"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tenant \"globex\" is locked by"), "{err}");
@@ -240,33 +247,35 @@ fn a_second_apply_is_refused_naming_the_holder_or_waits_with_lock_timeout() {
     assert!(err.contains("nothing was changed"), "{err}");
 
     // With --lock-timeout the second run waits for the first, then finds nothing left to do.
-    let out = matih(dir.path(), &["apply", "tenants/globex.hcl", "--auto-approve", "--lock-timeout", "3m"]);
+    let out = matih(dir.path(), state, &["apply", "tenants/globex.hcl", "--auto-approve", "--lock-timeout", "3m"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("No changes."), "{}", text(&out));
     let status = first.wait().unwrap();
     assert!(status.success());
-    assert!(text(&matih(dir.path(), &["status", "globex"])).contains("ACTIVE"));
-    let out = matih(dir.path(), &["destroy", "tenants/globex.hcl", "--auto-approve"]);
+    assert!(text(&matih(dir.path(), state, &["status", "globex"])).contains("ACTIVE"));
+    let out = matih(dir.path(), state, &["destroy", "tenants/globex.hcl", "--auto-approve"]);
     assert!(out.status.success(), "{}", text(&out));
 }
+on_both_backends!(a_second_apply_is_refused_naming_the_holder_or_waits_with_lock_timeout);
 
-#[test]
-fn saved_plans_apply_without_a_prompt_and_are_refused_when_stale_tampered_or_overtaken() {
+fn saved_plans_apply_without_a_prompt_and_are_refused_when_stale_tampered_or_overtaken(backend: Backend) {
+    let _one = common::one_variant_at_a_time("initech");
+    let state = &TestState::new(backend);
     let kube = Kube::start();
-    let dir = workdir(&kube, "initech");
+    let dir = workdir(&kube, state, "initech");
     let d = dir.path();
     let spec = d.join("tenants/initech.hcl");
     let plan = |out: &str| {
-        let o = matih(d, &["plan", "tenants/initech.hcl", "-out", out]);
+        let o = matih(d, state, &["plan", "tenants/initech.hcl", "-out", out]);
         assert!(o.status.success(), "{}", text(&o));
     };
 
     // Applied exactly, with stdin closed: no prompt.
     plan("p1");
-    let out = matih(d, &["apply", "p1"]);
+    let out = matih(d, state, &["apply", "p1"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(!text(&out).contains("Enter a value"), "{}", text(&out));
-    assert!(text(&matih(d, &["status", "initech"])).contains("ACTIVE"));
+    assert!(text(&matih(d, state, &["status", "initech"])).contains("ACTIVE"));
 
     // Stale: two plans made from the same state; once one is applied, the other is refused even
     // though the resource it changes is untouched in the real world.
@@ -282,9 +291,9 @@ fn saved_plans_apply_without_a_prompt_and_are_refused_when_stale_tampered_or_ove
     plan("p2");
     services(4, 2);
     plan("p3");
-    let out = matih(d, &["apply", "p2"]);
+    let out = matih(d, state, &["apply", "p2"]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = matih(d, &["apply", "p3"]);
+    let out = matih(d, state, &["apply", "p3"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("state of tenant \"initech\" changed since the plan was made"), "{}", text(&out));
 
@@ -293,7 +302,7 @@ fn saved_plans_apply_without_a_prompt_and_are_refused_when_stale_tampered_or_ove
     let tampered = sealed.replacen("\\\"replicas\\\":4", "\\\"replicas\\\":9", 1);
     assert_ne!(sealed, tampered, "the edit applied");
     std::fs::write(d.join("p3-tampered"), tampered).unwrap();
-    let out = matih(d, &["apply", "p3-tampered"]);
+    let out = matih(d, state, &["apply", "p3-tampered"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("has been modified since it was written"), "{}", text(&out));
 
@@ -313,10 +322,10 @@ fn saved_plans_apply_without_a_prompt_and_are_refused_when_stale_tampered_or_ove
     let patch = r#"{"spec":{"replicas":7}}"#;
     let scaled = kube.kubectl(&["patch", "deployment", &query, "-n", "matih-initech", "--type=merge", "-p", patch]);
     assert!(scaled.status.success(), "{}", text(&scaled));
-    let out = matih(d, &["apply", "p4"]);
+    let out = matih(d, state, &["apply", "p4"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("changed in the real world since the plan was made"), "{}", text(&out));
-    let st = SledStore::open(&d.join("state")).unwrap().get("initech").unwrap().unwrap();
+    let st = state.store().get("initech").unwrap().unwrap();
     assert_eq!(st.status, TenantStatus::Active, "nothing was applied");
     drop(st);
 
@@ -324,16 +333,17 @@ fn saved_plans_apply_without_a_prompt_and_are_refused_when_stale_tampered_or_ove
     let protected =
         std::fs::read_to_string(&spec).unwrap().replace("  display_name", "  protect_database = true\n  display_name");
     std::fs::write(&spec, protected).unwrap();
-    let out = matih(d, &["destroy", "tenants/initech.hcl", "--auto-approve"]);
+    let out = matih(d, state, &["destroy", "tenants/initech.hcl", "--auto-approve"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tenants/initech.hcl:7:22: tenant \"initech\" has protect_database = true"), "{err}");
     assert!(err.contains("delete postgresql_database.tenant"), "{err}");
-    assert!(text(&matih(d, &["status", "initech"])).contains("ACTIVE"), "nothing was destroyed");
-    let out = matih(d, &["destroy", "tenants/initech.hcl", "--auto-approve", "--allow-data-loss"]);
+    assert!(text(&matih(d, state, &["status", "initech"])).contains("ACTIVE"), "nothing was destroyed");
+    let out = matih(d, state, &["destroy", "tenants/initech.hcl", "--auto-approve", "--allow-data-loss"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(
         psql(&postgres::server().admin_url, "SELECT count(*) FROM pg_database WHERE datname LIKE '%initech%'"),
         "0"
     );
 }
+on_both_backends!(saved_plans_apply_without_a_prompt_and_are_refused_when_stale_tampered_or_overtaken);

@@ -1,12 +1,13 @@
-//! End-to-end tests of the `matih` binary: validate, plan, show, graph, state and status.
+//! End-to-end tests of the `matih` binary: validate, plan, show, graph, state and status. Every
+//! test that touches state runs on both backends (`NAME::sled`, `NAME::postgres`).
 
+#[macro_use]
 mod common;
 
 use std::fs;
 use std::path::Path;
 
-use common::{applied_state, compile_file, matih, root, stderr, stdout, CLEAR_SECRET};
-use matih::state::{SledStore, StateStore};
+use common::{applied_state, compile_file, matih, record, root, stderr, stdout, Backend, TestState, CLEAR_SECRET};
 use matih::value::fingerprint;
 
 fn tmp() -> tempfile::TempDir {
@@ -21,16 +22,9 @@ fn scratch_tenants(dir: &Path) {
     }
 }
 
-fn record(state_dir: &Path, spec: &Path) {
-    let graph = compile_file(spec);
-    let store = SledStore::open(state_dir).unwrap();
-    store.put(&applied_state(&graph), None, "test").unwrap();
-}
-
-#[test]
-fn plan_of_a_new_tenant_creates_every_resource_of_the_ten_phases() {
-    let state = tmp();
-    let out = matih(&root(), state.path(), &["plan", "tenants/acme.hcl"]);
+fn plan_of_a_new_tenant_creates_every_resource_of_the_ten_phases(backend: Backend) {
+    let state = TestState::new(backend);
+    let out = matih(&root(), &state, &["plan", "tenants/acme.hcl"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let mut last = 0;
@@ -47,47 +41,53 @@ fn plan_of_a_new_tenant_creates_every_resource_of_the_ten_phases() {
     let summary = format!("Plan: {} to add, 0 to change, 0 to destroy.", graph.len());
     assert!(text.trim_end().ends_with(&summary), "summary line: {}", text.lines().last().unwrap_or(""));
     assert!(graph.len() >= 45, "roughly 50 resources per tenant, got {}", graph.len());
-    assert!(!state.path().join("db").exists(), "plan must not create a state store");
+    state.assert_nothing_recorded();
 }
+on_both_backends!(plan_of_a_new_tenant_creates_every_resource_of_the_ten_phases);
 
-#[test]
-fn plan_output_is_deterministic() {
-    let state = tmp();
-    let a = matih(&root(), state.path(), &["plan", "tenants/"]);
-    let b = matih(&root(), state.path(), &["plan", "tenants/"]);
+fn plan_output_is_deterministic(backend: Backend) {
+    let state = TestState::new(backend);
+    record(&state, &root().join("tenants/globex.hcl"));
+    let a = matih(&root(), &state, &["plan", "tenants/"]);
+    let b = matih(&root(), &state, &["plan", "tenants/"]);
     assert!(a.status.success(), "{}", stderr(&a));
+    assert!(
+        stdout(&a).contains("1 tenant has no changes: \"globex\"."),
+        "globex is read from the store: {}",
+        stdout(&a)
+    );
     assert_eq!(a.stdout, b.stdout);
-    let j1 = matih(&root(), state.path(), &["plan", "tenants", "--format", "json"]);
-    let j2 = matih(&root(), state.path(), &["plan", "tenants", "--format", "json"]);
+    let j1 = matih(&root(), &state, &["plan", "tenants", "--format", "json"]);
+    let j2 = matih(&root(), &state, &["plan", "tenants", "--format", "json"]);
     assert_eq!(j1.stdout, j2.stdout);
 }
+on_both_backends!(plan_output_is_deterministic);
 
-#[test]
-fn json_plan_is_versioned_and_lists_every_tenant() {
-    let state = tmp();
-    let out = matih(&root(), state.path(), &["plan", "tenants", "--format", "json"]);
+fn json_plan_is_versioned_and_lists_every_tenant(backend: Backend) {
+    let state = TestState::new(backend);
+    let out = matih(&root(), &state, &["plan", "tenants", "--format", "json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     assert_eq!(v["format_version"], matih::plan::FORMAT_VERSION);
     let slugs: Vec<&str> = v["tenants"].as_array().unwrap().iter().map(|t| t["slug"].as_str().unwrap()).collect();
     assert_eq!(slugs, ["acme", "globex", "initech"]);
 }
+on_both_backends!(json_plan_is_versioned_and_lists_every_tenant);
 
-#[test]
-fn detailed_exitcode_is_2_with_changes_and_0_without() {
-    let state = tmp();
-    let out = matih(&root(), state.path(), &["plan", "tenants/acme.hcl", "--detailed-exitcode"]);
+fn detailed_exitcode_is_2_with_changes_and_0_without(backend: Backend) {
+    let state = TestState::new(backend);
+    let out = matih(&root(), &state, &["plan", "tenants/acme.hcl", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    record(state.path(), &root().join("tenants/acme.hcl"));
-    let out = matih(&root(), state.path(), &["plan", "tenants/acme.hcl", "--detailed-exitcode"]);
+    record(&state, &root().join("tenants/acme.hcl"));
+    let out = matih(&root(), &state, &["plan", "tenants/acme.hcl", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
 }
+on_both_backends!(detailed_exitcode_is_2_with_changes_and_0_without);
 
-#[test]
-fn a_changed_spec_shows_attribute_level_updates_only() {
+fn a_changed_spec_shows_attribute_level_updates_only(backend: Backend) {
     let dir = tmp();
-    let state = dir.path().join("state");
+    let state = TestState::new(backend);
     scratch_tenants(dir.path());
     let spec = dir.path().join("tenants/acme.hcl");
     record(&state, &spec);
@@ -100,11 +100,11 @@ fn a_changed_spec_shows_attribute_level_updates_only() {
     assert!(text.contains("2 -> 3"), "{text}");
     assert!(text.contains("Plan: 0 to add, 1 to change, 0 to destroy."), "{text}");
 }
+on_both_backends!(a_changed_spec_shows_attribute_level_updates_only);
 
-#[test]
-fn a_removed_resource_is_destroyed_and_a_renamed_one_replaced() {
+fn a_removed_resource_is_destroyed_and_a_renamed_one_replaced(backend: Backend) {
     let dir = tmp();
-    let state = dir.path().join("state");
+    let state = TestState::new(backend);
     scratch_tenants(dir.path());
     let spec = dir.path().join("tenants/acme.hcl");
     let graph = compile_file(&spec);
@@ -119,7 +119,7 @@ fn a_removed_resource_is_destroyed_and_a_renamed_one_replaced() {
     if let Some(matih::value::Value::Map(meta)) = ns_state.attrs.get_mut("metadata") {
         meta.insert("name".into(), "matih-acme-old".into());
     }
-    SledStore::open(&state).unwrap().put(&st, None, "test").unwrap();
+    state.store().put(&st, None, "test").unwrap();
     let out = matih(dir.path(), &state, &["plan", "tenants/acme.hcl"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
@@ -128,11 +128,11 @@ fn a_removed_resource_is_destroyed_and_a_renamed_one_replaced() {
     assert!(text.contains("# forces replacement"), "{text}");
     assert!(text.contains("Plan: 1 to add, 0 to change, 2 to destroy."), "{text}");
 }
+on_both_backends!(a_removed_resource_is_destroyed_and_a_renamed_one_replaced);
 
-#[test]
-fn secrets_never_appear_in_plans_or_plan_files() {
+fn secrets_never_appear_in_plans_or_plan_files(backend: Backend) {
     let dir = tmp();
-    let state = dir.path().join("state");
+    let state = TestState::new(backend);
     scratch_tenants(dir.path());
     let spec = dir.path().join("tenants/acme.hcl");
     let graph = compile_file(&spec);
@@ -142,7 +142,7 @@ fn secrets_never_appear_in_plans_or_plan_files() {
     if let Some(matih::value::Value::Map(meta)) = st.resources.get_mut(&addr).unwrap().attrs.get_mut("metadata") {
         meta.insert("labels".into(), matih::value::Value::map([("stale", "yes".into())]));
     }
-    SledStore::open(&state).unwrap().put(&st, None, "test").unwrap();
+    state.store().put(&st, None, "test").unwrap();
     let fp = fingerprint(CLEAR_SECRET);
     let fp_hex = fp.trim_start_matches("sha256:");
     let planfile = dir.path().join("acme.plan");
@@ -156,6 +156,9 @@ fn secrets_never_appear_in_plans_or_plan_files() {
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
         let all = format!("{}{}", stdout(&out), stderr(&out));
         assert!(all.contains("kubernetes_secret.database_credentials"), "{args:?} shows the secret resource");
+        if args.len() == 2 {
+            assert!(all.contains("# kubernetes_secret.database_credentials will be updated in place"), "{all}");
+        }
         assert!(!all.contains(CLEAR_SECRET), "{args:?} leaks the clear text");
         assert!(!all.contains(fp_hex), "{args:?} shows a fingerprint");
     }
@@ -164,27 +167,15 @@ fn secrets_never_appear_in_plans_or_plan_files() {
     let shown = matih(dir.path(), &state, &["show", planfile.to_str().unwrap()]);
     assert!(shown.status.success(), "{}", stderr(&shown));
     assert!(!stdout(&shown).contains(fp_hex));
-    let db_bytes: Vec<u8> = walk(&state).into_iter().flat_map(|p| fs::read(p).unwrap()).collect();
-    assert!(!String::from_utf8_lossy(&db_bytes).contains(CLEAR_SECRET));
+    let stored = String::from_utf8_lossy(&state.contents()).into_owned();
+    assert!(stored.contains("kubernetes_secret.database_credentials"), "the store's contents were read");
+    assert!(!stored.contains(CLEAR_SECRET));
 }
+on_both_backends!(secrets_never_appear_in_plans_or_plan_files);
 
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
-#[test]
-fn saved_plan_shows_the_same_and_a_tampered_one_is_refused() {
+fn saved_plan_shows_the_same_and_a_tampered_one_is_refused(backend: Backend) {
     let dir = tmp();
-    let state = dir.path().join("state");
+    let state = TestState::new(backend);
     let planfile = dir.path().join("acme.plan");
     let out = matih(&root(), &state, &["plan", "tenants/acme.hcl", "-out", planfile.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -202,7 +193,9 @@ fn saved_plan_shows_the_same_and_a_tampered_one_is_refused() {
     assert_eq!(shown.status.code(), Some(1));
     assert!(stderr(&shown).contains("modified"), "{}", stderr(&shown));
 }
+on_both_backends!(saved_plan_shows_the_same_and_a_tampered_one_is_refused);
 
+// No state is read or written: runs once.
 #[test]
 fn validate_reports_every_error_with_file_line_and_column() {
     let dir = tmp();
@@ -212,7 +205,7 @@ fn validate_reports_every_error_with_file_line_and_column() {
         "tenant \"Bad_Slug\" {\n  id = \"not-a-uuid\"\n  tier = \"gold\"\n  region = \"eastus\"\n  admin_email = \"a@b.example\"\n}\n",
     )
     .unwrap();
-    let out = matih(dir.path(), &dir.path().join("state"), &["validate", "tenants"]);
+    let out = matih(dir.path(), &TestState::new(Backend::Sled), &["validate", "tenants"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("tenants/bad.hcl:")).collect();
@@ -226,29 +219,32 @@ fn validate_reports_every_error_with_file_line_and_column() {
     assert!(stdout(&out).is_empty());
 }
 
-#[test]
-fn a_syntax_error_is_located_and_nothing_is_written() {
+fn a_syntax_error_is_located_and_nothing_is_written(backend: Backend) {
     let dir = tmp();
     fs::create_dir_all(dir.path().join("tenants")).unwrap();
     fs::write(dir.path().join("tenants/broken.hcl"), "tenant \"x\" {\n  id = \n}\n").unwrap();
     let planfile = dir.path().join("x.plan");
-    let out = matih(dir.path(), &dir.path().join("state"), &["plan", "tenants", "-out", planfile.to_str().unwrap()]);
+    let state = TestState::new(backend);
+    let out = matih(dir.path(), &state, &["plan", "tenants", "-out", planfile.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("tenants/broken.hcl:"), "{}", stderr(&out));
     assert!(!planfile.exists(), "a plan with errors is never saved");
-    assert!(!dir.path().join("state").exists());
+    state.assert_nothing_recorded();
 }
+on_both_backends!(a_syntax_error_is_located_and_nothing_is_written);
 
+// No state is read or written: runs once.
 #[test]
 fn valid_examples_validate() {
-    let out = matih(&root(), &tmp().path().join("s"), &["validate"]);
+    let out = matih(&root(), &TestState::new(Backend::Sled), &["validate"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("3 tenants valid"), "{}", stdout(&out));
 }
 
+// No state is read or written: runs once.
 #[test]
 fn graph_prints_dot_with_one_cluster_per_phase() {
-    let out = matih(&root(), &tmp().path().join("s"), &["graph", "tenants/acme.hcl"]);
+    let out = matih(&root(), &TestState::new(Backend::Sled), &["graph", "tenants/acme.hcl"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let dot = stdout(&out);
     assert!(dot.trim_start().starts_with("digraph"));
@@ -258,10 +254,8 @@ fn graph_prints_dot_with_one_cluster_per_phase() {
     assert_eq!(dot.matches("subgraph \"cluster_acme_").count(), 10, "{dot}");
 }
 
-#[test]
-fn state_list_show_status_and_rm() {
-    let dir = tmp();
-    let state = dir.path().join("state");
+fn state_list_show_status_and_rm(backend: Backend) {
+    let state = TestState::new(backend);
     record(&state, &root().join("tenants/acme.hcl"));
     let out = matih(&root(), &state, &["state", "list"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -285,18 +279,73 @@ fn state_list_show_status_and_rm() {
     let out = matih(&root(), &state, &["status", "nobody"]);
     assert_eq!(out.status.code(), Some(1));
 }
+on_both_backends!(state_list_show_status_and_rm);
 
-#[test]
-fn a_state_store_from_a_newer_matih_is_refused_not_reset() {
-    let dir = tmp();
-    let state = dir.path().join("state");
+fn a_state_store_from_a_newer_matih_is_refused_not_reset(backend: Backend) {
+    let state = TestState::new(backend);
     record(&state, &root().join("tenants/acme.hcl"));
+    state.set_format_version(999);
+    for args in
+        [&["plan", "tenants/acme.hcl"][..], &["state", "list"], &["state", "rm", "acme", "kubernetes_namespace.tenant"]]
     {
-        let db = sled::open(&state).unwrap();
-        db.open_tree("meta").unwrap().insert("format_version", &999u32.to_be_bytes()).unwrap();
-        db.flush().unwrap();
+        let out = matih(&root(), &state, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+        assert!(stderr(&out).contains("version 999"), "{args:?}: {}", stderr(&out));
     }
-    let out = matih(&root(), &state, &["plan", "tenants/acme.hcl"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("version"), "{}", stderr(&out));
+    // Not reset: back at the supported version, the recorded tenant is still there, untouched.
+    state.set_format_version(match backend {
+        Backend::Sled => matih::state::FORMAT_VERSION,
+        Backend::Postgres => matih::state::SCHEMA_VERSION as u32,
+    });
+    let st = state.store().get("acme").unwrap().expect("the tenant's state survives");
+    assert_eq!(st.serial, 1);
+    assert!(st.resources.contains_key(&"kubernetes_namespace.tenant".parse().unwrap()));
 }
+on_both_backends!(a_state_store_from_a_newer_matih_is_refused_not_reset);
+
+/// `matih lock list` names a held lock, `state rm` is refused while it is held, `lock
+/// force-unlock` needs the lock's id and then releases it.
+fn locks_are_listed_refused_and_force_unlocked(backend: Backend) {
+    let state = TestState::new(backend);
+    record(&state, &root().join("tenants/acme.hcl"));
+    let lock = matih::state::LockInfo::new("acme", "apply");
+    let holder = state.store();
+    holder.lock(&lock).unwrap();
+    // sled: the lock stays recorded in the store, which matih needs to itself; postgres: the lock
+    // lives as long as the holder's session, which stays open.
+    let _holder = if backend == Backend::Sled {
+        drop(holder);
+        None
+    } else {
+        Some(holder)
+    };
+
+    let out = matih(&root(), &state, &["lock", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = stdout(&out);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(listed.starts_with("acme ") && listed.contains("apply"), "{listed}");
+    assert!(listed.contains(&format!("(pid {})", std::process::id())) && listed.contains(&lock.id), "{listed}");
+
+    let out = matih(&root(), &state, &["state", "rm", "acme", "kubernetes_namespace.tenant"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("tenant \"acme\" is locked by") && stderr(&out).contains(&lock.id),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = matih(&root(), &state, &["lock", "force-unlock", "acme", "not-the-id"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("has no lock with id \"not-the-id\""), "{}", stderr(&out));
+    assert_eq!(stdout(&matih(&root(), &state, &["lock", "list"])).lines().count(), 1, "still held");
+
+    let out = matih(&root(), &state, &["lock", "force-unlock", "acme", &lock.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&format!("Released the lock {} of tenant \"acme\".", lock.id)), "{}", stdout(&out));
+    assert_eq!(stdout(&matih(&root(), &state, &["lock", "list"])), "");
+    let out = matih(&root(), &state, &["state", "rm", "acme", "kubernetes_namespace.tenant"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(state.store().get("acme").unwrap().unwrap().serial, 2);
+}
+on_both_backends!(locks_are_listed_refused_and_force_unlocked);

@@ -2,16 +2,17 @@
 //! tenant acme through all ten phases against the Kubernetes API test server, a real PostgreSQL and
 //! a real PowerDNS (all started here), then plans again (no changes), sees and repairs drift, and
 //! destroys the tenant. The real `kubectl`, `dig` and the PostgreSQL server check what it did.
+//! Runs on both state backends (`…::sled`, `…::postgres`).
 
+#[macro_use]
 mod common;
 #[path = "support/kube.rs"]
 mod kube;
-#[path = "support/postgres.rs"]
-mod postgres;
 #[path = "support/powerdns.rs"]
 mod powerdns;
 
-use common::{all_files, psql, text};
+use common::pg as postgres;
+use common::{psql, text, Backend, TestState};
 use kube::Kube;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -22,31 +23,33 @@ use matih::provider::dns::{DnsBackend, PowerDnsBackend};
 const PARENT: &str = "matih.test";
 const WEBHOOK: &str = "https://hooks.slack.example/services/T0/B0/e2e-secret-webhook";
 
-fn matih(dir: &Path, args: &[&str], pg: &postgres::PgServer, dns: &powerdns::PowerDns) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_matih"))
-        .args(args)
+fn matih(dir: &Path, state: &TestState, args: &[&str], pg: &postgres::PgServer, dns: &powerdns::PowerDns) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_matih"));
+    cmd.args(args)
         .current_dir(dir)
-        .env("MATIH_STATE_DIR", dir.join("state"))
         .env("NO_COLOR", "1")
         .env("MATIH_POSTGRES_ADMIN_URL", &pg.admin_url)
         .env("PDNS_API_KEY", &dns.api_key)
         .env("ACME_SLACK_WEBHOOK", WEBHOOK)
-        .env_remove("MATIH_PLATFORM_FILE")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+        .stdin(Stdio::null());
+    state.configure(&mut cmd, dir);
+    cmd.output().unwrap()
 }
 
-#[test]
-fn acme_from_nothing_to_active_to_repaired_drift_to_destroyed() {
+fn acme_from_nothing_to_active_to_repaired_drift_to_destroyed(backend: Backend) {
+    // Both variants provision the tenant acme on the same PostgreSQL and PowerDNS.
+    let _one = common::one_variant_at_a_time("acme");
+    let state = &TestState::new(backend);
     let kube = Kube::start();
     let pg = postgres::server();
     let dns = powerdns::server();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let backend =
+    let pdns =
         PowerDnsBackend::new(&dns.api_url, "localhost", dns.api_key.clone(), vec!["ns1.matih.test.".into()]).unwrap();
-    rt.block_on(backend.create_zone(PARENT)).unwrap();
-    rt.block_on(backend.replace_rrset(
+    if rt.block_on(pdns.get_zone(PARENT)).unwrap().is_none() {
+        rt.block_on(pdns.create_zone(PARENT)).unwrap();
+    }
+    rt.block_on(pdns.replace_rrset(
         PARENT,
         "www",
         "A",
@@ -57,11 +60,10 @@ fn acme_from_nothing_to_active_to_repaired_drift_to_destroyed() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
     std::fs::copy(common::root().join("tenants/acme.hcl"), dir.path().join("tenants/acme.hcl")).unwrap();
-    std::fs::write(dir.path().join("matih.hcl"), common::platform_hcl(PARENT, &dns.api_url, pg.port, &kube.url))
-        .unwrap();
+    state.write_platform(dir.path(), &common::platform_hcl(PARENT, &dns.api_url, pg.port, &kube.url));
 
     // Apply: every phase, in order, against the real systems.
-    let out = matih(dir.path(), &["apply", "tenants/acme.hcl", "--auto-approve"], pg, dns);
+    let out = matih(dir.path(), state, &["apply", "tenants/acme.hcl", "--auto-approve"], pg, dns);
     let log = text(&out);
     assert!(out.status.success(), "{log}");
     let graph = common::compile_file(&dir.path().join("tenants/acme.hcl"));
@@ -79,11 +81,11 @@ fn acme_from_nothing_to_active_to_repaired_drift_to_destroyed() {
     }
 
     // The plan after apply reads everything back and has nothing to do.
-    let out = matih(dir.path(), &["plan", "tenants/acme.hcl", "--detailed-exitcode"], pg, dns);
+    let out = matih(dir.path(), state, &["plan", "tenants/acme.hcl", "--detailed-exitcode"], pg, dns);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("No changes."));
 
-    let status = text(&matih(dir.path(), &["status", "acme"], pg, dns));
+    let status = text(&matih(dir.path(), state, &["status", "acme"], pg, dns));
     assert!(status.contains("Status:     ACTIVE"), "{status}");
     assert!(status.contains("SETUP_OBSERVABILITY") && status.contains("COMPLETED"), "{status}");
 
@@ -122,34 +124,36 @@ fn acme_from_nothing_to_active_to_repaired_drift_to_destroyed() {
     assert!(login.status.success(), "{}", String::from_utf8_lossy(&login.stderr));
     assert!(String::from_utf8_lossy(&login.stdout).trim().parse::<i32>().unwrap() >= 3);
     // Secrets never reach the state store or the output.
-    let state = all_files(&dir.path().join("state"));
+    let stored = String::from_utf8_lossy(&state.contents()).into_owned();
+    assert!(stored.contains("postgresql_role.tenant"), "the store's contents were read");
     for secret in [password.as_str(), WEBHOOK] {
-        assert!(!String::from_utf8_lossy(&state).contains(secret), "a secret reached the state store");
+        assert!(!stored.contains(secret), "a secret reached the state store");
         assert!(!log.contains(secret), "a secret reached the output");
     }
 
     // Drift: a record deleted in PowerDNS and a label changed with kubectl are seen and repaired.
-    rt.block_on(backend.delete_rrset(&format!("acme.{PARENT}"), "api", "A")).unwrap();
+    rt.block_on(pdns.delete_rrset(&format!("acme.{PARENT}"), "api", "A")).unwrap();
     assert!(kube.kubectl(&["label", "ns", "matih-acme", "matih.ai/region=westus", "--overwrite"]).status.success());
-    let out = matih(dir.path(), &["plan", "tenants/acme.hcl", "--detailed-exitcode"], pg, dns);
+    let out = matih(dir.path(), state, &["plan", "tenants/acme.hcl", "--detailed-exitcode"], pg, dns);
     let plan = text(&out);
     assert_eq!(out.status.code(), Some(2), "{plan}");
     assert!(plan.contains("# dns_a_record.api will be created"), "{plan}");
     assert!(plan.contains("# kubernetes_namespace.tenant will be updated in place"), "{plan}");
     assert!(plan.contains("Plan: 1 to add, 1 to change, 0 to destroy."), "{plan}");
-    let out = matih(dir.path(), &["apply", "tenants/acme.hcl", "--auto-approve"], pg, dns);
+    let out = matih(dir.path(), state, &["apply", "tenants/acme.hcl", "--auto-approve"], pg, dns);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(dns.dig(&format!("api.acme.{PARENT}"), "A"), [ip]);
-    let out = matih(dir.path(), &["plan", "tenants/acme.hcl", "--detailed-exitcode"], pg, dns);
+    let out = matih(dir.path(), state, &["plan", "tenants/acme.hcl", "--detailed-exitcode"], pg, dns);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
     // Destroy: everything goes, in reverse phase order; the parent zone keeps its other records.
-    let out = matih(dir.path(), &["destroy", "tenants/acme.hcl", "--auto-approve"], pg, dns);
+    let out = matih(dir.path(), state, &["destroy", "tenants/acme.hcl", "--auto-approve"], pg, dns);
     assert!(out.status.success(), "{}", text(&out));
     assert!(dns.dig(&format!("api.acme.{PARENT}"), "A").is_empty());
     assert_eq!(dns.dig(&format!("www.{PARENT}"), "A"), ["198.51.100.7"]);
     assert!(!kube.kubectl(&["get", "ns", "matih-acme"]).status.success(), "the namespace is gone");
     assert_eq!(psql(&pg.admin_url, "SELECT count(*) FROM pg_roles WHERE rolname = 'tenant_acme'"), "0");
-    let status = text(&matih(dir.path(), &["status", "acme"], pg, dns));
+    let status = text(&matih(dir.path(), state, &["status", "acme"], pg, dns));
     assert!(status.contains("DESTROYED"), "{status}");
 }
+on_both_backends!(acme_from_nothing_to_active_to_repaired_drift_to_destroyed);

@@ -12,17 +12,18 @@
 //!   pending migrations are named in the plan.
 //!
 //! Each test uses its own tenants, parent zone and Kubernetes API test server, so they run in
-//! parallel against the binary's one PostgreSQL and one PowerDNS.
+//! parallel against the binary's one PostgreSQL and one PowerDNS. Both run on both state backends
+//! (`…::sled`, `…::postgres`); the two variants of a test take turns.
 
+#[macro_use]
 mod common;
 #[path = "support/kube.rs"]
 mod kube;
-#[path = "support/postgres.rs"]
-mod postgres;
 #[path = "support/powerdns.rs"]
 mod powerdns;
 
-use common::{all_files, text};
+use common::pg as postgres;
+use common::{text, Backend, TestState};
 use kube::Kube;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -56,6 +57,9 @@ impl Kube {
 /// A working directory with `tenants/`, a platform file pointing at the three servers, and a
 /// parent zone of its own in PowerDNS.
 struct World {
+    /// The other variant of the same test waits for this one (same tenants on the same servers).
+    _one: std::sync::MutexGuard<'static, ()>,
+    state: TestState,
     dir: tempfile::TempDir,
     kube: Kube,
     pg: &'static postgres::PgServer,
@@ -65,22 +69,25 @@ struct World {
 }
 
 impl World {
-    fn new(parent: &str, tenants: &[(&str, String)]) -> World {
+    fn new(backend: Backend, parent: &str, tenants: &[(&str, String)]) -> World {
+        let one = common::one_variant_at_a_time(parent);
+        let state = TestState::new(backend);
         let kube = Kube::start();
         let pg = postgres::server();
         let dns = powerdns::server();
-        let backend =
-            PowerDnsBackend::new(&dns.api_url, "localhost", dns.api_key.clone(), vec![format!("ns1.{parent}.")])
-                .unwrap();
-        tokio::runtime::Runtime::new().unwrap().block_on(backend.create_zone(parent)).unwrap();
+        let pdns = PowerDnsBackend::new(&dns.api_url, "localhost", dns.api_key.clone(), vec![format!("ns1.{parent}.")])
+            .unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        if rt.block_on(pdns.get_zone(parent)).unwrap().is_none() {
+            rt.block_on(pdns.create_zone(parent)).unwrap();
+        }
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
         for (name, spec) in tenants {
             std::fs::write(dir.path().join("tenants").join(name), spec).unwrap();
         }
-        std::fs::write(dir.path().join("matih.hcl"), common::platform_hcl(parent, &dns.api_url, pg.port, &kube.url))
-            .unwrap();
-        World { dir, kube, pg, dns, log: Default::default() }
+        state.write_platform(dir.path(), &common::platform_hcl(parent, &dns.api_url, pg.port, &kube.url));
+        World { _one: one, state, dir, kube, pg, dns, log: Default::default() }
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -88,20 +95,18 @@ impl World {
     }
 
     fn matih(&self, args: &[&str]) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_matih"))
-            .args(args)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_matih"));
+        cmd.args(args)
             .current_dir(self.dir.path())
-            .env("MATIH_STATE_DIR", self.path("state"))
             .env("NO_COLOR", "1")
             .env("MATIH_POSTGRES_ADMIN_URL", &self.pg.admin_url)
             .env("PDNS_API_KEY", &self.dns.api_key)
             .env("ACME_SLACK_WEBHOOK", ACME_WEBHOOK)
             .env("INITECH_SLACK_WEBHOOK", INITECH_WEBHOOK)
-            .env_remove("MATIH_PLATFORM_FILE")
             .env_remove("MATIH_SCHEMAS_DIR")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+            .stdin(Stdio::null());
+        self.state.configure(&mut cmd, self.dir.path());
+        let out = cmd.output().unwrap();
         self.log.borrow_mut().push_str(&text(&out));
         out
     }
@@ -156,9 +161,8 @@ const TIERS: [Expect; 3] = [
     Expect { slug: "initech", db: "tenant_initech", schema: "public", connection_limit: "200" },
 ];
 
-#[test]
-fn three_tiers_isolated_secrets_hidden_rotated_and_destroyed() {
-    let w = World::new("tiers.test", &[example("acme.hcl"), example("globex.hcl"), example("initech.hcl")]);
+fn three_tiers_isolated_secrets_hidden_rotated_and_destroyed(backend: Backend) {
+    let w = World::new(backend, "tiers.test", &[example("acme.hcl"), example("globex.hcl"), example("initech.hcl")]);
     let pg = w.pg;
 
     // The first plan names the migrations it will run.
@@ -302,7 +306,8 @@ fn three_tiers_isolated_secrets_hidden_rotated_and_destroyed() {
     assert_eq!(w.matih(&["plan", "tenants", "--detailed-exitcode"]).status.code(), Some(0), "settled");
 
     // No password, old or new, and no webhook URL anywhere matih writes or prints.
-    let state = String::from_utf8_lossy(&all_files(&w.path("state"))).into_owned();
+    let state = String::from_utf8_lossy(&w.state.contents()).into_owned();
+    assert!(state.contains("postgresql_role.tenant"), "the store's contents were read");
     let plans = [w.path("first.plan"), w.path("rotate.plan")].map(|p| std::fs::read_to_string(p).unwrap()).concat();
     let log = w.log.borrow().clone();
     for secret in passwords.iter().map(String::as_str).chain([ACME_WEBHOOK, INITECH_WEBHOOK]) {
@@ -322,6 +327,7 @@ fn three_tiers_isolated_secrets_hidden_rotated_and_destroyed() {
         assert!(w.ok(&["status", t.slug]).contains("DESTROYED"));
     }
 }
+on_both_backends!(three_tiers_isolated_secrets_hidden_rotated_and_destroyed);
 
 const HOOLI: &str = r#"tenant "hooli" {
   id          = "0a6b4c8e-2f1d-4e3a-9b7c-5d8e1f2a3b4c"
@@ -351,9 +357,8 @@ fn hooli_exists(pg: &postgres::PgServer) -> (String, String) {
     )
 }
 
-#[test]
-fn failing_changed_and_pending_migrations() {
-    let w = World::new("migrations.test", &[("hooli.hcl", HOOLI.to_string())]);
+fn failing_changed_and_pending_migrations(backend: Backend) {
+    let w = World::new(backend, "migrations.test", &[("hooli.hcl", HOOLI.to_string())]);
     let pg = w.pg;
     copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas"), &w.path("schemas"));
     let broken = w.path("schemas/migrations/V9__broken.sql");
@@ -427,3 +432,4 @@ fn failing_changed_and_pending_migrations() {
     w.ok(&["--schemas", "schemas", "destroy", "tenants", "--auto-approve"]);
     assert_eq!(hooli_exists(pg), ("0".into(), "0".into()));
 }
+on_both_backends!(failing_changed_and_pending_migrations);

@@ -2,13 +2,13 @@
 //! over recorded tenants whose specs changed. Risks come first after the summary table; the comment
 //! is deterministic, grouped by tenant then phase, and never shows a secret.
 
+#[macro_use]
 mod common;
 
 use std::fs;
 use std::path::Path;
 
-use common::{applied_state, compile_file, matih, root, stderr, stdout, CLEAR_SECRET};
-use matih::state::{SledStore, StateStore};
+use common::{matih, record, root, stderr, stdout, Backend, TestState, CLEAR_SECRET};
 
 fn scratch(dir: &Path) {
     fs::create_dir_all(dir.join("tenants")).unwrap();
@@ -17,18 +17,11 @@ fn scratch(dir: &Path) {
     }
 }
 
-fn record(state_dir: &Path, spec: &Path) {
-    let graph = compile_file(spec);
-    let store = SledStore::open(state_dir).unwrap();
-    store.put(&applied_state(&graph), None, "test").unwrap();
-}
-
-#[test]
-fn a_tier_change_is_reviewed_with_its_data_loss_and_isolation_risks_first() {
+fn a_tier_change_is_reviewed_with_its_data_loss_and_isolation_risks_first(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     scratch(d);
-    let state = d.join("state");
+    let state = TestState::new(backend);
     for t in ["acme", "globex", "initech"] {
         record(&state, &d.join(format!("tenants/{t}.hcl")));
     }
@@ -73,3 +66,4 @@ fn a_tier_change_is_reviewed_with_its_data_loss_and_isolation_risks_first() {
     let again = stdout(&matih(d, &state, &["plan", "tenants", "--format", "markdown"]));
     assert_eq!(md, again);
 }
+on_both_backends!(a_tier_change_is_reviewed_with_its_data_loss_and_isolation_risks_first);

@@ -4,23 +4,15 @@
 //! dividing a fleet through the locks: tests/fleet.rs.
 
 mod common;
-#[path = "support/postgres.rs"]
-mod pg_support;
+
+use common::pg as pg_support;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{applied_state, compile_file, root, stderr, stdout};
+use common::{applied_state, compile_file, fresh_database, root, stderr, stdout};
 use matih::state::{AuditEntry, LockInfo, PostgresStore, SledStore, StateError, StateStore, TenantState};
-
-/// A fresh database on the shared server, and its URL.
-fn fresh_database() -> String {
-    let server = pg_support::server();
-    let name = format!("matih_state_{}", uuid::Uuid::new_v4().simple());
-    admin_sql(&server.admin_url, &format!("CREATE DATABASE {name}"));
-    format!("postgresql://postgres:{}@127.0.0.1:{}/{name}", server.admin_password, server.port)
-}
 
 fn admin_sql(url: &str, sql: &str) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

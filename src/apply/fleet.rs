@@ -144,11 +144,7 @@ pub async fn apply_fleet(
                     let waited = t.since.elapsed();
                     match limit {
                         Some(limit) if waited >= limit => {
-                            results[t.index] = Some(Err(if limit.is_zero() {
-                                e.into()
-                            } else {
-                                ApplyError::LockTimeout { waited: limit, source: e }
-                            }));
+                            results[t.index] = Some(Err(ApplyError::LockTimeout { waited: limit, source: e }));
                         }
                         _ => {
                             if first_pass {

@@ -215,7 +215,8 @@ pub enum ApplyError {
         .resources.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
     )]
     Protected { slug: String, resources: Vec<ResourceAddr> },
-    #[error("{source}; still locked after waiting {}", humantime::format_duration(*.waited))]
+    /// The tenant's lock is held by another run (`waited` zero: no `--lock-timeout` was given).
+    #[error("{source}; nothing was changed ({})", lock_wait_note(*.waited))]
     LockTimeout { waited: Duration, source: StateError },
     #[error(
         "tenant {slug:?}: another run changed its state, and planning it again failed: {message}; nothing was changed"
@@ -223,6 +224,15 @@ pub enum ApplyError {
     Replan { slug: String, message: String },
     #[error(transparent)]
     State(#[from] StateError),
+}
+
+/// How a refused lock says what to do: wait for it, or that the wait ran out.
+fn lock_wait_note(waited: Duration) -> String {
+    if waited.is_zero() {
+        "use --lock-timeout to wait for it".to_string()
+    } else {
+        format!("still locked after waiting {}", humantime::format_duration(waited))
+    }
 }
 
 /// Every `env:NAME` secret source inside a value.
@@ -659,11 +669,7 @@ async fn take_lock(store: &dyn StateStore, lock: &LockInfo, timeout: Duration) -
             Err(e @ StateError::Locked { .. }) => {
                 let waited = started.elapsed();
                 if waited >= timeout {
-                    return Err(if timeout.is_zero() {
-                        e.into()
-                    } else {
-                        ApplyError::LockTimeout { waited: timeout, source: e }
-                    });
+                    return Err(ApplyError::LockTimeout { waited: timeout, source: e });
                 }
                 tokio::time::sleep((timeout - waited).min(Duration::from_millis(200))).await;
             }

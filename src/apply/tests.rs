@@ -488,6 +488,7 @@ async fn a_second_run_waits_for_the_lock_up_to_the_timeout_and_names_the_holder(
     let plan = diff(&graph(1), None, None);
     let err = apply_tenant(&plan, &store, &providers, &NoHooks, &fast()).await.unwrap_err();
     assert!(err.to_string().contains(&format!("lock id {}", holder.id)), "{err}");
+    assert!(err.to_string().contains("nothing was changed (use --lock-timeout to wait for it)"), "{err}");
     let started = std::time::Instant::now();
     let opts = ApplyOptions { lock_timeout: Duration::from_millis(300), ..fast() };
     let err = apply_tenant(&plan, &store, &providers, &NoHooks, &opts).await.unwrap_err();
@@ -637,7 +638,10 @@ async fn a_single_tenant_held_by_another_run_fails_at_once_or_waits_for_it_with_
     };
     let r = run(fast()).await;
     match &r[0] {
-        Err(ApplyError::State(StateError::Locked { holder, .. })) => assert_eq!(holder.id, other.id),
+        Err(e @ ApplyError::LockTimeout { source: StateError::Locked { holder, .. }, .. }) => {
+            assert_eq!(holder.id, other.id);
+            assert!(e.to_string().contains("nothing was changed (use --lock-timeout to wait for it)"), "{e}");
+        }
         other => panic!("expected the holder to be named: {other:?}"),
     }
     assert!(p.calls().is_empty(), "nothing was changed");
