@@ -16,8 +16,7 @@ mod common;
 mod fleet;
 #[path = "../tests/support/kube.rs"]
 mod kube;
-#[path = "../tests/support/postgres.rs"]
-mod postgres;
+use common::pg as postgres;
 #[path = "../tests/support/powerdns.rs"]
 mod powerdns;
 

@@ -9,8 +9,7 @@ mod common;
 mod fleet;
 #[path = "support/kube.rs"]
 mod kube;
-#[path = "support/postgres.rs"]
-mod postgres;
+use common::pg as postgres;
 #[path = "support/powerdns.rs"]
 mod powerdns;
 

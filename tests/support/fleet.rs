@@ -37,15 +37,6 @@ fn parent_zone() {
     });
 }
 
-/// A fresh, empty database on the shared PostgreSQL server, and its URL.
-pub fn fresh_database(prefix: &str) -> String {
-    let server = postgres::server();
-    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
-    common::psql(&server.admin_url, &format!("CREATE DATABASE {name}"));
-    let admin = &server.admin_url;
-    format!("{}/{name}", &admin[..admin.rfind('/').unwrap()])
-}
-
 impl Fleet {
     /// `n` tenants named `{prefix}000`… (prefixes keep the tenants of different tests apart on the
     /// shared servers), a platform file for the three servers with `state { backend = "postgres" }`,
@@ -74,7 +65,7 @@ impl Fleet {
             common::platform_hcl(PARENT, &dns.api_url, pg.port, &kube.url)
         );
         std::fs::write(dir.path().join("matih.hcl"), platform).unwrap();
-        Fleet { dir, state_url: fresh_database("matih_fleet"), kube, slugs }
+        Fleet { dir, state_url: common::fresh_database(), kube, slugs }
     }
 
     pub fn path(&self) -> &Path {
