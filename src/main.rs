@@ -772,12 +772,13 @@ fn execute(
         finished,
     ));
     drop(feed);
-    let mut failed = 0;
+    let (mut failed, mut refused) = (0, 0);
     let (mut added, mut changed, mut destroyed, mut overtaken) = (0, 0, 0, 0);
     for (tp, r) in tenants.iter().zip(&results) {
         match r {
             Err(e) => {
                 failed += 1;
+                refused += usize::from(e.changed_nothing());
                 eprintln!("error: {}: {e}", tp.slug);
             }
             Ok(report) => {
@@ -820,10 +821,19 @@ fn execute(
             elapsed.as_secs_f64()
         );
         Ok(ExitCode::SUCCESS)
+    } else if refused == failed {
+        eprintln!(
+            "\n{verb} refused for {failed} of {} tenant(s) (see above); nothing was changed for {}.",
+            results.len(),
+            if failed == 1 { "it" } else { "them" }
+        );
+        Ok(ExitCode::from(1))
     } else {
         eprintln!(
-            "\n{verb} failed for {failed} of {} tenant(s); what finished is recorded in the state, and `matih apply` resumes from there.",
-            results.len()
+            "\n{verb} failed for {} of {} tenant(s){}; what finished is recorded in the state, and `matih apply` resumes from there.",
+            failed - refused,
+            results.len(),
+            if refused > 0 { format!(" and was refused for {refused} (nothing changed for those)") } else { String::new() }
         );
         Ok(ExitCode::from(1))
     }

@@ -226,6 +226,14 @@ pub enum ApplyError {
     State(#[from] StateError),
 }
 
+impl ApplyError {
+    /// Whether the tenant was refused before anything was done to it (a lock held elsewhere, a
+    /// stale plan, a missing variable or provider, protection), as opposed to a run that failed.
+    pub fn changed_nothing(&self) -> bool {
+        !matches!(self, ApplyError::Failed { .. } | ApplyError::State(_))
+    }
+}
+
 /// How a refused lock says what to do: wait for it, or that the wait ran out.
 fn lock_wait_note(waited: Duration) -> String {
     if waited.is_zero() {
