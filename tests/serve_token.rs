@@ -1,52 +1,57 @@
 //! `matih serve` and its bearer token: loopback needs none; any other address is refused without
 //! `MATIH_SERVE_TOKEN`; with the token set, every request and WebSocket upgrade must carry it.
 //! Off-loopback is tested by binding the wildcard address 0.0.0.0 (not loopback) and connecting
-//! through 127.0.0.1: no traffic leaves the loopback interface.
+//! through 127.0.0.1: no traffic leaves the loopback interface. Each test runs on both state
+//! backends.
 
+#[macro_use]
+mod common;
 mod serve_support;
 
 use std::process::{Command, Stdio};
 
-use matih::state::{SledStore, StateStore, TenantState};
+use common::{Backend, TestState};
+use matih::state::TenantState;
 use serve_support::{get, Serve};
 
-fn state_with_acme() -> tempfile::TempDir {
+/// A working directory and a state (on `backend`) that records the tenant acme.
+fn state_with_acme(backend: Backend) -> (tempfile::TempDir, TestState) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(&dir.path().join("state")).unwrap();
+    let state = TestState::new(backend);
     let mut st = TenantState::new("acme", "550e8400-e29b-41d4-a716-446655440000");
     st.serial = 1;
-    store.put(&st, None, "test").unwrap();
-    dir
+    state.store().put(&st, None, "test").unwrap();
+    (dir, state)
 }
 
-fn serve(dir: &std::path::Path, listen: &str, token: Option<&str>) -> Command {
+fn serve(dir: &std::path::Path, state: &TestState, listen: &str, token: Option<&str>) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_matih"));
-    c.args(["serve", "--listen", listen])
-        .current_dir(dir)
-        .env("MATIH_STATE_DIR", dir.join("state"))
-        .env_remove("MATIH_PLATFORM_FILE")
-        .env_remove("MATIH_SERVE_TOKEN")
-        .stdin(Stdio::null());
+    c.args(["serve", "--listen", listen]).current_dir(dir).env_remove("MATIH_SERVE_TOKEN").stdin(Stdio::null());
+    state.configure(&mut c, dir);
     if let Some(t) = token {
         c.env("MATIH_SERVE_TOKEN", t);
     }
     c
 }
 
-#[test]
-fn off_loopback_without_a_token_is_refused() {
-    let dir = state_with_acme();
-    let out = serve(dir.path(), "0.0.0.0:0", None).output().unwrap();
+on_both_backends!(
+    off_loopback_without_a_token_is_refused,
+    with_a_token_every_request_and_upgrade_needs_it,
+    malformed_requests_get_json_errors_and_the_server_stays_up
+);
+
+fn off_loopback_without_a_token_is_refused(backend: Backend) {
+    let (dir, state) = state_with_acme(backend);
+    let out = serve(dir.path(), &state, "0.0.0.0:0", None).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("refusing to listen on 0.0.0.0:0 without a token: set MATIH_SERVE_TOKEN"), "{err}");
 }
 
-#[test]
-fn with_a_token_every_request_and_upgrade_needs_it() {
-    let dir = state_with_acme();
+fn with_a_token_every_request_and_upgrade_needs_it(backend: Backend) {
+    let (dir, state) = state_with_acme(backend);
     let token = "t0k3n-with/odd+chars";
-    let s = Serve::start(serve(dir.path(), "0.0.0.0:0", Some(token)));
+    let s = Serve::start(serve(dir.path(), &state, "0.0.0.0:0", Some(token)));
     let port = s.addr.rsplit_once(':').unwrap().1;
     let base = format!("127.0.0.1:{port}");
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -73,10 +78,9 @@ fn with_a_token_every_request_and_upgrade_needs_it() {
     });
 }
 
-#[test]
-fn malformed_requests_get_json_errors_and_the_server_stays_up() {
-    let dir = state_with_acme();
-    let s = Serve::start(serve(dir.path(), "127.0.0.1:0", None));
+fn malformed_requests_get_json_errors_and_the_server_stays_up(backend: Backend) {
+    let (dir, state) = state_with_acme(backend);
+    let s = Serve::start(serve(dir.path(), &state, "127.0.0.1:0", None));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let u = |p: &str| format!("http://{}{p}", s.addr);
