@@ -16,9 +16,11 @@
 //! | `rollback_started` | `phase`, `phase_name`, `resources` |
 //! | `phase_finished` | `phase`, `phase_name`, `ok`, `elapsed_ms` |
 //! | `tenant_finished` | `status` (`ACTIVE`, `DESTROYED`, `FAILED`), `duration_ms`, `operations`, `error` (or null) |
+//! | `tenant_note` | `note`: set aside (locked by another run), planned again, nothing left to do |
 //!
 //! The CLI adds `plan` (`add`, `change`, `destroy`: counts) before the run and `summary` (`ok`,
-//! `tenants`, `failed`, `elapsed_ms`) after it, both without `tenant`. Secrets never appear: events
+//! `tenants`, `failed`, `applied_by_another_run`, `added`, `changed`, `destroyed`, `elapsed_ms`)
+//! after it, both without `tenant`. Secrets never appear: events
 //! carry names, counts, times and provider error messages only.
 
 use std::collections::BTreeMap;
