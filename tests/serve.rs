@@ -4,16 +4,12 @@
 //! the audit trail, and the completion notifications to a local SMTP sink and webhook receiver,
 //! the webhook's first (failed) delivery retried by serve from the outbox.
 
+mod common;
 mod serve_support;
 
 use std::time::Duration;
 
-use serde_json::Value;
 use serve_support::*;
-
-fn kinds(log: &[Value]) -> Vec<String> {
-    log.iter().map(|e| e["type"].as_str().unwrap_or("").to_string()).collect()
-}
 
 #[test]
 fn serve_follows_a_real_apply_live_and_notifies_on_completion() {
@@ -46,20 +42,9 @@ fn serve_follows_a_real_apply_live_and_notifies_on_completion() {
         let mut apply = ws.spawn_apply();
 
         // The tenant appears (from the feed: the apply holds the store) as PROVISIONING.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let (code, body) = get(&serve.url("/api/v1/tenants/acme/provisioning/status"), None).await;
-            if code == 200 && body["status"] == "PROVISIONING" {
-                assert_eq!(body["totalPhases"], 10);
-                assert_eq!(body["phases"].as_array().unwrap().len(), 10);
-                break;
-            }
-            if let Ok(Some(_)) = apply.try_wait() {
-                panic!("the apply ended before acme showed PROVISIONING ({code} {body}): {}", ws.apply_log());
-            }
-            assert!(std::time::Instant::now() < deadline, "acme never showed PROVISIONING: {code} {body}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let body = wait_for_provisioning(&serve, &ws, &mut apply).await;
+        assert_eq!(body["totalPhases"], 10);
+        assert_eq!(body["phases"].as_array().unwrap().len(), 10);
         let first = ws_connect(&format!("ws://{}/ws/provisioning/acme", serve.addr)).await;
         first.wait_for("the first snapshot", Duration::from_secs(10), |e| e["type"] == "snapshot").await;
 
@@ -95,19 +80,10 @@ fn serve_follows_a_real_apply_live_and_notifies_on_completion() {
         eprintln!("apply took {:.1}s", started.elapsed().as_secs_f64());
 
         // Events in phase order: phase N started, finished, then N+1; resources inside their phase.
-        let events = first.snapshot();
-        let phase_events: Vec<(String, u64)> = events
-            .iter()
-            .filter(|e| e["type"] == "phase_started" || e["type"] == "phase_finished")
-            .map(|e| (e["type"].as_str().unwrap().to_string(), e["phase"].as_u64().unwrap()))
-            .collect();
-        let expected: Vec<(String, u64)> = (1..=10)
-            .flat_map(|n| [("phase_started".to_string(), n), ("phase_finished".to_string(), n)])
-            .collect();
         // The first client connected during the apply: its events are the tail of the full sequence,
         // starting in the phase its snapshot showed running.
-        assert!(expected.ends_with(&phase_events) && phase_events.len() >= 17, "{:?}", kinds(&events));
-        assert_eq!(events[0]["type"], "snapshot");
+        let events = first.snapshot();
+        let phase_events = check_stream(&events, 17, 40);
         let running = events[0]["status"]["currentPhase"].as_u64();
         assert!(running.is_some(), "{}", events[0]);
         assert!(
@@ -116,24 +92,8 @@ fn serve_follows_a_real_apply_live_and_notifies_on_completion() {
             "{:?} after a snapshot in phase {running:?}",
             phase_events[0]
         );
-        let mut current = running.unwrap();
-        for e in &events {
-            match e["type"].as_str().unwrap() {
-                "phase_started" => current = e["phase"].as_u64().unwrap(),
-                "resource_started" | "resource_finished" => {
-                    assert_eq!(e["phase"].as_u64(), Some(current), "{e}");
-                }
-                _ => {}
-            }
-        }
-        assert!(events.iter().filter(|e| e["type"] == "resource_finished").count() > 40);
-        let last = events.iter().rfind(|e| e["type"] == "tenant_finished").unwrap();
-        assert_eq!(last["tenantStatus"], "ACTIVE", "{last}");
         // The second client saw the rest live, in order, after its snapshot.
-        let later = second.snapshot();
-        let started_later: Vec<u64> =
-            later.iter().filter(|e| e["type"] == "phase_started").map(|e| e["phase"].as_u64().unwrap()).collect();
-        assert!(started_later.windows(2).all(|w| w[0] < w[1]) && started_later.last() == Some(&10), "{started_later:?}");
+        check_later_phases(&second.snapshot());
 
         // After the apply the store is free again: the status comes from it.
         let (code, done) = get(&serve.url("/api/v1/tenants/acme/provisioning/status"), None).await;
@@ -174,7 +134,7 @@ fn serve_follows_a_real_apply_live_and_notifies_on_completion() {
             .filter(|e| e["type"] == "phase_started" || e["type"] == "phase_finished")
             .map(|e| (e["type"].as_str().unwrap().to_string(), e["phase"].as_u64().unwrap()))
             .collect();
-        assert_eq!(audit_phases, expected);
+        assert_eq!(audit_phases, all_phase_events());
         let (code, _) = get(&serve.url("/api/v1/tenants/acme/provisioning/audit?pageSize=0"), None).await;
         assert_eq!(code, 400);
 

@@ -4,6 +4,7 @@
 //! live progress bar (events received over the page's WebSocket), then ACTIVE. Screenshots of both
 //! moments are saved under the Cargo target's tmp directory.
 
+mod common;
 mod serve_support;
 
 use std::path::{Path, PathBuf};

@@ -15,8 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 #[path = "../support/kube.rs"]
 pub mod kube;
-#[path = "../support/postgres.rs"]
-pub mod postgres;
+pub use crate::common::pg as postgres;
 #[path = "../support/powerdns.rs"]
 pub mod powerdns;
 
@@ -340,4 +339,63 @@ pub async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bo
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Polls acme's status on `serve` until it shows PROVISIONING (the apply's first state write);
+/// fails if the apply ends first or after 60 s. Returns that status.
+pub async fn wait_for_provisioning(serve: &Serve, ws: &Workspace, apply: &mut Child) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, body) = get(&serve.url("/api/v1/tenants/acme/provisioning/status"), None).await;
+        if code == 200 && body["status"] == "PROVISIONING" {
+            return body;
+        }
+        if let Ok(Some(_)) = apply.try_wait() {
+            panic!("the apply ended before acme showed PROVISIONING ({code} {body}): {}", ws.apply_log());
+        }
+        assert!(Instant::now() < deadline, "acme never showed PROVISIONING: {code} {body}\n{}", ws.apply_log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every phase event of a whole apply, in order: phase 1 started, finished, phase 2 started, ….
+pub fn all_phase_events() -> Vec<(String, u64)> {
+    (1..=10).flat_map(|n| [("phase_started".to_string(), n), ("phase_finished".to_string(), n)]).collect()
+}
+
+/// The stream a WebSocket client saw of a whole apply, from its snapshot on: phase events are the
+/// tail of "1 started, 1 finished, …, 10 finished" (at least `min_phase_events` of them), resource
+/// events fall inside the phase last started (or the snapshot's running phase), more than
+/// `min_resources` resources finished, and it ends with `tenant_finished` ACTIVE. Returns the
+/// phase events.
+pub fn check_stream(events: &[serde_json::Value], min_phase_events: usize, min_resources: usize) -> Vec<(String, u64)> {
+    assert_eq!(events[0]["type"], "snapshot", "the first message is the snapshot");
+    let phase_events: Vec<(String, u64)> = events
+        .iter()
+        .filter(|e| e["type"] == "phase_started" || e["type"] == "phase_finished")
+        .map(|e| (e["type"].as_str().unwrap().to_string(), e["phase"].as_u64().unwrap()))
+        .collect();
+    assert!(all_phase_events().ends_with(&phase_events) && phase_events.len() >= min_phase_events, "{phase_events:?}");
+    let mut current = events[0]["status"]["currentPhase"].as_u64().unwrap_or(0);
+    for e in &events[1..] {
+        match e["type"].as_str().unwrap() {
+            "phase_started" => current = e["phase"].as_u64().unwrap(),
+            "resource_started" | "resource_finished" if current > 0 => {
+                assert_eq!(e["phase"].as_u64(), Some(current), "{e}");
+            }
+            _ => {}
+        }
+    }
+    let finished = events.iter().filter(|e| e["type"] == "resource_finished").count();
+    assert!(finished > min_resources, "{finished} resources finished: {events:#?}");
+    let last = events.iter().rfind(|e| e["type"] == "tenant_finished").unwrap();
+    assert_eq!(last["tenantStatus"], "ACTIVE", "{last}");
+    phase_events
+}
+
+/// A client that connected mid-apply saw the remaining phases start in order, up to phase 10.
+pub fn check_later_phases(later: &[serde_json::Value]) {
+    let started: Vec<u64> =
+        later.iter().filter(|e| e["type"] == "phase_started").map(|e| e["phase"].as_u64().unwrap()).collect();
+    assert!(started.windows(2).all(|w| w[0] < w[1]) && started.last() == Some(&10), "{started:?}");
 }
