@@ -45,29 +45,16 @@ fn serve_follows_a_real_apply_live_and_notifies_on_completion() {
         let body = wait_for_provisioning(&serve, &ws, &mut apply).await;
         assert_eq!(body["totalPhases"], 10);
         assert_eq!(body["phases"].as_array().unwrap().len(), 10);
-        let first = ws_connect(&format!("ws://{}/ws/provisioning/acme", serve.addr)).await;
-        first.wait_for("the first snapshot", Duration::from_secs(10), |e| e["type"] == "snapshot").await;
-
         // Mid-apply: once phase 3 is done, a second client connects (by UUID) and is sent the snapshot first.
-        first
-            .wait_for("phase 3 finished", Duration::from_secs(120), |e| {
-                e["type"] == "phase_finished" && e["phase"] == 3
-            })
-            .await;
+        let first = watch_acme_through_phase(&serve, 3).await;
         let id = "550e8400-e29b-41d4-a716-446655440000";
         let (code, mid) = get(&serve.url(&format!("/api/v1/tenants/{id}/provisioning/status")), None).await;
         assert_eq!(code, 200, "{mid}");
         assert_eq!(mid["status"], "PROVISIONING", "{mid}");
         assert_eq!(mid["phases"][2]["state"], "COMPLETED", "{mid}");
         assert!(mid["phases"][2]["durationMs"].as_u64().is_some(), "{mid}");
-        let second = ws_connect(&format!("ws://{}/ws/provisioning/{id}", serve.addr)).await;
-        second.wait_for("a snapshot", Duration::from_secs(10), |e| e["type"] == "snapshot").await;
+        let second = connect_after_phase_3(&serve, id).await;
         let snap = &second.snapshot()[0];
-        assert_eq!(snap["type"], "snapshot", "the first message is the snapshot");
-        assert_eq!(snap["status"]["status"], "PROVISIONING", "{snap}");
-        for n in 0..3 {
-            assert_eq!(snap["status"]["phases"][n]["state"], "COMPLETED", "{snap}");
-        }
         assert!(snap["status"]["phases"][9]["state"] != "COMPLETED", "{snap}");
 
         // The end: both clients see tenant_finished ACTIVE.
@@ -83,14 +70,14 @@ fn serve_follows_a_real_apply_live_and_notifies_on_completion() {
         // The first client connected during the apply: its events are the tail of the full sequence,
         // starting in the phase its snapshot showed running.
         let events = first.snapshot();
-        let phase_events = check_stream(&events, 17, 40);
+        let seen = check_stream(&events, 17, 40);
         let running = events[0]["status"]["currentPhase"].as_u64();
         assert!(running.is_some(), "{}", events[0]);
         assert!(
-            phase_events[0] == ("phase_finished".to_string(), running.unwrap())
-                || phase_events[0] == ("phase_started".to_string(), running.unwrap() + 1),
+            seen[0] == ("phase_finished".to_string(), running.unwrap())
+                || seen[0] == ("phase_started".to_string(), running.unwrap() + 1),
             "{:?} after a snapshot in phase {running:?}",
-            phase_events[0]
+            seen[0]
         );
         // The second client saw the rest live, in order, after its snapshot.
         check_later_phases(&second.snapshot());
@@ -127,14 +114,7 @@ fn serve_follows_a_real_apply_live_and_notifies_on_completion() {
         assert_ne!(page2["items"][0], page1["items"][0]);
         // The whole run, from phase 1, in order.
         let (_, all) = get(&serve.url("/api/v1/tenants/acme/provisioning/audit?pageSize=500"), None).await;
-        let audit_phases: Vec<(String, u64)> = all["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["type"] == "phase_started" || e["type"] == "phase_finished")
-            .map(|e| (e["type"].as_str().unwrap().to_string(), e["phase"].as_u64().unwrap()))
-            .collect();
-        assert_eq!(audit_phases, all_phase_events());
+        assert_eq!(phase_events(all["items"].as_array().unwrap()), all_phase_events());
         let (code, _) = get(&serve.url("/api/v1/tenants/acme/provisioning/audit?pageSize=0"), None).await;
         assert_eq!(code, 400);
 

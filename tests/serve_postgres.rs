@@ -104,22 +104,9 @@ fn serve_on_another_machine_follows_an_apply_through_postgres() {
         let mut apply = ws.spawn_apply();
         // The apply's first state write names the tenant; serve reads it from PostgreSQL.
         wait_for_provisioning(&serve, &ws, &mut apply).await;
-        let first = ws_connect(&format!("ws://{}/ws/provisioning/acme", serve.addr)).await;
-        first.wait_for("the first snapshot", Duration::from_secs(10), |e| e["type"] == "snapshot").await;
-        first
-            .wait_for("phase 3 finished", Duration::from_secs(120), |e| {
-                e["type"] == "phase_finished" && e["phase"] == 3
-            })
-            .await;
+        let first = watch_acme_through_phase(&serve, 3).await;
         // Mid-apply, a second client (by UUID) is sent the snapshot first, with phases 1-3 done.
-        let second = ws_connect(&format!("ws://{}/ws/provisioning/{ACME_ID}", serve.addr)).await;
-        second.wait_for("a snapshot", Duration::from_secs(10), |e| e["type"] == "snapshot").await;
-        let snap = &second.snapshot()[0];
-        assert_eq!(snap["type"], "snapshot", "the first message is the snapshot");
-        assert_eq!(snap["status"]["status"], "PROVISIONING", "{snap}");
-        for n in 0..3 {
-            assert_eq!(snap["status"]["phases"][n]["state"], "COMPLETED", "{snap}");
-        }
+        let second = connect_after_phase_3(&serve, ACME_ID).await;
         for c in [&first, &second] {
             c.wait_for("tenant_finished", Duration::from_secs(240), |e| e["type"] == "tenant_finished").await;
         }
@@ -150,14 +137,7 @@ fn serve_on_another_machine_follows_an_apply_through_postgres() {
         // The audit trail of the whole run comes from matih_feed too.
         let (code, all) = get(&serve.url("/api/v1/tenants/acme/provisioning/audit?pageSize=500"), None).await;
         assert_eq!(code, 200, "{all}");
-        let audit_phases: Vec<(String, u64)> = all["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["type"] == "phase_started" || e["type"] == "phase_finished")
-            .map(|e| (e["type"].as_str().unwrap().to_string(), e["phase"].as_u64().unwrap()))
-            .collect();
-        assert_eq!(audit_phases, all_phase_events());
+        assert_eq!(phase_events(all["items"].as_array().unwrap()), all_phase_events());
 
         // Nothing reached machine A's directory: everything came through PostgreSQL. Machine B
         // still has its local feed file; the shared rows hold no secret.

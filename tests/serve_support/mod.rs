@@ -358,9 +358,44 @@ pub async fn wait_for_provisioning(serve: &Serve, ws: &Workspace, apply: &mut Ch
     }
 }
 
+/// A WebSocket client of acme on `serve` that has seen its snapshot and then phase `phase` finish.
+pub async fn watch_acme_through_phase(serve: &Serve, phase: u64) -> WsLog {
+    let client = ws_connect(&format!("ws://{}/ws/provisioning/acme", serve.addr)).await;
+    client.wait_for("the first snapshot", Duration::from_secs(10), |e| e["type"] == "snapshot").await;
+    client
+        .wait_for(&format!("phase {phase} finished"), Duration::from_secs(120), |e| {
+            e["type"] == "phase_finished" && e["phase"] == phase
+        })
+        .await;
+    client
+}
+
+/// A client connecting to `tenant` (slug or id) once phase 3 is done: the first message it gets is
+/// a snapshot showing the tenant PROVISIONING with phases 1–3 completed.
+pub async fn connect_after_phase_3(serve: &Serve, tenant: &str) -> WsLog {
+    let client = ws_connect(&format!("ws://{}/ws/provisioning/{tenant}", serve.addr)).await;
+    client.wait_for("a snapshot", Duration::from_secs(10), |e| e["type"] == "snapshot").await;
+    let snap = &client.snapshot()[0];
+    assert_eq!(snap["type"], "snapshot", "the first message is the snapshot");
+    assert_eq!(snap["status"]["status"], "PROVISIONING", "{snap}");
+    for n in 0..3 {
+        assert_eq!(snap["status"]["phases"][n]["state"], "COMPLETED", "{snap}");
+    }
+    client
+}
+
 /// Every phase event of a whole apply, in order: phase 1 started, finished, phase 2 started, ….
 pub fn all_phase_events() -> Vec<(String, u64)> {
     (1..=10).flat_map(|n| [("phase_started".to_string(), n), ("phase_finished".to_string(), n)]).collect()
+}
+
+/// The phase events among `events` (a stream or an audit trail), as `(type, phase)`.
+pub fn phase_events(events: &[serde_json::Value]) -> Vec<(String, u64)> {
+    events
+        .iter()
+        .filter(|e| e["type"] == "phase_started" || e["type"] == "phase_finished")
+        .map(|e| (e["type"].as_str().unwrap().to_string(), e["phase"].as_u64().unwrap()))
+        .collect()
 }
 
 /// The stream a WebSocket client saw of a whole apply, from its snapshot on: phase events are the
@@ -370,11 +405,7 @@ pub fn all_phase_events() -> Vec<(String, u64)> {
 /// phase events.
 pub fn check_stream(events: &[serde_json::Value], min_phase_events: usize, min_resources: usize) -> Vec<(String, u64)> {
     assert_eq!(events[0]["type"], "snapshot", "the first message is the snapshot");
-    let phase_events: Vec<(String, u64)> = events
-        .iter()
-        .filter(|e| e["type"] == "phase_started" || e["type"] == "phase_finished")
-        .map(|e| (e["type"].as_str().unwrap().to_string(), e["phase"].as_u64().unwrap()))
-        .collect();
+    let phase_events = phase_events(events);
     assert!(all_phase_events().ends_with(&phase_events) && phase_events.len() >= min_phase_events, "{phase_events:?}");
     let mut current = events[0]["status"]["currentPhase"].as_u64().unwrap_or(0);
     for e in &events[1..] {
