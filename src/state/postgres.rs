@@ -38,7 +38,7 @@
 //!
 //! **Invariant:** the connection URL (with its password) never appears in an error or in `Debug`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -142,6 +142,18 @@ pub struct PostgresStore {
     label: String,
     data: Mutex<Option<Client>>,
     locks: Mutex<LockSession>,
+    /// The resources this store last wrote per tenant, at which lineage and serial: a write over
+    /// that same serial sends only the resources that changed (see [`PostgresStore::write_rows`]).
+    written: Mutex<HashMap<String, Written>>,
+}
+
+/// What the database holds of a tenant's resources at `(lineage, serial)`, because this store
+/// wrote it. Serials only grow by compare-and-swap, so no other writer can have written that same
+/// serial: while the row still has it, the rows are exactly these.
+struct Written {
+    lineage: String,
+    serial: u64,
+    resources: BTreeMap<ResourceAddr, ResourceState>,
 }
 
 /// A subscription to the change feed of a [`PostgresStore`] ([`PostgresStore::changes`]).
@@ -249,6 +261,7 @@ impl PostgresStore {
             label,
             data: Mutex::new(None),
             locks: Mutex::new(LockSession::default()),
+            written: Mutex::new(HashMap::new()),
         };
         store.migrate()?;
         Ok(store)
@@ -347,22 +360,26 @@ impl PostgresStore {
         client: &impl tokio_postgres::GenericClient,
         slug: &str,
     ) -> Result<Option<TenantState>, StateError> {
-        let (row, resources) = block_on(async {
-            let row = client.query_opt("SELECT state FROM matih_tenants WHERE slug = $1", &[&slug]).await?;
-            let resources = match row {
-                Some(_) => {
-                    client.query("SELECT address, record FROM matih_resources WHERE slug = $1", &[&slug]).await?
-                }
-                None => Vec::new(),
-            };
-            Ok::<_, tokio_postgres::Error>((row, resources))
-        })
-        .map_err(|e| self.io(&format!("read the state of {slug:?}"), &e))?;
+        let row = block_on(client.query_opt("SELECT state FROM matih_tenants WHERE slug = $1", &[&slug]))
+            .map_err(|e| self.io(&format!("read the state of {slug:?}"), &e))?;
         let Some(row) = row else { return Ok(None) };
         let text: String = row.get(0);
         let mut state: TenantState = serde_json::from_str(&text)
             .map_err(|e| self.corrupt(format!("the state of tenant {slug:?} is not valid: {e}")))?;
-        for r in resources {
+        state.resources = self.read_resources(client, slug)?;
+        Ok(Some(state))
+    }
+
+    /// The resource rows of a tenant.
+    fn read_resources(
+        &self,
+        client: &impl tokio_postgres::GenericClient,
+        slug: &str,
+    ) -> Result<BTreeMap<ResourceAddr, ResourceState>, StateError> {
+        let rows = block_on(client.query("SELECT address, record FROM matih_resources WHERE slug = $1", &[&slug]))
+            .map_err(|e| self.io(&format!("read the state of {slug:?}"), &e))?;
+        let mut resources = BTreeMap::new();
+        for r in rows {
             let address: String = r.get(0);
             let record: String = r.get(1);
             let addr: ResourceAddr = address.parse().map_err(|e| {
@@ -370,9 +387,9 @@ impl PostgresStore {
             })?;
             let rs: ResourceState = serde_json::from_str(&record)
                 .map_err(|e| self.corrupt(format!("resource {address} of tenant {slug:?} is not valid: {e}")))?;
-            state.resources.insert(addr, rs);
+            resources.insert(addr, rs);
         }
-        Ok(Some(state))
+        Ok(resources)
     }
 
     /// The write shared by `put`, `put_audited` and `remove` (`state` `None`): one transaction.
@@ -387,21 +404,35 @@ impl PostgresStore {
         let mut guard = self.data()?;
         let client = guard.as_mut().expect("connected");
         let tx = block_on(client.transaction()).map_err(|e| self.io("begin a transaction", &e))?;
-        let found: Option<i64> =
-            block_on(tx.query_opt("SELECT serial FROM matih_tenants WHERE slug = $1 FOR UPDATE", &[&slug]))
-                .map_err(|e| self.io(&format!("read the serial of {slug:?}"), &e))?
-                .map(|r| r.get(0));
-        let found = found.map(|s| s as u64);
+        let row =
+            block_on(tx.query_opt("SELECT serial, state FROM matih_tenants WHERE slug = $1 FOR UPDATE", &[&slug]))
+                .map_err(|e| self.io(&format!("read the serial of {slug:?}"), &e))?;
+        let found = row.as_ref().map(|r| r.get::<_, i64>(0) as u64);
         if found != expected_serial {
             return Err(StateError::SerialConflict { slug: slug.to_string(), expected: expected_serial, found });
         }
-        let now = now_rfc3339();
-        let replaced = match found {
-            Some(_) => Some(self.read_state(&tx, slug)?.ok_or_else(|| self.corrupt(format!("{slug:?} vanished")))?),
+        // The replaced state without its resources (they have their own rows): enough to decide
+        // whether it goes to history, and to know whether our record of its rows still holds.
+        let replaced_head: Option<TenantState> = match &row {
+            Some(r) => Some(
+                serde_json::from_str(r.get::<_, &str>(1))
+                    .map_err(|e| self.corrupt(format!("the state of tenant {slug:?} is not valid: {e}")))?,
+            ),
             None => None,
         };
+        let mut written = lock(&self.written).remove(slug);
+        let current =
+            |w: &Written| replaced_head.as_ref().is_some_and(|h| h.lineage == w.lineage) && found == Some(w.serial);
+        if !written.as_ref().is_some_and(current) {
+            written = None;
+        }
+        let now = now_rfc3339();
         // A run's intermediate states are not history (`goes_to_history`).
-        if let Some(replaced) = replaced.filter(|r| goes_to_history(r, state)) {
+        if let Some(mut replaced) = replaced_head.filter(|r| goes_to_history(r, state)) {
+            replaced.resources = match &written {
+                Some(w) => w.resources.clone(),
+                None => self.read_resources(&tx, slug)?,
+            };
             let json = serde_json::to_string(&replaced).map_err(|e| self.corrupt(e.to_string()))?;
             let serial = to_i64(slug, replaced.serial)?;
             block_on(tx.execute(
@@ -417,7 +448,7 @@ impl PostgresStore {
                 format!("{slug}:removed")
             }
             Some(state) => {
-                self.write_rows(&tx, state, found.is_some())?;
+                self.write_rows(&tx, state, found.is_some(), written.as_ref())?;
                 format!("{slug}:{}", state.serial)
             }
         };
@@ -426,14 +457,25 @@ impl PostgresStore {
             tx.execute("SELECT pg_notify($1, $2)", &[&CHANGE_CHANNEL, &notice]).await?;
             tx.commit().await
         })
-        .map_err(|e| self.io(&format!("commit the state of {slug:?}"), &e))
+        .map_err(|e| self.io(&format!("commit the state of {slug:?}"), &e))?;
+        if let Some(state) = state {
+            let w =
+                Written { lineage: state.lineage.clone(), serial: state.serial, resources: state.resources.clone() };
+            lock(&self.written).insert(slug.to_string(), w);
+        }
+        Ok(())
     }
 
+    /// Writes the tenant's row and its resource rows. With `written` (what the rows hold now, as
+    /// this store wrote them), only resources that changed are upserted and only removed ones
+    /// deleted: an apply writes after every operation, and rewriting every resource each time
+    /// would make a tenant's run quadratic in its size.
     fn write_rows(
         &self,
         tx: &tokio_postgres::Transaction<'_>,
         state: &TenantState,
         exists: bool,
+        written: Option<&Written>,
     ) -> Result<(), StateError> {
         let slug = state.slug.as_str();
         let mut head = state.clone();
@@ -441,14 +483,21 @@ impl PostgresStore {
         let head_json = serde_json::to_string(&head).map_err(|e| self.corrupt(e.to_string()))?;
         let status = enum_name(&state.status);
         let serial = to_i64(slug, state.serial)?;
+        let written = written.filter(|_| exists);
         let mut addresses = Vec::with_capacity(resources.len());
         let mut phases = Vec::with_capacity(resources.len());
         let mut records = Vec::with_capacity(resources.len());
         for (addr, rs) in &resources {
+            if written.is_some_and(|w| w.resources.get(addr) == Some(rs)) {
+                continue;
+            }
             addresses.push(addr.to_string());
             phases.push(enum_name(&rs.phase));
             records.push(serde_json::to_string(rs).map_err(|e| self.corrupt(e.to_string()))?);
         }
+        let removed: Vec<String> = written
+            .map(|w| w.resources.keys().filter(|a| !resources.contains_key(*a)).map(ToString::to_string).collect())
+            .unwrap_or_default();
         block_on(async {
             if exists {
                 tx.execute(
@@ -457,7 +506,12 @@ impl PostgresStore {
                     &[&slug, &serial, &state.lineage, &status, &state.updated_at, &head_json],
                 )
                 .await?;
-                tx.execute("DELETE FROM matih_resources WHERE slug = $1", &[&slug]).await?;
+                if written.is_none() {
+                    tx.execute("DELETE FROM matih_resources WHERE slug = $1", &[&slug]).await?;
+                } else if !removed.is_empty() {
+                    tx.execute("DELETE FROM matih_resources WHERE slug = $1 AND address = ANY($2)", &[&slug, &removed])
+                        .await?;
+                }
             } else {
                 let inserted = tx
                     .execute(
@@ -476,7 +530,8 @@ impl PostgresStore {
             if !addresses.is_empty() {
                 tx.execute(
                     "INSERT INTO matih_resources (slug, address, phase, record)
-                     SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[])",
+                     SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[])
+                     ON CONFLICT (slug, address) DO UPDATE SET phase = EXCLUDED.phase, record = EXCLUDED.record",
                     &[&slug, &addresses, &phases, &records],
                 )
                 .await?;

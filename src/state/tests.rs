@@ -377,3 +377,78 @@ fn this_process_is_alive_and_a_reaped_one_is_not() {
     assert!(lock_is_stale(&gone, &hostname()));
     assert!(!lock_is_stale(&gone, "some-other-host"));
 }
+
+/// `(address, xmin)` of every resource row of `slug`: the transaction that last wrote each row.
+fn pg_resource_rows(url: &str, slug: &str) -> BTreeMap<String, String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let rows =
+            client.query("SELECT address, xmin::text FROM matih_resources WHERE slug = $1", &[&slug]).await.unwrap();
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+    })
+}
+
+#[test]
+fn postgres_writes_only_the_resources_that_changed_and_stays_exact_after_another_writer() {
+    let url = fresh_pg_database();
+    let (a, b) = (PostgresStore::connect(&url).unwrap(), PostgresStore::connect(&url).unwrap());
+    let deployment = |name: &str, replicas: i64| {
+        (
+            ResourceAddr::new("kubernetes_deployment", name),
+            ResourceState {
+                phase: Phase::DeployCoreServices,
+                attrs: BTreeMap::from([("replicas".to_string(), Value::Int(replicas))]),
+                outputs: BTreeMap::new(),
+                depends_on: BTreeSet::new(),
+            },
+        )
+    };
+    let mut st = sample_state("acme", 1);
+    st.resources.extend((0..4).map(|i| deployment(&format!("d{i}"), 1)));
+    a.put(&st, None, "apply").unwrap();
+    let before = pg_resource_rows(&url, "acme");
+    assert_eq!(before.len(), 5);
+
+    // One changed, one removed, one added: only those rows are written.
+    let mut next = st.clone();
+    next.serial = 2;
+    next.resources.extend([deployment("d0", 3), deployment("d9", 1)]);
+    next.resources.remove(&ResourceAddr::new("kubernetes_deployment", "d1"));
+    a.put(&next, Some(1), "apply").unwrap();
+    assert_eq!(b.get("acme").unwrap().as_ref(), Some(&next));
+    let after = pg_resource_rows(&url, "acme");
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        next.resources.keys().map(ToString::to_string).collect::<Vec<_>>().iter().collect::<Vec<_>>()
+    );
+    for unchanged in ["kubernetes_deployment.d2", "kubernetes_deployment.d3", "kubernetes_secret.database_credentials"]
+    {
+        assert_eq!(after[unchanged], before[unchanged], "{unchanged} was not written again");
+    }
+    assert_ne!(after["kubernetes_deployment.d0"], before["kubernetes_deployment.d0"]);
+
+    // Another store writes serial 3; a write by the first over it cannot trust what it wrote
+    // before, and the rows still come out exact.
+    let mut third = next.clone();
+    third.serial = 3;
+    third.resources.remove(&ResourceAddr::new("kubernetes_deployment", "d2"));
+    third.resources.extend([deployment("d3", 7)]);
+    b.put(&third, Some(2), "apply").unwrap();
+    let mut fourth = a.get("acme").unwrap().unwrap();
+    assert_eq!(fourth, third);
+    fourth.serial = 4;
+    fourth.resources.extend([deployment("d9", 2)]);
+    a.put(&fourth, Some(3), "apply").unwrap();
+    assert_eq!(b.get("acme").unwrap().as_ref(), Some(&fourth));
+    assert_eq!(pg_resource_rows(&url, "acme").len(), fourth.resources.len());
+
+    // A failed write (serial conflict) forgets nothing it should not: the next write is exact too.
+    assert!(a.put(&fourth, Some(3), "apply").is_err());
+    let mut fifth = fourth.clone();
+    fifth.serial = 5;
+    fifth.resources.remove(&ResourceAddr::new("kubernetes_deployment", "d0"));
+    a.put(&fifth, Some(4), "apply").unwrap();
+    assert_eq!(b.get("acme").unwrap().as_ref(), Some(&fifth));
+}
