@@ -92,6 +92,44 @@ pub struct TenantState {
     pub run_id: Option<String>,
 }
 
+impl TenantState {
+    /// A copy of everything but the resources (which a store may keep apart), without cloning them.
+    pub fn without_resources(&self) -> TenantState {
+        let TenantState {
+            slug,
+            tenant_id,
+            lineage,
+            serial,
+            status,
+            current_phase,
+            provisioning_error,
+            provisioning_completed_at,
+            updated_at,
+            phases,
+            resources: _,
+            in_flight,
+            provisioning_duration_ms,
+            run_id,
+        } = self;
+        TenantState {
+            slug: slug.clone(),
+            tenant_id: tenant_id.clone(),
+            lineage: lineage.clone(),
+            serial: *serial,
+            status: *status,
+            current_phase: *current_phase,
+            provisioning_error: provisioning_error.clone(),
+            provisioning_completed_at: provisioning_completed_at.clone(),
+            updated_at: updated_at.clone(),
+            phases: phases.clone(),
+            resources: BTreeMap::new(),
+            in_flight: in_flight.clone(),
+            provisioning_duration_ms: *provisioning_duration_ms,
+            run_id: run_id.clone(),
+        }
+    }
+}
+
 /// Whether writing `new` over `replaced` files `replaced` in history: always, except for the
 /// intermediate states of one run (both written by the same run).
 pub fn goes_to_history(replaced: &TenantState, new: Option<&TenantState>) -> bool {

@@ -459,8 +459,17 @@ impl PostgresStore {
         })
         .map_err(|e| self.io(&format!("commit the state of {slug:?}"), &e))?;
         if let Some(state) = state {
-            let w =
-                Written { lineage: state.lineage.clone(), serial: state.serial, resources: state.resources.clone() };
+            // What the rows hold now: unchanged records moved over, changed ones cloned.
+            let mut before = written.map(|w| w.resources).unwrap_or_default();
+            let resources = state
+                .resources
+                .iter()
+                .map(|(addr, rs)| match before.remove(addr) {
+                    Some(old) if &old == rs => (addr.clone(), old),
+                    _ => (addr.clone(), rs.clone()),
+                })
+                .collect();
+            let w = Written { lineage: state.lineage.clone(), serial: state.serial, resources };
             lock(&self.written).insert(slug.to_string(), w);
         }
         Ok(())
@@ -478,16 +487,15 @@ impl PostgresStore {
         written: Option<&Written>,
     ) -> Result<(), StateError> {
         let slug = state.slug.as_str();
-        let mut head = state.clone();
-        let resources = std::mem::take(&mut head.resources);
-        let head_json = serde_json::to_string(&head).map_err(|e| self.corrupt(e.to_string()))?;
+        let resources = &state.resources;
+        let head_json = serde_json::to_string(&state.without_resources()).map_err(|e| self.corrupt(e.to_string()))?;
         let status = enum_name(&state.status);
         let serial = to_i64(slug, state.serial)?;
         let written = written.filter(|_| exists);
         let mut addresses = Vec::with_capacity(resources.len());
         let mut phases = Vec::with_capacity(resources.len());
         let mut records = Vec::with_capacity(resources.len());
-        for (addr, rs) in &resources {
+        for (addr, rs) in resources {
             if written.is_some_and(|w| w.resources.get(addr) == Some(rs)) {
                 continue;
             }
