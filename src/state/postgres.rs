@@ -140,7 +140,10 @@ pub struct PostgresStore {
     config: tokio_postgres::Config,
     /// The connection, for the messages: `postgresql://user@host:port/db`, never the password.
     label: String,
-    data: Mutex<Option<Client>>,
+    /// Data sessions (reads and writes), at most [`DATA_SESSIONS`] open: tenants applied at once
+    /// write through different sessions instead of queueing behind one.
+    data: Mutex<DataPool>,
+    data_free: std::sync::Condvar,
     locks: Mutex<LockSession>,
     /// The resources this store last wrote per tenant, at which lineage and serial: a write over
     /// that same serial sends only the resources that changed (see [`PostgresStore::write_rows`]).
@@ -170,6 +173,50 @@ impl ChangeFeed<'_> {
     }
 }
 
+/// Data sessions a store opens at most: enough for the tenants one runner applies at once to
+/// write side by side, few enough for several runners on one server's `max_connections`.
+const DATA_SESSIONS: usize = 4;
+
+#[derive(Default)]
+struct DataPool {
+    idle: Vec<Client>,
+    /// Sessions open: idle ones and those lent out.
+    open: usize,
+}
+
+/// A data session lent out by [`PostgresStore::data`]; back to the pool when dropped.
+struct Pooled<'a> {
+    store: &'a PostgresStore,
+    client: Option<Client>,
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.client.as_ref().expect("present until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            let mut pool = lock(&self.store.data);
+            if client.is_closed() {
+                pool.open -= 1;
+            } else {
+                pool.idle.push(client);
+            }
+            self.store.data_free.notify_one();
+        }
+    }
+}
+
 /// The session holding this store's advisory locks, and the tenants it holds them for.
 #[derive(Default)]
 struct LockSession {
@@ -188,7 +235,7 @@ impl Drop for PostgresStore {
     fn drop(&mut self) {
         // Closing the sessions releases every advisory lock; shutting down in the background
         // never blocks, so the store may be dropped inside an async context.
-        self.data.get_mut().unwrap_or_else(PoisonError::into_inner).take();
+        self.data.get_mut().unwrap_or_else(PoisonError::into_inner).idle.clear();
         self.locks.get_mut().unwrap_or_else(PoisonError::into_inner).client.take();
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
@@ -259,7 +306,8 @@ impl PostgresStore {
             rt: Some(rt),
             config,
             label,
-            data: Mutex::new(None),
+            data: Mutex::new(DataPool::default()),
+            data_free: std::sync::Condvar::new(),
             locks: Mutex::new(LockSession::default()),
             written: Mutex::new(HashMap::new()),
         };
@@ -300,18 +348,36 @@ impl PostgresStore {
         }
     }
 
-    /// The data session (opened again if the server closed it).
-    fn data(&self) -> Result<MutexGuard<'_, Option<Client>>, StateError> {
-        let mut guard = lock(&self.data);
-        if guard.as_ref().is_none_or(Client::is_closed) {
-            *guard = Some(self.open_session()?);
+    /// A data session: an idle one that is still open, a new one while fewer than
+    /// [`DATA_SESSIONS`] are open, or the next one given back.
+    fn data(&self) -> Result<Pooled<'_>, StateError> {
+        let mut pool = lock(&self.data);
+        loop {
+            while let Some(client) = pool.idle.pop() {
+                if !client.is_closed() {
+                    return Ok(Pooled { store: self, client: Some(client) });
+                }
+                pool.open -= 1;
+            }
+            if pool.open < DATA_SESSIONS {
+                pool.open += 1;
+                drop(pool);
+                return match self.open_session() {
+                    Ok(client) => Ok(Pooled { store: self, client: Some(client) }),
+                    Err(e) => {
+                        lock(&self.data).open -= 1;
+                        self.data_free.notify_one();
+                        Err(e)
+                    }
+                };
+            }
+            pool = self.data_free.wait(pool).unwrap_or_else(PoisonError::into_inner);
         }
-        Ok(guard)
     }
 
     fn migrate(&self) -> Result<(), StateError> {
         let mut guard = self.data()?;
-        let client = guard.as_mut().expect("connected");
+        let client = &mut *guard;
         let found = block_on(read_version(client)).map_err(|e| self.io("read the schema version", &e))?;
         if found == Some(SCHEMA_VERSION) {
             return Ok(());
@@ -402,7 +468,7 @@ impl PostgresStore {
         audit: &[AuditEntry],
     ) -> Result<(), StateError> {
         let mut guard = self.data()?;
-        let client = guard.as_mut().expect("connected");
+        let client = &mut *guard;
         let tx = block_on(client.transaction()).map_err(|e| self.io("begin a transaction", &e))?;
         let row =
             block_on(tx.query_opt("SELECT serial, state FROM matih_tenants WHERE slug = $1 FOR UPDATE", &[&slug]))
@@ -738,16 +804,14 @@ fn label(config: &tokio_postgres::Config) -> String {
 impl StateStore for PostgresStore {
     fn tenants(&self) -> Result<Vec<String>, StateError> {
         let guard = self.data()?;
-        let rows = block_on(
-            guard.as_ref().expect("connected").query("SELECT slug FROM matih_tenants ORDER BY slug COLLATE \"C\"", &[]),
-        )
-        .map_err(|e| self.io("list the tenants", &e))?;
+        let rows = block_on(guard.query("SELECT slug FROM matih_tenants ORDER BY slug COLLATE \"C\"", &[]))
+            .map_err(|e| self.io("list the tenants", &e))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     fn get(&self, slug: &str) -> Result<Option<TenantState>, StateError> {
         let mut guard = self.data()?;
-        let client = guard.as_mut().expect("connected");
+        let client = &mut *guard;
         // One snapshot for the tenant row and its resources.
         let tx = block_on(
             client
@@ -784,12 +848,11 @@ impl StateStore for PostgresStore {
 
     fn history(&self, slug: &str) -> Result<Vec<HistoryEntry>, StateError> {
         let guard = self.data()?;
-        let rows =
-            block_on(guard.as_ref().expect("connected").query(
-                "SELECT serial, at, operation, state FROM matih_history WHERE slug = $1 ORDER BY seq",
-                &[&slug],
-            ))
-            .map_err(|e| self.io(&format!("read the history of {slug:?}"), &e))?;
+        let rows = block_on(
+            guard
+                .query("SELECT serial, at, operation, state FROM matih_history WHERE slug = $1 ORDER BY seq", &[&slug]),
+        )
+        .map_err(|e| self.io(&format!("read the history of {slug:?}"), &e))?;
         rows.iter()
             .map(|r| {
                 let text: String = r.get(3);
@@ -909,7 +972,7 @@ impl StateStore for PostgresStore {
 
     fn locks(&self) -> Result<Vec<LockInfo>, StateError> {
         let guard = self.data()?;
-        let rows = block_on(guard.as_ref().expect("connected").query(
+        let rows = block_on(guard.query(
             &format!(
                 "SELECT id, slug, operation, who, host, pid, created_at FROM matih_locks k
                  WHERE {HELD_BY_SESSION} ORDER BY slug COLLATE \"C\""
@@ -923,13 +986,12 @@ impl StateStore for PostgresStore {
     fn append_audit(&self, slug: &str, entries: &[AuditEntry]) -> Result<(), StateError> {
         check_slug(slug)?;
         let guard = self.data()?;
-        insert_audit(guard.as_ref().expect("connected"), slug, entries)
-            .map_err(|e| self.io(&format!("append to the audit log of {slug:?}"), &e))
+        insert_audit(&*guard, slug, entries).map_err(|e| self.io(&format!("append to the audit log of {slug:?}"), &e))
     }
 
     fn all_slugs(&self) -> Result<Vec<String>, StateError> {
         let guard = self.data()?;
-        let rows = block_on(guard.as_ref().expect("connected").query(
+        let rows = block_on(guard.query(
             "SELECT slug FROM (SELECT slug FROM matih_tenants UNION SELECT slug FROM matih_history
                  UNION SELECT slug FROM matih_audit) s ORDER BY slug COLLATE \"C\"",
             &[],
@@ -944,13 +1006,8 @@ impl StateStore for PostgresStore {
 
     fn audit(&self, slug: &str) -> Result<Vec<AuditEntry>, StateError> {
         let guard = self.data()?;
-        let rows = block_on(
-            guard
-                .as_ref()
-                .expect("connected")
-                .query("SELECT entry FROM matih_audit WHERE slug = $1 ORDER BY seq", &[&slug]),
-        )
-        .map_err(|e| self.io(&format!("read the audit log of {slug:?}"), &e))?;
+        let rows = block_on(guard.query("SELECT entry FROM matih_audit WHERE slug = $1 ORDER BY seq", &[&slug]))
+            .map_err(|e| self.io(&format!("read the audit log of {slug:?}"), &e))?;
         rows.iter()
             .map(|r| {
                 let text: String = r.get(0);

@@ -149,13 +149,9 @@ impl PostgresStore {
     /// The events of `slug` still in `matih_feed`, oldest first.
     pub fn feed_events(&self, slug: &str) -> Result<Vec<FeedRow>, StateError> {
         let guard = self.data()?;
-        let rows = block_on(
-            guard
-                .as_ref()
-                .expect("connected")
-                .query("SELECT seq, slug, event FROM matih_feed WHERE slug = $1 ORDER BY seq", &[&slug]),
-        )
-        .map_err(|e| self.io(&format!("read the progress events of {slug:?}"), &e))?;
+        let rows =
+            block_on(guard.query("SELECT seq, slug, event FROM matih_feed WHERE slug = $1 ORDER BY seq", &[&slug]))
+                .map_err(|e| self.io(&format!("read the progress events of {slug:?}"), &e))?;
         Ok(rows.iter().map(feed_row).collect())
     }
 }
