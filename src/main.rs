@@ -128,6 +128,9 @@ struct PlanArgs {
     /// Read live objects through the providers before planning (needs a platform file).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     refresh: bool,
+    /// Only the tenants of shard K of N (1 ≤ K ≤ N), chosen by a hash of their slug (as for apply).
+    #[arg(long, value_parser = parse_shard, value_name = "K/N")]
+    shard: Option<Shard>,
 }
 
 #[derive(Args, Debug)]
@@ -163,6 +166,18 @@ struct ApplyArgs {
     /// way to divide a fleet between N runners.
     #[arg(long, value_parser = parse_shard, value_name = "K/N")]
     shard: Option<Shard>,
+}
+
+/// Keeps only the tenants of `shard` (all of them without one), and says how many on stderr.
+fn keep_shard(inputs: &mut Inputs, shard: Option<Shard>) {
+    let Some(Shard { k, n }) = shard else { return };
+    let all = inputs.specs.len();
+    let keep: Vec<bool> = inputs.graphs.iter().map(|g| workflow::shard_of(&g.tenant.slug, n) == k - 1).collect();
+    let mut it = keep.iter();
+    inputs.specs.retain(|_| *it.next().expect("one per spec"));
+    let mut it = keep.iter();
+    inputs.graphs.retain(|_| *it.next().expect("one per graph"));
+    eprintln!("shard {k}/{n}: {} of {all} tenant(s)", inputs.specs.len());
 }
 
 /// `--shard K/N`: K counted from 1.
@@ -582,7 +597,8 @@ fn render(plan: &Plan, format: Format, color: bool) -> String {
 }
 
 fn plan_cmd(global: &Global, args: &PlanArgs, color: bool) -> Result<ExitCode> {
-    let inputs = load_inputs(global, &args.paths)?;
+    let mut inputs = load_inputs(global, &args.paths)?;
+    keep_shard(&mut inputs, args.shard);
     let store = open_state_for_read(global)?;
     let rt = runtime()?;
     let providers =
@@ -925,15 +941,7 @@ fn apply_cmd(global: &Global, args: &ApplyArgs, color: bool, destroy: bool) -> R
     }
 
     let mut inputs = load_inputs(global, &args.paths)?;
-    if let Some(Shard { k, n }) = args.shard {
-        let all = inputs.specs.len();
-        let keep: Vec<bool> = inputs.graphs.iter().map(|g| workflow::shard_of(&g.tenant.slug, n) == k - 1).collect();
-        let mut it = keep.iter();
-        inputs.specs.retain(|_| *it.next().expect("one per spec"));
-        let mut it = keep.iter();
-        inputs.graphs.retain(|_| *it.next().expect("one per graph"));
-        eprintln!("shard {k}/{n}: {} of {all} tenant(s)", inputs.specs.len());
-    }
+    keep_shard(&mut inputs, args.shard);
     let protected = protected_specs(&inputs.specs);
     opts.protected = protected.keys().cloned().collect();
     let loc = state_location(global)?;
@@ -1324,6 +1332,9 @@ struct DriftArgs {
     /// Tenants checked at once.
     #[arg(long, default_value_t = 4)]
     parallelism: usize,
+    /// Only the tenants of shard K of N (1 ≤ K ≤ N), chosen by a hash of their slug (as for apply).
+    #[arg(long, value_parser = parse_shard, value_name = "K/N")]
+    shard: Option<Shard>,
 }
 
 /// What `drift::read_recorded` reads from a sled store, read from the PostgreSQL one (which
@@ -1356,7 +1367,8 @@ const DRIFT_STORE_WAIT: Duration = Duration::from_secs(2);
 fn drift_cmd(global: &Global, args: &DriftArgs, _color: bool) -> Result<ExitCode> {
     use matih::drift::{self, DriftOptions, Recorded, TenantInput};
 
-    let inputs = load_inputs(global, &args.paths)?;
+    let mut inputs = load_inputs(global, &args.paths)?;
+    keep_shard(&mut inputs, args.shard);
     let slugs: Vec<&str> = inputs.graphs.iter().map(|g| g.tenant.slug.as_str()).collect();
     let loc = state_location(global)?;
     let recorded = match loc.backend {

@@ -349,3 +349,26 @@ fn locks_are_listed_refused_and_force_unlocked(backend: Backend) {
     assert_eq!(state.store().get("acme").unwrap().unwrap().serial, 2);
 }
 on_both_backends!(locks_are_listed_refused_and_force_unlocked);
+
+fn plan_and_drift_shards_partition_the_fleet(backend: Backend) {
+    let state = TestState::new(backend);
+    let mut planned = Vec::new();
+    for k in 1..=3 {
+        let shard = format!("{k}/3");
+        let out = matih(&root(), &state, &["plan", "tenants", "--refresh=false", "--shard", &shard]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let tenants: Vec<String> = stdout(&out)
+            .lines()
+            .filter_map(|l| l.strip_prefix("Tenant \"")?.split_once("\" (").map(|(slug, _)| slug.to_string()))
+            .collect();
+        assert!(stderr(&out).contains(&format!("shard {shard}: {} of 3 tenant(s)", tenants.len())), "{}", stderr(&out));
+        planned.extend(tenants);
+    }
+    planned.sort();
+    assert_eq!(planned, ["acme", "globex", "initech"], "every tenant in exactly one shard");
+    let out = matih(&root(), &state, &["drift", "tenants", "--shard", "0/3"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(stderr(&out).contains("not a shard: expected K/N"), "{}", stderr(&out));
+    state.assert_nothing_recorded();
+}
+on_both_backends!(plan_and_drift_shards_partition_the_fleet);
