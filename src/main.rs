@@ -145,8 +145,8 @@ struct ApplyArgs {
     #[arg(long, default_value_t = 10)]
     parallelism: usize,
     /// How long to wait for a tenant locked by another run (e.g. 30s, 2m). With 0, a run over one
-    /// tenant fails at once naming the holder; a run over several sets a held tenant aside and
-    /// comes back to it for as long as its holder lives.
+    /// tenant, or one with a prompt, fails at once naming the holder; an --auto-approve run over
+    /// several sets a held tenant aside and comes back to it for as long as its holder lives.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     lock_timeout: Duration,
     /// What to do with a phase that failed: roll back what this run created in it, or halt and

@@ -14,10 +14,11 @@
 //!   (whoever locks it first), the others find nothing left to do, and none is skipped: the lock of
 //!   a runner that died goes with it (its PostgreSQL session ends) and a survivor finishes the job.
 //!
-//! How long a set-aside tenant is waited for: up to `--lock-timeout` when one is given; a run over
-//! a single tenant with no timeout fails at once naming the holder (another run is applying that
-//! very tenant: a conflict, as in Terraform); a run over several tenants waits for as long as the
-//! holder lives ([`FleetOptions::wait_for_others`]).
+//! How long a set-aside tenant is waited for: up to `--lock-timeout` when one is given. With no
+//! timeout, a run over a single tenant fails at once naming the holder (another run is applying
+//! that very tenant: a conflict, as in Terraform), and so does a run that may not plan again (its
+//! plan would be stale once the holder is done); a run over several tenants that may plan again
+//! waits for as long as the holder lives ([`FleetOptions::wait_for_others`]).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -87,9 +88,11 @@ pub async fn apply_fleet(
 ) -> Vec<Result<ApplyReport, ApplyError>> {
     let n = plans.len();
     let plans: Vec<Arc<TenantPlan>> = plans.into_iter().map(Arc::new).collect();
+    // Waiting for a held tenant only makes sense when it can be planned again afterwards: a
+    // reviewed plan would be refused as stale once the holder has changed the tenant.
     let limit = if !opts.lock_timeout.is_zero() {
         Some(opts.lock_timeout)
-    } else if n == 1 {
+    } else if n == 1 || fleet.replan.is_none() {
         Some(Duration::ZERO)
     } else {
         fleet.wait_for_others

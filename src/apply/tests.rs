@@ -678,3 +678,21 @@ async fn a_reviewed_plan_is_never_planned_again_behind_the_users_back() {
     .await;
     assert!(matches!(&r[0], Err(ApplyError::StateMoved { .. })), "{r:?}");
 }
+
+#[tokio::test]
+async fn a_reviewed_plan_over_several_tenants_does_not_wait_for_a_held_one_it_could_not_apply_anyway() {
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::default());
+    let providers = Providers::new().with(Arc::new(Scripted::default()));
+    let plans = vec![diff(&tenant_graph("a"), None, None), diff(&tenant_graph("b"), None, None)];
+    let other = LockInfo::new("b", "apply");
+    store.lock(&other).unwrap();
+    let fleet = FleetOptions { poll: Duration::from_millis(5), ..FleetOptions::default() };
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        apply_fleet(plans, store.clone(), providers, Arc::new(NoHooks), fast(), fleet, no_finish()),
+    )
+    .await
+    .expect("does not wait for the holder");
+    assert_eq!(r[0].as_ref().unwrap().operations.len(), 7);
+    assert!(matches!(&r[1], Err(ApplyError::LockTimeout { waited, .. }) if waited.is_zero()), "{:?}", r[1]);
+}
