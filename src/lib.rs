@@ -12,6 +12,7 @@ pub mod diag;
 pub mod drift;
 pub mod graph;
 pub mod notify;
+pub mod pgconn;
 pub mod phase;
 pub mod plan;
 pub mod provider;

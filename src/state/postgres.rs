@@ -40,13 +40,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Wake};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+
+use crate::pgconn::PgConnect;
 
 use super::{
     check_put, check_slug, goes_to_history, hostname, lock_is_stale, now_rfc3339, AuditEntry, HistoryEntry, LockInfo,
@@ -137,7 +138,8 @@ const HELD_BY_SESSION: &str = "EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype
 pub struct PostgresStore {
     /// Drives the connections; `None` only while dropping.
     rt: Option<tokio::runtime::Runtime>,
-    config: tokio_postgres::Config,
+    /// The connection settings and the TLS connector (`sslmode`, see [`crate::pgconn`]).
+    config: PgConnect,
     /// The connection, for the messages: `postgresql://user@host:port/db`, never the password.
     label: String,
     /// Data sessions (reads and writes), at most [`DATA_SESSIONS`] open: tenants applied at once
@@ -283,19 +285,17 @@ impl PostgresStore {
     /// Connects to the database at `url` (`postgresql://USER:PASSWORD@HOST:PORT/DB`), creating or
     /// migrating matih's tables on first use. Errors never contain the URL.
     pub fn connect(url: &str) -> Result<PostgresStore, StateError> {
-        let mut config = tokio_postgres::Config::from_str(url).map_err(|_| StateError::Io {
+        let mut config = crate::pgconn::parse(url).map_err(|message| StateError::Io {
             path: "postgresql".into(),
-            message: "the state URL is not a valid connection string \
-                      (expected postgresql://USER:PASSWORD@HOST:PORT/DATABASE)"
-                .into(),
+            message: format!("state URL: {message}"),
         })?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
+        if config.config.get_connect_timeout().is_none() {
+            config.config.connect_timeout(Duration::from_secs(10));
         }
-        if config.get_application_name().is_none() {
-            config.application_name("matih-state");
+        if config.config.get_application_name().is_none() {
+            config.config.application_name("matih-state");
         }
-        let label = label(&config);
+        let label = label(&config.config);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("matih-state-pg")
@@ -333,7 +333,7 @@ impl PostgresStore {
         let config = self.config.clone();
         let rt = self.rt.as_ref().expect("runtime present until drop");
         let joined = block_on(rt.spawn(async move {
-            let (client, connection) = config.connect(NoTls).await?;
+            let (client, connection) = config.config.connect(config.tls.clone()).await?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::debug!("state store connection closed: {}", describe(&e).0);
@@ -668,7 +668,7 @@ impl PostgresStore {
         let (tx, rx) = std::sync::mpsc::channel();
         let rt = self.rt.as_ref().expect("runtime present until drop");
         let joined = block_on(rt.spawn(async move {
-            let (client, mut connection) = config.connect(NoTls).await?;
+            let (client, mut connection) = config.config.connect(config.tls.clone()).await?;
             tokio::spawn(async move {
                 while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                     match message {

@@ -69,6 +69,47 @@ fn free_port() -> u16 {
 }
 
 fn start() -> PgServer {
+    start_with(|_| String::new())
+}
+
+/// A second cluster with TLS on, for the tests of `sslmode`: its certificate is issued by a test CA
+/// for the name `db.matih.test` only (not `localhost`, not 127.0.0.1), so that `verify-full`
+/// through 127.0.0.1 fails on the name while `verify-ca` passes. Also a CA that issued nothing.
+pub struct TlsServer {
+    pub server: PgServer,
+    pub ca_file: PathBuf,
+    pub other_ca_file: PathBuf,
+}
+
+/// The binary's TLS cluster, started on first use. Needs the `openssl` command.
+pub fn tls_server() -> &'static TlsServer {
+    static SERVER: OnceLock<TlsServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        assert!(on_path("openssl"), "`openssl` is not on the PATH: the TLS tests make their certificates with it");
+        let mut certs = None;
+        let server = start_with(|dir| {
+            let script = "set -e
+                for ca in ca other-ca; do
+                  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -keyout $ca.key -out $ca.crt \
+                    -subj \"/CN=matih test $ca\" 2>/dev/null
+                done
+                openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=db.matih.test 2>/dev/null
+                printf 'subjectAltName=DNS:db.matih.test\nextendedKeyUsage=serverAuth\n' > server.ext
+                openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+                  -extfile server.ext -out server.crt 2>/dev/null
+                chmod 600 server.key";
+            let mut c = Command::new("sh");
+            c.current_dir(dir).args(["-c", script]);
+            run(c, "openssl: the test CA and the server certificate", None);
+            certs = Some((dir.join("ca.crt"), dir.join("other-ca.crt")));
+            format!(" -c ssl=on -c ssl_cert_file={d}/server.crt -c ssl_key_file={d}/server.key", d = dir.display())
+        });
+        let (ca_file, other_ca_file) = certs.expect("certificates made");
+        TlsServer { server, ca_file, other_ca_file }
+    })
+}
+
+fn start_with(mut prepare: impl FnMut(&Path) -> String) -> PgServer {
     let root = is_root();
     let mut needed = vec!["initdb", "pg_ctl"];
     if root {
@@ -85,6 +126,7 @@ fn start() -> PgServer {
     let dir = tempfile::Builder::new().prefix("matih-pg-").tempdir().expect("temp dir").keep();
     let password = format!("adm{}", uuid_like());
     std::fs::write(dir.join("pwfile"), &password).expect("write pwfile");
+    let extra_opts = prepare(&dir);
     if root {
         run(
             {
@@ -112,7 +154,7 @@ fn start() -> PgServer {
         let port = free_port();
         let opts = format!(
             "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=200",
+             -c full_page_writes=off -c max_connections=200{extra_opts}",
             dir.display()
         );
         let mut start = pg_command("pg_ctl", root);

@@ -35,17 +35,18 @@
 //!
 //! **Connections.** One admin URL (from the environment variable the platform file names). A
 //! small pool keeps idle connections per database; session state never leaks between uses, as
-//! roles and `search_path` are only ever set with `SET LOCAL` inside a transaction. TLS is not
-//! supported yet (`NoTls`).
+//! roles and `search_path` are only ever set with `SET LOCAL` inside a transaction. TLS as the URL's
+//! `sslmode` asks (libpq's modes, see [`crate::pgconn`]), for the admin connections and the
+//! connectivity check alike.
 //!
 //! **Invariant:** knows nothing of graphs, plans or state; one resource per call.
 
 use std::collections::{BTreeMap, HashMap};
-use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Observed, Provider, ProviderError, ProviderFuture, ResourceObject, TenantRef};
 use crate::value::{fingerprint, Secret, Value};
@@ -117,6 +118,7 @@ impl PostgresSettings {
 /// The provider. Cheap to share (`Arc`); connections are pooled per database.
 pub struct PostgresProvider {
     base: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     admin_db: String,
     tenant_host: String,
     tenant_port: u16,
@@ -224,11 +226,8 @@ fn generate_password() -> String {
 impl PostgresProvider {
     /// Parses the admin URL and checks that the server answers. The error never contains the URL.
     pub async fn connect(settings: &PostgresSettings) -> Result<PostgresProvider, String> {
-        let mut base = tokio_postgres::Config::from_str(&settings.admin_url).map_err(|_| {
-            "the PostgreSQL admin URL is not a valid connection string (expected \
-             postgresql://USER:PASSWORD@HOST:PORT/DATABASE)"
-                .to_string()
-        })?;
+        let crate::pgconn::PgConnect { config: mut base, tls } =
+            crate::pgconn::parse(&settings.admin_url).map_err(|e| format!("the PostgreSQL admin URL: {e}"))?;
         base.connect_timeout(settings.connect_timeout);
         if base.get_application_name().is_none() {
             base.application_name("matih");
@@ -236,6 +235,7 @@ impl PostgresProvider {
         let admin_db = base.get_dbname().or(base.get_user()).unwrap_or("postgres").to_string();
         let provider = PostgresProvider {
             base,
+            tls,
             admin_db,
             tenant_host: settings.tenant_host.clone(),
             tenant_port: settings.tenant_port,
@@ -258,7 +258,7 @@ impl PostgresProvider {
     async fn open(&self, db: &str) -> Result<Client, tokio_postgres::Error> {
         let mut config = self.base.clone();
         config.dbname(db);
-        let (client, connection) = config.connect(NoTls).await?;
+        let (client, connection) = config.connect(self.tls.clone()).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!("PostgreSQL connection closed: {}", describe(&e).0);
@@ -655,7 +655,8 @@ impl PostgresProvider {
             Some(password) => {
                 let mut config = self.base.clone();
                 config.user(&user).password(password).dbname(&db).application_name("matih-connectivity-check");
-                let (client, connection) = config.connect(NoTls).await.map_err(|e| db_err(obj, &what, &e))?;
+                let (client, connection) =
+                    config.connect(self.tls.clone()).await.map_err(|e| db_err(obj, &what, &e))?;
                 let task = tokio::spawn(connection);
                 let row = async {
                     client.batch_execute(&format!("SET search_path TO {qschema}")).await?;

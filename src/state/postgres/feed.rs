@@ -28,7 +28,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
+
+use crate::pgconn::PgConnect;
 
 use super::{block_on, describe, PostgresStore, CHANGE_CHANNEL};
 use crate::state::StateError;
@@ -129,7 +131,7 @@ impl PostgresStore {
     pub fn publisher(&self) -> FeedPublisher {
         let (tx, rx) = mpsc::channel(QUEUE);
         let mut config = self.config.clone();
-        config.application_name("matih-feed");
+        config.config.application_name("matih-feed");
         let rt = self.rt.as_ref().expect("runtime present until drop");
         rt.spawn(publish_loop(config, self.label.clone(), rx));
         FeedPublisher { tx, overflow_logged: AtomicBool::new(false) }
@@ -140,7 +142,7 @@ impl PostgresStore {
     pub fn follow(&self) -> mpsc::Receiver<FeedNews> {
         let (tx, rx) = mpsc::channel(256);
         let mut config = self.config.clone();
-        config.application_name("matih-serve");
+        config.config.application_name("matih-serve");
         let rt = self.rt.as_ref().expect("runtime present until drop");
         rt.spawn(follow_loop(config, self.label.clone(), tx));
         rx
@@ -160,8 +162,8 @@ fn feed_row(r: &tokio_postgres::Row) -> FeedRow {
     FeedRow { seq: r.get(0), slug: r.get(1), event: r.get(2) }
 }
 
-async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = config.connect(NoTls).await?;
+async fn connect(config: &PgConnect) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = config.config.connect(config.tls.clone()).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!("progress feed connection closed: {}", describe(&e).0);
@@ -201,7 +203,7 @@ async fn prune(client: &Client, slug: &str) -> Result<u64, tokio_postgres::Error
         .await
 }
 
-async fn publish_loop(config: tokio_postgres::Config, label: String, mut rx: mpsc::Receiver<Msg>) {
+async fn publish_loop(config: PgConnect, label: String, mut rx: mpsc::Receiver<Msg>) {
     let mut session: Option<Client> = None;
     let mut failing = false;
     // Per tenant: rows written since its last pruning.
@@ -280,7 +282,7 @@ async fn publish_loop(config: tokio_postgres::Config, label: String, mut rx: mps
     }
 }
 
-async fn follow_loop(config: tokio_postgres::Config, label: String, tx: mpsc::Sender<FeedNews>) {
+async fn follow_loop(config: PgConnect, label: String, tx: mpsc::Sender<FeedNews>) {
     let mut last: Option<i64> = None;
     let mut backoff = Duration::from_millis(200);
     let mut logged = false;
@@ -309,13 +311,9 @@ async fn follow_loop(config: tokio_postgres::Config, label: String, tx: mpsc::Se
 }
 
 /// One session of a follower. `Ok(())`: the receiver is gone; `Err`: the session ended.
-async fn follow_session(
-    config: &tokio_postgres::Config,
-    last: &mut Option<i64>,
-    tx: &mpsc::Sender<FeedNews>,
-) -> Result<(), String> {
+async fn follow_session(config: &PgConnect, last: &mut Option<i64>, tx: &mpsc::Sender<FeedNews>) -> Result<(), String> {
     let err = |e: tokio_postgres::Error| describe(&e).0;
-    let (client, mut connection) = config.connect(NoTls).await.map_err(err)?;
+    let (client, mut connection) = config.config.connect(config.tls.clone()).await.map_err(err)?;
     let (note_tx, mut notes) = mpsc::unbounded_channel::<(String, String)>();
     let driver = tokio::spawn(async move {
         while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {

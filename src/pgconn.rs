@@ -1,0 +1,279 @@
+//! How matih connects to PostgreSQL (the state store and the PostgreSQL provider): a connection
+//! URL, with libpq's TLS settings, becomes a `tokio_postgres::Config` and a rustls connector.
+//!
+//! `sslmode`, a query parameter of the URL as in libpq (`postgresql://…/db?sslmode=verify-full`):
+//!
+//! | `sslmode` | TLS | server certificate |
+//! |---|---|---|
+//! | `disable` | never | — |
+//! | `prefer` (default) | when the server offers it | not verified (encryption only, as libpq) |
+//! | `require` | always | not verified (as libpq without a root certificate) |
+//! | `verify-ca` | always | chain verified against the root certificates |
+//! | `verify-full` | always | chain verified, and the certificate must name the host |
+//!
+//! Root certificates: the PEM file named by `sslrootcert=PATH` in the URL, else by the
+//! `PGSSLROOTCERT` environment variable (libpq's names), else the system's roots.
+//!
+//! **Invariant:** errors never contain the URL (it holds a password).
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// A parsed connection URL and the TLS connector its `sslmode` asks for.
+#[derive(Clone)]
+pub struct PgConnect {
+    pub config: tokio_postgres::Config,
+    pub tls: MakeRustlsConnect,
+}
+
+impl std::fmt::Debug for PgConnect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConnect").field("ssl_mode", &self.config.get_ssl_mode()).finish_non_exhaustive()
+    }
+}
+
+/// How the server's certificate is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verify {
+    Nothing,
+    Chain,
+    ChainAndName,
+}
+
+const EXPECTED: &str = "expected postgresql://USER:PASSWORD@HOST:PORT/DATABASE";
+
+/// Parses `url` (`postgresql://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=…&sslrootcert=…`, or
+/// libpq's `key=value` form without the two verifying modes).
+pub fn parse(url: &str) -> Result<PgConnect, String> {
+    let mut verify = Verify::Nothing;
+    let mut root_file = std::env::var("PGSSLROOTCERT").ok().filter(|p| !p.is_empty());
+    let mut rest = url.to_string();
+    if let Some((base, query)) = url.split_once('?') {
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match (key, value) {
+                ("sslmode", "verify-ca") => {
+                    verify = Verify::Chain;
+                    kept.push("sslmode=require".to_string());
+                }
+                ("sslmode", "verify-full") => {
+                    verify = Verify::ChainAndName;
+                    kept.push("sslmode=require".to_string());
+                }
+                ("sslrootcert", path) => root_file = Some(percent_decode(path)?),
+                _ => kept.push(pair.to_string()),
+            }
+        }
+        rest = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
+    }
+    let config: tokio_postgres::Config = rest.parse().map_err(|e: tokio_postgres::Error| {
+        let why = e.to_string();
+        // The parser's messages name the offending option, never its value.
+        if why.contains("sslmode") {
+            "the PostgreSQL URL has an unknown sslmode (disable, prefer, require, verify-ca or verify-full)".to_string()
+        } else {
+            format!("the PostgreSQL URL is not a valid connection string ({EXPECTED})")
+        }
+    })?;
+    let tls = if config.get_ssl_mode() == SslMode::Disable {
+        // Never used for a handshake, but `connect` wants a connector.
+        tls_config(Verify::Nothing, None)?
+    } else {
+        tls_config(verify, root_file.as_deref())?
+    };
+    Ok(PgConnect { config, tls: MakeRustlsConnect::new(tls) })
+}
+
+fn percent_decode(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+            out.push(hex.ok_or("the PostgreSQL URL has a bad %-escape in sslrootcert")?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "the PostgreSQL URL's sslrootcert is not UTF-8".to_string())
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn roots(file: Option<&str>) -> Result<RootCertStore, String> {
+    let mut store = RootCertStore::empty();
+    match file {
+        Some(path) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<_, _>>())
+                .map_err(|e| format!("cannot read the root certificates in {path} (sslrootcert): {e}"))?;
+            if certs.is_empty() {
+                return Err(format!("{path} (sslrootcert) holds no PEM certificate"));
+            }
+            for c in certs {
+                store.add(c).map_err(|e| format!("a root certificate in {path} (sslrootcert) is not usable: {e}"))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for c in found.certs {
+                // A broken system certificate is skipped, as every TLS client does.
+                let _ = store.add(c);
+            }
+            if store.is_empty() {
+                return Err("no root certificates: the system has none; name a PEM file with sslrootcert=PATH in the \
+                            URL or PGSSLROOTCERT"
+                    .into());
+            }
+        }
+    }
+    Ok(store)
+}
+
+fn tls_config(verify: Verify, root_file: Option<&str>) -> Result<ClientConfig, String> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    let config = match verify {
+        Verify::ChainAndName => builder.with_root_certificates(roots(root_file)?).with_no_client_auth(),
+        Verify::Chain => {
+            let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots(root_file)?), provider())
+                .build()
+                .map_err(|e| format!("TLS setup: {e}"))?;
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(ChainOnly(inner))).with_no_client_auth()
+        }
+        Verify::Nothing => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
+            .with_no_client_auth(),
+    };
+    Ok(config)
+}
+
+/// `verify-ca`: the chain must lead to a root; the name in the certificate is not checked.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// `prefer` and `require`: encryption without checking who is at the other end (libpq's meaning
+/// of those modes). The handshake's signatures are still checked.
+#[derive(Debug)]
+struct NoVerification(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libpq_modes_map_onto_tokio_postgres_and_the_url_never_shows_in_errors() {
+        let c = parse("postgresql://u:secret@db.example:5432/matih").unwrap();
+        assert_eq!(c.config.get_ssl_mode(), SslMode::Prefer);
+        let c = parse("postgresql://u:secret@db.example/matih?sslmode=disable").unwrap();
+        assert_eq!(c.config.get_ssl_mode(), SslMode::Disable);
+        let c = parse("postgresql://u:secret@db.example/matih?application_name=x&sslmode=require").unwrap();
+        assert_eq!(c.config.get_ssl_mode(), SslMode::Require);
+        assert_eq!(c.config.get_application_name(), Some("x"));
+        let c = parse("postgresql://u:secret@db.example/matih?sslmode=verify-full").unwrap();
+        assert_eq!(c.config.get_ssl_mode(), SslMode::Require);
+        assert_eq!(c.config.get_dbname(), Some("matih"));
+        for bad in [
+            "postgresql://u:secret@db.example/matih?sslmode=sometimes",
+            "postgresql://u:secret@db.example:notaport/matih",
+            "postgresql://u:secret@db.example/matih?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(!e.contains("secret"), "{e}");
+        }
+        let e = parse("postgresql://u:secret@db.example/matih?sslmode=verify-ca&sslrootcert=/nonexistent/ca%2Dx.pem")
+            .unwrap_err();
+        assert!(e.contains("/nonexistent/ca-x.pem (sslrootcert)"), "{e}");
+    }
+}
