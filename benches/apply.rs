@@ -14,13 +14,14 @@
 //! `cargo bench --bench apply` runs it with 20 ms latency. Under `cargo test --all-targets` (no
 //! `--bench` argument) one tenant runs with 1 ms latency, as a smoke test.
 
+#[path = "../tests/support/kube.rs"]
+mod kube;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kube::Kube;
 use matih::addr::ResourceAddr;
 use matih::apply::{apply_tenant, ApplyOptions, Hooks, Providers};
 use matih::catalog::Catalog;
@@ -32,41 +33,18 @@ use matih::spec::PlatformConfig;
 use matih::state::{MemoryStore, SledStore, StateStore};
 use matih::value::{fingerprint, Secret, Value};
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(latency_ms: u64) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kube-test-server"))
-        .args(["--listen", "127.0.0.1:0", "--deployment-ready-delay-ms", "0", "--lb-ip-delay-ms", "0"])
-        .args(["--certificate-ready-delay-ms", "0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start kube-test-server");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("listening on ").unwrap().to_string();
-    let addr = url.strip_prefix("http://").unwrap().to_string();
-    let body = format!("{{\"latencyMs\": {latency_ms}}}");
-    let mut s = TcpStream::connect(&addr).unwrap();
-    write!(
-        s,
-        "PATCH /_admin/config HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).unwrap();
-    assert!(reply.starts_with("HTTP/1.1 2"), "{reply}");
-    Server { child, url }
+/// The Kubernetes API test server with objects ready at once and `latency_ms` on every request.
+fn start_server(latency_ms: u64) -> Kube {
+    let kube = Kube::start_with(&[
+        "--deployment-ready-delay-ms",
+        "0",
+        "--lb-ip-delay-ms",
+        "0",
+        "--certificate-ready-delay-ms",
+        "0",
+    ]);
+    kube.latency(latency_ms);
+    kube
 }
 
 /// PostgreSQL and DNS as the real providers answer, one round trip of `latency` per call.

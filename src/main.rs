@@ -768,6 +768,7 @@ fn execute(
     ));
     let started = std::time::Instant::now();
     let tenants: Vec<matih::plan::TenantPlan> = plan.tenants.iter().filter(|t| t.has_changes()).cloned().collect();
+    let slugs: Vec<String> = tenants.iter().map(|t| t.slug.clone()).collect();
     let finished: matih::apply::TenantFinished = {
         let feed = feed.clone();
         Arc::new(move |slug: String, result| {
@@ -781,7 +782,7 @@ fn execute(
         ..matih::apply::FleetOptions::default()
     };
     let results = rt.block_on(matih::apply::apply_fleet(
-        tenants.clone(),
+        tenants,
         store.clone(),
         providers.clone(),
         feed.clone(),
@@ -792,12 +793,12 @@ fn execute(
     drop(feed);
     let (mut failed, mut refused) = (0, 0);
     let (mut added, mut changed, mut destroyed, mut overtaken) = (0, 0, 0, 0);
-    for (tp, r) in tenants.iter().zip(&results) {
+    for (slug, r) in slugs.iter().zip(&results) {
         match r {
             Err(e) => {
                 failed += 1;
                 refused += usize::from(e.changed_nothing());
-                eprintln!("error: {}: {e}", tp.slug);
+                eprintln!("error: {slug}: {e}");
             }
             Ok(report) => {
                 overtaken += usize::from(report.overtaken());
@@ -873,8 +874,7 @@ fn check_protection(
         let Some(at) = protected.get(&tp.slug) else { continue };
         let lost = matih::apply::data_loss(tp);
         if !lost.is_empty() {
-            let what: Vec<String> =
-                lost.iter().map(|c| format!("{} {}", matih::apply::action_name(c.action), c.address)).collect();
+            let what: Vec<String> = lost.iter().map(|c| format!("{} {}", c.action.name(), c.address)).collect();
             problems.push(format!(
                 "{at}: tenant {:?} has protect_database = true, and this plan would {} (its data would be lost)",
                 tp.slug,

@@ -3,37 +3,16 @@
 
 #[macro_use]
 mod common;
+#[path = "support/kube.rs"]
+mod kube;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use common::{applied_state, compile_file, root, stderr, stdout, Backend, TestState};
+use kube::Kube;
 use matih::state::TenantStatus;
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn kube_server() -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kube-test-server"))
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start kube-test-server");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("listening on ").unwrap().to_string();
-    Server { child, url }
-}
 
 /// Runs matih in `dir` on `state` with `stdin` as its standard input (None: closed).
 fn matih_with_stdin(dir: &Path, state: &TestState, args: &[&str], stdin: Option<&str>) -> Output {
@@ -81,7 +60,7 @@ fn record_kubernetes_only(dir: &Path, state: &TestState) {
 }
 
 fn destroy_asks_first_and_only_yes_goes_ahead(backend: Backend) {
-    let server = kube_server();
+    let server = Kube::start_with(&[]);
     let dir = tempfile::tempdir().unwrap();
     let state = TestState::new(backend);
     let platform = format!("kubernetes {{\n  api_url = \"{}\"\n  poll_interval_ms = 20\n}}\n", server.url);

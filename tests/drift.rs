@@ -100,26 +100,7 @@ fn assert_unchanged(state: &TestState, before: &[(String, Vec<u8>)]) {
 }
 
 fn platform(api_url: &str, pg: &postgres::PgServer, kube: &Kube) -> String {
-    format!(
-        r#"dns {{
-  parent_zone = "{PARENT}"
-  provider    = "powerdns"
-  api_url     = "{api_url}"
-  api_key_env = "PDNS_API_KEY"
-  nameservers = ["ns1.matih.test.", "ns2.matih.test."]
-}}
-postgres {{
-  host = "127.0.0.1"
-  port = {}
-}}
-kubernetes {{
-  api_url                      = "{}"
-  load_balancer_ip_interval_ms = 50
-  poll_interval_ms             = 50
-}}
-"#,
-        pg.port, kube.url
-    )
+    common::platform_hcl(PARENT, api_url, pg.port, &kube.url)
 }
 
 /// Runs `matih drift --format json --detailed-exitcode` (plus `extra`) and returns the exit code

@@ -12,40 +12,16 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::fresh_database;
 use matih::state::{FeedNews, PostgresStore, StateStore, TenantState, TenantStatus, FEED_KEEP_PER_TENANT};
 use serde_json::Value;
 use serve_support::*;
 
 const ACME_ID: &str = "550e8400-e29b-41d4-a716-446655440000";
 
-/// A fresh database on the shared server, and its URL.
-fn fresh_database() -> String {
-    let server = postgres::server();
-    let name = format!("matih_state_{}", uuid::Uuid::new_v4().simple());
-    admin_sql(&server.admin_url, &format!("CREATE DATABASE {name}"));
-    format!("postgresql://postgres:{}@127.0.0.1:{}/{name}", server.admin_password, server.port)
-}
-
-/// Runs SQL on its own thread (callers may be inside a runtime), returning the first column of
-/// every row as text.
+/// The first column of every row `sql` returns, as text (through `psql`).
 fn admin_sql(url: &str, sql: &str) -> Vec<String> {
-    let (url, sql) = (url.to_string(), sql.to_string());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
-            tokio::spawn(conn);
-            let rows = client.simple_query(&sql).await.unwrap();
-            rows.iter()
-                .filter_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("").to_string()),
-                    _ => None,
-                })
-                .collect()
-        })
-    })
-    .join()
-    .unwrap()
+    common::psql(url, sql).lines().map(str::to_string).collect()
 }
 
 /// `matih serve` on "machine A": its own directory and state directory, a platform file that only

@@ -4,8 +4,11 @@
 //! dividing a fleet through the locks: tests/fleet.rs.
 
 mod common;
+#[path = "support/kube.rs"]
+mod kube;
 
 use common::pg as pg_support;
+use kube::Kube;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -13,15 +16,6 @@ use std::time::{Duration, Instant};
 
 use common::{applied_state, compile_file, fresh_database, root, stderr, stdout};
 use matih::state::{AuditEntry, LockInfo, PostgresStore, SledStore, StateError, StateStore, TenantState};
-
-fn admin_sql(url: &str, sql: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(conn);
-        client.batch_execute(sql).await.unwrap();
-    });
-}
 
 /// A scratch directory with a platform file selecting `backend`.
 fn scratch(backend: &str) -> tempfile::TempDir {
@@ -117,7 +111,7 @@ fn the_cli_works_on_the_postgres_backend_and_migrates_both_ways_with_equal_diges
 fn a_newer_schema_is_refused_clearly() {
     let url = fresh_database();
     drop(PostgresStore::connect(&url).unwrap());
-    admin_sql(&url, "UPDATE matih_schema SET version = 99");
+    common::psql(&url, "UPDATE matih_schema SET version = 99");
     match PostgresStore::connect(&url) {
         Err(e @ StateError::Version { found: 99, supported: 2, .. }) => {
             let text = e.to_string();
@@ -139,7 +133,7 @@ fn a_version_1_database_is_migrated_to_version_2_keeping_its_state() {
         store.put(&TenantState { serial: 1, ..TenantState::new("acme", "x") }, None, "apply").unwrap();
     }
     // What a version-1 binary left: no progress feed table.
-    admin_sql(&url, "DROP TABLE matih_feed; UPDATE matih_schema SET version = 1");
+    common::psql(&url, "DROP TABLE matih_feed; UPDATE matih_schema SET version = 1");
     let store = PostgresStore::connect(&url).unwrap();
     assert_eq!(store.get("acme").unwrap().unwrap().serial, 1);
     assert_eq!(store.feed_events("acme").unwrap(), []);
@@ -266,38 +260,13 @@ fn committed_writes_arrive_on_the_change_feed_in_order() {
     assert_eq!(feed.next(Duration::from_millis(200)), None);
 }
 
-struct KubeServer {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for KubeServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn kube_server() -> KubeServer {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kube-test-server"))
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start kube-test-server");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("listening on ").unwrap().to_string();
-    KubeServer { child, url }
-}
-
 /// A real run of the engine on the postgres backend: a destroy against the Kubernetes API test
 /// server, refused while another process holds the tenant's lock (naming it), then carried out.
 #[test]
 fn destroy_runs_on_the_postgres_backend_and_a_locked_tenant_fails_naming_the_holder() {
     use std::io::{BufRead, BufReader};
     let url = fresh_database();
-    let server = kube_server();
+    let server = Kube::start_with(&[]);
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
     std::fs::copy(root().join("tenants/acme.hcl"), dir.path().join("tenants/acme.hcl")).unwrap();

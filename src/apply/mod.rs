@@ -41,6 +41,7 @@ mod refresh;
 pub use console::ConsoleHooks;
 pub use fleet::{apply_fleet, BoxFuture, FleetOptions, Replan, TenantFinished};
 pub use progress::{JsonHooks, LiveHooks};
+pub(crate) use refresh::read_each;
 pub use refresh::{changed_since_planned, recover_in_flight, refresh, Refreshed};
 
 use crate::addr::ResourceAddr;
@@ -423,17 +424,6 @@ impl Run<'_> {
     }
 }
 
-/// The name of an action in records (`create`, `update`, …).
-pub fn action_name(action: Action) -> &'static str {
-    match action {
-        Action::NoOp => "no-op",
-        Action::Create => "create",
-        Action::Update => "update",
-        Action::Replace => "replace",
-        Action::Delete => "delete",
-    }
-}
-
 /// Replaces every `Ref` by the referenced output recorded in `st`, and every `Computed` by the value
 /// recorded before (when there is one). Fails when a referenced output is not known.
 fn resolve(v: &Value, before: Option<&Value>, st: &TenantState, addr: &ResourceAddr) -> Result<Value, ProviderError> {
@@ -602,12 +592,17 @@ async fn apply_with_lock(
     lock: &LockInfo,
     replan: Option<&dyn Replan>,
 ) -> Result<ApplyReport, ApplyError> {
-    let replanned = match replan {
-        Some(r) => replan_if_moved(plan, store, providers, hooks, opts, r).await,
-        None => Ok(None),
+    // The state as this run found it under the lock: read once, for the replan and the run.
+    let found_and_plan = async {
+        let found = store.get(&plan.slug)?;
+        let replanned = match replan {
+            Some(r) => replan_if_moved(plan, found.as_ref(), providers, hooks, opts, r).await?,
+            None => None,
+        };
+        Ok::<_, ApplyError>((found, replanned))
     };
-    let replanned = match replanned {
-        Ok(p) => p,
+    let (found, replanned) = match found_and_plan.await {
+        Ok(v) => v,
         Err(e) => {
             let _ = store.unlock(&plan.slug, &lock.id);
             return Err(e);
@@ -620,7 +615,7 @@ async fn apply_with_lock(
     if changes > 0 {
         hooks.tenant_started(&plan.slug, changes);
     }
-    let result = apply_locked(plan, store, providers, hooks, opts, &lock.id, &mut report).await;
+    let result = apply_locked(plan, found, store, providers, hooks, opts, &lock.id, &mut report).await;
     let unlocked = store.unlock(&plan.slug, &lock.id);
     if changes > 0 {
         let outcome = RunOutcome {
@@ -644,19 +639,18 @@ async fn apply_with_lock(
 /// The plan again, when the tenant's state is no longer the one `plan` was made against.
 async fn replan_if_moved(
     plan: &TenantPlan,
-    store: &dyn StateStore,
+    found: Option<&TenantState>,
     providers: &Providers,
     hooks: &dyn Hooks,
     opts: &ApplyOptions,
     replan: &dyn Replan,
 ) -> Result<Option<TenantPlan>, ApplyError> {
-    let found = store.get(&plan.slug)?;
-    let found_prior = found.as_ref().map(|s| PriorState { lineage: s.lineage.clone(), serial: s.serial });
+    let found_prior = found.map(|s| PriorState { lineage: s.lineage.clone(), serial: s.serial });
     if found_prior == plan.prior_state {
         return Ok(None);
     }
     let again = replan
-        .replan(plan, found.as_ref(), providers)
+        .replan(plan, found, providers)
         .await
         .map_err(|message| ApplyError::Replan { slug: plan.slug.clone(), message })?;
     preflight(&again, providers, opts)?;
@@ -686,8 +680,11 @@ async fn take_lock(store: &dyn StateStore, lock: &LockInfo, timeout: Duration) -
     }
 }
 
+/// Runs `plan` over `found`, the tenant's state as read under its lock.
+#[allow(clippy::too_many_arguments)]
 async fn apply_locked(
     plan: &TenantPlan,
+    found: Option<TenantState>,
     store: &dyn StateStore,
     providers: &Providers,
     hooks: &dyn Hooks,
@@ -696,7 +693,6 @@ async fn apply_locked(
     report: &mut ApplyReport,
 ) -> Result<(), ApplyError> {
     let started = Instant::now();
-    let found = store.get(&plan.slug)?;
     let found_prior = found.as_ref().map(|s| PriorState { lineage: s.lineage.clone(), serial: s.serial });
     if found_prior != plan.prior_state {
         return Err(ApplyError::StateMoved {
@@ -876,7 +872,7 @@ async fn run_phase(
                     run.st.in_flight.insert(
                         change.address.clone(),
                         InFlight {
-                            action: action_name(change.action).to_string(),
+                            action: change.action.name().to_string(),
                             phase,
                             started_at: state::now_rfc3339(),
                             attrs: planned,
@@ -913,7 +909,7 @@ async fn run_phase(
                 hooks.resource_retrying(&tenant.slug, e, *attempt, *delay);
             }
             let addr = done.change.address.clone();
-            let action = action_name(done.change.action);
+            let action = done.change.action.name();
             run.st.in_flight.remove(&addr);
             unwritten = true;
             match done.result {

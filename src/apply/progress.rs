@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{action_name, Hooks, RunOutcome};
+use super::{Hooks, RunOutcome};
 use crate::addr::ResourceAddr;
 use crate::phase::Phase;
 use crate::plan::Action;
@@ -101,7 +101,7 @@ impl Hooks for JsonHooks {
     fn resource_started(&self, tenant: &str, addr: &ResourceAddr, action: Action) {
         self.event(
             "resource_started",
-            json!({"tenant": tenant, "resource": addr.to_string(), "action": action_name(action)}),
+            json!({"tenant": tenant, "resource": addr.to_string(), "action": action.name()}),
         );
     }
 
@@ -119,7 +119,8 @@ impl Hooks for JsonHooks {
         action: Action,
         result: Result<Duration, &ProviderError>,
     ) {
-        let mut v = json!({"tenant": tenant, "resource": addr.to_string(), "action": action_name(action), "ok": result.is_ok()});
+        let mut v =
+            json!({"tenant": tenant, "resource": addr.to_string(), "action": action.name(), "ok": result.is_ok()});
         match result {
             Ok(d) => v["elapsed_ms"] = json!(ms(d)),
             Err(e) => v["error"] = json!(e.to_string()),

@@ -101,28 +101,29 @@ async fn read_with_retry(
     unreachable!("the loop returns")
 }
 
-/// Reads back every resource of `state` whose kind has a provider, at most `parallelism` at once.
-pub async fn refresh(state: &TenantState, providers: &Providers, parallelism: usize) -> Refreshed {
-    let tenant = TenantRef { slug: state.slug.clone(), id: state.tenant_id.clone() };
-    let mut out = Refreshed { state: Some(state.clone()), ..Refreshed::default() };
-    let mut queue: Vec<(ResourceAddr, ResourceObject)> = state
-        .resources
-        .iter()
-        .filter(|(addr, _)| providers.for_kind(&addr.kind).is_some())
-        .map(|(addr, r)| (addr.clone(), ResourceObject::new(addr.clone(), r.attrs.clone())))
-        .collect();
-    queue.reverse();
+/// Runs `read` on every object (each kind must have a provider), at most `parallelism` at once,
+/// in order of the queue; the results by address. Refresh and drift read this way.
+pub(crate) async fn read_each<T, F, Fut>(
+    queue: Vec<ResourceObject>,
+    providers: &Providers,
+    parallelism: usize,
+    read: F,
+) -> BTreeMap<ResourceAddr, T>
+where
+    F: Fn(std::sync::Arc<dyn crate::provider::Provider>, ResourceObject) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut queue = queue.into_iter();
     let mut running = JoinSet::new();
-    let mut results: BTreeMap<ResourceAddr, Result<Option<Observed>, ProviderError>> = BTreeMap::new();
+    let mut results = BTreeMap::new();
     loop {
         while running.len() < parallelism.max(1) {
-            let Some((addr, obj)) = queue.pop() else { break };
-            let provider = providers.for_kind(&addr.kind).expect("filtered").clone();
-            let tenant = tenant.clone();
-            running.spawn(async move {
-                let r = read_with_retry(provider.as_ref(), &tenant, &obj).await;
-                (addr, r)
-            });
+            let Some(obj) = queue.next() else { break };
+            let provider = providers.for_kind(&obj.addr.kind).expect("a provider for every queued kind").clone();
+            let addr = obj.addr.clone();
+            let read = read(provider, obj);
+            running.spawn(async move { (addr, read.await) });
         }
         let Some(joined) = running.join_next().await else { break };
         match joined {
@@ -132,6 +133,24 @@ pub async fn refresh(state: &TenantState, providers: &Providers, parallelism: us
             Err(panic) => std::panic::resume_unwind(panic.into_panic()),
         }
     }
+    results
+}
+
+/// Reads back every resource of `state` whose kind has a provider, at most `parallelism` at once.
+pub async fn refresh(state: &TenantState, providers: &Providers, parallelism: usize) -> Refreshed {
+    let tenant = TenantRef { slug: state.slug.clone(), id: state.tenant_id.clone() };
+    let mut out = Refreshed { state: Some(state.clone()), ..Refreshed::default() };
+    let queue: Vec<ResourceObject> = state
+        .resources
+        .iter()
+        .filter(|(addr, _)| providers.for_kind(&addr.kind).is_some())
+        .map(|(addr, r)| ResourceObject::new(addr.clone(), r.attrs.clone()))
+        .collect();
+    let results = read_each(queue, providers, parallelism, move |provider, obj| {
+        let tenant = tenant.clone();
+        async move { read_with_retry(provider.as_ref(), &tenant, &obj).await }
+    })
+    .await;
     let st = out.state.as_mut().expect("set above");
     // Creates of an interrupted run: not recorded yet, maybe live.
     let mut creates = st.clone();

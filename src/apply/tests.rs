@@ -365,10 +365,6 @@ impl StateStore for Writes {
     fn get(&self, slug: &str) -> Result<Option<TenantState>, StateError> {
         self.inner.get(slug)
     }
-    fn put(&self, state: &TenantState, expected: Option<u64>, operation: &str) -> Result<(), StateError> {
-        self.log.lock().unwrap().push(state.clone());
-        self.inner.put(state, expected, operation)
-    }
     fn put_audited(
         &self,
         state: &TenantState,

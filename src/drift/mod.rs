@@ -38,7 +38,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::addr::ResourceAddr;
-use crate::apply::Providers;
+use crate::apply::{read_each, Providers};
 use crate::graph::{Resource, ResourceGraph};
 use crate::phase::Phase;
 use crate::plan::{self, Action};
@@ -308,10 +308,10 @@ async fn read_back(
 ) {
     let tenant = TenantRef { slug: state.slug.clone(), id: state.tenant_id.clone() };
     let mut results: BTreeMap<ResourceAddr, ReadResult> = BTreeMap::new();
-    let mut queue: Vec<(ResourceAddr, ResourceObject)> = Vec::new();
+    let mut queue: Vec<ResourceObject> = Vec::new();
     for (addr, r) in &state.resources {
         if providers.for_kind(&addr.kind).is_some() {
-            queue.push((addr.clone(), ResourceObject::new(addr.clone(), r.attrs.clone())));
+            queue.push(ResourceObject::new(addr.clone(), r.attrs.clone()));
         } else {
             let why = opts.unavailable.iter().find(|(prefix, _)| addr.kind.starts_with(prefix.as_str()));
             let error = match why {
@@ -321,30 +321,19 @@ async fn read_back(
             results.insert(addr.clone(), Err(error));
         }
     }
-    queue.reverse();
-    let mut running = JoinSet::new();
-    loop {
-        while running.len() < opts.read_parallelism.max(1) {
-            let Some((addr, obj)) = queue.pop() else { break };
-            let provider = providers.for_kind(&addr.kind).expect("checked above").clone();
-            let (tenant, timeout) = (tenant.clone(), opts.read_timeout);
-            running.spawn(async move {
-                let r = match tokio::time::timeout(timeout, provider.read(&tenant, &obj)).await {
-                    Ok(Ok(observed)) => Ok(observed),
-                    Ok(Err(e)) => Err(describe(&e)),
-                    Err(_) => Err(format!("no answer within {}s", timeout.as_secs())),
-                };
-                (addr, r)
-            });
-        }
-        let Some(joined) = running.join_next().await else { break };
-        match joined {
-            Ok((addr, r)) => {
-                results.insert(addr, r);
+    let timeout = opts.read_timeout;
+    let read = read_each(queue, providers, opts.read_parallelism, move |provider, obj| {
+        let tenant = tenant.clone();
+        async move {
+            match tokio::time::timeout(timeout, provider.read(&tenant, &obj)).await {
+                Ok(Ok(observed)) => Ok(observed),
+                Ok(Err(e)) => Err(describe(&e)),
+                Err(_) => Err(format!("no answer within {}s", timeout.as_secs())),
             }
-            Err(panic) => std::panic::resume_unwind(panic.into_panic()),
         }
-    }
+    })
+    .await;
+    results.extend(read);
 
     // The live attributes of the resources that changed, as a graph to diff the state against:
     // `before` is then what matih recorded and `after` what is live, path by path, with the plan's

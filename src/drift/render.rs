@@ -73,16 +73,6 @@ fn json_value(v: &Value) -> J {
     }
 }
 
-fn action_name(a: Action) -> &'static str {
-    match a {
-        Action::NoOp => "no-op",
-        Action::Create => "create",
-        Action::Update => "update",
-        Action::Replace => "replace",
-        Action::Delete => "delete",
-    }
-}
-
 fn status_name(s: &TenantStatusKind) -> &'static str {
     match s {
         TenantStatusKind::InSync => "in_sync",
@@ -121,7 +111,7 @@ pub fn render_json(report: &Report) -> String {
                 "type": f.address.kind,
                 "name": f.address.name,
                 "kind": f.kind.name(),
-                "action": f.action.map(action_name),
+                "action": f.action.map(Action::name),
                 "error": f.error,
                 "attributes": f.attributes.iter().map(|a| json!({
                     "path": a.path,

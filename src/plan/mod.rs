@@ -40,6 +40,17 @@ pub enum Action {
 }
 
 impl Action {
+    /// The name in JSON plans, progress events and the audit log (its serde name).
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::NoOp => "no-op",
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Replace => "replace",
+            Action::Delete => "delete",
+        }
+    }
+
     /// Terraform's symbols: `+`, `~`, `-/+`, `-`, and a space for no-op.
     pub fn symbol(self) -> &'static str {
         match self {

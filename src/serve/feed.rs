@@ -167,16 +167,6 @@ pub fn feed_file(state_dir: &Path, slug: &str) -> PathBuf {
     feed_dir(state_dir).join(format!("{slug}.jsonl"))
 }
 
-fn action_name(a: Action) -> &'static str {
-    match a {
-        Action::NoOp => "no-op",
-        Action::Create => "create",
-        Action::Update => "update",
-        Action::Replace => "replace",
-        Action::Delete => "delete",
-    }
-}
-
 struct TenantFeed {
     file: Option<File>,
     run: String,
@@ -399,7 +389,7 @@ impl Hooks for FeedHooks {
         self.inner.resource_started(tenant, addr, action);
         let mut ev = Event::new(tenant, EventKind::ResourceStarted).in_phase(self.current_phase(tenant));
         ev.resource = Some(addr.to_string());
-        ev.action = Some(action_name(action).into());
+        ev.action = Some(action.name().into());
         self.emit(ev);
     }
 
@@ -423,7 +413,7 @@ impl Hooks for FeedHooks {
         self.inner.resource_finished(tenant, addr, action, result);
         let mut ev = Event::new(tenant, EventKind::ResourceFinished).in_phase(self.current_phase(tenant));
         ev.resource = Some(addr.to_string());
-        ev.action = Some(action_name(action).into());
+        ev.action = Some(action.name().into());
         match result {
             Ok(d) => {
                 ev.outcome = Some("ok".into());

@@ -178,6 +178,11 @@ enum TenantId {
     Uuid(String),
 }
 
+/// The answer to a path whose tenant id is neither a slug nor a UUID.
+fn bad_id() -> Resp {
+    error(StatusCode::BAD_REQUEST, "bad_request", "a tenant id is a slug (DNS label) or a UUID")
+}
+
 fn parse_id(s: &str) -> Option<TenantId> {
     if valid_slug(s) && uuid::Uuid::parse_str(s).is_err() {
         return Some(TenantId::Slug(s.to_string()));
@@ -283,13 +288,7 @@ pub async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<Resp, I
             )
         }
         ["api", "v1", "tenants", id, "provisioning", what] => {
-            let Some(id) = parse_id(id) else {
-                return Ok(error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "a tenant id is a slug (DNS label) or a UUID",
-                ));
-            };
+            let Some(id) = parse_id(id) else { return Ok(bad_id()) };
             let view = app.view().await;
             let Some((doc, _)) = find(&view.docs, &id) else {
                 return Ok(error(StatusCode::NOT_FOUND, "not_found", "no such tenant"));
@@ -301,13 +300,7 @@ pub async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<Resp, I
             }
         }
         ["ws", "provisioning", id] => {
-            let Some(id) = parse_id(id) else {
-                return Ok(error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "a tenant id is a slug (DNS label) or a UUID",
-                ));
-            };
+            let Some(id) = parse_id(id) else { return Ok(bad_id()) };
             let view = app.view().await;
             let Some((doc, read)) = find(&view.docs, &id).cloned() else {
                 return Ok(error(StatusCode::NOT_FOUND, "not_found", "no such tenant"));

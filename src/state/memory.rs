@@ -47,10 +47,6 @@ impl StateStore for MemoryStore {
         Ok(self.inner().tenants.get(slug).cloned())
     }
 
-    fn put(&self, state: &TenantState, expected_serial: Option<u64>, operation: &str) -> Result<(), StateError> {
-        self.put_audited(state, expected_serial, operation, &[])
-    }
-
     fn put_audited(
         &self,
         state: &TenantState,

@@ -245,7 +245,9 @@ pub trait StateStore: Send + Sync {
     /// the stored serial is still `expected_serial` (`None`: the tenant must have no state yet).
     /// The replaced state is appended to the tenant's history under `operation`, unless both were
     /// written by the same run ([`goes_to_history`]).
-    fn put(&self, state: &TenantState, expected_serial: Option<u64>, operation: &str) -> Result<(), StateError>;
+    fn put(&self, state: &TenantState, expected_serial: Option<u64>, operation: &str) -> Result<(), StateError> {
+        self.put_audited(state, expected_serial, operation, &[])
+    }
 
     /// Removes a tenant's state (its history is kept).
     fn remove(&self, slug: &str, expected_serial: u64, operation: &str) -> Result<(), StateError>;
@@ -274,21 +276,15 @@ pub trait StateStore: Send + Sync {
         self.tenants()
     }
 
-    /// [`StateStore::put`] and [`StateStore::append_audit`] at once; both backends do it in one
-    /// transaction, so the log never says more or less than the state.
+    /// [`StateStore::put`] and [`StateStore::append_audit`] at once, in one transaction, so the
+    /// log never says more or less than the state. The one write every backend implements.
     fn put_audited(
         &self,
         state: &TenantState,
         expected_serial: Option<u64>,
         operation: &str,
         audit: &[AuditEntry],
-    ) -> Result<(), StateError> {
-        self.put(state, expected_serial, operation)?;
-        if !audit.is_empty() {
-            self.append_audit(&state.slug, audit)?;
-        }
-        Ok(())
-    }
+    ) -> Result<(), StateError>;
 
     /// Where progress events go so that other machines can follow a run live: the PostgreSQL
     /// backend's `matih_feed` table ([`FeedPublisher`]). `None` (the default): this backend shares

@@ -507,6 +507,7 @@ impl PostgresStore {
             ))
             .map_err(|e| self.io(&format!("append to the history of {slug:?}"), &e))?;
         }
+        let mut rows = None;
         let notice = match state {
             None => {
                 block_on(tx.execute("DELETE FROM matih_tenants WHERE slug = $1", &[&slug]))
@@ -514,7 +515,7 @@ impl PostgresStore {
                 format!("{slug}:removed")
             }
             Some(state) => {
-                self.write_rows(&tx, state, found.is_some(), written.as_ref())?;
+                rows = Some(self.write_rows(&tx, state, found.is_some(), written)?);
                 format!("{slug}:{}", state.serial)
             }
         };
@@ -524,54 +525,50 @@ impl PostgresStore {
             tx.commit().await
         })
         .map_err(|e| self.io(&format!("commit the state of {slug:?}"), &e))?;
-        if let Some(state) = state {
-            // What the rows hold now: unchanged records moved over, changed ones cloned.
-            let mut before = written.map(|w| w.resources).unwrap_or_default();
-            let resources = state
-                .resources
-                .iter()
-                .map(|(addr, rs)| match before.remove(addr) {
-                    Some(old) if &old == rs => (addr.clone(), old),
-                    _ => (addr.clone(), rs.clone()),
-                })
-                .collect();
+        if let (Some(state), Some(resources)) = (state, rows) {
             let w = Written { lineage: state.lineage.clone(), serial: state.serial, resources };
             lock(&self.written).insert(slug.to_string(), w);
         }
         Ok(())
     }
 
-    /// Writes the tenant's row and its resource rows. With `written` (what the rows hold now, as
-    /// this store wrote them), only resources that changed are upserted and only removed ones
-    /// deleted: an apply writes after every operation, and rewriting every resource each time
-    /// would make a tenant's run quadratic in its size.
+    /// Writes the tenant's row and its resource rows, and returns what the resource rows hold
+    /// then. With `written` (what they hold now, as this store wrote them), only resources that
+    /// changed are upserted and only removed ones deleted: an apply writes after every operation,
+    /// and rewriting every resource each time would make a tenant's run quadratic in its size.
     fn write_rows(
         &self,
         tx: &tokio_postgres::Transaction<'_>,
         state: &TenantState,
         exists: bool,
-        written: Option<&Written>,
-    ) -> Result<(), StateError> {
+        written: Option<Written>,
+    ) -> Result<BTreeMap<ResourceAddr, ResourceState>, StateError> {
         let slug = state.slug.as_str();
         let resources = &state.resources;
         let head_json = serde_json::to_string(&state.without_resources()).map_err(|e| self.corrupt(e.to_string()))?;
         let status = enum_name(&state.status);
         let serial = to_i64(slug, state.serial)?;
-        let written = written.filter(|_| exists);
+        let incremental = exists && written.is_some();
+        let mut before = written.filter(|_| exists).map(|w| w.resources).unwrap_or_default();
+        let mut after = BTreeMap::new();
         let mut addresses = Vec::with_capacity(resources.len());
         let mut phases = Vec::with_capacity(resources.len());
         let mut records = Vec::with_capacity(resources.len());
         for (addr, rs) in resources {
-            if written.is_some_and(|w| w.resources.get(addr) == Some(rs)) {
-                continue;
-            }
-            addresses.push(addr.to_string());
-            phases.push(enum_name(&rs.phase));
-            records.push(serde_json::to_string(rs).map_err(|e| self.corrupt(e.to_string()))?);
+            // Unchanged records move over from what was written; changed ones are sent.
+            let record = match before.remove(addr) {
+                Some(old) if &old == rs => old,
+                _ => {
+                    addresses.push(addr.to_string());
+                    phases.push(enum_name(&rs.phase));
+                    records.push(serde_json::to_string(rs).map_err(|e| self.corrupt(e.to_string()))?);
+                    rs.clone()
+                }
+            };
+            after.insert(addr.clone(), record);
         }
-        let removed: Vec<String> = written
-            .map(|w| w.resources.keys().filter(|a| !resources.contains_key(*a)).map(ToString::to_string).collect())
-            .unwrap_or_default();
+        // What is left of `before` is no longer recorded.
+        let removed: Vec<String> = before.keys().map(ToString::to_string).collect();
         block_on(async {
             if exists {
                 tx.execute(
@@ -580,7 +577,7 @@ impl PostgresStore {
                     &[&slug, &serial, &state.lineage, &status, &state.updated_at, &head_json],
                 )
                 .await?;
-                if written.is_none() {
+                if !incremental {
                     tx.execute("DELETE FROM matih_resources WHERE slug = $1", &[&slug]).await?;
                 } else if !removed.is_empty() {
                     tx.execute("DELETE FROM matih_resources WHERE slug = $1 AND address = ANY($2)", &[&slug, &removed])
@@ -613,7 +610,7 @@ impl PostgresStore {
             Ok::<_, tokio_postgres::Error>(None)
         })
         .map_err(|e| self.io(&format!("write the state of {slug:?}"), &e))?
-        .map_or(Ok(()), |found| Err(StateError::SerialConflict { slug: slug.to_string(), expected: None, found }))
+        .map_or(Ok(after), |found| Err(StateError::SerialConflict { slug: slug.to_string(), expected: None, found }))
     }
 
     /// The lock session (opened again, forgetting what it held, if the server closed it).
@@ -824,10 +821,6 @@ impl StateStore for PostgresStore {
         let state = self.read_state(&tx, slug)?;
         block_on(tx.commit()).map_err(|e| self.io("end a transaction", &e))?;
         Ok(state)
-    }
-
-    fn put(&self, state: &TenantState, expected_serial: Option<u64>, operation: &str) -> Result<(), StateError> {
-        self.put_audited(state, expected_serial, operation, &[])
     }
 
     fn put_audited(

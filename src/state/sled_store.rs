@@ -367,10 +367,6 @@ impl StateStore for SledStore {
         }
     }
 
-    fn put(&self, state: &TenantState, expected_serial: Option<u64>, operation: &str) -> Result<(), StateError> {
-        self.put_audited(state, expected_serial, operation, &[])
-    }
-
     fn put_audited(
         &self,
         state: &TenantState,

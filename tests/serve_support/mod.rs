@@ -70,27 +70,7 @@ impl Workspace {
         std::fs::copy(root().join("tenants/acme.hcl"), dir.path().join("tenants/acme.hcl")).unwrap();
         std::fs::write(
             dir.path().join("matih.hcl"),
-            format!(
-                r#"dns {{
-  parent_zone = "{PARENT}"
-  provider    = "powerdns"
-  api_url     = "{}"
-  api_key_env = "PDNS_API_KEY"
-  nameservers = ["ns1.matih.test.", "ns2.matih.test."]
-}}
-postgres {{
-  host = "127.0.0.1"
-  port = {}
-}}
-kubernetes {{
-  api_url                      = "{}"
-  load_balancer_ip_interval_ms = 50
-  poll_interval_ms             = 50
-}}
-{extra}
-"#,
-                dns.api_url, pg.port, kube.url
-            ),
+            format!("{}{extra}\n", crate::common::platform_hcl(PARENT, &dns.api_url, pg.port, &kube.url)),
         )
         .unwrap();
         let env = vec![

@@ -86,7 +86,6 @@ pub fn tls_server() -> &'static TlsServer {
     static SERVER: OnceLock<TlsServer> = OnceLock::new();
     SERVER.get_or_init(|| {
         assert!(on_path("openssl"), "`openssl` is not on the PATH: the TLS tests make their certificates with it");
-        let mut certs = None;
         let server = start_with(|dir| {
             let script = "set -e
                 for ca in ca other-ca; do
@@ -101,15 +100,14 @@ pub fn tls_server() -> &'static TlsServer {
             let mut c = Command::new("sh");
             c.current_dir(dir).args(["-c", script]);
             run(c, "openssl: the test CA and the server certificate", None);
-            certs = Some((dir.join("ca.crt"), dir.join("other-ca.crt")));
             format!(" -c ssl=on -c ssl_cert_file={d}/server.crt -c ssl_key_file={d}/server.key", d = dir.display())
         });
-        let (ca_file, other_ca_file) = certs.expect("certificates made");
+        let (ca_file, other_ca_file) = (server.dir.join("ca.crt"), server.dir.join("other-ca.crt"));
         TlsServer { server, ca_file, other_ca_file }
     })
 }
 
-fn start_with(mut prepare: impl FnMut(&Path) -> String) -> PgServer {
+fn start_with(prepare: impl Fn(&Path) -> String) -> PgServer {
     let root = is_root();
     let mut needed = vec!["initdb", "pg_ctl"];
     if root {
