@@ -1,0 +1,3 @@
+module matih.dev/controlplane/testcloud
+
+go 1.25
