@@ -33,16 +33,9 @@ use matih::spec::PlatformConfig;
 use matih::state::{MemoryStore, SledStore, StateStore};
 use matih::value::{fingerprint, Secret, Value};
 
-/// The Kubernetes API test server with objects ready at once and `latency_ms` on every request.
+/// A proxy in front of the real control plane with `latency_ms` on every request.
 fn start_server(latency_ms: u64) -> Kube {
-    let kube = Kube::start_with(&[
-        "--deployment-ready-delay-ms",
-        "0",
-        "--lb-ip-delay-ms",
-        "0",
-        "--certificate-ready-delay-ms",
-        "0",
-    ]);
+    let kube = Kube::start();
     kube.latency(latency_ms);
     kube
 }
@@ -143,6 +136,7 @@ fn run_case(
     latency_ms: u64,
     parallelism: usize,
 ) -> (Duration, Duration, usize) {
+    let _claims = kube::claim_tenants(slugs);
     let server = start_server(latency_ms);
     let settings = KubeSettings {
         lb_ip_attempts: 1000,

@@ -38,11 +38,7 @@ struct Case {
 }
 
 fn run_case(prefix: &str, tenants: usize, runners: usize, parallelism: usize, latency_ms: u64) -> Case {
-    let fleet = Fleet::new(
-        prefix,
-        tenants,
-        &["--deployment-ready-delay-ms", "0", "--lb-ip-delay-ms", "0", "--certificate-ready-delay-ms", "0"],
-    );
+    let fleet = Fleet::new(prefix, tenants);
     fleet.kube.latency(latency_ms);
     let parallelism = parallelism.to_string();
     let started = Instant::now();

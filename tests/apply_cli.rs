@@ -60,7 +60,8 @@ fn record_kubernetes_only(dir: &Path, state: &TestState) {
 }
 
 fn destroy_asks_first_and_only_yes_goes_ahead(backend: Backend) {
-    let server = Kube::start_with(&[]);
+    let _claim = kube::claim_tenant("acme");
+    let server = Kube::start();
     let dir = tempfile::tempdir().unwrap();
     let state = TestState::new(backend);
     let platform = format!("kubernetes {{\n  api_url = \"{}\"\n  poll_interval_ms = 20\n}}\n", server.url);

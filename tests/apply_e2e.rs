@@ -128,6 +128,7 @@ fn kube_count(kube: &Kube, kind: &str, ns: &str) -> usize {
 
 fn a_run_killed_in_phase_3_converges_on_the_next_apply_and_destroy_leaves_nothing_behind(backend: Backend) {
     let _one = common::one_variant_at_a_time("acme");
+    let _claim = kube::claim_tenant("acme");
     let state = &TestState::new(backend);
     let kube = Kube::start();
     let dir = workdir(&kube, state, "acme");
@@ -230,6 +231,7 @@ on_both_backends!(a_run_killed_in_phase_3_converges_on_the_next_apply_and_destro
 
 fn a_second_apply_is_refused_naming_the_holder_or_waits_with_lock_timeout(backend: Backend) {
     let _one = common::one_variant_at_a_time("globex");
+    let _claim = kube::claim_tenant("globex");
     let state = &TestState::new(backend);
     let kube = Kube::start();
     let dir = workdir(&kube, state, "globex");
@@ -260,6 +262,7 @@ on_both_backends!(a_second_apply_is_refused_naming_the_holder_or_waits_with_lock
 
 fn saved_plans_apply_without_a_prompt_and_are_refused_when_stale_tampered_or_overtaken(backend: Backend) {
     let _one = common::one_variant_at_a_time("initech");
+    let _claim = kube::claim_tenant("initech");
     let state = &TestState::new(backend);
     let kube = Kube::start();
     let dir = workdir(&kube, state, "initech");

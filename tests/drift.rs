@@ -134,6 +134,7 @@ fn set(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
 fn drift_is_read_only_classifies_what_changed_and_plan_and_apply_repair_it(backend: Backend) {
     // Both variants provision the tenant acme on the same PostgreSQL and PowerDNS.
     let _one = common::one_variant_at_a_time("acme");
+    let _claim = kube::claim_tenant("acme");
     let state = &TestState::new(backend);
     let kube = Kube::start();
     let pg = postgres::server();

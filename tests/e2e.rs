@@ -39,6 +39,7 @@ fn matih(dir: &Path, state: &TestState, args: &[&str], pg: &postgres::PgServer, 
 fn acme_from_nothing_to_active_to_repaired_drift_to_destroyed(backend: Backend) {
     // Both variants provision the tenant acme on the same PostgreSQL and PowerDNS.
     let _one = common::one_variant_at_a_time("acme");
+    let _claim = kube::claim_tenant("acme");
     let state = &TestState::new(backend);
     let kube = Kube::start();
     let pg = postgres::server();
@@ -157,3 +158,105 @@ fn acme_from_nothing_to_active_to_repaired_drift_to_destroyed(backend: Backend) 
     assert!(status.contains("DESTROYED"), "{status}");
 }
 on_both_backends!(acme_from_nothing_to_active_to_repaired_drift_to_destroyed);
+
+/// The ClusterRole README shows ("The ClusterRole matih needs"), taken from README itself.
+fn readme_cluster_role() -> String {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
+    let section = &readme[readme.find("### The ClusterRole matih needs").expect("the README section")..];
+    let yaml = &section[section.find("```yaml\n").expect("its YAML block") + 8..];
+    yaml[..yaml.find("```").unwrap()].to_string()
+}
+
+/// Least privilege, as an operator deploys matih: a ServiceAccount bound only to README's
+/// ClusterRole applies acme through all ten phases and destroys it on the real API server, whose
+/// RBAC escalation checks refuse any Role or binding granting what the account does not hold.
+#[test]
+fn acme_applies_and_destroys_through_a_service_account_bound_only_to_readmes_cluster_role() {
+    let _one = common::one_variant_at_a_time("acme");
+    let _claim = kube::claim_tenant("acme");
+    let (pg, dns) = (postgres::server(), powerdns::server());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pdns =
+        PowerDnsBackend::new(&dns.api_url, "localhost", dns.api_key.clone(), vec!["ns1.matih.test.".into()]).unwrap();
+    if rt.block_on(pdns.get_zone(PARENT)).unwrap().is_none() {
+        rt.block_on(pdns.create_zone(PARENT)).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("role.yaml"), readme_cluster_role()).unwrap();
+    let admin = |args: &[&str]| {
+        let out = kube::admin_kubectl(args);
+        assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    admin(&["apply", "-f", d.join("role.yaml").to_str().unwrap()]);
+    let _ = kube::admin_kubectl(&["create", "namespace", "matih-system"]);
+    let _ = kube::admin_kubectl(&["create", "serviceaccount", "matih", "-n", "matih-system"]);
+    let _ = kube::admin_kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "matih",
+        "--clusterrole",
+        "matih-provisioner",
+        "--serviceaccount",
+        "matih-system:matih",
+    ]);
+    let token = admin(&["create", "token", "matih", "-n", "matih-system", "--duration", "1h"]);
+    let cp = kube::controlplane_dir();
+    let server = std::fs::read_to_string(cp.join("apiserver.url")).unwrap();
+    let kubeconfig = d.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority: {}\n\
+             contexts:\n- name: matih-sa\n  context: {{cluster: c, user: matih}}\ncurrent-context: matih-sa\n\
+             users:\n- name: matih\n  user:\n    token: {}\n",
+            server.trim(),
+            cp.join("pki/ca.crt").display(),
+            token.trim()
+        ),
+    )
+    .unwrap();
+    // The account is not an administrator: it cannot touch nodes or read what is not its business.
+    let can = |verb: &str, what: &str| {
+        let out = Command::new("kubectl")
+            .args(["--kubeconfig", kubeconfig.to_str().unwrap(), "auth", "can-i", verb, what])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(can("delete", "nodes"), "no");
+    assert_eq!(can("create", "customresourcedefinitions.apiextensions.k8s.io"), "no");
+    assert_eq!(can("create", "deployments.apps"), "yes");
+
+    std::fs::create_dir_all(d.join("tenants")).unwrap();
+    std::fs::copy(common::root().join("tenants/acme.hcl"), d.join("tenants/acme.hcl")).unwrap();
+    let platform = common::platform_hcl(PARENT, &dns.api_url, pg.port, "unused");
+    let platform =
+        platform.replace("api_url                      = \"unused\"", "context                      = \"matih-sa\"");
+    std::fs::write(d.join("matih.hcl"), platform).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_matih"))
+            .args(args)
+            .current_dir(d)
+            .env("NO_COLOR", "1")
+            .env("KUBECONFIG", &kubeconfig)
+            .env("MATIH_STATE_DIR", d.join("state"))
+            .env("MATIH_POSTGRES_ADMIN_URL", &pg.admin_url)
+            .env("PDNS_API_KEY", &dns.api_key)
+            .env("ACME_SLACK_WEBHOOK", WEBHOOK)
+            .env_remove("MATIH_PLATFORM_FILE")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["apply", "tenants/acme.hcl", "--auto-approve"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("acme: Phase 10/10 SETUP_OBSERVABILITY complete"), "{}", text(&out));
+    let out = run(&["plan", "tenants/acme.hcl", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = run(&["destroy", "tenants/acme.hcl", "--auto-approve"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ns = kube::admin_kubectl(&["get", "namespace", "matih-acme"]);
+    assert!(!ns.status.success() && text(&ns).contains("NotFound"), "{}", text(&ns));
+}

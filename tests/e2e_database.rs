@@ -59,6 +59,8 @@ impl Kube {
 struct World {
     /// The other variant of the same test waits for this one (same tenants on the same servers).
     _one: std::sync::MutexGuard<'static, ()>,
+    /// The tenants' slugs on the shared Kubernetes cluster.
+    _claims: Vec<kube::TenantClaim>,
     state: TestState,
     dir: tempfile::TempDir,
     kube: Kube,
@@ -71,6 +73,8 @@ struct World {
 impl World {
     fn new(backend: Backend, parent: &str, tenants: &[(&str, String)]) -> World {
         let one = common::one_variant_at_a_time(parent);
+        let slugs: Vec<&str> = tenants.iter().map(|(file, _)| file.trim_end_matches(".hcl")).collect();
+        let claims = kube::claim_tenants(&slugs);
         let state = TestState::new(backend);
         let kube = Kube::start();
         let pg = postgres::server();
@@ -87,7 +91,7 @@ impl World {
             std::fs::write(dir.path().join("tenants").join(name), spec).unwrap();
         }
         state.write_platform(dir.path(), &common::platform_hcl(parent, &dns.api_url, pg.port, &kube.url));
-        World { _one: one, state, dir, kube, pg, dns, log: Default::default() }
+        World { _one: one, _claims: claims, state, dir, kube, pg, dns, log: Default::default() }
     }
 
     fn path(&self, rel: &str) -> PathBuf {

@@ -22,9 +22,6 @@ use fleet::Fleet;
 use matih::state::{StateStore, TenantStatus};
 
 /// Kubernetes objects become ready at once: these tests are about dividing work, not waiting.
-const QUICK: &[&str] =
-    &["--deployment-ready-delay-ms", "0", "--lb-ip-delay-ms", "0", "--certificate-ready-delay-ms", "0"];
-
 /// The tenants whose phase 1 a runner's output shows it starting.
 fn applied_by(out: &str) -> BTreeSet<String> {
     out.lines().filter_map(|l| l.strip_suffix(": Phase 1/10 CREATE_NAMESPACE started")).map(str::to_string).collect()
@@ -51,7 +48,7 @@ fn assert_each_applied_once(fleet: &Fleet) {
 
 #[test]
 fn four_runners_divide_forty_tenants_and_apply_each_exactly_once() {
-    let fleet = Fleet::new("fa", 40, QUICK);
+    let fleet = Fleet::new("fa", 40);
     let runners: Vec<Child> = (0..4)
         .map(|r| {
             fleet
@@ -108,7 +105,7 @@ fn four_runners_divide_forty_tenants_and_apply_each_exactly_once() {
 
 #[test]
 fn a_runner_killed_mid_fleet_leaves_nothing_stuck_and_the_next_one_finishes_its_tenants() {
-    let fleet = Fleet::new("fb", 6, QUICK);
+    let fleet = Fleet::new("fb", 6);
     // Slow API calls, so the kill lands in the middle of tenants.
     fleet.kube.latency(15);
     let mut first = fleet
@@ -155,7 +152,7 @@ fn a_runner_killed_mid_fleet_leaves_nothing_stuck_and_the_next_one_finishes_its_
 
 #[test]
 fn shards_divide_a_fleet_between_runners_explicitly() {
-    let fleet = Fleet::new("fc", 6, QUICK);
+    let fleet = Fleet::new("fc", 6);
     let mut shards = Vec::new();
     for k in 1..=2 {
         let shard = format!("{k}/2");

@@ -23,18 +23,13 @@ use matih::state::{MemoryStore, StateStore, TenantStatus};
 use matih::value::{fingerprint, Secret, Value};
 
 /// The Kubernetes API test server with fast controllers, and what these tests ask of it.
-struct Server(Kube);
+/// The tests here provision acme and globex on the shared cluster, one test at a time.
+struct Server(Kube, #[allow(dead_code)] Vec<kube::TenantClaim>);
 
 impl Server {
     fn start() -> Server {
-        Server(Kube::start_with(&[
-            "--deployment-ready-delay-ms",
-            "50",
-            "--lb-ip-delay-ms",
-            "50",
-            "--certificate-ready-delay-ms",
-            "50",
-        ]))
+        let claims = kube::claim_tenants(&["acme", "globex"]);
+        Server(Kube::start(), claims)
     }
 
     /// Runs the real kubectl; fails the test when kubectl fails.

@@ -266,7 +266,8 @@ fn committed_writes_arrive_on_the_change_feed_in_order() {
 fn destroy_runs_on_the_postgres_backend_and_a_locked_tenant_fails_naming_the_holder() {
     use std::io::{BufRead, BufReader};
     let url = fresh_database();
-    let server = Kube::start_with(&[]);
+    let _claim = kube::claim_tenant("acme");
+    let server = Kube::start();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
     std::fs::copy(root().join("tenants/acme.hcl"), dir.path().join("tenants/acme.hcl")).unwrap();

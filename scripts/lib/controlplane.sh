@@ -214,7 +214,7 @@ cp_start() {
     --authentication-kubeconfig "$CP_DIR/controller-manager.kubeconfig" --authorization-kubeconfig "$CP_DIR/controller-manager.kubeconfig" \
     --leader-elect=false --bind-address 127.0.0.1 --secure-port 0 --use-service-account-credentials \
     --service-account-private-key-file "$CP_DIR/pki/sa.key" --root-ca-file "$CP_DIR/pki/ca.crt" \
-    --controllers '*,-nodelifecycle-controller' --concurrent-deployment-syncs 10 --concurrent-replicaset-syncs 10 \
+    --controllers '*' --concurrent-deployment-syncs 10 --concurrent-replicaset-syncs 10 \
     --concurrent-namespace-syncs 10 --concurrent-gc-syncs 30 --v 1
   cp_spawn kube-scheduler "$CP_BIN/kube-scheduler" --kubeconfig "$CP_DIR/scheduler.kubeconfig" \
     --authentication-kubeconfig "$CP_DIR/scheduler.kubeconfig" --authorization-kubeconfig "$CP_DIR/scheduler.kubeconfig" \
@@ -225,7 +225,7 @@ cp_start() {
   local kwok_dir
   kwok_dir=$(cp_module_dir "sigs.k8s.io/kwok@$(sed -n 's/^require sigs.k8s.io\/kwok //p' "$CP_ROOT/controlplane/kwok/go.mod")") || return 1
   {
-    printf 'apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions:\n  nodeLeaseDurationSeconds: 40\n'
+    printf 'apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions:\n  nodeLeaseDurationSeconds: 40\n  nodeLeaseParallelism: 4\n  podPlayStageParallelism: 8\n  nodePlayStageParallelism: 2\n  podsOnNodeSyncParallelism: 2\n'
     for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
       pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
       echo '---'

@@ -34,20 +34,17 @@ pub struct Workspace {
     pub pg: &'static postgres::PgServer,
     pub dns: &'static powerdns::PowerDns,
     pub env: Vec<(String, String)>,
+    _claim: kube::TenantClaim,
 }
 
 impl Workspace {
     pub fn new(ready_ms: u64, extra: &str) -> Workspace {
         // `ready_ms`: how long Deployments take to become ready (makes the apply last long enough to watch).
-        let ready = ready_ms.to_string();
-        let kube = kube::Kube::start_with(&[
-            "--deployment-ready-delay-ms",
-            &ready,
-            "--lb-ip-delay-ms",
-            "200",
-            "--certificate-ready-delay-ms",
-            "100",
-        ]);
+        // On the real control plane readiness takes what it takes; added latency on every request
+        // through this test's proxy stretches the apply instead.
+        let claim = kube::claim_tenant("acme");
+        let kube = kube::Kube::start();
+        kube.latency(ready_ms / 30);
         let pg = postgres::server();
         let dns = powerdns::server();
         // On a thread of its own: the caller may be inside a runtime already.
@@ -78,7 +75,7 @@ impl Workspace {
             ("PDNS_API_KEY".to_string(), dns.api_key.clone()),
             ("ACME_SLACK_WEBHOOK".to_string(), SLACK.to_string()),
         ];
-        Workspace { dir, kube, pg, dns, env }
+        Workspace { dir, kube, pg, dns, env, _claim: claim }
     }
 
     pub fn path(&self) -> &Path {

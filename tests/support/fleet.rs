@@ -40,11 +40,11 @@ fn parent_zone() {
 impl Fleet {
     /// `n` tenants named `{prefix}000`… (prefixes keep the tenants of different tests apart on the
     /// shared servers), a platform file for the three servers with `state { backend = "postgres" }`,
-    /// and a Kubernetes API test server started with `kube_args`.
-    pub fn new(prefix: &str, n: usize, kube_args: &[&str]) -> Fleet {
+    /// and a proxy of its own in front of the shared Kubernetes control plane.
+    pub fn new(prefix: &str, n: usize) -> Fleet {
         parent_zone();
         let (pg, dns) = (postgres::server(), powerdns::server());
-        let kube = Kube::start_with(kube_args);
+        let kube = Kube::start();
         let dir = tempfile::tempdir().unwrap();
         let tenants = dir.path().join("tenants");
         std::fs::create_dir_all(&tenants).unwrap();
