@@ -12,12 +12,24 @@
 # connections (the seed's "dedicated connection pool"), which is also their role's limit.
 #
 # `trace_retention` is the Tempo block retention of the tenant's traces.
+#
+# `service_resources` replaces every service's container resources in that tier. The seed's service
+# values (250m/512Mi requested, 1000m/1Gi limit) cannot fit the seed's free quota: seven services
+# need limits.cpu 7 against a quota of 4, and the API server refuses the pods past it. The free tier
+# runs its services smaller; a tenant whose workloads exceed its quota is a plan error.
 
 tier "free" {
   database_isolation = "schema"
   connection_limit   = 10
   pool               = "shared"
   trace_retention    = "72h"
+
+  service_resources = {
+    requests_cpu    = "100m"
+    requests_memory = "256Mi"
+    limits_cpu      = "250m"
+    limits_memory   = "512Mi"
+  }
 
   quota = {
     "requests.cpu"    = "2"

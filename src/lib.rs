@@ -16,6 +16,7 @@ pub mod pgconn;
 pub mod phase;
 pub mod plan;
 pub mod provider;
+pub mod quantity;
 pub mod serve;
 pub mod spec;
 pub mod state;

@@ -220,6 +220,7 @@ fn load_hcl(c: &mut Catalog, mut blocks: Blocks<'_>) {
             }
         };
         let quota = f.value("quota").and_then(|(v, at)| quota(&name, v, at, ctx));
+        let service_resources = f.value("service_resources").and_then(|(v, at)| service_resources(&name, v, at, ctx));
         let tier = TierDef {
             name: name.clone(),
             quota,
@@ -228,6 +229,7 @@ fn load_hcl(c: &mut Catalog, mut blocks: Blocks<'_>) {
             pool: f.string("pool"),
             pool_size: f.opt_int("pool_size"),
             trace_retention: f.string("trace_retention"),
+            service_resources,
             location,
         };
         f.finish();
@@ -383,6 +385,34 @@ fn load_hcl(c: &mut Catalog, mut blocks: Blocks<'_>) {
 
 fn push(ctx: &Ctx, at: Location, message: String) {
     ctx.diags.borrow_mut().push(Diagnostic::error(message).at(at));
+}
+
+/// A tier's `service_resources`: the four quantities of [`ComputeResources`], each required.
+fn service_resources(tier: &str, v: Value, at: Location, ctx: &Ctx) -> Option<ComputeResources> {
+    let Value::Map(m) = v else {
+        push(ctx, at, format!("tier {tier:?}: service_resources must be an object"));
+        return None;
+    };
+    let get = |k: &str| match m.get(k) {
+        Some(Value::String(q)) if crate::quantity::nanos(q).is_some() => Some(q.clone()),
+        _ => {
+            push(ctx, at.clone(), format!("tier {tier:?}: service_resources needs {k:?}, a quantity such as \"250m\""));
+            None
+        }
+    };
+    let r = ComputeResources {
+        requests_cpu: get("requests_cpu")?,
+        requests_memory: get("requests_memory")?,
+        limits_cpu: get("limits_cpu")?,
+        limits_memory: get("limits_memory")?,
+    };
+    if let Some(k) =
+        m.keys().find(|k| !["requests_cpu", "requests_memory", "limits_cpu", "limits_memory"].contains(&k.as_str()))
+    {
+        push(ctx, at, format!("tier {tier:?}: service_resources has an unknown key {k:?}"));
+        return None;
+    }
+    Some(r)
 }
 
 /// A tier's quota object: quantities as strings (integers are accepted and written as text).

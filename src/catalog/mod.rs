@@ -60,6 +60,9 @@ pub struct TierDef {
     pub pool_size: Option<i64>,
     /// Tempo block retention of the tenant's traces (`72h`).
     pub trace_retention: String,
+    /// Container resources that replace every service's own in this tier (so that a tier's
+    /// services fit its quota).
+    pub service_resources: Option<ComputeResources>,
     pub location: Option<Location>,
 }
 
@@ -542,21 +545,21 @@ mod tests {
         let (dir, r) = load_edited("tiers.hcl", |t| t.replace("connection_limit   = 10", "connection_limit   = 10 +"));
         let errs = errors(r, dir.path());
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(errs[0].starts_with("tiers.hcl:18:28: syntax error: "), "{errs:?}");
+        assert!(errs[0].starts_with("tiers.hcl:23:28: syntax error: "), "{errs:?}");
         let (dir, r) =
             load_edited("tiers.hcl", |t| t.replace("  pool               = \"shared\"", "  pol = \"shared\""));
         let errs = errors(r, dir.path());
         assert_eq!(
             errs,
             [
-                r#"tiers.hcl:16:1: tier "free" has no attribute `pool`"#,
-                r#"tiers.hcl:19:3: unknown attribute `pol` in tier "free""#
+                r#"tiers.hcl:21:1: tier "free" has no attribute `pool`"#,
+                r#"tiers.hcl:24:3: unknown attribute `pol` in tier "free""#
             ]
         );
         let (dir, r) = load_edited("tiers.hcl", |t| t.replace("\"pods\"            = \"20\"", "\"pods\" = 2.5"));
         let errs = errors(r, dir.path());
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(errs[0].starts_with("tiers.hcl:22:11: quota: number 2.5 is not an integer"), "{errs:?}");
+        assert!(errs[0].starts_with("tiers.hcl:34:11: quota: number 2.5 is not an integer"), "{errs:?}");
     }
 
     #[test]

@@ -471,7 +471,7 @@ impl<'a> Builder<'a> {
                         ]),
                     ]),
                 ),
-                ("resources", svc.resources.to_value()),
+                ("resources", self.tier.service_resources.as_ref().unwrap_or(&svc.resources).to_value()),
                 (
                     "readinessProbe",
                     m([
@@ -1270,6 +1270,7 @@ impl<'a> Builder<'a> {
             });
         }
         self.check_refs();
+        self.check_quota();
         self.check_phases();
         self.check_cycles();
         diag::sort(&mut self.diags);
@@ -1277,6 +1278,48 @@ impl<'a> Builder<'a> {
             (None, self.diags)
         } else {
             (Some(self.graph), self.diags)
+        }
+    }
+
+    /// The tenant's own workloads fit its tier's ResourceQuota: the API server refuses every pod
+    /// past it, so a Deployment would never become available. Counts each Deployment's replicas
+    /// and each Job's pod (all at once, as during an apply) with their containers' resources.
+    fn check_quota(&mut self) {
+        let Some(quota) = &self.tier.quota else { return };
+        let mut used: BTreeMap<&str, i128> = BTreeMap::new();
+        for r in self.graph.graph.node_weights() {
+            let pods = match r.addr.kind.as_str() {
+                "kubernetes_deployment" => match r.attrs.get("spec").and_then(|s| s.get_path("replicas")) {
+                    Some(Value::Int(n)) => i128::from(*n),
+                    _ => 1,
+                },
+                "kubernetes_job" => 1,
+                _ => continue,
+            };
+            *used.entry("pods").or_default() += pods;
+            let containers = r.attrs.get("spec").and_then(|s| s.get_path("template.spec.containers"));
+            for c in containers.and_then(Value::as_list).into_iter().flatten() {
+                for key in ["requests.cpu", "requests.memory", "limits.cpu", "limits.memory"] {
+                    let q = c.get_path(&format!("resources.{key}")).and_then(Value::as_str);
+                    *used.entry(key).or_default() += pods * q.and_then(crate::quantity::nanos).unwrap_or(0);
+                }
+            }
+        }
+        for (key, hard) in quota {
+            let (Some(hard_n), Some(&need)) = (crate::quantity::nanos(hard), used.get(key.as_str())) else { continue };
+            let need = if key == "pods" { need * 1_000_000_000 } else { need };
+            if need > hard_n {
+                let binary = key.ends_with("memory");
+                let d = Diagnostic::error(format!(
+                    "tenant {:?} needs {key} {} for its workloads, more than tier {:?}'s quota of {hard}: the API server would refuse the pods past it",
+                    self.slug,
+                    crate::quantity::display(need, binary),
+                    self.tier.name
+                ))
+                .with_note("lower the services' replicas or resources (a tier's `service_resources` in schemas/tiers.hcl), or raise the quota")
+                .at(self.spec.tier.location.clone());
+                self.diags.push(d);
+            }
         }
     }
 

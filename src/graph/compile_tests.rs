@@ -699,3 +699,27 @@ fn compiling_a_thousand_tenants_is_fast() {
     assert!(elapsed.as_secs_f64() < 20.0, "compiling 1000 tenants took {elapsed:?}");
     eprintln!("compiled 1000 tenants ({total} resources) in {elapsed:?}");
 }
+
+#[test]
+fn workloads_that_do_not_fit_the_tiers_quota_are_an_error_at_the_tier() {
+    // Every tier's own services fit its quota (the free tier runs them smaller).
+    for tier in ["free", "professional", "enterprise"] {
+        build(&acme(tier));
+    }
+    let free = build(&acme("free"));
+    let d = json_of(get(&free, "kubernetes_deployment.ai_service"));
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"], "250m");
+    // Ten replicas of one service do not.
+    let mut spec = acme("free");
+    spec.services.insert(
+        "ai_service".into(),
+        ServiceOverride { replicas: Some(sp(10, 8, 20)), location: Some(at(8, 5)), ..ServiceOverride::default() },
+    );
+    let errs = errors(&spec);
+    assert!(
+        errs.iter().any(|e| e.starts_with(
+            "tenants/acme.hcl:3:17: tenant \"acme\" needs limits.cpu 5600m for its workloads, more than tier \"free\"'s quota of 4: the API server would refuse the pods past it"
+        )),
+        "{errs:?}"
+    );
+}
