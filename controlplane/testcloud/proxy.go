@@ -83,8 +83,7 @@ func runProxy(dir, listen string) error {
 	if err != nil {
 		return err
 	}
-	target, err := url.Parse(upstreamURL)
-	if err != nil {
+	if _, err := url.Parse(upstreamURL); err != nil {
 		return err
 	}
 	transport, err := tlsTransport(dir, "admin")
@@ -92,7 +91,19 @@ func runProxy(dir, listen string) error {
 		return err
 	}
 	p := &proxy{nextID: 1}
-	p.rp = &httputil.ReverseProxy{
+	p.rp = newReverseProxy(upstreamURL, transport, p)
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("listening on http://%s\n", ln.Addr())
+	srv := &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}
+	return srv.Serve(ln)
+}
+
+func newReverseProxy(upstream string, transport http.RoundTripper, p *proxy) *httputil.ReverseProxy {
+	target, _ := url.Parse(upstream)
+	return &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(target)
 			r.Out.Host = target.Host
@@ -103,15 +114,7 @@ func runProxy(dir, listen string) error {
 		Transport:      transport,
 		FlushInterval:  -1,
 		ModifyResponse: p.modifyResponse,
-		ErrorLog:       nil,
 	}
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("listening on http://%s\n", ln.Addr())
-	srv := &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}
-	return srv.Serve(ln)
 }
 
 func readTrim(path string) (string, error) {
