@@ -45,7 +45,7 @@ impl Server {
         serde_json::from_str(&self.kubectl(&a)).unwrap()
     }
 
-    fn admin(&self, method: &str, path: &str, body: serde_json::Value) {
+    fn admin(&self, method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
         self.0.admin(method, path, body)
     }
 
@@ -267,6 +267,17 @@ async fn readiness_timeouts_name_the_object_and_transient_errors_are_retried() {
         "/_admin/faults",
         serde_json::json!({"verb": "apply", "resource": "services", "nth": 3, "status": 429, "retryAfterSeconds": 0}),
     );
+    // A connection dropped without an answer, and a request held for a while, are retried too.
+    server.admin(
+        "POST",
+        "/_admin/faults",
+        serde_json::json!({"verb": "apply", "resource": "networkpolicies", "nth": 1, "drop": true}),
+    );
+    server.admin(
+        "POST",
+        "/_admin/faults",
+        serde_json::json!({"verb": "apply", "resource": "serviceaccounts", "nth": 2, "delayMs": 300}),
+    );
     server.admin("PATCH", "/_admin/config", serde_json::json!({"neverAssignLbIp": true}));
     let settings = KubeSettings { lb_ip_attempts: 5, ..fast() };
     let providers = Providers::new().with(Arc::new(server.provider(settings).await)).with(Arc::new(Scripted));
@@ -282,6 +293,10 @@ async fn readiness_timeouts_name_the_object_and_transient_errors_are_retried() {
     let st = store.get("acme").unwrap().unwrap();
     assert_eq!(st.status, TenantStatus::Failed);
     assert_eq!(st.current_phase.map(|p| p.number()), Some(6));
+    // Every fault fired once (and the apply went on past each of them).
+    let faults = server.admin("GET", "/_admin/faults", serde_json::json!({}));
+    let fired: Vec<u64> = faults.as_array().unwrap().iter().map(|f| f["fired"].as_u64().unwrap()).collect();
+    assert_eq!(fired, [1, 1, 1, 1], "{faults}");
     // Phase 6 was rolled back: the controller's Deployment is gone again, phase 5 stays.
     let text = server.kubectl(&["get", "deploy", "-n", "matih-acme"]);
     assert!(!text.contains("ingress-nginx-controller"), "{text}");

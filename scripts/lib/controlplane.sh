@@ -115,7 +115,7 @@ cp_pki() {
       openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -out "$1.crt" -extfile "$1.ext" 2>/dev/null
       rm -f "$1.csr" "$1.ext"
     }
-    cert apiserver "/CN=kube-apiserver" "IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
+    cert apiserver "/CN=kube-apiserver" "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
     cert admin "/O=system:masters/CN=matih-test-admin"
     cert controller-manager "/CN=system:kube-controller-manager"
     cert scheduler "/CN=system:kube-scheduler"
@@ -173,7 +173,8 @@ cp_kubectl() {
   kubectl --kubeconfig "$CP_DIR/kubeconfig" --cache-dir "$CP_DIR/.kube-cache" "$@"
 }
 
-# cp_start DIR: starts the control plane (building it first if needed) and exports KUBECONFIG,
+# cp_start DIR: starts the control plane (building it first if needed; a DIR used before keeps its
+# cluster) and exports KUBECONFIG,
 # MATIH_TEST_CONTROLPLANE (DIR) and CP_URL. Prints its start time and memory.
 cp_start() {
   CP_DIR=$(mkdir -p "$1" && cd "$1" && pwd)
@@ -187,9 +188,16 @@ cp_start() {
   cp_build || return 1
   local start etcd_port peer_port api_port cert_dir cert_mgr prom otel
   start=$(date +%s.%N)
-  rm -rf "$CP_DIR/etcd" "$CP_DIR/pki" "$CP_DIR"/*.log
-  cp_pki "$CP_DIR"
-  etcd_port=$(cp_free_port) peer_port=$(cp_free_port) api_port=$(cp_free_port)
+  # A directory started before (scripts/dev-env up, down, up) keeps its cluster: its etcd data,
+  # certificates and ports are reused.
+  rm -f "$CP_DIR"/*.log
+  [ -f "$CP_DIR/pki/ca.crt" ] || cp_pki "$CP_DIR"
+  if [ -f "$CP_DIR/ports" ]; then
+    read -r etcd_port peer_port api_port <"$CP_DIR/ports"
+  else
+    etcd_port=$(cp_free_port) peer_port=$(cp_free_port) api_port=$(cp_free_port)
+    echo "$etcd_port $peer_port $api_port" >"$CP_DIR/ports"
+  fi
   CP_URL="https://127.0.0.1:$api_port"
   echo "$CP_URL" >"$CP_DIR/apiserver.url"
   echo "$CP_BIN" >"$CP_DIR/bin.path"
@@ -204,7 +212,7 @@ cp_start() {
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
     --tls-cert-file "$CP_DIR/pki/apiserver.crt" --tls-private-key-file "$CP_DIR/pki/apiserver.key" \
     --client-ca-file "$CP_DIR/pki/ca.crt" --authorization-mode RBAC --allow-privileged=true \
-    --service-cluster-ip-range 10.0.0.0/24 --service-account-issuer "$CP_URL" \
+    --service-cluster-ip-range 10.96.0.0/16 --service-account-issuer "$CP_URL" \
     --service-account-key-file "$CP_DIR/pki/sa.pub" --service-account-signing-key-file "$CP_DIR/pki/sa.key" \
     --endpoint-reconciler-type none --profiling=false --v 1
   cp_wait "kube-apiserver" 90 curl -fsS --cacert "$CP_DIR/pki/ca.crt" --cert "$CP_DIR/pki/admin.crt" \
@@ -252,8 +260,8 @@ metadata:
   annotations: {kwok.x-k8s.io/node: fake}
   labels: {type: kwok, kubernetes.io/hostname: kwok-node-$n, kubernetes.io/os: linux, kubernetes.io/arch: amd64, topology.kubernetes.io/region: eastus}
 status:
-  allocatable: {cpu: "64", memory: 256Gi, pods: "500"}
-  capacity: {cpu: "64", memory: 256Gi, pods: "500"}
+  allocatable: {cpu: "1000", memory: 4Ti, pods: "5000"}
+  capacity: {cpu: "1000", memory: 4Ti, pods: "5000"}
 ---
 NODE
   done | cp_kubectl apply -f - >/dev/null || return 1

@@ -123,7 +123,8 @@ impl Kube {
     }
 
     /// A JSON request to the proxy's admin API (`/_admin/…`); panics unless it answers 2xx.
-    pub fn admin(&self, method: &str, path: &str, body: serde_json::Value) {
+    /// Returns the answer's JSON body.
+    pub fn admin(&self, method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
         let addr = self.url.strip_prefix("http://").unwrap();
         let body = body.to_string();
         let mut s = TcpStream::connect(addr).unwrap();
@@ -136,6 +137,8 @@ impl Kube {
         let mut reply = String::new();
         s.read_to_string(&mut reply).unwrap();
         assert!(reply.starts_with("HTTP/1.1 2"), "{method} {path}: {reply}");
+        let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim();
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
     }
 
     /// Every request through this proxy answers `ms` milliseconds later.
