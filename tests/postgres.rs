@@ -15,7 +15,7 @@ use matih::catalog::Catalog;
 use matih::diag::SourceFile;
 use matih::plan::{Action, TenantPlan};
 use matih::provider::postgres::migrate::validate_applied;
-use matih::provider::postgres::{PostgresProvider, PostgresSettings, CHECKED_WITH_PASSWORD, CHECKED_WITH_SET_ROLE};
+use matih::provider::postgres::{PostgresProvider, PostgresSettings, CHECKED_WITH_MIGRATOR, CHECKED_WITH_PASSWORD};
 use matih::provider::{Observed, Provider, ProviderError, ProviderFuture, ResourceObject, TenantRef};
 use matih::spec::PlatformConfig;
 use matih::state::{MemoryStore, StateStore, TenantStatus};
@@ -357,7 +357,8 @@ async fn an_enterprise_tenant_gets_its_own_database() {
         .unwrap();
     assert_eq!(
         (row.get::<_, String>(0), row.get::<_, String>(1), row.get::<_, i32>(2)),
-        ("tenant_pg_ent".into(), "UTF8".into(), 200)
+        ("postgres".into(), "UTF8".into(), 200),
+        "the admin owns the database (its settings reach every session), the tenant its schema"
     );
     let c = login(&observed.sensitive["database_url"]).await.expect("database_url logs in");
     let n: i64 = c.query_one("SELECT count(*) FROM dashboard_templates", &[]).await.unwrap().get(0);
@@ -368,9 +369,15 @@ async fn an_enterprise_tenant_gets_its_own_database() {
         .unwrap()
         .get(0);
     assert_eq!(owner, "tenant_pg_ent");
+    let schema_owner: String = c
+        .query_one("SELECT pg_get_userbyid(nspowner)::text FROM pg_namespace WHERE nspname = 'public'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(schema_owner, "tenant_pg_ent");
     drop(c);
     let check = p.apply(&t, &obj(&plan, "postgresql_connectivity_check")).await.expect("check");
-    assert_eq!(check.outputs["checked_with"], Value::str(CHECKED_WITH_SET_ROLE));
+    assert_eq!(check.outputs["checked_with"], Value::str(CHECKED_WITH_MIGRATOR));
 
     let db = obj(&plan, "postgresql_database");
     assert_eq!(p.read(&t, &db).await.unwrap().unwrap().attrs, db.attrs, "read matches the recorded shape");
@@ -733,4 +740,219 @@ async fn errors_name_the_object_and_are_classified() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(p.read(&t, &role).await.unwrap().is_some(), "the pool replaced its terminated connections");
     p.delete(&t, &role).await.unwrap();
+}
+
+// Issue 21, item 1: a tenant's own code (a trigger, a view calling a function, a search_path
+// on its database) must never run with matih's admin rights, whatever tier.
+
+/// Whether a role of that name exists (what the attacks below try to create).
+async fn role_exists(name: &str) -> bool {
+    admin("postgres").await.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&name]).await.unwrap().is_some()
+}
+
+/// The tenant, logged in with its own password, as its services would be.
+async fn as_tenant(role: &str, password: &str, db: &str, schema: &str) -> tokio_postgres::Client {
+    let c = login(&url_for(role, password, db)).await.expect("the tenant logs in");
+    c.batch_execute(&format!("SET search_path TO {schema}")).await.unwrap();
+    c
+}
+
+/// plpgsql that leaves the role matih's session gave it (`RESET ROLE`), notes who it is then, and
+/// tries a statement only a privileged role may run; it swallows the refusal so that the attack
+/// is silent. `{back}` is run after it (to return to the tenant role or not).
+fn escalation(evil: &str, back: &str) -> String {
+    format!(
+        "DECLARE who text; \
+         BEGIN \
+           RESET ROLE; \
+           who := current_user; \
+           BEGIN EXECUTE 'CREATE ROLE {evil}'; EXCEPTION WHEN insufficient_privilege THEN NULL; END; \
+           {back} \
+           PERFORM set_config('matih_test.who', who, false); \
+           RETURN {ret}; \
+         END",
+        ret = if back.is_empty() { "true" } else { "NEW" }
+    )
+}
+
+async fn tenant_code_never_runs_as_admin(slug: &str, tier: &str) {
+    let p = provider().await;
+    let plan = phase2_plan(slug, tier);
+    let t = tenant(&plan);
+    let observed = provision(&p, &plan).await;
+    let migrations = obj(&plan, "postgresql_migrations");
+    let seed = obj(&plan, "postgresql_seed_data");
+    let s = |o: &ResourceObject, k: &str| o.attrs[k].as_str().unwrap().to_string();
+    let (role, db, schema) = (s(&migrations, "owner"), s(&migrations, "database"), s(&migrations, "schema"));
+    let password = observed.sensitive["password"].clone();
+    let migrator = matih::provider::postgres::session::migrator_name(&role);
+    let tc = as_tenant(&role, &password, &db, &schema).await;
+
+    // Trigger: a seed table gets a trigger that leaves the session's role; a seed row is deleted,
+    // so the next apply inserts it again and fires the trigger.
+    let evil_trigger = format!("evil_{role}_trigger");
+    tc.batch_execute(&format!(
+        "CREATE TABLE escalation_seen (who text); \
+         CREATE FUNCTION escalate_trigger() RETURNS trigger LANGUAGE plpgsql AS $f${body}$f$; \
+         CREATE TRIGGER escalate BEFORE INSERT OR UPDATE ON system_roles FOR EACH ROW \
+           EXECUTE FUNCTION escalate_trigger(); \
+         DELETE FROM system_roles WHERE name = (SELECT min(name) FROM system_roles)",
+        body =
+            escalation(&evil_trigger, &format!("EXECUTE 'SET ROLE {role}'; INSERT INTO escalation_seen VALUES (who);"))
+    ))
+    .await
+    .unwrap();
+    let read = p.read(&t, &seed).await.expect("read the seed data").unwrap();
+    assert_ne!(read.attrs, seed.attrs, "the deleted row shows as drift");
+    p.apply(&t, &seed).await.expect("the seed is applied again, harmlessly");
+    assert!(!role_exists(&evil_trigger).await, "{tier}: the trigger ran with admin rights");
+    let seen: Vec<String> =
+        tc.query("SELECT DISTINCT who FROM escalation_seen", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(seen, std::slice::from_ref(&migrator), "{tier}: RESET ROLE falls back to the powerless migrator");
+    let n: i64 = tc.query_one("SELECT count(*) FROM system_roles", &[]).await.unwrap().get(0);
+    assert_eq!(n, 3, "the row is back");
+    assert_eq!(p.read(&t, &seed).await.unwrap().unwrap().attrs, seed.attrs, "no drift left");
+
+    // View: the migration history is replaced by a view that calls the tenant's function.
+    let evil_view = format!("evil_{role}_view");
+    tc.batch_execute(&format!(
+        "ALTER TABLE flyway_schema_history RENAME TO flyway_history_real; \
+         CREATE FUNCTION escalate_view() RETURNS boolean LANGUAGE plpgsql AS $f${body}$f$; \
+         CREATE VIEW flyway_schema_history AS SELECT * FROM flyway_history_real WHERE escalate_view()",
+        body = escalation(&evil_view, "")
+    ))
+    .await
+    .unwrap();
+    let read = p.read(&t, &migrations).await.expect("a view is drift, not a read error").unwrap();
+    assert_eq!(
+        read.attrs["history_table"],
+        Value::str("flyway_schema_history (a view, not an ordinary table)"),
+        "{tier}"
+    );
+    assert_eq!(read.attrs["migrations"], Value::List(vec![]), "nothing is read from the view");
+    let e = p.apply(&t, &migrations).await.expect_err("migrating over a view is refused");
+    assert!(
+        e.message.contains("\"flyway_schema_history\" is a view, not an ordinary table")
+            && e.message.contains("changed outside matih"),
+        "{e}"
+    );
+    assert!(!e.transient);
+    assert!(!role_exists(&evil_view).await, "{tier}: the view ran the tenant's function with admin rights");
+    // The connectivity check without the tenant's password logs in as the migrator too.
+    let check = p.apply(&t, &obj(&plan, "postgresql_connectivity_check")).await.expect("check");
+    assert_eq!(check.outputs["checked_with"], Value::str(CHECKED_WITH_MIGRATOR));
+    assert!(!role_exists(&evil_view).await && !role_exists(&evil_trigger).await);
+
+    // search_path: the tenant cannot set its database's defaults (every session would inherit them).
+    let e = tc
+        .batch_execute(&format!("ALTER DATABASE {db} SET search_path = {schema}, pg_catalog"))
+        .await
+        .expect_err("the tenant does not own its database");
+    assert_eq!(sqlstate(&e), "42501", "{tier}: {e}");
+
+    // The migrator holds no right of its own and is a member of the tenant role only.
+    let a = admin("postgres").await;
+    let row = a
+        .query_one(
+            "SELECT rolinherit, rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls, rolpassword IS NULL, \
+             array(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid \
+                   WHERE m.member = r.oid) \
+             FROM pg_authid r WHERE rolname = $1",
+            &[&migrator],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, bool>(0), row.get::<_, bool>(1), row.get::<_, bool>(2), row.get::<_, Vec<String>>(3)),
+        (false, false, true, vec![role.clone()]),
+        "NOINHERIT, unprivileged, no password left behind, member of the tenant role only"
+    );
+    drop(tc);
+
+    // Destroy removes the migrator with the role.
+    let container = if tier == "enterprise" { "postgresql_database" } else { "postgresql_schema" };
+    p.delete(&t, &obj(&plan, container)).await.expect("drop the container");
+    p.delete(&t, &obj(&plan, "postgresql_role")).await.expect("drop the role");
+    assert!(!role_exists(&migrator).await && !role_exists(&role).await);
+}
+
+#[tokio::test]
+async fn tenant_code_never_runs_as_admin_free() {
+    tenant_code_never_runs_as_admin("sec-free", "free").await;
+}
+
+#[tokio::test]
+async fn tenant_code_never_runs_as_admin_professional() {
+    tenant_code_never_runs_as_admin("sec-pro", "professional").await;
+}
+
+#[tokio::test]
+async fn tenant_code_never_runs_as_admin_enterprise() {
+    tenant_code_never_runs_as_admin("sec-ent", "enterprise").await;
+}
+
+/// An enterprise database left owned by its tenant (as matih made them before): the tenant points
+/// the database's `search_path` at its schema, where a view named `pg_namespace` and a function
+/// named `has_schema_privilege` wait for an unqualified catalog lookup. matih's sessions pin their
+/// own path and qualify catalog names; the plan shows the ownership as drift and apply takes the
+/// database back and resets its settings.
+#[tokio::test]
+async fn an_enterprise_database_search_path_does_not_reach_the_admin() {
+    let p = provider().await;
+    let plan = phase2_plan("sec-ent-path", "enterprise");
+    let t = tenant(&plan);
+    let observed = provision(&p, &plan).await;
+    let role = "tenant_sec_ent_path";
+    let a = admin("postgres").await;
+    a.batch_execute(&format!("ALTER DATABASE {role} OWNER TO {role}")).await.unwrap();
+    let tc = as_tenant(role, &observed.sensitive["password"], role, "public").await;
+    let evil = "evil_sec_ent_path";
+    tc.batch_execute(&format!(
+        "CREATE FUNCTION public.escalate() RETURNS boolean LANGUAGE plpgsql AS $f${body}$f$; \
+         CREATE VIEW public.pg_namespace AS SELECT n.* FROM pg_catalog.pg_namespace n WHERE public.escalate(); \
+         CREATE VIEW public.pg_class AS SELECT c.* FROM pg_catalog.pg_class c WHERE public.escalate(); \
+         CREATE FUNCTION public.has_schema_privilege(name, text, text) RETURNS boolean LANGUAGE sql \
+           AS 'SELECT public.escalate()'; \
+         CREATE FUNCTION public.pg_get_userbyid(oid) RETURNS name LANGUAGE sql \
+           AS 'SELECT CASE WHEN public.escalate() THEN pg_catalog.pg_get_userbyid($1) END'; \
+         ALTER DATABASE {role} SET search_path = public, pg_catalog",
+        body = escalation(evil, "")
+    ))
+    .await
+    .expect("the tenant owns the database, so it may set its search_path");
+    drop(tc);
+
+    // Every read a plan makes, then every apply, including the check without the password.
+    let db = obj(&plan, "postgresql_database");
+    let read = p.read(&t, &db).await.unwrap().unwrap();
+    assert_eq!(read.attrs["owner"], Value::str(format!("{role} (owns the database)")), "drift to repair");
+    for kind in ["postgresql_role", "postgresql_migrations", "postgresql_seed_data", "postgresql_connectivity_check"] {
+        p.read(&t, &obj(&plan, kind)).await.unwrap_or_else(|e| panic!("read {kind}: {e}"));
+    }
+    assert!(!role_exists(evil).await, "a read followed the tenant's search_path");
+    for kind in
+        ["postgresql_database", "postgresql_migrations", "postgresql_seed_data", "postgresql_connectivity_check"]
+    {
+        p.apply(&t, &obj(&plan, kind)).await.unwrap_or_else(|e| panic!("apply {kind}: {e}"));
+    }
+    assert!(!role_exists(evil).await, "an apply followed the tenant's search_path");
+
+    // The database is the admin's again, without the tenant's settings; the schema stays the tenant's.
+    let row = a
+        .query_one(
+            "SELECT pg_get_userbyid(d.datdba)::text, \
+             (SELECT count(*) FROM pg_db_role_setting s WHERE s.setdatabase = d.oid) \
+             FROM pg_database d WHERE datname = $1",
+            &[&role],
+        )
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, String>(0), row.get::<_, i64>(1)), ("postgres".to_string(), 0));
+    assert_eq!(p.read(&t, &db).await.unwrap().unwrap().attrs, db.attrs, "no drift left");
+    let tc = as_tenant(role, &observed.sensitive["password"], role, "public").await;
+    let e = tc.batch_execute(&format!("ALTER DATABASE {role} SET search_path = public")).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42501");
+    drop(tc);
+    p.delete(&t, &db).await.unwrap();
+    p.delete(&t, &obj(&plan, "postgresql_role")).await.unwrap();
 }

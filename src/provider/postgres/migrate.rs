@@ -7,20 +7,27 @@
 //!
 //! - versioned migrations (`V1__init.sql`) run once, in version order; repeatable ones
 //!   (`R__views.sql`) run after them, by description, whenever their checksum changes;
-//! - each migration runs in its own transaction as the tenant role (`SET LOCAL ROLE`, so what it
-//!   creates is the tenant's) with `search_path` set to the tenant schema, and is recorded in the
-//!   same transaction: a failing migration is rolled back, recorded nowhere, and reported with its
-//!   file name, the server's message and line (path `migrations[N]`);
+//! - the pending migrations of a run run in one transaction (Flyway's `group = true`), as the
+//!   tenant role, on a session logged in as the tenant's migrator (never the admin's: see
+//!   [`super::session`]), with `search_path` set to the tenant schema, each recorded in the same
+//!   transaction: a failing migration is rolled back with those before it in the run, recorded
+//!   nowhere, and reported with its file name, the server's message and line (path
+//!   `migrations[N]`). So the table never holds a migration matih's state does not;
 //! - an applied versioned migration whose checksum changed is an error, never a silent re-run; so
 //!   is a pending version older than the newest applied one, and a failed row in the history;
-//! - concurrent runs serialize on a lock of the history table and re-check before running.
+//! - concurrent runs serialize on a lock of the history table and read it under the lock.
 //!
 //! `read` reports the migrations the history holds, in the attribute's shape: a migration not
 //! applied is missing from the list, one applied with another checksum shows that checksum.
+//!
+//! The history table is the tenant's (it can write it), so it is read only on the migrator's
+//! session, only after checking that it is an ordinary table owned by the tenant role, and every
+//! value is checked for its type: a view or a retyped column in its place fails this tenant's
+//! resource with a message, never matih.
 
 use std::time::Instant;
 
-use super::{attr_ident, db_err, err, sql, Observed, PostgresProvider, ResourceObject};
+use super::{attr_ident, db_err, err, session, sql, Observed, PostgresProvider, ResourceObject};
 use crate::provider::ProviderError;
 use crate::value::Value;
 
@@ -220,24 +227,33 @@ async fn history(
     let rows = c
         .query(
             &format!(
-                "SELECT installed_rank, version::text, script::text, checksum, success FROM {}.{} \
-                 ORDER BY installed_rank",
+                "SELECT installed_rank::int4, version::text, script::text, checksum::int4, success::bool \
+                 FROM {}.{} ORDER BY installed_rank",
                 t.qschema, t.qtable
             ),
             &[],
         )
         .await
         .map_err(|e| db_err(obj, &format!("read the migration history \"{}\".\"{}\"", t.schema, t.table), &e))?;
-    Ok(rows
-        .iter()
-        .map(|r| HistoryRow {
-            installed_rank: r.get(0),
-            version: r.get(1),
-            script: r.get(2),
-            checksum: r.get(3),
-            success: r.get(4),
+    rows.iter()
+        .map(|r| {
+            Ok(HistoryRow {
+                installed_rank: r.try_get(0)?,
+                version: r.try_get(1)?,
+                script: r.try_get(2)?,
+                checksum: r.try_get(3)?,
+                success: r.try_get(4)?,
+            })
         })
-        .collect())
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(|e| {
+            err(
+                obj,
+                None,
+                format!("the migration history \"{}\".\"{}\" has an unexpected shape: {e}", t.schema, t.table),
+                false,
+            )
+        })
 }
 
 pub(super) async fn apply(p: &PostgresProvider, obj: &ResourceObject) -> Result<Observed, ProviderError> {
@@ -251,7 +267,7 @@ pub(super) async fn apply(p: &PostgresProvider, obj: &ResourceObject) -> Result<
             false,
         ));
     }
-    let mut c = p.conn(obj, &t.db).await?;
+    let mut c = p.tenant_session(obj, &t.db, &t.owner, &t.schema).await?;
     let (qs, qt) = (&t.qschema, &t.qtable);
     let create = format!(
         "SET LOCAL ROLE {owner}; \
@@ -273,47 +289,56 @@ pub(super) async fn apply(p: &PostgresProvider, obj: &ResourceObject) -> Result<
         idx = sql::quote_ident(&format!("{}_s_idx", t.table)),
     );
     let what_table = format!("create the migration history \"{}\".\"{}\"", t.schema, t.table);
+    // Whatever stands in the table's place must be the tenant's table before matih touches it.
+    session::check_table(&*c, obj, &t.schema, &t.table, &t.owner, Some("history_table")).await?;
     let tx = c.transaction().await.map_err(|e| db_err(obj, &what_table, &e))?;
     tx.batch_execute(&create).await.map_err(|e| db_err(obj, &what_table, &e))?;
     tx.commit().await.map_err(|e| db_err(obj, &what_table, &e))?;
+    session::check_table(&*c, obj, &t.schema, &t.table, &t.owner, Some("history_table")).await?;
 
-    let rows = history(&*c, obj, &t).await?;
+    // All pending migrations in one transaction (Flyway's `group`), holding the history's lock:
+    // a failure rolls back the whole run, so the table never holds more than matih records.
+    let what_run = format!("migrate schema \"{}\"", t.schema);
+    let tx = c.transaction().await.map_err(|e| db_err(obj, &what_run, &e))?;
+    let enter = format!("SET LOCAL ROLE {}; SET LOCAL search_path TO {qs}", t.qowner);
+    tx.batch_execute(&format!("{enter}; LOCK TABLE {qs}.{qt} IN SHARE ROW EXCLUSIVE MODE"))
+        .await
+        .map_err(|e| db_err(obj, &what_run, &e))?;
+    // Read under the lock: a concurrent run's migrations are seen, and not run twice.
+    let rows = history(&tx, obj, &t).await?;
     let todo = pending(&migs, &rows).map_err(|(index, message)| {
         let path = index.map(|i| format!("migrations[{i}]"));
         err(obj, path.as_deref(), message, false)
     })?;
+    let mut applied = Vec::new();
     for index in todo {
         let m = &migs[index];
         let path = format!("migrations[{index}]");
         let what = format!("migration {} in schema \"{}\"", m.script, t.schema);
-        let tx = c.transaction().await.map_err(|e| db_err(obj, &what, &e))?;
-        tx.batch_execute(&format!(
-            "SET LOCAL ROLE {}; SET LOCAL search_path TO {qs}; LOCK TABLE {qs}.{qt} IN SHARE ROW EXCLUSIVE MODE",
-            t.qowner
-        ))
-        .await
-        .map_err(|e| db_err(obj, &what, &e))?;
-        // Another run may have applied it while this one waited for the lock.
-        let rows = history(&tx, obj, &t).await?;
-        let still = pending(std::slice::from_ref(m), &rows)
-            .map_err(|(_, message)| err(obj, Some(&path), message, false))?
-            .contains(&m.index);
-        if !still {
-            continue;
-        }
         let started = Instant::now();
-        if let Err(e) = tx.batch_execute(&m.sql).await {
+        // Each migration starts as the tenant role in its schema, whatever the one before left.
+        let run = async {
+            tx.batch_execute(&enter).await?;
+            tx.batch_execute(&m.sql).await
+        };
+        if let Err(e) = run.await {
             let (message, transient) = sql::describe(&e);
             let line = sql::error_line(&e, &m.sql).map(|l| format!(" (line {l})")).unwrap_or_default();
             drop(tx);
+            let with = if applied.is_empty() {
+                String::new()
+            } else {
+                format!(", with the {} migration(s) before it in this run", applied.len())
+            };
             return Err(err(
                 obj,
                 Some(&path),
-                format!("migration {} failed and was rolled back: {message}{line}", m.script),
+                format!("migration {} failed and was rolled back{with}: {message}{line}", m.script),
                 transient,
             ));
         }
         let ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+        tx.batch_execute(&enter).await.map_err(|e| db_err(obj, &format!("record {what}"), &e))?;
         tx.execute(
             &format!(
                 "INSERT INTO {qs}.{qt} (installed_rank, version, description, type, script, checksum, installed_by, \
@@ -325,8 +350,11 @@ pub(super) async fn apply(p: &PostgresProvider, obj: &ResourceObject) -> Result<
         )
         .await
         .map_err(|e| db_err(obj, &format!("record {what}"), &e))?;
-        tx.commit().await.map_err(|e| db_err(obj, &format!("commit {what}"), &e))?;
-        tracing::info!("{}: applied migration {} as \"{}\" in {ms} ms", obj.addr, m.script, t.owner);
+        applied.push((m.script.clone(), ms));
+    }
+    tx.commit().await.map_err(|e| db_err(obj, &format!("commit {what_run}"), &e))?;
+    for (script, ms) in applied {
+        tracing::info!("{}: applied migration {script} as \"{}\" in {ms} ms", obj.addr, t.owner);
     }
     Ok(Observed { attrs: obj.attrs.clone(), ..Observed::default() })
 }
@@ -337,18 +365,24 @@ pub(super) async fn read(p: &PostgresProvider, obj: &ResourceObject) -> Result<O
     if !p.schema_exists(obj, &t.db, &t.schema).await? {
         return Ok(None);
     }
-    let c = p.conn(obj, &t.db).await?;
-    let owner: Option<String> = c
-        .query_opt(
-            "SELECT tableowner::text FROM pg_tables WHERE schemaname = $1 AND tablename = $2",
-            &[&t.schema, &t.table],
-        )
-        .await
-        .map_err(|e| db_err(obj, &format!("look up the migration history \"{}\".\"{}\"", t.schema, t.table), &e))?
-        .map(|r| r.get(0));
-    let rows = match &owner {
-        Some(_) => history(&*c, obj, &t).await?,
-        None => Vec::new(),
+    let c = p.tenant_session(obj, &t.db, &t.owner, &t.schema).await?;
+    // A history that is not the tenant's ordinary table, or that cannot be read as one, is drift
+    // of this resource (shown in the plan; apply then fails this tenant with the reason), not a
+    // read error, which would stop the plan of every tenant.
+    let (rows, owner) = match session::inspect_table(&*c, obj, &t.schema, &t.table, &t.owner).await? {
+        session::TableCheck::Missing => (Vec::new(), None),
+        session::TableCheck::Table => match history(&*c, obj, &t).await {
+            Ok(rows) => (rows, Some(t.owner.clone())),
+            Err(e) if !e.transient => {
+                tracing::warn!("{}: {}", obj.addr, e.message);
+                return Ok(Some(tampered(obj, &t, "unreadable")));
+            }
+            Err(e) => return Err(e),
+        },
+        session::TableCheck::Wrong(what) => {
+            tracing::warn!("{}: \"{}\".\"{}\" is {what}", obj.addr, t.schema, t.table);
+            return Ok(Some(tampered(obj, &t, &what)));
+        }
     };
     let Some(Value::List(items)) = obj.attrs.get("migrations") else { unreachable!("checked by parse") };
     let mut live = Vec::new();
@@ -375,6 +409,15 @@ pub(super) async fn read(p: &PostgresProvider, obj: &ResourceObject) -> Result<O
         attrs.insert("owner".into(), Value::String(owner));
     }
     Ok(Some(Observed { attrs, ..Observed::default() }))
+}
+
+/// What `read` reports for a history that is not (or cannot be read as) the tenant's table: the
+/// table's name with what is wrong, and no migration applied.
+fn tampered(obj: &ResourceObject, t: &Target, what: &str) -> Observed {
+    let mut attrs = obj.attrs.clone();
+    attrs.insert("history_table".into(), Value::String(format!("{} ({what})", t.table)));
+    attrs.insert("migrations".into(), Value::List(Vec::new()));
+    Observed { attrs, ..Observed::default() }
 }
 
 #[cfg(test)]
