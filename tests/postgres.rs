@@ -956,3 +956,138 @@ async fn an_enterprise_database_search_path_does_not_reach_the_admin() {
     p.delete(&t, &db).await.unwrap();
     p.delete(&t, &obj(&plan, "postgresql_role")).await.unwrap();
 }
+
+// Issue 21, item 2: a tenant that edits its own flyway_schema_history fails only itself.
+
+/// One tenant's spec and graph, with a fixed id (so that it can be planned again).
+fn spec_and_graph(slug: &str, tier: &str, id: &str) -> (matih::spec::TenantSpec, matih::graph::ResourceGraph) {
+    let text = format!(
+        "tenant \"{slug}\" {{\n  id = \"{id}\"\n  tier = \"{tier}\"\n  region = \"eastus\"\n  admin_email = \"admin@{slug}.example\"\n}}\n"
+    );
+    let (mut specs, diags) = matih::spec::parse_tenants(&SourceFile::new(format!("{slug}.hcl"), text), catalog());
+    assert!(diags.is_empty(), "{diags:?}");
+    let (graph, diags) = matih::graph::compile(&specs[0], catalog(), &platform());
+    assert!(diags.is_empty(), "{diags:?}");
+    (specs.remove(0), graph.unwrap())
+}
+
+fn postgres_only(mut plan: TenantPlan) -> TenantPlan {
+    plan.resource_changes.retain(|c| c.address.kind.starts_with("postgresql_"));
+    plan
+}
+
+#[test]
+fn a_history_edited_by_its_tenant_fails_only_that_tenant() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let pg = Arc::new(rt.block_on(provider()));
+    let providers = Providers::new().with(pg.clone());
+    let store = MemoryStore::new();
+    let tenants: Vec<_> = ["hist-a", "hist-b"]
+        .iter()
+        .map(|slug| spec_and_graph(slug, "free", &uuid::Uuid::new_v4().to_string()))
+        .collect();
+    for (_, graph) in &tenants {
+        let plan = postgres_only(matih::plan::diff(graph, None, None));
+        let report =
+            rt.block_on(apply_tenant(&plan, &store, &providers, &NoHooks, &ApplyOptions::default())).expect("apply");
+        assert_eq!(report.status, TenantStatus::Active);
+    }
+
+    // hist-a edits the checksum of an applied migration in its own table.
+    let v2 = catalog().migrations.iter().find(|m| m.version.as_deref() == Some("2")).unwrap();
+    rt.block_on(async {
+        admin("matih_tenants")
+            .await
+            .batch_execute("UPDATE tenant_hist_a.flyway_schema_history SET checksum = checksum + 1 WHERE version = '2'")
+            .await
+            .unwrap()
+    });
+
+    // The fleet's plan is made (the check is against matih's record); hist-a's shows the edit.
+    let specs: Vec<_> = tenants.iter().map(|(s, _)| s.clone()).collect();
+    let graphs: Vec<_> = tenants.iter().map(|(_, g)| g.clone()).collect();
+    let refresh_with = matih::workflow::Refresh { providers: &providers, runtime: &rt, parallelism: 4 };
+    let (plan, read_errors) = matih::workflow::plan_tenants(&specs, &graphs, &store, Some(&refresh_with))
+        .expect("one tenant's table does not stop the plan");
+    assert!(read_errors.is_empty(), "{read_errors:?}");
+    let migrations_of = |slug: &str| {
+        plan.tenants
+            .iter()
+            .find(|t| t.slug == slug)
+            .unwrap()
+            .resource_changes
+            .iter()
+            .find(|c| c.address.kind == "postgresql_migrations")
+            .unwrap()
+            .clone()
+    };
+    let a = migrations_of("hist-a");
+    assert_eq!(a.action, Action::Update);
+    assert_eq!(
+        a.notes,
+        [format!(
+            "migration history changed outside matih: {} has checksum {} in the table, {} as applied; apply will \
+             refuse this tenant until the table is restored",
+            v2.script,
+            v2.checksum + 1,
+            v2.checksum
+        )]
+    );
+    assert_eq!(migrations_of("hist-b").action, Action::NoOp);
+
+    // Applying: hist-a fails with the reason, nothing run; hist-b is unaffected.
+    for tp in &plan.tenants {
+        let applied = rt.block_on(apply_tenant(
+            &postgres_only(tp.clone()),
+            &store,
+            &providers,
+            &NoHooks,
+            &ApplyOptions::default(),
+        ));
+        let state = store.get(&tp.slug).unwrap().unwrap();
+        if tp.slug == "hist-a" {
+            let e = applied.expect_err("hist-a fails");
+            assert_eq!(state.status, TenantStatus::Failed, "{e:?}");
+            let why = state.provisioning_error.unwrap_or_default();
+            assert!(
+                why.contains(&format!(
+                    "matih applied migration {} with checksum {} but the history table records checksum {}",
+                    v2.script,
+                    v2.checksum,
+                    v2.checksum + 1
+                )) && why.contains("was changed outside matih, whose own record is authoritative; nothing was run"),
+                "{why}"
+            );
+        } else {
+            assert_eq!(applied.expect("hist-b applies").status, TenantStatus::Active);
+        }
+    }
+
+    // Restored, hist-a applies again.
+    rt.block_on(async {
+        admin("matih_tenants")
+            .await
+            .batch_execute("UPDATE tenant_hist_a.flyway_schema_history SET checksum = checksum - 1 WHERE version = '2'")
+            .await
+            .unwrap()
+    });
+    let (plan, _) = matih::workflow::plan_tenants(&specs[..1], &graphs[..1], &store, Some(&refresh_with)).unwrap();
+    let report = rt
+        .block_on(apply_tenant(
+            &postgres_only(plan.tenants[0].clone()),
+            &store,
+            &providers,
+            &NoHooks,
+            &ApplyOptions::default(),
+        ))
+        .expect("apply");
+    assert_eq!(report.status, TenantStatus::Active);
+    for (spec, _) in &tenants {
+        let recorded = store.get(&spec.slug.value).unwrap().unwrap();
+        let t = TenantRef { slug: recorded.slug.clone(), id: recorded.tenant_id.clone() };
+        for kind in ["postgresql_schema", "postgresql_role"] {
+            let (addr, r) = recorded.resources.iter().find(|(a, _)| a.kind == kind).unwrap();
+            rt.block_on(pg.delete(&t, &ResourceObject::new(addr.clone(), r.attrs.clone()))).unwrap();
+        }
+    }
+}

@@ -15,7 +15,11 @@
 //!   `migrations[N]`). So the table never holds a migration matih's state does not;
 //! - an applied versioned migration whose checksum changed is an error, never a silent re-run; so
 //!   is a pending version older than the newest applied one, and a failed row in the history;
-//! - concurrent runs serialize on a lock of the history table and read it under the lock.
+//! - concurrent runs serialize on a lock of the history table and read it under the lock;
+//! - matih's own record (the resource's recorded attributes, handed to apply as
+//!   `ResourceObject::recorded`) is the authority on what was applied, not the table, which the
+//!   tenant can write: a table that disagrees with it (a checksum edited, a row marked applied or
+//!   removed) fails this tenant's resource with a message naming the script ([`verify_history`]).
 //!
 //! `read` reports the migrations the history holds, in the attribute's shape: a migration not
 //! applied is missing from the list, one applied with another checksum shows that checksum.
@@ -199,6 +203,78 @@ pub fn validate_applied(
     Some((script, message))
 }
 
+/// matih's record against the history table: every migration matih recorded as applied (the
+/// `migrations` of the resource's recorded attributes, its own state) must be in the table as
+/// applied with the recorded checksum, and the table must mark nothing applied that matih did not
+/// apply. The table is the tenant's and the tenant can write it; matih's record is the authority,
+/// so any disagreement is an error of this tenant's resource, naming the script, instead of a
+/// migration skipped or run again on the table's word. Pure.
+pub fn verify_history(recorded: &[Mig], history: &[HistoryRow]) -> Result<(), (String, String)> {
+    let applied = |r: &HistoryRow| r.success;
+    for m in recorded {
+        let row = history.iter().rev().filter(|r| applied(r)).find(|r| match &m.version {
+            Some(_) => r.version.is_some() && version_key(r.version.as_deref()) == m.version_key(),
+            None => r.version.is_none() && r.script == m.script,
+        });
+        match row {
+            None => {
+                return Err((
+                    m.script.clone(),
+                    format!(
+                        "matih applied migration {} (checksum {}) but the history table no longer records it",
+                        m.script, m.checksum
+                    ),
+                ))
+            }
+            Some(r) if r.checksum != Some(m.checksum) => {
+                return Err((
+                    m.script.clone(),
+                    format!(
+                        "matih applied migration {} with checksum {} but the history table records checksum {}",
+                        m.script,
+                        m.checksum,
+                        r.checksum.map_or("none".into(), |c| c.to_string())
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    for r in history.iter().filter(|r| applied(r)) {
+        let known = recorded.iter().any(|m| match (&m.version, &r.version) {
+            (Some(_), Some(v)) => version_key(Some(v.as_str())) == m.version_key(),
+            (None, None) => r.script == m.script,
+            _ => false,
+        });
+        if !known {
+            return Err((
+                r.script.clone(),
+                format!(
+                    "the history table marks migration {} applied (installed_rank {}) but matih never applied it",
+                    r.script, r.installed_rank
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The migrations matih recorded as applied to this same history table, when `obj` carries its
+/// record (an apply of a resource matih applied before; not a create, and not after the resource
+/// moved to another schema or table).
+fn recorded_migrations(obj: &ResourceObject) -> Option<Vec<Mig>> {
+    let recorded = obj.recorded.as_ref()?;
+    for key in ["database", "schema", "history_table"] {
+        if recorded.get(key) != obj.attrs.get(key) {
+            return None;
+        }
+    }
+    match recorded.get("migrations") {
+        Some(Value::List(items)) => parse_items(items).ok(),
+        _ => None,
+    }
+}
+
 struct Target {
     db: String,
     schema: String,
@@ -306,6 +382,22 @@ pub(super) async fn apply(p: &PostgresProvider, obj: &ResourceObject) -> Result<
         .map_err(|e| db_err(obj, &what_run, &e))?;
     // Read under the lock: a concurrent run's migrations are seen, and not run twice.
     let rows = history(&tx, obj, &t).await?;
+    if let Some(recorded) = recorded_migrations(obj) {
+        verify_history(&recorded, &rows).map_err(|(script, message)| {
+            let index = migs.iter().find(|m| m.script == script).map(|m| format!("migrations[{}]", m.index));
+            err(
+                obj,
+                index.as_deref(),
+                format!(
+                    "{message}: the migration history \"{}\".\"{}\" was changed outside matih, whose own record is \
+                     authoritative; nothing was run. Restore the table's rows as matih applied them (or restore the \
+                     tenant's database from a backup)",
+                    t.schema, t.table
+                ),
+                false,
+            )
+        })?;
+    }
     let todo = pending(&migs, &rows).map_err(|(index, message)| {
         let path = index.map(|i| format!("migrations[{i}]"));
         err(obj, path.as_deref(), message, false)
@@ -439,6 +531,38 @@ mod tests {
             checksum: Some(checksum),
             success: true,
         }
+    }
+
+    #[test]
+    fn the_history_must_agree_with_what_matih_recorded() {
+        let recorded = [mig(0, "V1__a.sql", 1), mig(1, "V2__b.sql", 2), mig(2, "R__v.sql", 9)];
+        let history = [row(1, "V1__a.sql", 1), row(2, "V2__b.sql", 2), row(3, "R__v.sql", 9)];
+        assert_eq!(verify_history(&recorded, &history), Ok(()));
+        assert_eq!(verify_history(&recorded[..2], &history[..2]), Ok(()));
+        // A checksum edited in the table.
+        let edited = [row(1, "V1__a.sql", 1), row(2, "V2__b.sql", 20), row(3, "R__v.sql", 9)];
+        let (script, msg) = verify_history(&recorded, &edited).unwrap_err();
+        assert_eq!(script, "V2__b.sql");
+        assert!(
+            msg.contains("matih applied migration V2__b.sql with checksum 2 but the history table records checksum 20")
+        );
+        // A row marked applied that matih never ran.
+        let forged = [history.to_vec(), vec![row(4, "V3__c.sql", 3)]].concat();
+        let (script, msg) = verify_history(&recorded, &forged).unwrap_err();
+        assert_eq!(script, "V3__c.sql");
+        assert!(
+            msg.contains("marks migration V3__c.sql applied (installed_rank 4) but matih never applied it"),
+            "{msg}"
+        );
+        // A row deleted, or flipped to failed.
+        let (script, msg) = verify_history(&recorded, &history[1..]).unwrap_err();
+        assert_eq!(script, "V1__a.sql");
+        assert!(msg.contains("no longer records it"), "{msg}");
+        let flipped = [HistoryRow { success: false, ..row(1, "V1__a.sql", 1) }, history[1].clone(), history[2].clone()];
+        assert_eq!(verify_history(&recorded, &flipped).unwrap_err().0, "V1__a.sql");
+        // A repeatable re-recorded with another checksum.
+        let rerun = [history.to_vec(), vec![row(4, "R__v.sql", 10)]].concat();
+        assert_eq!(verify_history(&recorded, &rerun).unwrap_err().0, "R__v.sql");
     }
 
     #[test]
