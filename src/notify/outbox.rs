@@ -114,7 +114,7 @@ impl Outbox {
 
     /// Queues a message durably; returns its id.
     pub fn enqueue(&self, tenant: &str, delivery: Delivery) -> std::io::Result<String> {
-        fs::create_dir_all(&self.dir)?;
+        crate::state::private::create_dir_all(&self.dir)?;
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let id = format!("{:013}-{:06}-{}", now_ms(), n % 1_000_000, &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let entry = OutboxEntry {
@@ -136,7 +136,7 @@ impl Outbox {
 
     fn write(&self, entry: &OutboxEntry) -> std::io::Result<()> {
         let tmp = self.dir.join(format!(".tmp-{}", entry.id));
-        let mut f = File::create(&tmp)?;
+        let mut f = crate::state::private::create(&tmp)?;
         f.write_all(&serde_json::to_vec_pretty(entry).map_err(std::io::Error::other)?)?;
         f.sync_all()?;
         fs::rename(&tmp, self.path(&entry.id))
@@ -165,8 +165,10 @@ impl Outbox {
 
     /// Takes the delivery lock without waiting: `None` when another process holds it.
     fn try_lock(&self) -> std::io::Result<Option<File>> {
-        fs::create_dir_all(&self.dir)?;
-        let f = OpenOptions::new().create(true).truncate(false).write(true).open(self.dir.join(".lock"))?;
+        crate::state::private::create_dir_all(&self.dir)?;
+        let mut options = OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        let f = crate::state::private::options(options).open(self.dir.join(".lock"))?;
         match f.try_lock() {
             Ok(()) => Ok(Some(f)),
             Err(fs::TryLockError::WouldBlock) => Ok(None),
