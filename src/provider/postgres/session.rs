@@ -24,6 +24,10 @@
 //! The tenant's own password cannot serve: matih generates it, hands it to the tenant's Secret and
 //! keeps only its fingerprint, so later runs do not have it.
 //!
+//! Reads (refresh, `matih drift`) open these sessions too, so a read changes one thing on the
+//! server: the migrator role itself (created when missing, its one-use password set and removed).
+//! Nothing of the tenant's is changed by a read.
+//!
 //! The role a session is opened for is checked first: it must exist and be an ordinary role
 //! (not superuser, no `CREATEROLE`, `CREATEDB`, `REPLICATION` or `BYPASSRLS`, not the admin
 //! itself), so that a migrator can never be made a member of anything powerful. A migrator found
