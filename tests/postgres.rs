@@ -766,12 +766,23 @@ fn escalation(evil: &str, back: &str) -> String {
          BEGIN \
            RESET ROLE; \
            who := current_user; \
-           BEGIN EXECUTE 'CREATE ROLE {evil}'; EXCEPTION WHEN insufficient_privilege THEN NULL; END; \
+           BEGIN EXECUTE 'CREATE ROLE {evil}'; EXCEPTION WHEN insufficient_privilege OR duplicate_object THEN NULL; END; \
            {back} \
            PERFORM set_config('matih_test.who', who, false); \
            RETURN {ret}; \
          END",
         ret = if back.is_empty() { "true" } else { "NEW" }
+    )
+}
+
+/// The cast function of the cast variant: escalates, then returns the version as text.
+fn escalation_cast(evil: &str) -> String {
+    format!(
+        "BEGIN \
+           RESET ROLE; \
+           BEGIN EXECUTE 'CREATE ROLE {evil}'; EXCEPTION WHEN insufficient_privilege OR duplicate_object THEN NULL; END; \
+           RETURN pg_catalog.textin(pg_catalog.enum_out(v)); \
+         END"
     )
 }
 
@@ -812,6 +823,29 @@ async fn tenant_code_never_runs_as_admin(slug: &str, tier: &str) {
     let n: i64 = tc.query_one("SELECT count(*) FROM system_roles", &[]).await.unwrap().get(0);
     assert_eq!(n, 3, "the row is back");
     assert_eq!(p.read(&t, &seed).await.unwrap().unwrap().attrs, seed.attrs, "no drift left");
+
+    // Cast: the history's version column gets a type of the tenant's, with a cast to text written
+    // by the tenant; reading the history (`version::text`) calls it.
+    let evil_cast = format!("evil_{role}_cast");
+    tc.batch_execute(&format!(
+        "CREATE TYPE history_version AS ENUM ('1', '2'); \
+         ALTER TABLE flyway_schema_history ALTER COLUMN version TYPE history_version \
+           USING version::text::history_version; \
+         CREATE FUNCTION history_version_text(v history_version) RETURNS text LANGUAGE plpgsql AS $f${body}$f$; \
+         CREATE CAST (history_version AS text) WITH FUNCTION history_version_text(history_version)",
+        body = escalation_cast(&evil_cast)
+    ))
+    .await
+    .unwrap();
+    let read = p.read(&t, &migrations).await.expect("the history is read, as the tenant").unwrap();
+    assert_eq!(read.attrs, migrations.attrs, "{tier}: the history reads as applied");
+    assert!(!role_exists(&evil_cast).await, "{tier}: the history was read with admin rights");
+    tc.batch_execute(
+        "ALTER TABLE flyway_schema_history ALTER COLUMN version TYPE varchar(50) USING pg_catalog.enum_out(version); \
+         DROP CAST (history_version AS text)",
+    )
+    .await
+    .unwrap();
 
     // View: the migration history is replaced by a view that calls the tenant's function.
     let evil_view = format!("evil_{role}_view");
