@@ -86,7 +86,7 @@ const PINNED_SEARCH_PATH: &str = "-csearch_path=pg_catalog,pg_temp";
 #[derive(Clone)]
 pub struct PostgresSettings {
     /// matih's own connection: `postgresql://USER:PASSWORD@HOST:PORT/DB` (a role that may create
-    /// roles and databases, superuser or `CREATEROLE` + `CREATEDB`). Secret: never shown.
+    /// roles and databases; the tests use a superuser). Secret: never shown.
     pub admin_url: String,
     /// The host and port the tenants' services connect to (what `database_url` says). The
     /// provider itself always connects where `admin_url` points.

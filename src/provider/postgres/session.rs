@@ -193,10 +193,28 @@ impl PostgresProvider {
             .await
             .map_err(|e| db_err(obj, &what, &e))?
             .get(0);
+        // SUPERUSER, REPLICATION and BYPASSRLS may be named in ALTER ROLE by a superuser only, even
+        // to turn them off; the migrator is created without them and checked for them instead.
+        let powerful: bool = admin
+            .query_one(
+                "SELECT rolsuper OR rolreplication OR rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = $1",
+                &[&migrator],
+            )
+            .await
+            .map_err(|e| db_err(obj, &what, &e))?
+            .get(0);
+        if powerful {
+            return Err(err(
+                obj,
+                None,
+                format!("{what}: the migrator has SUPERUSER, REPLICATION or BYPASSRLS; it must have none of them"),
+                false,
+            ));
+        }
         admin
             .batch_execute(&format!(
-                "ALTER ROLE {qmig} WITH LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
-                 NOBYPASSRLS CONNECTION LIMIT {MIGRATOR_CONNECTION_LIMIT} PASSWORD {} VALID UNTIL {}; \
+                "ALTER ROLE {qmig} WITH LOGIN NOINHERIT NOCREATEDB NOCREATEROLE \
+                 CONNECTION LIMIT {MIGRATOR_CONNECTION_LIMIT} PASSWORD {} VALID UNTIL {}; \
                  ALTER ROLE {qmig} RESET ALL; ALTER ROLE {qmig} IN DATABASE {qdb} RESET ALL",
                 sql::literal(&verifier),
                 sql::literal(&until)
