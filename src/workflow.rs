@@ -113,7 +113,10 @@ pub fn plan_tenants(
                 refreshed = Some(found.state);
             }
             let prior = refreshed.as_ref().map_or(recorded.as_ref(), Option::as_ref);
-            check_applied_migrations(graph, prior)?;
+            // Against matih's record, never the refreshed history: a tenant can write its own table,
+            // and what it writes there must not stop the plan of every tenant. A table that
+            // disagrees with the record is drift of that tenant's resource; its apply refuses it.
+            check_applied_migrations(graph, recorded.as_ref())?;
             let source = Some(spec.location.file.clone());
             Ok((plan::diff_refreshed(graph, prior, recorded.as_ref(), source), errors))
         })
@@ -128,8 +131,10 @@ pub fn plan_tenants(
     Ok((Plan::new(tenants), read_errors))
 }
 
-/// A migration that was applied must never change: when the refreshed (or recorded) migrations of a
-/// tenant hold a checksum that differs from its file's, the plan is an error, not the apply.
+/// A migration that was applied must never change: when the migrations matih recorded as applied
+/// for a tenant hold a checksum that differs from its file's, the plan is an error, not the apply.
+/// `prior` is the recorded state (matih's own record), not a refreshed one: the history table is
+/// the tenant's to write (see `provider::postgres::migrate::verify_history`).
 fn check_applied_migrations(graph: &ResourceGraph, prior: Option<&TenantState>) -> Result<(), PlanError> {
     let Some(prior) = prior else { return Ok(()) };
     let migrations = graph.index.keys().filter(|a| a.kind == "postgresql_migrations").filter_map(|a| graph.get(a));
@@ -198,7 +203,7 @@ impl crate::apply::Replan for Replanner {
                 refreshed = Some(r.state);
             }
             let prior = refreshed.as_ref().map_or(found, Option::as_ref);
-            check_applied_migrations(graph, prior).map_err(|e| e.to_string())?;
+            check_applied_migrations(graph, found).map_err(|e| e.to_string())?;
             Ok(plan::diff_refreshed(graph, prior, found, planned.source.clone()))
         })
     }

@@ -372,3 +372,47 @@ fn plan_and_drift_shards_partition_the_fleet(backend: Backend) {
     state.assert_nothing_recorded();
 }
 on_both_backends!(plan_and_drift_shards_partition_the_fleet);
+
+/// Issue 21, item 3: with `MATIH_PLAN_KEY` set, a plan file sealed with another key, or with none,
+/// is refused; a keyed one is refused where the key is not set. On sled only: no state is involved
+/// beyond planning a new tenant.
+#[test]
+fn keyed_plan_files_are_refused_under_another_key_or_none() {
+    let dir = tmp();
+    let state = TestState::new(Backend::Sled);
+    let planfile = dir.path().join("acme.plan");
+    let path = planfile.to_str().unwrap();
+    let run = |key: Option<&str>, args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_matih"));
+        cmd.args(args).current_dir(root()).env_remove("MATIH_SCHEMAS_DIR").env_remove("MATIH_PLAN_KEY");
+        cmd.env("NO_COLOR", "1");
+        if let Some(k) = key {
+            cmd.env("MATIH_PLAN_KEY", k);
+        }
+        state.configure(&mut cmd, &root());
+        cmd.output().expect("run matih")
+    };
+    let (key, other) = ("k".repeat(40), "o".repeat(40));
+    let out = run(Some(&key), &["plan", "tenants/acme.hcl", "-out", path]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = fs::read_to_string(&planfile).unwrap();
+    assert!(text.contains("\"hmac_sha256\""), "sealed with the key");
+    assert!(!text.contains(&key), "the key is never written");
+    assert!(run(Some(&key), &["show", path]).status.success());
+    let out = run(Some(&other), &["show", path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("was not sealed with this MATIH_PLAN_KEY"), "{}", stderr(&out));
+    let out = run(None, &["show", path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot be checked without it: set MATIH_PLAN_KEY"), "{}", stderr(&out));
+
+    let out = run(None, &["plan", "tenants/acme.hcl", "-out", path]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(Some(&key), &["show", path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is not sealed with a key, but MATIH_PLAN_KEY is set"), "{}", stderr(&out));
+    let out = run(Some("short"), &["plan", "tenants/acme.hcl", "-out", path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("use at least 32 random characters"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("short\""), "the key is not echoed");
+}

@@ -202,7 +202,12 @@ fn three_tiers_isolated_secrets_hidden_rotated_and_destroyed(backend: Backend) {
         } else {
             let owner =
                 admin(pg, "postgres", &format!("SELECT datdba::regrole FROM pg_database WHERE datname = '{role}'"));
-            assert_eq!(owner, role, "a database of its own");
+            assert_eq!(
+                owner, "postgres",
+                "a database of its own, owned by the admin (its settings reach every session)"
+            );
+            let owner = admin(pg, t.db, "SELECT nspowner::regrole FROM pg_namespace WHERE nspname = 'public'");
+            assert_eq!(owner, role, "the tenant owns the schema in it");
         }
         let history = admin(
             pg,

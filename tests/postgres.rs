@@ -15,7 +15,7 @@ use matih::catalog::Catalog;
 use matih::diag::SourceFile;
 use matih::plan::{Action, TenantPlan};
 use matih::provider::postgres::migrate::validate_applied;
-use matih::provider::postgres::{PostgresProvider, PostgresSettings, CHECKED_WITH_PASSWORD, CHECKED_WITH_SET_ROLE};
+use matih::provider::postgres::{PostgresProvider, PostgresSettings, CHECKED_WITH_MIGRATOR, CHECKED_WITH_PASSWORD};
 use matih::provider::{Observed, Provider, ProviderError, ProviderFuture, ResourceObject, TenantRef};
 use matih::spec::PlatformConfig;
 use matih::state::{MemoryStore, StateStore, TenantStatus};
@@ -357,7 +357,8 @@ async fn an_enterprise_tenant_gets_its_own_database() {
         .unwrap();
     assert_eq!(
         (row.get::<_, String>(0), row.get::<_, String>(1), row.get::<_, i32>(2)),
-        ("tenant_pg_ent".into(), "UTF8".into(), 200)
+        ("postgres".into(), "UTF8".into(), 200),
+        "the admin owns the database (its settings reach every session), the tenant its schema"
     );
     let c = login(&observed.sensitive["database_url"]).await.expect("database_url logs in");
     let n: i64 = c.query_one("SELECT count(*) FROM dashboard_templates", &[]).await.unwrap().get(0);
@@ -368,9 +369,15 @@ async fn an_enterprise_tenant_gets_its_own_database() {
         .unwrap()
         .get(0);
     assert_eq!(owner, "tenant_pg_ent");
+    let schema_owner: String = c
+        .query_one("SELECT pg_get_userbyid(nspowner)::text FROM pg_namespace WHERE nspname = 'public'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(schema_owner, "tenant_pg_ent");
     drop(c);
     let check = p.apply(&t, &obj(&plan, "postgresql_connectivity_check")).await.expect("check");
-    assert_eq!(check.outputs["checked_with"], Value::str(CHECKED_WITH_SET_ROLE));
+    assert_eq!(check.outputs["checked_with"], Value::str(CHECKED_WITH_MIGRATOR));
 
     let db = obj(&plan, "postgresql_database");
     assert_eq!(p.read(&t, &db).await.unwrap().unwrap().attrs, db.attrs, "read matches the recorded shape");
@@ -733,4 +740,388 @@ async fn errors_name_the_object_and_are_classified() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(p.read(&t, &role).await.unwrap().is_some(), "the pool replaced its terminated connections");
     p.delete(&t, &role).await.unwrap();
+}
+
+// Issue 21, item 1: a tenant's own code (a trigger, a view calling a function, a search_path
+// on its database) must never run with matih's admin rights, whatever tier.
+
+/// Whether a role of that name exists (what the attacks below try to create).
+async fn role_exists(name: &str) -> bool {
+    admin("postgres").await.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&name]).await.unwrap().is_some()
+}
+
+/// The tenant, logged in with its own password, as its services would be.
+async fn as_tenant(role: &str, password: &str, db: &str, schema: &str) -> tokio_postgres::Client {
+    let c = login(&url_for(role, password, db)).await.expect("the tenant logs in");
+    c.batch_execute(&format!("SET search_path TO {schema}")).await.unwrap();
+    c
+}
+
+/// plpgsql that leaves the role matih's session gave it (`RESET ROLE`), notes who it is then, and
+/// tries a statement only a privileged role may run; it swallows the refusal so that the attack
+/// is silent. `{back}` is run after it (to return to the tenant role or not).
+fn escalation(evil: &str, back: &str) -> String {
+    format!(
+        "DECLARE who text; \
+         BEGIN \
+           RESET ROLE; \
+           who := current_user; \
+           BEGIN EXECUTE 'CREATE ROLE {evil}'; EXCEPTION WHEN insufficient_privilege OR duplicate_object THEN NULL; END; \
+           {back} \
+           PERFORM set_config('matih_test.who', who, false); \
+           RETURN {ret}; \
+         END",
+        ret = if back.is_empty() { "true" } else { "NEW" }
+    )
+}
+
+/// The cast function of the cast variant: escalates, then returns the version as text.
+fn escalation_cast(evil: &str) -> String {
+    format!(
+        "BEGIN \
+           RESET ROLE; \
+           BEGIN EXECUTE 'CREATE ROLE {evil}'; EXCEPTION WHEN insufficient_privilege OR duplicate_object THEN NULL; END; \
+           RETURN pg_catalog.textin(pg_catalog.enum_out(v)); \
+         END"
+    )
+}
+
+async fn tenant_code_never_runs_as_admin(slug: &str, tier: &str) {
+    let p = provider().await;
+    let plan = phase2_plan(slug, tier);
+    let t = tenant(&plan);
+    let observed = provision(&p, &plan).await;
+    let migrations = obj(&plan, "postgresql_migrations");
+    let seed = obj(&plan, "postgresql_seed_data");
+    let s = |o: &ResourceObject, k: &str| o.attrs[k].as_str().unwrap().to_string();
+    let (role, db, schema) = (s(&migrations, "owner"), s(&migrations, "database"), s(&migrations, "schema"));
+    let password = observed.sensitive["password"].clone();
+    let migrator = matih::provider::postgres::session::migrator_name(&role);
+    let tc = as_tenant(&role, &password, &db, &schema).await;
+
+    // Trigger: a seed table gets a trigger that leaves the session's role; a seed row is deleted,
+    // so the next apply inserts it again and fires the trigger.
+    let evil_trigger = format!("evil_{role}_trigger");
+    tc.batch_execute(&format!(
+        "CREATE TABLE escalation_seen (who text); \
+         CREATE FUNCTION escalate_trigger() RETURNS trigger LANGUAGE plpgsql AS $f${body}$f$; \
+         CREATE TRIGGER escalate BEFORE INSERT OR UPDATE ON system_roles FOR EACH ROW \
+           EXECUTE FUNCTION escalate_trigger(); \
+         DELETE FROM system_roles WHERE name = (SELECT min(name) FROM system_roles)",
+        body =
+            escalation(&evil_trigger, &format!("EXECUTE 'SET ROLE {role}'; INSERT INTO escalation_seen VALUES (who);"))
+    ))
+    .await
+    .unwrap();
+    let read = p.read(&t, &seed).await.expect("read the seed data").unwrap();
+    assert_ne!(read.attrs, seed.attrs, "the deleted row shows as drift");
+    p.apply(&t, &seed).await.expect("the seed is applied again, harmlessly");
+    assert!(!role_exists(&evil_trigger).await, "{tier}: the trigger ran with admin rights");
+    let seen: Vec<String> =
+        tc.query("SELECT DISTINCT who FROM escalation_seen", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(seen, std::slice::from_ref(&migrator), "{tier}: RESET ROLE falls back to the powerless migrator");
+    let n: i64 = tc.query_one("SELECT count(*) FROM system_roles", &[]).await.unwrap().get(0);
+    assert_eq!(n, 3, "the row is back");
+    assert_eq!(p.read(&t, &seed).await.unwrap().unwrap().attrs, seed.attrs, "no drift left");
+
+    // Cast: the history's version column gets a type of the tenant's, with a cast to text written
+    // by the tenant; reading the history (`version::text`) calls it.
+    let evil_cast = format!("evil_{role}_cast");
+    tc.batch_execute(&format!(
+        "CREATE TYPE history_version AS ENUM ('1', '2'); \
+         ALTER TABLE flyway_schema_history ALTER COLUMN version TYPE history_version \
+           USING version::text::history_version; \
+         CREATE FUNCTION history_version_text(v history_version) RETURNS text LANGUAGE plpgsql AS $f${body}$f$; \
+         CREATE CAST (history_version AS text) WITH FUNCTION history_version_text(history_version)",
+        body = escalation_cast(&evil_cast)
+    ))
+    .await
+    .unwrap();
+    let read = p.read(&t, &migrations).await.expect("the history is read, as the tenant").unwrap();
+    assert_eq!(read.attrs, migrations.attrs, "{tier}: the history reads as applied");
+    assert!(!role_exists(&evil_cast).await, "{tier}: the history was read with admin rights");
+    tc.batch_execute(
+        "ALTER TABLE flyway_schema_history ALTER COLUMN version TYPE varchar(50) USING pg_catalog.enum_out(version); \
+         DROP CAST (history_version AS text)",
+    )
+    .await
+    .unwrap();
+
+    // View: the migration history is replaced by a view that calls the tenant's function.
+    let evil_view = format!("evil_{role}_view");
+    tc.batch_execute(&format!(
+        "ALTER TABLE flyway_schema_history RENAME TO flyway_history_real; \
+         CREATE FUNCTION escalate_view() RETURNS boolean LANGUAGE plpgsql AS $f${body}$f$; \
+         CREATE VIEW flyway_schema_history AS SELECT * FROM flyway_history_real WHERE escalate_view()",
+        body = escalation(&evil_view, "")
+    ))
+    .await
+    .unwrap();
+    let read = p.read(&t, &migrations).await.expect("a view is drift, not a read error").unwrap();
+    assert_eq!(
+        read.attrs["history_table"],
+        Value::str("flyway_schema_history (a view, not an ordinary table)"),
+        "{tier}"
+    );
+    assert_eq!(read.attrs["migrations"], Value::List(vec![]), "nothing is read from the view");
+    let e = p.apply(&t, &migrations).await.expect_err("migrating over a view is refused");
+    assert!(
+        e.message.contains("\"flyway_schema_history\" is a view, not an ordinary table")
+            && e.message.contains("changed outside matih"),
+        "{e}"
+    );
+    assert!(!e.transient);
+    assert!(!role_exists(&evil_view).await, "{tier}: the view ran the tenant's function with admin rights");
+    // The connectivity check without the tenant's password logs in as the migrator too.
+    let check = p.apply(&t, &obj(&plan, "postgresql_connectivity_check")).await.expect("check");
+    assert_eq!(check.outputs["checked_with"], Value::str(CHECKED_WITH_MIGRATOR));
+    assert!(!role_exists(&evil_view).await && !role_exists(&evil_trigger).await);
+
+    // search_path: the tenant cannot set its database's defaults (every session would inherit them).
+    let e = tc
+        .batch_execute(&format!("ALTER DATABASE {db} SET search_path = {schema}, pg_catalog"))
+        .await
+        .expect_err("the tenant does not own its database");
+    assert_eq!(sqlstate(&e), "42501", "{tier}: {e}");
+
+    // The migrator holds no right of its own and is a member of the tenant role only.
+    let a = admin("postgres").await;
+    let row = a
+        .query_one(
+            "SELECT rolinherit, rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls, rolpassword IS NULL, \
+             array(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid \
+                   WHERE m.member = r.oid) \
+             FROM pg_authid r WHERE rolname = $1",
+            &[&migrator],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, bool>(0), row.get::<_, bool>(1), row.get::<_, bool>(2), row.get::<_, Vec<String>>(3)),
+        (false, false, true, vec![role.clone()]),
+        "NOINHERIT, unprivileged, no password left behind, member of the tenant role only"
+    );
+    drop(tc);
+
+    // Destroy removes the migrator with the role.
+    let container = if tier == "enterprise" { "postgresql_database" } else { "postgresql_schema" };
+    p.delete(&t, &obj(&plan, container)).await.expect("drop the container");
+    p.delete(&t, &obj(&plan, "postgresql_role")).await.expect("drop the role");
+    assert!(!role_exists(&migrator).await && !role_exists(&role).await);
+}
+
+#[tokio::test]
+async fn tenant_code_never_runs_as_admin_free() {
+    tenant_code_never_runs_as_admin("sec-free", "free").await;
+}
+
+#[tokio::test]
+async fn tenant_code_never_runs_as_admin_professional() {
+    tenant_code_never_runs_as_admin("sec-pro", "professional").await;
+}
+
+#[tokio::test]
+async fn tenant_code_never_runs_as_admin_enterprise() {
+    tenant_code_never_runs_as_admin("sec-ent", "enterprise").await;
+}
+
+/// An enterprise database left owned by its tenant (as matih made them before): the tenant points
+/// the database's `search_path` at its schema, where a view named `pg_namespace` and a function
+/// named `has_schema_privilege` wait for an unqualified catalog lookup. matih's sessions pin their
+/// own path and qualify catalog names; the plan shows the ownership as drift and apply takes the
+/// database back and resets its settings.
+#[tokio::test]
+async fn an_enterprise_database_search_path_does_not_reach_the_admin() {
+    let p = provider().await;
+    let plan = phase2_plan("sec-ent-path", "enterprise");
+    let t = tenant(&plan);
+    let observed = provision(&p, &plan).await;
+    let role = "tenant_sec_ent_path";
+    let a = admin("postgres").await;
+    a.batch_execute(&format!("ALTER DATABASE {role} OWNER TO {role}")).await.unwrap();
+    let tc = as_tenant(role, &observed.sensitive["password"], role, "public").await;
+    let evil = "evil_sec_ent_path";
+    tc.batch_execute(&format!(
+        "CREATE FUNCTION public.escalate() RETURNS boolean LANGUAGE plpgsql AS $f${body}$f$; \
+         CREATE VIEW public.pg_namespace AS SELECT n.* FROM pg_catalog.pg_namespace n WHERE public.escalate(); \
+         CREATE VIEW public.pg_class AS SELECT c.* FROM pg_catalog.pg_class c WHERE public.escalate(); \
+         CREATE FUNCTION public.has_schema_privilege(name, text, text) RETURNS boolean LANGUAGE sql \
+           AS 'SELECT public.escalate()'; \
+         CREATE FUNCTION public.pg_get_userbyid(oid) RETURNS name LANGUAGE sql \
+           AS 'SELECT CASE WHEN public.escalate() THEN pg_catalog.pg_get_userbyid($1) END'; \
+         ALTER DATABASE {role} SET search_path = public, pg_catalog",
+        body = escalation(evil, "")
+    ))
+    .await
+    .expect("the tenant owns the database, so it may set its search_path");
+    drop(tc);
+
+    // Every read a plan makes, then every apply, including the check without the password.
+    let db = obj(&plan, "postgresql_database");
+    let read = p.read(&t, &db).await.unwrap().unwrap();
+    assert_eq!(read.attrs["owner"], Value::str(format!("{role} (owns the database)")), "drift to repair");
+    for kind in ["postgresql_role", "postgresql_migrations", "postgresql_seed_data", "postgresql_connectivity_check"] {
+        p.read(&t, &obj(&plan, kind)).await.unwrap_or_else(|e| panic!("read {kind}: {e}"));
+    }
+    assert!(!role_exists(evil).await, "a read followed the tenant's search_path");
+    for kind in
+        ["postgresql_database", "postgresql_migrations", "postgresql_seed_data", "postgresql_connectivity_check"]
+    {
+        p.apply(&t, &obj(&plan, kind)).await.unwrap_or_else(|e| panic!("apply {kind}: {e}"));
+    }
+    assert!(!role_exists(evil).await, "an apply followed the tenant's search_path");
+
+    // The database is the admin's again, without the tenant's settings; the schema stays the tenant's.
+    let row = a
+        .query_one(
+            "SELECT pg_get_userbyid(d.datdba)::text, \
+             (SELECT count(*) FROM pg_db_role_setting s WHERE s.setdatabase = d.oid) \
+             FROM pg_database d WHERE datname = $1",
+            &[&role],
+        )
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, String>(0), row.get::<_, i64>(1)), ("postgres".to_string(), 0));
+    assert_eq!(p.read(&t, &db).await.unwrap().unwrap().attrs, db.attrs, "no drift left");
+    let tc = as_tenant(role, &observed.sensitive["password"], role, "public").await;
+    let e = tc.batch_execute(&format!("ALTER DATABASE {role} SET search_path = public")).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42501");
+    drop(tc);
+    p.delete(&t, &db).await.unwrap();
+    p.delete(&t, &obj(&plan, "postgresql_role")).await.unwrap();
+}
+
+// Issue 21, item 2: a tenant that edits its own flyway_schema_history fails only itself.
+
+/// One tenant's spec and graph, with a fixed id (so that it can be planned again).
+fn spec_and_graph(slug: &str, tier: &str, id: &str) -> (matih::spec::TenantSpec, matih::graph::ResourceGraph) {
+    let text = format!(
+        "tenant \"{slug}\" {{\n  id = \"{id}\"\n  tier = \"{tier}\"\n  region = \"eastus\"\n  admin_email = \"admin@{slug}.example\"\n}}\n"
+    );
+    let (mut specs, diags) = matih::spec::parse_tenants(&SourceFile::new(format!("{slug}.hcl"), text), catalog());
+    assert!(diags.is_empty(), "{diags:?}");
+    let (graph, diags) = matih::graph::compile(&specs[0], catalog(), &platform());
+    assert!(diags.is_empty(), "{diags:?}");
+    (specs.remove(0), graph.unwrap())
+}
+
+fn postgres_only(mut plan: TenantPlan) -> TenantPlan {
+    plan.resource_changes.retain(|c| c.address.kind.starts_with("postgresql_"));
+    plan
+}
+
+#[test]
+fn a_history_edited_by_its_tenant_fails_only_that_tenant() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let pg = Arc::new(rt.block_on(provider()));
+    let providers = Providers::new().with(pg.clone());
+    let store = MemoryStore::new();
+    let tenants: Vec<_> = ["hist-a", "hist-b"]
+        .iter()
+        .map(|slug| spec_and_graph(slug, "free", &uuid::Uuid::new_v4().to_string()))
+        .collect();
+    for (_, graph) in &tenants {
+        let plan = postgres_only(matih::plan::diff(graph, None, None));
+        let report =
+            rt.block_on(apply_tenant(&plan, &store, &providers, &NoHooks, &ApplyOptions::default())).expect("apply");
+        assert_eq!(report.status, TenantStatus::Active);
+    }
+
+    // hist-a edits the checksum of an applied migration in its own table.
+    let v2 = catalog().migrations.iter().find(|m| m.version.as_deref() == Some("2")).unwrap();
+    rt.block_on(async {
+        admin("matih_tenants")
+            .await
+            .batch_execute("UPDATE tenant_hist_a.flyway_schema_history SET checksum = checksum + 1 WHERE version = '2'")
+            .await
+            .unwrap()
+    });
+
+    // The fleet's plan is made (the check is against matih's record); hist-a's shows the edit.
+    let specs: Vec<_> = tenants.iter().map(|(s, _)| s.clone()).collect();
+    let graphs: Vec<_> = tenants.iter().map(|(_, g)| g.clone()).collect();
+    let refresh_with = matih::workflow::Refresh { providers: &providers, runtime: &rt, parallelism: 4 };
+    let (plan, read_errors) = matih::workflow::plan_tenants(&specs, &graphs, &store, Some(&refresh_with))
+        .expect("one tenant's table does not stop the plan");
+    assert!(read_errors.is_empty(), "{read_errors:?}");
+    let migrations_of = |slug: &str| {
+        plan.tenants
+            .iter()
+            .find(|t| t.slug == slug)
+            .unwrap()
+            .resource_changes
+            .iter()
+            .find(|c| c.address.kind == "postgresql_migrations")
+            .unwrap()
+            .clone()
+    };
+    let a = migrations_of("hist-a");
+    assert_eq!(a.action, Action::Update);
+    assert_eq!(
+        a.notes,
+        [format!(
+            "migration history changed outside matih: {} has checksum {} in the table, {} as applied; apply will \
+             refuse this tenant until the table is restored",
+            v2.script,
+            v2.checksum + 1,
+            v2.checksum
+        )]
+    );
+    assert_eq!(migrations_of("hist-b").action, Action::NoOp);
+
+    // Applying: hist-a fails with the reason, nothing run; hist-b is unaffected.
+    for tp in &plan.tenants {
+        let applied = rt.block_on(apply_tenant(
+            &postgres_only(tp.clone()),
+            &store,
+            &providers,
+            &NoHooks,
+            &ApplyOptions::default(),
+        ));
+        let state = store.get(&tp.slug).unwrap().unwrap();
+        if tp.slug == "hist-a" {
+            let e = applied.expect_err("hist-a fails");
+            assert_eq!(state.status, TenantStatus::Failed, "{e:?}");
+            let why = state.provisioning_error.unwrap_or_default();
+            assert!(
+                why.contains(&format!(
+                    "matih applied migration {} with checksum {} but the history table records checksum {}",
+                    v2.script,
+                    v2.checksum,
+                    v2.checksum + 1
+                )) && why.contains("was changed outside matih, whose own record is authoritative; nothing was run"),
+                "{why}"
+            );
+        } else {
+            assert_eq!(applied.expect("hist-b applies").status, TenantStatus::Active);
+        }
+    }
+
+    // Restored, hist-a applies again.
+    rt.block_on(async {
+        admin("matih_tenants")
+            .await
+            .batch_execute("UPDATE tenant_hist_a.flyway_schema_history SET checksum = checksum - 1 WHERE version = '2'")
+            .await
+            .unwrap()
+    });
+    let (plan, _) = matih::workflow::plan_tenants(&specs[..1], &graphs[..1], &store, Some(&refresh_with)).unwrap();
+    let report = rt
+        .block_on(apply_tenant(
+            &postgres_only(plan.tenants[0].clone()),
+            &store,
+            &providers,
+            &NoHooks,
+            &ApplyOptions::default(),
+        ))
+        .expect("apply");
+    assert_eq!(report.status, TenantStatus::Active);
+    for (spec, _) in &tenants {
+        let recorded = store.get(&spec.slug.value).unwrap().unwrap();
+        let t = TenantRef { slug: recorded.slug.clone(), id: recorded.tenant_id.clone() };
+        for kind in ["postgresql_schema", "postgresql_role"] {
+            let (addr, r) = recorded.resources.iter().find(|(a, _)| a.kind == kind).unwrap();
+            rt.block_on(pg.delete(&t, &ResourceObject::new(addr.clone(), r.attrs.clone()))).unwrap();
+        }
+    }
 }

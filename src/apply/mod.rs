@@ -515,6 +515,7 @@ async fn run_change(
     change: ResourceChange,
     attrs: Result<BTreeMap<String, Value>, ProviderError>,
     secrets: BTreeMap<String, String>,
+    recorded: Option<BTreeMap<String, Value>>,
     opts: ApplyOptions,
 ) -> Done {
     let started = Instant::now();
@@ -529,7 +530,7 @@ async fn run_change(
                 return Ok(None);
             }
         }
-        let obj = ResourceObject { addr: change.address.clone(), attrs: attrs?, secrets };
+        let obj = ResourceObject { addr: change.address.clone(), attrs: attrs?, secrets, recorded };
         with_retry(&opts, || provider.apply(&tenant, &obj), |e, a, d| retries.push((e.clone(), a, d))).await.map(Some)
     }
     .await;
@@ -891,8 +892,11 @@ async fn run_phase(
             for (change, attrs) in ready {
                 let provider = providers.for_kind(&change.address.kind).expect("checked before the run").clone();
                 let secrets = attrs.as_ref().map(|a| secrets_for(a, &run.sensitive)).unwrap_or_default();
+                // matih's own record of the resource, for providers whose live object others can
+                // write (see `ResourceObject::recorded`).
+                let recorded = run.st.resources.get(&change.address).map(|r| r.attrs.clone());
                 hooks.resource_started(&tenant.slug, &change.address, change.action);
-                running.spawn(run_change(provider, tenant.clone(), change, attrs, secrets, opts.clone()));
+                running.spawn(run_change(provider, tenant.clone(), change, attrs, secrets, recorded, opts.clone()));
             }
         }
         let Some(first) = running.join_next().await else { break };

@@ -33,8 +33,10 @@ impl Drop for TempDir {
     }
 }
 
+/// Copies a directory tree; every directory of the copy is `0700` (the copy of the state is as
+/// private as the state).
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    fs::create_dir_all(to)?;
+    crate::state::private::create_dir_all(to)?;
     for entry in fs::read_dir(from)? {
         let entry = entry?;
         let (src, name) = (entry.path(), entry.file_name());

@@ -14,6 +14,11 @@
 //! to deduplicate on; the outbox cannot make the broker and a file system commit atomically.
 //!
 //! Retries: after a failed attempt an entry waits 1 s, 2 s, 4 s … up to [`MAX_BACKOFF`].
+//!
+//! **Trust.** The directory is created `0700` and entries `0600`. An entry matih did not write
+//! could make it send mail or post to a webhook with its credentials, so on Unix an entry is
+//! delivered only if it is a regular file owned by the owner of the outbox directory and writable
+//! by nobody else; others are reported and left alone.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -114,7 +119,7 @@ impl Outbox {
 
     /// Queues a message durably; returns its id.
     pub fn enqueue(&self, tenant: &str, delivery: Delivery) -> std::io::Result<String> {
-        fs::create_dir_all(&self.dir)?;
+        crate::state::private::create_dir_all(&self.dir)?;
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let id = format!("{:013}-{:06}-{}", now_ms(), n % 1_000_000, &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let entry = OutboxEntry {
@@ -136,7 +141,7 @@ impl Outbox {
 
     fn write(&self, entry: &OutboxEntry) -> std::io::Result<()> {
         let tmp = self.dir.join(format!(".tmp-{}", entry.id));
-        let mut f = File::create(&tmp)?;
+        let mut f = crate::state::private::create(&tmp)?;
         f.write_all(&serde_json::to_vec_pretty(entry).map_err(std::io::Error::other)?)?;
         f.sync_all()?;
         fs::rename(&tmp, self.path(&entry.id))
@@ -148,6 +153,13 @@ impl Outbox {
         let mut names: Vec<PathBuf> = rd
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .filter(|p| match self.trusted(p) {
+                Ok(()) => true,
+                Err(why) => {
+                    tracing::warn!("outbox entry {} is not delivered: {why}", p.display());
+                    false
+                }
+            })
             .collect();
         names.sort();
         names
@@ -163,10 +175,35 @@ impl Outbox {
             .collect()
     }
 
+    /// Whether the entry at `path` is one matih may have written (see the module documentation).
+    #[cfg(unix)]
+    fn trusted(&self, path: &Path) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = fs::metadata(&self.dir).map_err(|e| e.to_string())?;
+        let entry = fs::symlink_metadata(path).map_err(|e| e.to_string())?;
+        if !entry.file_type().is_file() {
+            return Err("it is not a regular file".into());
+        }
+        if entry.uid() != dir.uid() {
+            return Err(format!("it is owned by uid {}, not by the outbox's owner (uid {})", entry.uid(), dir.uid()));
+        }
+        if entry.mode() & 0o022 != 0 {
+            return Err(format!("others may write it (mode {:o})", entry.mode() & 0o777));
+        }
+        Ok(())
+    }
+
+    #[cfg(not(unix))]
+    fn trusted(&self, _path: &Path) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Takes the delivery lock without waiting: `None` when another process holds it.
     fn try_lock(&self) -> std::io::Result<Option<File>> {
-        fs::create_dir_all(&self.dir)?;
-        let f = OpenOptions::new().create(true).truncate(false).write(true).open(self.dir.join(".lock"))?;
+        crate::state::private::create_dir_all(&self.dir)?;
+        let mut options = OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        let f = crate::state::private::options(options).open(self.dir.join(".lock"))?;
         match f.try_lock() {
             Ok(()) => Ok(Some(f)),
             Err(fs::TryLockError::WouldBlock) => Ok(None),
@@ -234,5 +271,29 @@ impl Outbox {
             }
         }
         report
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn entries_are_private_and_others_writable_ones_are_not_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::new(dir.path());
+        let mail = Delivery::Email { to: vec!["a@b.example".into()], subject: "s".into(), body: "b".into() };
+        let id = outbox.enqueue("acme", mail).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(outbox.dir()), mode(&outbox.path(&id))), (0o700, 0o600));
+        assert_eq!(outbox.entries().len(), 1);
+        fs::set_permissions(outbox.path(&id), fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(outbox.entries().is_empty(), "an entry anyone could have written is not trusted");
+        // A symbolic link in the outbox is not an entry either.
+        fs::set_permissions(outbox.path(&id), fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink(outbox.path(&id), outbox.dir().join("0-link.json")).unwrap();
+        assert_eq!(outbox.entries().len(), 1);
     }
 }

@@ -164,6 +164,9 @@ fn diff_with(
                 change.notes.push(format!("takes the new secret values of {p} (rotated)"));
             }
         }
+        if let Some(note) = super::notes::history_changed(&change) {
+            change.notes.push(note);
+        }
         if let Some(note) = super::notes::pending_migrations(&change) {
             change.notes.push(note);
         }

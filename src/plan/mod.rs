@@ -20,7 +20,9 @@ mod planfile;
 mod render;
 
 pub use diff::{diff, diff_refreshed};
-pub use planfile::{load_plan, save_plan, PlanFileError, PLAN_FILE_FORMAT};
+pub use planfile::{
+    load_plan, load_plan_keyed, save_plan, save_plan_keyed, PlanFileError, PlanKey, PLAN_FILE_FORMAT, PLAN_KEY_ENV,
+};
 pub use render::{render_json, render_markdown, render_text, TextOptions};
 
 /// The version of the JSON plan format (`matih plan --format json`, plan files). Bumped on any

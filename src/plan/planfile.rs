@@ -14,6 +14,14 @@
 //! The seal is the SHA-256 of the exact bytes of the `plan` string. Keeping the plan as a string
 //! (rather than a nested object) means the sealed bytes are the stored bytes: nothing is
 //! re-serialized to check the seal, so any edit of the plan, even of whitespace, breaks it.
+//!
+//! **Keyed seal.** A SHA-256 proves only that the file is intact: anyone who can write the file
+//! can also recompute it. With `MATIH_PLAN_KEY` set (a shared secret of at least 32 characters,
+//! never stored in the file), `plan -out` adds `"hmac_sha256"`: HMAC-SHA-256 under that key of
+//! `matih-plan <format_version>\n<plan>`, which only a holder of the key can make. While the
+//! variable is set, a plan file is read only if its HMAC checks out under it: a file sealed with
+//! another key, or with none, is refused. A file with an HMAC is refused when the variable is not
+//! set (it cannot be checked). Without a key, nothing proves who made a plan file.
 //! The plan holds full before and after attribute sets, with secrets as state has them
 //! (fingerprints, never clear text).
 //!
@@ -29,6 +37,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -62,6 +71,76 @@ pub enum PlanFileError {
         path.display()
     )]
     SealBroken { path: PathBuf },
+    #[error(
+        "plan file {} is not sealed with a key, but MATIH_PLAN_KEY is set: only plans made with the key are applied; \
+         run `matih plan -out {}` again with MATIH_PLAN_KEY set",
+        path.display(),
+        path.display()
+    )]
+    NotKeyed { path: PathBuf },
+    #[error(
+        "plan file {} was not sealed with this MATIH_PLAN_KEY (HMAC mismatch: another key, or the file was changed); \
+         run `matih plan -out {}` again with the key",
+        path.display(),
+        path.display()
+    )]
+    WrongKey { path: PathBuf },
+    #[error(
+        "plan file {} is sealed with a key (MATIH_PLAN_KEY) and cannot be checked without it: set MATIH_PLAN_KEY",
+        path.display()
+    )]
+    KeyNeeded { path: PathBuf },
+    #[error("MATIH_PLAN_KEY: {0}")]
+    BadKey(String),
+}
+
+/// The environment variable holding the key plan files are sealed with.
+pub const PLAN_KEY_ENV: &str = "MATIH_PLAN_KEY";
+
+/// The shortest key accepted, in bytes.
+const MIN_KEY_LEN: usize = 32;
+
+/// A plan-file key. Its bytes are never shown.
+#[derive(Clone)]
+pub struct PlanKey(Vec<u8>);
+
+impl std::fmt::Debug for PlanKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlanKey(<redacted>)")
+    }
+}
+
+impl PlanKey {
+    /// A key of at least 32 bytes.
+    pub fn new(key: impl Into<Vec<u8>>) -> Result<PlanKey, PlanFileError> {
+        let key = key.into();
+        if key.len() < MIN_KEY_LEN {
+            return Err(PlanFileError::BadKey(format!(
+                "the key is {} bytes long; use at least {MIN_KEY_LEN} random characters (e.g. `openssl rand -hex 32`)",
+                key.len()
+            )));
+        }
+        Ok(PlanKey(key))
+    }
+
+    /// The key in `MATIH_PLAN_KEY`, when that is set (and not empty).
+    pub fn from_env() -> Result<Option<PlanKey>, PlanFileError> {
+        match std::env::var_os(PLAN_KEY_ENV) {
+            None => Ok(None),
+            Some(v) if v.is_empty() => Ok(None),
+            Some(v) => {
+                let v = v.into_string().map_err(|_| PlanFileError::BadKey("the key is not valid UTF-8".into()))?;
+                PlanKey::new(v).map(Some)
+            }
+        }
+    }
+
+    fn mac(&self, format_version: &str, plan: &str) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        mac.update(format!("{PLAN_FILE_FORMAT} {format_version}\n").as_bytes());
+        mac.update(plan.as_bytes());
+        mac
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -69,15 +148,34 @@ struct Envelope {
     format: String,
     format_version: String,
     sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hmac_sha256: Option<String>,
     plan: String,
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(bytes))
 }
 
-/// Writes `plan` to `path`, sealed, atomically and readable only by its owner.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
+}
+
+/// Writes `plan` to `path`, sealed (with the key in `MATIH_PLAN_KEY` too, when it is set),
+/// atomically and readable only by its owner.
 pub fn save_plan(plan: &Plan, path: &Path) -> Result<(), PlanFileError> {
+    save_plan_keyed(plan, path, PlanKey::from_env()?.as_ref())
+}
+
+/// [`save_plan`] with the key given.
+pub fn save_plan_keyed(plan: &Plan, path: &Path, key: Option<&PlanKey>) -> Result<(), PlanFileError> {
     let encode =
         |e: serde_json::Error| PlanFileError::Io { path: path.to_path_buf(), action: "encode", source: e.into() };
     let body = serde_json::to_string(plan).map_err(encode)?;
@@ -85,6 +183,7 @@ pub fn save_plan(plan: &Plan, path: &Path) -> Result<(), PlanFileError> {
         format: PLAN_FILE_FORMAT.to_string(),
         format_version: FORMAT_VERSION.to_string(),
         sha256: sha256_hex(body.as_bytes()),
+        hmac_sha256: key.map(|k| hex(&k.mac(FORMAT_VERSION, &body).finalize().into_bytes())),
         plan: body,
     };
     let mut bytes = serde_json::to_vec_pretty(&envelope).map_err(encode)?;
@@ -92,8 +191,14 @@ pub fn save_plan(plan: &Plan, path: &Path) -> Result<(), PlanFileError> {
     write_atomically(path, &bytes)
 }
 
-/// Reads a plan file, refusing it unless its format, version and seal are all as written.
+/// Reads a plan file, refusing it unless its format, version and seal are all as written (and,
+/// with `MATIH_PLAN_KEY` set, its HMAC checks out under that key).
 pub fn load_plan(path: &Path) -> Result<Plan, PlanFileError> {
+    load_plan_keyed(path, PlanKey::from_env()?.as_ref())
+}
+
+/// [`load_plan`] with the key given.
+pub fn load_plan_keyed(path: &Path, key: Option<&PlanKey>) -> Result<Plan, PlanFileError> {
     let bytes =
         fs::read(path).map_err(|source| PlanFileError::Io { path: path.to_path_buf(), action: "read", source })?;
     let not_plan = |reason: String| PlanFileError::NotAPlanFile { path: path.to_path_buf(), reason };
@@ -114,6 +219,18 @@ pub fn load_plan(path: &Path) -> Result<Plan, PlanFileError> {
             found: envelope.format_version,
             supported: FORMAT_VERSION,
         });
+    }
+    match (key, &envelope.hmac_sha256) {
+        (None, None) => {}
+        (None, Some(_)) => return Err(PlanFileError::KeyNeeded { path: path.to_path_buf() }),
+        (Some(_), None) => return Err(PlanFileError::NotKeyed { path: path.to_path_buf() }),
+        (Some(k), Some(tag)) => {
+            let tag = unhex(tag).ok_or_else(|| PlanFileError::WrongKey { path: path.to_path_buf() })?;
+            // verify_slice compares in constant time.
+            k.mac(&envelope.format_version, &envelope.plan)
+                .verify_slice(&tag)
+                .map_err(|_| PlanFileError::WrongKey { path: path.to_path_buf() })?;
+        }
     }
     if sha256_hex(envelope.plan.as_bytes()) != envelope.sha256 {
         return Err(PlanFileError::SealBroken { path: path.to_path_buf() });
@@ -290,6 +407,41 @@ mod tests {
         let names: Vec<String> =
             fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["taken"]);
+    }
+
+    #[test]
+    fn keyed_plans_are_refused_under_another_key_or_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.plan");
+        let key = PlanKey::new("k".repeat(32)).unwrap();
+        let other = PlanKey::new("o".repeat(32)).unwrap();
+        save_plan_keyed(&sample(), &path, Some(&key)).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"hmac_sha256\": \""), "{text}");
+        assert!(!text.contains(&"k".repeat(32)), "the key is never in the file");
+        assert_eq!(load_plan_keyed(&path, Some(&key)).unwrap(), sample());
+        assert!(matches!(load_plan_keyed(&path, Some(&other)), Err(PlanFileError::WrongKey { .. })));
+        let e = load_plan_keyed(&path, None).unwrap_err();
+        assert!(matches!(e, PlanFileError::KeyNeeded { .. }), "{e}");
+        assert!(e.to_string().contains("set MATIH_PLAN_KEY"), "{e}");
+
+        // A plan edited and its SHA-256 recomputed (what anyone can do) fails the HMAC.
+        let mut envelope: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let edited = envelope["plan"].as_str().unwrap().replace("acme2", "acme3");
+        envelope["sha256"] = sha256_hex(edited.as_bytes()).into();
+        envelope["plan"] = edited.into();
+        fs::write(&path, serde_json::to_vec(&envelope).unwrap()).unwrap();
+        assert!(matches!(load_plan_keyed(&path, Some(&key)), Err(PlanFileError::WrongKey { .. })));
+        // Without the HMAC: a plan nobody keyed is refused while a key is set.
+        envelope.as_object_mut().unwrap().remove("hmac_sha256");
+        fs::write(&path, serde_json::to_vec(&envelope).unwrap()).unwrap();
+        let e = load_plan_keyed(&path, Some(&key)).unwrap_err();
+        assert!(matches!(e, PlanFileError::NotKeyed { .. }), "{e}");
+        assert!(load_plan_keyed(&path, None).is_ok(), "without a key, a SHA-256 is all there is to check");
+
+        let e = PlanKey::new("short").unwrap_err();
+        assert!(e.to_string().contains("at least 32"), "{e}");
+        assert_eq!(format!("{key:?}"), "PlanKey(<redacted>)");
     }
 
     #[test]

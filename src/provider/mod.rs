@@ -36,11 +36,16 @@ pub struct ResourceObject {
     /// anywhere. A secret absent here must be kept as it is in the real object (when its
     /// fingerprint matches) or generated (`generated`).
     pub secrets: BTreeMap<String, String>,
+    /// For an apply: the attributes matih recorded for this resource after its last successful
+    /// operation (its own record, from the state store; `None` for a create or outside an apply).
+    /// A provider whose live object can be written by someone else (a tenant's migration history)
+    /// takes this, not what it reads, as the authority on what matih did.
+    pub recorded: Option<BTreeMap<String, Value>>,
 }
 
 impl ResourceObject {
     pub fn new(addr: ResourceAddr, attrs: BTreeMap<String, Value>) -> Self {
-        ResourceObject { addr, attrs, secrets: BTreeMap::new() }
+        ResourceObject { addr, attrs, secrets: BTreeMap::new(), recorded: None }
     }
 }
 
@@ -51,6 +56,7 @@ impl std::fmt::Debug for ResourceObject {
             .field("addr", &self.addr)
             .field("attrs", &self.attrs)
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("recorded", &self.recorded.is_some())
             .finish()
     }
 }

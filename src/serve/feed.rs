@@ -222,11 +222,13 @@ impl FeedHooks {
         let dir = feed_dir(&self.state_dir);
         let path = feed_file(&self.state_dir, slug);
         let result = (|| {
-            std::fs::create_dir_all(&dir)?;
+            crate::state::private::create_dir_all(&dir)?;
             if std::fs::metadata(&path).map(|m| m.len() > ROTATE_BYTES).unwrap_or(false) {
                 std::fs::rename(&path, path.with_extension("jsonl.1"))?;
             }
-            OpenOptions::new().create(true).append(true).open(&path)
+            let mut options = OpenOptions::new();
+            options.create(true).append(true);
+            crate::state::private::options(options).open(&path)
         })();
         match result {
             Ok(f) => Some(f),

@@ -14,6 +14,7 @@
 mod memory;
 mod migrate;
 mod postgres;
+pub mod private;
 mod sled_store;
 #[cfg(test)]
 mod tests;

@@ -92,7 +92,8 @@ impl SledStore {
     /// open, retries until `wait` has passed, then fails with [`StateError::Io`] naming the path.
     pub fn open_with_wait(path: &Path, wait: Duration) -> Result<SledStore, StateError> {
         let deadline = Instant::now() + wait;
-        fs::create_dir_all(path).map_err(|e| io_error(path, format!("cannot create the directory: {e}")))?;
+        super::private::create_dir_all(path)
+            .map_err(|e| io_error(path, format!("cannot create the directory: {e}")))?;
         let process_lock = acquire_process_lock(path, deadline, wait)?;
         let db = loop {
             match sled::Config::new().path(path).open() {
@@ -159,7 +160,7 @@ impl SledStore {
         let tmp = self.path.join(format!("{HOLDERS_FILE}.tmp"));
         let written = serde_json::to_vec_pretty(&mine)
             .map_err(std::io::Error::other)
-            .and_then(|json| fs::write(&tmp, json))
+            .and_then(|json| super::private::write(&tmp, &json))
             .and_then(|()| fs::rename(&tmp, self.path.join(HOLDERS_FILE)));
         if let Err(e) = written {
             tracing::warn!("cannot write {}: {e}", self.path.join(HOLDERS_FILE).display());
@@ -530,11 +531,9 @@ fn in_use(path: &Path, holder_pid: Option<u32>, wait: Duration) -> StateError {
 /// and records this process's pid in it.
 fn acquire_process_lock(dir: &Path, deadline: Instant, wait: Duration) -> Result<File, StateError> {
     let lock_path = dir.join(PROCESS_LOCK_FILE);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    let file = super::private::options(options)
         .open(&lock_path)
         .map_err(|e| io_error(dir, format!("cannot open {}: {e}", lock_path.display())))?;
     loop {

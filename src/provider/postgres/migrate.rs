@@ -7,20 +7,31 @@
 //!
 //! - versioned migrations (`V1__init.sql`) run once, in version order; repeatable ones
 //!   (`R__views.sql`) run after them, by description, whenever their checksum changes;
-//! - each migration runs in its own transaction as the tenant role (`SET LOCAL ROLE`, so what it
-//!   creates is the tenant's) with `search_path` set to the tenant schema, and is recorded in the
-//!   same transaction: a failing migration is rolled back, recorded nowhere, and reported with its
-//!   file name, the server's message and line (path `migrations[N]`);
+//! - the pending migrations of a run run in one transaction (Flyway's `group = true`), as the
+//!   tenant role, on a session logged in as the tenant's migrator (never the admin's: see
+//!   [`super::session`]), with `search_path` set to the tenant schema, each recorded in the same
+//!   transaction: a failing migration is rolled back with those before it in the run, recorded
+//!   nowhere, and reported with its file name, the server's message and line (path
+//!   `migrations[N]`). So the table never holds a migration matih's state does not;
 //! - an applied versioned migration whose checksum changed is an error, never a silent re-run; so
 //!   is a pending version older than the newest applied one, and a failed row in the history;
-//! - concurrent runs serialize on a lock of the history table and re-check before running.
+//! - concurrent runs serialize on a lock of the history table and read it under the lock;
+//! - matih's own record (the resource's recorded attributes, handed to apply as
+//!   `ResourceObject::recorded`) is the authority on what was applied, not the table, which the
+//!   tenant can write: a table that disagrees with it (a checksum edited, a row marked applied or
+//!   removed) fails this tenant's resource with a message naming the script ([`verify_history`]).
 //!
 //! `read` reports the migrations the history holds, in the attribute's shape: a migration not
 //! applied is missing from the list, one applied with another checksum shows that checksum.
+//!
+//! The history table is the tenant's (it can write it), so it is read only on the migrator's
+//! session, only after checking that it is an ordinary table owned by the tenant role, and every
+//! value is checked for its type: a view or a retyped column in its place fails this tenant's
+//! resource with a message, never matih.
 
 use std::time::Instant;
 
-use super::{attr_ident, db_err, err, sql, Observed, PostgresProvider, ResourceObject};
+use super::{attr_ident, db_err, err, session, sql, Observed, PostgresProvider, ResourceObject};
 use crate::provider::ProviderError;
 use crate::value::Value;
 
@@ -192,6 +203,78 @@ pub fn validate_applied(
     Some((script, message))
 }
 
+/// matih's record against the history table: every migration matih recorded as applied (the
+/// `migrations` of the resource's recorded attributes, its own state) must be in the table as
+/// applied with the recorded checksum, and the table must mark nothing applied that matih did not
+/// apply. The table is the tenant's and the tenant can write it; matih's record is the authority,
+/// so any disagreement is an error of this tenant's resource, naming the script, instead of a
+/// migration skipped or run again on the table's word. Pure.
+pub fn verify_history(recorded: &[Mig], history: &[HistoryRow]) -> Result<(), (String, String)> {
+    let applied = |r: &HistoryRow| r.success;
+    for m in recorded {
+        let row = history.iter().rev().filter(|r| applied(r)).find(|r| match &m.version {
+            Some(_) => r.version.is_some() && version_key(r.version.as_deref()) == m.version_key(),
+            None => r.version.is_none() && r.script == m.script,
+        });
+        match row {
+            None => {
+                return Err((
+                    m.script.clone(),
+                    format!(
+                        "matih applied migration {} (checksum {}) but the history table no longer records it",
+                        m.script, m.checksum
+                    ),
+                ))
+            }
+            Some(r) if r.checksum != Some(m.checksum) => {
+                return Err((
+                    m.script.clone(),
+                    format!(
+                        "matih applied migration {} with checksum {} but the history table records checksum {}",
+                        m.script,
+                        m.checksum,
+                        r.checksum.map_or("none".into(), |c| c.to_string())
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    for r in history.iter().filter(|r| applied(r)) {
+        let known = recorded.iter().any(|m| match (&m.version, &r.version) {
+            (Some(_), Some(v)) => version_key(Some(v.as_str())) == m.version_key(),
+            (None, None) => r.script == m.script,
+            _ => false,
+        });
+        if !known {
+            return Err((
+                r.script.clone(),
+                format!(
+                    "the history table marks migration {} applied (installed_rank {}) but matih never applied it",
+                    r.script, r.installed_rank
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The migrations matih recorded as applied to this same history table, when `obj` carries its
+/// record (an apply of a resource matih applied before; not a create, and not after the resource
+/// moved to another schema or table).
+fn recorded_migrations(obj: &ResourceObject) -> Option<Vec<Mig>> {
+    let recorded = obj.recorded.as_ref()?;
+    for key in ["database", "schema", "history_table"] {
+        if recorded.get(key) != obj.attrs.get(key) {
+            return None;
+        }
+    }
+    match recorded.get("migrations") {
+        Some(Value::List(items)) => parse_items(items).ok(),
+        _ => None,
+    }
+}
+
 struct Target {
     db: String,
     schema: String,
@@ -220,24 +303,33 @@ async fn history(
     let rows = c
         .query(
             &format!(
-                "SELECT installed_rank, version::text, script::text, checksum, success FROM {}.{} \
-                 ORDER BY installed_rank",
+                "SELECT installed_rank::int4, version::text, script::text, checksum::int4, success::bool \
+                 FROM {}.{} ORDER BY installed_rank",
                 t.qschema, t.qtable
             ),
             &[],
         )
         .await
         .map_err(|e| db_err(obj, &format!("read the migration history \"{}\".\"{}\"", t.schema, t.table), &e))?;
-    Ok(rows
-        .iter()
-        .map(|r| HistoryRow {
-            installed_rank: r.get(0),
-            version: r.get(1),
-            script: r.get(2),
-            checksum: r.get(3),
-            success: r.get(4),
+    rows.iter()
+        .map(|r| {
+            Ok(HistoryRow {
+                installed_rank: r.try_get(0)?,
+                version: r.try_get(1)?,
+                script: r.try_get(2)?,
+                checksum: r.try_get(3)?,
+                success: r.try_get(4)?,
+            })
         })
-        .collect())
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(|e| {
+            err(
+                obj,
+                None,
+                format!("the migration history \"{}\".\"{}\" has an unexpected shape: {e}", t.schema, t.table),
+                false,
+            )
+        })
 }
 
 pub(super) async fn apply(p: &PostgresProvider, obj: &ResourceObject) -> Result<Observed, ProviderError> {
@@ -251,7 +343,7 @@ pub(super) async fn apply(p: &PostgresProvider, obj: &ResourceObject) -> Result<
             false,
         ));
     }
-    let mut c = p.conn(obj, &t.db).await?;
+    let mut c = p.tenant_session(obj, &t.db, &t.owner, &t.schema).await?;
     let (qs, qt) = (&t.qschema, &t.qtable);
     let create = format!(
         "SET LOCAL ROLE {owner}; \
@@ -273,47 +365,72 @@ pub(super) async fn apply(p: &PostgresProvider, obj: &ResourceObject) -> Result<
         idx = sql::quote_ident(&format!("{}_s_idx", t.table)),
     );
     let what_table = format!("create the migration history \"{}\".\"{}\"", t.schema, t.table);
+    // Whatever stands in the table's place must be the tenant's table before matih touches it.
+    session::check_table(&*c, obj, &t.schema, &t.table, &t.owner, Some("history_table")).await?;
     let tx = c.transaction().await.map_err(|e| db_err(obj, &what_table, &e))?;
     tx.batch_execute(&create).await.map_err(|e| db_err(obj, &what_table, &e))?;
     tx.commit().await.map_err(|e| db_err(obj, &what_table, &e))?;
+    session::check_table(&*c, obj, &t.schema, &t.table, &t.owner, Some("history_table")).await?;
 
-    let rows = history(&*c, obj, &t).await?;
+    // All pending migrations in one transaction (Flyway's `group`), holding the history's lock:
+    // a failure rolls back the whole run, so the table never holds more than matih records.
+    let what_run = format!("migrate schema \"{}\"", t.schema);
+    let tx = c.transaction().await.map_err(|e| db_err(obj, &what_run, &e))?;
+    let enter = format!("SET LOCAL ROLE {}; SET LOCAL search_path TO {qs}", t.qowner);
+    tx.batch_execute(&format!("{enter}; LOCK TABLE {qs}.{qt} IN SHARE ROW EXCLUSIVE MODE"))
+        .await
+        .map_err(|e| db_err(obj, &what_run, &e))?;
+    // Read under the lock: a concurrent run's migrations are seen, and not run twice.
+    let rows = history(&tx, obj, &t).await?;
+    if let Some(recorded) = recorded_migrations(obj) {
+        verify_history(&recorded, &rows).map_err(|(script, message)| {
+            let index = migs.iter().find(|m| m.script == script).map(|m| format!("migrations[{}]", m.index));
+            err(
+                obj,
+                index.as_deref(),
+                format!(
+                    "{message}: the migration history \"{}\".\"{}\" was changed outside matih, whose own record is \
+                     authoritative; nothing was run. Restore the table's rows as matih applied them (or restore the \
+                     tenant's database from a backup)",
+                    t.schema, t.table
+                ),
+                false,
+            )
+        })?;
+    }
     let todo = pending(&migs, &rows).map_err(|(index, message)| {
         let path = index.map(|i| format!("migrations[{i}]"));
         err(obj, path.as_deref(), message, false)
     })?;
+    let mut applied = Vec::new();
     for index in todo {
         let m = &migs[index];
         let path = format!("migrations[{index}]");
         let what = format!("migration {} in schema \"{}\"", m.script, t.schema);
-        let tx = c.transaction().await.map_err(|e| db_err(obj, &what, &e))?;
-        tx.batch_execute(&format!(
-            "SET LOCAL ROLE {}; SET LOCAL search_path TO {qs}; LOCK TABLE {qs}.{qt} IN SHARE ROW EXCLUSIVE MODE",
-            t.qowner
-        ))
-        .await
-        .map_err(|e| db_err(obj, &what, &e))?;
-        // Another run may have applied it while this one waited for the lock.
-        let rows = history(&tx, obj, &t).await?;
-        let still = pending(std::slice::from_ref(m), &rows)
-            .map_err(|(_, message)| err(obj, Some(&path), message, false))?
-            .contains(&m.index);
-        if !still {
-            continue;
-        }
         let started = Instant::now();
-        if let Err(e) = tx.batch_execute(&m.sql).await {
+        // Each migration starts as the tenant role in its schema, whatever the one before left.
+        let run = async {
+            tx.batch_execute(&enter).await?;
+            tx.batch_execute(&m.sql).await
+        };
+        if let Err(e) = run.await {
             let (message, transient) = sql::describe(&e);
             let line = sql::error_line(&e, &m.sql).map(|l| format!(" (line {l})")).unwrap_or_default();
             drop(tx);
+            let with = if applied.is_empty() {
+                String::new()
+            } else {
+                format!(", with the {} migration(s) before it in this run", applied.len())
+            };
             return Err(err(
                 obj,
                 Some(&path),
-                format!("migration {} failed and was rolled back: {message}{line}", m.script),
+                format!("migration {} failed and was rolled back{with}: {message}{line}", m.script),
                 transient,
             ));
         }
         let ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+        tx.batch_execute(&enter).await.map_err(|e| db_err(obj, &format!("record {what}"), &e))?;
         tx.execute(
             &format!(
                 "INSERT INTO {qs}.{qt} (installed_rank, version, description, type, script, checksum, installed_by, \
@@ -325,8 +442,11 @@ pub(super) async fn apply(p: &PostgresProvider, obj: &ResourceObject) -> Result<
         )
         .await
         .map_err(|e| db_err(obj, &format!("record {what}"), &e))?;
-        tx.commit().await.map_err(|e| db_err(obj, &format!("commit {what}"), &e))?;
-        tracing::info!("{}: applied migration {} as \"{}\" in {ms} ms", obj.addr, m.script, t.owner);
+        applied.push((m.script.clone(), ms));
+    }
+    tx.commit().await.map_err(|e| db_err(obj, &format!("commit {what_run}"), &e))?;
+    for (script, ms) in applied {
+        tracing::info!("{}: applied migration {script} as \"{}\" in {ms} ms", obj.addr, t.owner);
     }
     Ok(Observed { attrs: obj.attrs.clone(), ..Observed::default() })
 }
@@ -337,18 +457,24 @@ pub(super) async fn read(p: &PostgresProvider, obj: &ResourceObject) -> Result<O
     if !p.schema_exists(obj, &t.db, &t.schema).await? {
         return Ok(None);
     }
-    let c = p.conn(obj, &t.db).await?;
-    let owner: Option<String> = c
-        .query_opt(
-            "SELECT tableowner::text FROM pg_tables WHERE schemaname = $1 AND tablename = $2",
-            &[&t.schema, &t.table],
-        )
-        .await
-        .map_err(|e| db_err(obj, &format!("look up the migration history \"{}\".\"{}\"", t.schema, t.table), &e))?
-        .map(|r| r.get(0));
-    let rows = match &owner {
-        Some(_) => history(&*c, obj, &t).await?,
-        None => Vec::new(),
+    let c = p.tenant_session(obj, &t.db, &t.owner, &t.schema).await?;
+    // A history that is not the tenant's ordinary table, or that cannot be read as one, is drift
+    // of this resource (shown in the plan; apply then fails this tenant with the reason), not a
+    // read error, which would stop the plan of every tenant.
+    let (rows, owner) = match session::inspect_table(&*c, obj, &t.schema, &t.table, &t.owner).await? {
+        session::TableCheck::Missing => (Vec::new(), None),
+        session::TableCheck::Table => match history(&*c, obj, &t).await {
+            Ok(rows) => (rows, Some(t.owner.clone())),
+            Err(e) if !e.transient => {
+                tracing::warn!("{}: {}", obj.addr, e.message);
+                return Ok(Some(tampered(obj, &t, "unreadable")));
+            }
+            Err(e) => return Err(e),
+        },
+        session::TableCheck::Wrong(what) => {
+            tracing::warn!("{}: \"{}\".\"{}\" is {what}", obj.addr, t.schema, t.table);
+            return Ok(Some(tampered(obj, &t, &what)));
+        }
     };
     let Some(Value::List(items)) = obj.attrs.get("migrations") else { unreachable!("checked by parse") };
     let mut live = Vec::new();
@@ -377,6 +503,15 @@ pub(super) async fn read(p: &PostgresProvider, obj: &ResourceObject) -> Result<O
     Ok(Some(Observed { attrs, ..Observed::default() }))
 }
 
+/// What `read` reports for a history that is not (or cannot be read as) the tenant's table: the
+/// table's name with what is wrong, and no migration applied.
+fn tampered(obj: &ResourceObject, t: &Target, what: &str) -> Observed {
+    let mut attrs = obj.attrs.clone();
+    attrs.insert("history_table".into(), Value::String(format!("{} ({what})", t.table)));
+    attrs.insert("migrations".into(), Value::List(Vec::new()));
+    Observed { attrs, ..Observed::default() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,6 +531,38 @@ mod tests {
             checksum: Some(checksum),
             success: true,
         }
+    }
+
+    #[test]
+    fn the_history_must_agree_with_what_matih_recorded() {
+        let recorded = [mig(0, "V1__a.sql", 1), mig(1, "V2__b.sql", 2), mig(2, "R__v.sql", 9)];
+        let history = [row(1, "V1__a.sql", 1), row(2, "V2__b.sql", 2), row(3, "R__v.sql", 9)];
+        assert_eq!(verify_history(&recorded, &history), Ok(()));
+        assert_eq!(verify_history(&recorded[..2], &history[..2]), Ok(()));
+        // A checksum edited in the table.
+        let edited = [row(1, "V1__a.sql", 1), row(2, "V2__b.sql", 20), row(3, "R__v.sql", 9)];
+        let (script, msg) = verify_history(&recorded, &edited).unwrap_err();
+        assert_eq!(script, "V2__b.sql");
+        assert!(
+            msg.contains("matih applied migration V2__b.sql with checksum 2 but the history table records checksum 20")
+        );
+        // A row marked applied that matih never ran.
+        let forged = [history.to_vec(), vec![row(4, "V3__c.sql", 3)]].concat();
+        let (script, msg) = verify_history(&recorded, &forged).unwrap_err();
+        assert_eq!(script, "V3__c.sql");
+        assert!(
+            msg.contains("marks migration V3__c.sql applied (installed_rank 4) but matih never applied it"),
+            "{msg}"
+        );
+        // A row deleted, or flipped to failed.
+        let (script, msg) = verify_history(&recorded, &history[1..]).unwrap_err();
+        assert_eq!(script, "V1__a.sql");
+        assert!(msg.contains("no longer records it"), "{msg}");
+        let flipped = [HistoryRow { success: false, ..row(1, "V1__a.sql", 1) }, history[1].clone(), history[2].clone()];
+        assert_eq!(verify_history(&recorded, &flipped).unwrap_err().0, "V1__a.sql");
+        // A repeatable re-recorded with another checksum.
+        let rerun = [history.to_vec(), vec![row(4, "R__v.sql", 10)]].concat();
+        assert_eq!(verify_history(&recorded, &rerun).unwrap_err().0, "R__v.sql");
     }
 
     #[test]

@@ -4,10 +4,10 @@
 //! |---|---|---|---|
 //! | `postgresql_role` | `CREATE`/`ALTER ROLE … LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT n`; password generated at creation (and on rotation) | `DROP OWNED` in every database it has objects or rights in, then `DROP ROLE` | login, connection limit |
 //! | `postgresql_schema` | shared database created if missing and closed to `PUBLIC`; `GRANT CONNECT` to the owner; `CREATE SCHEMA … AUTHORIZATION owner` | `DROP SCHEMA … CASCADE` (the phase's rollback) | owner |
-//! | `postgresql_database` | `CREATE DATABASE … OWNER owner ENCODING … TEMPLATE template0`, `REVOKE ALL … FROM PUBLIC` | `DROP DATABASE … WITH (FORCE)` | owner, encoding |
+//! | `postgresql_database` | `CREATE DATABASE … ENCODING … TEMPLATE template0` owned by the admin, `REVOKE ALL … FROM PUBLIC`, `GRANT CONNECT, TEMPORARY` to the owner, schema `public` owned by the owner | `DROP DATABASE … WITH (FORCE)` | owner (of its schema), encoding |
 //! | `postgresql_migrations` | Flyway-compatible (see [`migrate`]) | nothing (the schema or database drop removes it) | applied migrations and their checksums |
 //! | `postgresql_seed_data` | idempotent upserts (see [`seed`]) | nothing | rows as they are |
-//! | `postgresql_connectivity_check` | logs in as the tenant (or, without its password, `SET ROLE`) and queries its schema | nothing | whether the role may still use its schema |
+//! | `postgresql_connectivity_check` | logs in as the tenant (or, without its password, as its migrator: [`session`]) and queries its schema | nothing | whether the role may still use its schema |
 //!
 //! **Passwords.** The role's password is 48 hex characters from two UUIDv4 (the OS's CSPRNG). It
 //! is sent to the server only as a SCRAM-SHA-256 verifier computed here, so neither the wire nor
@@ -23,10 +23,24 @@
 //! **Plan-time checks.** [`migrate::validate_applied`] is Flyway's `validate` over what refresh
 //! read back: `matih plan` refuses an applied migration whose file changed, naming the file.
 //!
-//! **Isolation.** A tenant role owns its schema (or database) and nothing else. Shared databases
-//! are closed to `PUBLIC` (`REVOKE ALL ON DATABASE`, `REVOKE ALL ON SCHEMA public`); each tenant
-//! role gets `CONNECT` on the shared database only, so it can neither read another tenant's schema
-//! nor objects in `public` it was not granted. An enterprise database is closed to `PUBLIC` too.
+//! **Isolation.** A tenant role owns its schema and nothing else. Shared databases are closed to
+//! `PUBLIC` (`REVOKE ALL ON DATABASE`, `REVOKE ALL ON SCHEMA public`); each tenant role gets
+//! `CONNECT` on the shared database only, so it can neither read another tenant's schema nor
+//! objects in `public` it was not granted. An enterprise database is owned by the admin, closed to
+//! `PUBLIC`, and the tenant role gets `CONNECT`, `TEMPORARY` and the ownership of its schema
+//! `public`: it cannot change the database's settings (a `search_path` there would reach every
+//! session, the admin's included).
+//!
+//! **Tenant code never runs with admin rights.** Whatever may run code the tenant wrote
+//! (migrations and seed upserts on its tables, reading its history and seed tables, the
+//! connectivity check without the tenant's password) runs on a session that logs in as the
+//! tenant's migrator, a `NOINHERIT` login that is a member of the tenant role only, with a
+//! one-use password; see [`session`]. Never on the admin's session with `SET ROLE`, which any
+//! function the tenant owns could undo with `RESET ROLE`. Tables are checked to be ordinary tables
+//! owned by the tenant role before they are read or written. The admin's own sessions run only
+//! matih's statements on catalogs and on objects as a whole (create, grant, drop), and pin
+//! `search_path` to `pg_catalog, pg_temp` at connection start (overriding database defaults)
+//! besides schema-qualifying catalog names.
 //!
 //! **Errors.** Connection failures, administrator shutdown (57P01), serialization failures
 //! (40001) and deadlocks are transient (the engine retries them); syntax and permission errors
@@ -34,8 +48,9 @@
 //! in database "matih_tenants"`) and carry the server's message.
 //!
 //! **Connections.** One admin URL (from the environment variable the platform file names). A
-//! small pool keeps idle connections per database; session state never leaks between uses, as
-//! roles and `search_path` are only ever set with `SET LOCAL` inside a transaction. TLS as the URL's
+//! small pool keeps idle admin connections per database; session state never leaks between uses,
+//! as the admin's sessions never change role or `search_path`. Migrator sessions are never pooled
+//! (one per resource applied or read). TLS as the URL's
 //! `sslmode` asks (libpq's modes, see [`crate::pgconn`]), for the admin connections and the
 //! connectivity check alike.
 //!
@@ -53,6 +68,7 @@ use crate::value::{fingerprint, Secret, Value};
 
 pub mod migrate;
 pub mod seed;
+pub mod session;
 pub mod sql;
 
 use sql::{describe, ident, literal, url_encode};
@@ -63,11 +79,14 @@ pub const DEFAULT_ADMIN_URL_ENV: &str = "MATIH_POSTGRES_ADMIN_URL";
 /// Idle connections kept per database.
 const POOL_IDLE_PER_DB: usize = 4;
 
+/// The startup option of every session matih opens (see [`PostgresProvider::connect`]).
+const PINNED_SEARCH_PATH: &str = "-csearch_path=pg_catalog,pg_temp";
+
 /// Where the server is and what tenants are told.
 #[derive(Clone)]
 pub struct PostgresSettings {
     /// matih's own connection: `postgresql://USER:PASSWORD@HOST:PORT/DB` (a role that may create
-    /// roles and databases, and `SET ROLE` to the roles it creates). Secret: never shown.
+    /// roles and databases; the tests use a superuser). Secret: never shown.
     pub admin_url: String,
     /// The host and port the tenants' services connect to (what `database_url` says). The
     /// provider itself always connects where `admin_url` points.
@@ -229,6 +248,14 @@ impl PostgresProvider {
         let crate::pgconn::PgConnect { config: mut base, tls } =
             crate::pgconn::parse(&settings.admin_url).map_err(|e| format!("the PostgreSQL admin URL: {e}"))?;
         base.connect_timeout(settings.connect_timeout);
+        // Every session matih opens looks up names in the system catalog first and nowhere a tenant
+        // can write: a database default (`ALTER DATABASE … SET search_path`) is overridden by this
+        // startup option, and catalog names are schema-qualified besides.
+        let options = match base.get_options() {
+            Some(o) if !o.trim().is_empty() => format!("{o} {PINNED_SEARCH_PATH}"),
+            _ => PINNED_SEARCH_PATH.to_string(),
+        };
+        base.options(&options);
         if base.get_application_name().is_none() {
             base.application_name("matih");
         }
@@ -295,7 +322,7 @@ impl PostgresProvider {
     async fn database_exists(&self, obj: &ResourceObject, db: &str) -> Result<bool, ProviderError> {
         let c = self.conn(obj, &self.admin_db).await?;
         let row = c
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
+            .query_opt("SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1", &[&db])
             .await
             .map_err(|e| db_err(obj, &format!("look up database {db:?}"), &e))?;
         Ok(row.is_some())
@@ -304,7 +331,7 @@ impl PostgresProvider {
     async fn role_exists(&self, obj: &ResourceObject, role: &str) -> Result<bool, ProviderError> {
         let c = self.conn(obj, &self.admin_db).await?;
         let row = c
-            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+            .query_opt("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", &[&role])
             .await
             .map_err(|e| db_err(obj, &format!("look up role {role:?}"), &e))?;
         Ok(row.is_some())
@@ -316,7 +343,7 @@ impl PostgresProvider {
         }
         let c = self.conn(obj, db).await?;
         let row = c
-            .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
+            .query_opt("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", &[&schema])
             .await
             .map_err(|e| db_err(obj, &format!("look up schema {schema:?} in database {db:?}"), &e))?;
         Ok(row.is_some())
@@ -369,9 +396,9 @@ impl PostgresProvider {
         let what = format!("{} role \"{name}\"", if exists { "alter" } else { "create" });
         let c = self.conn(obj, &self.admin_db).await?;
         c.batch_execute(&sql).await.map_err(|e| db_err(obj, &what, &e))?;
-        // An admin that is not superuser must be a member of the role to run migrations as it.
+        // An admin that is not superuser must be a member of the role to give it schemas.
         let superuser: bool = c
-            .query_one("SELECT rolsuper FROM pg_roles WHERE rolname = current_user", &[])
+            .query_one("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user", &[])
             .await
             .map_err(|e| db_err(obj, "look up the admin role", &e))?
             .get(0);
@@ -402,7 +429,7 @@ impl PostgresProvider {
         let (name, _) = attr_ident(obj, "name")?;
         let c = self.conn(obj, &self.admin_db).await?;
         let row = c
-            .query_opt("SELECT rolcanlogin, rolconnlimit FROM pg_roles WHERE rolname = $1", &[&name])
+            .query_opt("SELECT rolcanlogin, rolconnlimit FROM pg_catalog.pg_roles WHERE rolname = $1", &[&name])
             .await
             .map_err(|e| db_err(obj, &format!("read role \"{name}\""), &e))?;
         let Some(row) = row else { return Ok(None) };
@@ -415,18 +442,26 @@ impl PostgresProvider {
     }
 
     async fn delete_role(&self, obj: &ResourceObject) -> Result<(), ProviderError> {
-        let (name, q) = attr_ident(obj, "name")?;
-        if !self.role_exists(obj, &name).await? {
+        let (name, _) = attr_ident(obj, "name")?;
+        // The migrator first (a member of the role; it owns nothing, but may hold CONNECT).
+        self.drop_role(obj, &session::migrator_name(&name)).await?;
+        self.drop_role(obj, &name).await
+    }
+
+    /// `DROP OWNED` in every database where `name` owns objects or holds rights, then `DROP ROLE`.
+    async fn drop_role(&self, obj: &ResourceObject, name: &str) -> Result<(), ProviderError> {
+        let q = sql::ident(name).map_err(|m| err(obj, None, m, false))?;
+        if !self.role_exists(obj, name).await? {
             return Ok(());
         }
         // Every database where the role still owns objects or holds rights.
         let dbs: Vec<String> = {
             let c = self.conn(obj, &self.admin_db).await?;
             c.query(
-                "SELECT DISTINCT d.datname FROM pg_shdepend s \
-                 JOIN pg_database d ON d.oid = s.dbid \
-                 JOIN pg_roles r ON r.oid = s.refobjid \
-                 WHERE r.rolname = $1 AND d.datallowconn AND d.datname <> current_database()",
+                "SELECT DISTINCT d.datname::text FROM pg_catalog.pg_shdepend s \
+                 JOIN pg_catalog.pg_database d ON d.oid = s.dbid \
+                 JOIN pg_catalog.pg_roles r ON r.oid = s.refobjid \
+                 WHERE r.rolname = $1 AND d.datallowconn AND d.datname <> pg_catalog.current_database()",
                 &[&name],
             )
             .await
@@ -491,7 +526,7 @@ impl PostgresProvider {
         let mut c = self.conn(obj, db).await?;
         let run = async {
             let tx = c.transaction().await?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SHARED_CATALOG_LOCK]).await?;
+            tx.execute("SELECT pg_catalog.pg_advisory_xact_lock($1)", &[&SHARED_CATALOG_LOCK]).await?;
             tx.batch_execute(statement).await?;
             tx.commit().await
         };
@@ -527,7 +562,10 @@ impl PostgresProvider {
         }
         let c = self.conn(obj, &db).await?;
         let row = c
-            .query_opt("SELECT pg_get_userbyid(nspowner)::text FROM pg_namespace WHERE nspname = $1", &[&name])
+            .query_opt(
+                "SELECT pg_catalog.pg_get_userbyid(nspowner)::text FROM pg_catalog.pg_namespace WHERE nspname = $1",
+                &[&name],
+            )
             .await
             .map_err(|e| db_err(obj, &format!("read schema \"{name}\" in database \"{db}\""), &e))?;
         let Some(row) = row else { return Ok(None) };
@@ -559,6 +597,11 @@ impl PostgresProvider {
         Ok(())
     }
 
+    /// The tenant's own database: owned by the admin (so the tenant cannot change its settings,
+    /// `search_path` above all, which every session to it would inherit), with `CONNECT` and
+    /// `TEMPORARY` for the tenant role, closed to `PUBLIC`, and its schema `public` owned by the
+    /// tenant role. A database an earlier version gave to the tenant is taken back, and settings
+    /// made on it are reset.
     async fn apply_database(&self, obj: &ResourceObject) -> Result<Observed, ProviderError> {
         let (name, q) = attr_ident(obj, "name")?;
         let (owner, qowner) = attr_ident(obj, "owner")?;
@@ -569,37 +612,56 @@ impl PostgresProvider {
         let c = self.conn(obj, &self.admin_db).await?;
         let exists = self.database_exists(obj, &name).await?;
         if !exists {
-            let create =
-                format!("CREATE DATABASE {q} OWNER {qowner} ENCODING {} TEMPLATE template0", literal(encoding));
+            let create = format!("CREATE DATABASE {q} ENCODING {} TEMPLATE template0", literal(encoding));
             match c.batch_execute(&create).await {
                 Ok(()) => {}
                 Err(e) if sql::code(&e) == Some("42P04") => {}
                 Err(e) => return Err(db_err(obj, &format!("create database \"{name}\""), &e)),
             }
         }
-        c.batch_execute(&format!("ALTER DATABASE {q} OWNER TO {qowner}; REVOKE ALL ON DATABASE {q} FROM PUBLIC"))
+        c.batch_execute(&format!(
+            "ALTER DATABASE {q} OWNER TO CURRENT_USER; ALTER DATABASE {q} RESET ALL; \
+             REVOKE ALL ON DATABASE {q} FROM PUBLIC; REVOKE ALL ON DATABASE {q} FROM {qowner}; \
+             GRANT CONNECT, TEMPORARY ON DATABASE {q} TO {qowner}"
+        ))
+        .await
+        .map_err(|e| db_err(obj, &format!("set the owner and rights of database \"{name}\""), &e))?;
+        drop(c);
+        let c = self.conn(obj, &name).await?;
+        c.batch_execute(&format!("ALTER SCHEMA public OWNER TO {qowner}; REVOKE ALL ON SCHEMA public FROM PUBLIC"))
             .await
-            .map_err(|e| db_err(obj, &format!("set the owner of database \"{name}\""), &e))?;
-        tracing::info!("{}: database \"{name}\" owned by \"{owner}\"", obj.addr);
+            .map_err(|e| db_err(obj, &format!("give schema \"public\" of database \"{name}\" to \"{owner}\""), &e))?;
+        tracing::info!("{}: database \"{name}\" for \"{owner}\" (owner of its schema \"public\")", obj.addr);
         Ok(Observed { attrs: obj.attrs.clone(), ..Observed::default() })
     }
 
+    /// `owner` is the owner of the schema `public` when the admin owns the database (as
+    /// [`Self::apply_database`] leaves it); a database owned by anyone else reads as
+    /// `"NAME (owns the database)"`, which the plan shows as drift and apply repairs.
     async fn read_database(&self, obj: &ResourceObject) -> Result<Option<Observed>, ProviderError> {
         let (name, _) = attr_ident(obj, "name")?;
         let c = self.conn(obj, &self.admin_db).await?;
         let row = c
             .query_opt(
-                "SELECT pg_get_userbyid(datdba)::text, pg_encoding_to_char(encoding)::text \
-                 FROM pg_database WHERE datname = $1",
+                "SELECT pg_catalog.pg_get_userbyid(datdba)::text, pg_catalog.pg_encoding_to_char(encoding)::text, \
+                        datdba = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) \
+                 FROM pg_catalog.pg_database WHERE datname = $1",
                 &[&name],
             )
             .await
             .map_err(|e| db_err(obj, &format!("read database \"{name}\""), &e))?;
         let Some(row) = row else { return Ok(None) };
+        drop(c);
+        let (dba, encoding, admin_owns): (String, String, bool) = (row.get(0), row.get(1), row.get(2));
+        let owner = if admin_owns {
+            self.schema_owner(obj, &name, "public").await?.unwrap_or_else(|| "(no schema \"public\")".to_string())
+        } else {
+            format!("{dba} (owns the database)")
+        };
         let mut attrs = obj.attrs.clone();
-        attrs.insert("owner".into(), Value::String(row.get(0)));
+        attrs.insert("owner".into(), Value::String(owner));
         if attrs.contains_key("encoding") {
-            attrs.insert("encoding".into(), Value::String(row.get(1)));
+            attrs.insert("encoding".into(), Value::String(encoding));
         }
         Ok(Some(Observed { attrs, ..Observed::default() }))
     }
@@ -620,7 +682,7 @@ impl PostgresProvider {
 
 /// How the connectivity check logged in.
 pub const CHECKED_WITH_PASSWORD: &str = "tenant_password";
-pub const CHECKED_WITH_SET_ROLE: &str = "admin_set_role";
+pub const CHECKED_WITH_MIGRATOR: &str = "migrator_login";
 
 impl PostgresProvider {
     /// The tenant's clear password when this run has it: the role's sensitive output
@@ -639,17 +701,19 @@ impl PostgresProvider {
 
     /// Logs in as the tenant with its own password (where the admin connection points: the
     /// tenant-facing host is often reachable only from inside the cluster), or, without the
-    /// password in this run, as admin with `SET ROLE` to the tenant; then queries the schema as
-    /// the tenant: the role must see it as its `current_schema()` with USAGE and CREATE.
+    /// password in this run, as the tenant's migrator switched to the tenant role (never the
+    /// admin: see [`session`]); then queries the schema as the tenant: the role must see it as its
+    /// `current_schema()` with USAGE and CREATE.
     async fn apply_check(&self, obj: &ResourceObject) -> Result<Observed, ProviderError> {
         let (db, _) = attr_ident(obj, "database")?;
         let (schema, qschema) = attr_ident(obj, "schema")?;
         let (user, quser) = attr_ident(obj, "user")?;
-        let probe = "SELECT current_user::text, current_schema()::text, \
-                     has_schema_privilege(current_user, current_schema(), 'USAGE'), \
-                     has_schema_privilege(current_user, current_schema(), 'CREATE'), \
-                     (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                      WHERE n.nspname = current_schema())";
+        let probe = "SELECT current_user::text, pg_catalog.current_schema()::text, \
+                     pg_catalog.has_schema_privilege(current_user, pg_catalog.current_schema(), 'USAGE'), \
+                     pg_catalog.has_schema_privilege(current_user, pg_catalog.current_schema(), 'CREATE'), \
+                     (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c \
+                      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                      WHERE n.nspname = pg_catalog.current_schema())";
         let what = format!("connectivity check of role \"{user}\" on schema \"{schema}\" in database \"{db}\"");
         let (row, method) = match Self::tenant_password(obj) {
             Some(password) => {
@@ -669,14 +733,14 @@ impl PostgresProvider {
                 (row?, CHECKED_WITH_PASSWORD)
             }
             None => {
-                let mut c = self.conn(obj, &db).await?;
-                let tx = c.transaction().await.map_err(|e| db_err(obj, &what, &e))?;
+                let mut s = self.tenant_session(obj, &db, &user, &schema).await?;
+                let tx = s.transaction().await.map_err(|e| db_err(obj, &what, &e))?;
                 tx.batch_execute(&format!("SET LOCAL ROLE {quser}; SET LOCAL search_path TO {qschema}"))
                     .await
                     .map_err(|e| db_err(obj, &what, &e))?;
                 let row = tx.query_one(probe, &[]).await.map_err(|e| db_err(obj, &what, &e))?;
                 tx.rollback().await.map_err(|e| db_err(obj, &what, &e))?;
-                (row, CHECKED_WITH_SET_ROLE)
+                (row, CHECKED_WITH_MIGRATOR)
             }
         };
         let (current_user, current_schema): (String, Option<String>) = (row.get(0), row.get(1));
@@ -713,7 +777,7 @@ impl PostgresProvider {
         }
         let c = self.conn(obj, &db).await?;
         let ok: bool = c
-            .query_one("SELECT has_schema_privilege($1, $2, 'USAGE')", &[&user, &schema])
+            .query_one("SELECT pg_catalog.has_schema_privilege($1, $2, 'USAGE')", &[&user, &schema])
             .await
             .map_err(|e| db_err(obj, &format!("read the rights of role \"{user}\" on schema \"{schema}\""), &e))?
             .get(0);

@@ -1,7 +1,10 @@
 //! `postgresql_seed_data`: the catalog's reference data (`schemas/seed/*.json`), upserted.
 //!
-//! Each file (table, key columns, rows) is one statement in its own transaction, run as the
-//! table's owner (the tenant role) with `search_path` set to the tenant schema:
+//! Each file (table, key columns, rows) is one statement in its own transaction, run as the tenant
+//! role (the owner of the tenant schema) on a session logged in as the tenant's migrator, never the
+//! admin's (see [`super::session`]: a trigger on a seed table is the tenant's code), with
+//! `search_path` set to the tenant schema, after checking that the table is an ordinary table
+//! owned by the tenant role:
 //!
 //! ```sql
 //! INSERT INTO "s"."t" ("c1", "c2") SELECT "c1", "c2" FROM jsonb_populate_recordset(NULL::"s"."t", $1::text::jsonb)
@@ -15,9 +18,11 @@
 //!
 //! `read` compares the live rows with the file, column by column as JSON: when every row matches,
 //! the file is reported as it is; otherwise its `rows` are the live ones (a missing row is left
-//! out), which the plan shows as drift.
+//! out), which the plan shows as drift. It reads on the migrator's session too, and reports a table
+//! that is not the tenant's ordinary table (a view in its place) as holding no rows: drift, which
+//! apply then refuses for this tenant with the reason.
 
-use super::{attr_ident, db_err, err, sql, Observed, PostgresProvider, ResourceObject};
+use super::{attr_ident, db_err, err, session, sql, Observed, PostgresProvider, ResourceObject};
 use crate::provider::ProviderError;
 use crate::value::Value;
 
@@ -110,40 +115,46 @@ fn upsert_sql(qschema: &str, f: &File) -> String {
     )
 }
 
-async fn table_owner(
-    c: &tokio_postgres::Client,
+/// The tenant role whose schema `schema` is (see [`PostgresProvider::schema_owner`]).
+async fn tenant_role(
+    p: &PostgresProvider,
     obj: &ResourceObject,
+    db: &str,
     schema: &str,
-    table: &str,
 ) -> Result<Option<String>, ProviderError> {
-    Ok(c.query_opt(
-        "SELECT tableowner::text FROM pg_tables WHERE schemaname = $1 AND tablename = $2",
-        &[&schema, &table],
-    )
-    .await
-    .map_err(|e| db_err(obj, &format!("look up table \"{schema}\".\"{table}\""), &e))?
-    .map(|r| r.get(0)))
+    if !p.schema_exists(obj, db, schema).await? {
+        return Ok(None);
+    }
+    p.schema_owner(obj, db, schema).await
 }
 
 pub(super) async fn apply(p: &PostgresProvider, obj: &ResourceObject) -> Result<Observed, ProviderError> {
     let (db, _) = attr_ident(obj, "database")?;
     let (schema, qschema) = attr_ident(obj, "schema")?;
     let files = parse(obj)?;
-    let mut c = p.conn(obj, &db).await?;
+    let Some(role) = tenant_role(p, obj, &db, &schema).await? else {
+        return Err(err(
+            obj,
+            Some("schema"),
+            format!("schema \"{schema}\" does not exist in database \"{db}\""),
+            false,
+        ));
+    };
+    let mut c = p.tenant_session(obj, &db, &role, &schema).await?;
+    let qrole = c.quoted_role.clone();
     for f in &files {
         let path = format!("files[{}]", f.index);
         let what = format!("seed {} into table \"{schema}\".\"{}\"", f.name, f.table);
-        let Some(owner) = table_owner(&c, obj, &schema, &f.table).await? else {
+        if !session::check_table(&*c, obj, &schema, &f.table, &role, Some(&format!("{path}.table"))).await? {
             return Err(err(
                 obj,
                 Some(&format!("{path}.table")),
                 format!("{what}: the table does not exist in database \"{db}\" (did the migrations run?)"),
                 false,
             ));
-        };
-        let qowner = sql::ident(&owner).map_err(|e| err(obj, Some(&path), e, false))?;
+        }
         let tx = c.transaction().await.map_err(|e| db_err(obj, &what, &e))?;
-        tx.batch_execute(&format!("SET LOCAL ROLE {qowner}; SET LOCAL search_path TO {qschema}"))
+        tx.batch_execute(&format!("SET LOCAL ROLE {qrole}; SET LOCAL search_path TO {qschema}"))
             .await
             .map_err(|e| db_err(obj, &what, &e))?;
         let changed = tx
@@ -160,16 +171,19 @@ pub(super) async fn read(p: &PostgresProvider, obj: &ResourceObject) -> Result<O
     let (db, _) = attr_ident(obj, "database")?;
     let (schema, qschema) = attr_ident(obj, "schema")?;
     let files = parse(obj)?;
-    if !p.schema_exists(obj, &db, &schema).await? {
+    let Some(role) = tenant_role(p, obj, &db, &schema).await? else {
         return Ok(None);
-    }
-    let c = p.conn(obj, &db).await?;
+    };
+    let c = p.tenant_session(obj, &db, &role, &schema).await?;
     let Some(Value::List(items)) = obj.attrs.get("files") else { unreachable!("checked by parse") };
     let mut live_files = Vec::new();
     for (f, item) in files.iter().zip(items) {
         let what = format!("read seed {} from table \"{schema}\".\"{}\"", f.name, f.table);
-        let exists = table_owner(&c, obj, &schema, &f.table).await?.is_some();
-        let (live, same): (String, bool) = if exists {
+        let check = session::inspect_table(&*c, obj, &schema, &f.table, &role).await?;
+        if let session::TableCheck::Wrong(found) = &check {
+            tracing::warn!("{}: \"{schema}\".\"{}\" is {found}: read as holding no rows", obj.addr, f.table);
+        }
+        let (live, same): (String, bool) = if check == session::TableCheck::Table {
             let query = format!(
                 "WITH wanted AS (SELECT d, ord FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS x(d, ord)), \
                  found AS (SELECT w.ord, w.d, (SELECT jsonb_object_agg(e.key, to_jsonb(t) -> e.key) \
@@ -180,8 +194,15 @@ pub(super) async fn read(p: &PostgresProvider, obj: &ResourceObject) -> Result<O
                         COALESCE(bool_and(live IS NOT DISTINCT FROM d), true) FROM found",
                 qt = f.qtable
             );
-            let row = c.query_one(&query, &[&f.rows.to_string(), &f.keys]).await.map_err(|e| db_err(obj, &what, &e))?;
-            (row.get(0), row.get(1))
+            match c.query_one(&query, &[&f.rows.to_string(), &f.keys]).await {
+                Ok(row) => (row.get(0), row.get(1)),
+                Err(e) if sql::describe(&e).1 => return Err(db_err(obj, &what, &e)),
+                // The tenant changed the table so that it cannot be compared: drift, not a read error.
+                Err(e) => {
+                    tracing::warn!("{}: {what}: {}", obj.addr, sql::describe(&e).0);
+                    ("[]".to_string(), f.rows.as_array().is_some_and(Vec::is_empty))
+                }
+            }
         } else {
             ("[]".to_string(), f.rows.as_array().is_some_and(Vec::is_empty))
         };
