@@ -83,7 +83,7 @@ pub fn open_for_run(path: &Path, lock_timeout: Duration) -> Result<SledStore> {
     loop {
         match SledStore::open_with_wait(path, Duration::from_millis(250)) {
             Ok(store) => return Ok(store),
-            Err(e @ StateError::Io { .. }) if e.to_string().contains("in use by another matih process") => {
+            Err(e @ StateError::Busy { .. }) => {
                 let waited = started.elapsed();
                 if waited < lock_timeout {
                     continue;

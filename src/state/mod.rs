@@ -218,6 +218,10 @@ pub struct LockInfo {
 pub enum StateError {
     #[error("state store at {path}: {message}")]
     Io { path: String, message: String },
+    /// Another process has the (sled) store open and did not let go within the wait; the message
+    /// names it and the tenant locks it holds.
+    #[error("state store at {path}: {message}")]
+    Busy { path: String, message: String },
     #[error("state store at {path} is corrupt: {message}")]
     Corrupt { path: String, message: String },
     #[error("state store at {path} has format version {found}; this matih understands version {supported}")]
