@@ -62,8 +62,8 @@ pub struct ApplyOptions {
     pub max_attempts: u32,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
-    /// What the history and the lock call this run (`apply`, `destroy`).
-    pub operation: String,
+    /// What this run does; the history and the lock call it by [`Operation::name`].
+    pub operation: Operation,
     /// How long to keep trying for a tenant's lock held by another run (zero: fail at once).
     pub lock_timeout: Duration,
     /// What to do with a phase that failed.
@@ -74,14 +74,36 @@ pub struct ApplyOptions {
     pub allow_data_loss: bool,
 }
 
+/// Operations running at once inside one tenant's phase, unless `--parallelism` says otherwise;
+/// also the reads at once per tenant of a refresh.
+pub const DEFAULT_PARALLELISM: usize = 10;
+
+/// What a run over a tenant does: make it match its plan, or delete all of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Operation {
+    #[default]
+    Apply,
+    Destroy,
+}
+
+impl Operation {
+    /// How the history, the audit log and the locks name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Apply => "apply",
+            Operation::Destroy => "destroy",
+        }
+    }
+}
+
 impl Default for ApplyOptions {
     fn default() -> Self {
         ApplyOptions {
-            parallelism: 10,
+            parallelism: DEFAULT_PARALLELISM,
             max_attempts: 5,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
-            operation: "apply".into(),
+            operation: Operation::Apply,
             lock_timeout: Duration::ZERO,
             on_failure: OnFailure::Rollback,
             protected: BTreeSet::new(),
@@ -334,7 +356,7 @@ struct Run<'a> {
     store: &'a dyn StateStore,
     st: TenantState,
     stored_serial: Option<u64>,
-    operation: String,
+    operation: &'static str,
     /// Sensitive outputs of this run in clear (`output:KIND.NAME.OUTPUT` → value); memory only.
     sensitive: BTreeMap<String, String>,
     /// The id of the lock this run holds, recorded with its audit entries.
@@ -383,7 +405,7 @@ impl Run<'_> {
         self.st.serial = self.stored_serial.map_or(1, |s| s + 1);
         self.st.updated_at = state::now_rfc3339();
         self.st.run_id = Some(self.run_id.clone());
-        self.store.put_audited(&self.st, self.stored_serial, &self.operation, &self.audit)?;
+        self.store.put_audited(&self.st, self.stored_serial, self.operation, &self.audit)?;
         self.audit.clear();
         self.stored_serial = Some(self.st.serial);
         Ok(())
@@ -414,7 +436,7 @@ impl Run<'_> {
         duration: Option<Duration>,
         message: Option<String>,
     ) {
-        let mut e = AuditEntry::new(&self.st.slug, &self.operation, action, outcome);
+        let mut e = AuditEntry::new(&self.st.slug, self.operation, action, outcome);
         e.run_id = self.run_id.clone();
         e.phase = phase;
         e.resource = resource.cloned();
@@ -546,7 +568,7 @@ pub async fn apply_tenant(
     opts: &ApplyOptions,
 ) -> Result<ApplyReport, ApplyError> {
     preflight(plan, providers, opts)?;
-    let lock = LockInfo::new(&plan.slug, &opts.operation);
+    let lock = LockInfo::new(&plan.slug, opts.operation.name());
     take_lock(store, &lock, opts.lock_timeout).await?;
     apply_with_lock(plan, store, providers, hooks, opts, &lock, None).await
 }
@@ -707,7 +729,7 @@ async fn apply_locked(
         store,
         st,
         stored_serial,
-        operation: opts.operation.clone(),
+        operation: opts.operation.name(),
         sensitive: BTreeMap::new(),
         run_id: run_id.to_string(),
         audit: Vec::new(),
@@ -776,7 +798,7 @@ async fn apply_locked(
     report.status = run.st.status;
     if destroyed {
         // The last state (DESTROYED) goes to history; the audit log stays.
-        store.remove(&plan.slug, run.st.serial, &opts.operation)?;
+        store.remove(&plan.slug, run.st.serial, opts.operation.name())?;
         tracing::info!(tenant = %plan.slug, duration_ms = took.as_millis() as u64, "tenant destroyed in {}", secs(took));
     } else {
         tracing::info!(

@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::ValueEnum;
 
-use matih::apply::{ApplyOptions, ConsoleHooks, Hooks, JsonHooks, LiveHooks, OnFailure, Providers};
+use matih::apply::{
+    ApplyOptions, ConsoleHooks, Hooks, JsonHooks, LiveHooks, OnFailure, Operation, Providers, DEFAULT_PARALLELISM,
+};
 use matih::diag;
 use matih::graph::ResourceGraph;
 use matih::plan::{self, Action, Plan};
@@ -33,7 +35,7 @@ pub struct Args {
     #[arg(long)]
     pub auto_approve: bool,
     /// Operations running at once inside one tenant's phase.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = DEFAULT_PARALLELISM)]
     pub parallelism: usize,
     /// How long to wait for a tenant locked by another run (e.g. 30s, 2m). With 0, a run over one
     /// tenant, or one with a prompt, fails at once naming the holder; an --auto-approve run over
@@ -175,7 +177,7 @@ pub fn execute(
     // Progress goes to the terminal (or JSON) and to the change feed that `matih serve` reads (in
     // the state directory, whatever the backend); completion goes to notifications and events.
     let completion = matih::notify::Completion::new(&loc.dir, &platform.notify);
-    let destroy = opts.operation == "destroy";
+    let destroy = opts.operation == Operation::Destroy;
     let feed = Arc::new(matih::serve::FeedHooks::new(
         &loc.dir,
         store.clone(),
@@ -310,7 +312,7 @@ pub fn exec(global: &Global, args: &Args, color: bool, destroy: bool) -> Result<
     let rt = runtime()?;
     let mut opts = ApplyOptions {
         parallelism: args.parallelism.max(1),
-        operation: if destroy { "destroy".into() } else { "apply".into() },
+        operation: if destroy { Operation::Destroy } else { Operation::Apply },
         lock_timeout: args.lock_timeout,
         on_failure: match args.on_failure {
             OnFailureArg::Rollback => OnFailure::Rollback,
@@ -417,7 +419,7 @@ pub fn exec(global: &Global, args: &Args, color: bool, destroy: bool) -> Result<
     // Without a prompt, a tenant another run applied meanwhile is planned again under its lock
     // (several runners on one fleet); a plan someone approved is never changed behind their back.
     let replan: Option<Arc<dyn matih::apply::Replan>> = if args.auto_approve {
-        Some(Arc::new(workflow::Replanner::new(std::mem::take(&mut inputs.graphs), destroy, Some(10))))
+        Some(Arc::new(workflow::Replanner::new(std::mem::take(&mut inputs.graphs), destroy, Some(DEFAULT_PARALLELISM))))
     } else {
         None
     };

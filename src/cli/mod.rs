@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 
-use matih::apply::Providers;
+use matih::apply::{Providers, DEFAULT_PARALLELISM};
 use matih::catalog::Catalog;
 use matih::diag::{self, Diagnostic};
 use matih::graph::ResourceGraph;
@@ -343,7 +343,7 @@ pub fn compute_plan(
     refresh: bool,
     rt: &tokio::runtime::Runtime,
 ) -> Result<Plan> {
-    let r = Refresh { providers, runtime: rt, parallelism: 10 };
+    let r = Refresh { providers, runtime: rt, parallelism: DEFAULT_PARALLELISM };
     let (plan, refresh_errors) =
         workflow::plan_tenants(&inputs.specs, &inputs.graphs, store, if refresh { Some(&r) } else { None })?;
     if !refresh_errors.is_empty() {
