@@ -2,16 +2,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use matih::spec::StateBackend;
+use matih::workflow::{self, connect::try_connect};
 
-use super::{
-    keep_shard, load_inputs, open_store_at, parse_shard, print, runtime, state_location, try_connect_providers, Format,
-    Global, Shard, StateLocation, StoreUse,
-};
+use super::{keep_shard, load_inputs, parse_shard, print, runtime, state_location, Format, Global, Shard};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -31,30 +27,6 @@ pub struct Args {
     pub shard: Option<Shard>,
 }
 
-/// What `drift::read_recorded` reads from a sled store, read from the PostgreSQL one (which
-/// needs no copy: reads change nothing there): a locked tenant is busy.
-pub fn read_recorded_postgres(loc: &StateLocation, slugs: &[&str]) -> Result<Vec<matih::drift::Recorded>> {
-    use matih::drift::Recorded;
-    let store = open_store_at(loc, StoreUse::Read)?;
-    let locks = store.locks()?;
-    let mut out = Vec::with_capacity(slugs.len());
-    for slug in slugs {
-        match locks.iter().find(|l| l.slug == *slug) {
-            Some(l) => out.push(Recorded::Busy(format!(
-                "locked by {} ({} on {}, pid {}, since {}); if that run is gone, release the lock with \
-                 `matih lock force-unlock {slug} {}`",
-                l.who, l.operation, l.host, l.pid, l.created_at, l.id
-            ))),
-            None => out.push(Recorded::State(store.get(slug)?)),
-        }
-    }
-    Ok(out)
-}
-
-/// How long `matih drift` waits for the state store, which a running apply holds, before it
-/// reports every tenant as busy.
-pub const DRIFT_STORE_WAIT: Duration = Duration::from_secs(2);
-
 /// `matih drift`: strictly read-only. Reads the recorded states from a copy of the store (an apply
 /// is kept waiting for the copy only), then reads every recorded resource back through the
 /// providers and compares it with the state, and the specs with the state.
@@ -64,29 +36,28 @@ pub fn exec(global: &Global, args: &Args) -> Result<ExitCode> {
     let mut inputs = load_inputs(global, &args.paths)?;
     keep_shard(&mut inputs, args.shard);
     let slugs: Vec<&str> = inputs.graphs.iter().map(|g| g.tenant.slug.as_str()).collect();
-    let loc = state_location(global)?;
-    let recorded = match loc.backend {
-        StateBackend::Sled => drift::read_recorded(&loc.dir, &slugs, DRIFT_STORE_WAIT)?,
-        StateBackend::Postgres => read_recorded_postgres(&loc, &slugs)?,
-    };
+    let recorded = state_location(global)?.read_recorded(&slugs)?;
     for ((spec, graph), r) in inputs.specs.iter().zip(&inputs.graphs).zip(&recorded) {
         match r {
-            Recorded::State(Some(st)) if st.tenant_id != graph.tenant.id => bail!(
-                "{}: tenant {:?} is recorded with id {} but the spec says {}; a tenant's id cannot change",
-                spec.id.location,
-                graph.tenant.slug,
-                st.tenant_id,
-                graph.tenant.id
-            ),
+            Recorded::State(st) => {
+                if let Some(id) = workflow::changed_id(graph, st.as_ref()) {
+                    bail!(
+                        "{}: tenant {:?} is recorded with id {id} but the spec says {}; a tenant's id cannot change",
+                        spec.id.location,
+                        graph.tenant.slug,
+                        graph.tenant.id
+                    )
+                }
+            }
             Recorded::Busy(reason) if args.format == Format::Text => {
                 eprintln!("Note: tenant {:?} is busy and is not checked: {reason}.", graph.tenant.slug)
             }
-            _ => {}
+            Recorded::Busy(_) => {}
         }
     }
 
     let rt = runtime()?;
-    let (providers, mut unavailable) = try_connect_providers(&inputs.platform, &inputs.catalog, &rt);
+    let (providers, mut unavailable) = try_connect(&inputs.platform, &inputs.catalog, &rt);
     if std::env::var_os(&inputs.platform.postgres_admin_url_env).is_none() {
         unavailable.insert(
             "postgresql_".to_string(),

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
-use super::{open_state_for_read, open_store, print, Global, StoreUse};
+use matih::workflow::store::StoreUse;
+
+use super::{open_state_for_read, open_store, print, Global};
 
 #[derive(Subcommand, Debug)]
 pub enum Command {

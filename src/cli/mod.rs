@@ -11,13 +11,12 @@ pub mod show;
 pub mod state;
 pub mod status;
 pub mod validate;
+pub mod views;
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 
 use matih::apply::{Providers, DEFAULT_PARALLELISM};
@@ -25,14 +24,10 @@ use matih::catalog::Catalog;
 use matih::diag::{self, Diagnostic};
 use matih::graph::ResourceGraph;
 use matih::plan::{render_json, render_markdown, render_text, Plan, TextOptions};
-use matih::provider::dns::DnsProvider;
-use matih::provider::kubernetes::{KubeSettings, KubeTarget, KubernetesProvider};
-use matih::provider::postgres::{PostgresProvider, PostgresSettings};
-use matih::spec::{self, PlatformConfig, StateBackend, TenantSpec};
-use matih::state::{MemoryStore, PostgresStore, SledStore, StateStore, TenantStatus};
+use matih::spec::{self, PlatformConfig, TenantSpec};
+use matih::state::StateStore;
+use matih::workflow::store::{StateLocation, StoreUse};
 use matih::workflow::{self, Refresh};
-
-use apply::open_for_run;
 
 #[derive(Args, Debug)]
 pub struct Global {
@@ -165,173 +160,24 @@ pub fn load_inputs(global: &Global, paths: &[PathBuf]) -> Result<Inputs> {
     Ok(Inputs { specs, graphs, catalog, platform, platform_file })
 }
 
-/// What a command does with the state store it opens.
-#[derive(Clone, Copy, Debug)]
-pub enum StoreUse {
-    /// Reads only: an absent sled store is an empty one (planning never creates files).
-    Read,
-    /// Writes (state rm, force-unlock): the sled store is created if absent.
-    Write,
-    /// Applies or destroys: waits up to the lock timeout for another process holding a sled store.
-    Run(Duration),
-}
-
-/// Where the state is: the platform file's `state` block (`backend`, `path`, `url_env`), with
-/// `--state`/`MATIH_STATE_DIR` taking precedence for the sled directory.
-pub struct StateLocation {
-    pub backend: StateBackend,
-    pub dir: PathBuf,
-    pub url_env: String,
-}
-
+/// Where the state is: the platform file's `state` block, with `--state` taking precedence.
 pub fn state_location(global: &Global) -> Result<StateLocation> {
     let (platform, _, diags) = load_platform(global);
     if diag::has_errors(&diags) {
         print_diagnostics(&diags);
         return Err(Reported.into());
     }
-    let dir = global.state.clone().or_else(|| platform.state.path.map(PathBuf::from)).unwrap_or_else(|| "state".into());
-    Ok(StateLocation { backend: platform.state.backend, dir, url_env: platform.state.url_env })
+    Ok(StateLocation::new(&platform, global.state.clone()))
 }
 
-impl StateLocation {
-    /// How messages name the store.
-    fn describe(&self) -> String {
-        match self.backend {
-            StateBackend::Sled => self.dir.display().to_string(),
-            StateBackend::Postgres => format!("PostgreSQL (${})", self.url_env),
-        }
-    }
-}
-
-/// Opens the state store the platform file selects: the one way every command opens it.
+/// Opens the state store the platform file selects.
 pub fn open_store(global: &Global, usage: StoreUse) -> Result<Box<dyn StateStore>> {
-    open_store_at(&state_location(global)?, usage)
-}
-
-pub fn open_store_at(loc: &StateLocation, usage: StoreUse) -> Result<Box<dyn StateStore>> {
-    match loc.backend {
-        StateBackend::Postgres => Ok(Box::new(connect_postgres_state(&loc.url_env)?)),
-        StateBackend::Sled => match usage {
-            StoreUse::Read if !SledStore::exists(&loc.dir) => Ok(Box::new(MemoryStore::default())),
-            StoreUse::Read | StoreUse::Write => Ok(Box::new(SledStore::open(&loc.dir)?)),
-            StoreUse::Run(lock_timeout) => Ok(Box::new(open_for_run(&loc.dir, lock_timeout)?)),
-        },
-    }
-}
-
-/// The PostgreSQL state store whose URL is in the variable `url_env` (never in a file).
-pub fn connect_postgres_state(url_env: &str) -> Result<PostgresStore> {
-    let url = std::env::var(url_env).ok().filter(|u| !u.is_empty()).with_context(|| {
-        format!(
-            "the platform file selects the postgres state backend, but {url_env} is not set: set it to the \
-             connection URL postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
-        )
-    })?;
-    Ok(PostgresStore::connect(&url)?)
+    state_location(global)?.open(usage)
 }
 
 /// Opens the state store for reading. An absent store is an empty one: planning never creates files.
 pub fn open_state_for_read(global: &Global) -> Result<Box<dyn StateStore>> {
     open_store(global, StoreUse::Read)
-}
-
-/// Connects the providers the platform file configures: Kubernetes (`kubernetes` block), DNS
-/// (`dns` block with a `provider`), PostgreSQL (when the admin URL variable is set). Returns them
-/// with, per resource-kind prefix (`kubernetes_`), why that family could not be connected.
-pub fn try_connect_providers(
-    platform: &PlatformConfig,
-    catalog: &Catalog,
-    rt: &tokio::runtime::Runtime,
-) -> (Providers, std::collections::BTreeMap<String, String>) {
-    let mut providers = Providers::new();
-    let mut unavailable = std::collections::BTreeMap::new();
-    if let Some(k) = &platform.kubernetes {
-        let target = match &k.api_url {
-            Some(url) => KubeTarget::Url(url.clone()),
-            None => KubeTarget::Kubeconfig { context: k.context.clone() },
-        };
-        let settings = KubeSettings {
-            lb_ip_attempts: k.load_balancer_ip_attempts,
-            lb_ip_interval: Duration::from_millis(k.load_balancer_ip_interval_ms),
-            deployment_timeout: Duration::from_millis(k.deployment_timeout_ms),
-            certificate_timeout: Duration::from_millis(k.certificate_timeout_ms),
-            delete_timeout: Duration::from_millis(k.deployment_timeout_ms),
-            poll_interval: Duration::from_millis(k.poll_interval_ms),
-        };
-        match rt.block_on(KubernetesProvider::connect(&target, settings)) {
-            Ok(p) => providers = providers.with(Arc::new(p)),
-            Err(e) => {
-                unavailable.insert("kubernetes_".to_string(), e);
-            }
-        }
-    }
-    if let Some(dns) = &platform.dns {
-        match DnsProvider::from_platform(dns) {
-            Ok(p) => providers = providers.with(Arc::new(p)),
-            Err(e) => {
-                unavailable.insert("dns_".to_string(), e.to_string());
-            }
-        }
-    }
-    if std::env::var_os(&platform.postgres_admin_url_env).is_some() {
-        let connected = PostgresSettings::from_platform(platform, catalog)
-            .and_then(|settings| rt.block_on(PostgresProvider::connect(&settings)));
-        match connected {
-            Ok(p) => providers = providers.with(Arc::new(p)),
-            Err(e) => {
-                unavailable.insert("postgresql_".to_string(), e);
-            }
-        }
-    }
-    (providers, unavailable)
-}
-
-/// [`try_connect_providers`], failing on the first family that could not be connected: plan and
-/// apply need every configured provider.
-pub fn connect_providers(
-    platform: &PlatformConfig,
-    catalog: &Catalog,
-    rt: &tokio::runtime::Runtime,
-) -> Result<Providers> {
-    let (providers, unavailable) = try_connect_providers(platform, catalog, rt);
-    match unavailable.into_values().next() {
-        Some(e) => bail!(e),
-        None => Ok(providers),
-    }
-}
-
-/// Fails, before anything is changed, when a plan needs resource kinds no provider handles.
-pub fn require_providers(plan: &Plan, providers: &Providers, platform: &PlatformConfig) -> Result<()> {
-    let mut missing = std::collections::BTreeSet::new();
-    for t in &plan.tenants {
-        missing.extend(providers.missing(t));
-    }
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let families: std::collections::BTreeSet<&str> =
-        missing.iter().map(|k| k.split('_').next().unwrap_or(k.as_str())).collect();
-    let mut hints = Vec::new();
-    for f in families {
-        hints.push(match f {
-            "kubernetes" => "kubernetes_*: add a `kubernetes` block to the platform file (matih.hcl)".to_string(),
-            "postgresql" => format!(
-                "postgresql_*: set the environment variable {} to matih's PostgreSQL admin URL \
-                 (postgres.admin_url_env in matih.hcl names another variable)",
-                platform.postgres_admin_url_env
-            ),
-            "dns" => {
-                "dns_*: set `provider` (\"powerdns\" or \"azure\") in the `dns` block of the platform file".to_string()
-            }
-            other => format!("{other}_*: no {other} provider is configured in the platform file"),
-        });
-    }
-    bail!(
-        "the plan changes resources that no provider can reach, so nothing was changed:\n  {}\n(kinds: {})",
-        hints.join("\n  "),
-        missing.into_iter().collect::<Vec<_>>().join(", ")
-    )
 }
 
 /// The plan of every tenant in `inputs`: recorded state, refreshed through the providers when
@@ -393,11 +239,6 @@ pub fn confirm(question: &str, to_stderr: bool) -> Result<bool> {
     Ok(answer.trim() == "yes")
 }
 
-/// The status as the state store and the API spell it (`ACTIVE`).
-pub fn status_name(s: TenantStatus) -> String {
-    serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
-}
-
 /// Writes to stdout; a closed pipe (`matih plan | head`) is not an error.
 pub fn print(s: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
@@ -405,4 +246,9 @@ pub fn print(s: &str) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
     }
+}
+
+/// Prints `value` as pretty JSON and a newline.
+pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    print(&format!("{}\n", serde_json::to_string_pretty(value)?))
 }

@@ -8,9 +8,11 @@ use anyhow::Result;
 use matih::apply::Providers;
 use matih::plan;
 
+use matih::workflow::connect::connect;
+
 use super::{
-    compute_plan, connect_providers, keep_shard, load_inputs, open_state_for_read, parse_shard, print, render, runtime,
-    Format, Global, Shard,
+    compute_plan, keep_shard, load_inputs, open_state_for_read, parse_shard, print, render, runtime, Format, Global,
+    Shard,
 };
 
 #[derive(clap::Args, Debug)]
@@ -39,8 +41,7 @@ pub fn exec(global: &Global, args: &Args, color: bool) -> Result<ExitCode> {
     keep_shard(&mut inputs, args.shard);
     let store = open_state_for_read(global)?;
     let rt = runtime()?;
-    let providers =
-        if args.refresh { connect_providers(&inputs.platform, &inputs.catalog, &rt)? } else { Providers::new() };
+    let providers = if args.refresh { connect(&inputs.platform, &inputs.catalog, &rt)? } else { Providers::new() };
     let plan = compute_plan(&inputs, store.as_ref(), &providers, args.refresh, &rt)?;
     if inputs.platform_file.is_none() && args.refresh && args.format == Format::Text {
         eprintln!(

@@ -8,7 +8,9 @@ use anyhow::Result;
 use matih::diag;
 use matih::spec::StateBackend;
 
-use super::{connect_postgres_state, load_platform, print_diagnostics, runtime, state_location, Global, Reported};
+use matih::workflow::store::connect_postgres_state;
+
+use super::{load_platform, print_diagnostics, runtime, state_location, Global, Reported};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

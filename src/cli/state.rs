@@ -7,9 +7,10 @@ use clap::{Subcommand, ValueEnum};
 
 use matih::spec::StateBackend;
 
-use super::{
-    open_state_for_read, open_store, open_store_at, print, state_location, status_name, Global, StateLocation, StoreUse,
-};
+use matih::workflow::store::{forget_resources, StateLocation, StoreUse};
+
+use super::views::status::status_name;
+use super::{open_state_for_read, open_store, print, state_location, Global};
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -108,7 +109,7 @@ pub fn exec(global: &Global, cmd: Command) -> Result<ExitCode> {
                     BackendArg::Sled => StateBackend::Sled,
                     BackendArg::Postgres => StateBackend::Postgres,
                 };
-                open_store_at(&StateLocation { backend, dir: loc.dir.clone(), url_env: loc.url_env.clone() }, usage)
+                StateLocation { backend, ..loc.clone() }.open(usage)
             };
             let source = open(from, StoreUse::Read)?;
             let target = open(to, StoreUse::Write)?;
@@ -139,27 +140,8 @@ pub fn exec(global: &Global, cmd: Command) -> Result<ExitCode> {
         }
         Command::Rm { slug, addresses } => {
             let store = open_store(global, StoreUse::Write)?;
-            let lock = matih::state::LockInfo::new(&slug, "state rm");
-            store.lock(&lock)?;
-            let result = (|| -> Result<()> {
-                let mut st = store.get(&slug)?.with_context(|| format!("no tenant {slug:?} in the state store"))?;
-                let expected = st.serial;
-                for a in &addresses {
-                    let addr: matih::addr::ResourceAddr = a.parse().map_err(anyhow::Error::msg)?;
-                    if st.resources.remove(&addr).is_none() {
-                        bail!("tenant {slug:?} has no resource {addr}; nothing was removed");
-                    }
-                }
-                st.serial = expected + 1;
-                st.updated_at = matih::state::now_rfc3339();
-                // Not part of any run: the state it replaces goes to history.
-                st.run_id = None;
-                store.put(&st, Some(expected), "state rm")?;
-                println!("Removed {} resource(s) from the state of {slug:?} (serial {}).", addresses.len(), st.serial);
-                Ok(())
-            })();
-            store.unlock(&slug, &lock.id)?;
-            result?;
+            let serial = forget_resources(store.as_ref(), &slug, &addresses)?;
+            println!("Removed {} resource(s) from the state of {slug:?} (serial {serial}).", addresses.len());
         }
     }
     Ok(ExitCode::SUCCESS)
