@@ -14,11 +14,12 @@ use std::path::PathBuf;
 use rayon::prelude::*;
 
 use crate::apply::{fill_env_fingerprints, refresh, Providers};
+use crate::catalog::flyway_validate;
 use crate::catalog::Catalog;
 use crate::diag::{self, Diagnostic, Location};
 use crate::graph::{self, ResourceGraph};
 use crate::plan::{self, Plan};
-use crate::provider::{postgres, ProviderError};
+use crate::provider::ProviderError;
 use crate::spec::{self, PlatformConfig, TenantSpec};
 use crate::state::{StateError, StateStore, TenantState, TenantStatus};
 
@@ -143,7 +144,7 @@ fn check_applied_migrations(graph: &ResourceGraph, prior: Option<&TenantState>) 
     let migrations = graph.index.keys().filter(|a| a.kind == "postgresql_migrations").filter_map(|a| graph.get(a));
     for res in migrations {
         let Some(applied) = prior.resources.get(&res.addr) else { continue };
-        if let Some((script, message)) = postgres::migrate::validate_applied(&res.attrs, &applied.attrs) {
+        if let Some((script, message)) = flyway_validate::validate_applied(&res.attrs, &applied.attrs) {
             return Err(PlanError::AppliedMigrationChanged { slug: graph.tenant.slug.clone(), script, message });
         }
     }
