@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod diag;
 pub mod drift;
 pub mod graph;
+pub mod kind;
 pub mod notify;
 pub mod pgconn;
 pub mod phase;

@@ -45,6 +45,7 @@ pub(crate) use refresh::read_each;
 pub use refresh::{changed_since_planned, recover_in_flight, refresh, Refreshed};
 
 use crate::addr::ResourceAddr;
+use crate::kind;
 use crate::phase::Phase;
 use crate::plan::{Action, PriorState, ResourceChange, TenantPlan};
 use crate::provider::{Observed, Provider, ProviderError, ResourceObject, TenantRef};
@@ -122,15 +123,12 @@ pub enum OnFailure {
     Halt,
 }
 
-/// The resource kinds that hold a tenant's data: deleting or replacing one loses it.
-pub const DATA_KINDS: [&str; 2] = ["postgresql_database", "postgresql_schema"];
-
 /// The changes of `plan` that would lose the tenant's data (delete or replace a database or schema).
 pub fn data_loss(plan: &TenantPlan) -> Vec<&ResourceChange> {
     plan.resource_changes
         .iter()
         .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
-        .filter(|c| DATA_KINDS.contains(&c.address.kind.as_str()))
+        .filter(|c| kind::holds_data(&c.address.kind))
         .collect()
 }
 
