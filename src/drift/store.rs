@@ -15,10 +15,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use super::Recorded;
-use crate::state::{SledStore, StateError, StateStore};
-
-/// The process lock file of a sled store (see `state::sled_store`).
-const PROCESS_LOCK_FILE: &str = "matih.lock";
+use crate::state::{SledStore, StateError, StateStore, PROCESS_LOCK_FILE};
 
 fn io(dir: &Path, message: String) -> StateError {
     StateError::Io { path: dir.display().to_string(), message }

@@ -26,7 +26,7 @@ use crate::spec::NotifyPlatform;
 use crate::value::Value;
 
 pub use deliver::Deliverer;
-pub use outbox::{Delivery, Outbox, OutboxEntry};
+pub use outbox::{Outbox, OutboxEntry};
 
 /// What notifications and events say about a tenant, taken from its plan: id, slug and tier from
 /// the plan itself; region from the namespace's `matih.ai/region` label; recipients from the
@@ -106,6 +106,27 @@ pub struct TenantEvent {
     pub timestamp: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// One message to deliver.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Delivery {
+    Email {
+        to: Vec<String>,
+        subject: String,
+        body: String,
+    },
+    /// The URL is read from the variable `url_env` when delivering; it is never stored.
+    Webhook {
+        url_env: String,
+        payload: serde_json::Value,
+    },
+    Kafka {
+        topic: String,
+        key: String,
+        value: serde_json::Value,
+    },
 }
 
 /// The messages an outcome produces under `cfg` (none of a kind that is not configured).

@@ -304,7 +304,7 @@ pub use postgres::{
     digests, lock_key, tenant_digest, ChangeFeed, FeedNews, FeedPublisher, FeedRow, PostgresStore, CHANGE_CHANNEL,
     FEED_CHANNEL, FEED_KEEP_PER_TENANT, SCHEMA_VERSION,
 };
-pub use sled_store::{SledStore, DEFAULT_OPEN_WAIT, FORMAT_VERSION, HOLDERS_FILE};
+pub use sled_store::{SledStore, DEFAULT_OPEN_WAIT, FORMAT_VERSION, HOLDERS_FILE, PROCESS_LOCK_FILE};
 
 /// The current time in UTC as RFC 3339 with seconds precision, e.g. `2026-02-12T10:00:00Z`.
 pub fn now_rfc3339() -> String {

@@ -54,7 +54,9 @@ pub const DEFAULT_OPEN_WAIT: Duration = Duration::from_secs(5);
 const VERSION_KEY: &[u8] = b"format_version";
 const HISTORY_SEQ_PREFIX: &[u8] = b"history_seq\0";
 const AUDIT_SEQ_PREFIX: &[u8] = b"audit_seq\0";
-const PROCESS_LOCK_FILE: &str = "matih.lock";
+/// The process lock file in the store's directory: held exclusively by the process that has the store
+/// open (drift copies the store under a shared lock on it).
+pub const PROCESS_LOCK_FILE: &str = "matih.lock";
 /// The file beside the store that names the tenant locks of the process that has it open.
 pub const HOLDERS_FILE: &str = "tenant-locks.json";
 const RETRY_INTERVAL: Duration = Duration::from_millis(50);
