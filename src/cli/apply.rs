@@ -96,7 +96,8 @@ fn fleet_run<'a>(
     replan: Option<Arc<dyn Replan>>,
 ) -> FleetRun<'a> {
     let fleet = FleetOptions { tenant_parallelism: args.tenant_parallelism.max(1), replan, ..FleetOptions::default() };
-    FleetRun { plan, providers, opts, fleet, progress: progress_hooks(args.progress) }
+    let warn = Arc::new(|w: &str| eprintln!("warning: {w}"));
+    FleetRun { plan, providers, opts, fleet, progress: progress_hooks(args.progress), warn }
 }
 
 /// Runs a confirmed plan over the fleet and prints the summary.

@@ -222,7 +222,10 @@ impl Completion {
         })
     }
 
-    pub async fn tenant_finished(&self, o: &Outcome) {
+    /// Queues the messages of `o` and tries to deliver what is due. Returns warnings for the
+    /// user (a message that could not be queued, or not delivered yet); they never fail the run.
+    pub async fn tenant_finished(&self, o: &Outcome) -> Vec<String> {
+        let mut warnings = Vec::new();
         tracing::info!(
             "tenant {} {} after {:.1}s",
             o.info.slug,
@@ -233,7 +236,7 @@ impl Completion {
         for m in messages(&self.config, o) {
             if let Err(e) = outbox.enqueue(&o.info.slug, m) {
                 // The outbox is the durability guarantee; without it the message cannot be kept.
-                eprintln!("warning: {}: a notification could not be queued: {e}", o.info.slug);
+                warnings.push(format!("{}: a notification could not be queued: {e}", o.info.slug));
             }
         }
         // Each delivery has its own timeout inside; the whole pass is never cancelled halfway,
@@ -241,11 +244,12 @@ impl Completion {
         let deliverer = Deliverer::new(&self.config, self.deliver_budget);
         let report = outbox.deliver_due(&deliverer).await;
         for (id, err) in &report.failed {
-            eprintln!(
-                "warning: {}: notification {id} not delivered yet ({err}); it stays queued in {} and is retried by matih serve or the next apply",
+            warnings.push(format!(
+                "{}: notification {id} not delivered yet ({err}); it stays queued in {} and is retried by matih serve or the next apply",
                 o.info.slug,
                 outbox.dir().display()
-            );
+            ));
         }
+        warnings
     }
 }

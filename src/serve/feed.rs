@@ -190,15 +190,16 @@ impl FeedHooks {
 
     /// Called once a tenant's apply (or destroy) has returned: writes the final snapshot and a
     /// `tenant_finished` event, then (for an apply, not a destroy) sends the notifications and
-    /// publishes the event. Never fails: whatever cannot be delivered now stays in the outbox.
-    pub async fn tenant_finished(&self, slug: &str, result: Result<TenantStatus, String>) {
+    /// publishes the event. Never fails: whatever cannot be delivered now stays in the outbox, and
+    /// the warnings for the user are returned.
+    pub async fn tenant_finished(&self, slug: &str, result: Result<TenantStatus, String>) -> Vec<String> {
         let elapsed = {
             let tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
             tenants.get(slug).and_then(|t| t.started).map(|s| s.elapsed())
         };
         let Some(elapsed) = elapsed else {
             // No phase ran (nothing to change, or refused before starting): nothing to report.
-            return;
+            return Vec::new();
         };
         if let Some(snap) = self.snapshot(slug) {
             self.emit(snap);
@@ -218,9 +219,9 @@ impl FeedHooks {
             }
         }
         if self.destroy {
-            return;
+            return Vec::new();
         }
-        let (Some(completion), Some(info)) = (&self.completion, self.infos.get(slug)) else { return };
+        let (Some(completion), Some(info)) = (&self.completion, self.infos.get(slug)) else { return Vec::new() };
         let outcome = notify::Outcome {
             info: info.clone(),
             ok: status == TenantStatus::Active,
@@ -229,7 +230,7 @@ impl FeedHooks {
             duration: elapsed,
             finished_at: crate::state::now_rfc3339(),
         };
-        completion.tenant_finished(&outcome).await;
+        completion.tenant_finished(&outcome).await
     }
 }
 

@@ -124,6 +124,8 @@ pub struct FleetRun<'a> {
     pub fleet: FleetOptions,
     /// Where progress is shown (the terminal, JSON lines); the feed is added here.
     pub progress: Arc<dyn Hooks>,
+    /// Where warnings go (a notification not delivered yet); they never fail the run.
+    pub warn: Arc<dyn Fn(&str) + Send + Sync>,
 }
 
 /// What a run over the fleet did: per tenant with changes, its report or error.
@@ -197,10 +199,14 @@ pub fn run_fleet(
     let tenants: Vec<TenantPlan> = run.plan.tenants.iter().filter(|t| t.has_changes()).cloned().collect();
     let slugs: Vec<String> = tenants.iter().map(|t| t.slug.clone()).collect();
     let finished: apply::TenantFinished = {
-        let feed = feed.clone();
+        let (feed, warn) = (feed.clone(), run.warn.clone());
         Arc::new(move |slug: String, result| {
-            let feed = feed.clone();
-            Box::pin(async move { feed.tenant_finished(&slug, result).await })
+            let (feed, warn) = (feed.clone(), warn.clone());
+            Box::pin(async move {
+                for w in feed.tenant_finished(&slug, result).await {
+                    warn(&w);
+                }
+            })
         })
     };
     let results = rt.block_on(apply::apply_fleet(
