@@ -12,6 +12,8 @@ pub mod diag;
 pub mod drift;
 pub mod graph;
 pub mod kind;
+#[cfg(test)]
+mod layers;
 pub mod notify;
 pub mod pgconn;
 pub mod phase;
