@@ -1,11 +1,7 @@
 //! What `matih status` prints: the status of a tenant (text and JSON), or of a destroyed one.
 
+pub use matih::serve::status_name;
 use matih::state::{HistoryEntry, TenantState, TenantStatus};
-
-/// The status as the state store and the API spell it (`ACTIVE`).
-pub fn status_name(s: TenantStatus) -> String {
-    serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
-}
 
 /// `matih status SLUG --json` of a tenant whose state was removed by a destroy (`last`: the
 /// last state, from its history).
