@@ -12,9 +12,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // Leaves: vocabulary every layer shares.
     ("addr", &[]),
     ("diag", &[]),
+    ("encoding", &[]),
     ("kind", &[]),
     ("phase", &[]),
-    ("pgconn", &[]),
+    ("pgconn", &["encoding"]),
     ("value", &["addr"]),
     // The pure core: data in, data and diagnostics out.
     ("catalog", &["diag", "phase", "value"]),
@@ -31,7 +32,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("drift", &["addr", "apply", "graph", "phase", "plan", "provider", "state", "value"]),
     // Readers of the event stream.
     ("notify", &["plan", "spec", "state", "value"]),
-    ("serve", &["addr", "apply", "notify", "phase", "plan", "provider", "spec", "state"]),
+    ("serve", &["addr", "apply", "encoding", "notify", "phase", "plan", "provider", "spec", "state"]),
     // The steps the commands share: may use every layer.
     (
         "workflow",

@@ -10,6 +10,7 @@ pub mod apply;
 pub mod catalog;
 pub mod diag;
 pub mod drift;
+pub mod encoding;
 pub mod graph;
 pub mod kind;
 #[cfg(test)]

@@ -27,6 +27,8 @@ use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStor
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::encoding::{self, Escapes};
+
 /// A parsed connection URL and the TLS connector its `sslmode` asks for.
 #[derive(Clone)]
 pub struct PgConnect {
@@ -94,19 +96,8 @@ pub fn parse(url: &str) -> Result<PgConnect, String> {
 }
 
 fn percent_decode(s: &str) -> Result<String, String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
-            out.push(hex.ok_or("the PostgreSQL URL has a bad %-escape in sslrootcert")?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
+    let out =
+        encoding::percent_decode(s, Escapes::Strict).ok_or("the PostgreSQL URL has a bad %-escape in sslrootcert")?;
     String::from_utf8(out).map_err(|_| "the PostgreSQL URL's sslrootcert is not UTF-8".to_string())
 }
 
