@@ -50,7 +50,8 @@ use crate::phase::Phase;
 use crate::plan::{Action, PriorState, ResourceChange, TenantPlan};
 use crate::provider::{Observed, Provider, ProviderError, ResourceObject, TenantRef};
 use crate::state::{
-    self, AuditEntry, InFlight, LockInfo, PhaseRun, ResourceState, StateError, StateStore, TenantState, TenantStatus,
+    self, AuditEntry, InFlight, LockInfo, PhaseRun, PhaseState, ResourceState, StateError, StateStore, TenantState,
+    TenantStatus,
 };
 use crate::value::Value;
 
@@ -837,7 +838,7 @@ async fn run_phase(
             started_at: state::now_rfc3339(),
             finished_at: None,
             duration_ms: None,
-            state: "RUNNING".into(),
+            state: PhaseState::Running,
             operations: 0,
         },
     );
@@ -978,19 +979,19 @@ async fn run_phase(
             }
         }
     }
-    let finish = |run: &mut Run<'_>, outcome: &str| {
+    let finish = |run: &mut Run<'_>, outcome: PhaseState| {
         if let Some(p) = run.st.phases.get_mut(&phase) {
             p.finished_at = Some(state::now_rfc3339());
             p.duration_ms = Some(started.elapsed().as_millis() as u64);
-            p.state = outcome.to_string();
+            p.state = outcome;
         }
-        run.log(Some(phase), None, "phase", &outcome.to_ascii_lowercase(), Some(started.elapsed()), None);
+        run.log(Some(phase), None, "phase", &outcome.name().to_ascii_lowercase(), Some(started.elapsed()), None);
     };
     if errors.is_empty() {
         // The phase's last outcomes and its end are written with the next phase's first
         // write-ahead records (or the run's final write): nothing runs in between, so they are
         // durable before anything else starts, at one flush less per phase.
-        finish(run, "COMPLETED");
+        finish(run, PhaseState::Completed);
         run.deferred.push(Deferred::Phase(phase, true, started.elapsed()));
         return Ok(());
     }
@@ -1024,11 +1025,11 @@ async fn run_phase(
     finish(
         run,
         if halted {
-            "HALTED"
+            PhaseState::Halted
         } else if rolled_back.is_empty() {
-            "FAILED"
+            PhaseState::Failed
         } else {
-            "ROLLED_BACK"
+            PhaseState::RolledBack
         },
     );
     let err = ApplyError::Failed { slug: tenant.slug.clone(), phase, errors, rolled_back, rollback_errors };

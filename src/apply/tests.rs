@@ -464,7 +464,7 @@ async fn halt_leaves_the_failed_phase_as_it_is() {
     let st = store.get("acme").unwrap().unwrap();
     assert_eq!(st.status, TenantStatus::Failed);
     assert!(st.resources.contains_key(&"k_deployment.a".parse().unwrap()), "kept for debugging");
-    assert_eq!(st.phases[&Phase::DeployCoreServices].state, "HALTED");
+    assert_eq!(st.phases[&Phase::DeployCoreServices].state, crate::state::PhaseState::Halted);
     let e = st.provisioning_error.unwrap();
     assert!(e.starts_with("phase 3/10 DEPLOY_CORE_SERVICES: k_deployment.b (spec): 422 invalid"), "{e}");
     assert!(st.in_flight.is_empty(), "the failed operation's record went with its outcome");

@@ -13,7 +13,7 @@
 //!   "currentPhaseName": "DEPLOY_CORE_SERVICES",
 //!   "totalPhases": 10,
 //!   "phases": [                               // always ten, in run order
-//!     {"number": 1, "name": "CREATE_NAMESPACE", "state": "COMPLETED",   // PENDING RUNNING COMPLETED FAILED ROLLED_BACK
+//!     {"number": 1, "name": "CREATE_NAMESPACE", "state": "COMPLETED",   // PENDING, or a state::PhaseState: RUNNING COMPLETED FAILED ROLLED_BACK HALTED
 //!      "startedAt": "2026-02-12T10:00:00Z", "finishedAt": "2026-02-12T10:00:01Z", "durationMs": 812, "operations": 5}
 //!   ],
 //!   "provisioningError": null,
@@ -30,7 +30,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::phase::Phase;
-use crate::state::{TenantState, TenantStatus};
+use crate::state::{PhaseState, TenantState, TenantStatus};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -103,7 +103,7 @@ impl StatusDoc {
                 Some(run) => PhaseDoc {
                     number: p.number(),
                     name: p.name().to_string(),
-                    state: run.state.clone(),
+                    state: run.state.name().to_string(),
                     started_at: Some(run.started_at.clone()),
                     finished_at: run.finished_at.clone(),
                     duration_ms: run.duration_ms,
@@ -191,7 +191,7 @@ impl StatusDoc {
                 self.current_phase_name = ev.phase.and_then(Phase::from_number).map(|p| p.name().to_string());
                 let time = ev.time.clone();
                 if let Some(p) = self.phase_mut(ev.phase) {
-                    p.state = "RUNNING".into();
+                    p.state = PhaseState::Running.name().into();
                     p.started_at = Some(time);
                     p.finished_at = None;
                     p.duration_ms = None;
@@ -211,7 +211,7 @@ impl StatusDoc {
             EventKind::PhaseFinished => {
                 let (time, ok) = (ev.time.clone(), ev.outcome.as_deref() == Some("completed"));
                 if let Some(p) = self.phase_mut(ev.phase) {
-                    p.state = if ok { "COMPLETED".into() } else { "FAILED".into() };
+                    p.state = if ok { PhaseState::Completed } else { PhaseState::Failed }.name().into();
                     p.finished_at = Some(time);
                     p.duration_ms = ev.duration_ms;
                 }

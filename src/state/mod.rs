@@ -184,10 +184,42 @@ pub struct PhaseRun {
     pub finished_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
-    /// `RUNNING`, `COMPLETED`, `FAILED` or `ROLLED_BACK`.
-    pub state: String,
+    pub state: PhaseState,
     /// Resources this phase created, changed or deleted.
     pub operations: usize,
+}
+
+/// Where one phase of the last run stands, as state, `matih status` and the API spell it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PhaseState {
+    Running,
+    Completed,
+    /// Failed, and nothing this run created in it was deleted again.
+    Failed,
+    /// Failed, and what this run created in it was deleted again.
+    RolledBack,
+    /// Failed and left as it was (`--on-failure halt`).
+    Halted,
+}
+
+impl PhaseState {
+    /// `RUNNING`, `COMPLETED`, `FAILED`, `ROLLED_BACK` or `HALTED`: the one spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            PhaseState::Running => "RUNNING",
+            PhaseState::Completed => "COMPLETED",
+            PhaseState::Failed => "FAILED",
+            PhaseState::RolledBack => "ROLLED_BACK",
+            PhaseState::Halted => "HALTED",
+        }
+    }
+}
+
+impl std::fmt::Display for PhaseState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
 }
 
 /// One earlier serial of a tenant's state, kept for `matih state history`.
