@@ -10,7 +10,11 @@ pub mod apply;
 pub mod catalog;
 pub mod diag;
 pub mod drift;
+pub mod encoding;
 pub mod graph;
+pub mod kind;
+#[cfg(test)]
+mod layers;
 pub mod notify;
 pub mod pgconn;
 pub mod phase;

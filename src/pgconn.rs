@@ -27,6 +27,8 @@ use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStor
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::encoding::{self, Escapes};
+
 /// A parsed connection URL and the TLS connector its `sslmode` asks for.
 #[derive(Clone)]
 pub struct PgConnect {
@@ -94,19 +96,8 @@ pub fn parse(url: &str) -> Result<PgConnect, String> {
 }
 
 fn percent_decode(s: &str) -> Result<String, String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
-            out.push(hex.ok_or("the PostgreSQL URL has a bad %-escape in sslrootcert")?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
+    let out =
+        encoding::percent_decode(s, Escapes::Strict).ok_or("the PostgreSQL URL has a bad %-escape in sslrootcert")?;
     String::from_utf8(out).map_err(|_| "the PostgreSQL URL's sslrootcert is not UTF-8".to_string())
 }
 
@@ -211,6 +202,46 @@ impl ServerCertVerifier for Relaxed {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// SQLSTATEs worth retrying: connection failures (class 08), administrator shutdown and crash
+/// recovery (57P01-57P03), serialization failures and deadlocks (40001, 40P01), too many
+/// connections and out of resources (53300, 53400), lock not available (55P03). Everything else
+/// (syntax and permission errors of class 42 above all) is permanent.
+pub fn is_transient_code(code: &str) -> bool {
+    code.starts_with("08")
+        || matches!(code, "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "53300" | "53400" | "55P03")
+}
+
+/// The server's message (`ERROR 42P01: relation "x" does not exist (detail)`) and whether to
+/// retry. Errors that are not the server's (connection refused, reset, closed, timed out) are
+/// transient. Never contains a statement's text, so never a password.
+pub fn describe(e: &tokio_postgres::Error) -> (String, bool) {
+    match e.as_db_error() {
+        Some(db) => {
+            let code = db.code().code();
+            let mut msg = format!("{} {code}: {}", db.severity(), db.message());
+            if let Some(detail) = db.detail() {
+                msg.push_str(&format!(" ({detail})"));
+            }
+            // Two sessions changing the same catalog row (a GRANT on a shared object) at once:
+            // the loser gets XX000 "tuple concurrently updated"; trying again succeeds.
+            let concurrent = code == "XX000" && db.message().contains("concurrently updated");
+            (msg, is_transient_code(code) || concurrent)
+        }
+        None => {
+            let mut msg = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                let text = s.to_string();
+                if !msg.contains(&text) {
+                    msg.push_str(&format!(": {text}"));
+                }
+                source = s.source();
+            }
+            (msg, true)
+        }
     }
 }
 

@@ -75,40 +75,38 @@ impl Value {
         Value::List(items.into_iter().collect())
     }
 
+    /// The value and everything inside it, depth first: a list's items in order, a map's values
+    /// by key. The one walk over nested values for questions about what is inside.
+    pub fn descendants(&self) -> impl Iterator<Item = &Value> {
+        let mut stack = vec![self];
+        std::iter::from_fn(move || {
+            let v = stack.pop()?;
+            match v {
+                Value::List(items) => stack.extend(items.iter().rev()),
+                Value::Map(m) => stack.extend(m.values().rev()),
+                _ => {}
+            }
+            Some(v)
+        })
+    }
+
     /// True when the value (or anything inside it) is only known after apply.
     pub fn is_unknown(&self) -> bool {
-        match self {
-            Value::Ref { .. } | Value::Computed { .. } => true,
-            Value::List(items) => items.iter().any(Value::is_unknown),
-            Value::Map(m) => m.values().any(Value::is_unknown),
-            _ => false,
-        }
+        self.descendants().any(|v| matches!(v, Value::Ref { .. } | Value::Computed { .. }))
     }
 
     /// True when the value (or anything inside it) is a secret.
     pub fn is_sensitive(&self) -> bool {
-        match self {
-            Value::Secret(_) => true,
-            Value::List(items) => items.iter().any(Value::is_sensitive),
-            Value::Map(m) => m.values().any(Value::is_sensitive),
-            _ => false,
-        }
+        self.descendants().any(|v| matches!(v, Value::Secret(_)))
     }
 
     /// Every reference inside the value.
     pub fn refs(&self) -> Vec<(&ResourceAddr, &str)> {
-        let mut out = Vec::new();
-        self.collect_refs(&mut out);
-        out
-    }
-
-    fn collect_refs<'a>(&'a self, out: &mut Vec<(&'a ResourceAddr, &'a str)>) {
-        match self {
-            Value::Ref { resource, output } => out.push((resource, output)),
-            Value::List(items) => items.iter().for_each(|v| v.collect_refs(out)),
-            Value::Map(m) => m.values().for_each(|v| v.collect_refs(out)),
-            _ => {}
-        }
+        let refs = self.descendants().filter_map(|v| match v {
+            Value::Ref { resource, output } => Some((resource, output.as_str())),
+            _ => None,
+        });
+        refs.collect()
     }
 
     pub fn as_str(&self) -> Option<&str> {
@@ -398,6 +396,15 @@ mod tests {
     #[test]
     fn fingerprint_is_sha256_hex() {
         assert_eq!(fingerprint(""), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    }
+
+    #[test]
+    fn descendants_walk_depth_first_in_order() {
+        let v = Value::map([("a", Value::list([Value::Int(1), Value::Int(2)])), ("b", Value::Int(3))]);
+        let ints: Vec<i64> =
+            v.descendants().filter_map(|x| if let Value::Int(n) = x { Some(*n) } else { None }).collect();
+        assert_eq!(ints, [1, 2, 3]);
+        assert_eq!(v.descendants().count(), 5);
     }
 
     #[test]

@@ -283,7 +283,7 @@ impl Provider for NotDns {
 
 #[tokio::test]
 async fn the_engine_provisions_and_destroys_phase_7_of_the_example_tenant() {
-    use matih::apply::{apply_tenant, refresh, ApplyOptions, NoHooks, Providers};
+    use matih::apply::{apply_tenant, refresh, ApplyOptions, NoHooks, Operation, Providers};
 
     let parent = "engine.matih.test";
     backend().create_zone(parent).await.unwrap();
@@ -326,7 +326,7 @@ async fn the_engine_provisions_and_destroys_phase_7_of_the_example_tenant() {
     let st = store.get("acme").unwrap().unwrap();
     let empty = matih::graph::ResourceGraph::new(graph.tenant.clone());
     let plan = matih::plan::diff(&empty, Some(&st), None);
-    let opts = ApplyOptions { operation: "destroy".into(), ..opts };
+    let opts = ApplyOptions { operation: Operation::Destroy, ..opts };
     apply_tenant(&plan, &store, &providers, &NoHooks, &opts).await.unwrap();
     assert_eq!(backend().get_zone(&child).await.unwrap(), None);
     assert_eq!(backend().get_rrset(parent, "acme", "NS").await.unwrap(), None);

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use matih::addr::ResourceAddr;
 use matih::apply::{apply_tenant, refresh, ApplyOptions, NoHooks, Providers};
+use matih::catalog::flyway_validate::validate_applied;
 use matih::catalog::Catalog;
 use matih::diag::SourceFile;
 use matih::plan::{Action, TenantPlan};
-use matih::provider::postgres::migrate::validate_applied;
 use matih::provider::postgres::{PostgresProvider, PostgresSettings, CHECKED_WITH_MIGRATOR, CHECKED_WITH_PASSWORD};
 use matih::provider::{Observed, Provider, ProviderError, ProviderFuture, ResourceObject, TenantRef};
 use matih::spec::PlatformConfig;

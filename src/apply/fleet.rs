@@ -116,7 +116,7 @@ pub async fn apply_fleet(
         while let Some(t) = queue.pop_front() {
             let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
             let plan = plans[t.index].clone();
-            let lock = LockInfo::new(&plan.slug, &opts.operation);
+            let lock = LockInfo::new(&plan.slug, opts.operation.name());
             match store.lock(&lock) {
                 Ok(()) => {
                     let (store, providers, hooks, opts, replan, finished) = (

@@ -38,18 +38,22 @@ mod console;
 mod fleet;
 mod progress;
 mod refresh;
+mod waves;
 pub use console::ConsoleHooks;
 pub use fleet::{apply_fleet, BoxFuture, FleetOptions, Replan, TenantFinished};
 pub use progress::{JsonHooks, LiveHooks};
 pub(crate) use refresh::read_each;
 pub use refresh::{changed_since_planned, recover_in_flight, refresh, Refreshed};
+use waves::Waves;
 
 use crate::addr::ResourceAddr;
+use crate::kind;
 use crate::phase::Phase;
 use crate::plan::{Action, PriorState, ResourceChange, TenantPlan};
 use crate::provider::{Observed, Provider, ProviderError, ResourceObject, TenantRef};
 use crate::state::{
-    self, AuditEntry, InFlight, LockInfo, PhaseRun, ResourceState, StateError, StateStore, TenantState, TenantStatus,
+    self, AuditEntry, InFlight, LockInfo, PhaseRun, PhaseState, ResourceState, StateError, StateStore, TenantState,
+    TenantStatus,
 };
 use crate::value::Value;
 
@@ -62,8 +66,8 @@ pub struct ApplyOptions {
     pub max_attempts: u32,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
-    /// What the history and the lock call this run (`apply`, `destroy`).
-    pub operation: String,
+    /// What this run does; the history and the lock call it by [`Operation::name`].
+    pub operation: Operation,
     /// How long to keep trying for a tenant's lock held by another run (zero: fail at once).
     pub lock_timeout: Duration,
     /// What to do with a phase that failed.
@@ -74,14 +78,36 @@ pub struct ApplyOptions {
     pub allow_data_loss: bool,
 }
 
+/// Operations running at once inside one tenant's phase, unless `--parallelism` says otherwise;
+/// also the reads at once per tenant of a refresh.
+pub const DEFAULT_PARALLELISM: usize = 10;
+
+/// What a run over a tenant does: make it match its plan, or delete all of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Operation {
+    #[default]
+    Apply,
+    Destroy,
+}
+
+impl Operation {
+    /// How the history, the audit log and the locks name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Apply => "apply",
+            Operation::Destroy => "destroy",
+        }
+    }
+}
+
 impl Default for ApplyOptions {
     fn default() -> Self {
         ApplyOptions {
-            parallelism: 10,
+            parallelism: DEFAULT_PARALLELISM,
             max_attempts: 5,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
-            operation: "apply".into(),
+            operation: Operation::Apply,
             lock_timeout: Duration::ZERO,
             on_failure: OnFailure::Rollback,
             protected: BTreeSet::new(),
@@ -100,15 +126,12 @@ pub enum OnFailure {
     Halt,
 }
 
-/// The resource kinds that hold a tenant's data: deleting or replacing one loses it.
-pub const DATA_KINDS: [&str; 2] = ["postgresql_database", "postgresql_schema"];
-
 /// The changes of `plan` that would lose the tenant's data (delete or replace a database or schema).
 pub fn data_loss(plan: &TenantPlan) -> Vec<&ResourceChange> {
     plan.resource_changes
         .iter()
         .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
-        .filter(|c| DATA_KINDS.contains(&c.address.kind.as_str()))
+        .filter(|c| kind::holds_data(&c.address.kind))
         .collect()
 }
 
@@ -334,7 +357,7 @@ struct Run<'a> {
     store: &'a dyn StateStore,
     st: TenantState,
     stored_serial: Option<u64>,
-    operation: String,
+    operation: &'static str,
     /// Sensitive outputs of this run in clear (`output:KIND.NAME.OUTPUT` → value); memory only.
     sensitive: BTreeMap<String, String>,
     /// The id of the lock this run holds, recorded with its audit entries.
@@ -378,12 +401,100 @@ fn secrets_for(attrs: &BTreeMap<String, Value>, sensitive: &BTreeMap<String, Str
 }
 
 impl Run<'_> {
+    /// A phase ends with `outcome`, after `took`.
+    fn phase_finished(&mut self, phase: Phase, outcome: PhaseState, took: Duration) {
+        if let Some(p) = self.st.phases.get_mut(&phase) {
+            p.finished_at = Some(state::now_rfc3339());
+            p.duration_ms = Some(took.as_millis() as u64);
+            p.state = outcome;
+        }
+        self.log(Some(phase), None, "phase", &outcome.name().to_ascii_lowercase(), Some(took), None);
+    }
+
+    /// The tenant failed in `phase` with `err`: recorded in its state and audit log, and told to
+    /// the hooks once written.
+    fn phase_failed(&mut self, phase: Phase, err: &ApplyError, took: Duration) {
+        self.st.status = TenantStatus::Failed;
+        let error_text = match err {
+            ApplyError::Failed { errors, .. } => join_errors(errors),
+            other => other.to_string(),
+        };
+        self.st.provisioning_error = Some(format!("phase {}/10 {}: {error_text}", phase.number(), phase.name()));
+        self.log(Some(phase), None, "run", "failed", None, Some(err.to_string()));
+        self.deferred.push(Deferred::Phase(phase, false, took));
+    }
+    /// A phase begins: recorded as running, written with the first wave's write-ahead records;
+    /// its hook is called once that is durable, so that hooks see phase N end before N+1 starts.
+    fn phase_started(&mut self, phase: Phase) {
+        self.deferred.push(Deferred::PhaseStarted(phase));
+        self.st.current_phase = Some(phase);
+        let run = PhaseRun {
+            started_at: state::now_rfc3339(),
+            finished_at: None,
+            duration_ms: None,
+            state: PhaseState::Running,
+            operations: 0,
+        };
+        self.st.phases.insert(phase, run);
+        self.log(Some(phase), None, "phase", "started", None, None);
+    }
+
+    /// Before a change starts: its attributes resolved from the run (references to outputs,
+    /// secrets), and its write-ahead record (written with its wave, before it starts).
+    fn write_ahead(&mut self, change: &ResourceChange, phase: Phase) -> Result<BTreeMap<String, Value>, ProviderError> {
+        let attrs = if change.action == Action::Delete { Ok(BTreeMap::new()) } else { resolve_attrs(change, &self.st) };
+        let planned = match (&attrs, change.action) {
+            (Ok(a), a2) if a2 != Action::Delete => a.clone(),
+            _ => change.before.clone().or_else(|| change.after.clone()).unwrap_or_default(),
+        };
+        let record = InFlight {
+            action: change.action.name().to_string(),
+            phase,
+            started_at: state::now_rfc3339(),
+            attrs: planned,
+            depends_on: change.depends_on.clone(),
+        };
+        self.st.in_flight.insert(change.address.clone(), record);
+        attrs
+    }
+    /// Records a change that succeeded: its state (or its absence, after a delete), its
+    /// sensitive outputs for later resources of the run, the phase's count, the audit entry and
+    /// the hook to call once written.
+    fn record_done(
+        &mut self,
+        phase: Phase,
+        change: &ResourceChange,
+        observed: Option<Observed>,
+        elapsed: Duration,
+        retries: usize,
+    ) {
+        let addr = &change.address;
+        match observed {
+            Some(o) => {
+                for (name, clear) in o.sensitive {
+                    self.sensitive.insert(format!("output:{addr}.{name}"), clear);
+                }
+                let depends_on = change.depends_on.clone();
+                let state = ResourceState { phase, attrs: o.attrs, outputs: o.outputs, depends_on };
+                self.st.resources.insert(addr.clone(), state);
+            }
+            None => {
+                self.st.resources.remove(addr);
+            }
+        }
+        if let Some(p) = self.st.phases.get_mut(&phase) {
+            p.operations += 1;
+        }
+        let note = (retries > 0).then(|| format!("after {retries} retries"));
+        self.log(Some(phase), Some(addr), change.action.name(), "ok", Some(elapsed), note);
+        self.deferred.push(Deferred::Resource(addr.clone(), change.action, Ok(elapsed)));
+    }
     /// Writes the state (compare-and-swap on the serial, durable) with the audit entries queued.
     fn write(&mut self) -> Result<(), StateError> {
         self.st.serial = self.stored_serial.map_or(1, |s| s + 1);
         self.st.updated_at = state::now_rfc3339();
         self.st.run_id = Some(self.run_id.clone());
-        self.store.put_audited(&self.st, self.stored_serial, &self.operation, &self.audit)?;
+        self.store.put_audited(&self.st, self.stored_serial, self.operation, &self.audit)?;
         self.audit.clear();
         self.stored_serial = Some(self.st.serial);
         Ok(())
@@ -414,7 +525,7 @@ impl Run<'_> {
         duration: Option<Duration>,
         message: Option<String>,
     ) {
-        let mut e = AuditEntry::new(&self.st.slug, &self.operation, action, outcome);
+        let mut e = AuditEntry::new(&self.st.slug, self.operation, action, outcome);
         e.run_id = self.run_id.clone();
         e.phase = phase;
         e.resource = resource.cloned();
@@ -547,7 +658,7 @@ pub async fn apply_tenant(
     opts: &ApplyOptions,
 ) -> Result<ApplyReport, ApplyError> {
     preflight(plan, providers, opts)?;
-    let lock = LockInfo::new(&plan.slug, &opts.operation);
+    let lock = LockInfo::new(&plan.slug, opts.operation.name());
     take_lock(store, &lock, opts.lock_timeout).await?;
     apply_with_lock(plan, store, providers, hooks, opts, &lock, None).await
 }
@@ -708,7 +819,7 @@ async fn apply_locked(
         store,
         st,
         stored_serial,
-        operation: opts.operation.clone(),
+        operation: opts.operation.name(),
         sensitive: BTreeMap::new(),
         run_id: run_id.to_string(),
         audit: Vec::new(),
@@ -777,7 +888,7 @@ async fn apply_locked(
     report.status = run.st.status;
     if destroyed {
         // The last state (DESTROYED) goes to history; the audit log stays.
-        store.remove(&plan.slug, run.st.serial, &opts.operation)?;
+        store.remove(&plan.slug, run.st.serial, opts.operation.name())?;
         tracing::info!(tenant = %plan.slug, duration_ms = took.as_millis() as u64, "tenant destroyed in {}", secs(took));
     } else {
         tracing::info!(
@@ -795,6 +906,41 @@ fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
+/// Deletes what this run created in a failed phase, newest first. Returns what was deleted and
+/// the errors of what could not be.
+async fn roll_back(
+    run: &mut Run<'_>,
+    phase: Phase,
+    created: &[ResourceChange],
+    tenant: &TenantRef,
+    providers: &Providers,
+    hooks: &dyn Hooks,
+    opts: &ApplyOptions,
+) -> Result<(Vec<ResourceAddr>, Vec<ProviderError>), ApplyError> {
+    let mut rolled_back = Vec::new();
+    let mut rollback_errors = Vec::new();
+    hooks.rollback_started(&tenant.slug, phase, created.len());
+    for change in created.iter().rev() {
+        let Some(recorded) = run.st.resources.get(&change.address) else { continue };
+        let obj = ResourceObject::new(change.address.clone(), recorded.attrs.clone());
+        let provider = providers.for_kind(&change.address.kind).expect("checked before the run");
+        let t = Instant::now();
+        match with_retry(opts, || provider.delete(tenant, &obj), |_, _, _| {}).await {
+            Ok(()) => {
+                run.st.resources.remove(&change.address);
+                run.log(Some(phase), Some(&change.address), "rollback", "deleted", Some(t.elapsed()), None);
+                run.write()?;
+                rolled_back.push(change.address.clone());
+            }
+            Err(e) => {
+                run.log(Some(phase), Some(&change.address), "rollback", "failed", Some(t.elapsed()), None);
+                rollback_errors.push(e);
+            }
+        }
+    }
+    Ok((rolled_back, rollback_errors))
+}
+
 /// Runs the changes of one phase in dependency waves; on failure rolls back what it created.
 #[allow(clippy::too_many_arguments)]
 async fn run_phase(
@@ -809,37 +955,13 @@ async fn run_phase(
     opts: &ApplyOptions,
 ) -> Result<(), ApplyError> {
     let started = Instant::now();
-    // Told once the phase's start is durable, so that hooks see phase N end before N+1 starts.
-    run.deferred.push(Deferred::PhaseStarted(phase));
-    run.st.current_phase = Some(phase);
-    run.st.phases.insert(
-        phase,
-        PhaseRun {
-            started_at: state::now_rfc3339(),
-            finished_at: None,
-            duration_ms: None,
-            state: "RUNNING".into(),
-            operations: 0,
-        },
-    );
-    // Written with the first wave's write-ahead records, just below.
-    run.log(Some(phase), None, "phase", "started", None, None);
+    run.phase_started(phase);
 
     // Dependencies between the changes of this phase. For deletes they run the other way: a
     // resource is deleted only once everything of this phase that depended on it is gone.
-    let members: BTreeSet<&ResourceAddr> = changes.iter().map(|c| &c.address).collect();
-    let mut waiting_on: BTreeMap<&ResourceAddr, BTreeSet<&ResourceAddr>> =
-        changes.iter().map(|c| (&c.address, BTreeSet::new())).collect();
-    for c in changes {
-        for dep in c.depends_on.iter().filter(|d| members.contains(d)) {
-            let (from, to) = if reverse { (dep, &c.address) } else { (&c.address, dep) };
-            if let Some(set) = waiting_on.get_mut(from) {
-                set.insert(to);
-            }
-        }
-    }
+    let nodes: Vec<_> = changes.iter().map(|c| (&c.address, &c.depends_on)).collect();
+    let mut waves = Waves::new(&nodes, reverse);
     let by_addr: BTreeMap<&ResourceAddr, &ResourceChange> = changes.iter().map(|c| (&c.address, *c)).collect();
-    let mut pending: Vec<&ResourceAddr> = changes.iter().map(|c| &c.address).collect();
     let mut running = JoinSet::new();
     let mut errors: Vec<ProviderError> = Vec::new();
     let mut created: Vec<ResourceChange> = Vec::new();
@@ -855,35 +977,10 @@ async fn run_phase(
         // records are written (one write for the wave) before any of them starts.
         if errors.is_empty() {
             let mut ready = Vec::new();
-            let mut i = 0;
-            while i < pending.len() && running.len() + ready.len() < opts.parallelism.max(1) {
-                let addr = pending[i];
-                if waiting_on[addr].is_empty() {
-                    pending.remove(i);
-                    let change = (*by_addr[addr]).clone();
-                    let attrs = if change.action == Action::Delete {
-                        Ok(BTreeMap::new())
-                    } else {
-                        resolve_attrs(&change, &run.st)
-                    };
-                    let planned = match (&attrs, change.action) {
-                        (Ok(a), a2) if a2 != Action::Delete => a.clone(),
-                        _ => change.before.clone().or_else(|| change.after.clone()).unwrap_or_default(),
-                    };
-                    run.st.in_flight.insert(
-                        change.address.clone(),
-                        InFlight {
-                            action: change.action.name().to_string(),
-                            phase,
-                            started_at: state::now_rfc3339(),
-                            attrs: planned,
-                            depends_on: change.depends_on.clone(),
-                        },
-                    );
-                    ready.push((change, attrs));
-                } else {
-                    i += 1;
-                }
+            for addr in waves.take_ready(opts.parallelism.max(1).saturating_sub(running.len())) {
+                let change = (*by_addr[addr]).clone();
+                let attrs = run.write_ahead(&change, phase);
+                ready.push((change, attrs));
             }
             if !ready.is_empty() || unwritten {
                 run.write_and_notify(hooks)?;
@@ -918,38 +1015,12 @@ async fn run_phase(
             unwritten = true;
             match done.result {
                 Ok(observed) => {
-                    match observed {
-                        Some(o) => {
-                            for (name, clear) in o.sensitive {
-                                run.sensitive.insert(format!("output:{addr}.{name}"), clear);
-                            }
-                            run.st.resources.insert(
-                                addr.clone(),
-                                ResourceState {
-                                    phase,
-                                    attrs: o.attrs,
-                                    outputs: o.outputs,
-                                    depends_on: done.change.depends_on.clone(),
-                                },
-                            );
-                        }
-                        None => {
-                            run.st.resources.remove(&addr);
-                        }
-                    }
-                    if let Some(p) = run.st.phases.get_mut(&phase) {
-                        p.operations += 1;
-                    }
-                    let note = (!done.retries.is_empty()).then(|| format!("after {} retries", done.retries.len()));
-                    run.log(Some(phase), Some(&addr), action, "ok", Some(done.elapsed), note);
-                    run.deferred.push(Deferred::Resource(addr.clone(), done.change.action, Ok(done.elapsed)));
+                    run.record_done(phase, &done.change, observed, done.elapsed, done.retries.len());
                     report.operations.push((addr.clone(), done.change.action));
                     if matches!(done.change.action, Action::Create | Action::Replace) {
                         created.push(done.change.clone());
                     }
-                    for set in waiting_on.values_mut() {
-                        set.remove(&addr);
-                    }
+                    waves.done(&addr);
                 }
                 Err(e) => {
                     if done.deleted_old {
@@ -962,68 +1033,33 @@ async fn run_phase(
             }
         }
     }
-    let finish = |run: &mut Run<'_>, outcome: &str| {
-        if let Some(p) = run.st.phases.get_mut(&phase) {
-            p.finished_at = Some(state::now_rfc3339());
-            p.duration_ms = Some(started.elapsed().as_millis() as u64);
-            p.state = outcome.to_string();
-        }
-        run.log(Some(phase), None, "phase", &outcome.to_ascii_lowercase(), Some(started.elapsed()), None);
-    };
     if errors.is_empty() {
         // The phase's last outcomes and its end are written with the next phase's first
         // write-ahead records (or the run's final write): nothing runs in between, so they are
         // durable before anything else starts, at one flush less per phase.
-        finish(run, "COMPLETED");
+        run.phase_finished(phase, PhaseState::Completed, started.elapsed());
         run.deferred.push(Deferred::Phase(phase, true, started.elapsed()));
         return Ok(());
     }
     run.write_and_notify(hooks)?;
 
     // Roll back what this run created in this phase, newest first (unless told to halt).
-    let mut rolled_back = Vec::new();
-    let mut rollback_errors = Vec::new();
-    if !reverse && !created.is_empty() && opts.on_failure == OnFailure::Rollback {
-        hooks.rollback_started(&tenant.slug, phase, created.len());
-        for change in created.iter().rev() {
-            let Some(recorded) = run.st.resources.get(&change.address) else { continue };
-            let obj = ResourceObject::new(change.address.clone(), recorded.attrs.clone());
-            let provider = providers.for_kind(&change.address.kind).expect("checked before the run");
-            let t = Instant::now();
-            match with_retry(opts, || provider.delete(tenant, &obj), |_, _, _| {}).await {
-                Ok(()) => {
-                    run.st.resources.remove(&change.address);
-                    run.log(Some(phase), Some(&change.address), "rollback", "deleted", Some(t.elapsed()), None);
-                    run.write()?;
-                    rolled_back.push(change.address.clone());
-                }
-                Err(e) => {
-                    run.log(Some(phase), Some(&change.address), "rollback", "failed", Some(t.elapsed()), None);
-                    rollback_errors.push(e);
-                }
-            }
-        }
-    }
-    let halted = opts.on_failure == OnFailure::Halt;
-    finish(
-        run,
-        if halted {
-            "HALTED"
-        } else if rolled_back.is_empty() {
-            "FAILED"
-        } else {
-            "ROLLED_BACK"
-        },
-    );
-    let err = ApplyError::Failed { slug: tenant.slug.clone(), phase, errors, rolled_back, rollback_errors };
-    run.st.status = TenantStatus::Failed;
-    let error_text = match &err {
-        ApplyError::Failed { errors, .. } => join_errors(errors),
-        other => other.to_string(),
+    let (rolled_back, rollback_errors) = if !reverse && !created.is_empty() && opts.on_failure == OnFailure::Rollback {
+        roll_back(run, phase, &created, tenant, providers, hooks, opts).await?
+    } else {
+        (Vec::new(), Vec::new())
     };
-    run.st.provisioning_error = Some(format!("phase {}/10 {}: {error_text}", phase.number(), phase.name()));
-    run.log(Some(phase), None, "run", "failed", None, Some(err.to_string()));
-    run.deferred.push(Deferred::Phase(phase, false, started.elapsed()));
+    let halted = opts.on_failure == OnFailure::Halt;
+    let outcome = if halted {
+        PhaseState::Halted
+    } else if rolled_back.is_empty() {
+        PhaseState::Failed
+    } else {
+        PhaseState::RolledBack
+    };
+    run.phase_finished(phase, outcome, started.elapsed());
+    let err = ApplyError::Failed { slug: tenant.slug.clone(), phase, errors, rolled_back, rollback_errors };
+    run.phase_failed(phase, &err, started.elapsed());
     run.write_and_notify(hooks)?;
     Err(err)
 }

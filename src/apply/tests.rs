@@ -258,7 +258,7 @@ async fn removed_resources_are_deleted_in_reverse_order_and_a_missing_provider_i
     let empty = ResourceGraph::new(meta);
     let plan = diff(&empty, Some(&st), None);
     let report =
-        apply_tenant(&plan, &store, &providers, &NoHooks, &ApplyOptions { operation: "destroy".into(), ..fast() })
+        apply_tenant(&plan, &store, &providers, &NoHooks, &ApplyOptions { operation: Operation::Destroy, ..fast() })
             .await
             .unwrap();
     assert_eq!(report.status, TenantStatus::Destroyed);
@@ -464,7 +464,7 @@ async fn halt_leaves_the_failed_phase_as_it_is() {
     let st = store.get("acme").unwrap().unwrap();
     assert_eq!(st.status, TenantStatus::Failed);
     assert!(st.resources.contains_key(&"k_deployment.a".parse().unwrap()), "kept for debugging");
-    assert_eq!(st.phases[&Phase::DeployCoreServices].state, "HALTED");
+    assert_eq!(st.phases[&Phase::DeployCoreServices].state, crate::state::PhaseState::Halted);
     let e = st.provisioning_error.unwrap();
     assert!(e.starts_with("phase 3/10 DEPLOY_CORE_SERVICES: k_deployment.b (spec): 422 invalid"), "{e}");
     assert!(st.in_flight.is_empty(), "the failed operation's record went with its outcome");
@@ -517,7 +517,7 @@ async fn a_protected_database_is_not_deleted_without_allow_data_loss() {
     let destroy = diff(&empty, Some(&st), None);
     assert_eq!(data_loss(&destroy).len(), 1);
     let protected =
-        ApplyOptions { operation: "destroy".into(), protected: ["acme".to_string()].into_iter().collect(), ..fast() };
+        ApplyOptions { operation: Operation::Destroy, protected: ["acme".to_string()].into_iter().collect(), ..fast() };
     let err = apply_tenant(&destroy, &store, &providers, &NoHooks, &protected).await.unwrap_err();
     assert!(matches!(err, ApplyError::Protected { .. }), "{err}");
     assert!(err.to_string().contains("postgresql_schema.tenant"), "{err}");

@@ -11,6 +11,7 @@
 
 mod embedded;
 pub mod flyway;
+pub mod flyway_validate;
 mod load;
 mod reader;
 pub mod template;

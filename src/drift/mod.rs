@@ -47,7 +47,7 @@ use crate::state::TenantState;
 use crate::value::Value;
 
 pub use render::{render_json, render_markdown, render_text};
-pub use store::read_recorded;
+pub use store::{read_recorded, recorded_in};
 
 /// The version of the JSON drift report (`matih drift --format json`).
 pub const FORMAT_VERSION: &str = "1.0";

@@ -15,10 +15,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use super::Recorded;
-use crate::state::{SledStore, StateError, StateStore};
-
-/// The process lock file of a sled store (see `state::sled_store`).
-const PROCESS_LOCK_FILE: &str = "matih.lock";
+use crate::state::{SledStore, StateError, StateStore, PROCESS_LOCK_FILE};
 
 fn io(dir: &Path, message: String) -> StateError {
     StateError::Io { path: dir.display().to_string(), message }
@@ -82,6 +79,12 @@ pub fn read_recorded(dir: &Path, slugs: &[&str], wait: Duration) -> Result<Vec<R
     copied.map_err(|e| io(dir, format!("cannot copy the store to {} to read it: {e}", copy.0.display())))?;
 
     let store = SledStore::open_with_wait(&copy.0, wait)?;
+    recorded_in(&store, slugs)
+}
+
+/// The recorded state of each of `slugs` in `store`, or, for a tenant whose lock is held, who
+/// holds it. Reads only (a PostgreSQL store is read in place: reads change nothing there).
+pub fn recorded_in(store: &dyn StateStore, slugs: &[&str]) -> Result<Vec<Recorded>, StateError> {
     let locks = store.locks()?;
     let mut out = Vec::with_capacity(slugs.len());
     for slug in slugs {

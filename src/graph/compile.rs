@@ -18,18 +18,10 @@ use super::{Resource, ResourceGraph, TenantMeta};
 use crate::addr::ResourceAddr;
 use crate::catalog::{self, template, Catalog, DatabaseIsolation, ServiceDef, TierDef};
 use crate::diag::{self, Diagnostic, Location};
+use crate::kind::outputs_of;
 use crate::phase::Phase;
 use crate::spec::{PlatformConfig, TenantSpec};
 use crate::value::{Secret, Value};
-
-/// The outputs a resource kind produces once applied, which other resources may reference.
-pub fn outputs_of(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "kubernetes_service" => &["cluster_ip", "load_balancer_ip"],
-        "dns_zone" => &["nameservers"],
-        _ => &[],
-    }
-}
 
 /// The name of the tenant's credentials Secret (the seed's `tenant-database-credentials`).
 pub const DATABASE_SECRET: &str = "tenant-database-credentials";

@@ -5,10 +5,11 @@ use std::sync::OnceLock;
 
 use serde_json::json;
 
-use super::{compile, outputs_of, to_dot, Resource, ResourceGraph};
+use super::{compile, to_dot, Resource, ResourceGraph};
 use crate::addr::ResourceAddr;
 use crate::catalog::Catalog;
 use crate::diag::Location;
+use crate::kind::outputs_of;
 use crate::phase::Phase;
 use crate::spec::{MonitoringSpec, PlatformConfig, ServiceOverride, Spanned, TenantSpec};
 use crate::value::{Secret, Value};

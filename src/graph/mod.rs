@@ -12,7 +12,7 @@ mod k8s;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-pub use compile::{compile, outputs_of, DATABASE_SECRET};
+pub use compile::{compile, DATABASE_SECRET};
 pub use dot::to_dot;
 
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};

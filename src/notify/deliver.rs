@@ -11,7 +11,7 @@ use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::client::ClientBuilder;
 use rskafka::record::Record;
 
-use super::outbox::Delivery;
+use super::Delivery;
 use crate::spec::{KafkaPlatform, NotifyPlatform, SmtpPlatform};
 
 /// Delivers messages with the platform's settings; credentials come from the environment.

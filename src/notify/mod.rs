@@ -26,7 +26,7 @@ use crate::spec::NotifyPlatform;
 use crate::value::Value;
 
 pub use deliver::Deliverer;
-pub use outbox::{Delivery, Outbox, OutboxEntry};
+pub use outbox::{Outbox, OutboxEntry};
 
 /// What notifications and events say about a tenant, taken from its plan: id, slug and tier from
 /// the plan itself; region from the namespace's `matih.ai/region` label; recipients from the
@@ -106,6 +106,27 @@ pub struct TenantEvent {
     pub timestamp: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// One message to deliver.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Delivery {
+    Email {
+        to: Vec<String>,
+        subject: String,
+        body: String,
+    },
+    /// The URL is read from the variable `url_env` when delivering; it is never stored.
+    Webhook {
+        url_env: String,
+        payload: serde_json::Value,
+    },
+    Kafka {
+        topic: String,
+        key: String,
+        value: serde_json::Value,
+    },
 }
 
 /// The messages an outcome produces under `cfg` (none of a kind that is not configured).
@@ -201,7 +222,10 @@ impl Completion {
         })
     }
 
-    pub async fn tenant_finished(&self, o: &Outcome) {
+    /// Queues the messages of `o` and tries to deliver what is due. Returns warnings for the
+    /// user (a message that could not be queued, or not delivered yet); they never fail the run.
+    pub async fn tenant_finished(&self, o: &Outcome) -> Vec<String> {
+        let mut warnings = Vec::new();
         tracing::info!(
             "tenant {} {} after {:.1}s",
             o.info.slug,
@@ -212,7 +236,7 @@ impl Completion {
         for m in messages(&self.config, o) {
             if let Err(e) = outbox.enqueue(&o.info.slug, m) {
                 // The outbox is the durability guarantee; without it the message cannot be kept.
-                eprintln!("warning: {}: a notification could not be queued: {e}", o.info.slug);
+                warnings.push(format!("{}: a notification could not be queued: {e}", o.info.slug));
             }
         }
         // Each delivery has its own timeout inside; the whole pass is never cancelled halfway,
@@ -220,11 +244,12 @@ impl Completion {
         let deliverer = Deliverer::new(&self.config, self.deliver_budget);
         let report = outbox.deliver_due(&deliverer).await;
         for (id, err) in &report.failed {
-            eprintln!(
-                "warning: {}: notification {id} not delivered yet ({err}); it stays queued in {} and is retried by matih serve or the next apply",
+            warnings.push(format!(
+                "{}: notification {id} not delivered yet ({err}); it stays queued in {} and is retried by matih serve or the next apply",
                 o.info.slug,
                 outbox.dir().display()
-            );
+            ));
         }
+        warnings
     }
 }

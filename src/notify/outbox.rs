@@ -29,30 +29,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::deliver::Deliverer;
+use super::Delivery;
 
 /// The longest wait between two attempts at one entry.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
-
-/// One message to deliver.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Delivery {
-    Email {
-        to: Vec<String>,
-        subject: String,
-        body: String,
-    },
-    /// The URL is read from the variable `url_env` when delivering; it is never stored.
-    Webhook {
-        url_env: String,
-        payload: serde_json::Value,
-    },
-    Kafka {
-        topic: String,
-        key: String,
-        value: serde_json::Value,
-    },
-}
 
 impl Delivery {
     pub fn kind(&self) -> &'static str {

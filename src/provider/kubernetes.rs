@@ -146,7 +146,7 @@ fn manifest(
     obj: &ResourceObject,
     live: Option<&serde_json::Value>,
 ) -> Result<(serde_json::Value, BTreeMap<String, Value>), ProviderError> {
-    let now = crate::state::now_rfc3339();
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let mut recorded = BTreeMap::new();
     let mut out = serde_json::Map::new();
     for (key, value) in &obj.attrs {

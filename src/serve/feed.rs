@@ -34,9 +34,7 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
-
-use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
 
 use crate::addr::ResourceAddr;
 use crate::apply::Hooks;
@@ -46,6 +44,7 @@ use crate::provider::ProviderError;
 use crate::state::{FeedPublisher, StateStore, TenantStatus};
 
 use super::status::StatusDoc;
+pub use super::status::{now_millis, Event, EventKind};
 use crate::notify::{self, Completion, TenantInfo};
 
 /// A feed file larger than this is rotated when a run starts.
@@ -53,109 +52,6 @@ pub const ROTATE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// How long the end of a tenant's run waits for its events to reach the shared feed, at most.
 pub const SHARED_FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    Snapshot,
-    PhaseStarted,
-    PhaseFinished,
-    ResourceStarted,
-    ResourceFinished,
-    ResourceRetrying,
-    RollbackStarted,
-    TenantFinished,
-    /// A kind written by a newer matih.
-    #[serde(other)]
-    Unknown,
-}
-
-/// One line of the feed (and one WebSocket message). Fields that do not apply to a kind are absent.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Event {
-    #[serde(default)]
-    pub seq: u64,
-    #[serde(default)]
-    pub time: String,
-    pub tenant: String,
-    #[serde(rename = "type")]
-    pub kind: EventKind,
-    /// Identifies one `matih apply`/`destroy` run of the tenant.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<u8>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<String>,
-    /// `ok` / `failed` for resources, `completed` / `failed` for phases.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attempt: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delay_ms: Option<u64>,
-    /// For `rollback_started`: how many resources are deleted again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<usize>,
-    /// Set on `phase_started` of a destroy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub destroy: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tenant_status: Option<TenantStatus>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<Box<StatusDoc>>,
-}
-
-impl Event {
-    pub fn new(tenant: &str, kind: EventKind) -> Event {
-        Event {
-            seq: 0,
-            time: now_millis(),
-            tenant: tenant.to_string(),
-            kind,
-            run: None,
-            phase: None,
-            phase_name: None,
-            resource: None,
-            action: None,
-            outcome: None,
-            duration_ms: None,
-            error: None,
-            attempt: None,
-            delay_ms: None,
-            resources: None,
-            destroy: None,
-            tenant_status: None,
-            status: None,
-        }
-    }
-
-    pub fn snapshot(doc: StatusDoc) -> Event {
-        let mut e = Event::new(&doc.slug, EventKind::Snapshot);
-        e.status = Some(Box::new(doc));
-        e
-    }
-
-    fn in_phase(mut self, phase: Option<Phase>) -> Event {
-        self.phase = phase.map(Phase::number);
-        self.phase_name = phase.map(|p| p.name().to_string());
-        self
-    }
-}
-
-/// RFC 3339 UTC with milliseconds.
-pub fn now_millis() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
-}
 
 /// The directory of the feed files inside a state directory.
 pub fn feed_dir(state_dir: &Path) -> PathBuf {
@@ -296,15 +192,16 @@ impl FeedHooks {
 
     /// Called once a tenant's apply (or destroy) has returned: writes the final snapshot and a
     /// `tenant_finished` event, then (for an apply, not a destroy) sends the notifications and
-    /// publishes the event. Never fails: whatever cannot be delivered now stays in the outbox.
-    pub async fn tenant_finished(&self, slug: &str, result: Result<TenantStatus, String>) {
+    /// publishes the event. Never fails: whatever cannot be delivered now stays in the outbox, and
+    /// the warnings for the user are returned.
+    pub async fn tenant_finished(&self, slug: &str, result: Result<TenantStatus, String>) -> Vec<String> {
         let elapsed = {
             let tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
             tenants.get(slug).and_then(|t| t.started).map(|s| s.elapsed())
         };
         let Some(elapsed) = elapsed else {
             // No phase ran (nothing to change, or refused before starting): nothing to report.
-            return;
+            return Vec::new();
         };
         if let Some(snap) = self.snapshot(slug) {
             self.emit(snap);
@@ -324,9 +221,9 @@ impl FeedHooks {
             }
         }
         if self.destroy {
-            return;
+            return Vec::new();
         }
-        let (Some(completion), Some(info)) = (&self.completion, self.infos.get(slug)) else { return };
+        let (Some(completion), Some(info)) = (&self.completion, self.infos.get(slug)) else { return Vec::new() };
         let outcome = notify::Outcome {
             info: info.clone(),
             ok: status == TenantStatus::Active,
@@ -335,7 +232,7 @@ impl FeedHooks {
             duration: elapsed,
             finished_at: crate::state::now_rfc3339(),
         };
-        completion.tenant_finished(&outcome).await;
+        completion.tenant_finished(&outcome).await
     }
 }
 

@@ -52,6 +52,7 @@ use live::Live;
 use source::Source;
 use status::StatusDoc;
 
+use crate::encoding::{self, Escapes};
 use crate::notify::{Completion, Deliverer, Outbox};
 use crate::spec::NotifyPlatform;
 use crate::state::{PostgresStore, TenantStatus};
@@ -65,14 +66,9 @@ pub fn status_name(s: TenantStatus) -> String {
     serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
-/// A slug as the specs allow it: a DNS-1123 label.
+/// A slug as the API accepts it: a DNS-1123 label (the specs' rule for slugs is stricter).
 pub fn valid_slug(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
+    crate::spec::is_dns_label(s)
 }
 
 #[derive(Clone, Debug)]
@@ -198,27 +194,8 @@ fn find<'a>(docs: &'a [(StatusDoc, Option<Instant>)], id: &TenantId) -> Option<&
 }
 
 fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let bytes = encoding::percent_decode(s, Escapes::Form).unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {

@@ -1,7 +1,8 @@
 //! The provisioning status document: what `GET /api/v1/tenants/{id}/provisioning/status` returns,
 //! what a WebSocket client receives first (`{"type":"snapshot","status":…}`), and what the change
 //! feed carries as snapshots. Built from a [`TenantState`], then kept current by folding progress
-//! events into it ([`StatusDoc::fold`]).
+//! events into it ([`StatusDoc::fold`]). The progress events ([`Event`]) are defined here too: a
+//! snapshot event carries the document, and the document folds the events.
 //!
 //! ```json
 //! {
@@ -12,7 +13,7 @@
 //!   "currentPhaseName": "DEPLOY_CORE_SERVICES",
 //!   "totalPhases": 10,
 //!   "phases": [                               // always ten, in run order
-//!     {"number": 1, "name": "CREATE_NAMESPACE", "state": "COMPLETED",   // PENDING RUNNING COMPLETED FAILED ROLLED_BACK
+//!     {"number": 1, "name": "CREATE_NAMESPACE", "state": "COMPLETED",   // PENDING, or a state::PhaseState: RUNNING COMPLETED FAILED ROLLED_BACK HALTED
 //!      "startedAt": "2026-02-12T10:00:00Z", "finishedAt": "2026-02-12T10:00:01Z", "durationMs": 812, "operations": 5}
 //!   ],
 //!   "provisioningError": null,
@@ -24,13 +25,12 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
 use crate::phase::Phase;
-use crate::state::{TenantState, TenantStatus};
-
-use super::feed::{Event, EventKind};
+use crate::state::{PhaseState, TenantState, TenantStatus};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -103,7 +103,7 @@ impl StatusDoc {
                 Some(run) => PhaseDoc {
                     number: p.number(),
                     name: p.name().to_string(),
-                    state: run.state.clone(),
+                    state: run.state.name().to_string(),
                     started_at: Some(run.started_at.clone()),
                     finished_at: run.finished_at.clone(),
                     duration_ms: run.duration_ms,
@@ -191,7 +191,7 @@ impl StatusDoc {
                 self.current_phase_name = ev.phase.and_then(Phase::from_number).map(|p| p.name().to_string());
                 let time = ev.time.clone();
                 if let Some(p) = self.phase_mut(ev.phase) {
-                    p.state = "RUNNING".into();
+                    p.state = PhaseState::Running.name().into();
                     p.started_at = Some(time);
                     p.finished_at = None;
                     p.duration_ms = None;
@@ -211,7 +211,7 @@ impl StatusDoc {
             EventKind::PhaseFinished => {
                 let (time, ok) = (ev.time.clone(), ev.outcome.as_deref() == Some("completed"));
                 if let Some(p) = self.phase_mut(ev.phase) {
-                    p.state = if ok { "COMPLETED".into() } else { "FAILED".into() };
+                    p.state = if ok { PhaseState::Completed } else { PhaseState::Failed }.name().into();
                     p.finished_at = Some(time);
                     p.duration_ms = ev.duration_ms;
                 }
@@ -243,4 +243,107 @@ impl StatusDoc {
         *e = e.saturating_add_signed(delta);
         self.resources.total = self.resources.total.saturating_add_signed(delta);
     }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Snapshot,
+    PhaseStarted,
+    PhaseFinished,
+    ResourceStarted,
+    ResourceFinished,
+    ResourceRetrying,
+    RollbackStarted,
+    TenantFinished,
+    /// A kind written by a newer matih.
+    #[serde(other)]
+    Unknown,
+}
+
+/// One line of the feed (and one WebSocket message). Fields that do not apply to a kind are absent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    #[serde(default)]
+    pub seq: u64,
+    #[serde(default)]
+    pub time: String,
+    pub tenant: String,
+    #[serde(rename = "type")]
+    pub kind: EventKind,
+    /// Identifies one `matih apply`/`destroy` run of the tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// `ok` / `failed` for resources, `completed` / `failed` for phases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// For `rollback_started`: how many resources are deleted again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<usize>,
+    /// Set on `phase_started` of a destroy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destroy: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_status: Option<TenantStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Box<StatusDoc>>,
+}
+
+impl Event {
+    pub fn new(tenant: &str, kind: EventKind) -> Event {
+        Event {
+            seq: 0,
+            time: now_millis(),
+            tenant: tenant.to_string(),
+            kind,
+            run: None,
+            phase: None,
+            phase_name: None,
+            resource: None,
+            action: None,
+            outcome: None,
+            duration_ms: None,
+            error: None,
+            attempt: None,
+            delay_ms: None,
+            resources: None,
+            destroy: None,
+            tenant_status: None,
+            status: None,
+        }
+    }
+
+    pub fn snapshot(doc: StatusDoc) -> Event {
+        let mut e = Event::new(&doc.slug, EventKind::Snapshot);
+        e.status = Some(Box::new(doc));
+        e
+    }
+
+    pub(super) fn in_phase(mut self, phase: Option<Phase>) -> Event {
+        self.phase = phase.map(Phase::number);
+        self.phase_name = phase.map(|p| p.name().to_string());
+        self
+    }
+}
+
+/// RFC 3339 UTC with milliseconds.
+pub fn now_millis() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }

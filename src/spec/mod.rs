@@ -18,7 +18,7 @@ mod tests;
 
 pub use parse::{load_tenants, parse_tenants, MAX_REPLICAS, PLATFORM_FILE};
 pub use platform::{load_platform, parse_platform};
-pub use validate::MAX_SLUG;
+pub use validate::{is_dns_label, MAX_SLUG};
 
 /// A value together with where it was written.
 #[derive(Clone, Debug, PartialEq, Eq)]

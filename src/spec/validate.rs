@@ -22,10 +22,8 @@ pub fn slug(s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Err("tenant slug must not be empty".into());
     }
-    let chars_ok = s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    let starts_ok = s.starts_with(|c: char| c.is_ascii_lowercase());
-    let ends_ok = s.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit());
-    if !(chars_ok && starts_ok && ends_ok) {
+    // The length is checked below, with its own message.
+    if !(label_shape(s) && s.starts_with(|c: char| c.is_ascii_lowercase())) {
         return Err(format!(
             "invalid tenant slug {s:?}: must be a DNS-1123 label (lowercase letters, digits and '-', \
              starting with a letter and ending with a letter or digit)"
@@ -95,10 +93,16 @@ pub fn env_var_name(attr: &str, s: &str) -> Result<(), String> {
     }
 }
 
-/// A DNS-1123 label (Kubernetes object names such as namespaces).
-fn is_dns_label(s: &str) -> bool {
-    (1..=MAX_LABEL).contains(&s.len())
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+/// A DNS-1123 label (Kubernetes object names such as namespaces): the one check of the label
+/// rule; tenant slugs are labels that also start with a letter and leave room for `matih-`.
+pub fn is_dns_label(s: &str) -> bool {
+    (1..=MAX_LABEL).contains(&s.len()) && label_shape(s)
+}
+
+/// A label's characters, whatever its length: lowercase letters, digits and '-', starting and
+/// ending with a letter or digit.
+fn label_shape(s: &str) -> bool {
+    s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())
         && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }

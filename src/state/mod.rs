@@ -185,10 +185,42 @@ pub struct PhaseRun {
     pub finished_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
-    /// `RUNNING`, `COMPLETED`, `FAILED` or `ROLLED_BACK`.
-    pub state: String,
+    pub state: PhaseState,
     /// Resources this phase created, changed or deleted.
     pub operations: usize,
+}
+
+/// Where one phase of the last run stands, as state, `matih status` and the API spell it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PhaseState {
+    Running,
+    Completed,
+    /// Failed, and nothing this run created in it was deleted again.
+    Failed,
+    /// Failed, and what this run created in it was deleted again.
+    RolledBack,
+    /// Failed and left as it was (`--on-failure halt`).
+    Halted,
+}
+
+impl PhaseState {
+    /// `RUNNING`, `COMPLETED`, `FAILED`, `ROLLED_BACK` or `HALTED`: the one spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            PhaseState::Running => "RUNNING",
+            PhaseState::Completed => "COMPLETED",
+            PhaseState::Failed => "FAILED",
+            PhaseState::RolledBack => "ROLLED_BACK",
+            PhaseState::Halted => "HALTED",
+        }
+    }
+}
+
+impl std::fmt::Display for PhaseState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
 }
 
 /// One earlier serial of a tenant's state, kept for `matih state history`.
@@ -219,6 +251,10 @@ pub struct LockInfo {
 pub enum StateError {
     #[error("state store at {path}: {message}")]
     Io { path: String, message: String },
+    /// Another process has the (sled) store open and did not let go within the wait; the message
+    /// names it and the tenant locks it holds.
+    #[error("state store at {path}: {message}")]
+    Busy { path: String, message: String },
     #[error("state store at {path} is corrupt: {message}")]
     Corrupt { path: String, message: String },
     #[error("state store at {path} has format version {found}; this matih understands version {supported}")]
@@ -301,7 +337,7 @@ pub use postgres::{
     digests, lock_key, tenant_digest, ChangeFeed, FeedNews, FeedPublisher, FeedRow, PostgresStore, CHANGE_CHANNEL,
     FEED_CHANNEL, FEED_KEEP_PER_TENANT, SCHEMA_VERSION,
 };
-pub use sled_store::{SledStore, DEFAULT_OPEN_WAIT, FORMAT_VERSION, HOLDERS_FILE};
+pub use sled_store::{SledStore, DEFAULT_OPEN_WAIT, FORMAT_VERSION, HOLDERS_FILE, PROCESS_LOCK_FILE};
 
 /// The current time in UTC as RFC 3339 with seconds precision, e.g. `2026-02-12T10:00:00Z`.
 pub fn now_rfc3339() -> String {

@@ -54,7 +54,7 @@ use super::{
     ResourceState, StateError, StateStore, TenantState,
 };
 use crate::addr::ResourceAddr;
-use crate::provider::postgres::sql::describe;
+use crate::pgconn::describe;
 
 pub mod feed;
 pub use feed::{FeedNews, FeedPublisher, FeedRow, FEED_CHANNEL, FEED_KEEP_PER_TENANT};

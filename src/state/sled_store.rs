@@ -54,7 +54,9 @@ pub const DEFAULT_OPEN_WAIT: Duration = Duration::from_secs(5);
 const VERSION_KEY: &[u8] = b"format_version";
 const HISTORY_SEQ_PREFIX: &[u8] = b"history_seq\0";
 const AUDIT_SEQ_PREFIX: &[u8] = b"audit_seq\0";
-const PROCESS_LOCK_FILE: &str = "matih.lock";
+/// The process lock file in the store's directory: held exclusively by the process that has the store
+/// open (drift copies the store under a shared lock on it).
+pub const PROCESS_LOCK_FILE: &str = "matih.lock";
 /// The file beside the store that names the tenant locks of the process that has it open.
 pub const HOLDERS_FILE: &str = "tenant-locks.json";
 const RETRY_INTERVAL: Duration = Duration::from_millis(50);
@@ -517,14 +519,14 @@ fn in_use(path: &Path, holder_pid: Option<u32>, wait: Duration) -> StateError {
         })
         .collect::<Vec<_>>();
     let tenants = if tenants.is_empty() { String::new() } else { format!(": {}", tenants.join("; ")) };
-    io_error(
-        path,
-        format!(
+    StateError::Busy {
+        path: path.display().to_string(),
+        message: format!(
             "in use by another matih process{holder}{tenants}; still in use after waiting {}; \
              let it finish, or stop it if it is stuck",
             humantime::format_duration(wait)
         ),
-    )
+    }
 }
 
 /// Takes the exclusive lock on `matih.lock` in the store's directory, retrying until `deadline`,
@@ -710,12 +712,12 @@ mod tests {
         let second = SledStore::open_with_wait(&path, wait);
         let took = started.elapsed();
         match second {
-            Err(StateError::Io { path: p, message }) => {
+            Err(StateError::Busy { path: p, message }) => {
                 assert_eq!(p, path.display().to_string());
                 assert!(message.contains("in use by another matih process"), "{message}");
                 assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
             }
-            other => panic!("expected Io, got {other:?}"),
+            other => panic!("expected Busy, got {other:?}"),
         }
         assert!(took >= wait, "gave up after {took:?}");
         assert!(took < wait + Duration::from_secs(2), "took {took:?}");
@@ -735,11 +737,11 @@ mod tests {
         first.lock(&lock).unwrap();
         assert_eq!(SledStore::holders(&path), vec![lock.clone()]);
         match SledStore::open_with_wait(&path, Duration::from_millis(100)) {
-            Err(StateError::Io { message, .. }) => {
+            Err(StateError::Busy { message, .. }) => {
                 assert!(message.contains(&format!("tenant \"acme\" is locked by {}", lock.who)), "{message}");
                 assert!(message.contains(&format!("lock id {}", lock.id)), "{message}");
             }
-            other => panic!("expected Io, got {other:?}"),
+            other => panic!("expected Busy, got {other:?}"),
         }
         first.unlock("acme", &lock.id).unwrap();
         assert!(SledStore::holders(&path).is_empty());

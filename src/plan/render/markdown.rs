@@ -37,6 +37,7 @@ use std::fmt::Write as _;
 
 use super::text::{counts, heading, phase_label};
 use super::writer::{Layout, Writer};
+use crate::kind::{self, RiskClass};
 use crate::phase::Phase;
 use crate::plan::{Action, Plan, ResourceChange, TenantPlan};
 use crate::value::Value;
@@ -73,7 +74,6 @@ impl Risk {
 
     /// The risk of one change, with what to add after its line (why it is a risk).
     fn of(tenant: &TenantPlan, c: &ResourceChange) -> Option<(Risk, String)> {
-        let kind = c.address.kind.as_str();
         let destructive = matches!(c.action, Action::Delete | Action::Replace);
         let changes = match c.action {
             Action::NoOp => false,
@@ -81,31 +81,21 @@ impl Risk {
             Action::Update | Action::Replace | Action::Delete => true,
         };
         let labels_changed = || c.changes.iter().any(|a| a.path.starts_with("metadata.labels"));
-        if destructive && kind == "postgresql_database" {
-            Some((Risk::DataLoss, " (drops the tenant's database and all its data)".into()))
-        } else if destructive && kind == "postgresql_schema" {
-            Some((Risk::DataLoss, " (drops the tenant's schema and all its data)".into()))
+        let risk = kind::info(&c.address.kind).risk;
+        if let (true, RiskClass::Data { what }) = (destructive, risk) {
+            Some((Risk::DataLoss, format!(" (drops the tenant's {what} and all its data)")))
         } else if let Some(found) =
-            (changes && kind == "postgresql_migrations").then(|| destructive_migrations(c)).filter(|f| !f.is_empty())
+            (changes && risk == RiskClass::Migrations).then(|| destructive_migrations(c)).filter(|f| !f.is_empty())
         {
             let quoted: Vec<String> = found.iter().map(|(script, stmt)| format!("`{script}`: `{stmt}`")).collect();
             Some((Risk::DataLoss, format!(" and runs statements that drop data: {}", quoted.join("; "))))
         } else if c.action == Action::Update && c.changes.iter().any(rotates) {
             Some((Risk::Credentials, " (a new password: restart what uses the old one)".into()))
-        } else if changes
-            && (kind == "kubernetes_network_policy"
-                || kind.starts_with("kubernetes_role")
-                || kind.starts_with("kubernetes_cluster_role")
-                || kind == "kubernetes_resource_quota"
-                || kind == "kubernetes_limit_range"
-                || kind == "postgresql_role")
-        {
+        } else if changes && risk == RiskClass::Isolation {
             Some((Risk::Isolation, String::new()))
-        } else if c.action == Action::Update && kind == "kubernetes_namespace" && labels_changed() {
+        } else if c.action == Action::Update && risk == RiskClass::IsolationLabels && labels_changed() {
             Some((Risk::Isolation, " (its labels change; network policies select namespaces by them)".into()))
-        } else if changes
-            && (kind.starts_with("dns_") || kind == "kubernetes_certificate" || kind == "kubernetes_ingress")
-        {
+        } else if changes && risk == RiskClass::DnsTls {
             Some((Risk::DnsTls, String::new()))
         } else if destructive && c.phase == Phase::DeployIngressController {
             Some((

@@ -20,7 +20,7 @@
 //! same run). The admin connection URL (with its password) is never shown by `Debug`, errors or
 //! logs.
 //!
-//! **Plan-time checks.** [`migrate::validate_applied`] is Flyway's `validate` over what refresh
+//! **Plan-time checks.** `catalog::flyway_validate::validate_applied` is Flyway's `validate` over what refresh
 //! read back: `matih plan` refuses an applied migration whose file changed, naming the file.
 //!
 //! **Isolation.** A tenant role owns its schema and nothing else. Shared databases are closed to

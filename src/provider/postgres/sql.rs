@@ -40,45 +40,8 @@ pub fn literal(text: &str) -> String {
     postgres_protocol::escape::escape_literal(text)
 }
 
-/// SQLSTATEs worth retrying: connection failures (class 08), administrator shutdown and crash
-/// recovery (57P01-57P03), serialization failures and deadlocks (40001, 40P01), too many
-/// connections and out of resources (53300, 53400), lock not available (55P03). Everything else
-/// (syntax and permission errors of class 42 above all) is permanent.
-pub fn is_transient_code(code: &str) -> bool {
-    code.starts_with("08")
-        || matches!(code, "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "53300" | "53400" | "55P03")
-}
-
-/// The server's message (`ERROR 42P01: relation "x" does not exist (detail)`) and whether to
-/// retry. Errors that are not the server's (connection refused, reset, closed, timed out) are
-/// transient. Never contains a statement's text, so never a password.
-pub fn describe(e: &tokio_postgres::Error) -> (String, bool) {
-    match e.as_db_error() {
-        Some(db) => {
-            let code = db.code().code();
-            let mut msg = format!("{} {code}: {}", db.severity(), db.message());
-            if let Some(detail) = db.detail() {
-                msg.push_str(&format!(" ({detail})"));
-            }
-            // Two sessions changing the same catalog row (a GRANT on a shared object) at once:
-            // the loser gets XX000 "tuple concurrently updated"; trying again succeeds.
-            let concurrent = code == "XX000" && db.message().contains("concurrently updated");
-            (msg, is_transient_code(code) || concurrent)
-        }
-        None => {
-            let mut msg = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(s) = source {
-                let text = s.to_string();
-                if !msg.contains(&text) {
-                    msg.push_str(&format!(": {text}"));
-                }
-                source = s.source();
-            }
-            (msg, true)
-        }
-    }
-}
+// Error classification is shared with the PostgreSQL state store, so it lives in `pgconn`.
+pub use crate::pgconn::{describe, is_transient_code};
 
 /// The SQLSTATE of a server error.
 pub fn code(e: &tokio_postgres::Error) -> Option<&str> {

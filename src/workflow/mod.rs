@@ -5,16 +5,21 @@
 //! **Invariant:** prints nothing and reads no terminal; the CLI decides what to show. The only
 //! outside world it touches is what it is handed: the files named, the state store, providers.
 
+pub mod connect;
+pub mod run;
+pub mod store;
+
 use std::path::PathBuf;
 
 use rayon::prelude::*;
 
 use crate::apply::{fill_env_fingerprints, refresh, Providers};
+use crate::catalog::flyway_validate;
 use crate::catalog::Catalog;
 use crate::diag::{self, Diagnostic, Location};
 use crate::graph::{self, ResourceGraph};
 use crate::plan::{self, Plan};
-use crate::provider::{postgres, ProviderError};
+use crate::provider::ProviderError;
 use crate::spec::{self, PlatformConfig, TenantSpec};
 use crate::state::{StateError, StateStore, TenantState, TenantStatus};
 
@@ -93,15 +98,13 @@ pub fn plan_tenants(
         .zip(graphs.par_iter())
         .map(|(spec, graph)| {
             let recorded: Option<TenantState> = store.get(&graph.tenant.slug)?;
-            if let Some(p) = &recorded {
-                if p.tenant_id != graph.tenant.id {
-                    return Err(PlanError::IdChanged {
-                        location: spec.id.location.clone(),
-                        slug: graph.tenant.slug.clone(),
-                        recorded: p.tenant_id.clone(),
-                        spec: graph.tenant.id.clone(),
-                    });
-                }
+            if let Some(id) = changed_id(graph, recorded.as_ref()) {
+                return Err(PlanError::IdChanged {
+                    location: spec.id.location.clone(),
+                    slug: graph.tenant.slug.clone(),
+                    recorded: id.to_string(),
+                    spec: graph.tenant.id.clone(),
+                });
             }
             let mut errors = Vec::new();
             // Refreshed: what the providers read back; the recorded state is kept beside it, so
@@ -131,6 +134,12 @@ pub fn plan_tenants(
     Ok((Plan::new(tenants), read_errors))
 }
 
+/// The id a tenant is recorded with, when it is not the one its spec gives: a tenant's id never
+/// changes, so planning (and checking drift) against that state is refused.
+pub fn changed_id<'a>(graph: &ResourceGraph, recorded: Option<&'a TenantState>) -> Option<&'a str> {
+    recorded.map(|r| r.tenant_id.as_str()).filter(|id| *id != graph.tenant.id)
+}
+
 /// A migration that was applied must never change: when the migrations matih recorded as applied
 /// for a tenant hold a checksum that differs from its file's, the plan is an error, not the apply.
 /// `prior` is the recorded state (matih's own record), not a refreshed one: the history table is
@@ -140,7 +149,7 @@ fn check_applied_migrations(graph: &ResourceGraph, prior: Option<&TenantState>) 
     let migrations = graph.index.keys().filter(|a| a.kind == "postgresql_migrations").filter_map(|a| graph.get(a));
     for res in migrations {
         let Some(applied) = prior.resources.get(&res.addr) else { continue };
-        if let Some((script, message)) = postgres::migrate::validate_applied(&res.attrs, &applied.attrs) {
+        if let Some((script, message)) = flyway_validate::validate_applied(&res.attrs, &applied.attrs) {
             return Err(PlanError::AppliedMigrationChanged { slug: graph.tenant.slug.clone(), script, message });
         }
     }
@@ -180,15 +189,13 @@ impl crate::apply::Replan for Replanner {
                 .get(&planned.slug)
                 .ok_or_else(|| format!("tenant {:?} is not among the specs of this run", planned.slug))?;
             if self.destroy {
-                return Ok(plan::diff(&ResourceGraph::new(graph.tenant.clone()), found, planned.source.clone()));
+                return Ok(run::destroy_tenant(graph, found, planned.source.clone()));
             }
-            if let Some(p) = found {
-                if p.tenant_id != graph.tenant.id {
-                    return Err(format!(
-                        "tenant {:?} is now recorded with id {} but the spec says {}",
-                        planned.slug, p.tenant_id, graph.tenant.id
-                    ));
-                }
+            if let Some(id) = changed_id(graph, found) {
+                return Err(format!(
+                    "tenant {:?} is now recorded with id {id} but the spec says {}",
+                    planned.slug, graph.tenant.id
+                ));
             }
             // A run that finished cleanly recorded what it read back moments ago: reading it all
             // again would only double the load of several runners. One that failed or was killed

@@ -1,0 +1,212 @@
+//! `matih apply` and `matih destroy`: specs (or a saved plan) to a confirmed run over the fleet.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::ValueEnum;
+
+use matih::apply::{
+    ApplyOptions, ConsoleHooks, FleetOptions, Hooks, JsonHooks, LiveHooks, OnFailure, Operation, Providers, Replan,
+    DEFAULT_PARALLELISM,
+};
+use matih::diag;
+use matih::plan::{self, Plan};
+use matih::spec::{PlatformConfig, StateBackend};
+use matih::state::SledStore;
+use matih::workflow::connect::{connect, require_providers};
+use matih::workflow::run::{self, check_protection, protected_specs, FleetRun, SavedPlan};
+use matih::workflow::store::{wait_for_tenant_locks, StoreUse};
+use matih::workflow::Replanner;
+
+use super::views::run as view;
+use super::{
+    compute_plan, confirm, keep_shard, load_catalog, load_inputs, load_platform, parse_shard, print, print_diagnostics,
+    render, runtime, state_location, Format, Global, Reported, Shard,
+};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Tenant spec files or directories of them, or one plan file saved by `matih plan -out FILE`.
+    #[arg(default_value = "tenants")]
+    pub paths: Vec<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Operations running at once inside one tenant's phase.
+    #[arg(long, default_value_t = DEFAULT_PARALLELISM)]
+    pub parallelism: usize,
+    /// How long to wait for a tenant locked by another run (e.g. 30s, 2m). With 0, a run over one
+    /// tenant, or one with a prompt, fails at once naming the holder; an --auto-approve run over
+    /// several sets a held tenant aside and comes back to it for as long as its holder lives.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub lock_timeout: Duration,
+    /// What to do with a phase that failed: roll back what this run created in it, or halt and
+    /// leave it as it is (for debugging).
+    #[arg(long, value_enum, default_value_t = OnFailureArg::Rollback)]
+    pub on_failure: OnFailureArg,
+    /// Progress display: auto (live on a terminal, plain lines otherwise), plain, or json (one
+    /// JSON object per event on stdout; see `src/apply/progress.rs`).
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+    /// Go ahead even when a tenant with `protect_database = true` would lose its database or schema.
+    #[arg(long)]
+    pub allow_data_loss: bool,
+    /// Tenants applied at once by this run. Several runners sharing a PostgreSQL state divide a
+    /// fleet through the tenants' locks: each takes a tenant only when it has room for it.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub tenant_parallelism: usize,
+    /// Only the tenants of shard K of N (1 ≤ K ≤ N), chosen by a hash of their slug: an explicit
+    /// way to divide a fleet between N runners.
+    #[arg(long, value_parser = parse_shard, value_name = "K/N")]
+    pub shard: Option<Shard>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OnFailureArg {
+    Rollback,
+    Halt,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    Auto,
+    Plain,
+    Json,
+}
+
+/// The progress hooks the flags and the terminal ask for.
+fn progress_hooks(progress: Progress) -> Arc<dyn Hooks> {
+    match progress {
+        Progress::Json => Arc::new(JsonHooks::new(Box::new(std::io::stdout()))),
+        Progress::Auto if std::io::stdout().is_terminal() => Arc::new(LiveHooks::new(Box::new(std::io::stdout()))),
+        Progress::Auto | Progress::Plain => Arc::new(ConsoleHooks::new(Box::new(std::io::stdout()))),
+    }
+}
+
+/// What a run over the fleet is asked to do, from the flags.
+fn fleet_run<'a>(
+    plan: &'a Plan,
+    providers: &'a Providers,
+    opts: ApplyOptions,
+    args: &Args,
+    replan: Option<Arc<dyn Replan>>,
+) -> FleetRun<'a> {
+    let fleet = FleetOptions { tenant_parallelism: args.tenant_parallelism.max(1), replan, ..FleetOptions::default() };
+    let warn = Arc::new(|w: &str| eprintln!("warning: {w}"));
+    FleetRun { plan, providers, opts, fleet, progress: progress_hooks(args.progress), warn }
+}
+
+/// Runs a confirmed plan over the fleet and prints the summary.
+fn execute(
+    global: &Global,
+    platform: &PlatformConfig,
+    run: FleetRun<'_>,
+    args: &Args,
+    rt: &tokio::runtime::Runtime,
+) -> Result<ExitCode> {
+    let destroy = run.opts.operation == Operation::Destroy;
+    let outcome = run::run_fleet(run, &state_location(global)?, platform, rt)?;
+    Ok(view::summary(&outcome, args.progress == Progress::Json, destroy))
+}
+
+/// `matih apply PLANFILE`: a saved plan, applied exactly as reviewed, without a prompt.
+fn apply_saved(global: &Global, path: &Path, args: &Args, mut opts: ApplyOptions) -> Result<ExitCode> {
+    let rt = runtime()?;
+    if args.shard.is_some() {
+        bail!("--shard selects tenants from spec files; a saved plan is applied whole ({})", path.display());
+    }
+    let plan = plan::load_plan(path)?;
+    let (platform, _, diags) = load_platform(global);
+    print_diagnostics(&diags);
+    if diag::has_errors(&diags) {
+        return Err(Reported.into());
+    }
+    let catalog = load_catalog(global)?;
+    let saved = SavedPlan::new(plan, &catalog, args.allow_data_loss)?;
+    opts.protected = saved.protected.clone();
+    let providers = connect(&platform, &catalog, &rt)?;
+    run::check_saved_plan_current(&saved, path, &providers, &platform, &rt)?;
+    execute(global, &platform, fleet_run(&saved.plan, &providers, opts, args, None), args, &rt)
+}
+
+pub fn exec(global: &Global, args: &Args, color: bool, destroy: bool) -> Result<ExitCode> {
+    let opts = ApplyOptions {
+        parallelism: args.parallelism.max(1),
+        operation: if destroy { Operation::Destroy } else { Operation::Apply },
+        lock_timeout: args.lock_timeout,
+        on_failure: match args.on_failure {
+            OnFailureArg::Rollback => OnFailure::Rollback,
+            OnFailureArg::Halt => OnFailure::Halt,
+        },
+        allow_data_loss: args.allow_data_loss,
+        ..ApplyOptions::default()
+    };
+    let json = args.progress == Progress::Json;
+    if !destroy
+        && args.paths.len() == 1
+        && args.paths[0].is_file()
+        && args.paths[0].extension().is_none_or(|e| e != "hcl")
+    {
+        return apply_saved(global, &args.paths[0], args, opts);
+    }
+    let rt = runtime()?;
+    let mut opts = opts;
+    let mut inputs = load_inputs(global, &args.paths)?;
+    keep_shard(&mut inputs, args.shard);
+    let protected = protected_specs(&inputs.specs);
+    opts.protected = protected.keys().cloned().collect();
+    let loc = state_location(global)?;
+    let store = if loc.backend == StateBackend::Sled && !SledStore::exists(&loc.dir) {
+        loc.open(StoreUse::Read)?
+    } else {
+        loc.open(StoreUse::Run(args.lock_timeout))?
+    };
+    // A prompt, or a single tenant: the plan shown is made against the state the holders leave.
+    // (An --auto-approve run over several tenants sets held ones aside and plans them again under
+    // their locks instead: waiting here for every lock would stop runners from sharing a fleet.)
+    let shared_fleet = args.auto_approve && inputs.graphs.len() > 1;
+    if loc.backend == StateBackend::Postgres && !args.lock_timeout.is_zero() && !shared_fleet {
+        let slugs: Vec<&str> = inputs.graphs.iter().map(|g| g.tenant.slug.as_str()).collect();
+        wait_for_tenant_locks(store.as_ref(), &slugs, args.lock_timeout)?;
+    }
+    let providers = connect(&inputs.platform, &inputs.catalog, &rt)?;
+    let plan = if destroy {
+        run::destroy_plan(&inputs.specs, &inputs.graphs, store.as_ref())?
+    } else {
+        compute_plan(&inputs, store.as_ref(), &providers, true, &rt)?
+    };
+    drop(store);
+    if json {
+        view::plan_event(&plan);
+    } else {
+        print(&render(&plan, Format::Text, color))?;
+    }
+    if !plan.has_changes() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    check_protection(&plan, &protected, args.allow_data_loss)?;
+    require_providers(&plan, &providers, &inputs.platform)?;
+    if !args.auto_approve {
+        let q = if destroy {
+            "Do you really want to destroy these tenants?"
+        } else {
+            "Do you want to perform these actions?"
+        };
+        if !confirm(q, json)? {
+            eprintln!("{} cancelled; nothing was changed.", if destroy { "Destroy" } else { "Apply" });
+            return Ok(ExitCode::from(1));
+        }
+    }
+    // Without a prompt, a tenant another run applied meanwhile is planned again under its lock
+    // (several runners on one fleet); a plan someone approved is never changed behind their back.
+    let replan: Option<Arc<dyn Replan>> = if args.auto_approve {
+        Some(Arc::new(Replanner::new(std::mem::take(&mut inputs.graphs), destroy, Some(DEFAULT_PARALLELISM))))
+    } else {
+        None
+    };
+    execute(global, &inputs.platform, fleet_run(&plan, &providers, opts, args, replan), args, &rt)
+}

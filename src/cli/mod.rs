@@ -1,0 +1,254 @@
+//! The command line's parts: one module per command (its clap arguments and an `exec` that calls
+//! the library), and what they share (loading the inputs, opening the state store, printing).
+
+pub mod apply;
+pub mod drift;
+pub mod graph;
+pub mod lock;
+pub mod plan;
+pub mod serve;
+pub mod show;
+pub mod state;
+pub mod status;
+pub mod validate;
+pub mod views;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{Args, ValueEnum};
+
+use matih::apply::{Providers, DEFAULT_PARALLELISM};
+use matih::catalog::Catalog;
+use matih::diag::{self, Diagnostic};
+use matih::graph::ResourceGraph;
+use matih::plan::{render_json, render_markdown, render_text, Plan, TextOptions};
+use matih::spec::{self, PlatformConfig, TenantSpec};
+use matih::state::StateStore;
+use matih::workflow::store::{StateLocation, StoreUse};
+use matih::workflow::{self, Refresh};
+
+#[derive(Args, Debug)]
+pub struct Global {
+    /// Directory of the sled state store (default: `path` of the platform file's `state` block, else state).
+    #[arg(long, global = true, env = "MATIH_STATE_DIR", value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Read the catalog from this directory instead of the copy of schemas/ built into matih.
+    #[arg(long, global = true, env = "MATIH_SCHEMAS_DIR", value_name = "DIR")]
+    pub schemas: Option<PathBuf>,
+    /// The platform file (where things live). Default: ./matih.hcl when it exists.
+    #[arg(long, global = true, env = "MATIH_PLATFORM_FILE", value_name = "FILE")]
+    pub platform: Option<PathBuf>,
+    /// Never print colours (also: the NO_COLOR environment variable).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+}
+
+/// Keeps only the tenants of `shard` (all of them without one), and says how many on stderr.
+pub fn keep_shard(inputs: &mut Inputs, shard: Option<Shard>) {
+    let Some(Shard { k, n }) = shard else { return };
+    let all = inputs.specs.len();
+    let keep: Vec<bool> = inputs.graphs.iter().map(|g| workflow::shard_of(&g.tenant.slug, n) == k - 1).collect();
+    let mut it = keep.iter();
+    inputs.specs.retain(|_| *it.next().expect("one per spec"));
+    let mut it = keep.iter();
+    inputs.graphs.retain(|_| *it.next().expect("one per graph"));
+    eprintln!("shard {k}/{n}: {} of {all} tenant(s)", inputs.specs.len());
+}
+
+/// `--shard K/N`: K counted from 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub k: usize,
+    pub n: usize,
+}
+
+pub fn parse_shard(s: &str) -> std::result::Result<Shard, String> {
+    let bad = || format!("{s:?} is not a shard: expected K/N with 1 <= K <= N, e.g. 2/4");
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let (k, n): (usize, usize) = (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if k == 0 || n == 0 || k > n {
+        return Err(bad());
+    }
+    Ok(Shard { k, n })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Markdown,
+}
+
+/// An error that has already been reported to the user (as diagnostics).
+#[derive(Debug)]
+pub struct Reported;
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("errors reported above")
+    }
+}
+
+impl std::error::Error for Reported {}
+
+/// Everything read from the user's files: catalog, platform, tenant specs and their graphs.
+pub struct Inputs {
+    pub specs: Vec<TenantSpec>,
+    pub graphs: Vec<ResourceGraph>,
+    pub catalog: Catalog,
+    pub platform: PlatformConfig,
+    pub platform_file: Option<PathBuf>,
+}
+
+pub fn print_diagnostics(diags: &[Diagnostic]) {
+    let mut err = std::io::stderr().lock();
+    for d in diags {
+        let _ = writeln!(err, "{d}");
+    }
+}
+
+pub fn load_catalog(global: &Global) -> Result<Catalog> {
+    let loaded = match &global.schemas {
+        Some(dir) => Catalog::load_dir(dir),
+        None => Catalog::embedded(),
+    };
+    loaded.map_err(|diags| {
+        print_diagnostics(&diags);
+        anyhow::Error::new(Reported)
+    })
+}
+
+pub fn load_platform(global: &Global) -> (PlatformConfig, Option<PathBuf>, Vec<Diagnostic>) {
+    let path = match &global.platform {
+        Some(p) => Some(p.clone()),
+        None => Some(PathBuf::from("matih.hcl")).filter(|p| p.is_file()),
+    };
+    match path {
+        Some(p) => {
+            let (cfg, diags) = spec::load_platform(&p);
+            (cfg, Some(p), diags)
+        }
+        None => (PlatformConfig::default(), None, Vec::new()),
+    }
+}
+
+/// Reads and validates everything; reports every diagnostic; fails if any is an error.
+pub fn load_inputs(global: &Global, paths: &[PathBuf]) -> Result<Inputs> {
+    let catalog = load_catalog(global)?;
+    let (platform, platform_file, mut diags) = load_platform(global);
+    let compiled = workflow::compile_tenants(paths, &catalog, &platform);
+    diags.extend(compiled.diagnostics);
+    if !compiled.unset_env.is_empty() {
+        let vars: Vec<String> =
+            compiled.unset_env.iter().map(|(slug, var)| format!("{var} (tenant {slug:?})")).collect();
+        eprintln!(
+            "Note: not set in the environment: {}. Plans keep the recorded secrets; apply needs the variables \
+             when it creates or changes the resources that use them.",
+            vars.join(", ")
+        );
+    }
+    diag::sort(&mut diags);
+    print_diagnostics(&diags);
+    if diag::has_errors(&diags) {
+        let n = diags.iter().filter(|d| d.is_error()).count();
+        eprintln!("{n} error{} found; nothing was planned or changed.", if n == 1 { "" } else { "s" });
+        return Err(Reported.into());
+    }
+    let (specs, graphs) = (compiled.specs, compiled.graphs);
+    Ok(Inputs { specs, graphs, catalog, platform, platform_file })
+}
+
+/// Where the state is: the platform file's `state` block, with `--state` taking precedence.
+pub fn state_location(global: &Global) -> Result<StateLocation> {
+    let (platform, _, diags) = load_platform(global);
+    if diag::has_errors(&diags) {
+        print_diagnostics(&diags);
+        return Err(Reported.into());
+    }
+    Ok(StateLocation::new(&platform, global.state.clone()))
+}
+
+/// Opens the state store the platform file selects.
+pub fn open_store(global: &Global, usage: StoreUse) -> Result<Box<dyn StateStore>> {
+    state_location(global)?.open(usage)
+}
+
+/// Opens the state store for reading. An absent store is an empty one: planning never creates files.
+pub fn open_state_for_read(global: &Global) -> Result<Box<dyn StateStore>> {
+    open_store(global, StoreUse::Read)
+}
+
+/// The plan of every tenant in `inputs`: recorded state, refreshed through the providers when
+/// `refresh` is set, diffed with the desired graph.
+pub fn compute_plan(
+    inputs: &Inputs,
+    store: &dyn StateStore,
+    providers: &Providers,
+    refresh: bool,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Plan> {
+    let r = Refresh { providers, runtime: rt, parallelism: DEFAULT_PARALLELISM };
+    let (plan, refresh_errors) =
+        workflow::plan_tenants(&inputs.specs, &inputs.graphs, store, if refresh { Some(&r) } else { None })?;
+    if !refresh_errors.is_empty() {
+        for e in &refresh_errors {
+            eprintln!("error: refresh: {e}");
+        }
+        bail!("{} resource(s) could not be read; no plan was made", refresh_errors.len());
+    }
+    Ok(plan)
+}
+
+pub fn render(plan: &Plan, format: Format, color: bool) -> String {
+    match format {
+        Format::Text => render_text(plan, &TextOptions { color }),
+        Format::Json => render_json(plan),
+        Format::Markdown => render_markdown(plan),
+    }
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// Asks for confirmation on stdin, as Terraform does. Anything but `yes` cancels; a closed stdin
+/// cancels with a message instead of hanging.
+pub fn confirm(question: &str, to_stderr: bool) -> Result<bool> {
+    let prompt = format!(
+        "\n{question}\n  matih will perform the actions described above.\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
+    );
+    if to_stderr {
+        eprint!("{prompt}");
+    } else {
+        print(&prompt)?;
+    }
+    let mut answer = String::new();
+    let n = std::io::stdin().read_line(&mut answer)?;
+    if to_stderr {
+        eprintln!();
+    } else {
+        println!();
+    }
+    if n == 0 {
+        bail!(
+            "no answer: standard input is closed (use --auto-approve to apply without a prompt); nothing was changed"
+        );
+    }
+    Ok(answer.trim() == "yes")
+}
+
+/// Writes to stdout; a closed pipe (`matih plan | head`) is not an error.
+pub fn print(s: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// Prints `value` as pretty JSON and a newline.
+pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    print(&format!("{}\n", serde_json::to_string_pretty(value)?))
+}

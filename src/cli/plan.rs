@@ -1,0 +1,64 @@
+//! `matih plan`: what would change, rendered; optionally saved as a sealed plan file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use matih::apply::Providers;
+use matih::plan;
+
+use matih::workflow::connect::connect;
+
+use super::{
+    compute_plan, keep_shard, load_inputs, open_state_for_read, parse_shard, print, render, runtime, Format, Global,
+    Shard,
+};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Tenant spec files or directories of them.
+    #[arg(default_value = "tenants")]
+    pub paths: Vec<PathBuf>,
+    /// Save the plan to FILE (sealed, bound to the state it was made from) for `matih apply FILE`.
+    #[arg(long = "out", short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Exit 0 when nothing changes, 2 when something does, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Read live objects through the providers before planning (needs a platform file).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub refresh: bool,
+    /// Only the tenants of shard K of N (1 ≤ K ≤ N), chosen by a hash of their slug (as for apply).
+    #[arg(long, value_parser = parse_shard, value_name = "K/N")]
+    pub shard: Option<Shard>,
+}
+
+pub fn exec(global: &Global, args: &Args, color: bool) -> Result<ExitCode> {
+    let mut inputs = load_inputs(global, &args.paths)?;
+    keep_shard(&mut inputs, args.shard);
+    let store = open_state_for_read(global)?;
+    let rt = runtime()?;
+    let providers = if args.refresh { connect(&inputs.platform, &inputs.catalog, &rt)? } else { Providers::new() };
+    let plan = compute_plan(&inputs, store.as_ref(), &providers, args.refresh, &rt)?;
+    if inputs.platform_file.is_none() && args.refresh && args.format == Format::Text {
+        eprintln!(
+            "Note: no platform file (matih.hcl), so live objects were not read: this plan compares the specs \
+             with the recorded state alone."
+        );
+    }
+    print(&render(&plan, args.format, color))?;
+    if let Some(out) = &args.out {
+        plan::save_plan(&plan, out)?;
+        if args.format == Format::Text {
+            println!(
+                "\nSaved the plan to: {}\nTo perform exactly these actions, run: matih apply {}",
+                out.display(),
+                out.display()
+            );
+        }
+    }
+    Ok(if args.detailed_exitcode && plan.has_changes() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}

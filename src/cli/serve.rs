@@ -1,0 +1,39 @@
+//! `matih serve`: status API, WebSocket stream and status page.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Result;
+
+use matih::diag;
+use matih::spec::StateBackend;
+
+use matih::workflow::store::connect_postgres_state;
+
+use super::{load_platform, print_diagnostics, runtime, state_location, Global, Reported};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Address to listen on. Anything but loopback needs MATIH_SERVE_TOKEN.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+}
+
+/// `matih serve`: status API, WebSocket stream and status page; also retries queued notifications.
+pub fn exec(global: &Global, args: &Args) -> Result<ExitCode> {
+    let (platform, _, diags) = load_platform(global);
+    print_diagnostics(&diags);
+    if diag::has_errors(&diags) {
+        return Err(Reported.into());
+    }
+    let loc = state_location(global)?;
+    let mut opts = matih::serve::ServeOptions::new(args.listen, &loc.dir);
+    if matches!(loc.backend, StateBackend::Postgres) {
+        // Shared by every machine: serve reads the tenants from it and follows applies anywhere.
+        opts.postgres = Some(Arc::new(connect_postgres_state(&loc.url_env)?));
+    }
+    opts.token = std::env::var("MATIH_SERVE_TOKEN").ok().filter(|t| !t.is_empty());
+    opts.notify = platform.notify;
+    runtime()?.block_on(matih::serve::run(opts))?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,148 @@
+//! `matih state list|show|history|migrate|rm`: inspect and edit recorded state.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Subcommand, ValueEnum};
+
+use matih::spec::StateBackend;
+
+use matih::workflow::store::{forget_resources, StateLocation, StoreUse};
+
+use super::views::status::status_name;
+use super::{open_state_for_read, open_store, print, state_location, Global};
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Every tenant in the state store, with status, serial and resource count.
+    List,
+    /// The recorded state of a tenant (or of one resource of it), as JSON.
+    Show { slug: String, address: Option<String> },
+    /// Earlier serials of a tenant's state.
+    History { slug: String },
+    /// Copy every tenant (state, history, audit log) from one backend to the other, empty one, and
+    /// compare SHA-256 digests. The sled directory is --state (or the `state` block's path), the
+    /// PostgreSQL URL is in the variable the `state` block's url_env names (MATIH_STATE_URL).
+    Migrate {
+        #[arg(long, value_enum)]
+        from: BackendArg,
+        #[arg(long, value_enum)]
+        to: BackendArg,
+    },
+    /// Forget resources (matih will no longer manage them; nothing is deleted in the real world).
+    Rm {
+        slug: String,
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    Sled,
+    Postgres,
+}
+
+pub fn exec(global: &Global, cmd: Command) -> Result<ExitCode> {
+    match cmd {
+        Command::List => {
+            let store = open_state_for_read(global)?;
+            let mut out = String::new();
+            for slug in store.tenants()? {
+                if let Some(st) = store.get(&slug)? {
+                    out.push_str(&format!(
+                        "{:<24} {:<13} serial {:<5} {} resources\n",
+                        st.slug,
+                        status_name(st.status),
+                        st.serial,
+                        st.resources.len()
+                    ));
+                }
+            }
+            print(&out)?;
+        }
+        Command::Show { slug, address } => {
+            let store = open_state_for_read(global)?;
+            let st = store.get(&slug)?.with_context(|| format!("no tenant {slug:?} in the state store"))?;
+            let json = match address {
+                None => serde_json::to_string_pretty(&st)?,
+                Some(a) => {
+                    let addr: matih::addr::ResourceAddr = a.parse().map_err(anyhow::Error::msg)?;
+                    let r =
+                        st.resources.get(&addr).with_context(|| format!("tenant {slug:?} has no resource {addr}"))?;
+                    serde_json::to_string_pretty(r)?
+                }
+            };
+            print(&format!("{json}\n"))?;
+        }
+        Command::History { slug } => {
+            let store = open_state_for_read(global)?;
+            let mut out = String::new();
+            for h in store.history(&slug)? {
+                out.push_str(&format!(
+                    "serial {:<5} {:<4} resources, status {:<12} replaced at {} by {}\n",
+                    h.serial,
+                    h.state.resources.len(),
+                    status_name(h.state.status),
+                    h.at,
+                    h.operation
+                ));
+            }
+            if let Some(st) = store.get(&slug)? {
+                out.push_str(&format!(
+                    "serial {:<5} {:<4} resources, status {:<12} current (written at {})\n",
+                    st.serial,
+                    st.resources.len(),
+                    status_name(st.status),
+                    st.updated_at
+                ));
+            }
+            print(&out)?;
+        }
+        Command::Migrate { from, to } => {
+            if from == to {
+                bail!("--from and --to name the same backend; nothing to migrate");
+            }
+            let loc = state_location(global)?;
+            let open = |b: BackendArg, usage: StoreUse| {
+                let backend = match b {
+                    BackendArg::Sled => StateBackend::Sled,
+                    BackendArg::Postgres => StateBackend::Postgres,
+                };
+                StateLocation { backend, ..loc.clone() }.open(usage)
+            };
+            let source = open(from, StoreUse::Read)?;
+            let target = open(to, StoreUse::Write)?;
+            let report = matih::state::migrate(source.as_ref(), target.as_ref())?;
+            let mut out = String::new();
+            for (slug, digest) in &report.digests {
+                out.push_str(&format!("{slug:<24} sha256 {digest}\n"));
+            }
+            out.push_str(&format!(
+                "Migrated {} tenant(s) ({} with current state, {} history entries, {} audit entries) from {} to {}; \
+                 every digest matches.\n",
+                report.digests.len(),
+                report.tenants,
+                report.history_entries,
+                report.audit_entries,
+                if from == BackendArg::Sled {
+                    loc.dir.display().to_string()
+                } else {
+                    format!("PostgreSQL (${})", loc.url_env)
+                },
+                if to == BackendArg::Sled {
+                    loc.dir.display().to_string()
+                } else {
+                    format!("PostgreSQL (${})", loc.url_env)
+                },
+            ));
+            print(&out)?;
+        }
+        Command::Rm { slug, addresses } => {
+            let store = open_store(global, StoreUse::Write)?;
+            let serial = forget_resources(store.as_ref(), &slug, &addresses)?;
+            println!("Removed {} resource(s) from the state of {slug:?} (serial {serial}).", addresses.len());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,223 @@
+//! A run over the fleet, as `apply` and `destroy` carry it out once the plan is confirmed: the
+//! destroy plan, the refusals made before anything changes (protected data, a saved plan the
+//! real world has moved away from), then every tenant plan with changes applied, with progress
+//! to the hooks and to the feed `matih serve` reads, and completion to the notifications.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use super::connect::require_providers;
+use super::store::{StateLocation, StoreUse};
+use crate::apply::{self, ApplyError, ApplyOptions, ApplyReport, FleetOptions, Hooks, Operation, Providers};
+use crate::catalog::Catalog;
+use crate::diag::Location;
+use crate::graph::ResourceGraph;
+use crate::plan::{self, Action, Plan, TenantPlan};
+use crate::spec::{self, PlatformConfig, TenantSpec};
+use crate::state::{StateError, StateStore, TenantState};
+
+/// The plan of one tenant's destroy: every recorded resource deleted (the diff of an empty graph).
+pub fn destroy_tenant(
+    graph: &ResourceGraph,
+    recorded: Option<&TenantState>,
+    source: Option<std::path::PathBuf>,
+) -> TenantPlan {
+    plan::diff(&ResourceGraph::new(graph.tenant.clone()), recorded, source)
+}
+
+/// The plan of `matih destroy`: for each tenant, everything its recorded state holds, deleted.
+pub fn destroy_plan(
+    specs: &[TenantSpec],
+    graphs: &[ResourceGraph],
+    store: &dyn StateStore,
+) -> Result<Plan, StateError> {
+    let mut tenants = Vec::with_capacity(graphs.len());
+    for (spec, graph) in specs.iter().zip(graphs) {
+        let recorded = store.get(&graph.tenant.slug)?;
+        tenants.push(destroy_tenant(graph, recorded.as_ref(), Some(spec.location.file.clone())));
+    }
+    Ok(Plan::new(tenants))
+}
+
+/// Slugs whose spec sets `protect_database = true`, with where it is written.
+pub fn protected_specs(specs: &[TenantSpec]) -> BTreeMap<String, Location> {
+    specs.iter().filter_map(|s| Some((s.slug.value.clone(), s.database_protection()?.clone()))).collect()
+}
+
+/// Refuses, before anything is asked or changed, a plan that would lose the data of a tenant whose
+/// spec sets `protect_database = true`, pointing at that line. `protected` maps slugs to where the
+/// flag is written.
+pub fn check_protection(plan: &Plan, protected: &BTreeMap<String, Location>, allow_data_loss: bool) -> Result<()> {
+    if allow_data_loss {
+        return Ok(());
+    }
+    let mut problems = Vec::new();
+    for tp in &plan.tenants {
+        let Some(at) = protected.get(&tp.slug) else { continue };
+        let lost = apply::data_loss(tp);
+        if !lost.is_empty() {
+            let what: Vec<String> = lost.iter().map(|c| format!("{} {}", c.action.name(), c.address)).collect();
+            problems.push(format!(
+                "{at}: tenant {:?} has protect_database = true, and this plan would {} (its data would be lost)",
+                tp.slug,
+                what.join(", ")
+            ));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    bail!("{}\nnothing was changed; pass --allow-data-loss if you really mean it", problems.join("\n"))
+}
+
+/// A plan saved by `matih plan -out FILE`, read back with what protects its tenants.
+pub struct SavedPlan {
+    pub plan: Plan,
+    /// Slugs of its tenants whose spec sets `protect_database = true`.
+    pub protected: BTreeSet<String>,
+}
+
+impl SavedPlan {
+    /// A saved plan (read with [`plan::load_plan`]), refused when it would lose protected data.
+    /// Protection comes from the spec files the plan was made from, as they are now.
+    pub fn new(plan: Plan, catalog: &Catalog, allow_data_loss: bool) -> Result<SavedPlan> {
+        let sources: Vec<_> = plan.tenants.iter().filter_map(|t| t.source.clone()).filter(|p| p.is_file()).collect();
+        let protected = protected_specs(&spec::load_tenants(&sources, catalog).0);
+        check_protection(&plan, &protected, allow_data_loss)?;
+        Ok(SavedPlan { plan, protected: protected.into_keys().collect() })
+    }
+}
+
+/// A saved plan is applied exactly as reviewed: refused when what it changes moved in the real
+/// world since it was made.
+pub fn check_saved_plan_current(
+    saved: &SavedPlan,
+    path: &Path,
+    providers: &Providers,
+    platform: &PlatformConfig,
+    rt: &tokio::runtime::Runtime,
+) -> Result<()> {
+    require_providers(&saved.plan, providers, platform)?;
+    for tp in saved.plan.tenants.iter().filter(|t| t.has_changes()) {
+        let changed = rt.block_on(apply::changed_since_planned(tp, providers))?;
+        if !changed.is_empty() {
+            bail!(
+                "refusing to apply {}: {} changed in the real world since the plan was made ({}); run matih plan again",
+                path.display(),
+                changed.len(),
+                changed.iter().map(|a| format!("{}: {a}", tp.slug)).collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What a run over the fleet is asked to do.
+pub struct FleetRun<'a> {
+    pub plan: &'a Plan,
+    pub providers: &'a Providers,
+    pub opts: ApplyOptions,
+    pub fleet: FleetOptions,
+    /// Where progress is shown (the terminal, JSON lines); the feed is added here.
+    pub progress: Arc<dyn Hooks>,
+    /// Where warnings go (a notification not delivered yet); they never fail the run.
+    pub warn: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+/// What a run over the fleet did: per tenant with changes, its report or error.
+pub struct FleetOutcome {
+    pub results: Vec<(String, Result<ApplyReport, ApplyError>)>,
+    pub elapsed: Duration,
+}
+
+/// Counts over a [`FleetOutcome`], as the summary line says them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub failed: usize,
+    /// Failed tenants for which nothing was changed (refused before the first operation).
+    pub refused: usize,
+    pub added: usize,
+    pub changed: usize,
+    pub destroyed: usize,
+    /// Tenants another run had applied already.
+    pub overtaken: usize,
+}
+
+impl FleetOutcome {
+    pub fn tally(&self) -> Tally {
+        let mut t = Tally::default();
+        for (_, r) in &self.results {
+            match r {
+                Err(e) => {
+                    t.failed += 1;
+                    t.refused += usize::from(e.changed_nothing());
+                }
+                Ok(report) => {
+                    t.overtaken += usize::from(report.overtaken());
+                    for (_, action) in &report.operations {
+                        match action {
+                            Action::Create => t.added += 1,
+                            Action::Update => t.changed += 1,
+                            Action::Replace => (t.added, t.destroyed) = (t.added + 1, t.destroyed + 1),
+                            Action::Delete => t.destroyed += 1,
+                            Action::NoOp => {}
+                        }
+                    }
+                }
+            }
+        }
+        t
+    }
+}
+
+/// Applies every tenant plan with changes, several tenants at once (see `apply::fleet`), on the
+/// state store at `loc`. Progress goes to `run.progress` and to the change feed that `matih serve`
+/// reads (in the state directory, whatever the backend); completion goes to notifications.
+pub fn run_fleet(
+    run: FleetRun<'_>,
+    loc: &StateLocation,
+    platform: &PlatformConfig,
+    rt: &tokio::runtime::Runtime,
+) -> Result<FleetOutcome> {
+    require_providers(run.plan, run.providers, platform)?;
+    let store: Arc<dyn StateStore> = Arc::from(loc.open(StoreUse::Run(run.opts.lock_timeout))?);
+    let completion = crate::notify::Completion::new(&loc.dir, &platform.notify);
+    let destroy = run.opts.operation == Operation::Destroy;
+    let feed = Arc::new(crate::serve::FeedHooks::new(
+        &loc.dir,
+        store.clone(),
+        run.progress,
+        &run.plan.tenants,
+        destroy,
+        completion,
+    ));
+    let started = Instant::now();
+    let tenants: Vec<TenantPlan> = run.plan.tenants.iter().filter(|t| t.has_changes()).cloned().collect();
+    let slugs: Vec<String> = tenants.iter().map(|t| t.slug.clone()).collect();
+    let finished: apply::TenantFinished = {
+        let (feed, warn) = (feed.clone(), run.warn.clone());
+        Arc::new(move |slug: String, result| {
+            let (feed, warn) = (feed.clone(), warn.clone());
+            Box::pin(async move {
+                for w in feed.tenant_finished(&slug, result).await {
+                    warn(&w);
+                }
+            })
+        })
+    };
+    let results = rt.block_on(apply::apply_fleet(
+        tenants,
+        store,
+        run.providers.clone(),
+        feed.clone(),
+        run.opts,
+        run.fleet,
+        finished,
+    ));
+    drop(feed);
+    Ok(FleetOutcome { results: slugs.into_iter().zip(results).collect(), elapsed: started.elapsed() })
+}
