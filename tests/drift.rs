@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use matih::provider::dns::{DnsBackend, PowerDnsBackend};
+use matih::provider::dns::DnsBackend;
 use serde_json::Value as J;
 
 const PARENT: &str = "matih.test";
@@ -141,11 +141,7 @@ fn drift_is_read_only_classifies_what_changed_and_plan_and_apply_repair_it(backe
     let dns = powerdns::server();
     let env = &Env { state, pg, dns };
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let pdns =
-        PowerDnsBackend::new(&dns.api_url, "localhost", dns.api_key.clone(), vec!["ns1.matih.test.".into()]).unwrap();
-    if rt.block_on(pdns.get_zone(PARENT)).unwrap().is_none() {
-        rt.block_on(pdns.create_zone(PARENT)).unwrap();
-    }
+    let pdns = dns.parent_zone(&rt, PARENT);
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

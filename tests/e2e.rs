@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use base64::Engine as _;
-use matih::provider::dns::{DnsBackend, PowerDnsBackend};
+use matih::provider::dns::DnsBackend;
 
 const PARENT: &str = "matih.test";
 const WEBHOOK: &str = "https://hooks.slack.example/services/T0/B0/e2e-secret-webhook";
@@ -45,11 +45,7 @@ fn acme_from_nothing_to_active_to_repaired_drift_to_destroyed(backend: Backend) 
     let pg = postgres::server();
     let dns = powerdns::server();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let pdns =
-        PowerDnsBackend::new(&dns.api_url, "localhost", dns.api_key.clone(), vec!["ns1.matih.test.".into()]).unwrap();
-    if rt.block_on(pdns.get_zone(PARENT)).unwrap().is_none() {
-        rt.block_on(pdns.create_zone(PARENT)).unwrap();
-    }
+    let pdns = dns.parent_zone(&rt, PARENT);
     rt.block_on(pdns.replace_rrset(
         PARENT,
         "www",
@@ -175,12 +171,7 @@ fn acme_applies_and_destroys_through_a_service_account_bound_only_to_readmes_clu
     let _one = common::one_variant_at_a_time("acme");
     let _claim = kube::claim_tenant("acme");
     let (pg, dns) = (postgres::server(), powerdns::server());
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let pdns =
-        PowerDnsBackend::new(&dns.api_url, "localhost", dns.api_key.clone(), vec!["ns1.matih.test.".into()]).unwrap();
-    if rt.block_on(pdns.get_zone(PARENT)).unwrap().is_none() {
-        rt.block_on(pdns.create_zone(PARENT)).unwrap();
-    }
+    dns.parent_zone(&tokio::runtime::Runtime::new().unwrap(), PARENT);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("role.yaml"), readme_cluster_role()).unwrap();

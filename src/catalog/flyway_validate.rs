@@ -169,17 +169,18 @@ pub fn validate_applied(
     Some((script, message))
 }
 
+/// Migrations and history rows named by their script, for the tests here and the provider's.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixtures {
+    use super::{HistoryRow, Mig};
 
-    fn mig(index: usize, script: &str, checksum: i32) -> Mig {
+    pub(crate) fn mig(index: usize, script: &str, checksum: i32) -> Mig {
         let version = script.strip_prefix('V').and_then(|s| s.split_once("__")).map(|(v, _)| v.replace('_', "."));
         let description = script.split_once("__").unwrap().1.trim_end_matches(".sql").to_string();
         Mig { index, version, description, script: script.into(), sql: String::new(), checksum }
     }
 
-    fn row(rank: i32, script: &str, checksum: i32) -> HistoryRow {
+    pub(crate) fn row(rank: i32, script: &str, checksum: i32) -> HistoryRow {
         let m = mig(0, script, checksum);
         HistoryRow {
             installed_rank: rank,
@@ -189,6 +190,12 @@ mod tests {
             success: true,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{mig, row};
+    use super::*;
 
     #[test]
     fn versioned_in_version_order_then_repeatables() {

@@ -131,6 +131,23 @@ fn start() -> Result<PowerDns, String> {
 }
 
 impl PowerDns {
+    /// A client of this server's API for zones delegated from `parent` (nameservers `ns1.{parent}.`),
+    /// with the zone `parent` created unless it exists.
+    pub fn parent_zone(&self, rt: &tokio::runtime::Runtime, parent: &str) -> matih::provider::dns::PowerDnsBackend {
+        use matih::provider::dns::DnsBackend as _;
+        let pdns = matih::provider::dns::PowerDnsBackend::new(
+            &self.api_url,
+            "localhost",
+            self.api_key.clone(),
+            vec![format!("ns1.{parent}.")],
+        )
+        .unwrap();
+        if rt.block_on(pdns.get_zone(parent)).unwrap().is_none() {
+            rt.block_on(pdns.create_zone(parent)).unwrap();
+        }
+        pdns
+    }
+
     /// Whether the API answers (a plain HTTP/1.0 request, so this needs no async runtime).
     fn api_ready(&self) -> bool {
         use std::io::{Read, Write};

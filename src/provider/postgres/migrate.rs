@@ -355,23 +355,7 @@ fn tampered(obj: &ResourceObject, t: &Target, what: &str) -> Observed {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn mig(index: usize, script: &str, checksum: i32) -> Mig {
-        let version = script.strip_prefix('V').and_then(|s| s.split_once("__")).map(|(v, _)| v.replace('_', "."));
-        let description = script.split_once("__").unwrap().1.trim_end_matches(".sql").to_string();
-        Mig { index, version, description, script: script.into(), sql: String::new(), checksum }
-    }
-
-    fn row(rank: i32, script: &str, checksum: i32) -> HistoryRow {
-        let m = mig(0, script, checksum);
-        HistoryRow {
-            installed_rank: rank,
-            version: m.version,
-            script: script.into(),
-            checksum: Some(checksum),
-            success: true,
-        }
-    }
+    use crate::catalog::flyway_validate::fixtures::{mig, row};
 
     #[test]
     fn the_history_must_agree_with_what_matih_recorded() {
