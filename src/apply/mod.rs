@@ -990,8 +990,11 @@ async fn run_phase(
                 let provider = providers.for_kind(&change.address.kind).expect("checked before the run").clone();
                 let secrets = attrs.as_ref().map(|a| secrets_for(a, &run.sensitive)).unwrap_or_default();
                 // matih's own record of the resource, for providers whose live object others can
-                // write (see `ResourceObject::recorded`).
-                let recorded = run.st.resources.get(&change.address).map(|r| r.attrs.clone());
+                // write (see `ResourceObject::recorded`). Only for an update: a resource deleted
+                // outside matih (planned as a create) or replaced starts afresh.
+                let recorded = (change.action == Action::Update)
+                    .then(|| run.st.resources.get(&change.address).map(|r| r.attrs.clone()))
+                    .flatten();
                 hooks.resource_started(&tenant.slug, &change.address, change.action);
                 running.spawn(run_change(provider, tenant.clone(), change, attrs, secrets, recorded, opts.clone()));
             }
