@@ -15,8 +15,6 @@ import (
 	"time"
 )
 
-var readFile = os.ReadFile
-
 func main() {
 	if len(os.Args) < 2 {
 		usage()

@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,7 +84,8 @@ func runProxy(dir, listen string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := url.Parse(upstreamURL); err != nil {
+	target, err := url.Parse(upstreamURL)
+	if err != nil {
 		return err
 	}
 	transport, err := tlsTransport(dir, "admin")
@@ -91,7 +93,7 @@ func runProxy(dir, listen string) error {
 		return err
 	}
 	p := &proxy{nextID: 1}
-	p.rp = newReverseProxy(upstreamURL, transport, p)
+	p.rp = newReverseProxy(target, transport, p)
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return err
@@ -101,8 +103,7 @@ func runProxy(dir, listen string) error {
 	return srv.Serve(ln)
 }
 
-func newReverseProxy(upstream string, transport http.RoundTripper, p *proxy) *httputil.ReverseProxy {
-	target, _ := url.Parse(upstream)
+func newReverseProxy(target *url.URL, transport http.RoundTripper, p *proxy) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(target)
@@ -118,7 +119,7 @@ func newReverseProxy(upstream string, transport http.RoundTripper, p *proxy) *ht
 }
 
 func readTrim(path string) (string, error) {
-	b, err := readFile(path)
+	b, err := os.ReadFile(path)
 	return strings.TrimSpace(string(b)), err
 }
 
@@ -140,8 +141,8 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			f.Seen++
 			if fired == nil && f.Seen >= f.Nth && (f.Times == 0 || f.Fired < f.Times) {
 				f.Fired++
-				copy := *f
-				fired = &copy
+				snapshot := *f
+				fired = &snapshot
 			}
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -40,7 +41,8 @@ func TestFaultsFireFromTheNthMatchForTimesRequests(t *testing.T) {
 	}))
 	defer upstream.Close()
 	p := &proxy{nextID: 1}
-	p.rp = newReverseProxy(upstream.URL, http.DefaultTransport, p)
+	target, _ := url.Parse(upstream.URL)
+	p.rp = newReverseProxy(target, http.DefaultTransport, p)
 	admin := func(method, path, body string) int {
 		w := httptest.NewRecorder()
 		p.ServeHTTP(w, httptest.NewRequest(method, path, strings.NewReader(body)))

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -147,7 +148,7 @@ func (s *standin) issue(o obj) error {
 			"cert-manager.io/issuer-kind":      str(issuer, "kind"),
 			"cert-manager.io/issuer-group":     str(issuer, "group"),
 			"cert-manager.io/common-name":      first(dnsNames),
-			"cert-manager.io/alt-names":        join(dnsNames),
+			"cert-manager.io/alt-names":        strings.Join(dnsNames, ","),
 		}},
 		"data": obj{"tls.crt": base64.StdEncoding.EncodeToString(certPEM), "tls.key": base64.StdEncoding.EncodeToString(keyPEM)},
 	}
@@ -197,15 +198,4 @@ func first(l []string) string {
 		return ""
 	}
 	return l[0]
-}
-
-func join(l []string) string {
-	out := ""
-	for i, s := range l {
-		if i > 0 {
-			out += ","
-		}
-		out += s
-	}
-	return out
 }

@@ -50,19 +50,28 @@ cp_pin_kubernetes() {
   (cd "$dir" && go mod tidy)
 }
 
-# The key of one build: the wrapper modules, testcloud's sources and the Go version.
+# The key of one build of the upstream binaries: the wrapper modules and the Go version.
 cp_build_key() {
   (cd "$CP_ROOT/controlplane" && cat kubernetes/go.mod kubernetes/go.sum etcd/go.mod etcd/go.sum kwok/go.mod \
-    kwok/go.sum testcloud/go.mod testcloud/*.go && go version) | sha256sum | cut -c1-16
+    kwok/go.sum && go version) | sha256sum | cut -c1-16
 }
 
-# cp_build: builds the control plane's binaries unless this pin is built already; sets CP_BIN.
+# cp_build: builds the control plane's binaries unless this pin is built already, and testcloud
+# (the project's own, seconds to build) unless its sources are; sets CP_BIN and CP_TESTCLOUD.
 cp_build() {
-  local key version start ldflags p
+  local key version start ldflags p tc_key
+  tc_key=$(cd "$CP_ROOT/controlplane/testcloud" && cat go.mod ./*.go | sha256sum | cut -c1-16)
+  CP_TESTCLOUD="$CP_CACHE/testcloud-$tc_key/testcloud"
+  export CP_TESTCLOUD
+  if [ ! -x "$CP_TESTCLOUD" ]; then
+    mkdir -p "$(dirname "$CP_TESTCLOUD")"
+    (cd "$CP_ROOT/controlplane/testcloud" && go build -trimpath -o "$CP_TESTCLOUD.tmp" . && mv "$CP_TESTCLOUD.tmp" "$CP_TESTCLOUD") ||
+      return 1
+  fi
   key=$(cp_build_key)
   CP_BIN="$CP_CACHE/bin-$key"
   export CP_BIN
-  if [ -x "$CP_BIN/kube-apiserver" ] && [ -x "$CP_BIN/etcd" ] && [ -x "$CP_BIN/kwok" ] && [ -x "$CP_BIN/testcloud" ]; then
+  if [ -x "$CP_BIN/kube-apiserver" ] && [ -x "$CP_BIN/etcd" ] && [ -x "$CP_BIN/kwok" ]; then
     return 0
   fi
   command -v go >/dev/null || { echo "error: the control plane is built with Go (go not found)" >&2; return 1; }
@@ -91,7 +100,6 @@ cp_build() {
   echo "==> building etcd $(sed -n 's/^require go.etcd.io\/etcd\/server\/v3 //p' "$CP_ROOT/controlplane/etcd/go.mod") and kwok $(sed -n 's/^require sigs.k8s.io\/kwok //p' "$CP_ROOT/controlplane/kwok/go.mod")" >&2
   (cd "$CP_ROOT/controlplane/etcd" && go build -trimpath -ldflags "-s -w" -o "$CP_BIN.tmp/etcd" go.etcd.io/etcd/server/v3) || return 1
   (cd "$CP_ROOT/controlplane/kwok" && go build -trimpath -ldflags "-s -w" -o "$CP_BIN.tmp/kwok" sigs.k8s.io/kwok/cmd/kwok) || return 1
-  (cd "$CP_ROOT/controlplane/testcloud" && go build -trimpath -o "$CP_BIN.tmp/testcloud" .) || return 1
   echo "    $(( $(date +%s) - start )) s" >&2
   rm -rf "$CP_BIN" && mv "$CP_BIN.tmp" "$CP_BIN"
 }
@@ -200,7 +208,7 @@ cp_start() {
   fi
   CP_URL="https://127.0.0.1:$api_port"
   echo "$CP_URL" >"$CP_DIR/apiserver.url"
-  echo "$CP_BIN" >"$CP_DIR/bin.path"
+  echo "$CP_TESTCLOUD" >"$CP_DIR/testcloud.path"
   for u in admin controller-manager scheduler kwok; do cp_kubeconfig "$CP_DIR/$u.kubeconfig" "$u"; done
   mv "$CP_DIR/admin.kubeconfig" "$CP_DIR/kubeconfig"
 
@@ -267,7 +275,7 @@ NODE
   done | cp_kubectl apply -f - >/dev/null || return 1
   cp_kubectl wait --for condition=established --timeout 60s crd --all >/dev/null || return 1
 
-  cp_spawn testcloud "$CP_BIN/testcloud" standin --dir "$CP_DIR" \
+  cp_spawn testcloud "$CP_TESTCLOUD" standin --dir "$CP_DIR" \
     --lb-ip-delay "${MATIH_TEST_LB_IP_DELAY:-200ms}" --certificate-delay "${MATIH_TEST_CERTIFICATE_DELAY:-200ms}"
   cp_wait "the fake nodes" 60 sh -c "[ \$(kubectl --kubeconfig '$CP_DIR/kubeconfig' --cache-dir '$CP_DIR/.kube-cache' get nodes --no-headers 2>/dev/null | grep -cw Ready) -ge 2 ]" || return 1
   # The default ServiceAccount a Pod needs is made by the serviceaccount controller, per namespace.

@@ -98,8 +98,8 @@ impl Kube {
     /// A proxy of this test's own in front of the shared control plane.
     pub fn start() -> Kube {
         let dir = controlplane_dir();
-        let bin = std::fs::read_to_string(dir.join("bin.path")).expect("the control plane's bin.path");
-        let mut child = Command::new(Path::new(bin.trim()).join("testcloud"))
+        let bin = std::fs::read_to_string(dir.join("testcloud.path")).expect("the control plane's testcloud.path");
+        let mut child = Command::new(bin.trim())
             .args(["proxy", "--listen", "127.0.0.1:0", "--dir"])
             .arg(&dir)
             .stdout(Stdio::piped())
