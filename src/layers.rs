@@ -15,24 +15,25 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("encoding", &[]),
     ("kind", &[]),
     ("phase", &[]),
-    ("pgconn", &["encoding"]),
+    ("pgconn", &["encoding", "transport"]),
     ("quantity", &[]),
+    ("transport", &[]),
     ("value", &["addr"]),
     // The pure core: data in, data and diagnostics out.
     ("catalog", &["diag", "phase", "quantity", "value"]),
-    ("spec", &["catalog", "diag"]),
+    ("spec", &["catalog", "diag", "transport"]),
     ("graph", &["addr", "catalog", "diag", "kind", "phase", "quantity", "spec", "value"]),
     // State knows nothing of providers, graphs or plans.
     ("state", &["addr", "pgconn", "phase", "value"]),
     // Plans are made from graphs and states; they never reach a provider.
     ("plan", &["addr", "graph", "kind", "phase", "state", "value"]),
     // Providers know nothing of graphs, plans or state.
-    ("provider", &["addr", "catalog", "pgconn", "quantity", "spec", "value"]),
+    ("provider", &["addr", "catalog", "pgconn", "quantity", "spec", "transport", "value"]),
     // The engine: plans executed through the Provider trait, written to state.
     ("apply", &["addr", "graph", "kind", "phase", "plan", "provider", "state", "value"]),
     ("drift", &["addr", "apply", "graph", "phase", "plan", "provider", "state", "value"]),
     // Readers of the event stream.
-    ("notify", &["plan", "spec", "state", "value"]),
+    ("notify", &["plan", "spec", "state", "transport", "value"]),
     ("serve", &["addr", "apply", "encoding", "notify", "phase", "plan", "provider", "spec", "state"]),
     // The steps the commands share: may use every layer.
     (

@@ -24,5 +24,6 @@ pub mod quantity;
 pub mod serve;
 pub mod spec;
 pub mod state;
+pub mod transport;
 pub mod value;
 pub mod workflow;

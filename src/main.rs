@@ -67,7 +67,7 @@ fn terraform_spellings(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<st
 fn main() -> ExitCode {
     let cli = Cli::parse_from(terraform_spellings(std::env::args_os()));
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("MATIH_LOG"))
+        .with_env_filter(matih::transport::log_filter("MATIH_LOG"))
         .with_writer(std::io::stderr)
         .init();
     match run(cli) {

@@ -14,6 +14,13 @@
 //! Root certificates: the PEM file named by `sslrootcert=PATH` in the URL, else by the
 //! `PGSSLROOTCERT` environment variable (libpq's names), else the system's roots.
 //!
+//! **Off loopback, verified by default.** Where libpq defaults to `prefer`, matih defaults to
+//! `verify-full` for every host that is not this machine (`localhost`, 127.0.0.0/8, ::1, a Unix
+//! socket): a password is never sent to a server that has not proved its name. A weaker mode off
+//! loopback is an explicit choice in the URL, and matih logs a warning each time it is used. Where
+//! TLS is mandatory (`require`, `verify-ca`, `verify-full`), SCRAM channel binding is required too
+//! (`channel_binding=require`), so a man in the middle cannot relay the authentication.
+//!
 //! **Invariant:** errors never contain the URL (it holds a password).
 
 use std::sync::Arc;
@@ -24,10 +31,11 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use tokio_postgres::config::SslMode;
+use tokio_postgres::config::{ChannelBinding, Host, SslMode};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::encoding::{self, Escapes};
+use crate::transport;
 
 /// A parsed connection URL and the TLS connector its `sslmode` asks for.
 #[derive(Clone)]
@@ -58,10 +66,13 @@ pub fn parse(url: &str) -> Result<PgConnect, String> {
     let mut verify = Verify::Nothing;
     let mut root_file = std::env::var("PGSSLROOTCERT").ok().filter(|p| !p.is_empty());
     let mut rest = url.to_string();
+    // libpq's key=value form: `host=db sslmode=require …`.
+    let mut explicit_mode = !url.contains("://") && url.split_whitespace().any(|kv| kv.starts_with("sslmode="));
     if let Some((base, query)) = url.split_once('?') {
         let mut kept = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            explicit_mode |= key == "sslmode";
             match (key, value) {
                 ("sslmode", "verify-ca") => {
                     verify = Verify::Chain;
@@ -77,7 +88,7 @@ pub fn parse(url: &str) -> Result<PgConnect, String> {
         }
         rest = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
     }
-    let config: tokio_postgres::Config = rest.parse().map_err(|e: tokio_postgres::Error| {
+    let mut config: tokio_postgres::Config = rest.parse().map_err(|e: tokio_postgres::Error| {
         let why = e.to_string();
         // The parser's messages name the offending option, never its value.
         if why.contains("sslmode") {
@@ -86,6 +97,35 @@ pub fn parse(url: &str) -> Result<PgConnect, String> {
             format!("the PostgreSQL URL is not a valid connection string ({EXPECTED})")
         }
     })?;
+    let remote: Vec<&str> = config
+        .get_hosts()
+        .iter()
+        .filter_map(|h| match h {
+            Host::Tcp(name) if !transport::is_loopback_host(name) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    if !remote.is_empty() {
+        if !explicit_mode {
+            verify = Verify::ChainAndName;
+            config.ssl_mode(SslMode::Require);
+        } else if verify == Verify::Nothing {
+            let mode = match config.get_ssl_mode() {
+                SslMode::Disable => "disable",
+                SslMode::Prefer => "prefer",
+                _ => "require",
+            };
+            tracing::warn!(
+                "PostgreSQL at {} with sslmode={mode}: the server's certificate is not verified{}; use \
+                 sslmode=verify-full off loopback",
+                remote.join(","),
+                if mode == "require" { "" } else { " and the connection may not be encrypted" },
+            );
+        }
+    }
+    if config.get_ssl_mode() == SslMode::Require {
+        config.channel_binding(ChannelBinding::Require);
+    }
     let tls = if config.get_ssl_mode() == SslMode::Disable {
         // Never used for a handshake, but `connect` wants a connector.
         tls_config(Verify::Nothing, None)?
@@ -251,16 +291,20 @@ mod tests {
 
     #[test]
     fn libpq_modes_map_onto_tokio_postgres_and_the_url_never_shows_in_errors() {
-        let c = parse("postgresql://u:secret@db.example:5432/matih").unwrap();
-        assert_eq!(c.config.get_ssl_mode(), SslMode::Prefer);
+        let c = parse("postgresql://u:secret@127.0.0.1:5432/matih").unwrap();
+        assert_eq!(c.config.get_ssl_mode(), SslMode::Prefer, "loopback keeps libpq's default");
+        assert_eq!(c.config.get_channel_binding(), ChannelBinding::Prefer);
         let c = parse("postgresql://u:secret@db.example/matih?sslmode=disable").unwrap();
         assert_eq!(c.config.get_ssl_mode(), SslMode::Disable);
         let c = parse("postgresql://u:secret@db.example/matih?application_name=x&sslmode=require").unwrap();
         assert_eq!(c.config.get_ssl_mode(), SslMode::Require);
+        assert_eq!(c.config.get_channel_binding(), ChannelBinding::Require, "TLS is on: SCRAM binds to it");
         assert_eq!(c.config.get_application_name(), Some("x"));
         let c = parse("postgresql://u:secret@db.example/matih?sslmode=verify-full").unwrap();
         assert_eq!(c.config.get_ssl_mode(), SslMode::Require);
         assert_eq!(c.config.get_dbname(), Some("matih"));
+        let c = parse("host=db.example user=u sslmode=prefer").unwrap();
+        assert_eq!(c.config.get_ssl_mode(), SslMode::Prefer, "an explicit weaker mode is kept (and logged)");
         for bad in [
             "postgresql://u:secret@db.example/matih?sslmode=sometimes",
             "postgresql://u:secret@db.example:notaport/matih",
@@ -272,5 +316,26 @@ mod tests {
         let e = parse("postgresql://u:secret@db.example/matih?sslmode=verify-ca&sslrootcert=/nonexistent/ca%2Dx.pem")
             .unwrap_err();
         assert!(e.contains("/nonexistent/ca-x.pem (sslrootcert)"), "{e}");
+    }
+
+    #[test]
+    fn off_loopback_the_default_is_verify_full() {
+        let url = |host: &str| format!("postgresql://u:secret@{host}/matih");
+        for host in ["db.example", "10.1.2.3"] {
+            // The system's roots (or PGSSLROOTCERT) back the default; a machine without any gets
+            // an error that says how to name one, never the URL. (tests/postgres_tls.rs checks the
+            // default against a real server.)
+            match parse(&url(host)) {
+                Ok(c) => {
+                    assert_eq!(c.config.get_ssl_mode(), SslMode::Require, "{host}");
+                    assert_eq!(c.config.get_channel_binding(), ChannelBinding::Require, "{host}");
+                }
+                Err(e) => assert!(e.contains("sslrootcert") && !e.contains("secret"), "{e}"),
+            }
+        }
+        for host in ["localhost", "127.0.0.1", "[::1]"] {
+            let c = parse(&url(host)).unwrap();
+            assert_eq!(c.config.get_ssl_mode(), SslMode::Prefer, "{host}");
+        }
     }
 }

@@ -96,3 +96,19 @@ fn the_state_store_and_the_provider_use_tls_and_refuse_a_server_they_cannot_veri
     assert!(e.contains("NotValidForName") || e.contains("certificate"), "{e}");
     assert!(!e.contains(&tls().server.admin_password), "{e}");
 }
+
+#[test]
+fn off_loopback_a_url_without_sslmode_is_verify_full_with_channel_binding() {
+    // libpq would take `prefer` and accept any certificate; matih verifies the chain and the name of
+    // every host that is not this machine unless the URL says otherwise.
+    let right = ca(&tls().ca_file);
+    let wrong = ca(&tls().other_ca_file);
+    // The server asks for SCRAM (`--auth-host=scram-sha-256`); matih requires the binding to the TLS
+    // channel (SCRAM-SHA-256-PLUS), so this connection succeeding means the binding was made.
+    assert_eq!(encrypted(&url("db.matih.test", &right)), Ok(true));
+    let e = encrypted(&url("db.matih.test", &wrong)).unwrap_err();
+    assert!(e.contains("UnknownIssuer"), "{e}");
+    assert!(!e.contains(&tls().server.admin_password), "{e}");
+    // Explicitly weaker off loopback: kept (and logged), as the operator asked.
+    assert_eq!(encrypted(&url("db.matih.test", &format!("sslmode=require&{wrong}"))), Ok(true));
+}

@@ -13,6 +13,7 @@ use rskafka::record::Record;
 
 use super::Delivery;
 use crate::spec::{KafkaPlatform, NotifyPlatform, SmtpPlatform};
+use crate::transport;
 
 /// Delivers messages with the platform's settings; credentials come from the environment.
 #[derive(Clone, Debug)]
@@ -29,7 +30,8 @@ fn env(name: &str) -> Result<String, String> {
 
 impl Deliverer {
     pub fn new(cfg: &NotifyPlatform, timeout: Duration) -> Deliverer {
-        let http = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
+        // The webhook URL is a credential: a redirect is an answer, never followed.
+        let http = transport::http_client(timeout, timeout).unwrap_or_default();
         Deliverer { smtp: cfg.smtp.clone(), kafka: cfg.kafka.clone(), timeout, http }
     }
 
@@ -66,6 +68,10 @@ impl Deliverer {
         };
         let mut builder = builder.port(smtp.port).timeout(Some(self.timeout));
         if let Some(user_env) = &smtp.username_env {
+            // The platform file's check, again where the credentials are used.
+            if smtp.tls == "none" && !transport::is_loopback_host(&smtp.host) {
+                return Err(format!("SMTP {}: credentials are never sent without TLS (smtp_tls)", smtp.host));
+            }
             let pass = match &smtp.password_env {
                 Some(p) => env(p)?,
                 None => String::new(),
@@ -78,7 +84,8 @@ impl Deliverer {
 
     async fn webhook(&self, url_env: &str, payload: &serde_json::Value) -> Result<(), String> {
         let url = env(url_env)?;
-        // The URL is a secret: errors name the variable, never the URL.
+        // The URL is a secret: errors name the variable, never the URL (only its scheme and host).
+        transport::check_credential_url(&format!("the webhook URL in {url_env}"), &url)?;
         let resp = self
             .http
             .post(&url)

@@ -200,6 +200,8 @@ const SECTIONS: &[Section] = &[
             Field {
                 name: "api_url",
                 set: Setter::String(|c, s| {
+                    // PowerDNS's API key goes in every request.
+                    crate::transport::check_credential_url("api_url", s)?;
                     dns(c).api_url = Some(http_url("api_url", s)?);
                     Ok(())
                 }),
@@ -265,6 +267,8 @@ const SECTIONS: &[Section] = &[
             Field {
                 name: "endpoint",
                 set: Setter::String(|c, s| {
+                    // Azure's bearer token goes in every request.
+                    crate::transport::check_credential_url("endpoint", s)?;
                     dns(c).endpoint = Some(http_url("endpoint", s)?);
                     Ok(())
                 }),
@@ -375,6 +379,8 @@ const SECTIONS: &[Section] = &[
                     if !(s.starts_with("http://") || s.starts_with("https://")) || s.contains(char::is_whitespace) {
                         return Err(format!("api_url must be an http:// or https:// URL, found {s:?}"));
                     }
+                    // The kubeconfig's or the environment's credentials go in every request.
+                    crate::transport::check_credential_url("api_url", s)?;
                     kube(c).api_url = Some(s.to_string());
                     Ok(())
                 }),
@@ -676,6 +682,24 @@ fn check_dns(ctx: &mut Ctx<'_>, block: &hcl_edit::structure::Block, values: &Fie
     }
 }
 
+/// SMTP credentials never travel in clear text: `smtp_tls = "none"` with a user name is allowed
+/// only to a server on this machine.
+fn check_smtp(ctx: &mut Ctx<'_>, values: &Fields<'_>, config: &PlatformConfig) {
+    let Some(smtp) = &config.notify.smtp else { return };
+    if smtp.tls == "none" && smtp.username_env.is_some() && !crate::transport::is_loopback_host(&smtp.host) {
+        if let Some(tls) = values.string("smtp_tls") {
+            ctx.push(
+                Diagnostic::error(format!(
+                    "smtp_tls = \"none\" would send the SMTP credentials to {} in clear text: use \"starttls\" or \
+                     \"tls\" (no TLS is allowed only to a server on this machine)",
+                    smtp.host
+                ))
+                .at(tls.location),
+            );
+        }
+    }
+}
+
 impl Section {
     fn schema(&self) -> Schema {
         let attrs = self.fields.iter().map(|f| AttrDef::optional(f.name, f.set.kind())).collect();
@@ -708,6 +732,9 @@ pub fn parse_platform(src: &SourceFile) -> (PlatformConfig, Vec<Diagnostic>) {
         }
         if section.name == "dns" {
             check_dns(&mut ctx, block, &values, &mut config);
+        }
+        if section.name == "notifications" {
+            check_smtp(&mut ctx, &values, &config);
         }
     }
     let mut diags = ctx.diags;

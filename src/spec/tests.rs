@@ -905,7 +905,7 @@ fn platform_dns_azure() {
 #[test]
 fn platform_dns_secrets_are_refused_without_echoing_them() {
     let (_, diags) = platform(
-        "dns {\n  provider = \"powerdns\"\n  api_url = \"http://pdns:8081\"\n  api_key = \"k3y-LITERAL\"\n  \
+        "dns {\n  provider = \"powerdns\"\n  api_url = \"https://pdns:8081\"\n  api_key = \"k3y-LITERAL\"\n  \
          api_key_env = \"k3y-LITERAL-2\"\n  client_secret = \"az-LITERAL\"\n  nameservers = [\"ns1.matih.ai\"]\n}\n",
     );
     assert_eq!(
@@ -924,13 +924,13 @@ fn platform_dns_secrets_are_refused_without_echoing_them() {
 
 #[test]
 fn platform_dns_provider_settings_must_match_the_provider() {
-    let (config, diags) = platform("dns {\n  api_url = \"http://pdns:8081\"\n}\n");
+    let (config, diags) = platform("dns {\n  api_url = \"https://pdns:8081\"\n}\n");
     assert_eq!(
         diags,
         ["matih.hcl:2:13: api_url set without a DNS provider: add provider = \"powerdns\" or \"azure\" to the dns block"]
     );
     assert_eq!(config.dns, None);
-    let (_, diags) = platform("dns {\n  provider = \"azure\"\n  api_url = \"http://pdns:8081\"\n}\n");
+    let (_, diags) = platform("dns {\n  provider = \"azure\"\n  api_url = \"https://pdns:8081\"\n}\n");
     assert_eq!(
         diags,
         [
@@ -978,4 +978,32 @@ fn platform_state_block_selects_the_backend_and_never_holds_the_url() {
     assert_eq!(diags.len(), 3, "{diags:?}");
     assert!(diags[0].starts_with("matih.hcl:2:13: backend must be one of sled, postgres, found \"etcd\""), "{diags:?}");
     assert!(diags[2].contains("never from the platform file") && !diags[2].contains("hunter2"), "{diags:?}");
+}
+
+#[test]
+fn platform_credentials_never_travel_in_clear_text() {
+    let (_, diags) = platform(
+        "dns {\n  provider = \"powerdns\"\n  api_url = \"http://pdns.example:8081\"\n  api_key_env = \"PDNS_KEY\"\n  \
+         nameservers = [\"ns1.matih.ai\"]\n}\nkubernetes {\n  api_url = \"http://10.0.0.1:6443\"\n}\n\
+         notifications {\n  smtp_host = \"smtp.example.com\"\n  smtp_tls = \"none\"\n  smtp_from = \"m@matih.ai\"\n  \
+         smtp_username_env = \"SMTP_USER\"\n}\n",
+    );
+    assert_eq!(
+        diags,
+        [
+            "matih.hcl:3:13: api_url is http://pdns.example: it carries a credential, which is sent only over \
+             https:// (plain http is allowed to loopback addresses only)",
+            "matih.hcl:8:13: api_url is http://10.0.0.1: it carries a credential, which is sent only over https:// \
+             (plain http is allowed to loopback addresses only)",
+            "matih.hcl:12:14: smtp_tls = \"none\" would send the SMTP credentials to smtp.example.com in clear text: \
+             use \"starttls\" or \"tls\" (no TLS is allowed only to a server on this machine)",
+        ]
+    );
+    // The same settings to this machine are fine, as they were.
+    let (_, diags) = platform(
+        "dns {\n  provider = \"powerdns\"\n  api_url = \"http://127.0.0.1:8081\"\n  api_key_env = \"PDNS_KEY\"\n  \
+         nameservers = [\"ns1.matih.ai\"]\n}\nnotifications {\n  smtp_host = \"localhost\"\n  smtp_tls = \"none\"\n  \
+         smtp_from = \"m@matih.ai\"\n  smtp_username_env = \"SMTP_USER\"\n}\n",
+    );
+    assert_eq!(diags, Vec::<String>::new());
 }

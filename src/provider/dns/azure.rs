@@ -76,10 +76,8 @@ impl AzureBackend {
     ) -> Result<Self, String> {
         let endpoint = endpoint.unwrap_or(DEFAULT_ENDPOINT).trim_end_matches('/').to_string();
         let url = Url::parse(&endpoint).map_err(|e| format!("invalid Azure endpoint {endpoint:?}: {e}"))?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .build()
+        // The client carries a credential: it never follows a redirect.
+        let http = crate::transport::http_client(Duration::from_secs(10), Duration::from_secs(60))
             .map_err(|e| format!("cannot create an HTTP client for Azure: {e}"))?;
         let client = Client::builder(credential)
             .endpoint(url)

@@ -43,10 +43,8 @@ impl PowerDnsBackend {
     /// `api_url` is the web server's base URL (`http://127.0.0.1:8081`); `nameservers` the NS set
     /// of new zones.
     pub fn new(api_url: &str, server_id: &str, api_key: String, nameservers: Vec<String>) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .build()
+        // The client carries a credential: it never follows a redirect.
+        let http = crate::transport::http_client(Duration::from_secs(10), Duration::from_secs(60))
             .map_err(|e| format!("cannot create an HTTP client for PowerDNS: {e}"))?;
         let base = format!("{}/api/v1/servers/{server_id}", api_url.trim_end_matches('/'));
         let nameservers = nameservers.iter().map(|n| absolute(n)).collect();
