@@ -9,6 +9,7 @@ use std::path::Path;
 
 use common::{applied_state, compile_file, matih, record, root, stderr, stdout, Backend, TestState, CLEAR_SECRET};
 use matih::value::fingerprint;
+use sha2::{Digest, Sha256};
 
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
@@ -194,6 +195,47 @@ fn saved_plan_shows_the_same_and_a_tampered_one_is_refused(backend: Backend) {
     assert!(stderr(&shown).contains("modified"), "{}", stderr(&shown));
 }
 on_both_backends!(saved_plan_shows_the_same_and_a_tampered_one_is_refused);
+
+/// Issue 21, item 3: without a key anyone who can write a plan file can re-seal it, so apply checks
+/// what the plan would create or change against what the spec files compile to now. A re-sealed
+/// edit and a spec changed since the plan are both refused before anything is contacted.
+fn a_saved_plan_must_be_what_the_specs_compile_to(backend: Backend) {
+    let dir = tmp();
+    let state = TestState::new(backend);
+    scratch_tenants(dir.path());
+    let out = matih(dir.path(), &state, &["plan", "tenants/acme.hcl", "-out", "acme.plan"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sealed = fs::read_to_string(dir.path().join("acme.plan")).unwrap();
+
+    // Edited and re-sealed: the SHA-256 checks out, the manifests do not.
+    let mut file: serde_json::Value = serde_json::from_str(&sealed).unwrap();
+    let inner = file["plan"].as_str().unwrap().replace("matih-acme", "matih-evil");
+    let digest: String = Sha256::digest(inner.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    file["plan"] = inner.into();
+    file["sha256"] = digest.into();
+    fs::write(dir.path().join("resealed.plan"), file.to_string()).unwrap();
+    let out = matih(dir.path(), &state, &["apply", "resealed.plan"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("not what the tenants' spec files compile to now"), "{err}");
+    assert!(err.contains("acme/kubernetes_namespace.tenant: metadata.name differs"), "{err}");
+    assert!(!err.contains("no provider can reach"), "refused before connecting: {err}");
+
+    // The spec changed after the plan was made: the plan no longer says what would be applied.
+    let spec = dir.path().join("tenants/acme.hcl");
+    let text = fs::read_to_string(&spec).unwrap();
+    fs::write(&spec, text.replacen("replicas = 2", "replicas = 3", 1)).unwrap();
+    let out = matih(dir.path(), &state, &["apply", "acme.plan"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("spec.replicas differs"), "{err}");
+    // As it was: the check passes and apply goes on to the providers (none configured here).
+    fs::write(&spec, text).unwrap();
+    let out = matih(dir.path(), &state, &["apply", "acme.plan"]);
+    assert!(stderr(&out).contains("no provider can reach"), "{}", stderr(&out));
+    state.assert_nothing_recorded();
+}
+on_both_backends!(a_saved_plan_must_be_what_the_specs_compile_to);
 
 // No state is read or written: runs once.
 #[test]

@@ -126,7 +126,7 @@ fn apply_saved(global: &Global, path: &Path, args: &Args, mut opts: ApplyOptions
         return Err(Reported.into());
     }
     let catalog = load_catalog(global)?;
-    let saved = SavedPlan::new(plan, &catalog, args.allow_data_loss)?;
+    let saved = SavedPlan::new(plan, &catalog, &platform, args.allow_data_loss)?;
     opts.protected = saved.protected.clone();
     let providers = connect(&platform, &catalog, &rt)?;
     run::check_saved_plan_current(&saved, path, &providers, &platform, &rt)?;

@@ -13,12 +13,14 @@ use crate::addr::ResourceAddr;
 use crate::phase::Phase;
 use crate::value::Value;
 
+mod conform;
 mod diff;
 mod notes;
 pub(crate) mod path;
 mod planfile;
 mod render;
 
+pub use conform::nonconforming;
 pub use diff::{diff, diff_refreshed};
 pub use planfile::{
     load_plan, load_plan_keyed, save_plan, save_plan_keyed, PlanFileError, PlanKey, PLAN_FILE_FORMAT, PLAN_KEY_ENV,

@@ -17,7 +17,7 @@ use crate::catalog::Catalog;
 use crate::diag::Location;
 use crate::graph::ResourceGraph;
 use crate::plan::{self, Action, Plan, TenantPlan};
-use crate::spec::{self, PlatformConfig, TenantSpec};
+use crate::spec::{PlatformConfig, TenantSpec};
 use crate::state::{StateError, StateStore, TenantState};
 
 /// The plan of one tenant's destroy: every recorded resource deleted (the diff of an empty graph).
@@ -82,11 +82,35 @@ pub struct SavedPlan {
 }
 
 impl SavedPlan {
-    /// A saved plan (read with [`plan::load_plan`]), refused when it would lose protected data.
-    /// Protection comes from the spec files the plan was made from, as they are now.
-    pub fn new(plan: Plan, catalog: &Catalog, allow_data_loss: bool) -> Result<SavedPlan> {
+    /// A saved plan (read with [`plan::load_plan`]), refused when what it would create or change is
+    /// not what its tenants' spec files compile to now (with this catalog and platform file), or
+    /// when it would lose protected data. Protection comes from the spec files the plan was made
+    /// from, as they are now, never from the plan.
+    pub fn new(plan: Plan, catalog: &Catalog, platform: &PlatformConfig, allow_data_loss: bool) -> Result<SavedPlan> {
         let sources: Vec<_> = plan.tenants.iter().filter_map(|t| t.source.clone()).filter(|p| p.is_file()).collect();
-        let protected = protected_specs(&spec::load_tenants(&sources, catalog).0);
+        let compiled = super::compile_tenants(&sources, catalog, platform);
+        if let Some(e) = compiled.diagnostics.iter().find(|d| d.is_error()) {
+            bail!("refusing the saved plan: its spec files no longer compile ({e}); run matih plan again");
+        }
+        let mut problems = Vec::new();
+        for tp in &plan.tenants {
+            match compiled.graphs.iter().find(|g| g.tenant.slug == tp.slug) {
+                Some(g) => problems.extend(plan::nonconforming(tp, g).into_iter().map(|p| format!("{}/{p}", tp.slug))),
+                // A tenant whose spec is gone may only be deleted.
+                None if tp.resource_changes.iter().any(|c| c.after.is_some() && c.action != Action::NoOp) => {
+                    problems.push(format!("{}: the plan creates or changes resources, but no spec file names it", tp.slug))
+                }
+                None => {}
+            }
+        }
+        if !problems.is_empty() {
+            bail!(
+                "refusing the saved plan: it is not what the tenants' spec files compile to now (edited, or made from \
+                 other specs or another catalog):\n  {}\nrun matih plan again",
+                problems.join("\n  ")
+            );
+        }
+        let protected = protected_specs(&compiled.specs);
         check_protection(&plan, &protected, allow_data_loss)?;
         Ok(SavedPlan { plan, protected: protected.into_keys().collect() })
     }
