@@ -281,7 +281,9 @@ fn saved_plans_apply_without_a_prompt_and_are_refused_when_stale_tampered_or_ove
     assert!(text(&matih(d, state, &["status", "initech"])).contains("ACTIVE"));
 
     // Stale: two plans made from the same state; once one is applied, the other is refused even
-    // though the resource it changes is untouched in the real world.
+    // though the resource it changes is untouched in the real world. (Each is applied with the
+    // spec it was made from: a plan that is not what the spec compiles to now is refused for that
+    // already, tests/cli.rs.)
     let original = std::fs::read_to_string(&spec).unwrap();
     let services = |query: u32, bi: u32| {
         let block = "query_engine {\n      replicas = 3\n    }\n    bi_service {\n      replicas = 2";
@@ -294,8 +296,10 @@ fn saved_plans_apply_without_a_prompt_and_are_refused_when_stale_tampered_or_ove
     plan("p2");
     services(4, 2);
     plan("p3");
+    services(3, 3);
     let out = matih(d, state, &["apply", "p2"]);
     assert!(out.status.success(), "{}", text(&out));
+    services(4, 2);
     let out = matih(d, state, &["apply", "p3"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("state of tenant \"initech\" changed since the plan was made"), "{}", text(&out));
