@@ -323,9 +323,14 @@ async fn tenants_cannot_reach_each_other() {
         let e = ta.batch_execute(query).await.expect_err(why);
         assert_eq!(sqlstate(&e), "42501", "{why}: {e}");
     }
-    // Other databases: the enterprise tenant's is closed to everyone but its owner.
+    // Other databases: the enterprise tenant's is closed to everyone but its owner; matih's admin
+    // database and template1 to every tenant (PUBLIC's CONNECT and TEMPORARY were taken away).
     let e = login(&url_for("tenant_iso_a", a_pw, "tenant_iso_ent")).await.expect_err("connect to B's database");
     assert_eq!(sqlstate(&e), "42501", "{e}");
+    for db in ["postgres", "template1"] {
+        let e = login(&url_for("tenant_iso_a", a_pw, db)).await.expect_err(db);
+        assert_eq!(sqlstate(&e), "42501", "{db}: {e}");
+    }
     // The enterprise tenant owns its database and its public schema, and may not enter the shared one.
     let e = login(&url_for("tenant_iso_ent", "wrong-password", "tenant_iso_ent")).await.expect_err("bad password");
     assert_eq!(sqlstate(&e), "28P01");

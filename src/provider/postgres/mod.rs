@@ -23,8 +23,10 @@
 //! **Plan-time checks.** `catalog::flyway_validate::validate_applied` is Flyway's `validate` over what refresh
 //! read back: `matih plan` refuses an applied migration whose file changed, naming the file.
 //!
-//! **Isolation.** A tenant role owns its schema and nothing else. Shared databases are closed to
-//! `PUBLIC` (`REVOKE ALL ON DATABASE`, `REVOKE ALL ON SCHEMA public`); each tenant role gets
+//! **Isolation.** A tenant role owns its schema and nothing else. Shared databases are created
+//! from `template0` and closed to `PUBLIC` (`REVOKE ALL ON DATABASE`, `REVOKE ALL ON SCHEMA
+//! public`), and so are matih's admin database and `template1` (before a tenant role is created or
+//! altered), so a tenant's login reaches no database but its own; each tenant role gets
 //! `CONNECT` on the shared database only, so it can neither read another tenant's schema nor
 //! objects in `public` it was not granted. An enterprise database is owned by the admin, closed to
 //! `PUBLIC`, and the tenant role gets `CONNECT`, `TEMPORARY` and the ownership of its schema
@@ -71,7 +73,7 @@ pub mod seed;
 pub mod session;
 pub mod sql;
 
-use sql::{describe, ident, literal, url_encode};
+use sql::{describe, ident, literal, quote_ident, url_encode};
 
 /// The environment variable that holds the admin URL when the platform file does not name one.
 pub const DEFAULT_ADMIN_URL_ENV: &str = "MATIH_POSTGRES_ADMIN_URL";
@@ -394,6 +396,7 @@ impl PostgresProvider {
             sql.push_str(&format!(" PASSWORD {}", literal(&verifier)));
         }
         let what = format!("{} role \"{name}\"", if exists { "alter" } else { "create" });
+        self.close_server_databases(obj).await?;
         let c = self.conn(obj, &self.admin_db).await?;
         c.batch_execute(&sql).await.map_err(|e| db_err(obj, &what, &e))?;
         // An admin that is not superuser must be a member of the role to give it schemas.
@@ -496,7 +499,9 @@ impl PostgresProvider {
         }
         if !self.database_exists(obj, db).await? {
             let c = self.conn(obj, &self.admin_db).await?;
-            match c.batch_execute(&format!("CREATE DATABASE {q}")).await {
+            // From template0: whatever someone put into template1 is not copied into every tenant's
+            // database.
+            match c.batch_execute(&format!("CREATE DATABASE {q} TEMPLATE template0")).await {
                 Ok(()) => tracing::info!("{}: created the shared database {db:?}", obj.addr),
                 // Created at the same moment by another tenant's apply.
                 Err(e) if matches!(sql::code(&e), Some("42P04" | "23505")) => {}
@@ -508,6 +513,21 @@ impl PostgresProvider {
         self.shared_catalog_change(obj, &admin_db, &format!("REVOKE ALL ON DATABASE {q} FROM PUBLIC"), &what).await?;
         let what = format!("revoke PUBLIC rights on schema \"public\" of database {db:?}");
         self.shared_catalog_change(obj, db, "REVOKE ALL ON SCHEMA public FROM PUBLIC", &what).await?;
+        Ok(())
+    }
+
+    /// Takes `PUBLIC`'s rights (`CONNECT`, `TEMPORARY`) on matih's admin database and on
+    /// `template1` away before the first tenant role exists, so a tenant's login reaches its own
+    /// database only: it cannot look around in the admin database's catalog or create temporary
+    /// objects there. Idempotent, once per tenant role applied.
+    async fn close_server_databases(&self, obj: &ResourceObject) -> Result<(), ProviderError> {
+        let admin_db = self.admin_db.clone();
+        for db in [admin_db.as_str(), "template1"] {
+            let q = quote_ident(db);
+            let what = format!("revoke PUBLIC rights on database {db:?}");
+            self.shared_catalog_change(obj, &admin_db, &format!("REVOKE ALL ON DATABASE {q} FROM PUBLIC"), &what)
+                .await?;
+        }
         Ok(())
     }
 
