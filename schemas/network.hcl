@@ -1,6 +1,9 @@
 # NetworkPolicies of the tenant namespace (phase 4, CONFIGURE_NETWORKING).
 #
-# The first three are the seed's policies, verbatim. The rest implement the egress column of the seed's
+# The first three are the seed's policies, verbatim but for one thing: the seed selects the ingress controller's
+# namespace by its `matih.ai/tenant-slug` label, which anyone who may label namespaces can put on another one;
+# here it is selected by `kubernetes.io/metadata.name`, which the API server sets to the namespace's name and no
+# one can change. The rest implement the egress column of the seed's
 # "Isolation Guarantees" table: egress is denied by default, then allowed within the namespace, to DNS,
 # to the control plane namespace, to the database port, and to the internet for connector services only.
 # Three more are needed for the tenant's own ingress controller, Prometheus and telemetry to work at
@@ -37,7 +40,7 @@ network_policy "allow-ingress-controller" {
       {
         from = [
           {
-            namespaceSelector = { matchLabels = { "matih.ai/tenant-slug" = "{slug}" } }
+            namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = "{namespace}" } }
             podSelector       = { matchLabels = { "app.kubernetes.io/name" = "ingress-nginx" } }
           },
         ]
@@ -172,11 +175,19 @@ network_policy "allow-connector-internet-egress" {
     policyTypes = ["Egress"]
     egress = [
       {
+        # The internet only: not the cluster's or the company's private ranges (RFC 1918, CGNAT 100.64.0.0/10,
+        # IPv6 unique-local), not loopback, not link-local (the cloud's metadata endpoint is 169.254.169.254).
         to = [
           {
             ipBlock = {
               cidr   = "0.0.0.0/0"
-              except = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"]
+              except = ["10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16"]
+            }
+          },
+          {
+            ipBlock = {
+              cidr   = "::/0"
+              except = ["::1/128", "fc00::/7", "fe80::/10"]
             }
           },
         ]

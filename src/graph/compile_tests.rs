@@ -378,7 +378,7 @@ fn ingress_controller_and_dns_follow_the_seed() {
 }
 
 #[test]
-fn network_policies_include_the_seeds_three_verbatim() {
+fn network_policies_include_the_seeds_three_and_select_namespaces_by_name() {
     let g = build(&acme("professional"));
     let spec_of = |name: &str| json_of(get(&g, &format!("kubernetes_network_policy.{name}")))["spec"].clone();
     assert_eq!(spec_of("default_deny_ingress"), json!({ "podSelector": {}, "policyTypes": ["Ingress"] }));
@@ -389,10 +389,17 @@ fn network_policies_include_the_seeds_three_verbatim() {
     assert_eq!(
         spec_of("allow_ingress_controller"),
         json!({ "podSelector": {}, "ingress": [{ "from": [{
-            "namespaceSelector": { "matchLabels": { "matih.ai/tenant-slug": "acme" } },
+            "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "matih-acme" } },
             "podSelector": { "matchLabels": { "app.kubernetes.io/name": "ingress-nginx" } },
         }] }] })
     );
+    // The internet only, for IPv4 and IPv6: no private, CGNAT, loopback or link-local range.
+    let to = &spec_of("allow_connector_internet_egress")["egress"][0]["to"];
+    assert_eq!(
+        to[0]["ipBlock"]["except"],
+        json!(["10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16"])
+    );
+    assert_eq!(to[1]["ipBlock"], json!({ "cidr": "::/0", "except": ["::1/128", "fc00::/7", "fe80::/10"] }));
     assert_eq!(spec_of("allow_database_egress")["egress"][0]["ports"][0]["port"], 5432, "a number, not a named port");
     assert_eq!(
         spec_of("allow_control_plane_egress")["egress"][0]["to"][0]["namespaceSelector"]["matchLabels"]
