@@ -120,8 +120,7 @@ mod tests {
         let server = tokio::spawn(async move {
             let mut hits = 0;
             // Answers every request with a redirect to itself; a client that follows it comes back.
-            while let Ok(Ok((mut sock, _))) =
-                tokio::time::timeout(Duration::from_millis(500), listener.accept()).await
+            while let Ok(Ok((mut sock, _))) = tokio::time::timeout(Duration::from_millis(500), listener.accept()).await
             {
                 hits += 1;
                 let mut buf = [0u8; 4096];

@@ -174,7 +174,10 @@ mod tests {
         if let Some(Value::Map(data)) = edited.get_mut("data") {
             data.insert("sql".into(), Value::str("ALTER ROLE tenant_acme SUPERUSER"));
         }
-        assert_eq!(nonconforming(&plan(Action::Create, edited), &g), ["kubernetes_config_map.settings: data.sql differs"]);
+        assert_eq!(
+            nonconforming(&plan(Action::Create, edited), &g),
+            ["kubernetes_config_map.settings: data.sql differs"]
+        );
         let mut extra = planned.clone();
         extra.insert("spec".into(), Value::str("x"));
         assert_eq!(nonconforming(&plan(Action::Replace, extra), &g), ["kubernetes_config_map.settings: spec differs"]);
@@ -182,7 +185,10 @@ mod tests {
         if let Some(Value::Map(data)) = fewer.get_mut("data") {
             data.insert("ports".into(), Value::list([Value::Int(80)]));
         }
-        assert_eq!(nonconforming(&plan(Action::Update, fewer), &g), ["kubernetes_config_map.settings: data.ports differs"]);
+        assert_eq!(
+            nonconforming(&plan(Action::Update, fewer), &g),
+            ["kubernetes_config_map.settings: data.ports differs"]
+        );
         // A clear value where the spec has a secret is a difference.
         let mut clear = planned.clone();
         if let Some(Value::Map(data)) = clear.get_mut("data") {

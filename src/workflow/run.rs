@@ -97,9 +97,8 @@ impl SavedPlan {
             match compiled.graphs.iter().find(|g| g.tenant.slug == tp.slug) {
                 Some(g) => problems.extend(plan::nonconforming(tp, g).into_iter().map(|p| format!("{}/{p}", tp.slug))),
                 // A tenant whose spec is gone may only be deleted.
-                None if tp.resource_changes.iter().any(|c| c.after.is_some() && c.action != Action::NoOp) => {
-                    problems.push(format!("{}: the plan creates or changes resources, but no spec file names it", tp.slug))
-                }
+                None if tp.resource_changes.iter().any(|c| c.after.is_some() && c.action != Action::NoOp) => problems
+                    .push(format!("{}: the plan creates or changes resources, but no spec file names it", tp.slug)),
                 None => {}
             }
         }
