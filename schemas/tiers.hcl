@@ -13,6 +13,10 @@
 #
 # `trace_retention` is the Tempo block retention of the tenant's traces.
 #
+# `statement_timeout` and `temp_file_limit` are set on the tenant's role (`ALTER ROLE … SET`), so one tenant's runaway
+# query cannot hold the shared instance's workers or fill its disk with temporary files. `temp_file_limit` can only
+# be changed by a superuser, so the tenant cannot lift it; `statement_timeout` is the default of its sessions.
+#
 # `service_resources` replaces every service's container resources in that tier. The seed's service
 # values (250m/512Mi requested, 1000m/1Gi limit) cannot fit the seed's free quota: seven services
 # need limits.cpu 7 against a quota of 4, and the API server refuses the pods past it. The free tier
@@ -23,6 +27,8 @@ tier "free" {
   connection_limit   = 10
   pool               = "shared"
   trace_retention    = "72h"
+  statement_timeout  = "30s"
+  temp_file_limit    = "1GB"
 
   service_resources = {
     requests_cpu    = "100m"
@@ -46,6 +52,8 @@ tier "professional" {
   pool               = "dedicated"
   pool_size          = 40
   trace_retention    = "336h"
+  statement_timeout  = "300s"
+  temp_file_limit    = "10GB"
 
   quota = {
     "requests.cpu"    = "8"
@@ -62,4 +70,6 @@ tier "enterprise" {
   pool               = "dedicated"
   pool_size          = 200
   trace_retention    = "720h"
+  statement_timeout  = "1800s"
+  temp_file_limit    = "100GB"
 }

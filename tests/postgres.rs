@@ -623,6 +623,26 @@ async fn read_sees_drift_and_absence() {
     assert!(applied.sensitive.is_empty());
     assert_eq!(p.read(&t, &recorded_role).await.unwrap().unwrap().attrs["connection_limit"], Value::Int(10));
 
+    // The tier's role settings are applied, and a tenant that lifts its own statement_timeout is
+    // drift that apply puts back. temp_file_limit it cannot change at all (superuser only).
+    let settings = Value::map([("statement_timeout", Value::str("30s")), ("temp_file_limit", Value::str("1GB"))]);
+    assert_eq!(recorded_role.attrs["settings"], settings, "the free tier's, from schemas/tiers.hcl");
+    assert_eq!(p.read(&t, &recorded_role).await.unwrap().unwrap().attrs["settings"], settings);
+    a.batch_execute("ALTER ROLE tenant_pg_drift SET statement_timeout = 0").await.unwrap();
+    let e = a
+        .batch_execute("SET ROLE tenant_pg_drift; ALTER ROLE tenant_pg_drift SET temp_file_limit = -1")
+        .await
+        .expect_err("temp_file_limit is for superusers");
+    assert_eq!(sqlstate(&e), "42501", "{e}");
+    a.batch_execute("RESET ROLE").await.unwrap();
+    let live = p.read(&t, &recorded_role).await.unwrap().unwrap();
+    assert_eq!(
+        live.attrs["settings"],
+        Value::map([("statement_timeout", Value::str("0")), ("temp_file_limit", Value::str("1GB"))])
+    );
+    p.apply(&t, &recorded_role).await.unwrap();
+    assert_eq!(p.read(&t, &recorded_role).await.unwrap().unwrap().attrs["settings"], settings);
+
     let db = admin("matih_tenants").await;
     db.batch_execute("ALTER SCHEMA tenant_pg_drift OWNER TO postgres").await.unwrap();
     assert_eq!(p.read(&t, &schema).await.unwrap().unwrap().attrs["owner"], Value::str("postgres"));

@@ -221,6 +221,25 @@ fn load_hcl(c: &mut Catalog, mut blocks: Blocks<'_>) {
         };
         let quota = f.value("quota").and_then(|(v, at)| quota(&name, v, at, ctx));
         let service_resources = f.value("service_resources").and_then(|(v, at)| service_resources(&name, v, at, ctx));
+        let mut role_settings = BTreeMap::new();
+        for (setting, units) in super::ROLE_SETTINGS {
+            let Some(value) = f.opt_string(setting) else { continue };
+            // A whole number and one of PostgreSQL's units for the setting: the value goes into
+            // `ALTER ROLE … SET` as a literal, and drift compares it as PostgreSQL stores it.
+            let number = value.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+            let unit = &value[number.len()..];
+            if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) || !units.contains(&unit) {
+                ctx.error(
+                    b.span(),
+                    format!(
+                        "tier {name:?}: {setting} {value:?} must be a whole number and one of {}",
+                        units.join(", ")
+                    ),
+                );
+                continue;
+            }
+            role_settings.insert(setting.to_string(), value);
+        }
         let tier = TierDef {
             name: name.clone(),
             quota,
@@ -230,6 +249,7 @@ fn load_hcl(c: &mut Catalog, mut blocks: Blocks<'_>) {
             pool_size: f.opt_int("pool_size"),
             trace_retention: f.string("trace_retention"),
             service_resources,
+            role_settings,
             location,
         };
         f.finish();

@@ -64,8 +64,15 @@ pub struct TierDef {
     /// Container resources that replace every service's own in this tier (so that a tier's
     /// services fit its quota).
     pub service_resources: Option<ComputeResources>,
+    /// PostgreSQL settings of the tenant's role (`ALTER ROLE … SET`): `statement_timeout` (`30s`)
+    /// and `temp_file_limit` (`1GB`), in PostgreSQL's own units.
+    pub role_settings: BTreeMap<String, String>,
     pub location: Option<Location>,
 }
+
+/// The role settings a tier may set, with the units PostgreSQL accepts for each.
+pub const ROLE_SETTINGS: &[(&str, &[&str])] =
+    &[("statement_timeout", &["ms", "s", "min", "h", "d"]), ("temp_file_limit", &["kB", "MB", "GB", "TB"])];
 
 /// A dependency named in the catalog, with where it is written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -542,25 +549,40 @@ mod tests {
     }
 
     #[test]
+    fn role_settings_need_postgresqls_units() {
+        let (dir, r) = load_edited("tiers.hcl", |t| {
+            t.replacen("statement_timeout  = \"30s\"", "statement_timeout  = \"30 seconds\"", 1)
+        });
+        let errs = errors(r, dir.path());
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].ends_with(
+                "tier \"free\": statement_timeout \"30 seconds\" must be a whole number and one of ms, s, min, h, d"
+            ),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
     fn syntax_errors_and_unknown_attributes_are_located() {
         let (dir, r) = load_edited("tiers.hcl", |t| t.replace("connection_limit   = 10", "connection_limit   = 10 +"));
         let errs = errors(r, dir.path());
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(errs[0].starts_with("tiers.hcl:23:28: syntax error: "), "{errs:?}");
+        assert!(errs[0].starts_with("tiers.hcl:27:28: syntax error: "), "{errs:?}");
         let (dir, r) =
             load_edited("tiers.hcl", |t| t.replace("  pool               = \"shared\"", "  pol = \"shared\""));
         let errs = errors(r, dir.path());
         assert_eq!(
             errs,
             [
-                r#"tiers.hcl:21:1: tier "free" has no attribute `pool`"#,
-                r#"tiers.hcl:24:3: unknown attribute `pol` in tier "free""#
+                r#"tiers.hcl:25:1: tier "free" has no attribute `pool`"#,
+                r#"tiers.hcl:28:3: unknown attribute `pol` in tier "free""#
             ]
         );
         let (dir, r) = load_edited("tiers.hcl", |t| t.replace("\"pods\"            = \"20\"", "\"pods\" = 2.5"));
         let errs = errors(r, dir.path());
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(errs[0].starts_with("tiers.hcl:34:11: quota: number 2.5 is not an integer"), "{errs:?}");
+        assert!(errs[0].starts_with("tiers.hcl:40:11: quota: number 2.5 is not an integer"), "{errs:?}");
     }
 
     #[test]

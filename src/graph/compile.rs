@@ -263,6 +263,8 @@ impl<'a> Builder<'a> {
                 ("login", true.into()),
                 ("password", Value::Secret(Secret { source: "generated".into(), fingerprint: None })),
                 ("connection_limit", Value::Int(self.tier.connection_limit)),
+                // The tier's `ALTER ROLE … SET` (statement_timeout, temp_file_limit).
+                ("settings", Value::Map(self.tier.role_settings.iter().map(|(k, v)| (k.clone(), s(v))).collect())),
                 // Where the tenant's data lives, for the DATABASE_URL the role hands to the Secret.
                 ("database", s(&database)),
                 ("schema", s(&schema)),

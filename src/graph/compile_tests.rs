@@ -691,7 +691,7 @@ fn compiled_graphs_hold_no_clear_secret() {
 }
 
 #[test]
-fn compiling_a_thousand_tenants_is_fast() {
+fn a_thousand_tenants_compile_each_into_its_own_graph() {
     let specs: Vec<TenantSpec> = (0..1000)
         .map(|i| {
             let mut s = acme(["free", "professional", "enterprise"][i % 3]);
@@ -699,13 +699,12 @@ fn compiling_a_thousand_tenants_is_fast() {
             s
         })
         .collect();
-    let start = std::time::Instant::now();
-    let total: usize = specs.iter().map(|s| build(s).len()).sum();
-    let elapsed = start.elapsed();
-    assert!(total > 70_000);
-    // Generous for an unoptimized test build on a shared machine; release builds are far faster.
-    assert!(elapsed.as_secs_f64() < 20.0, "compiling 1000 tenants took {elapsed:?}");
-    eprintln!("compiled 1000 tenants ({total} resources) in {elapsed:?}");
+    // How fast is the benchmarks' business (`cargo bench --bench plan`), never a timed test.
+    let graphs: Vec<ResourceGraph> = specs.iter().map(build).collect();
+    assert!(graphs.iter().map(ResourceGraph::len).sum::<usize>() > 70_000);
+    let namespaces: std::collections::BTreeSet<String> =
+        graphs.iter().map(|g| json_of(get(g, "kubernetes_namespace.tenant"))["metadata"]["name"].to_string()).collect();
+    assert_eq!(namespaces.len(), 1000, "one namespace each");
 }
 
 #[test]

@@ -397,6 +397,19 @@ impl PostgresProvider {
         }
         let what = format!("{} role \"{name}\"", if exists { "alter" } else { "create" });
         self.close_server_databases(obj).await?;
+        // The tier's settings, and none other of those matih manages.
+        let settings = match obj.attrs.get("settings") {
+            None | Some(Value::Null) => BTreeMap::new(),
+            Some(Value::Map(m)) => m.clone(),
+            Some(_) => return Err(err(obj, Some("settings"), "settings must be a map", false)),
+        };
+        for (setting, _) in crate::catalog::ROLE_SETTINGS {
+            match settings.get(*setting) {
+                Some(Value::String(v)) => sql.push_str(&format!("; ALTER ROLE {q} SET {setting} = {}", literal(v))),
+                Some(_) => return Err(err(obj, Some("settings"), "role settings must be strings", false)),
+                None => sql.push_str(&format!("; ALTER ROLE {q} RESET {setting}")),
+            }
+        }
         let c = self.conn(obj, &self.admin_db).await?;
         c.batch_execute(&sql).await.map_err(|e| db_err(obj, &what, &e))?;
         // An admin that is not superuser must be a member of the role to give it schemas.
@@ -432,15 +445,31 @@ impl PostgresProvider {
         let (name, _) = attr_ident(obj, "name")?;
         let c = self.conn(obj, &self.admin_db).await?;
         let row = c
-            .query_opt("SELECT rolcanlogin, rolconnlimit FROM pg_catalog.pg_roles WHERE rolname = $1", &[&name])
+            .query_opt(
+                "SELECT r.rolcanlogin, r.rolconnlimit, COALESCE(s.setconfig, '{}')::text[] \
+                 FROM pg_catalog.pg_roles r LEFT JOIN pg_catalog.pg_db_role_setting s \
+                 ON s.setrole = r.oid AND s.setdatabase = 0 WHERE r.rolname = $1",
+                &[&name],
+            )
             .await
             .map_err(|e| db_err(obj, &format!("read role \"{name}\""), &e))?;
         let Some(row) = row else { return Ok(None) };
         let mut attrs = obj.attrs.clone();
         let login: bool = row.get(0);
         let limit: i32 = row.get(1);
+        let config: Vec<String> = row.get(2);
         attrs.insert("login".into(), Value::Bool(login));
         attrs.insert("connection_limit".into(), Value::Int(i64::from(limit)));
+        // The settings matih manages, as PostgreSQL stores them (`statement_timeout=30s`).
+        let settings: BTreeMap<String, Value> = config
+            .iter()
+            .filter_map(|kv| kv.split_once('='))
+            .filter(|(k, _)| crate::catalog::ROLE_SETTINGS.iter().any(|(s, _)| s == k))
+            .map(|(k, v)| (k.to_string(), Value::str(v)))
+            .collect();
+        if obj.attrs.contains_key("settings") || !settings.is_empty() {
+            attrs.insert("settings".into(), Value::Map(settings));
+        }
         Ok(Some(Observed { attrs, ..Observed::default() }))
     }
 
