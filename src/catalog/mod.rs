@@ -108,6 +108,10 @@ pub struct ServiceDef {
     pub phase: Phase,
     /// The seed's Helm chart (`matih/ai-service`), for people.
     pub chart: String,
+    /// The chart installed for the service with `delivery = "helm"` (a chart of the platform's
+    /// chart repository, `matih-service`) and its version.
+    pub helm_chart: String,
+    pub chart_version: String,
     pub description: String,
     /// Container image template: `{registry}/{name}:{tag}`.
     pub image: String,
@@ -130,6 +134,8 @@ impl Default for ServiceDef {
             name: String::new(),
             phase: Phase::DeployCoreServices,
             chart: String::new(),
+            helm_chart: "matih-service".into(),
+            chart_version: "0.1.0".into(),
             description: String::new(),
             image: "{registry}/{name}:{tag}".into(),
             port: 8080,
