@@ -502,7 +502,7 @@ mod tests {
             t.replace(r#"depends_on  = ["bi_service"]"#, r#"depends_on  = ["bi_servce"]"#)
         });
         let errs = errors(r, dir.path());
-        assert_eq!(errs, [r#"services.hcl:97:18: service "render_service" depends on unknown service "bi_servce""#]);
+        assert_eq!(errs, [r#"services.hcl:102:18: service "render_service" depends on unknown service "bi_servce""#]);
     }
 
     #[test]
@@ -517,10 +517,10 @@ mod tests {
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert_eq!(
             errs[0],
-            r#"services.hcl:33:17: service "query_engine" (phase 3 DEPLOY_CORE_SERVICES) depends on "ml_service" of a later phase (5 DEPLOY_DATA_SERVICES)"#
+            r#"services.hcl:38:17: service "query_engine" (phase 3 DEPLOY_CORE_SERVICES) depends on "ml_service" of a later phase (5 DEPLOY_DATA_SERVICES)"#
         );
         assert!(errs[1].starts_with(
-            "services.hcl:85:1: dependency cycle among catalog services: ml_service -> query_engine -> ml_service"
+            "services.hcl:90:1: dependency cycle among catalog services: ml_service -> query_engine -> ml_service"
         ));
     }
 
@@ -543,7 +543,7 @@ mod tests {
         let errs = errors(r, dir.path());
         assert_eq!(
             errs,
-            ["services.hcl:37:1: dependency cycle among catalog services: ai_service -> query_engine -> catalog_service -> ai_service\n    each service depends on the next one"]
+            ["services.hcl:42:1: dependency cycle among catalog services: ai_service -> query_engine -> catalog_service -> ai_service\n    each service depends on the next one"]
         );
     }
 

@@ -744,8 +744,8 @@ fn the_platform_file_picks_helm_delivery_and_where_helm_and_its_charts_are() {
     assert_eq!(
         diags,
         [
-            "matih.hcl:2:14: error: delivery must be one of manifests, helm, found \"kustomize\"",
-            "matih.hcl:5:22: error: chart_repository must be a directory or an http:// or https:// chart repository, found \"oci://x\"",
+            "matih.hcl:2:14: delivery must be one of manifests, helm, found \"kustomize\"",
+            "matih.hcl:5:22: chart_repository must be a directory or an http:// or https:// chart repository, found \"oci://x\"",
         ]
     );
 }
