@@ -207,3 +207,101 @@ fn acme_delivered_with_helm_goes_active_updates_values_rolls_a_failed_phase_back
     let out = helm(&["list", "--all-namespaces", "--all", "--output", "json"]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("matih-acme"), "{}", text(&out));
 }
+
+/// A static HTTP server for `dir` on a free loopback port (a chart repository: `index.yaml` and
+/// the packaged charts), answering GETs until the test ends. Returns its URL.
+fn serve_dir(dir: PathBuf) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).map_or(true, |n| n == 0) || header.trim().is_empty() {
+                    break;
+                }
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
+            let file = (!path.contains("..")).then(|| std::fs::read(dir.join(&path)).ok()).flatten();
+            let _ = match file {
+                Some(body) => stream
+                    .write_all(
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+                            .as_bytes(),
+                    )
+                    .and_then(|_| stream.write_all(&body)),
+                None => stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            };
+        }
+    });
+    url
+}
+
+/// The provider against an HTTP chart repository (`index.yaml`, helm's `--repo`): the project's
+/// chart packaged and indexed by the real helm, served over HTTP, installed, read back, upgraded,
+/// refused at a version the repository lacks (helm's message, the release's address), uninstalled.
+#[test]
+fn a_release_from_an_http_chart_repository_installs_reads_upgrades_and_uninstalls() {
+    use matih::provider::helm::{ChartSource, HelmProvider, HelmSettings, HelmTarget};
+    use matih::provider::{Provider, ResourceObject, TenantRef};
+    use matih::value::Value;
+    let _claim = kube::claim_tenant("helmrepo");
+    let kube = Kube::start();
+    let repo = tempfile::tempdir().unwrap();
+    let chart = common::root().join("charts/matih-service");
+    let out = helm(&["package", chart.to_str().unwrap(), "--destination", repo.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let url = serve_dir(repo.path().to_path_buf());
+    let out = helm(&["repo", "index", repo.path().to_str().unwrap(), "--url", &url]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(kube::admin_kubectl(&["create", "namespace", "matih-helmrepo"]).status.success());
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let provider = rt
+        .block_on(HelmProvider::connect(HelmSettings {
+            binary: Some(helm_binary().to_string_lossy().into_owned()),
+            charts: ChartSource::parse(&url),
+            target: HelmTarget::Url(kube.url.clone()),
+            timeout: std::time::Duration::from_secs(120),
+        }))
+        .unwrap();
+    let tenant = TenantRef { slug: "helmrepo".into(), id: "00000000-0000-4000-8000-000000000001".into() };
+    let release = |version: &str, replicas: i64| {
+        let values = serde_json::json!({"replicaCount": replicas, "image": {"repository": "r.example/web", "tag": "1"}, "serviceAccountName": "default"});
+        ResourceObject::new(
+            "helm_release.web".parse().unwrap(),
+            [
+                ("name", Value::str("web")),
+                ("namespace", Value::str("matih-helmrepo")),
+                ("chart", Value::str("matih-service")),
+                ("version", Value::str(version)),
+                ("values", serde_json::from_value(values).unwrap()),
+                ("status", Value::str("deployed")),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        )
+    };
+    assert_eq!(rt.block_on(provider.read(&tenant, &release("0.1.0", 1))).unwrap(), None);
+    let installed = rt.block_on(provider.apply(&tenant, &release("0.1.0", 1))).unwrap();
+    assert_eq!(installed.attrs, release("0.1.0", 1).attrs, "what was read back is what was asked");
+    assert_eq!(installed.outputs["revision"], Value::Int(1));
+    let upgraded = rt.block_on(provider.apply(&tenant, &release("0.1.0", 2))).unwrap();
+    assert_eq!(upgraded.attrs["values"].get_path("replicaCount"), Some(&Value::Int(2)));
+    assert_eq!(upgraded.outputs["revision"], Value::Int(2));
+    let err = rt.block_on(provider.apply(&tenant, &release("9.9.9", 2))).unwrap_err();
+    assert_eq!(err.address.to_string(), "helm_release.web");
+    assert!(err.message.contains("9.9.9"), "helm's own message: {err}");
+    rt.block_on(provider.delete(&tenant, &release("0.1.0", 2))).unwrap();
+    assert_eq!(rt.block_on(provider.read(&tenant, &release("0.1.0", 2))).unwrap(), None);
+    rt.block_on(provider.delete(&tenant, &release("0.1.0", 2))).expect("deleting an absent release succeeds");
+    assert!(kube::admin_kubectl(&["delete", "namespace", "matih-helmrepo", "--wait=false"]).status.success());
+}
