@@ -305,3 +305,43 @@ fn a_release_from_an_http_chart_repository_installs_reads_upgrades_and_uninstall
     rt.block_on(provider.delete(&tenant, &release("0.1.0", 2))).expect("deleting an absent release succeeds");
     assert!(kube::admin_kubectl(&["delete", "namespace", "matih-helmrepo", "--wait=false"]).status.success());
 }
+
+/// A plan that needs helm fails before anything is read or changed when helm is missing, naming the
+/// platform file's `helm { binary }` setting.
+#[test]
+fn a_plan_that_needs_a_missing_helm_names_the_setting() {
+    let kube = Kube::start();
+    let state = &TestState::new(Backend::Sled);
+    let dir = tempfile::tempdir().unwrap();
+    let kubernetes =
+        format!("kubernetes {{\n  api_url = \"{}\"\n}}\nservices {{\n  delivery = \"helm\"\n}}\n", kube.url);
+    let run = |platform: &str, path: &str| {
+        state.write_platform(dir.path(), platform);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_matih"));
+        cmd.args(["plan", common::root().join("tenants/acme.hcl").to_str().unwrap()])
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .env("PATH", path)
+            .env_remove("MATIH_POSTGRES_ADMIN_URL")
+            .stdin(Stdio::null());
+        state.configure(&mut cmd, dir.path());
+        cmd.output().unwrap()
+    };
+    let out = run(&format!("{kubernetes}helm {{\n  binary = \"/nonexistent/helm\"\n}}\n"), "/usr/bin:/bin");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("\"/nonexistent/helm\" named by `helm { binary = … }`"), "{}", text(&out));
+    let out = run(&kubernetes, "/nonexistent");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("`helm` is not on the PATH"), "{}", text(&out));
+    assert!(
+        text(&out).contains("helm { binary = \\\"/path/to/helm\\\" }")
+            || text(&out).contains("helm { binary = \"/path/to/helm\" }"),
+        "{}",
+        text(&out)
+    );
+    // With helm there (the manifests delivery needs none), the same plan runs.
+    let path = format!("{}:/usr/bin:/bin", helm_binary().parent().unwrap().display());
+    let out = run(&kubernetes, &path);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("helm_release.query_engine will be created"), "{}", text(&out));
+}

@@ -715,8 +715,12 @@ fn the_platform_fixture_sets_every_field() {
         dns: None,
         notify: Default::default(),
         state: Default::default(),
-        delivery: Default::default(),
-        helm: Default::default(),
+        delivery: crate::spec::Delivery::Helm,
+        helm: crate::spec::HelmPlatform {
+            binary: Some("/usr/local/bin/helm".into()),
+            chart_repository: "https://charts.matih.ai/matih".into(),
+            timeout_ms: 300_000,
+        },
         source: config.source.clone(),
     };
     assert_eq!(config, expected);
