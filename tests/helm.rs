@@ -186,6 +186,25 @@ fn acme_delivered_with_helm_goes_active_updates_values_rolls_a_failed_phase_back
     let history: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
     assert_eq!(history.as_array().unwrap().len(), 2, "an upgrade, not a reinstall: {history}");
 
+    // A `kubectl` edit of a release's object is drift of that release; apply (helm's upgrade,
+    // a three-way merge with the live object) puts the chart's value back.
+    let patch =
+        kube.kubectl(&["patch", "deployment", "ai-service", "-n", "matih-acme", "-p", r#"{"spec":{"replicas":5}}"#]);
+    assert!(patch.status.success(), "{}", text(&patch));
+    let out = matih(dir.path(), state, &["plan", "tenants/acme.hcl", "--detailed-exitcode"], pg, dns);
+    let plan = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{plan}");
+    assert!(plan.contains("# helm_release.ai_service will be updated in place"), "{plan}");
+    assert!(plan.contains("Deployment ai-service: spec.replicas = 5 (the chart sets 3)"), "{plan}");
+    assert!(plan.contains("Plan: 0 to add, 1 to change, 0 to destroy."), "{plan}");
+    let out = matih(dir.path(), state, &["apply", "tenants/acme.hcl", "--auto-approve"], pg, dns);
+    assert!(out.status.success(), "{}", text(&out));
+    let deploy =
+        kube.kubectl(&["get", "deployment", "ai-service", "-n", "matih-acme", "-o", "jsonpath={.spec.replicas}"]);
+    assert_eq!(String::from_utf8_lossy(&deploy.stdout), "3");
+    let out = matih(dir.path(), state, &["plan", "tenants/acme.hcl", "--detailed-exitcode"], pg, dns);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
     // A release uninstalled outside matih is drift; apply installs it again.
     assert!(helm(&["uninstall", "query-engine", "--namespace", "matih-acme", "--wait"]).status.success());
     let out = matih(dir.path(), state, &["drift", "tenants/acme.hcl", "--detailed-exitcode"], pg, dns);
@@ -284,6 +303,7 @@ fn a_release_from_an_http_chart_repository_installs_reads_upgrades_and_uninstall
                 ("version", Value::str(version)),
                 ("values", serde_json::from_value(values).unwrap()),
                 ("status", Value::str("deployed")),
+                ("live_changes", Value::List(Vec::new())),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))

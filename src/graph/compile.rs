@@ -592,6 +592,8 @@ impl<'a> Builder<'a> {
                 ("version", s(&svc.chart_version)),
                 ("values", values),
                 ("status", s("deployed")),
+                // What helm reads back of the release's live objects that the chart does not set.
+                ("live_changes", Value::List(Vec::new())),
             ],
             deps,
             &["name", "namespace"],

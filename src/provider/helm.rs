@@ -3,7 +3,9 @@
 //!
 //! A release's attributes are what matih decides and reads back: `name`, `namespace`, `chart`,
 //! `version` (the chart's, from `helm get metadata`), `values` (the user-supplied values, as
-//! `helm get values` prints them) and `status` (`deployed`; anything else read back is drift).
+//! `helm get values` prints them), `status` (`deployed`; anything else read back is drift) and
+//! `live_changes` (none: the release's objects as the chart renders them; a `kubectl edit` of one
+//! of them is read back as a line here, so it is drift that the next upgrade reverts).
 //! Apply is `helm upgrade --install --wait --atomic`: a first install that fails is uninstalled by helm, a failed upgrade goes back
 //! to the previous revision, and the engine's phase rollback uninstalls what the run installed.
 //! Values go to helm on its standard input, never through a file.
@@ -66,6 +68,8 @@ pub struct HelmSettings {
 
 pub struct HelmProvider {
     binary: PathBuf,
+    /// Reads the live objects of a release's manifest (drift of what the chart sets).
+    client: kube::Client,
     charts: ChartSource,
     timeout: Duration,
     /// `--kube-context`, or the kubeconfig written for an explicit URL (removed on drop).
@@ -122,13 +126,23 @@ impl HelmProvider {
                 String::from_utf8_lossy(if out.stdout.is_empty() { &out.stderr } else { &out.stdout }).trim()
             ));
         }
+        let config = match &settings.target {
+            HelmTarget::Url(url) => {
+                kube::Config::new(url.parse().map_err(|e| format!("invalid Kubernetes API URL {url:?}: {e}"))?)
+            }
+            HelmTarget::Kubeconfig { context } => {
+                let opts = kube::config::KubeConfigOptions { context: context.clone(), ..Default::default() };
+                kube::Config::from_kubeconfig(&opts).await.map_err(|e| format!("cannot load kubeconfig: {e}"))?
+            }
+        };
+        let client = kube::Client::try_from(config).map_err(|e| format!("cannot create a Kubernetes client: {e}"))?;
         let (context, kubeconfig) = match settings.target {
             HelmTarget::Kubeconfig { context } => (context, None),
             HelmTarget::Url(url) => {
                 (None, Some(write_kubeconfig(&url).map_err(|e| format!("helm's kubeconfig: {e}"))?))
             }
         };
-        Ok(HelmProvider { binary, charts: settings.charts, timeout: settings.timeout, context, kubeconfig })
+        Ok(HelmProvider { binary, client, charts: settings.charts, timeout: settings.timeout, context, kubeconfig })
     }
 
     /// `helm ARGS` against the configured cluster, `stdin` written to its standard input.
@@ -196,6 +210,7 @@ impl HelmProvider {
             ("version".to_string(), text(&meta["version"])),
             ("values".to_string(), values),
             ("status".to_string(), text(&meta["status"])),
+            ("live_changes".to_string(), Value::List(self.live_changes(resource, name, ns).await?)),
         ]);
         let revision = meta["revision"].as_i64().unwrap_or_default();
         Ok(Some(Observed {
@@ -203,6 +218,62 @@ impl HelmProvider {
             outputs: BTreeMap::from([("revision".to_string(), Value::Int(revision))]),
             ..Observed::default()
         }))
+    }
+
+    /// What differs between the release's manifest (`helm get manifest`) and the live objects, on
+    /// the fields the chart sets: one line per object deleted or field changed outside helm. A field
+    /// another controller manages now (an autoscaler's `spec.replicas`, from `managedFields`) is
+    /// not a change; an edit made with `kubectl` is.
+    async fn live_changes(&self, resource: &ResourceObject, name: &str, ns: &str) -> Result<Vec<Value>, ProviderError> {
+        use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+        let manifest = self.run(resource, &["get", "manifest", name, "--namespace", ns], None).await?;
+        let docs = yaml_rust2::YamlLoader::load_from_str(&manifest)
+            .map_err(|e| error(resource, format!("the release's manifest is not YAML: {e}")))?;
+        let mut changes = Vec::new();
+        for doc in docs.iter().map(yaml_to_json) {
+            let (Some(api_version), Some(kind), Some(obj_name)) =
+                (doc["apiVersion"].as_str(), doc["kind"].as_str(), doc["metadata"]["name"].as_str())
+            else {
+                continue;
+            };
+            let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+            let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
+            let live = api.get_opt(obj_name).await.map_err(|e| ProviderError {
+                transient: matches!(&e, kube::Error::Api(s) if s.code == 429 || s.code >= 500)
+                    || matches!(e, kube::Error::HyperError(_) | kube::Error::Service(_)),
+                ..error(resource, format!("reading {kind} {obj_name}: {e}"))
+            })?;
+            let Some(live) = live else {
+                changes.push(format!("{kind} {obj_name}: deleted"));
+                continue;
+            };
+            let live = serde_json::to_value(&live).unwrap_or_default();
+            let others: Vec<&serde_json::Value> = live["metadata"]["managedFields"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|m| m["manager"].as_str().is_some_and(|n| n != "helm" && !n.starts_with("kubectl")))
+                .map(|m| &m["fieldsV1"])
+                .collect();
+            for key in ["spec", "data", "metadata"] {
+                let desired = if key == "metadata" {
+                    serde_json::json!({"labels": doc["metadata"]["labels"], "annotations": doc["metadata"]["annotations"]})
+                } else {
+                    doc[key].clone()
+                };
+                let mut found = Vec::new();
+                compare(&desired, &live[key], key, &mut found);
+                for (path, live_value, chart_value) in found {
+                    if !yielded(&others, &path) {
+                        changes
+                            .push(format!("{kind} {obj_name}: {path} = {live_value} (the chart sets {chart_value})"));
+                    }
+                }
+            }
+        }
+        changes.sort();
+        Ok(changes.into_iter().map(Value::str).collect())
     }
 
     async fn upgrade_install(&self, resource: &ResourceObject) -> Result<Observed, ProviderError> {
@@ -292,6 +363,69 @@ impl Provider for HelmProvider {
     }
 }
 
+/// YAML (a manifest document) as JSON.
+fn yaml_to_json(y: &yaml_rust2::Yaml) -> serde_json::Value {
+    use yaml_rust2::Yaml;
+    match y {
+        Yaml::Real(r) => r.parse::<f64>().ok().map(serde_json::Value::from).unwrap_or(serde_json::Value::Null),
+        Yaml::Integer(i) => (*i).into(),
+        Yaml::String(s) => s.clone().into(),
+        Yaml::Boolean(b) => (*b).into(),
+        Yaml::Array(a) => a.iter().map(yaml_to_json).collect(),
+        Yaml::Hash(h) => h
+            .iter()
+            .filter_map(|(k, v)| match k {
+                Yaml::String(k) => Some((k.clone(), yaml_to_json(v))),
+                Yaml::Integer(i) => Some((i.to_string(), yaml_to_json(v))),
+                Yaml::Boolean(b) => Some((b.to_string(), yaml_to_json(v))),
+                _ => None,
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        Yaml::Alias(_) | Yaml::Null | Yaml::BadValue => serde_json::Value::Null,
+    }
+}
+
+/// The leaves of `desired` whose live value differs: `(path, live, desired)`. Quantities compare by
+/// amount (`1000m` is `1`); list items by position, and a list of another length is one change.
+fn compare(desired: &serde_json::Value, live: &serde_json::Value, path: &str, out: &mut Vec<(String, String, String)>) {
+    use serde_json::Value as J;
+    match (desired, live) {
+        (J::Null, _) => {}
+        (J::Object(d), _) => {
+            for (k, v) in d {
+                let sub = if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    format!("{path}.{k}")
+                } else {
+                    format!("{path}[{k:?}]")
+                };
+                compare(v, live.get(k).unwrap_or(&J::Null), &sub, out);
+            }
+        }
+        (J::Array(d), J::Array(l)) if d.len() == l.len() => {
+            for (i, (dv, lv)) in d.iter().zip(l).enumerate() {
+                compare(dv, lv, &format!("{path}[{i}]"), out);
+            }
+        }
+        (J::Array(d), J::Array(l)) => {
+            out.push((path.into(), format!("{} items", l.len()), format!("{} items", d.len())))
+        }
+        (d, l) if d == l => {}
+        (J::String(d), J::String(l))
+            if crate::quantity::nanos(d).is_some() && crate::quantity::nanos(d) == crate::quantity::nanos(l) => {}
+        (d, l) => out.push((path.into(), l.to_string(), d.to_string())),
+    }
+}
+
+/// Whether a field at `path` (`spec.replicas`) is managed by one of `others` (their `fieldsV1`).
+/// Only paths of map keys are matched: a field inside a list item is never taken as yielded.
+fn yielded(others: &[&serde_json::Value], path: &str) -> bool {
+    if path.contains('[') {
+        return false;
+    }
+    others.iter().any(|fields| path.split('.').try_fold(*fields, |node, key| node.get(format!("f:{key}"))).is_some())
+}
+
 fn error(resource: &ResourceObject, message: String) -> ProviderError {
     ProviderError { address: resource.addr.clone(), path: None, message, transient: false }
 }
@@ -344,6 +478,35 @@ mod tests {
     fn helm_messages_lose_the_error_prefix_and_stay_on_one_line() {
         assert_eq!(helm_message(b"Error: release: not found\n"), "release: not found");
         assert_eq!(helm_message(b"Error: UPGRADE FAILED: x\n  more\n"), "UPGRADE FAILED: x more");
+    }
+
+    #[test]
+    fn live_objects_differ_on_the_fields_the_chart_sets_unless_a_controller_took_them() {
+        let desired = serde_json::json!({"replicas": 2, "template": {"spec": {"containers": [
+            {"name": "web", "resources": {"limits": {"cpu": "1000m", "memory": "1Gi"}}}]}}});
+        let live = serde_json::json!({"replicas": 5, "progressDeadlineSeconds": 600, "template": {"spec": {"containers": [
+            {"name": "web", "terminationMessagePath": "/dev/termination-log",
+             "resources": {"limits": {"cpu": "1", "memory": "2Gi"}}}]}}});
+        let mut found = Vec::new();
+        compare(&desired, &live, "spec", &mut found);
+        assert_eq!(
+            found,
+            [
+                ("spec.replicas".to_string(), "5".to_string(), "2".to_string()),
+                (
+                    "spec.template.spec.containers[0].resources.limits.memory".to_string(),
+                    "\"2Gi\"".to_string(),
+                    "\"1Gi\"".to_string()
+                ),
+            ],
+            "server defaults are not changes, 1000m is 1"
+        );
+        let autoscaler = serde_json::json!({"f:spec": {"f:replicas": {}}});
+        assert!(yielded(&[&autoscaler], "spec.replicas"));
+        assert!(!yielded(&[&autoscaler], "spec.template"));
+        assert!(!yielded(&[], "spec.replicas"));
+        let yaml = yaml_rust2::YamlLoader::load_from_str("a:\n  b: [1, \"x\", true]\n").unwrap();
+        assert_eq!(yaml_to_json(&yaml[0]), serde_json::json!({"a": {"b": [1, "x", true]}}));
     }
 
     #[test]
