@@ -265,7 +265,8 @@ fn serve_dir(dir: PathBuf) -> String {
 
 /// The provider against an HTTP chart repository (`index.yaml`, helm's `--repo`): the project's
 /// chart packaged and indexed by the real helm, served over HTTP, installed, read back, upgraded,
-/// refused at a version the repository lacks (helm's message, the release's address), uninstalled.
+/// refused at a version the repository lacks (helm's message, the release's address), rolled back
+/// to its previous revision when an upgrade fails, uninstalled.
 #[test]
 fn a_release_from_an_http_chart_repository_installs_reads_upgrades_and_uninstalls() {
     use matih::provider::helm::{ChartSource, HelmProvider, HelmSettings, HelmTarget};
@@ -320,6 +321,26 @@ fn a_release_from_an_http_chart_repository_installs_reads_upgrades_and_uninstall
     let err = rt.block_on(provider.apply(&tenant, &release("9.9.9", 2))).unwrap_err();
     assert_eq!(err.address.to_string(), "helm_release.web");
     assert!(err.message.contains("9.9.9"), "helm's own message: {err}");
+    // An upgrade that never becomes ready (pods of a ServiceAccount that does not exist are refused)
+    // goes back to the previous revision (--atomic): the release stays deployed with its old values.
+    let impatient = rt
+        .block_on(HelmProvider::connect(HelmSettings {
+            binary: Some(helm_binary().to_string_lossy().into_owned()),
+            charts: ChartSource::parse(&url),
+            target: HelmTarget::Url(kube.url.clone()),
+            timeout: std::time::Duration::from_secs(10),
+        }))
+        .unwrap();
+    let mut broken = release("0.1.0", 3);
+    if let Some(Value::Map(values)) = broken.attrs.get_mut("values") {
+        values.insert("serviceAccountName".into(), Value::str("nobody"));
+    }
+    let err = rt.block_on(impatient.apply(&tenant, &broken)).unwrap_err();
+    assert!(err.message.contains("UPGRADE FAILED") && err.message.contains("rolled back"), "{err}");
+    let after = rt.block_on(provider.read(&tenant, &broken)).unwrap().expect("still installed");
+    assert_eq!(after.attrs["status"], Value::str("deployed"));
+    assert_eq!(after.attrs["values"].get_path("replicaCount"), Some(&Value::Int(2)), "the previous revision's values");
+    assert_eq!(after.outputs["revision"], Value::Int(4), "3 failed, 4 is the rollback to 2");
     rt.block_on(provider.delete(&tenant, &release("0.1.0", 2))).unwrap();
     assert_eq!(rt.block_on(provider.read(&tenant, &release("0.1.0", 2))).unwrap(), None);
     rt.block_on(provider.delete(&tenant, &release("0.1.0", 2))).expect("deleting an absent release succeeds");
