@@ -5,7 +5,10 @@
 # the Kubernetes name is the same with '-' for '_' (`ai-service`).
 #
 # `phase` is the seed's phase: 3 (DEPLOY_CORE_SERVICES) or 5 (DEPLOY_DATA_SERVICES).
-# `chart` is the seed's Helm chart, kept for people: matih applies the rendered objects itself.
+# `chart` is the seed's Helm chart, kept for people. With the platform's `services { delivery = "helm" }`
+# each service is a Helm release of `helm_chart` at `chart_version`, from the platform's chart
+# repository (the project's own chart, charts/matih-service, by default); otherwise matih applies the
+# rendered objects itself.
 # `depends_on` follows the seed's deployment order; a service waits until the Deployments it depends
 # on are ready. Every service also waits for the database (phase 2), which is not listed here.
 # `internet_egress` marks connector services: the only pods allowed to reach the internet.
@@ -22,6 +25,8 @@ service_defaults {
   limits_cpu      = "1000m"
   limits_memory   = "1Gi"
   health_path     = "/health"
+  helm_chart      = "matih-service"
+  chart_version   = "0.1.0"
 }
 
 # Phase 3: DEPLOY_CORE_SERVICES.

@@ -8,18 +8,21 @@
 //!
 //! **Invariant:** pure data; knows nothing of graphs, plans, state or providers.
 
-/// Which provider handles a kind (by its prefix: `kubernetes_`, `postgresql_`, `dns_`).
+/// Which provider handles a kind (by its prefix: `kubernetes_`, `postgresql_`, `dns_`, `helm_`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
     Kubernetes,
     Postgresql,
     Dns,
+    Helm,
 }
 
 impl Family {
     /// The family of `kind`, from its prefix; `None` for a kind no provider family claims.
     pub fn of(kind: &str) -> Option<Family> {
-        [Family::Kubernetes, Family::Postgresql, Family::Dns].into_iter().find(|f| kind.starts_with(f.prefix()))
+        [Family::Kubernetes, Family::Postgresql, Family::Dns, Family::Helm]
+            .into_iter()
+            .find(|f| kind.starts_with(f.prefix()))
     }
 
     /// The prefix of the family's kinds (`postgresql_`).
@@ -28,6 +31,7 @@ impl Family {
             Family::Kubernetes => "kubernetes_",
             Family::Postgresql => "postgresql_",
             Family::Dns => "dns_",
+            Family::Helm => "helm_",
         }
     }
 }

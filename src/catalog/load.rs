@@ -481,6 +481,8 @@ const DEFAULTABLE: &[&str] = &[
     "limits_cpu",
     "limits_memory",
     "health_path",
+    "helm_chart",
+    "chart_version",
     "port",
     "internet_egress",
 ];
@@ -531,6 +533,8 @@ fn load_services(c: &mut Catalog, blocks: &Blocks<'_>) {
             limits_memory: text(&mut f, "limits_memory"),
         };
         let health_path = text(&mut f, "health_path");
+        let helm_chart = text(&mut f, "helm_chart");
+        let chart_version = text(&mut f, "chart_version");
         let mut int = |f: &mut Fields<'_>, key: &'static str| -> i64 {
             match f.value(key).or_else(|| defaults.get(key).map(|v| (v, location.clone()))) {
                 Some((Value::Int(n), _)) => n,
@@ -586,6 +590,8 @@ fn load_services(c: &mut Catalog, blocks: &Blocks<'_>) {
             name,
             phase,
             chart: f.string("chart"),
+            helm_chart,
+            chart_version,
             description: f.string("description"),
             image,
             port,

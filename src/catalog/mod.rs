@@ -115,6 +115,10 @@ pub struct ServiceDef {
     pub phase: Phase,
     /// The seed's Helm chart (`matih/ai-service`), for people.
     pub chart: String,
+    /// The chart installed for the service with `delivery = "helm"` (a chart of the platform's
+    /// chart repository, `matih-service`) and its version.
+    pub helm_chart: String,
+    pub chart_version: String,
     pub description: String,
     /// Container image template: `{registry}/{name}:{tag}`.
     pub image: String,
@@ -137,6 +141,8 @@ impl Default for ServiceDef {
             name: String::new(),
             phase: Phase::DeployCoreServices,
             chart: String::new(),
+            helm_chart: "matih-service".into(),
+            chart_version: "0.1.0".into(),
             description: String::new(),
             image: "{registry}/{name}:{tag}".into(),
             port: 8080,
@@ -503,7 +509,7 @@ mod tests {
             t.replace(r#"depends_on  = ["bi_service"]"#, r#"depends_on  = ["bi_servce"]"#)
         });
         let errs = errors(r, dir.path());
-        assert_eq!(errs, [r#"services.hcl:97:18: service "render_service" depends on unknown service "bi_servce""#]);
+        assert_eq!(errs, [r#"services.hcl:102:18: service "render_service" depends on unknown service "bi_servce""#]);
     }
 
     #[test]
@@ -518,10 +524,10 @@ mod tests {
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert_eq!(
             errs[0],
-            r#"services.hcl:33:17: service "query_engine" (phase 3 DEPLOY_CORE_SERVICES) depends on "ml_service" of a later phase (5 DEPLOY_DATA_SERVICES)"#
+            r#"services.hcl:38:17: service "query_engine" (phase 3 DEPLOY_CORE_SERVICES) depends on "ml_service" of a later phase (5 DEPLOY_DATA_SERVICES)"#
         );
         assert!(errs[1].starts_with(
-            "services.hcl:85:1: dependency cycle among catalog services: ml_service -> query_engine -> ml_service"
+            "services.hcl:90:1: dependency cycle among catalog services: ml_service -> query_engine -> ml_service"
         ));
     }
 
@@ -544,7 +550,7 @@ mod tests {
         let errs = errors(r, dir.path());
         assert_eq!(
             errs,
-            ["services.hcl:37:1: dependency cycle among catalog services: ai_service -> query_engine -> catalog_service -> ai_service\n    each service depends on the next one"]
+            ["services.hcl:42:1: dependency cycle among catalog services: ai_service -> query_engine -> catalog_service -> ai_service\n    each service depends on the next one"]
         );
     }
 

@@ -20,8 +20,11 @@ use crate::catalog::{self, template, Catalog, DatabaseIsolation, ServiceDef, Tie
 use crate::diag::{self, Diagnostic, Location};
 use crate::kind::outputs_of;
 use crate::phase::Phase;
-use crate::spec::{PlatformConfig, TenantSpec};
+use crate::spec::{Delivery, PlatformConfig, TenantSpec};
 use crate::value::{Secret, Value};
+
+/// The kind of a service's Helm release (`delivery = "helm"`).
+pub const HELM_RELEASE: &str = "helm_release";
 
 /// The name of the tenant's credentials Secret (the seed's `tenant-database-credentials`).
 pub const DATABASE_SECRET: &str = "tenant-database-credentials";
@@ -104,6 +107,14 @@ impl<'a> Builder<'a> {
 
     fn namespace_addr() -> ResourceAddr {
         addr("kubernetes_namespace", "tenant")
+    }
+
+    /// What runs a service's pods: its Deployment, or with `delivery = "helm"` its Helm release.
+    fn workload_addr(&self, service: &str) -> ResourceAddr {
+        match self.platform.delivery {
+            Delivery::Manifests => addr("kubernetes_deployment", service),
+            Delivery::Helm => addr(HELM_RELEASE, service),
+        }
     }
 
     /// The seed's labels of every tenant object.
@@ -405,7 +416,7 @@ impl<'a> Builder<'a> {
         for svc in self.enabled.clone() {
             let over = self.spec.services.get(&svc.name);
             let k8s_name = svc.k8s_name();
-            let me = addr("kubernetes_deployment", &svc.name);
+            let me = self.workload_addr(&svc.name);
             let mut deps: Vec<ResourceAddr> = base_deps.to_vec();
             let catalog_deps = svc.depends_on.iter().map(|d| (d.service.as_str(), d.location.clone()));
             let override_deps = over
@@ -423,7 +434,7 @@ impl<'a> Builder<'a> {
                 if !self.enabled.iter().any(|e| e.name == target.name) {
                     continue; // Reported above: a disabled service others need.
                 }
-                let dep_addr = addr("kubernetes_deployment", &target.name);
+                let dep_addr = self.workload_addr(&target.name);
                 if let Some(at) = at {
                     self.dep_origins.entry((me.clone(), dep_addr.clone())).or_insert(at);
                 }
@@ -447,7 +458,7 @@ impl<'a> Builder<'a> {
             };
             let container = m([
                 ("name", s(&k8s_name)),
-                ("image", s(image)),
+                ("image", s(&image)),
                 (
                     "ports",
                     l([m([("name", s("http")), ("containerPort", Value::Int(svc.port)), ("protocol", s("TCP"))])]),
@@ -475,6 +486,10 @@ impl<'a> Builder<'a> {
                     ]),
                 ),
             ]);
+            if self.platform.delivery == Delivery::Helm {
+                self.helm_release(svc, replicas, &image, container, pod_labels, deps, origin);
+                continue;
+            }
             let deployment = Obj::new("apps/v1", "Deployment", k8s_name.clone())
                 .label("app.kubernetes.io/name", s(&k8s_name))
                 .label("app.kubernetes.io/part-of", s("matih"))
@@ -521,10 +536,71 @@ impl<'a> Builder<'a> {
                 .label("app.kubernetes.io/component", s("frontend"))
                 .annotation("matih.ai/serves", s(&target_name))
                 .field("spec", Self::cluster_ip_spec(&target_name, f.port))
-                .dep(&addr("kubernetes_deployment", &target.name))
+                .dep(&self.workload_addr(&target.name))
                 .origin(f.location.clone());
             self.k8s(&f.name, f.phase, service);
         }
+    }
+
+    /// A service as a Helm release of its catalog chart (`delivery = "helm"`): the values carry what
+    /// the Deployment of the manifests delivery would (the seed's "Helm Release Configuration":
+    /// `replicaCount`, `image`, `env` with `TENANT_ID` and `DATABASE_URL` from the credentials
+    /// Secret, the tier's resources) and the seed's labels, so network policies select the same pods.
+    #[allow(clippy::too_many_arguments)]
+    fn helm_release(
+        &mut self,
+        svc: &ServiceDef,
+        replicas: i64,
+        image: &str,
+        container: Value,
+        pod_labels: Value,
+        deps: Vec<ResourceAddr>,
+        origin: Option<Location>,
+    ) {
+        let k8s_name = svc.k8s_name();
+        // `registry/name:tag`: the tag is after the last ':' that follows the last '/'.
+        let (repository, tag) = match image.rsplit_once(':') {
+            Some((r, t)) if !t.contains('/') => (r, t),
+            _ => (image, "latest"),
+        };
+        let component = if svc.phase == Phase::DeployCoreServices { "core" } else { "data" };
+        let mut labels = self.seed_labels();
+        labels.insert("app.kubernetes.io/part-of".into(), s("matih"));
+        labels.insert("app.kubernetes.io/component".into(), s(component));
+        let mut pod_labels = pod_labels.as_map().cloned().unwrap_or_default();
+        pod_labels.remove("app.kubernetes.io/name"); // the chart sets it from the release name
+        let field = |k: &str| container.get_path(k).cloned().unwrap_or(Value::Null);
+        let values = m([
+            ("replicaCount", Value::Int(replicas)),
+            ("image", m([("repository", s(repository)), ("tag", s(tag))])),
+            ("port", Value::Int(svc.port)),
+            ("healthPath", s(&svc.health_path)),
+            ("serviceAccountName", s("tenant-default")),
+            ("env", field("env")),
+            ("resources", field("resources")),
+            ("labels", Value::Map(labels)),
+            ("podLabels", Value::Map(pod_labels)),
+            ("annotations", m([("matih.ai/helm-chart", s(&svc.chart))])),
+        ]);
+        let mut deps = deps;
+        deps.push(Self::namespace_addr());
+        self.add(
+            addr(HELM_RELEASE, &svc.name),
+            svc.phase,
+            vec![
+                ("name", s(&k8s_name)),
+                ("namespace", s(&self.ns)),
+                ("chart", s(&svc.helm_chart)),
+                ("version", s(&svc.chart_version)),
+                ("values", values),
+                ("status", s("deployed")),
+                // What helm reads back of the release's live objects that the chart does not set.
+                ("live_changes", Value::List(Vec::new())),
+            ],
+            deps,
+            &["name", "namespace"],
+            origin,
+        );
     }
 
     /// A ClusterIP Service spec selecting the pods of `pods` on their `http` port.
@@ -1288,13 +1364,27 @@ impl<'a> Builder<'a> {
                     _ => 1,
                 },
                 "kubernetes_job" => 1,
+                HELM_RELEASE => match r.attrs.get("values").and_then(|v| v.get_path("replicaCount")) {
+                    Some(Value::Int(n)) => i128::from(*n),
+                    _ => 1,
+                },
                 _ => continue,
             };
             *used.entry("pods").or_default() += pods;
-            let containers = r.attrs.get("spec").and_then(|s| s.get_path("template.spec.containers"));
-            for c in containers.and_then(Value::as_list).into_iter().flatten() {
+            let resources: Vec<&Value> = if r.addr.kind == HELM_RELEASE {
+                r.attrs.get("values").and_then(|v| v.get_path("resources")).into_iter().collect()
+            } else {
+                let containers = r.attrs.get("spec").and_then(|s| s.get_path("template.spec.containers"));
+                containers
+                    .and_then(Value::as_list)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c.get_path("resources"))
+                    .collect()
+            };
+            for res in resources {
                 for key in ["requests.cpu", "requests.memory", "limits.cpu", "limits.memory"] {
-                    let q = c.get_path(&format!("resources.{key}")).and_then(Value::as_str);
+                    let q = res.get_path(key).and_then(Value::as_str);
                     *used.entry(key).or_default() += pods * q.and_then(crate::quantity::nanos).unwrap_or(0);
                 }
             }

@@ -632,6 +632,57 @@ fn platform_settings_reach_the_manifests() {
 }
 
 #[test]
+fn helm_delivery_makes_each_service_a_release_with_the_seeds_values() {
+    let platform = PlatformConfig {
+        delivery: crate::spec::Delivery::Helm,
+        image_registry: "registry.local:5000".into(),
+        image_tag: "2.0.0".into(),
+        ..PlatformConfig::default()
+    };
+    let (g, diags) = compile(&acme("free"), catalog(), &platform);
+    assert!(diags.is_empty(), "{diags:?}");
+    let g = g.unwrap();
+    let manifests = build(&acme("free"));
+    for svc in &catalog().services {
+        let at = |kind: &str| ResourceAddr::new(kind, &svc.name);
+        assert!(g.get(&at("kubernetes_deployment")).is_none() && g.get(&at("kubernetes_service")).is_none());
+        let r = g.get(&at("helm_release")).unwrap_or_else(|| panic!("{} is a release", svc.name));
+        assert_eq!(r.phase, svc.phase);
+        // The release depends on what the Deployment depended on, releases in place of Deployments.
+        let deployment = manifests.get(&at("kubernetes_deployment")).unwrap();
+        let want: std::collections::BTreeSet<String> = deployment
+            .depends_on
+            .iter()
+            .map(|d| d.to_string().replace("kubernetes_deployment.", "helm_release."))
+            .collect();
+        let have: std::collections::BTreeSet<String> = r.depends_on.iter().map(ToString::to_string).collect();
+        assert_eq!(have, want, "{}", svc.name);
+    }
+    let bi = json_of(get(&g, "helm_release.bi_service"));
+    assert_eq!(bi["name"], "bi-service");
+    assert_eq!(bi["namespace"], "matih-acme");
+    assert_eq!((bi["chart"].as_str(), bi["version"].as_str()), (Some("matih-service"), Some("0.1.0")));
+    assert_eq!(bi["status"], "deployed");
+    let values = &bi["values"];
+    assert_eq!(values["replicaCount"], 1);
+    assert_eq!(values["image"], json!({"repository": "registry.local:5000/bi-service", "tag": "2.0.0"}));
+    assert_eq!(values["port"], 3000);
+    assert_eq!(values["env"][0]["name"], "TENANT_ID");
+    assert_eq!(
+        values["env"][1]["valueFrom"],
+        json!({"secretKeyRef": {"name": "tenant-database-credentials", "key": "DATABASE_URL"}})
+    );
+    // The free tier's smaller resources, as the manifests delivery has them.
+    let d = json_of(get(&manifests, "kubernetes_deployment.bi_service"));
+    assert_eq!(values["resources"], d["spec"]["template"]["spec"]["containers"][0]["resources"]);
+    assert_eq!(values["podLabels"]["matih.ai/tenant-slug"], "acme");
+    // Ingress backends and the ingress controller stay manifests, after the releases they route to.
+    let gateway = get(&g, "kubernetes_service.api_gateway");
+    assert!(gateway.depends_on.contains(&"helm_release.query_engine".parse().unwrap()));
+    assert!(g.get(&"kubernetes_deployment.ingress_controller".parse().unwrap()).is_some());
+}
+
+#[test]
 fn dot_has_one_cluster_per_phase_per_tenant() {
     let a = build(&acme("professional"));
     let mut other = acme("enterprise");

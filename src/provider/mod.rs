@@ -14,6 +14,7 @@ use crate::addr::ResourceAddr;
 use crate::value::Value;
 
 pub mod dns;
+pub mod helm;
 pub mod kubernetes;
 pub mod postgres;
 

@@ -120,6 +120,10 @@ pub struct PlatformConfig {
     pub notify: NotifyPlatform,
     /// Where matih keeps tenant state (`state { … }`).
     pub state: StatePlatform,
+    /// How the MATIH services are shipped (`services { delivery = … }`).
+    pub delivery: Delivery,
+    /// Where matih finds `helm` and the charts (`helm { … }`), for `delivery = "helm"`.
+    pub helm: HelmPlatform,
     /// Where the platform file was read from, when there was one.
     pub source: Option<Location>,
 }
@@ -169,6 +173,37 @@ pub struct KafkaPlatform {
 impl Default for KafkaPlatform {
     fn default() -> Self {
         KafkaPlatform { brokers: Vec::new(), topic: "tenant-events".into() }
+    }
+}
+
+/// How the MATIH services reach the cluster (`services { delivery = … }` in the platform file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Delivery {
+    /// matih renders each service's Deployment and Service and server-side applies them.
+    #[default]
+    Manifests,
+    /// Each service is a Helm release (`helm_release`) of the catalog's chart, installed by `helm`.
+    Helm,
+}
+
+impl Delivery {
+    pub const NAMES: &'static [&'static str] = &["manifests", "helm"];
+}
+
+/// `helm { … }` in the platform file: the `helm` binary and where the catalog's charts live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HelmPlatform {
+    /// The `helm` binary; `None`: `helm` on the PATH.
+    pub binary: Option<String>,
+    /// A directory holding the charts (`DIR/CHART`) or an HTTP(S) chart repository (its `index.yaml`).
+    pub chart_repository: String,
+    /// How long `helm upgrade --install --wait` may take per release.
+    pub timeout_ms: u64,
+}
+
+impl Default for HelmPlatform {
+    fn default() -> Self {
+        HelmPlatform { binary: None, chart_repository: "charts".into(), timeout_ms: 600_000 }
     }
 }
 
@@ -278,6 +313,8 @@ impl Default for PlatformConfig {
             dns: None,
             notify: NotifyPlatform::default(),
             state: StatePlatform::default(),
+            delivery: Delivery::Manifests,
+            helm: HelmPlatform::default(),
             source: None,
         }
     }

@@ -45,6 +45,14 @@
 //!   certificate_timeout_ms          = 600000
 //!   poll_interval_ms                = 2000
 //! }
+//! services {
+//!   delivery = "manifests"                           # or "helm": each service a Helm release of its chart
+//! }
+//! helm {
+//!   binary           = "/usr/local/bin/helm"         # default: `helm` on the PATH
+//!   chart_repository = "charts"                      # a directory of charts, or an http(s) chart repository
+//!   timeout_ms       = 600000                        # helm upgrade --install --wait --atomic, per release
+//! }
 //! notifications {                                    # sent when a tenant's provisioning completes or fails
 //!   smtp_host         = "smtp.matih.ai"              # e-mail to the tenant admin (and monitoring.notify_email)
 //!   smtp_port         = 587
@@ -521,6 +529,57 @@ const SECTIONS: &[Section] = &[
         forbidden: &[],
     },
     STATE_SECTION,
+    Section {
+        name: "services",
+        fields: &[Field {
+            name: "delivery",
+            set: Setter::String(|c, s| {
+                c.delivery = match s {
+                    "manifests" => super::Delivery::Manifests,
+                    "helm" => super::Delivery::Helm,
+                    _ => {
+                        return Err(format!(
+                            "delivery must be one of {}, found {s:?}",
+                            super::Delivery::NAMES.join(", ")
+                        ))
+                    }
+                };
+                Ok(())
+            }),
+        }],
+        forbidden: &[],
+    },
+    Section {
+        name: "helm",
+        fields: &[
+            Field {
+                name: "binary",
+                set: Setter::String(|c, s| {
+                    validate::text("binary", s)?;
+                    c.helm.binary = Some(s.to_string());
+                    Ok(())
+                }),
+            },
+            Field {
+                name: "chart_repository",
+                set: Setter::String(|c, s| {
+                    validate::text("chart_repository", s)?;
+                    if s.contains("://") && !(s.starts_with("http://") || s.starts_with("https://")) {
+                        return Err(format!(
+                            "chart_repository must be a directory or an http:// or https:// chart repository, found {s:?}"
+                        ));
+                    }
+                    c.helm.chart_repository = s.trim_end_matches('/').to_string();
+                    Ok(())
+                }),
+            },
+            Field {
+                name: "timeout_ms",
+                set: Setter::Int { min: 1000, max: 86_400_000, set: |c, n| c.helm.timeout_ms = n as u64 },
+            },
+        ],
+        forbidden: &[],
+    },
 ];
 
 /// The SMTP settings of the `notifications` block, created with their defaults when first written.

@@ -715,10 +715,43 @@ fn the_platform_fixture_sets_every_field() {
         dns: None,
         notify: Default::default(),
         state: Default::default(),
+        delivery: crate::spec::Delivery::Helm,
+        helm: crate::spec::HelmPlatform {
+            binary: Some("/usr/local/bin/helm".into()),
+            chart_repository: "https://charts.matih.ai/matih".into(),
+            timeout_ms: 300_000,
+        },
         source: config.source.clone(),
     };
     assert_eq!(config, expected);
     assert_eq!(config.source.unwrap().line, 1);
+}
+
+#[test]
+fn the_platform_file_picks_helm_delivery_and_where_helm_and_its_charts_are() {
+    let (config, diags) = platform(
+        "services {\n  delivery = \"helm\"\n}\nhelm {\n  binary = \"/opt/helm\"\n  chart_repository = \"https://charts.example/matih/\"\n  timeout_ms = 5000\n}\n",
+    );
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(config.delivery, crate::spec::Delivery::Helm);
+    assert_eq!(
+        config.helm,
+        crate::spec::HelmPlatform {
+            binary: Some("/opt/helm".into()),
+            chart_repository: "https://charts.example/matih".into(),
+            timeout_ms: 5000
+        }
+    );
+    assert_eq!(PlatformConfig::default().delivery, crate::spec::Delivery::Manifests, "manifests stay the default");
+    let (_, diags) =
+        platform("services {\n  delivery = \"kustomize\"\n}\nhelm {\n  chart_repository = \"oci://x\"\n}\n");
+    assert_eq!(
+        diags,
+        [
+            "matih.hcl:2:14: delivery must be one of manifests, helm, found \"kustomize\"",
+            "matih.hcl:5:22: chart_repository must be a directory or an http:// or https:// chart repository, found \"oci://x\"",
+        ]
+    );
 }
 
 #[test]

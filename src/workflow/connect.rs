@@ -11,9 +11,10 @@ use crate::apply::Providers;
 use crate::catalog::Catalog;
 use crate::plan::Plan;
 use crate::provider::dns::DnsProvider;
+use crate::provider::helm::{ChartSource, HelmProvider, HelmSettings, HelmTarget};
 use crate::provider::kubernetes::{KubeSettings, KubeTarget, KubernetesProvider};
 use crate::provider::postgres::{PostgresProvider, PostgresSettings};
-use crate::spec::PlatformConfig;
+use crate::spec::{Delivery, PlatformConfig};
 
 /// Connects the providers the platform file configures: Kubernetes (`kubernetes` block), DNS
 /// (`dns` block with a `provider`), PostgreSQL (when the admin URL variable is set). Returns them
@@ -42,6 +43,24 @@ pub fn try_connect(
             Ok(p) => providers = providers.with(Arc::new(p)),
             Err(e) => {
                 unavailable.insert("kubernetes_".to_string(), e);
+            }
+        }
+        // Helm releases go to the same cluster; helm is needed only when services are delivered with it.
+        if platform.delivery == Delivery::Helm {
+            let settings = HelmSettings {
+                binary: platform.helm.binary.clone(),
+                charts: ChartSource::parse(&platform.helm.chart_repository),
+                target: match &k.api_url {
+                    Some(url) => HelmTarget::Url(url.clone()),
+                    None => HelmTarget::Kubeconfig { context: k.context.clone() },
+                },
+                timeout: Duration::from_millis(platform.helm.timeout_ms),
+            };
+            match rt.block_on(HelmProvider::connect(settings)) {
+                Ok(p) => providers = providers.with(Arc::new(p)),
+                Err(e) => {
+                    unavailable.insert("helm_".to_string(), e);
+                }
             }
         }
     }
@@ -95,6 +114,9 @@ pub fn require_providers(plan: &Plan, providers: &Providers, platform: &Platform
                  (postgres.admin_url_env in matih.hcl names another variable)",
                 platform.postgres_admin_url_env
             ),
+            "helm" => "helm_*: add a `kubernetes` block to the platform file (matih.hcl); helm installs the releases \
+                       into that cluster"
+                .to_string(),
             "dns" => {
                 "dns_*: set `provider` (\"powerdns\" or \"azure\") in the `dns` block of the platform file".to_string()
             }
