@@ -17,6 +17,10 @@ pub struct Args {
     /// Address to listen on. Anything but loopback needs MATIH_SERVE_TOKEN.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
+    /// The JSON report of `matih drift --format json` (e.g. written nightly): a drift badge per
+    /// tenant and its findings on the tenant's page. Read again whenever the file changes.
+    #[arg(long, env = "MATIH_DRIFT_REPORT", value_name = "FILE")]
+    pub drift_report: Option<std::path::PathBuf>,
 }
 
 /// `matih serve`: status API, WebSocket stream and status page; also retries queued notifications.
@@ -34,6 +38,7 @@ pub fn exec(global: &Global, args: &Args) -> Result<ExitCode> {
     }
     opts.token = std::env::var("MATIH_SERVE_TOKEN").ok().filter(|t| !t.is_empty());
     opts.notify = platform.notify;
+    opts.drift_report = args.drift_report.clone();
     runtime()?.block_on(matih::serve::run(opts))?;
     Ok(ExitCode::SUCCESS)
 }

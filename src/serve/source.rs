@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use super::feed::{self, Event};
 use super::live::{self, Live};
 use super::status::StatusDoc;
-use crate::state::{FeedNews, PostgresStore, SledStore, StateStore};
+use crate::state::{AuditEntry, FeedNews, PostgresStore, SledStore, StateStore};
 
 /// How long state notifications are gathered before the tenants they name are read again.
 const COALESCE: Duration = Duration::from_millis(50);
@@ -81,6 +81,35 @@ impl Source {
                     docs: cache.docs.values().map(|(d, at)| (d.clone(), Some(*at))).collect(),
                     listed_at: cache.listed_at,
                 }
+            }
+        }
+    }
+
+    /// The audit log of `slug`, oldest first; an error when the store cannot be read now (a sled
+    /// store held by a running apply).
+    pub async fn audit(&self, slug: &str) -> Result<Vec<AuditEntry>, String> {
+        let slug = slug.to_string();
+        match self {
+            Source::Sled(s) => {
+                // Under the cache's lock: one open of the store at a time in this process.
+                let _cache = s.cache.lock().await;
+                let dir = s.state_dir.clone();
+                tokio::task::spawn_blocking(move || {
+                    if !SledStore::exists(&dir) {
+                        return Ok(Vec::new());
+                    }
+                    let store = SledStore::open_with_wait(&dir, Duration::from_millis(150)).map_err(|e| e.to_string())?;
+                    store.audit(&slug).map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            }
+            Source::Postgres(pg) => {
+                let store = pg.store.clone();
+                tokio::task::spawn_blocking(move || store.audit(&slug))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())
             }
         }
     }
