@@ -315,3 +315,116 @@ pub fn phase_stats(docs: &[&StatusDoc]) -> Vec<PhaseStats> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::TenantStatus;
+
+    fn row(slug: &str, status: TenantStatus, tier: &str, region: &str, ms: u64) -> Row {
+        Row {
+            summary: TenantSummary {
+                tenant_id: format!("id-{slug}"),
+                slug: slug.into(),
+                status,
+                current_phase: None,
+                provisioning_error: (status == TenantStatus::Failed).then(|| "phase 6/10: no external IP".into()),
+                provisioning_completed_at: None,
+                resources: 1,
+                updated_at: String::new(),
+                current_phase_name: None,
+                tier: Some(tier.into()),
+                region: Some(region.into()),
+                started_at: None,
+                duration_ms: ms,
+                phases: Vec::new(),
+            },
+            drift: None,
+        }
+    }
+
+    fn fleet() -> Vec<Row> {
+        vec![
+            row("acme", TenantStatus::Active, "professional", "eastus", 900),
+            row("globex", TenantStatus::Active, "free", "westeurope", 300),
+            row("initech", TenantStatus::Failed, "enterprise", "westus2", 500),
+            row("hooli", TenantStatus::Pending, "free", "eastus", 0),
+            row("umbrella", TenantStatus::Provisioning, "free", "eastus", 100),
+        ]
+    }
+
+    fn slugs(a: &Answer) -> Vec<&str> {
+        a.tenants.iter().map(|r| r.summary.slug.as_str()).collect()
+    }
+
+    #[test]
+    fn queries_are_checked_with_errors_that_name_the_parameter() {
+        let q =
+            parse(Some("status=active,never_applied&tier=free&q=Glo&sort=-duration&page=2&pageSize=10"), true).unwrap();
+        assert_eq!(q.status, ["ACTIVE", "PENDING"]);
+        assert_eq!(
+            (q.tier.as_deref(), q.q.as_deref(), q.sort.as_str(), q.desc),
+            (Some("free"), Some("glo"), "duration", true)
+        );
+        assert_eq!((q.page, q.page_size), (2, 10));
+        assert!(parse(Some("sort=slug&order=desc&access_token=x"), true).unwrap().desc);
+        for (bad, says) in [
+            ("status=DONE", "status must be one or more"),
+            ("page=0", "page must be a whole number from 1 to 1000000, found \"0\""),
+            ("pageSize=5000", "pageSize must be a whole number from 1 to 1000"),
+            ("pageSize=ten", "pageSize must be"),
+            ("sort=colour", "sort must be one of slug, status"),
+            ("order=up", "order must be asc or desc"),
+            ("limit=3", "unknown query parameter \"limit\""),
+        ] {
+            let e = parse(Some(bad), true).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        assert!(parse(Some("page=2"), false).unwrap_err().contains("unknown query parameter \"page\""));
+    }
+
+    #[test]
+    fn the_fleet_is_filtered_sorted_and_paged_with_counts_over_all_of_it() {
+        let a = select(fleet(), &parse(Some("tier=free"), true).unwrap());
+        assert_eq!(slugs(&a), ["globex", "hooli", "umbrella"]);
+        assert_eq!((a.counts["ACTIVE"], a.counts["FAILED"], a.counts["NEVER_APPLIED"], a.total), (2, 1, 1, 3));
+        assert_eq!(a.tiers, ["enterprise", "free", "professional"]);
+        assert_eq!(a.regions, ["eastus", "westeurope", "westus2"]);
+        let a = select(fleet(), &parse(Some("q=EXTERNAL"), true).unwrap());
+        assert_eq!(slugs(&a), ["initech"], "the error is searched");
+        let a = select(fleet(), &parse(Some("status=ACTIVE,FAILED&sort=duration&order=desc"), true).unwrap());
+        assert_eq!(slugs(&a), ["acme", "initech", "globex"]);
+        let a = select(fleet(), &parse(Some("sort=status&pageSize=2&page=3"), true).unwrap());
+        assert_eq!((a.total, a.pages, a.page), (5, 3, 3));
+        assert_eq!(slugs(&a), ["umbrella"]);
+        let a = select(fleet(), &parse(Some("page=9"), true).unwrap());
+        assert!(a.tenants.is_empty() && a.total == 5, "a page past the end is empty, not an error");
+        let a = select(fleet(), &parse(Some("region=eastus&status=NEVER_APPLIED"), true).unwrap());
+        assert_eq!(slugs(&a), ["hooli"]);
+    }
+
+    #[test]
+    fn phase_durations_are_median_and_p95_against_the_guide() {
+        assert_eq!(percentile(&[], 50), None);
+        assert_eq!(percentile(&[7], 95), Some(7));
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!((percentile(&v, 50), percentile(&v, 95)), (Some(50), Some(95)));
+        let mut docs = Vec::new();
+        for ms in [1000, 2000, 40_000] {
+            let mut d = StatusDoc::empty("t", "id");
+            d.phases[0].state = "COMPLETED".into();
+            d.phases[0].duration_ms = Some(ms);
+            d.phases[1].state = "FAILED".into();
+            d.phases[1].duration_ms = Some(5);
+            docs.push(d);
+        }
+        let stats = phase_stats(&docs.iter().collect::<Vec<_>>());
+        assert_eq!(stats.len(), 10);
+        let p1 = &stats[0];
+        assert_eq!((p1.count, p1.median_ms, p1.p95_ms, p1.over), (3, Some(2000), Some(40_000), 1));
+        assert_eq!((p1.expected_min_ms, p1.expected_max_ms), (5_000, 30_000));
+        assert_eq!(stats[1].count, 0, "only completed phases are measured");
+        assert_eq!(stats[2].expected_max_ms, 300_000);
+        assert_eq!(GUIDE_SECS[9], (10, 30));
+    }
+}

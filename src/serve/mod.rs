@@ -133,8 +133,13 @@ pub struct App {
 struct Drift {
     path: Option<PathBuf>,
     /// The file's modification time and length when read, and the report (or why it is unusable).
-    loaded: Mutex<Option<((std::time::SystemTime, u64), Arc<Result<DriftReport, String>>)>>,
+    loaded: Mutex<Option<(FileKey, LoadedDrift)>>,
 }
+
+/// A file's modification time and length: when either changes, the file is read again.
+type FileKey = (std::time::SystemTime, u64);
+/// A drift report as read (or why it could not be).
+type LoadedDrift = Arc<Result<DriftReport, String>>;
 
 /// What serve takes from a drift report: per tenant, its status and findings.
 struct DriftReport {
@@ -144,7 +149,7 @@ struct DriftReport {
 
 impl Drift {
     /// The report as it is now; None when no report is configured or its file does not exist yet.
-    fn report(&self) -> Option<Arc<Result<DriftReport, String>>> {
+    fn report(&self) -> Option<LoadedDrift> {
         let path = self.path.as_ref()?;
         let meta = std::fs::metadata(path).ok()?;
         let key = (meta.modified().ok()?, meta.len());
@@ -226,10 +231,9 @@ impl App {
             .iter()
             .map(|(d, _)| fleet::Row {
                 summary: d.summary(),
-                drift: report.and_then(|r| r.tenants.get(&d.slug)).map(|(status, findings)| fleet::DriftBadge {
-                    status: status.clone(),
-                    findings: findings.len(),
-                }),
+                drift: report
+                    .and_then(|r| r.tenants.get(&d.slug))
+                    .map(|(status, findings)| fleet::DriftBadge { status: status.clone(), findings: findings.len() }),
             })
             .collect();
         (view, rows)
@@ -432,7 +436,7 @@ pub async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<Resp, I
 }
 
 /// `page` and `pageSize` of a query, checked.
-fn paging(query: Option<&str>, default_size: usize, max_size: usize) -> Result<(usize, usize), Resp> {
+fn paging(query: Option<&str>, default_size: usize, max_size: usize) -> Result<(usize, usize), String> {
     let num = |name: &str, default: usize, max: usize| -> Result<usize, String> {
         match query_param(query, name) {
             None => Ok(default),
@@ -444,14 +448,14 @@ fn paging(query: Option<&str>, default_size: usize, max_size: usize) -> Result<(
     };
     match (num("page", 1, 1_000_000), num("pageSize", default_size, max_size)) {
         (Ok(p), Ok(s)) => Ok((p, s)),
-        (Err(e), _) | (_, Err(e)) => Err(error(StatusCode::BAD_REQUEST, "bad_request", e)),
+        (Err(e), _) | (_, Err(e)) => Err(e),
     }
 }
 
 async fn runs(app: &App, doc: &StatusDoc, query: Option<&str>) -> Resp {
     let (page, size) = match paging(query, 10, 100) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e),
     };
     // The audit log when the store can be read; while a running apply holds it, the feed.
     let (source, all) = match app.source.audit(&doc.slug).await {
@@ -512,7 +516,7 @@ fn drift(app: &App, doc: &StatusDoc) -> Resp {
 async fn audit(app: &App, doc: &StatusDoc, query: Option<&str>) -> Resp {
     let (page, size) = match paging(query, 50, 500) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e),
     };
     let events = match app.source.events(&doc.slug).await {
         Ok(evs) => evs.into_iter().filter(live::is_audit).collect::<Vec<_>>(),

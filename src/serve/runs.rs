@@ -90,7 +90,12 @@ fn run_of<'a>(runs: &'a mut Vec<RunDoc>, id: &str, operation: &str) -> &'a mut R
     if let Some(i) = runs.iter().position(|r| r.run_id == id) {
         return &mut runs[i];
     }
-    runs.push(RunDoc { run_id: id.to_string(), operation: operation.to_string(), outcome: "running".into(), ..Default::default() });
+    runs.push(RunDoc {
+        run_id: id.to_string(),
+        operation: operation.to_string(),
+        outcome: "running".into(),
+        ..Default::default()
+    });
     runs.last_mut().expect("just pushed")
 }
 
@@ -227,7 +232,14 @@ mod tests {
     use super::*;
     use crate::addr::ResourceAddr;
 
-    fn entry(run: &str, phase: Option<u8>, res: Option<&str>, action: &str, outcome: &str, ms: Option<u64>) -> AuditEntry {
+    fn entry(
+        run: &str,
+        phase: Option<u8>,
+        res: Option<&str>,
+        action: &str,
+        outcome: &str,
+        ms: Option<u64>,
+    ) -> AuditEntry {
         let mut e = AuditEntry::new("acme", "apply", action, outcome);
         e.at = "2026-02-12T10:00:00Z".into();
         e.run_id = run.into();
@@ -242,7 +254,8 @@ mod tests {
 
     #[test]
     fn an_audit_log_becomes_runs_newest_first_with_operations_errors_and_rollbacks() {
-        let mut failed = entry("r2", Some(6), Some("kubernetes_service.ingress_controller"), "create", "failed", Some(900));
+        let mut failed =
+            entry("r2", Some(6), Some("kubernetes_service.ingress_controller"), "create", "failed", Some(900));
         failed.message = Some("no external IP".into());
         let mut run_failed = entry("r2", Some(6), None, "run", "failed", None);
         run_failed.message = Some("tenant \"acme\" failed in phase 6/10".into());

@@ -98,7 +98,8 @@ impl Source {
                     if !SledStore::exists(&dir) {
                         return Ok(Vec::new());
                     }
-                    let store = SledStore::open_with_wait(&dir, Duration::from_millis(150)).map_err(|e| e.to_string())?;
+                    let store =
+                        SledStore::open_with_wait(&dir, Duration::from_millis(150)).map_err(|e| e.to_string())?;
                     store.audit(&slug).map_err(|e| e.to_string())
                 })
                 .await
@@ -145,12 +146,14 @@ pub struct SledSource {
 /// The tenants as last read from the sled store.
 #[derive(Default)]
 struct SledCache {
-    docs: Vec<StatusDoc>,
+    /// Slug → the checksum of its stored state ([`SledStore::tenant_checksums`]) and its document.
+    docs: BTreeMap<String, (u32, StatusDoc)>,
     read_at: Option<Instant>,
 }
 
 impl SledSource {
     /// Reads the store when it is free (at most once every 750 ms), else answers from the cache.
+    /// Only the tenants whose stored state changed since the last read are decoded again.
     async fn listing(&self) -> Listing {
         let mut cache = self.cache.lock().await;
         let fresh = cache.read_at.is_some_and(|t| t.elapsed() < Duration::from_millis(750));
@@ -160,31 +163,41 @@ impl SledSource {
         } else {
             let dir = self.state_dir.clone();
             let started = Instant::now();
-            let read = tokio::task::spawn_blocking(move || -> Result<Vec<StatusDoc>, String> {
+            let known: BTreeMap<String, u32> = cache.docs.iter().map(|(s, (c, _))| (s.clone(), *c)).collect();
+            type Read = (Vec<(String, u32)>, Vec<(String, u32, StatusDoc)>);
+            let read = tokio::task::spawn_blocking(move || -> Result<Read, String> {
                 if !SledStore::exists(&dir) {
-                    return Ok(Vec::new());
+                    return Ok((Vec::new(), Vec::new()));
                 }
                 let store = SledStore::open_with_wait(&dir, Duration::from_millis(150)).map_err(|e| e.to_string())?;
-                let mut docs = Vec::new();
-                for slug in store.tenants().map_err(|e| e.to_string())? {
-                    if let Some(st) = store.get(&slug).map_err(|e| e.to_string())? {
-                        docs.push(StatusDoc::from_state(&st));
+                let sums = store.tenant_checksums().map_err(|e| e.to_string())?;
+                let mut changed = Vec::new();
+                for (slug, sum) in &sums {
+                    if known.get(slug) == Some(sum) {
+                        continue;
+                    }
+                    if let Some(st) = store.get(slug).map_err(|e| e.to_string())? {
+                        changed.push((slug.clone(), *sum, StatusDoc::from_state(&st)));
                     }
                 }
-                Ok(docs)
+                Ok((sums, changed))
             })
             .await
             .unwrap_or_else(|e| Err(e.to_string()));
             match read {
-                Ok(docs) => {
-                    cache.docs = docs;
+                Ok((sums, changed)) => {
+                    let present: BTreeSet<&String> = sums.iter().map(|(s, _)| s).collect();
+                    cache.docs.retain(|slug, _| present.contains(slug));
+                    for (slug, sum, doc) in changed {
+                        cache.docs.insert(slug, (sum, doc));
+                    }
                     cache.read_at = Some(started);
                     read_at = Some(started);
                 }
                 Err(e) => tracing::debug!("state store busy or unreadable, answering from the feed: {e}"),
             }
         }
-        Listing { docs: cache.docs.iter().map(|d| (d.clone(), read_at)).collect(), listed_at: read_at }
+        Listing { docs: cache.docs.values().map(|(_, d)| (d.clone(), read_at)).collect(), listed_at: read_at }
     }
 }
 
