@@ -431,7 +431,7 @@ fn a_failed_phase_shows_its_error_and_what_was_rolled_back() {
 
 /// A state store of `n` tenants (statuses, tiers, regions and phase durations spread over the
 /// fleet), written through matih's own store; and a drift report naming some of them.
-fn fill_fleet(state: &Path, n: usize) -> (usize, PathBuf) {
+fn fill_fleet(state: &Path, n: usize) -> (usize, usize, PathBuf) {
     use matih::addr::ResourceAddr;
     use matih::phase::Phase;
     use matih::state::{PhaseRun, PhaseState, ResourceState, SledStore, StateStore, TenantState, TenantStatus};
@@ -447,7 +447,7 @@ fn fill_fleet(state: &Path, n: usize) -> (usize, PathBuf) {
     };
     let (tiers, regions) =
         (["free", "professional", "enterprise"], ["eastus", "westeurope", "westus2", "southeastasia"]);
-    let mut failed = 0;
+    let (mut failed, mut pending) = (0, 0);
     let mut drift = Vec::new();
     for i in 0..n {
         let slug = format!("tenant-{i:04}");
@@ -460,6 +460,7 @@ fn fill_fleet(state: &Path, n: usize) -> (usize, PathBuf) {
             _ => (TenantStatus::Pending, 0),
         };
         st.status = status;
+        pending += usize::from(status == TenantStatus::Pending);
         let labels = V::map([
             ("matih.ai/tier", V::str(tiers[next(3) as usize])),
             ("matih.ai/region", V::str(regions[next(4) as usize])),
@@ -543,7 +544,7 @@ fn fill_fleet(state: &Path, n: usize) -> (usize, PathBuf) {
     let report = state.parent().unwrap().join("drift.json");
     let doc = json!({"format_version": "1.0", "drift": true, "summary": {}, "tenants": drift, "findings": findings, "ignored": []});
     std::fs::write(&report, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
-    (failed, report)
+    (failed, pending, report)
 }
 
 fn uuid_of(i: usize) -> String {
@@ -555,10 +556,20 @@ fn a_thousand_tenants_keep_the_fleet_view_responsive() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let t = Instant::now();
-    let (failed, report) = fill_fleet(&state, 1000);
+    let (failed, pending, report) = fill_fleet(&state, 1000);
     eprintln!("wrote 1000 tenants to the state store in {:?}", t.elapsed());
+    // Two tenants with a spec and no state: never applied.
+    std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
+    for (slug, id) in
+        [("newco", "11111111-2222-4333-8444-555555555555"), ("startup", "11111111-2222-4333-8444-666666666666")]
+    {
+        let spec = format!(
+            "tenant \"{slug}\" {{\n  id = \"{id}\"\n  tier = \"free\"\n  region = \"eastus\"\n  admin_email = \"ops@{slug}.example\"\n}}\n"
+        );
+        std::fs::write(dir.path().join(format!("tenants/{slug}.hcl")), spec).unwrap();
+    }
     let mut c = Command::new(env!("CARGO_BIN_EXE_matih"));
-    c.args(["serve", "--listen", "127.0.0.1:0", "--drift-report"])
+    c.args(["serve", "tenants", "--listen", "127.0.0.1:0", "--drift-report"])
         .arg(&report)
         .current_dir(dir.path())
         .env("MATIH_STATE_DIR", &state)
@@ -597,7 +608,12 @@ fn a_thousand_tenants_keep_the_fleet_view_responsive() {
         page.goto(&serve.url("/")).await;
         let first = page.eval("window.matihTimings.firstRenderSinceNavigation").await.as_f64().unwrap();
         let total = page.eval("document.getElementById('p-info').textContent").await;
-        assert!(total.as_str().unwrap().contains("of 1000 tenants"), "{total}");
+        assert!(total.as_str().unwrap().contains("of 1002 tenants"), "{total}");
+        assert_eq!(
+            page.eval("document.querySelector('[data-count=NEVER_APPLIED] .n').textContent").await,
+            json!((pending + 2).to_string()),
+            "the tenants with a spec and no state are never applied"
+        );
         assert_eq!(page.eval("document.querySelector('[data-count=FAILED] .n').textContent").await, json!(failed.to_string()));
         assert_eq!(page.eval("document.querySelectorAll('#tenants tbody tr').length").await, json!(50));
         assert!(page.eval("document.querySelectorAll('#tenants [data-role=drift]').length").await.as_u64().unwrap() > 0);
@@ -611,10 +627,13 @@ fn a_thousand_tenants_keep_the_fleet_view_responsive() {
         let shown = rows(&page.eval(ROWS).await);
         assert!(!shown.is_empty() && shown.iter().all(|r| r.0.starts_with("tenant-07")), "{shown:?}");
         assert!(page.eval("document.getElementById('p-info').textContent").await.as_str().unwrap().contains("of 100 tenants"));
+        // The spec-only tenants are found by their tier and region too.
+        let (_, body) = get(&serve.url("/api/v1/tenants?status=NEVER_APPLIED&q=newco"), None).await;
+        assert_eq!(body["tenants"][0]["tier"], json!("free"), "{body}");
 
         // A status filter from the counts, and a sort by duration.
         page.eval("document.getElementById('f-clear').click()").await;
-        page.wait_for("all again", "document.getElementById('p-info').textContent.includes('of 1000')", Duration::from_secs(10)).await;
+        page.wait_for("all again", "document.getElementById('p-info').textContent.includes('of 1002')", Duration::from_secs(10)).await;
         page.eval("window.matihTimings.filter = null; document.querySelector('[data-count=FAILED]').click()").await;
         let status_filter = page.wait_for("failed only", "window.matihTimings.filter", Duration::from_secs(10)).await.as_f64().unwrap();
         let shown = rows(&page.eval(ROWS).await);

@@ -104,6 +104,18 @@ pub struct ServeOptions {
     pub outbox_every: Duration,
     /// The JSON report of `matih drift --format json` (e.g. written by a nightly job), if any.
     pub drift_report: Option<PathBuf>,
+    /// Tenants known from their specs (`matih serve PATHS`): those without state are listed as
+    /// never applied.
+    pub specs: Vec<KnownTenant>,
+}
+
+/// A tenant as its spec describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownTenant {
+    pub slug: String,
+    pub tenant_id: String,
+    pub tier: String,
+    pub region: String,
 }
 
 impl ServeOptions {
@@ -117,6 +129,7 @@ impl ServeOptions {
             feed_poll: Duration::from_millis(100),
             outbox_every: Duration::from_secs(2),
             drift_report: None,
+            specs: Vec::new(),
         }
     }
 }
@@ -126,6 +139,7 @@ pub struct App {
     live: Arc<Mutex<Live>>,
     source: Source,
     drift: Drift,
+    specs: Vec<KnownTenant>,
 }
 
 /// The drift report, read again when its file changes.
@@ -213,11 +227,21 @@ impl App {
     }
 
     pub fn with_drift(source: Source, token: Option<&str>, drift_report: Option<PathBuf>) -> Arc<App> {
+        App::with_options(source, token, drift_report, Vec::new())
+    }
+
+    pub fn with_options(
+        source: Source,
+        token: Option<&str>,
+        drift_report: Option<PathBuf>,
+        specs: Vec<KnownTenant>,
+    ) -> Arc<App> {
         Arc::new(App {
             token_hash: token.map(sha),
             live: Arc::new(Mutex::new(Live::default())),
             source,
             drift: Drift { path: drift_report, loaded: Mutex::new(None) },
+            specs,
         })
     }
 
@@ -250,6 +274,22 @@ impl App {
                 Some(_) => {}
                 None if feed_is_newer(listing.listed_at, last_event) => docs.push((doc, None)),
                 None => {}
+            }
+        }
+        // Tenants with a spec: never applied when nothing is recorded; tier and region from the
+        // spec until the namespace records them.
+        for k in &self.specs {
+            match docs.iter_mut().find(|(d, _)| d.slug == k.slug) {
+                Some((d, _)) => {
+                    d.tier.get_or_insert_with(|| k.tier.clone());
+                    d.region.get_or_insert_with(|| k.region.clone());
+                }
+                None => {
+                    let mut d = StatusDoc::empty(&k.slug, &k.tenant_id);
+                    d.tier = Some(k.tier.clone());
+                    d.region = Some(k.region.clone());
+                    docs.push((d, None));
+                }
             }
         }
         docs.sort_by(|a, b| a.0.slug.cmp(&b.0.slug));
@@ -551,7 +591,7 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
         Some(store) => Source::postgres(store.clone()),
         None => Source::sled(&opts.state_dir),
     };
-    let app = App::with_drift(source, token.as_deref(), opts.drift_report.clone());
+    let app = App::with_options(source, token.as_deref(), opts.drift_report.clone(), opts.specs.clone());
     app.source.start(app.live.clone(), opts.feed_poll).await;
     if let Some(c) = Completion::new(&opts.state_dir, &opts.notify) {
         let every = opts.outbox_every;

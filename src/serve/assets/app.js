@@ -243,7 +243,7 @@
       inflight++;
       try {
         const q = urlQuery({ pageSize: state.pageSize || "50" });
-        const [body, dur, failing] = await Promise.all([
+        const [body, failing, dur] = await Promise.all([
           api("/api/v1/tenants?" + q),
           api("/api/v1/tenants?status=FAILED&sort=-updated&pageSize=5"),
           api("/api/v1/phases/durations?" + new URLSearchParams(Object.entries(state).filter(([k]) => ["status", "tier", "region", "q"].includes(k))).toString()),
@@ -281,6 +281,7 @@
     const x = (ms) => left + (Math.log10(Math.max(100, Math.min(600000, ms))) - lo) / (hi - lo) * (W - left - right);
     const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-labelledby": "dur-title" });
     s.append(svg("title", { id: "dur-title" }, "Median and p95 duration of each phase across " + dur.tenants + " tenants, against the guide's expected range"));
+    for (let i = 0; i < 10; i += 2) s.append(svg("rect", { class: "rowbg", x: 0, y: top + i * rowH, width: W, height: rowH }));
     const ticks = [[100, "0.1 s"], [1000, "1 s"], [10000, "10 s"], [60000, "1 min"], [300000, "5 min"]];
     const axis = svg("g", { class: "axis" });
     for (const [ms, label] of ticks) {
@@ -293,7 +294,6 @@
     dur.phases.forEach((p, i) => {
       const y = top + i * rowH, mid = y + rowH / 2;
       const g = svg("g", { "data-phase": p.number });
-      if (i % 2 === 0) g.append(svg("rect", { class: "rowbg", x: 0, y, width: W, height: rowH }));
       g.append(svg("text", { class: "name", x: 8, y: mid + 4 }, p.number + " · " + p.name));
       const band = svg("rect", { class: "band", x: x(p.expectedMinMs), y: y + 4, width: x(p.expectedMaxMs) - x(p.expectedMinMs), height: rowH - 8, rx: 3 });
       band.append(svg("title", {}, "guide: " + fmtMs(p.expectedMinMs) + "–" + fmtMs(p.expectedMaxMs)));
@@ -364,7 +364,7 @@
         ["Current phase", doc.currentPhase ? doc.currentPhase + "/10 " + doc.currentPhaseName : "—"],
         ["Resources", String(doc.resources.total)], ["Completed", fmtTime(doc.provisioningCompletedAt) || "—"],
         ["Updated", fmtTime(doc.updatedAt) || "—"]];
-      $("t-facts").replaceChildren(...facts.map(([k, v], i) => el("div", { class: i === 0 ? "wide" : null }, el("dt", {}, k), el("dd", { class: i === 0 ? "mono" : null }, v))));
+      $("t-facts").replaceChildren(...facts.map(([k, v], i) => el("div", { class: i === 0 || i === 3 ? "wide" : null }, el("dt", {}, k), el("dd", { class: i === 0 ? "mono" : null }, v))));
       renderDriftBadge();
       renderFailure();
       renderTimeline();
@@ -445,6 +445,7 @@
       const x = (ms) => left + Math.min(1, Math.max(0, ms / span)) * (W - left - right);
       const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-labelledby": "tl-title" });
       s.append(svg("title", { id: "tl-title" }, "Timeline of the run: one bar per phase, the guide's expected range behind it"));
+      for (let i = 0; i < 10; i += 2) s.append(svg("rect", { class: "rowbg", x: 0, y: top + i * rowH, width: W, height: rowH }));
       const axis = svg("g", { class: "axis" });
       const step = niceStep(span / 6);
       for (let t = 0; t <= span; t += step) {
@@ -455,7 +456,6 @@
       phases.forEach((p, i) => {
         const y = top + i * rowH, mid = y + rowH / 2, sp = spans[i];
         const g = svg("g", { "data-phase": p.number, "data-state": p.state, class: "tl-row" });
-        if (i % 2 === 0) g.append(svg("rect", { class: "rowbg", x: 0, y, width: W, height: rowH }));
         g.append(svg("text", { class: "name", x: 8, y: mid + 4 }, p.number + " · " + p.name));
         const [gmin, gmax] = GUIDE[i];
         let label = p.state === "PENDING" ? "not run" : "";
@@ -507,10 +507,12 @@
         // Open: what the operator opened, else the phase running now and a phase that failed.
         const auto = p.state === "FAILED" || p.state === "ROLLED_BACK" || p.state === "HALTED" || p.state === "RUNNING";
         d.open = opened.has(p.number) ? opened.get(p.number) : auto;
-        d.addEventListener("toggle", () => { if (d.isConnected) opened.set(p.number, d.open); });
-        d.append(el("summary", {}, el("span", { class: "pn" }, p.number + " · " + p.name), badge(p.state),
+        const summary = el("summary", {}, el("span", { class: "pn" }, p.number + " · " + p.name), badge(p.state),
           el("span", { class: "meta" }, ops.length + " operation(s)" + (failed ? ", " + failed + " failed" : "") +
-            (p.durationMs != null ? " · " + fmtMs(p.durationMs) : "") + " · guide " + GUIDE[p.number - 1].join("–") + " s")));
+            (p.durationMs != null ? " · " + fmtMs(p.durationMs) : "") + " · guide " + GUIDE[p.number - 1].join("–") + " s"));
+        // Only what the operator opens or closes (mouse or keyboard) is remembered across renders.
+        summary.addEventListener("click", () => opened.set(p.number, !d.open));
+        d.append(summary);
         if (ops.length) {
           const t = el("table", { class: "grid compact" },
             el("thead", {}, el("tr", {}, ...["Resource", "Action", "Outcome", "Duration", "Error"].map((h) => el("th", { scope: "col", class: h === "Duration" ? "num" : null }, h)))));
