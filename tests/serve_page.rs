@@ -231,7 +231,9 @@ const TENANT: &str = r#"JSON.stringify({
 #[test]
 fn the_console_follows_a_fleet_apply_live_from_the_fleet_to_a_tenant() {
     let ws = Workspace::with_tenants(1500, "", &["acme", "globex", "initech"]);
-    let serve = ws.serve("127.0.0.1:0", None);
+    // Where a nightly `matih drift --format json` would write its report; nothing there yet.
+    let report = ws.path().join("drift.json");
+    let serve = ws.serve_with("127.0.0.1:0", None, &["--drift-report", report.to_str().unwrap()]);
     let browser = Browser::start(&serve.url("/"));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -361,6 +363,36 @@ fn the_console_follows_a_fleet_apply_live_from_the_fleet_to_a_tenant() {
         assert_eq!(body["tenants"], 1, "{body}");
         assert_eq!(body["phases"][0]["expectedMinMs"], 5000, "{body}");
         assert_eq!(body["phases"][2]["expectedMaxMs"], 300000, "{body}");
+
+        // Drift: globex's namespace is relabelled with kubectl; the real `matih drift` report lands
+        // in the file serve watches, and the console shows it without a restart.
+        let (_, body) = get(&serve.url("/api/v1/tenants/globex/drift"), None).await;
+        assert_eq!(body["available"], json!(false), "{body}");
+        let out = ws.kube.kubectl(&["label", "ns", "matih-globex", "matih.ai/region=westus", "--overwrite"]);
+        assert!(out.status.success(), "{}", common::text(&out));
+        let out = ws.command(&["drift", "tenants", "--format", "json"]).output().unwrap();
+        assert!(out.status.success(), "{}", common::text(&out));
+        std::fs::write(&report, &out.stdout).unwrap();
+        page.goto(&serve.url("/")).await;
+        page.wait_for(
+            "the drift badges",
+            "document.querySelector('[data-count=drifted] .n') && document.querySelector('[data-count=drifted] .n').textContent === '1'",
+            Duration::from_secs(10),
+        )
+        .await;
+        let badges = page.eval("[...document.querySelectorAll('#tenants tbody tr')].map(r => r.id + '=' + (r.querySelector('[data-role=drift]') || {}).textContent).join()").await;
+        assert_eq!(badges, json!("tenant-acme=in sync,tenant-globex=1 drifted,tenant-initech=in sync"));
+        page.goto(&serve.url("/tenants/globex")).await;
+        let findings = page
+            .wait_for(
+                "globex's findings",
+                "document.getElementById('drift-findings').hidden ? '' : document.querySelector('#drift-findings tbody').textContent",
+                Duration::from_secs(10),
+            )
+            .await;
+        let findings = findings.as_str().unwrap();
+        assert!(findings.contains("kubernetes_namespace.tenant") && findings.contains("\"westeurope\" → \"westus\""), "{findings}");
+        page.full_screenshot("console_tenant_drift.png").await;
     });
 }
 
@@ -426,6 +458,32 @@ fn a_failed_phase_shows_its_error_and_what_was_rolled_back() {
         assert_eq!(page.eval("document.querySelector('[data-count=FAILED] .n').textContent").await, json!("1"));
         let row = page.eval("document.querySelector('#tenant-umbrella .err').textContent").await;
         assert!(row.as_str().unwrap().contains("phase 6/10"), "{row}");
+
+        // The LoadBalancer gets its IP now: the next apply finishes. The earlier run stays on the
+        // page, and showing it brings back its timeline, error and rollback.
+        ws.kube.admin("PATCH", "/_admin/config", json!({"neverAssignLbIp": false}));
+        let st = ws.spawn_apply_of(&["tenants/umbrella.hcl"]).wait().unwrap();
+        assert!(st.success(), "{}", ws.apply_log());
+        page.goto(&serve.url("/tenants/umbrella")).await;
+        page.wait_for(
+            "two runs",
+            "[...document.querySelectorAll('#runs tbody tr')].map(r => r.cells[2].textContent).join() === 'ok,failed'",
+            Duration::from_secs(15),
+        )
+        .await;
+        assert_eq!(page.eval("document.getElementById('t-status').dataset.status").await, json!("ACTIVE"));
+        assert_eq!(page.eval("document.getElementById('failure').hidden").await, json!(true));
+        page.eval("document.querySelectorAll('#runs tbody tr')[1].querySelector('button').click()").await;
+        page.wait_for(
+            "the earlier run on the timeline",
+            "document.querySelector('#timeline .tl-row[data-phase=\"6\"]').dataset.state === 'ROLLED_BACK' && !document.getElementById('failure').hidden",
+            Duration::from_secs(10),
+        )
+        .await;
+        assert!(page.eval("document.querySelectorAll('[data-role=rollback]').length").await.as_u64().unwrap() >= 1);
+        page.full_screenshot("console_tenant_earlier_run.png").await;
+        let (_, body) = get(&serve.url("/api/v1/tenants/umbrella/runs?pageSize=1&page=2"), None).await;
+        assert_eq!((body["total"].clone(), body["items"][0]["outcome"].clone()), (json!(2), json!("failed")), "{body}");
     });
 }
 

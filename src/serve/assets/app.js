@@ -42,6 +42,11 @@
     if (ms < 60000) return (ms / 1000).toFixed(ms < 10000 ? 1 : 0) + "s";
     return (ms / 60000).toFixed(ms < 600000 ? 1 : 0) + "min";
   }
+  function fmtShortTime(t) {
+    if (!t) return "";
+    const d = new Date(t);
+    return isNaN(d) ? t : d.toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" });
+  }
   function fmtTime(t) {
     if (!t) return "";
     const d = new Date(t);
@@ -205,7 +210,7 @@
           t.drift.status === "drifted" ? t.drift.findings + " drifted" : t.drift.status.replace("_", " ")));
         tr.append(name, st, el("td", {}, t.tier || "—"), el("td", {}, t.region || "—"), prog,
           el("td", { class: "num" }, String(t.resources)), el("td", { class: "num" }, t.durationMs ? fmtMs(t.durationMs) : "—"),
-          el("td", { class: "muted" }, fmtTime(t.provisioningCompletedAt) || "—"), drift);
+          el("td", { class: "muted nowrap", title: t.provisioningCompletedAt || "" }, fmtShortTime(t.provisioningCompletedAt) || "—"), drift);
         return tr;
       });
       tb.replaceChildren(...rows);
@@ -441,7 +446,7 @@
       const ran = spans.filter(Boolean);
       const total = ran.length ? Math.max(...ran.map((s) => s.end)) - t0 : 0;
       const span = Math.max(1000, total * 1.12);
-      const W = 960, left = 250, right = 150, rowH = 26, top = 6, H = top + rowH * 10 + 28;
+      const W = 1000, left = 230, right = 220, rowH = 26, top = 6, H = top + rowH * 10 + 28;
       const x = (ms) => left + Math.min(1, Math.max(0, ms / span)) * (W - left - right);
       const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-labelledby": "tl-title" });
       s.append(svg("title", { id: "tl-title" }, "Timeline of the run: one bar per phase, the guide's expected range behind it"));
@@ -473,7 +478,7 @@
           bar.append(svg("title", {}, `${p.name}: ${p.state}, ${fmtMs(took)} (guide ${gmin}–${gmax} s)`));
           g.append(bar);
           const slow = took > gmax * 1000;
-          label = fmtMs(took) + (p.state === "RUNNING" ? " so far" : "") + (slow ? " · slower than " + gmax + " s" : "");
+          label = fmtMs(took) + (p.state === "RUNNING" ? " so far" : "") + (slow ? " · over the guide's " + gmax + " s" : " · guide " + gmin + "–" + gmax + " s");
           g.append(svg("text", { class: slow ? "slow" : "lbl", x: W - right + 10, y: mid + 4 }, label));
         } else {
           g.append(svg("text", { class: "lbl", x: W - right + 10, y: mid + 4 }, label));
