@@ -542,7 +542,7 @@
       $("outputs").hidden = outs.length === 0;
       $("outputs").tBodies[0].replaceChildren(...outs.map((o) => {
         const v = Array.isArray(o.value) ? o.value.join(", ") : typeof o.value === "object" ? JSON.stringify(o.value) : String(o.value);
-        const cell = o.name === "url" ? el("a", { href: v, rel: "noreferrer noopener" }, v) : v;
+        const cell = o.name === "url" && /^https?:\/\/[^\s]+$/.test(v) ? el("a", { href: v, rel: "noreferrer noopener" }, v) : v;
         return el("tr", {}, el("td", {}, o.name), el("td", { class: "mono" }, cell), el("td", { class: "mono muted" }, o.resource));
       }));
     }
@@ -551,11 +551,14 @@
       const body = runsBody;
       const tb = $("runs").tBodies[0];
       if (!body) { tb.replaceChildren(); return; }
-      tb.replaceChildren(...body.items.map((r) => {
+      tb.replaceChildren(...body.items.map((r, i) => {
         const states = PHASES.map((_, i) => { const p = r.phases.find((x) => x.number === i + 1); return p ? p.state : "PENDING"; });
-        const show = el("button", { type: "button", class: "link", "aria-pressed": selected === r.runId ? "true" : "false" }, selected === r.runId ? "shown" : "show");
-        show.addEventListener("click", () => { selected = selected === r.runId || (body.page === 1 && r === body.items[0]) ? null : r.runId; render(); });
-        return el("tr", { class: selected === r.runId ? "selected" : null, "data-run": r.runId },
+        const latest = body.page === 1 && i === 0;
+        const shown = selected ? selected === r.runId : latest;
+        const show = el("button", { type: "button", class: "link", "aria-pressed": shown ? "true" : "false",
+          "aria-label": "show the run of " + fmtTime(r.startedAt) + " on the timeline" }, shown ? "shown" : "show");
+        show.addEventListener("click", () => { selected = latest ? null : r.runId; render(); });
+        return el("tr", { class: shown ? "selected" : null, "data-run": r.runId },
           el("td", {}, fmtTime(r.startedAt)), el("td", {}, r.operation), el("td", {}, el("span", { class: "badge o-" + r.outcome }, r.outcome)),
           el("td", { class: "num" }, fmtMs(r.durationMs != null ? r.durationMs : r.phases.reduce((n, p) => n + (p.durationMs || 0), 0))), el("td", {}, progressBar(states)),
           el("td", { class: "err" }, r.error ? (r.error.length > 160 ? r.error.slice(0, 160) + "…" : r.error) : ""), el("td", {}, show));
@@ -579,6 +582,7 @@
       if (ev.tenantStatus) parts.push(ev.tenantStatus);
       if (ev.error) parts.push(ev.error);
       const li = el("li", { class: ev.error || ev.outcome === "failed" ? "bad" : null }, parts.join("  "));
+      $("log-empty").hidden = true;
       const ol = $("log");
       ol.append(li);
       while (ol.children.length > 400) ol.firstChild.remove();
