@@ -61,7 +61,12 @@ impl Source {
     /// in the background.
     pub async fn start(&self, live: Arc<Mutex<Live>>, poll: Duration) {
         match self {
-            Source::Sled(s) => live::spawn_tailer(live, s.state_dir.clone(), poll),
+            Source::Sled(s) => {
+                // Decoded once now, so that the first page does not wait for a large store; later
+                // reads decode only what changed.
+                let _ = s.listing().await;
+                live::spawn_tailer(live, s.state_dir.clone(), poll)
+            }
             Source::Postgres(pg) => {
                 if !pg.refresh(Dirty { all: true, slugs: BTreeSet::new() }).await {
                     pg.mark(None);

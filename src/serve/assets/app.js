@@ -255,6 +255,7 @@
         ]);
         if (my !== seq) return; // a newer request is on its way
         last = body;
+        const r0 = performance.now();
         options($("f-tier"), body.tiers, state.tier);
         options($("f-region"), body.regions, state.region);
         renderCounts(body);
@@ -262,6 +263,7 @@
         renderFailing(failing);
         renderDurations(dur);
         const now = performance.now();
+        window.matihTimings.lastRenderMs = now - r0; // building the page from the answers, in the browser
         if (!firstDone) { firstDone = true; window.matihTimings.firstRender = now - t0; window.matihTimings.firstRenderSinceNavigation = now; }
         if (filterStart != null) { window.matihTimings.filter = now - filterStart; filterStart = null; }
         window.matihTimings.renders = (window.matihTimings.renders || 0) + 1;
