@@ -154,6 +154,28 @@ struct SledCache {
     /// Slug → the checksum of its stored state ([`SledStore::tenant_checksums`]) and its document.
     docs: BTreeMap<String, (u32, StatusDoc)>,
     read_at: Option<Instant>,
+    /// The store's files as they were after the last read ([`store_files`]).
+    files: Option<Vec<(PathBuf, std::time::SystemTime, u64)>>,
+}
+
+/// The longest a listing is trusted without opening the store, even when its files look unchanged.
+const MAX_TRUST: Duration = Duration::from_secs(5);
+
+/// The sled store's files (path, modification time, length): the database and its blobs, not the
+/// feed or the outbox beside them. Every write by another process changes one of them.
+fn store_files(dir: &Path) -> Option<Vec<(PathBuf, std::time::SystemTime, u64)>> {
+    let mut out = Vec::new();
+    for sub in [dir.to_path_buf(), dir.join("blobs")] {
+        let Ok(rd) = std::fs::read_dir(&sub) else { continue };
+        for e in rd.flatten() {
+            let meta = e.metadata().ok()?;
+            if meta.is_file() {
+                out.push((e.path(), meta.modified().ok()?, meta.len()));
+            }
+        }
+    }
+    out.sort();
+    Some(out)
 }
 
 impl SledSource {
@@ -161,7 +183,14 @@ impl SledSource {
     /// Only the tenants whose stored state changed since the last read are decoded again.
     async fn listing(&self) -> Listing {
         let mut cache = self.cache.lock().await;
-        let fresh = cache.read_at.is_some_and(|t| t.elapsed() < Duration::from_millis(750));
+        // Fresh: read less than 750 ms ago, or its files have not changed since (and it is not
+        // older than MAX_TRUST): a large store is not opened and checked for every request.
+        let unchanged = || {
+            cache.read_at.is_some_and(|t| t.elapsed() < MAX_TRUST)
+                && cache.files.is_some()
+                && store_files(&self.state_dir) == cache.files
+        };
+        let fresh = cache.read_at.is_some_and(|t| t.elapsed() < Duration::from_millis(750)) || unchanged();
         let mut read_at = None;
         if fresh {
             read_at = cache.read_at;
@@ -197,6 +226,8 @@ impl SledSource {
                         cache.docs.insert(slug, (sum, doc));
                     }
                     cache.read_at = Some(started);
+                    // After the store was closed: another process can write only from now on.
+                    cache.files = store_files(&self.state_dir);
                     read_at = Some(started);
                 }
                 Err(e) => tracing::debug!("state store busy or unreadable, answering from the feed: {e}"),

@@ -644,7 +644,7 @@
         run.durationMs = ev.durationMs; run.error = ev.error || null;
       }
     }
-    let pending = false, ticking = null;
+    let pending = false, ticking = null, refetch = null;
     function schedule() {
       if (pending) return;
       pending = true;
@@ -665,6 +665,11 @@
         if (ev.type === "tenant_finished") {
           // The audit log has the whole run (rollbacks included) once the apply lets go of the store.
           setTimeout(async () => { await Promise.all([loadRuns(), loadDrift()]); render(); }, 400);
+        } else if (ev.type === "phase_finished" || (ev.type === "snapshot" && window.matihSeen.length > 1)) {
+          // Events between the page's first read of the runs and its WebSocket (or missed by a slow
+          // client, which gets a snapshot instead) are in the feed: read the runs again.
+          clearTimeout(refetch);
+          refetch = setTimeout(async () => { await loadRuns(); render(); }, 300);
         }
         setConn(true, "live · last event " + new Date().toLocaleTimeString());
         schedule();
