@@ -715,7 +715,7 @@ fn a_thousand_tenants_keep_the_fleet_view_responsive() {
         );
         // A sanity bound only (a loaded machine is slow); the numbers above are what matters.
         for (what, ms) in [("first render", first), ("filter", filter), ("status filter", status_filter), ("sort", sort)] {
-            assert!(ms < 10_000.0, "{what} took {ms} ms");
+            assert!(ms < 30_000.0, "{what} took {ms} ms");
         }
 
         // A drifted tenant's page shows its findings.
