@@ -313,9 +313,9 @@
         const dot = svg("circle", { class: "dot" + (p.medianMs > p.expectedMaxMs ? " over" : ""), cx: x(p.medianMs), cy: mid, r: 5 });
         dot.append(svg("title", {}, `median ${fmtMs(p.medianMs)}, p95 ${fmtMs(p.p95Ms)} over ${p.count} runs`));
         g.append(dot);
-        label = `p50 ${short(p.medianMs)} · p95 ${short(p.p95Ms)} · n=${p.count}`;
+        label = `p50 ${short(p.medianMs)} · p95 ${short(p.p95Ms)}`;
       }
-      g.append(svg("text", { class: over ? "slow" : "lbl", x: W - right + 10, y: mid + 4 }, label + (p.over ? ` · ${p.over} slow` : "")));
+      g.append(svg("text", { class: over ? "slow" : "lbl", x: W - right + 10, y: mid + 4 }, label + (p.over ? ` · ${p.over} over` : ` · n=${p.count}`)));
       s.append(g);
       tb.append(el("tr", {}, el("td", {}, p.number + " " + p.name), el("td", { class: "num" }, String(p.count)),
         el("td", { class: "num" }, fmtMs(p.medianMs) || "—"), el("td", { class: "num" }, fmtMs(p.p95Ms) || "—"),
