@@ -34,7 +34,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("drift", &["addr", "apply", "graph", "phase", "plan", "provider", "state", "value"]),
     // Readers of the event stream.
     ("notify", &["plan", "spec", "state", "transport", "value"]),
-    ("serve", &["addr", "apply", "encoding", "notify", "phase", "plan", "provider", "spec", "state"]),
+    ("serve", &["addr", "apply", "encoding", "notify", "phase", "plan", "provider", "spec", "state", "value"]),
     // The steps the commands share: may use every layer.
     (
         "workflow",

@@ -14,9 +14,16 @@ use super::{load_platform, print_diagnostics, runtime, state_location, Global, R
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Tenant spec files or directories of them (optional): tenants with a spec but no state are
+    /// listed as never applied, with their tier and region.
+    pub paths: Vec<std::path::PathBuf>,
     /// Address to listen on. Anything but loopback needs MATIH_SERVE_TOKEN.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
+    /// The JSON report of `matih drift --format json` (e.g. written nightly): a drift badge per
+    /// tenant and its findings on the tenant's page. Read again whenever the file changes.
+    #[arg(long, env = "MATIH_DRIFT_REPORT", value_name = "FILE")]
+    pub drift_report: Option<std::path::PathBuf>,
 }
 
 /// `matih serve`: status API, WebSocket stream and status page; also retries queued notifications.
@@ -26,6 +33,24 @@ pub fn exec(global: &Global, args: &Args) -> Result<ExitCode> {
     if diag::has_errors(&diags) {
         return Err(Reported.into());
     }
+    let mut specs = Vec::new();
+    if !args.paths.is_empty() {
+        let catalog = super::load_catalog(global)?;
+        let (loaded, diags) = matih::spec::load_tenants(&args.paths, &catalog);
+        print_diagnostics(&diags);
+        if diag::has_errors(&diags) {
+            return Err(Reported.into());
+        }
+        specs = loaded
+            .iter()
+            .map(|t| matih::serve::KnownTenant {
+                slug: t.slug.value.clone(),
+                tenant_id: t.id.value.clone(),
+                tier: t.tier.value.clone(),
+                region: t.region.value.clone(),
+            })
+            .collect();
+    }
     let loc = state_location(global)?;
     let mut opts = matih::serve::ServeOptions::new(args.listen, &loc.dir);
     if matches!(loc.backend, StateBackend::Postgres) {
@@ -34,6 +59,8 @@ pub fn exec(global: &Global, args: &Args) -> Result<ExitCode> {
     }
     opts.token = std::env::var("MATIH_SERVE_TOKEN").ok().filter(|t| !t.is_empty());
     opts.notify = platform.notify;
+    opts.drift_report = args.drift_report.clone();
+    opts.specs = specs;
     runtime()?.block_on(matih::serve::run(opts))?;
     Ok(ExitCode::SUCCESS)
 }

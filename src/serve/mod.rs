@@ -16,9 +16,24 @@
 //! the feed when an event arrived after the store was read.
 //!
 //! Endpoints (all JSON unless said otherwise; errors are `{"error": CODE, "message": TEXT}`):
-//! - `GET /` the status page (HTML; `/app.js`, `/app.css`), `GET /healthz`
-//! - `GET /api/v1/tenants` → `{"tenants": [summary…]}`
+//! - `GET /` the fleet view and `GET /tenants/{slug}` a tenant's page (one HTML page, `/app.js`,
+//!   `/app.css`; no build step, nothing fetched from elsewhere, a strict Content-Security-Policy on
+//!   every answer), `GET /healthz`
+//! - `GET /api/v1/tenants?status=&tier=&region=&q=&sort=&order=&page=&pageSize=` → one page of
+//!   the fleet, filtered and sorted, with the counts by status over the whole fleet ([`fleet`]):
+//!   `{"tenants": [summary…], "total", "page", "pageSize", "pages", "counts", "tiers", "regions", "drift"}`;
+//!   a bad parameter is a 400 naming it
+//! - `GET /api/v1/phases/durations?status=&tier=&region=&q=` → per phase, the median and p95 of the
+//!   last runs' durations against the guide's expected range: `{"phases": [{"number", "name",
+//!   "expectedMinMs", "expectedMaxMs", "count", "medianMs", "p95Ms", "maxMs", "over"}]}`
 //! - `GET /api/v1/tenants/{id}/provisioning/status` → the [`status::StatusDoc`] (`id`: slug or UUID)
+//! - `GET /api/v1/tenants/{id}/runs?page=1&pageSize=10` → the tenant's runs, newest first, with
+//!   their phases, operations, error and rollback ([`runs`]): from the audit log, or from the feed
+//!   while a running apply holds the (sled) store: `{"tenant", "source": "audit"|"feed", "page",
+//!   "pageSize", "total", "items": [run…]}`
+//! - `GET /api/v1/tenants/{id}/drift` → what the drift report (`--drift-report FILE`, the JSON of
+//!   `matih drift --format json`, read again whenever the file changes) says of the tenant:
+//!   `{"available": bool, "checkedAt", "status", "findings": […]}`
 //! - `GET /api/v1/tenants/{id}/provisioning/audit?page=1&pageSize=50` → the tenant's progress events,
 //!   oldest first: `{"tenant", "page", "pageSize", "total", "items": [event…]}`
 //! - `GET /ws/provisioning/{id}` (WebSocket) → a `snapshot` message, then every event as it happens
@@ -29,7 +44,9 @@
 //! TOKEN`, or `?access_token=TOKEN` for browsers, which cannot set headers on WebSocket requests).
 
 pub mod feed;
+pub mod fleet;
 pub mod live;
+pub mod runs;
 pub mod source;
 pub mod status;
 mod ws;
@@ -85,6 +102,20 @@ pub struct ServeOptions {
     pub notify: NotifyPlatform,
     pub feed_poll: Duration,
     pub outbox_every: Duration,
+    /// The JSON report of `matih drift --format json` (e.g. written by a nightly job), if any.
+    pub drift_report: Option<PathBuf>,
+    /// Tenants known from their specs (`matih serve PATHS`): those without state are listed as
+    /// never applied.
+    pub specs: Vec<KnownTenant>,
+}
+
+/// A tenant as its spec describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownTenant {
+    pub slug: String,
+    pub tenant_id: String,
+    pub tier: String,
+    pub region: String,
 }
 
 impl ServeOptions {
@@ -97,6 +128,8 @@ impl ServeOptions {
             notify: NotifyPlatform::default(),
             feed_poll: Duration::from_millis(100),
             outbox_every: Duration::from_secs(2),
+            drift_report: None,
+            specs: Vec::new(),
         }
     }
 }
@@ -105,6 +138,65 @@ pub struct App {
     token_hash: Option<[u8; 32]>,
     live: Arc<Mutex<Live>>,
     source: Source,
+    drift: Drift,
+    specs: Vec<KnownTenant>,
+}
+
+/// The drift report, read again when its file changes.
+#[derive(Default)]
+struct Drift {
+    path: Option<PathBuf>,
+    /// The file's modification time and length when read, and the report (or why it is unusable).
+    loaded: Mutex<Option<(FileKey, LoadedDrift)>>,
+}
+
+/// A file's modification time and length: when either changes, the file is read again.
+type FileKey = (std::time::SystemTime, u64);
+/// A drift report as read (or why it could not be).
+type LoadedDrift = Arc<Result<DriftReport, String>>;
+
+/// What serve takes from a drift report: per tenant, its status and findings.
+struct DriftReport {
+    checked_at: String,
+    tenants: std::collections::HashMap<String, (String, Vec<serde_json::Value>)>,
+}
+
+impl Drift {
+    /// The report as it is now; None when no report is configured or its file does not exist yet.
+    fn report(&self) -> Option<LoadedDrift> {
+        let path = self.path.as_ref()?;
+        let meta = std::fs::metadata(path).ok()?;
+        let key = (meta.modified().ok()?, meta.len());
+        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((k, r)) = loaded.as_ref() {
+            if *k == key {
+                return Some(r.clone());
+            }
+        }
+        let report = Arc::new(parse_drift(path, key.0));
+        if let Err(e) = report.as_ref() {
+            tracing::warn!("drift report {}: {e}", path.display());
+        }
+        *loaded = Some((key, report.clone()));
+        Some(report)
+    }
+}
+
+fn parse_drift(path: &Path, modified: std::time::SystemTime) -> Result<DriftReport, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
+    let tenants = v["tenants"].as_array().ok_or("no \"tenants\" list: not a report of `matih drift --format json`")?;
+    let mut out = std::collections::HashMap::new();
+    for t in tenants {
+        let (Some(slug), Some(status)) = (t["slug"].as_str(), t["status"].as_str()) else { continue };
+        out.insert(slug.to_string(), (status.to_string(), Vec::new()));
+    }
+    for f in v["findings"].as_array().into_iter().flatten() {
+        if let Some((_, list)) = f["tenant"].as_str().and_then(|s| out.get_mut(s)) {
+            list.push(f.clone());
+        }
+    }
+    Ok(DriftReport { checked_at: humantime::format_rfc3339_seconds(modified).to_string(), tenants: out })
 }
 
 /// Tenants as one request sees them.
@@ -131,7 +223,44 @@ fn feed_is_newer(read: Option<Instant>, event: Option<Instant>) -> bool {
 
 impl App {
     pub fn new(source: Source, token: Option<&str>) -> Arc<App> {
-        Arc::new(App { token_hash: token.map(sha), live: Arc::new(Mutex::new(Live::default())), source })
+        App::with_drift(source, token, None)
+    }
+
+    pub fn with_drift(source: Source, token: Option<&str>, drift_report: Option<PathBuf>) -> Arc<App> {
+        App::with_options(source, token, drift_report, Vec::new())
+    }
+
+    pub fn with_options(
+        source: Source,
+        token: Option<&str>,
+        drift_report: Option<PathBuf>,
+        specs: Vec<KnownTenant>,
+    ) -> Arc<App> {
+        Arc::new(App {
+            token_hash: token.map(sha),
+            live: Arc::new(Mutex::new(Live::default())),
+            source,
+            drift: Drift { path: drift_report, loaded: Mutex::new(None) },
+            specs,
+        })
+    }
+
+    /// Every tenant's line of the fleet view (with its drift badge), beside its document.
+    async fn rows(&self) -> (View, Vec<fleet::Row>) {
+        let view = self.view().await;
+        let report = self.drift.report();
+        let report = report.as_deref().and_then(|r| r.as_ref().ok());
+        let rows = view
+            .docs
+            .iter()
+            .map(|(d, _)| fleet::Row {
+                summary: d.summary(),
+                drift: report
+                    .and_then(|r| r.tenants.get(&d.slug))
+                    .map(|(status, findings)| fleet::DriftBadge { status: status.clone(), findings: findings.len() }),
+            })
+            .collect();
+        (view, rows)
     }
 
     /// The store's tenants, each replaced by the feed's document when that is newer.
@@ -145,6 +274,22 @@ impl App {
                 Some(_) => {}
                 None if feed_is_newer(listing.listed_at, last_event) => docs.push((doc, None)),
                 None => {}
+            }
+        }
+        // Tenants with a spec: never applied when nothing is recorded; tier and region from the
+        // spec until the namespace records them.
+        for k in &self.specs {
+            match docs.iter_mut().find(|(d, _)| d.slug == k.slug) {
+                Some((d, _)) => {
+                    d.tier.get_or_insert_with(|| k.tier.clone());
+                    d.region.get_or_insert_with(|| k.region.clone());
+                }
+                None => {
+                    let mut d = StatusDoc::empty(&k.slug, &k.tenant_id);
+                    d.tier = Some(k.tier.clone());
+                    d.region = Some(k.region.clone());
+                    docs.push((d, None));
+                }
             }
         }
         docs.sort_by(|a, b| a.0.slug.cmp(&b.0.slug));
@@ -213,8 +358,16 @@ fn respond(code: StatusCode, content_type: &'static str, body: impl Into<Bytes>)
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
     r.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    r.headers_mut().insert("content-security-policy", HeaderValue::from_static(CSP));
+    r.headers_mut().insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    r.headers_mut().insert("x-frame-options", HeaderValue::from_static("DENY"));
     r
 }
+
+/// Scripts, styles and connections from this server only; no inline script or style, no plugin,
+/// no frame, nothing fetched from elsewhere.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                   connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 fn json(code: StatusCode, v: &impl serde::Serialize) -> Resp {
     respond(code, "application/json", serde_json::to_vec_pretty(v).unwrap_or_default())
@@ -239,8 +392,11 @@ pub async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<Resp, I
         [""] | ["app.js"]
             | ["app.css"]
             | ["healthz"]
+            | ["tenants", _]
             | ["api", "v1", "tenants"]
+            | ["api", "v1", "phases", "durations"]
             | ["api", "v1", "tenants", _, "provisioning", "status" | "audit"]
+            | ["api", "v1", "tenants", _, "runs" | "drift"]
             | ["ws", "provisioning", _]
     );
     if !known {
@@ -253,16 +409,47 @@ pub async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<Resp, I
     }
     Ok(match segs.as_slice() {
         [""] => respond(StatusCode::OK, "text/html; charset=utf-8", INDEX_HTML),
+        ["tenants", slug] => {
+            if !valid_slug(slug) {
+                return Ok(bad_id());
+            }
+            respond(StatusCode::OK, "text/html; charset=utf-8", INDEX_HTML)
+        }
         ["app.js"] => respond(StatusCode::OK, "text/javascript; charset=utf-8", APP_JS),
         ["app.css"] => respond(StatusCode::OK, "text/css; charset=utf-8", APP_CSS),
         ["healthz"] => json(StatusCode::OK, &serde_json::json!({"ok": true})),
         ["api", "v1", "tenants"] => {
+            let q = match fleet::parse(req.uri().query(), true) {
+                Ok(q) => q,
+                Err(e) => return Ok(error(StatusCode::BAD_REQUEST, "bad_request", e)),
+            };
+            let (view, rows) = app.rows().await;
+            let answer = fleet::select(rows, &q);
+            let mut body = serde_json::to_value(&answer).unwrap_or_default();
+            body["source"] = (if view.listed { "store" } else { "feed" }).into();
+            json(StatusCode::OK, &body)
+        }
+        ["api", "v1", "phases", "durations"] => {
+            let q = match fleet::parse(req.uri().query(), false) {
+                Ok(q) => q,
+                Err(e) => return Ok(error(StatusCode::BAD_REQUEST, "bad_request", e)),
+            };
+            let (view, rows) = app.rows().await;
+            let docs: Vec<StatusDoc> = view.docs.into_iter().map(|(d, _)| d).collect();
+            let chosen = fleet::filtered(&docs, &rows, &q);
+            json(StatusCode::OK, &serde_json::json!({"tenants": chosen.len(), "phases": fleet::phase_stats(&chosen)}))
+        }
+        ["api", "v1", "tenants", id, what @ ("runs" | "drift")] => {
+            let Some(id) = parse_id(id) else { return Ok(bad_id()) };
             let view = app.view().await;
-            let tenants: Vec<_> = view.docs.iter().map(|(d, _)| d.summary()).collect();
-            json(
-                StatusCode::OK,
-                &serde_json::json!({"tenants": tenants, "source": if view.listed { "store" } else { "feed" }}),
-            )
+            let Some((doc, _)) = find(&view.docs, &id) else {
+                return Ok(error(StatusCode::NOT_FOUND, "not_found", "no such tenant"));
+            };
+            if *what == "runs" {
+                runs(&app, doc, req.uri().query()).await
+            } else {
+                drift(&app, doc)
+            }
         }
         ["api", "v1", "tenants", id, "provisioning", what] => {
             let Some(id) = parse_id(id) else { return Ok(bad_id()) };
@@ -288,7 +475,8 @@ pub async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<Resp, I
     })
 }
 
-async fn audit(app: &App, doc: &StatusDoc, query: Option<&str>) -> Resp {
+/// `page` and `pageSize` of a query, checked.
+fn paging(query: Option<&str>, default_size: usize, max_size: usize) -> Result<(usize, usize), String> {
     let num = |name: &str, default: usize, max: usize| -> Result<usize, String> {
         match query_param(query, name) {
             None => Ok(default),
@@ -298,9 +486,77 @@ async fn audit(app: &App, doc: &StatusDoc, query: Option<&str>) -> Resp {
             },
         }
     };
-    let (page, size) = match (num("page", 1, 1_000_000), num("pageSize", 50, 500)) {
-        (Ok(p), Ok(s)) => (p, s),
-        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, "bad_request", e),
+    match (num("page", 1, 1_000_000), num("pageSize", default_size, max_size)) {
+        (Ok(p), Ok(s)) => Ok((p, s)),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    }
+}
+
+async fn runs(app: &App, doc: &StatusDoc, query: Option<&str>) -> Resp {
+    let (page, size) = match paging(query, 10, 100) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e),
+    };
+    // The audit log when the store can be read; while a running apply holds it, the feed.
+    let (source, all) = match app.source.audit(&doc.slug).await {
+        Ok(entries) if !entries.is_empty() || doc.serial.is_some() => ("audit", runs::from_audit(&entries)),
+        other => {
+            if let Err(e) = other {
+                tracing::debug!("the audit log of {} cannot be read now ({e}); answering from the feed", doc.slug);
+            }
+            match app.source.events(&doc.slug).await {
+                Ok(evs) => ("feed", runs::from_events(&evs)),
+                Err(e) => {
+                    tracing::warn!("cannot read the progress events of {}: {e}", doc.slug);
+                    return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the runs cannot be read now");
+                }
+            }
+        }
+    };
+    // A run the audit log does not have yet (running now, the store busy a moment ago) comes from the feed.
+    let mut all = all;
+    if source == "audit" {
+        if let Ok(evs) = app.source.events(&doc.slug).await {
+            for run in runs::from_events(&evs) {
+                if run.outcome == "running" && !all.iter().any(|r| r.run_id == run.run_id) {
+                    all.insert(0, run);
+                }
+            }
+        }
+    }
+    let items: Vec<_> = all.iter().skip((page - 1).saturating_mul(size)).take(size).collect();
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "tenant": doc.slug, "tenantId": doc.tenant_id, "source": source, "page": page, "pageSize": size,
+            "total": all.len(), "items": items,
+        }),
+    )
+}
+
+fn drift(app: &App, doc: &StatusDoc) -> Resp {
+    let none = |why: &str| serde_json::json!({"tenant": doc.slug, "available": false, "reason": why});
+    let body = match app.drift.report() {
+        None if app.drift.path.is_none() => none("no drift report is configured (matih serve --drift-report FILE)"),
+        None => none("the drift report has not been written yet"),
+        Some(r) => match r.as_ref() {
+            Err(e) => none(&format!("the drift report cannot be read: {e}")),
+            Ok(r) => match r.tenants.get(&doc.slug) {
+                None => none("the drift report does not include this tenant"),
+                Some((status, findings)) => serde_json::json!({
+                    "tenant": doc.slug, "available": true, "checkedAt": r.checked_at,
+                    "status": status, "findings": findings,
+                }),
+            },
+        },
+    };
+    json(StatusCode::OK, &body)
+}
+
+async fn audit(app: &App, doc: &StatusDoc, query: Option<&str>) -> Resp {
+    let (page, size) = match paging(query, 50, 500) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e),
     };
     let events = match app.source.events(&doc.slug).await {
         Ok(evs) => evs.into_iter().filter(live::is_audit).collect::<Vec<_>>(),
@@ -335,7 +591,7 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
         Some(store) => Source::postgres(store.clone()),
         None => Source::sled(&opts.state_dir),
     };
-    let app = App::new(source, token.as_deref());
+    let app = App::with_options(source, token.as_deref(), opts.drift_report.clone(), opts.specs.clone());
     app.source.start(app.live.clone(), opts.feed_poll).await;
     if let Some(c) = Completion::new(&opts.state_dir, &opts.notify) {
         let every = opts.outbox_every;

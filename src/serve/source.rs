@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use super::feed::{self, Event};
 use super::live::{self, Live};
 use super::status::StatusDoc;
-use crate::state::{FeedNews, PostgresStore, SledStore, StateStore};
+use crate::state::{AuditEntry, FeedNews, PostgresStore, SledStore, StateStore};
 
 /// How long state notifications are gathered before the tenants they name are read again.
 const COALESCE: Duration = Duration::from_millis(50);
@@ -61,7 +61,12 @@ impl Source {
     /// in the background.
     pub async fn start(&self, live: Arc<Mutex<Live>>, poll: Duration) {
         match self {
-            Source::Sled(s) => live::spawn_tailer(live, s.state_dir.clone(), poll),
+            Source::Sled(s) => {
+                // Decoded once now, so that the first page does not wait for a large store; later
+                // reads decode only what changed.
+                let _ = s.listing().await;
+                live::spawn_tailer(live, s.state_dir.clone(), poll)
+            }
             Source::Postgres(pg) => {
                 if !pg.refresh(Dirty { all: true, slugs: BTreeSet::new() }).await {
                     pg.mark(None);
@@ -81,6 +86,36 @@ impl Source {
                     docs: cache.docs.values().map(|(d, at)| (d.clone(), Some(*at))).collect(),
                     listed_at: cache.listed_at,
                 }
+            }
+        }
+    }
+
+    /// The audit log of `slug`, oldest first; an error when the store cannot be read now (a sled
+    /// store held by a running apply).
+    pub async fn audit(&self, slug: &str) -> Result<Vec<AuditEntry>, String> {
+        let slug = slug.to_string();
+        match self {
+            Source::Sled(s) => {
+                // Under the cache's lock: one open of the store at a time in this process.
+                let _cache = s.cache.lock().await;
+                let dir = s.state_dir.clone();
+                tokio::task::spawn_blocking(move || {
+                    if !SledStore::exists(&dir) {
+                        return Ok(Vec::new());
+                    }
+                    let store =
+                        SledStore::open_with_wait(&dir, Duration::from_millis(150)).map_err(|e| e.to_string())?;
+                    store.audit(&slug).map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            }
+            Source::Postgres(pg) => {
+                let store = pg.store.clone();
+                tokio::task::spawn_blocking(move || store.audit(&slug))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())
             }
         }
     }
@@ -116,46 +151,89 @@ pub struct SledSource {
 /// The tenants as last read from the sled store.
 #[derive(Default)]
 struct SledCache {
-    docs: Vec<StatusDoc>,
+    /// Slug → the checksum of its stored state ([`SledStore::tenant_checksums`]) and its document.
+    docs: BTreeMap<String, (u32, StatusDoc)>,
     read_at: Option<Instant>,
+    /// The store's files as they were after the last read ([`store_files`]).
+    files: Option<Vec<(PathBuf, std::time::SystemTime, u64)>>,
+}
+
+/// The longest a listing is trusted without opening the store, even when its files look unchanged.
+const MAX_TRUST: Duration = Duration::from_secs(5);
+
+/// The sled store's files (path, modification time, length): the database and its blobs, not the
+/// feed or the outbox beside them. Every write by another process changes one of them.
+fn store_files(dir: &Path) -> Option<Vec<(PathBuf, std::time::SystemTime, u64)>> {
+    let mut out = Vec::new();
+    for sub in [dir.to_path_buf(), dir.join("blobs")] {
+        let Ok(rd) = std::fs::read_dir(&sub) else { continue };
+        for e in rd.flatten() {
+            let meta = e.metadata().ok()?;
+            if meta.is_file() {
+                out.push((e.path(), meta.modified().ok()?, meta.len()));
+            }
+        }
+    }
+    out.sort();
+    Some(out)
 }
 
 impl SledSource {
     /// Reads the store when it is free (at most once every 750 ms), else answers from the cache.
+    /// Only the tenants whose stored state changed since the last read are decoded again.
     async fn listing(&self) -> Listing {
         let mut cache = self.cache.lock().await;
-        let fresh = cache.read_at.is_some_and(|t| t.elapsed() < Duration::from_millis(750));
+        // Fresh: read less than 750 ms ago, or its files have not changed since (and it is not
+        // older than MAX_TRUST): a large store is not opened and checked for every request.
+        let unchanged = || {
+            cache.read_at.is_some_and(|t| t.elapsed() < MAX_TRUST)
+                && cache.files.is_some()
+                && store_files(&self.state_dir) == cache.files
+        };
+        let fresh = cache.read_at.is_some_and(|t| t.elapsed() < Duration::from_millis(750)) || unchanged();
         let mut read_at = None;
         if fresh {
             read_at = cache.read_at;
         } else {
             let dir = self.state_dir.clone();
             let started = Instant::now();
-            let read = tokio::task::spawn_blocking(move || -> Result<Vec<StatusDoc>, String> {
+            let known: BTreeMap<String, u32> = cache.docs.iter().map(|(s, (c, _))| (s.clone(), *c)).collect();
+            type Read = (Vec<(String, u32)>, Vec<(String, u32, StatusDoc)>);
+            let read = tokio::task::spawn_blocking(move || -> Result<Read, String> {
                 if !SledStore::exists(&dir) {
-                    return Ok(Vec::new());
+                    return Ok((Vec::new(), Vec::new()));
                 }
                 let store = SledStore::open_with_wait(&dir, Duration::from_millis(150)).map_err(|e| e.to_string())?;
-                let mut docs = Vec::new();
-                for slug in store.tenants().map_err(|e| e.to_string())? {
-                    if let Some(st) = store.get(&slug).map_err(|e| e.to_string())? {
-                        docs.push(StatusDoc::from_state(&st));
+                let sums = store.tenant_checksums().map_err(|e| e.to_string())?;
+                let mut changed = Vec::new();
+                for (slug, sum) in &sums {
+                    if known.get(slug) == Some(sum) {
+                        continue;
+                    }
+                    if let Some(st) = store.get(slug).map_err(|e| e.to_string())? {
+                        changed.push((slug.clone(), *sum, StatusDoc::from_state(&st)));
                     }
                 }
-                Ok(docs)
+                Ok((sums, changed))
             })
             .await
             .unwrap_or_else(|e| Err(e.to_string()));
             match read {
-                Ok(docs) => {
-                    cache.docs = docs;
+                Ok((sums, changed)) => {
+                    let present: BTreeSet<&String> = sums.iter().map(|(s, _)| s).collect();
+                    cache.docs.retain(|slug, _| present.contains(slug));
+                    for (slug, sum, doc) in changed {
+                        cache.docs.insert(slug, (sum, doc));
+                    }
                     cache.read_at = Some(started);
+                    // After the store was closed: another process can write only from now on.
+                    cache.files = store_files(&self.state_dir);
                     read_at = Some(started);
                 }
                 Err(e) => tracing::debug!("state store busy or unreadable, answering from the feed: {e}"),
             }
         }
-        Listing { docs: cache.docs.iter().map(|d| (d.clone(), read_at)).collect(), listed_at: read_at }
+        Listing { docs: cache.docs.values().map(|(_, d)| (d.clone(), read_at)).collect(), listed_at: read_at }
     }
 }
 

@@ -20,7 +20,12 @@
 //!   "provisioningCompletedAt": null,
 //!   "resources": {"total": 21, "byPhase": {"1": 5, "2": 6, "3": 10}},
 //!   "updatedAt": "2026-02-12T10:00:04Z",
-//!   "serial": 42                              // the state serial the document was built from (null: from the feed)
+//!   "serial": 42,                             // the state serial the document was built from (null: from the feed)
+//!   "tier": "professional", "region": "eastus",   // from the namespace's matih.ai/* labels (absent before phase 1)
+//!   "outputs": [                              // what the tenant's resources returned; never a secret
+//!     {"resource": "kubernetes_service.ingress_controller", "name": "load_balancer_ip", "value": "10.0.0.7"},
+//!     {"resource": "kubernetes_ingress.tenant", "name": "url", "value": "https://acme.matih.ai"}
+//!   ]
 //! }
 //! ```
 
@@ -31,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::phase::Phase;
 use crate::state::{PhaseState, TenantState, TenantStatus};
+use crate::value::Value;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -47,6 +53,21 @@ pub struct StatusDoc {
     pub resources: ResourceCounts,
     pub updated_at: String,
     pub serial: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<OutputDoc>,
+}
+
+/// One value a tenant's resources returned or expose (a LoadBalancer IP, the zone's name servers,
+/// an Ingress URL). Secrets are never among them: a sensitive value is left out, not masked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputDoc {
+    pub resource: String,
+    pub name: String,
+    pub value: serde_json::Value,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +102,67 @@ pub struct TenantSummary {
     pub provisioning_completed_at: Option<String>,
     pub resources: usize,
     pub updated_at: String,
+    pub current_phase_name: Option<String>,
+    pub tier: Option<String>,
+    pub region: Option<String>,
+    /// When the last run's first phase started.
+    pub started_at: Option<String>,
+    /// The phases of the last run, added up.
+    pub duration_ms: u64,
+    /// Per phase of the last run (1..10): its state, as in [`PhaseDoc::state`].
+    pub phases: Vec<String>,
+}
+
+/// A label every tenant object carries (`matih.ai/tier`, `matih.ai/region`), read from the
+/// namespace's recorded attributes.
+fn label(st: &TenantState, key: &str) -> Option<String> {
+    let ns = st.resources.iter().find(|(a, _)| a.kind == "kubernetes_namespace")?.1;
+    let labels = ns.attrs.get("metadata")?.as_map()?.get("labels")?.as_map()?;
+    labels.get(key)?.as_str().map(str::to_string)
+}
+
+/// A recorded value as JSON; `None` for a secret (or anything holding one) and for values not
+/// known yet.
+fn plain_json(v: &Value) -> Option<serde_json::Value> {
+    use serde_json::Value as J;
+    Some(match v {
+        Value::Null => J::Null,
+        Value::Bool(b) => J::Bool(*b),
+        Value::Int(n) => J::from(*n),
+        Value::String(s) => J::String(s.clone()),
+        Value::List(items) => J::Array(items.iter().map(plain_json).collect::<Option<_>>()?),
+        Value::Map(m) => J::Object(m.iter().map(|(k, v)| Some((k.clone(), plain_json(v)?))).collect::<Option<_>>()?),
+        Value::Ref { .. } | Value::Computed { .. } | Value::Secret(_) => return None,
+    })
+}
+
+/// What an operator looks for once a tenant is up: every output its resources returned (the
+/// LoadBalancer IP, the zone's name servers), the DNS zone, and the Ingress hosts as URLs.
+fn outputs(st: &TenantState) -> Vec<OutputDoc> {
+    let mut out = Vec::new();
+    for (addr, r) in &st.resources {
+        let resource = addr.to_string();
+        for (name, v) in &r.outputs {
+            if let Some(value) = plain_json(v) {
+                out.push(OutputDoc { resource: resource.clone(), name: name.clone(), value });
+            }
+        }
+        if addr.kind == "dns_zone" {
+            if let Some(name) = r.attrs.get("name").and_then(Value::as_str) {
+                out.push(OutputDoc { resource: resource.clone(), name: "zone".into(), value: name.into() });
+            }
+        }
+        if addr.kind == "kubernetes_ingress" {
+            let rules = r.attrs.get("spec").and_then(Value::as_map).and_then(|s| s.get("rules"));
+            if let Some(Value::List(rules)) = rules {
+                for host in rules.iter().filter_map(|r| r.as_map()?.get("host")?.as_str()) {
+                    let value = format!("https://{host}").into();
+                    out.push(OutputDoc { resource: resource.clone(), name: "url".into(), value });
+                }
+            }
+        }
+    }
+    out
 }
 
 fn pending_phase(p: Phase) -> PhaseDoc {
@@ -129,6 +211,9 @@ impl StatusDoc {
             resources: ResourceCounts { total: st.resources.len(), by_phase },
             updated_at: st.updated_at.clone(),
             serial: Some(st.serial),
+            tier: label(st, "matih.ai/tier"),
+            region: label(st, "matih.ai/region"),
+            outputs: outputs(st),
         }
     }
 
@@ -147,6 +232,9 @@ impl StatusDoc {
             resources: ResourceCounts::default(),
             updated_at: String::new(),
             serial: None,
+            tier: None,
+            region: None,
+            outputs: Vec::new(),
         }
     }
 
@@ -160,6 +248,12 @@ impl StatusDoc {
             provisioning_completed_at: self.provisioning_completed_at.clone(),
             resources: self.resources.total,
             updated_at: self.updated_at.clone(),
+            current_phase_name: self.current_phase_name.clone(),
+            tier: self.tier.clone(),
+            region: self.region.clone(),
+            started_at: self.phases.iter().filter_map(|p| p.started_at.clone()).min(),
+            duration_ms: self.phases.iter().filter_map(|p| p.duration_ms).sum(),
+            phases: self.phases.iter().map(|p| p.state.clone()).collect(),
         }
     }
 

@@ -139,3 +139,68 @@ fn shared_feed_events_fold_into_the_store_document_and_the_newer_answer_wins() {
     assert!(!feed_is_newer(Some(later), Some(earlier)));
     assert!(!feed_is_newer(Some(earlier), None), "nothing arrived since serve started");
 }
+
+#[test]
+fn the_status_document_carries_tier_region_and_outputs_but_never_a_secret() {
+    use crate::addr::ResourceAddr;
+    use crate::phase::Phase;
+    use crate::state::ResourceState;
+    use crate::value::{Secret, Value};
+    let mut st = TenantState::new("acme", "550e8400-e29b-41d4-a716-446655440000");
+    let res = |phase, attrs: Value, outputs: Vec<(&str, Value)>| ResourceState {
+        phase,
+        attrs: match attrs {
+            Value::Map(m) => m,
+            _ => unreachable!(),
+        },
+        outputs: outputs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        depends_on: Default::default(),
+    };
+    let labels = Value::map([("matih.ai/tier", Value::str("professional")), ("matih.ai/region", Value::str("eastus"))]);
+    st.resources.insert(
+        ResourceAddr::new("kubernetes_namespace", "tenant"),
+        res(Phase::CreateNamespace, Value::map([("metadata", Value::map([("labels", labels)]))]), vec![]),
+    );
+    let secret = Value::Secret(Secret { source: "generated".into(), fingerprint: Some("sha256:00".into()) });
+    st.resources.insert(
+        ResourceAddr::new("postgresql_role", "tenant"),
+        res(Phase::SetupDatabase, Value::map([("name", Value::str("acme"))]), vec![("password", secret.clone())]),
+    );
+    st.resources.insert(
+        ResourceAddr::new("kubernetes_service", "ingress_controller"),
+        res(
+            Phase::DeployIngressController,
+            Value::Map(Default::default()),
+            vec![("load_balancer_ip", Value::str("10.0.0.7"))],
+        ),
+    );
+    st.resources.insert(
+        ResourceAddr::new("dns_zone", "tenant"),
+        res(
+            Phase::CreateDnsZone,
+            Value::map([("name", Value::str("acme.matih.ai"))]),
+            vec![("nameservers", Value::List(vec![Value::str("ns1.matih.ai."), secret]))],
+        ),
+    );
+    let rules = Value::List(vec![Value::map([("host", Value::str("acme.matih.ai"))])]);
+    st.resources.insert(
+        ResourceAddr::new("kubernetes_ingress", "tenant"),
+        res(Phase::CreateTenantIngress, Value::map([("spec", Value::map([("rules", rules)]))]), vec![]),
+    );
+    let doc = StatusDoc::from_state(&st);
+    assert_eq!((doc.tier.as_deref(), doc.region.as_deref()), (Some("professional"), Some("eastus")));
+    let outs: Vec<(String, String, String)> =
+        doc.outputs.iter().map(|o| (o.resource.clone(), o.name.clone(), o.value.to_string())).collect();
+    assert_eq!(
+        outs,
+        [
+            ("dns_zone.tenant".to_string(), "zone".to_string(), "\"acme.matih.ai\"".to_string()),
+            ("kubernetes_ingress.tenant".into(), "url".into(), "\"https://acme.matih.ai\"".into()),
+            ("kubernetes_service.ingress_controller".into(), "load_balancer_ip".into(), "\"10.0.0.7\"".into()),
+        ],
+        "a secret, and a list holding one, are left out"
+    );
+    assert!(!serde_json::to_string(&doc).unwrap().contains("sha256:00"));
+    let summary = doc.summary();
+    assert_eq!((summary.tier.as_deref(), summary.phases.len()), (Some("professional"), 10));
+}

@@ -350,6 +350,24 @@ impl SledStore {
     }
 }
 
+impl SledStore {
+    /// Per tenant (sorted by slug), a CRC-32 of its recorded state as stored, computed without
+    /// decoding it: a reader that keeps what it decoded (`matih serve`) decodes again only the
+    /// tenants whose checksum changed.
+    pub fn tenant_checksums(&self) -> Result<Vec<(String, u32)>, StateError> {
+        self.tenants
+            .iter()
+            .map(|kv| {
+                let (key, bytes) = kv.map_err(|e| self.sled_error(e))?;
+                let slug = String::from_utf8(key.to_vec()).map_err(|_| {
+                    self.corrupt(format!("tenants: key {:?} is not UTF-8", String::from_utf8_lossy(&key)))
+                })?;
+                Ok((slug, crc32fast::hash(&bytes)))
+            })
+            .collect()
+    }
+}
+
 impl StateStore for SledStore {
     fn tenants(&self) -> Result<Vec<String>, StateError> {
         self.tenants

@@ -34,15 +34,20 @@ pub struct Workspace {
     pub pg: &'static postgres::PgServer,
     pub dns: &'static powerdns::PowerDns,
     pub env: Vec<(String, String)>,
-    _claim: kube::TenantClaim,
+    _claim: Vec<kube::TenantClaim>,
 }
 
 impl Workspace {
     pub fn new(ready_ms: u64, extra: &str) -> Workspace {
+        Workspace::with_tenants(ready_ms, extra, &["acme"])
+    }
+
+    /// As [`Workspace::new`], with `tenants/{slug}.hcl` of the repository for each of `slugs`.
+    pub fn with_tenants(ready_ms: u64, extra: &str, slugs: &[&str]) -> Workspace {
         // `ready_ms`: how long Deployments take to become ready (makes the apply last long enough to watch).
         // On the real control plane readiness takes what it takes; added latency on every request
         // through this test's proxy stretches the apply instead.
-        let claim = kube::claim_tenant("acme");
+        let claim = kube::claim_tenants(slugs);
         let kube = kube::Kube::start();
         kube.latency(ready_ms / 30);
         let pg = postgres::server();
@@ -64,7 +69,10 @@ impl Workspace {
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
-        std::fs::copy(root().join("tenants/acme.hcl"), dir.path().join("tenants/acme.hcl")).unwrap();
+        for slug in slugs {
+            let file = format!("tenants/{slug}.hcl");
+            std::fs::copy(root().join(&file), dir.path().join(&file)).unwrap();
+        }
         std::fs::write(
             dir.path().join("matih.hcl"),
             format!("{}{extra}\n", crate::common::platform_hcl(PARENT, &dns.api_url, pg.port, &kube.url)),
@@ -74,6 +82,7 @@ impl Workspace {
             ("MATIH_POSTGRES_ADMIN_URL".to_string(), pg.admin_url.clone()),
             ("PDNS_API_KEY".to_string(), dns.api_key.clone()),
             ("ACME_SLACK_WEBHOOK".to_string(), SLACK.to_string()),
+            ("INITECH_SLACK_WEBHOOK".to_string(), SLACK.to_string()),
         ];
         Workspace { dir, kube, pg, dns, env, _claim: claim }
     }
@@ -100,12 +109,16 @@ impl Workspace {
     /// Starts `matih apply tenants/acme.hcl --auto-approve` in the background, its output going to
     /// `apply.log` in the workspace (a pipe nobody reads would fill up and stop it).
     pub fn spawn_apply(&self) -> Child {
+        self.spawn_apply_of(&["tenants/acme.hcl"])
+    }
+
+    /// `matih apply PATHS --auto-approve` in the background (output to `apply.log`).
+    pub fn spawn_apply_of(&self, paths: &[&str]) -> Child {
         let log = std::fs::File::create(self.path().join("apply.log")).unwrap();
-        self.command(&["apply", "tenants/acme.hcl", "--auto-approve"])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap()
+        let mut args = vec!["apply"];
+        args.extend_from_slice(paths);
+        args.push("--auto-approve");
+        self.command(&args).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap()
     }
 
     pub fn apply_log(&self) -> String {
@@ -113,7 +126,13 @@ impl Workspace {
     }
 
     pub fn serve(&self, listen: &str, token: Option<&str>) -> Serve {
+        self.serve_with(listen, token, &[])
+    }
+
+    /// `matih serve --listen LISTEN EXTRA…`.
+    pub fn serve_with(&self, listen: &str, token: Option<&str>, extra: &[&str]) -> Serve {
         let mut c = self.command(&["serve", "--listen", listen]);
+        c.args(extra);
         if let Some(t) = token {
             c.env("MATIH_SERVE_TOKEN", t);
         }
