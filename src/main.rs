@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use cli::{apply, drift, graph, lock, plan, serve, show, state, status, validate, Global, Reported};
 
@@ -54,18 +54,9 @@ enum Command {
     Serve(serve::Args),
 }
 
-/// Terraform spells the plan-file flag `-out FILE` / `-out=FILE`; accept that spelling too.
-fn terraform_spellings(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    args.map(|a| match a.to_str() {
-        Some("-out") => "--out".into(),
-        Some(s) if s.starts_with("-out=") => format!("-{s}").into(),
-        _ => a,
-    })
-    .collect()
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(terraform_spellings(std::env::args_os()));
+    // Terraform's spellings (`-auto-approve`, `-out=FILE`, `-refresh=false`, …) beside the GNU ones.
+    let cli = Cli::parse_from(cli::spelling::terraform_spellings(std::env::args_os(), &Cli::command()));
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("MATIH_LOG"))
         .with_writer(std::io::stderr)

@@ -416,3 +416,52 @@ fn keyed_plan_files_are_refused_under_another_key_or_none() {
     assert!(stderr(&out).contains("use at least 32 random characters"), "{}", stderr(&out));
     assert!(!stderr(&out).contains("short\""), "the key is not echoed");
 }
+
+/// A Terraform user's muscle memory: single-dash long options, `-opt=value`, and `--refresh false`.
+fn terraform_spellings_are_accepted(backend: Backend) {
+    let dir = tmp();
+    let state = TestState::new(backend);
+    let planfile = dir.path().join("p.tfplan");
+    let out_arg = format!("-out={}", planfile.display());
+    let out = matih(&root(), &state, &["plan", &out_arg, "-detailed-exitcode", "-refresh=false", "tenants/acme.hcl"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(planfile.is_file());
+    let out = matih(&root(), &state, &["-no-color", "plan", "-input=false", "-json", "--refresh", "false", "tenants"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("-json is --format json");
+    assert_eq!(v["tenants"].as_array().unwrap().len(), 3, "`tenants` is not taken as --refresh's value");
+    let out = matih(&root(), &state, &["show", "-json", planfile.to_str().unwrap()]);
+    assert!(serde_json::from_slice::<serde_json::Value>(&out.stdout).is_ok(), "{}", stderr(&out));
+
+    // An option matih does not have is named as such, not as a cluster of short options.
+    let out = matih(&root(), &state, &["plan", "-var-file=prod.tfvars", "tenants/acme.hcl"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--var-file"), "{}", stderr(&out));
+
+    // apply: nothing to do once the tenant is recorded; every spelling parses.
+    record(&state, &root().join("tenants/acme.hcl"));
+    let args = [
+        "apply",
+        "-auto-approve",
+        "-lock-timeout=10s",
+        "-parallelism=3",
+        "-refresh=false",
+        "-no-color",
+        "tenants/acme.hcl",
+    ];
+    let out = matih(&root(), &state, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
+    let out = matih(&root(), &state, &["plan", "-out", planfile.to_str().unwrap(), "tenants/acme.hcl"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = matih(&root(), &state, &["apply", "-auto-approve", planfile.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // -input=false never prompts: a run that would need the prompt is refused.
+    let out = matih(&root(), &state, &["apply", "-input=false", "tenants/globex.hcl"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--input=false"), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("Enter a value"));
+    assert!(state.store().get("globex").unwrap().is_none());
+}
+on_both_backends!(terraform_spellings_are_accepted);

@@ -52,6 +52,17 @@ pub struct Args {
     /// JSON object per event on stdout; see `src/apply/progress.rs`).
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
+    /// Same as --progress json (Terraform's -json).
+    #[arg(long)]
+    pub json: bool,
+    /// Read live objects through the providers before planning (--refresh=false: plan from the
+    /// recorded state alone, as Terraform's -refresh=false).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub refresh: bool,
+    /// With --input=false (Terraform's -input=false) matih never asks: a run that would need
+    /// the confirmation prompt fails instead (use --auto-approve or a saved plan).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub input: bool,
     /// Go ahead even when a tenant with `protect_database = true` would lose its database or schema.
     #[arg(long)]
     pub allow_data_loss: bool,
@@ -78,6 +89,15 @@ pub enum Progress {
     Json,
 }
 
+/// The progress display asked for (`--json` is `--progress json`).
+fn progress(args: &Args) -> Progress {
+    if args.json {
+        Progress::Json
+    } else {
+        args.progress
+    }
+}
+
 /// The progress hooks the flags and the terminal ask for.
 fn progress_hooks(progress: Progress) -> Arc<dyn Hooks> {
     match progress {
@@ -97,7 +117,7 @@ fn fleet_run<'a>(
 ) -> FleetRun<'a> {
     let fleet = FleetOptions { tenant_parallelism: args.tenant_parallelism.max(1), replan, ..FleetOptions::default() };
     let warn = Arc::new(|w: &str| eprintln!("warning: {w}"));
-    FleetRun { plan, providers, opts, fleet, progress: progress_hooks(args.progress), warn }
+    FleetRun { plan, providers, opts, fleet, progress: progress_hooks(progress(args)), warn }
 }
 
 /// Runs a confirmed plan over the fleet and prints the summary.
@@ -110,7 +130,7 @@ fn execute(
 ) -> Result<ExitCode> {
     let destroy = run.opts.operation == Operation::Destroy;
     let outcome = run::run_fleet(run, &state_location(global)?, platform, rt)?;
-    Ok(view::summary(&outcome, args.progress == Progress::Json, destroy))
+    Ok(view::summary(&outcome, progress(args) == Progress::Json, destroy))
 }
 
 /// `matih apply PLANFILE`: a saved plan, applied exactly as reviewed, without a prompt.
@@ -145,7 +165,7 @@ pub fn exec(global: &Global, args: &Args, color: bool, destroy: bool) -> Result<
         allow_data_loss: args.allow_data_loss,
         ..ApplyOptions::default()
     };
-    let json = args.progress == Progress::Json;
+    let json = progress(args) == Progress::Json;
     if !destroy
         && args.paths.len() == 1
         && args.paths[0].is_file()
@@ -177,7 +197,7 @@ pub fn exec(global: &Global, args: &Args, color: bool, destroy: bool) -> Result<
     let plan = if destroy {
         run::destroy_plan(&inputs.specs, &inputs.graphs, store.as_ref())?
     } else {
-        compute_plan(&inputs, store.as_ref(), &providers, true, &rt)?
+        compute_plan(&inputs, store.as_ref(), &providers, args.refresh, &rt)?
     };
     drop(store);
     if json {
@@ -187,6 +207,12 @@ pub fn exec(global: &Global, args: &Args, color: bool, destroy: bool) -> Result<
     }
     if !plan.has_changes() {
         return Ok(ExitCode::SUCCESS);
+    }
+    if !args.auto_approve && !args.input {
+        bail!(
+            "--input=false: this run would need the confirmation prompt; nothing was changed (pass --auto-approve, \
+             or apply a plan saved with `matih plan -out FILE`)"
+        );
     }
     check_protection(&plan, &protected, args.allow_data_loss)?;
     require_providers(&plan, &providers, &inputs.platform)?;

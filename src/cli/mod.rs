@@ -8,6 +8,7 @@ pub mod lock;
 pub mod plan;
 pub mod serve;
 pub mod show;
+pub mod spelling;
 pub mod state;
 pub mod status;
 pub mod validate;
