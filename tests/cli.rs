@@ -465,3 +465,73 @@ fn terraform_spellings_are_accepted(backend: Backend) {
     assert!(state.store().get("globex").unwrap().is_none());
 }
 on_both_backends!(terraform_spellings_are_accepted);
+
+fn sha256_of(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(fs::read(path).unwrap());
+    format!("sha256:{}", d.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// The reviewed plan is the applied plan: every rendering of a saved plan names the SHA-256 of the
+/// file, and `apply FILE --expect-digest` refuses any other file.
+fn saved_plans_show_their_digest_and_apply_checks_it(backend: Backend) {
+    let dir = tmp();
+    let state = TestState::new(backend);
+    let planfile = dir.path().join("p.tfplan");
+    let file = planfile.to_str().unwrap();
+    for format in ["text", "markdown", "json"] {
+        let out = matih(&root(), &state, &["plan", "tenants/acme.hcl", "-out", file, "--format", format]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let digest = sha256_of(&planfile);
+        assert!(stdout(&out).contains(&digest), "{format}: {}", stdout(&out));
+        let shown = matih(&root(), &state, &["show", file, "--format", format]);
+        assert!(stdout(&shown).contains(&digest), "show --format {format}: {}", stdout(&shown));
+        if format == "json" {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["digest"], digest.as_str());
+        }
+    }
+    let plain = matih(&root(), &state, &["plan", "tenants/acme.hcl", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&plain.stdout).unwrap();
+    assert!(v.get("digest").is_none(), "a plan not saved has no digest");
+
+    // A plan with nothing to do, so that applying it needs no provider.
+    record(&state, &root().join("tenants/acme.hcl"));
+    let out = matih(&root(), &state, &["plan", "tenants/acme.hcl", "-out", file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let digest = sha256_of(&planfile);
+    assert!(stdout(&out).contains(&format!("matih apply {file} --expect-digest {digest}")), "{}", stdout(&out));
+
+    let other = format!("sha256:{}", "0".repeat(64));
+    let out = matih(&root(), &state, &["apply", file, "--expect-digest", &other]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&format!("has digest {digest}, not the expected {other}")), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing was changed"));
+
+    // Another file (an identical plan made again would be the same bytes: change the spec).
+    let before = fs::read(&planfile).unwrap();
+    record(&state, &root().join("tenants/globex.hcl"));
+    let out = matih(&root(), &state, &["plan", "tenants/", "-out", file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ne!(fs::read(&planfile).unwrap(), before);
+    let out = matih(&root(), &state, &["apply", file, "-expect-digest", &digest]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("not the plan that was reviewed"), "{}", stderr(&out));
+
+    fs::write(&planfile, &before).unwrap();
+    let out = matih(
+        &root(),
+        &state,
+        &["apply", file, "--expect-digest", &digest.to_uppercase().replace("SHA256:", "sha256:")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&digest), "{}", stdout(&out));
+
+    let out = matih(&root(), &state, &["apply", "tenants/acme.hcl", "--expect-digest", &digest]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("checks a saved plan file"), "{}", stderr(&out));
+    let out = matih(&root(), &state, &["apply", file, "--expect-digest", "sha256:abc"]);
+    assert_eq!(out.status.code(), Some(2), "a malformed digest is a usage error");
+    assert!(stderr(&out).contains("64 hex digits"), "{}", stderr(&out));
+}
+on_both_backends!(saved_plans_show_their_digest_and_apply_checks_it);

@@ -63,6 +63,10 @@ pub struct Args {
     /// the confirmation prompt fails instead (use --auto-approve or a saved plan).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub input: bool,
+    /// Apply the plan file only if its SHA-256 digest (as `matih plan -out FILE` and `matih show FILE`
+    /// print it) is this one: the file applied on merge is the file a reviewer approved.
+    #[arg(long, value_parser = plan::parse_digest, value_name = "sha256:HEX")]
+    pub expect_digest: Option<String>,
     /// Go ahead even when a tenant with `protect_database = true` would lose its database or schema.
     #[arg(long)]
     pub allow_data_loss: bool,
@@ -95,6 +99,12 @@ fn progress(args: &Args) -> Progress {
         Progress::Json
     } else {
         args.progress
+    }
+}
+
+impl Args {
+    fn progress_json(&self) -> bool {
+        progress(self) == Progress::Json
     }
 }
 
@@ -139,7 +149,21 @@ fn apply_saved(global: &Global, path: &Path, args: &Args, mut opts: ApplyOptions
     if args.shard.is_some() {
         bail!("--shard selects tenants from spec files; a saved plan is applied whole ({})", path.display());
     }
-    let plan = plan::load_plan(path)?;
+    let (plan, digest) = plan::load_plan_digest(path)?;
+    if let Some(expected) = &args.expect_digest {
+        if *expected != digest {
+            bail!(
+                "plan file {} has digest {digest}, not the expected {expected}: it is not the plan that was reviewed; \
+                 nothing was changed",
+                path.display()
+            );
+        }
+    }
+    if args.progress_json() {
+        eprintln!("Applying the plan saved in {} ({digest})", path.display());
+    } else {
+        println!("Applying the plan saved in {} ({digest})", path.display());
+    }
     let (platform, _, diags) = load_platform(global);
     print_diagnostics(&diags);
     if diag::has_errors(&diags) {
@@ -151,6 +175,11 @@ fn apply_saved(global: &Global, path: &Path, args: &Args, mut opts: ApplyOptions
     let providers = connect(&platform, &catalog, &rt)?;
     run::check_saved_plan_current(&saved, path, &providers, &platform, &rt)?;
     execute(global, &platform, fleet_run(&saved.plan, &providers, opts, args, None), args, &rt)
+}
+
+/// One file that is not a spec: a saved plan.
+fn is_plan_file(paths: &[PathBuf]) -> bool {
+    paths.len() == 1 && paths[0].is_file() && paths[0].extension().is_none_or(|e| e != "hcl")
 }
 
 pub fn exec(global: &Global, args: &Args, color: bool, destroy: bool) -> Result<ExitCode> {
@@ -165,12 +194,13 @@ pub fn exec(global: &Global, args: &Args, color: bool, destroy: bool) -> Result<
         allow_data_loss: args.allow_data_loss,
         ..ApplyOptions::default()
     };
-    let json = progress(args) == Progress::Json;
-    if !destroy
-        && args.paths.len() == 1
-        && args.paths[0].is_file()
-        && args.paths[0].extension().is_none_or(|e| e != "hcl")
-    {
+    let json = args.progress_json();
+    if args.expect_digest.is_some() && (destroy || !is_plan_file(&args.paths)) {
+        bail!(
+            "--expect-digest checks a saved plan file: give one plan file (matih apply FILE --expect-digest sha256:…)"
+        );
+    }
+    if !destroy && is_plan_file(&args.paths) {
         return apply_saved(global, &args.paths[0], args, opts);
     }
     let rt = runtime()?;
@@ -203,7 +233,7 @@ pub fn exec(global: &Global, args: &Args, color: bool, destroy: bool) -> Result<
     if json {
         view::plan_event(&plan);
     } else {
-        print(&render(&plan, Format::Text, color))?;
+        print(&render(&plan, Format::Text, color, None))?;
     }
     if !plan.has_changes() {
         return Ok(ExitCode::SUCCESS);

@@ -24,7 +24,7 @@ use matih::apply::{Providers, DEFAULT_PARALLELISM};
 use matih::catalog::Catalog;
 use matih::diag::{self, Diagnostic};
 use matih::graph::ResourceGraph;
-use matih::plan::{render_json, render_markdown, render_text, Plan, TextOptions};
+use matih::plan::{render_json_saved, render_markdown_saved, render_text, Plan, TextOptions};
 use matih::spec::{self, PlatformConfig, TenantSpec};
 use matih::state::StateStore;
 use matih::workflow::store::{StateLocation, StoreUse};
@@ -202,11 +202,12 @@ pub fn compute_plan(
     Ok(plan)
 }
 
-pub fn render(plan: &Plan, format: Format, color: bool) -> String {
+/// The plan in `format`; `digest` is the SHA-256 of the plan file it was saved to or read from.
+pub fn render(plan: &Plan, format: Format, color: bool, digest: Option<&str>) -> String {
     match format {
-        Format::Text => render_text(plan, &TextOptions { color }),
-        Format::Json => render_json(plan),
-        Format::Markdown => render_markdown(plan),
+        Format::Text => render_text(plan, &TextOptions { color, digest: digest.map(str::to_string) }),
+        Format::Json => render_json_saved(plan, digest),
+        Format::Markdown => render_markdown_saved(plan, digest),
     }
 }
 

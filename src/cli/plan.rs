@@ -58,12 +58,16 @@ pub fn exec(global: &Global, args: &Args, color: bool) -> Result<ExitCode> {
              with the recorded state alone."
         );
     }
-    print(&render(&plan, format, color))?;
-    if let Some(out) = &args.out {
-        plan::save_plan(&plan, out)?;
+    // Saved first, so that what is printed names the digest of the file as written.
+    let digest = match &args.out {
+        Some(out) => Some(plan::save_plan(&plan, out)?),
+        None => None,
+    };
+    print(&render(&plan, format, color, digest.as_deref()))?;
+    if let (Some(out), Some(digest)) = (&args.out, &digest) {
         if format == Format::Text {
             println!(
-                "\nSaved the plan to: {}\nTo perform exactly these actions, run: matih apply {}",
+                "\nSaved the plan to: {}\nTo perform exactly these actions, run: matih apply {} --expect-digest {digest}",
                 out.display(),
                 out.display()
             );

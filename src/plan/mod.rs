@@ -21,9 +21,10 @@ mod render;
 
 pub use diff::{diff, diff_refreshed};
 pub use planfile::{
-    load_plan, load_plan_keyed, save_plan, save_plan_keyed, PlanFileError, PlanKey, PLAN_FILE_FORMAT, PLAN_KEY_ENV,
+    file_digest, load_plan, load_plan_digest, load_plan_keyed, parse_digest, save_plan, save_plan_keyed, PlanFileError,
+    PlanKey, PLAN_FILE_FORMAT, PLAN_KEY_ENV,
 };
-pub use render::{render_json, render_markdown, render_text, TextOptions};
+pub use render::{render_json, render_json_saved, render_markdown, render_markdown_saved, render_text, TextOptions};
 
 /// The version of the JSON plan format (`matih plan --format json`, plan files). Bumped on any
 /// incompatible change.

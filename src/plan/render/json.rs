@@ -36,6 +36,9 @@
 //! }
 //! ```
 //!
+//! - `digest` (`"sha256:…"`, only for a plan saved with `-out FILE` or read by `matih show FILE`):
+//!   the SHA-256 of the plan file's bytes, what `sha256sum FILE` prints; `matih apply FILE
+//!   --expect-digest sha256:…` applies that file and no other.
 //! - `source` is `null` when the tenant's spec file is unknown; `prior_state` is `null` for a
 //!   tenant with no recorded state (everything is created).
 //! - `action` is one of `no-op`, `create`, `update`, `replace`, `delete`. Every desired resource
@@ -76,11 +79,20 @@ use crate::value::Value;
 
 /// Renders the plan as the documented JSON, pretty-printed with a trailing newline.
 pub fn render_json(plan: &Plan) -> String {
-    let doc = json!({
-        "format_version": plan.format_version,
-        "tenants": plan.tenants.iter().map(tenant).collect::<Vec<_>>(),
-        "summary": summary(&plan.summary()),
-    });
+    render_json_saved(plan, None)
+}
+
+/// [`render_json`] of a plan saved to (or read from) a plan file whose SHA-256 digest is
+/// `digest` (`sha256:…`): the document has a `"digest"` member after `format_version`.
+pub fn render_json_saved(plan: &Plan, digest: Option<&str>) -> String {
+    let mut doc = Map::new();
+    doc.insert("format_version".into(), json!(plan.format_version));
+    if let Some(d) = digest {
+        doc.insert("digest".into(), json!(d));
+    }
+    doc.insert("tenants".into(), J::Array(plan.tenants.iter().map(tenant).collect()));
+    doc.insert("summary".into(), summary(&plan.summary()));
+    let doc = J::Object(doc);
     let mut out = serde_json::to_string_pretty(&doc).expect("a JSON tree always serializes");
     out.push('\n');
     out

@@ -29,19 +29,31 @@ use crate::phase::Phase;
 use crate::plan::{Action, Plan, Summary, TenantPlan};
 
 /// Options of [`render_text`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TextOptions {
     /// ANSI colours like Terraform's (green add, yellow change, red destroy). Without them the
     /// output contains no escape codes at all.
     pub color: bool,
+    /// The SHA-256 digest of the plan file the plan was saved to or read from (`sha256:…`),
+    /// printed after the summary so that a reviewer can pin it (`matih apply --expect-digest`).
+    pub digest: Option<String>,
 }
 
 /// How many unchanged tenants the text output names before it only counts them.
 const UNCHANGED_NAMED: usize = 10;
 
 /// Renders the plan as Terraform-like text. The last line is the `Plan: …` summary, or
-/// `No changes. The tenants match the configuration.` when nothing changes.
+/// `No changes. The tenants match the configuration.` when nothing changes; for a saved plan, it
+/// is followed by `Plan file digest: sha256:…`.
 pub fn render_text(plan: &Plan, opts: &TextOptions) -> String {
+    let mut out = render_body(plan, opts);
+    if let Some(digest) = &opts.digest {
+        let _ = writeln!(out, "Plan file digest: {digest}");
+    }
+    out
+}
+
+fn render_body(plan: &Plan, opts: &TextOptions) -> String {
     let summary = plan.summary();
     if summary.is_empty() {
         return "No changes. The tenants match the configuration.\n".to_string();
