@@ -102,3 +102,63 @@ fn destroy_asks_first_and_only_yes_goes_ahead(backend: Backend) {
     assert!(ingress < ns);
 }
 on_both_backends!(destroy_asks_first_and_only_yes_goes_ahead);
+
+/// A Terraform user's muscle memory against the real control plane: `plan -target=… -out=…
+/// -detailed-exitcode`, then `apply -auto-approve FILE` applies that partial plan and nothing
+/// else; `apply --target` on specs does the same without a file; a destroy of what was recorded
+/// leaves nothing behind.
+fn a_saved_partial_plan_applies_only_what_it_lists(backend: Backend) {
+    let _claim = kube::claim_tenant("acme");
+    let server = Kube::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = TestState::new(backend);
+    let platform = format!("kubernetes {{\n  api_url = \"{}\"\n  poll_interval_ms = 20\n}}\n", server.url);
+    setup(dir.path(), &state, Some(&platform));
+    let run = |args: &[&str]| matih_with_stdin(dir.path(), &state, args, None);
+
+    let out = run(&["plan", "-target=acme/kubernetes_role_binding.tenant", "-out=p.tfplan", "-detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).starts_with("Partial plan"), "{}", stdout(&out));
+    let out = run(&["apply", "-auto-approve", "p.tfplan"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let recorded = || {
+        let st = state.store().get("acme").unwrap().unwrap();
+        (st.status, st.resources.keys().map(ToString::to_string).collect::<Vec<_>>())
+    };
+    let (status, resources) = recorded();
+    assert_eq!(
+        resources,
+        [
+            "kubernetes_namespace.tenant",
+            "kubernetes_role.tenant",
+            "kubernetes_role_binding.tenant",
+            "kubernetes_service_account.tenant"
+        ]
+    );
+    assert_eq!(status, TenantStatus::Provisioning, "part of a new tenant is not a provisioned tenant");
+    let got = server.kubectl(&["get", "-n", "matih-acme", "rolebinding,serviceaccount,role", "-o", "name"]);
+    let names = String::from_utf8_lossy(&got.stdout).into_owned();
+    assert!(names.contains("rolebinding.rbac.authorization.k8s.io/"), "{names}");
+    let got = server.kubectl(&["get", "-n", "matih-acme", "resourcequota,networkpolicy", "-o", "name"]);
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "", "nothing outside the plan was applied");
+
+    // On specs, with a prompt-free run: only the quota comes on top (its namespace is there).
+    let out = run(&["apply", "-auto-approve", "--target", "*/kubernetes_resource_quota.tenant", "tenants/acme.hcl"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("Plan: 1 to add, 0 to change, 0 to destroy."), "{}", stdout(&out));
+    assert_eq!(recorded().1.len(), 5);
+    let got = server.kubectl(&["get", "-n", "matih-acme", "resourcequota", "-o", "name"]);
+    assert!(!String::from_utf8_lossy(&got.stdout).trim().is_empty());
+
+    // A saved plan is applied whole: targeting belongs to `plan`.
+    let out = run(&["plan", "-out=p.tfplan", "--target", "acme/kubernetes_resource_quota.tenant"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&["apply", "--target", "acme/kubernetes_namespace.tenant", "p.tfplan"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("a saved plan is applied exactly as saved"), "{}", stderr(&out));
+
+    let out = run(&["destroy", "-auto-approve"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(state.store().get("acme").unwrap().is_none());
+}
+on_both_backends!(a_saved_partial_plan_applies_only_what_it_lists);

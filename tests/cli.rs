@@ -535,3 +535,104 @@ fn saved_plans_show_their_digest_and_apply_checks_it(backend: Backend) {
     assert!(stderr(&out).contains("64 hex digits"), "{}", stderr(&out));
 }
 on_both_backends!(saved_plans_show_their_digest_and_apply_checks_it);
+
+fn addresses(plan_json: &serde_json::Value, tenant: usize) -> Vec<String> {
+    plan_json["tenants"][tenant]["resource_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["address"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `--target` (what it depends on comes along), `--exclude` (what depends on it goes too),
+/// tenant-qualified addresses and globs over tenants; a partial plan says so.
+fn targeted_plans_select_part_of_the_fleet_and_say_so(backend: Backend) {
+    let state = TestState::new(backend);
+    let out = matih(&root(), &state, &["plan", "tenants/", "--target", "acme/kubernetes_role_binding.tenant"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("Partial plan (--target acme/kubernetes_role_binding.tenant)"), "{text}");
+    assert!(text.contains("Plan: 4 to add, 0 to change, 0 to destroy."), "{text}");
+    assert!(!text.contains("globex") && !text.contains("dns_zone"), "{text}");
+
+    let out = matih(
+        &root(),
+        &state,
+        &["plan", "tenants/", "-target=acme/kubernetes_role_binding.tenant", "--format", "json"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["tenants"].as_array().unwrap().len(), 1, "tenants with nothing selected are left out");
+    let mut got = addresses(&v, 0);
+    got.sort();
+    let want = [
+        "kubernetes_namespace.tenant",
+        "kubernetes_role.tenant",
+        "kubernetes_role_binding.tenant",
+        "kubernetes_service_account.tenant",
+    ];
+    assert_eq!(got, want, "the target and what it depends on");
+    let acme = compile_file(&root().join("tenants/acme.hcl")).len();
+    assert_eq!(v["partial"]["target"][0], "acme/kubernetes_role_binding.tenant");
+    assert_eq!(v["partial"]["left_out"], acme - 4);
+    assert_eq!(v["tenants"][0]["partial"]["left_out"], acme - 4);
+
+    // A glob over tenants.
+    let out = matih(&root(), &state, &["plan", "tenants/", "--target", "*/postgresql_role.tenant", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let slugs: Vec<&str> = v["tenants"].as_array().unwrap().iter().map(|t| t["slug"].as_str().unwrap()).collect();
+    assert_eq!(slugs, ["acme", "globex", "initech"]);
+    assert!((0..3).all(|i| addresses(&v, i) == ["postgresql_role.tenant"]));
+
+    // --exclude: what depends on the excluded resource is left out too.
+    let out = matih(&root(), &state, &["plan", "tenants/acme.hcl", "--exclude", "postgresql_role.tenant", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = addresses(&v, 0);
+    for gone in ["postgresql_role.tenant", "postgresql_schema.tenant", "kubernetes_deployment.query_engine"] {
+        assert!(!got.contains(&gone.to_string()), "{gone} depends on the role: {got:?}");
+    }
+    assert!(got.contains(&"kubernetes_network_policy.default_deny_ingress".to_string()), "{got:?}");
+    assert_eq!(v["partial"]["exclude"][0], "postgresql_role.tenant");
+
+    // Unknown addresses are errors, and no plan file is written.
+    let dir = tmp();
+    let planfile = dir.path().join("p.tfplan");
+    let out = matih(
+        &root(),
+        &state,
+        &[
+            "plan",
+            "tenants/",
+            "--target",
+            "acme/kubernetes_deployment.query_engin",
+            "--target",
+            "umbrella/kubernetes_namespace.tenant",
+            "-out",
+            planfile.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("--target acme/kubernetes_deployment.query_engin: no such resource in the plan"), "{err}");
+    assert!(err.contains("did you mean"), "{err}");
+    assert!(err.contains("no tenant \"umbrella\" among the specs of this run (acme, globex, initech)"), "{err}");
+    assert!(!planfile.exists());
+    let out = matih(&root(), &state, &["plan", "--target", "Acme/x", "tenants/"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("[TENANT/]KIND.NAME"), "{}", stderr(&out));
+}
+on_both_backends!(targeted_plans_select_part_of_the_fleet_and_say_so);
+
+/// `--replace`: a recorded resource replaced though nothing forces it, with a note.
+fn replace_forces_a_replacement(backend: Backend) {
+    let state = TestState::new(backend);
+    record(&state, &root().join("tenants/acme.hcl"));
+    let out = matih(&root(), &state, &["plan", "tenants/acme.hcl", "-replace=acme/kubernetes_service.query_engine"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("# kubernetes_service.query_engine must be replaced"), "{text}");
+    assert!(text.contains("replaced on request (--replace)"), "{text}");
+    assert!(text.contains("Plan: 1 to add, 0 to change, 1 to destroy."), "{text}");
+    assert!(!text.contains("Partial plan"), "--replace alone plans everything");
+}
+on_both_backends!(replace_forces_a_replacement);

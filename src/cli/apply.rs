@@ -25,7 +25,7 @@ use matih::workflow::Replanner;
 use super::views::run as view;
 use super::{
     compute_plan, confirm, keep_shard, load_catalog, load_inputs, load_platform, parse_shard, print, print_diagnostics,
-    render, runtime, state_location, Format, Global, Reported, Shard,
+    render, runtime, state_location, Format, Global, Reported, Shard, TargetArgs,
 };
 
 #[derive(clap::Args, Debug)]
@@ -74,6 +74,8 @@ pub struct Args {
     /// fleet through the tenants' locks: each takes a tenant only when it has room for it.
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub tenant_parallelism: usize,
+    #[command(flatten)]
+    pub targets: TargetArgs,
     /// Only the tenants of shard K of N (1 ≤ K ≤ N), chosen by a hash of their slug: an explicit
     /// way to divide a fleet between N runners.
     #[arg(long, value_parser = parse_shard, value_name = "K/N")]
@@ -148,6 +150,13 @@ fn apply_saved(global: &Global, path: &Path, args: &Args, mut opts: ApplyOptions
     let rt = runtime()?;
     if args.shard.is_some() {
         bail!("--shard selects tenants from spec files; a saved plan is applied whole ({})", path.display());
+    }
+    if args.targets.any() {
+        bail!(
+            "--target, --exclude and --replace select from spec files; a saved plan is applied exactly as saved \
+             (give them to `matih plan -out FILE`) ({})",
+            path.display()
+        );
     }
     let (plan, digest) = plan::load_plan_digest(path)?;
     if let Some(expected) = &args.expect_digest {
@@ -224,10 +233,15 @@ pub fn exec(global: &Global, args: &Args, color: bool, destroy: bool) -> Result<
         wait_for_tenant_locks(store.as_ref(), &slugs, args.lock_timeout)?;
     }
     let providers = connect(&inputs.platform, &inputs.catalog, &rt)?;
+    let targeting = args.targets.targeting();
     let plan = if destroy {
-        run::destroy_plan(&inputs.specs, &inputs.graphs, store.as_ref())?
+        if !targeting.replace.is_empty() {
+            bail!("--replace has no meaning for destroy, which deletes everything it selects");
+        }
+        let whole = run::destroy_plan(&inputs.specs, &inputs.graphs, store.as_ref())?;
+        matih::workflow::select(whole, &targeting)?
     } else {
-        compute_plan(&inputs, store.as_ref(), &providers, args.refresh, &rt)?
+        compute_plan(&inputs, store.as_ref(), &providers, args.refresh, &targeting, &rt)?
     };
     drop(store);
     if json {
@@ -260,7 +274,8 @@ pub fn exec(global: &Global, args: &Args, color: bool, destroy: bool) -> Result<
     // Without a prompt, a tenant another run applied meanwhile is planned again under its lock
     // (several runners on one fleet); a plan someone approved is never changed behind their back.
     let replan: Option<Arc<dyn Replan>> = if args.auto_approve {
-        Some(Arc::new(Replanner::new(std::mem::take(&mut inputs.graphs), destroy, Some(DEFAULT_PARALLELISM))))
+        let replanner = Replanner::new(std::mem::take(&mut inputs.graphs), destroy, Some(DEFAULT_PARALLELISM));
+        Some(Arc::new(replanner.with_targeting(targeting)))
     } else {
         None
     };

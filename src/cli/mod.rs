@@ -24,7 +24,7 @@ use matih::apply::{Providers, DEFAULT_PARALLELISM};
 use matih::catalog::Catalog;
 use matih::diag::{self, Diagnostic};
 use matih::graph::ResourceGraph;
-use matih::plan::{render_json_saved, render_markdown_saved, render_text, Plan, TextOptions};
+use matih::plan::{render_json_saved, render_markdown_saved, render_text, AddrPattern, Plan, Targeting, TextOptions};
 use matih::spec::{self, PlatformConfig, TenantSpec};
 use matih::state::StateStore;
 use matih::workflow::store::{StateLocation, StoreUse};
@@ -44,6 +44,32 @@ pub struct Global {
     /// Never print colours (also: the NO_COLOR environment variable).
     #[arg(long, global = true)]
     pub no_color: bool,
+}
+
+/// `--target`, `--exclude`, `--replace`: acting on part of the tenants (see `plan::Targeting`).
+#[derive(Args, Debug, Default)]
+pub struct TargetArgs {
+    /// Only this resource and what it depends on (repeatable). ADDR is [TENANT/]KIND.NAME, with *
+    /// and ? as wildcards: acme/kubernetes_deployment.query_engine, */postgresql_role.tenant, or
+    /// kubernetes_namespace.tenant for every tenant of the run. The plan says it is partial.
+    #[arg(long, value_name = "ADDR")]
+    pub target: Vec<AddrPattern>,
+    /// Everything but this resource and what depends on it (repeatable; same ADDR as --target).
+    #[arg(long, value_name = "ADDR")]
+    pub exclude: Vec<AddrPattern>,
+    /// Replace this recorded resource even though nothing forces it (repeatable; same ADDR).
+    #[arg(long, value_name = "ADDR")]
+    pub replace: Vec<AddrPattern>,
+}
+
+impl TargetArgs {
+    pub fn targeting(&self) -> Targeting {
+        Targeting { target: self.target.clone(), exclude: self.exclude.clone(), replace: self.replace.clone() }
+    }
+
+    pub fn any(&self) -> bool {
+        !self.target.is_empty() || !self.exclude.is_empty() || !self.replace.is_empty()
+    }
 }
 
 /// Keeps only the tenants of `shard` (all of them without one), and says how many on stderr.
@@ -188,11 +214,13 @@ pub fn compute_plan(
     store: &dyn StateStore,
     providers: &Providers,
     refresh: bool,
+    targeting: &Targeting,
     rt: &tokio::runtime::Runtime,
 ) -> Result<Plan> {
     let r = Refresh { providers, runtime: rt, parallelism: DEFAULT_PARALLELISM };
+    let refresh = if refresh { Some(&r) } else { None };
     let (plan, refresh_errors) =
-        workflow::plan_tenants(&inputs.specs, &inputs.graphs, store, if refresh { Some(&r) } else { None })?;
+        workflow::plan_tenants_targeted(&inputs.specs, &inputs.graphs, store, refresh, targeting)?;
     if !refresh_errors.is_empty() {
         for e in &refresh_errors {
             eprintln!("error: refresh: {e}");

@@ -12,7 +12,7 @@ use matih::workflow::connect::connect;
 
 use super::{
     compute_plan, keep_shard, load_inputs, open_state_for_read, parse_shard, print, render, runtime, Format, Global,
-    Shard,
+    Shard, TargetArgs,
 };
 
 #[derive(clap::Args, Debug)]
@@ -39,6 +39,8 @@ pub struct Args {
     /// Accepted for Terraform's -input=false; plan never asks anything.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub input: bool,
+    #[command(flatten)]
+    pub targets: TargetArgs,
     /// Only the tenants of shard K of N (1 ≤ K ≤ N), chosen by a hash of their slug (as for apply).
     #[arg(long, value_parser = parse_shard, value_name = "K/N")]
     pub shard: Option<Shard>,
@@ -51,7 +53,7 @@ pub fn exec(global: &Global, args: &Args, color: bool) -> Result<ExitCode> {
     let store = open_state_for_read(global)?;
     let rt = runtime()?;
     let providers = if args.refresh { connect(&inputs.platform, &inputs.catalog, &rt)? } else { Providers::new() };
-    let plan = compute_plan(&inputs, store.as_ref(), &providers, args.refresh, &rt)?;
+    let plan = compute_plan(&inputs, store.as_ref(), &providers, args.refresh, &args.targets.targeting(), &rt)?;
     if inputs.platform_file.is_none() && args.refresh && format == Format::Text {
         eprintln!(
             "Note: no platform file (matih.hcl), so live objects were not read: this plan compares the specs \

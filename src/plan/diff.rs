@@ -35,7 +35,8 @@
 //!   alters the value at such a path, forces replacement: the action is `Replace` and the change
 //!   has `forces_replacement: true`. A replaced resource is created anew, so its computed values
 //!   and generated secrets are not carried over from state: they show as changes to
-//!   `(known after apply)` and `(sensitive value)`.
+//!   `(known after apply)` and `(sensitive value)`. A resource named by `--replace`
+//!   ([`diff_replacing`]) is replaced the same way, even with no change, with a note.
 //!
 //! After the diff, for updates and replaces, a subtree of `after` is equal to the same subtree of
 //! `before` exactly when the diff found no change there; the renderers rely on this.
@@ -75,12 +76,24 @@ pub fn diff_refreshed(
     recorded: Option<&TenantState>,
     source: Option<PathBuf>,
 ) -> TenantPlan {
-    let first = diff_with(graph, prior, source.clone(), &Rotations::default());
+    diff_replacing(graph, prior, recorded, source, &BTreeSet::new())
+}
+
+/// [`diff_refreshed`] with the recorded resources of `replace` replaced even where nothing forces
+/// it (`--replace`): created anew like any replaced resource, with a note saying it was asked for.
+pub fn diff_replacing(
+    graph: &ResourceGraph,
+    prior: Option<&TenantState>,
+    recorded: Option<&TenantState>,
+    source: Option<PathBuf>,
+    replace: &BTreeSet<ResourceAddr>,
+) -> TenantPlan {
+    let first = diff_with(graph, prior, source.clone(), &Rotations::default(), replace);
     let rotations = rotations(graph, &first, prior, recorded);
     if rotations.producers.is_empty() {
         return first;
     }
-    diff_with(graph, prior, source, &rotations)
+    diff_with(graph, prior, source, &rotations, replace)
 }
 
 /// Producers whose generated secrets are generated again, with why.
@@ -134,6 +147,7 @@ fn diff_with(
     prior: Option<&TenantState>,
     source: Option<PathBuf>,
     rotations: &Rotations,
+    replace: &BTreeSet<ResourceAddr>,
 ) -> TenantPlan {
     let empty = BTreeMap::new();
     let recorded = prior.map_or(&empty, |s| &s.resources);
@@ -145,7 +159,11 @@ fn diff_with(
         let mut change = match recorded.get(&res.addr) {
             None => create(res, &known),
             Some(state) => {
-                let change = compare(res, state, &known, rotations.renew_for(res));
+                let forced = replace.contains(&res.addr);
+                let mut change = compare(res, state, &known, rotations.renew_for(res), forced);
+                if forced {
+                    change.notes.push("replaced on request (--replace)".to_string());
+                }
                 if matches!(change.action, Action::NoOp | Action::Update) {
                     known.insert(&res.addr, &state.outputs);
                 }
@@ -208,6 +226,7 @@ fn diff_with(
         source,
         prior_state: prior.map(|s| PriorState { lineage: s.lineage.clone(), serial: s.serial }),
         resource_changes,
+        partial: None,
     }
 }
 
@@ -418,10 +437,16 @@ fn create(res: &Resource, known: &KnownOutputs<'_>) -> ResourceChange {
     }
 }
 
-fn compare(res: &Resource, state: &ResourceState, known: &KnownOutputs<'_>, renew: Renew<'_>) -> ResourceChange {
+fn compare(
+    res: &Resource,
+    state: &ResourceState,
+    known: &KnownOutputs<'_>,
+    renew: Renew<'_>,
+    forced: bool,
+) -> ResourceChange {
     // Most resources of most plans are unchanged: find that out without allocating, then copy
     // the recorded attributes in bulk (for a no-op `after` equals `before`).
-    if !renew.any() && same_map(&res.attrs, &state.attrs, known) {
+    if !forced && !renew.any() && same_map(&res.attrs, &state.attrs, known) {
         debug_assert!(
             Walker::new(known, &[], false, Renew::NONE).walk_map_and_changes(&res.attrs, &state.attrs).is_empty(),
             "the fast path and the walk disagree on {}",
@@ -441,7 +466,7 @@ fn compare(res: &Resource, state: &ResourceState, known: &KnownOutputs<'_>, rene
     let force_new: Vec<Vec<&str>> = res.force_new.iter().map(|p| p.split('.').collect()).collect();
     let mut walker = Walker::new(known, &force_new, false, renew);
     let mut after = walker.walk_map(&res.attrs, &state.attrs);
-    let action = if walker.forces {
+    let action = if walker.forces || forced {
         // The resource is created anew: walk again without carrying computed values and
         // generated secrets over from state.
         walker = Walker::new(known, &force_new, true, renew);

@@ -5,7 +5,7 @@
 //! ```json
 //! {
 //!   "format": "matih-plan",
-//!   "format_version": "1.0",
+//!   "format_version": "1.1",
 //!   "sha256": "<64 hex digits>",
 //!   "plan": "<the plan, serialized as compact JSON, stored as one JSON string>"
 //! }
@@ -394,6 +394,7 @@ mod tests {
                 depends_on: BTreeSet::from(["kubernetes_namespace.tenant".parse().unwrap()]),
                 notes: Vec::new(),
             }],
+            partial: None,
         }])
     }
 
@@ -544,11 +545,12 @@ mod tests {
             "{err}"
         );
 
-        fs::write(&path, good.replacen("\"format_version\": \"1.0\"", "\"format_version\": \"2.0\"", 1)).unwrap();
+        let ours = format!("\"format_version\": \"{FORMAT_VERSION}\"");
+        fs::write(&path, good.replacen(&ours, "\"format_version\": \"2.0\"", 1)).unwrap();
         let err = load_plan(&path).unwrap_err();
         assert!(matches!(&err, PlanFileError::UnsupportedVersion { found, .. } if found == "2.0"), "{err}");
 
-        fs::write(&path, good.replacen("\"format_version\": \"1.0\"", "\"format_version\": \"1.1\"", 1)).unwrap();
+        fs::write(&path, good.replacen(&ours, "\"format_version\": \"1.9\"", 1)).unwrap();
         assert!(matches!(load_plan(&path).unwrap_err(), PlanFileError::UnsupportedVersion { .. }));
 
         fs::write(&path, "{\"version\": 4}").unwrap();
@@ -565,6 +567,7 @@ mod tests {
     #[test]
     fn versions_of_the_same_major_and_no_newer_minor_are_read() {
         assert!(version_supported(FORMAT_VERSION));
+        assert!(version_supported("1.0"), "plan files of 1.0 are still read");
         assert!(!version_supported("0.9"));
         assert!(!version_supported("1"));
         assert!(!version_supported("x.y"));

@@ -35,7 +35,7 @@
 
 use std::fmt::Write as _;
 
-use super::text::{counts, heading, phase_label};
+use super::text::{counts, heading, partial_note, phase_label};
 use super::writer::{Layout, Writer};
 use crate::kind::{self, RiskClass};
 use crate::phase::Phase;
@@ -271,6 +271,9 @@ pub(super) fn render_with_limit(plan: &Plan, limit: usize, digest: Option<&str>)
     let summary = plan.summary();
     let mut out = String::new();
     let saved = |out: &mut String| {
+        if let Some(note) = partial_note(plan) {
+            let _ = writeln!(out, "> **{note}**\n");
+        }
         if let Some(d) = digest {
             let _ = writeln!(out, "Plan file digest: `{d}` (apply exactly this file with `--expect-digest {d}`)\n");
         }
