@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
 
-use cli::{apply, drift, graph, lock, plan, serve, show, state, status, validate, Global, Reported};
+use cli::{apply, drift, graph, lock, output, plan, serve, show, state, status, validate, Global, Reported};
 
 /// Plans of many tenants build and drop millions of small attribute values; mimalloc does that with
 /// about 40% less CPU time than the system allocator in `benches/plan.rs` (1,000 tenants).
@@ -48,6 +48,8 @@ enum Command {
     /// Inspect and release tenant locks.
     #[command(subcommand)]
     Lock(lock::Command),
+    /// A tenant's outputs: LoadBalancer IP, nameservers, URLs, database host and name (never a password).
+    Output(output::Args),
     /// Read every recorded resource back and report what changed outside matih (read-only).
     Drift(drift::Args),
     /// Serve provisioning status, a live WebSocket stream and a status page over HTTP.
@@ -84,6 +86,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::State(cmd) => state::exec(global, cmd),
         Command::Lock(cmd) => lock::exec(global, cmd),
         Command::Drift(args) => drift::exec(global, &args),
+        Command::Output(args) => output::exec(global, &args),
         Command::Serve(args) => serve::exec(global, &args),
     };
     match result {

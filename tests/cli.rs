@@ -636,3 +636,39 @@ fn replace_forces_a_replacement(backend: Backend) {
     assert!(!text.contains("Partial plan"), "--replace alone plans everything");
 }
 on_both_backends!(replace_forces_a_replacement);
+
+/// `matih output`: what the recorded state says of a tenant, never a password.
+fn output_prints_the_recorded_outputs_and_no_secret(backend: Backend) {
+    let state = TestState::new(backend);
+    record(&state, &root().join("tenants/acme.hcl"));
+    let out = matih(&root(), &state, &["output", "acme", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["load_balancer_ip"], "20.85.123.45", "the recorded output: {v}");
+    assert_eq!(v["namespace"], "matih-acme");
+    assert_eq!(v["zone"], "acme.matih.ai");
+    assert_eq!(v["urls"][0], "https://acme.matih.ai");
+    assert_eq!(v["database_name"], "matih_tenants");
+    assert_eq!(v["database_schema"], "tenant_acme");
+    assert_eq!(v["database_port"], 5432);
+    let text = matih(&root(), &state, &["output", "acme"]);
+    let text = stdout(&text);
+    assert!(text.contains("load_balancer_ip = \"20.85.123.45\"\n"), "{text}");
+    for out in [stdout(&out), text] {
+        assert!(!out.contains(CLEAR_SECRET) && !out.contains("sha256:") && !out.to_lowercase().contains("password"));
+    }
+    let raw = matih(&root(), &state, &["output", "acme", "load_balancer_ip", "-raw"]);
+    assert_eq!(stdout(&raw), "20.85.123.45\n");
+    let one = matih(&root(), &state, &["output", "acme", "urls", "--json"]);
+    assert!(serde_json::from_slice::<serde_json::Value>(&one.stdout).unwrap().is_array());
+
+    let out = matih(&root(), &state, &["output", "acme", "password"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no output \"password\"; the outputs are database_host"), "{}", stderr(&out));
+    let out = matih(&root(), &state, &["output", "globex"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no tenant \"globex\" in the state store"), "{}", stderr(&out));
+    let out = matih(&root(), &state, &["output", "acme", "--raw"]);
+    assert_eq!(out.status.code(), Some(2), "--raw needs a NAME");
+}
+on_both_backends!(output_prints_the_recorded_outputs_and_no_secret);

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod drift;
 pub mod graph;
 pub mod lock;
+pub mod output;
 pub mod plan;
 pub mod serve;
 pub mod show;
