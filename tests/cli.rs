@@ -672,3 +672,51 @@ fn output_prints_the_recorded_outputs_and_no_secret(backend: Backend) {
     assert_eq!(out.status.code(), Some(2), "--raw needs a NAME");
 }
 on_both_backends!(output_prints_the_recorded_outputs_and_no_secret);
+
+// Reads no state: runs once.
+#[test]
+fn completion_scripts_and_manual_pages_come_from_the_clap_definition() {
+    let state = TestState::new(Backend::Sled);
+    let dir = tmp();
+    let out = matih(&root(), &state, &["completion", "bash"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let script = stdout(&out);
+    assert!(script.contains("_matih()") && script.contains("--target") && script.contains("--expect-digest"));
+    let file = dir.path().join("matih.bash");
+    fs::write(&file, &script).unwrap();
+    let check = std::process::Command::new("bash").arg("-n").arg(&file).output().expect("bash");
+    assert!(check.status.success(), "bash -n: {}", String::from_utf8_lossy(&check.stderr));
+    // Sourced in a real bash, completing `matih pl` offers `plan`.
+    let probe = format!(
+        "source {}; COMP_WORDS=(matih pl); COMP_CWORD=1; COMP_LINE='matih pl'; COMP_POINT=8; _matih matih pl matih; \
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        file.display()
+    );
+    let offered = std::process::Command::new("bash").args(["-c", &probe]).output().unwrap();
+    assert!(String::from_utf8_lossy(&offered.stdout).lines().any(|l| l == "plan"), "{}", stdout(&offered));
+    for shell in ["zsh", "fish", "powershell"] {
+        let out = matih(&root(), &state, &["completion", shell]);
+        assert!(out.status.success() && stdout(&out).contains("matih"), "{shell}: {}", stderr(&out));
+    }
+    let out = matih(&root(), &state, &["completion", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = matih(&root(), &state, &["man"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = stdout(&out);
+    assert!(page.starts_with(".ie \\n(.g .ds Aq") || page.contains(".TH matih"), "{}", &page[..200.min(page.len())]);
+    assert!(page.contains("completion") && page.contains("output"), "the commands are listed");
+    let pages = dir.path().join("man1");
+    let out = matih(&root(), &state, &["man", "--out-dir", pages.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for name in ["matih.1", "matih-plan.1", "matih-apply.1", "matih-state-rm.1", "matih-output.1"] {
+        assert!(pages.join(name).is_file(), "{name}");
+    }
+    let plan_page = fs::read_to_string(pages.join("matih-plan.1")).unwrap();
+    assert!(plan_page.contains("target") && plan_page.contains("Examples:"), "{plan_page}");
+
+    for command in [&["plan", "--help"][..], &["state", "rm", "--help"], &["output", "--help"]] {
+        let out = matih(&root(), &state, command);
+        assert!(stdout(&out).contains("Examples:\n  "), "{command:?}: {}", stdout(&out));
+    }
+}

@@ -2,6 +2,7 @@
 //! the library), and what they share (loading the inputs, opening the state store, printing).
 
 pub mod apply;
+pub mod completion;
 pub mod drift;
 pub mod graph;
 pub mod lock;
