@@ -86,10 +86,10 @@ enum Command {
 fn main() -> ExitCode {
     // Terraform's spellings (`-auto-approve`, `-out=FILE`, `-refresh=false`, …) beside the GNU ones.
     let cli = Cli::parse_from(cli::spelling::terraform_spellings(std::env::args_os(), &Cli::command()));
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("MATIH_LOG"))
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(e) = init_logging() {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(1);
+    }
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -97,6 +97,30 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Logs go to stderr at the level of `MATIH_LOG` (none by default), or, with `MATIH_LOG_PATH`, are
+/// appended to that file (at `MATIH_LOG`'s level, `info` when it is not set) and kept off the
+/// terminal.
+fn init_logging() -> Result<()> {
+    use anyhow::Context;
+    use tracing_subscriber::EnvFilter;
+    let path = std::env::var_os("MATIH_LOG_PATH").filter(|p| !p.is_empty());
+    let Some(path) = path else {
+        tracing_subscriber::fmt().with_env_filter(EnvFilter::from_env("MATIH_LOG")).with_writer(std::io::stderr).init();
+        return Ok(());
+    };
+    let filter = match std::env::var("MATIH_LOG") {
+        Ok(v) if !v.is_empty() => EnvFilter::new(v),
+        _ => EnvFilter::new("info"),
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("MATIH_LOG_PATH: cannot open {}", std::path::Path::new(&path).display()))?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(std::sync::Mutex::new(file)).init();
+    Ok(())
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {

@@ -157,8 +157,24 @@ fn a_saved_partial_plan_applies_only_what_it_lists(backend: Backend) {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("a saved plan is applied exactly as saved"), "{}", stderr(&out));
 
-    let out = run(&["destroy", "-auto-approve"]);
+    // A destroy reviewed and applied like any plan, logged to a file instead of the terminal.
+    let out = run(&["plan", "--destroy", "-out=d.tfplan", "-detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Plan: 0 to add, 0 to change, 5 to destroy."), "{}", stdout(&out));
+    let shown = run(&["show", "d.tfplan"]);
+    assert!(stdout(&shown).contains("# kubernetes_namespace.tenant will be destroyed"), "{}", stdout(&shown));
+    assert_eq!(state.store().get("acme").unwrap().unwrap().resources.len(), 5, "planning changed nothing");
+    let log = dir.path().join("matih.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_matih"));
+    cmd.args(["apply", "d.tfplan"]).current_dir(dir.path()).env("NO_COLOR", "1").env("MATIH_LOG_PATH", &log);
+    state.configure(&mut cmd, dir.path());
+    let out = cmd.env_remove("MATIH_LOG").stdin(Stdio::null()).output().unwrap();
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     assert!(state.store().get("acme").unwrap().is_none());
+    let got = server.kubectl(&["get", "namespace", "matih-acme", "-o", "name", "--ignore-not-found"]);
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "", "the namespace is gone");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("tenant destroyed in"), "{logged}");
+    assert!(!stderr(&out).contains("tenant destroyed in"), "logs stay off the terminal: {}", stderr(&out));
 }
 on_both_backends!(a_saved_partial_plan_applies_only_what_it_lists);

@@ -720,3 +720,61 @@ fn completion_scripts_and_manual_pages_come_from_the_clap_definition() {
         assert!(stdout(&out).contains("Examples:\n  "), "{command:?}: {}", stdout(&out));
     }
 }
+
+// Reads no state: runs once.
+#[test]
+fn validate_json_is_shaped_like_terraforms() {
+    let dir = tmp();
+    fs::create_dir_all(dir.path().join("tenants")).unwrap();
+    fs::write(
+        dir.path().join("tenants/bad.hcl"),
+        "tenant \"Bad_Slug\" {\n  id = \"not-a-uuid\"\n  tier = \"gold\"\n  region = \"eastus\"\n  admin_email = \"a@b.example\"\n}\n",
+    )
+    .unwrap();
+    let state = TestState::new(Backend::Sled);
+    let out = matih(dir.path(), &state, &["validate", "tenants", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document on stdout");
+    assert_eq!(v["valid"], false);
+    let diags = v["diagnostics"].as_array().unwrap();
+    assert!(diags.len() >= 3 && v["error_count"] == diags.len() && v["warning_count"] == 0, "{v}");
+    let tier = diags.iter().find(|d| d["summary"].as_str().unwrap().starts_with("unknown tier \"gold\"")).unwrap();
+    assert_eq!(tier["severity"], "error");
+    assert_eq!(tier["range"]["filename"], "tenants/bad.hcl");
+    assert_eq!(tier["range"]["start"], serde_json::json!({ "line": 3, "column": 10 }));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+
+    let out = matih(&root(), &state, &["validate", "-json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({ "format_version": "1.0", "valid": true, "error_count": 0, "warning_count": 0, "diagnostics": [] })
+    );
+}
+
+// Reads no state it did not write: runs once.
+#[test]
+fn in_automation_the_next_step_hints_are_left_out() {
+    let dir = tmp();
+    let state = TestState::new(Backend::Sled);
+    let planfile = dir.path().join("p.tfplan");
+    let run = |automation: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_matih"));
+        cmd.args(["plan", "tenants/acme.hcl", "-out", planfile.to_str().unwrap()]).current_dir(root());
+        state.configure(&mut cmd, &root());
+        cmd.env_remove("MATIH_SCHEMAS_DIR").env("NO_COLOR", "1").env_remove("MATIH_IN_AUTOMATION");
+        if automation {
+            cmd.env("MATIH_IN_AUTOMATION", "1");
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(false);
+    assert!(stdout(&out).contains("To perform exactly these actions, run: matih apply"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("Note: no platform file"));
+    let out = run(true);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("Saved the plan to:"), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("To perform exactly"), "{}", stdout(&out));
+    assert!(!stderr(&out).contains("Note: no platform file"), "{}", stderr(&out));
+}

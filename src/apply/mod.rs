@@ -905,7 +905,8 @@ async fn apply_locked(
             tenant = %plan.slug,
             duration_ms = took.as_millis() as u64,
             operations = report.operations.len(),
-            "tenant provisioned (ACTIVE) in {}",
+            "tenant {} in {}",
+            if plan.partial.is_some() { "partly applied (--target/--exclude)" } else { "provisioned (ACTIVE)" },
             secs(took)
         );
     }

@@ -245,6 +245,12 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
+/// `MATIH_IN_AUTOMATION` (any non-empty value, like Terraform's `TF_IN_AUTOMATION`): matih runs in
+/// CI, so the hints that suggest what to type next are left out.
+pub fn in_automation() -> bool {
+    std::env::var_os("MATIH_IN_AUTOMATION").is_some_and(|v| !v.is_empty())
+}
+
 /// Asks for confirmation on stdin, as Terraform does. Anything but `yes` cancels; a closed stdin
 /// cancels with a message instead of hanging.
 pub fn confirm(question: &str, to_stderr: bool) -> Result<bool> {
