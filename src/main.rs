@@ -10,7 +10,7 @@ use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use cli::{
-    apply, completion, drift, graph, lock, output, plan, serve, show, state, status, validate, Global, Reported,
+    apply, completion, drift, graph, import, lock, output, plan, serve, show, state, status, validate, Global, Reported,
 };
 
 /// Plans of many tenants build and drop millions of small attribute values; mimalloc does that with
@@ -63,6 +63,11 @@ enum Command {
     /// Inspect and release tenant locks.
     #[command(subcommand, after_help = "Examples:\n  matih lock list\n  matih lock force-unlock acme 6f1c…")]
     Lock(lock::Command),
+    /// Record objects that already exist as tenants' resources, after reading them (nothing is changed).
+    #[command(
+        after_help = "Examples:\n  matih import acme/kubernetes_namespace.tenant\n  matih import '*/postgresql_role.tenant' --path tenants/"
+    )]
+    Import(import::Args),
     /// A tenant's outputs: LoadBalancer IP, nameservers, URLs, database host and name (never a password).
     Output(output::Args),
     /// Read every recorded resource back and report what changed outside matih (read-only).
@@ -138,6 +143,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Lock(cmd) => lock::exec(global, cmd),
         Command::Drift(args) => drift::exec(global, &args),
         Command::Output(args) => output::exec(global, &args),
+        Command::Import(args) => import::exec(global, &args),
         Command::Completion(args) => completion::completion(Cli::command(), &args),
         Command::Man(args) => completion::man(Cli::command(), &args),
         Command::Serve(args) => serve::exec(global, &args),

@@ -178,3 +178,46 @@ fn a_saved_partial_plan_applies_only_what_it_lists(backend: Backend) {
     assert!(!stderr(&out).contains("tenant destroyed in"), "logs stay off the terminal: {}", stderr(&out));
 }
 on_both_backends!(a_saved_partial_plan_applies_only_what_it_lists);
+
+/// `matih import`: an object made outside matih is read and recorded, so the next plan updates it
+/// instead of creating it; nothing is recorded for an object that does not exist.
+fn import_records_an_existing_object_after_reading_it(backend: Backend) {
+    let _claim = kube::claim_tenant("acme");
+    let server = Kube::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = TestState::new(backend);
+    let platform = format!("kubernetes {{\n  api_url = \"{}\"\n  poll_interval_ms = 20\n}}\n", server.url);
+    setup(dir.path(), &state, Some(&platform));
+    let run = |args: &[&str]| matih_with_stdin(dir.path(), &state, args, None);
+    let made = server.kubectl(&["create", "namespace", "matih-acme"]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+
+    let out = run(&["import", "acme/kubernetes_namespace.tenant", "acme/kubernetes_resource_quota.tenant"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("acme/kubernetes_resource_quota.tenant does not exist; nothing was imported"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(state.store().get("acme").unwrap().is_none(), "nothing recorded");
+    let out = run(&["import", "acme/kubernetes_nothing.tenant"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no such resource in the specs of this run"), "{}", stderr(&out));
+
+    let out = run(&["import", "acme/kubernetes_namespace.tenant"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("acme/kubernetes_namespace.tenant: Import complete"), "{}", stdout(&out));
+    let st = state.store().get("acme").unwrap().unwrap();
+    assert_eq!(st.resources.keys().map(ToString::to_string).collect::<Vec<_>>(), ["kubernetes_namespace.tenant"]);
+
+    let out = run(&["plan", "-target=acme/kubernetes_namespace.tenant"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("# kubernetes_namespace.tenant will be updated in place"), "{text}");
+    assert!(text.contains("+ \"matih.ai/tenant-slug\" = \"acme\""), "the differences are shown: {text}");
+    assert!(!text.contains("will be created"), "{text}");
+    let out = run(&["import", "acme/kubernetes_namespace.tenant"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("already managed by matih"), "{}", stderr(&out));
+}
+on_both_backends!(import_records_an_existing_object_after_reading_it);

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod completion;
 pub mod drift;
 pub mod graph;
+pub mod import;
 pub mod lock;
 pub mod output;
 pub mod plan;

@@ -6,6 +6,7 @@
 //! outside world it touches is what it is handed: the files named, the state store, providers.
 
 pub mod connect;
+pub mod import;
 pub mod outputs;
 pub mod run;
 pub mod store;
