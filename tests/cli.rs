@@ -634,6 +634,21 @@ fn replace_forces_a_replacement(backend: Backend) {
     assert!(text.contains("replaced on request (--replace)"), "{text}");
     assert!(text.contains("Plan: 1 to add, 0 to change, 1 to destroy."), "{text}");
     assert!(!text.contains("Partial plan"), "--replace alone plans everything");
+
+    // A replaced role gets a new password, and the Secret holding it takes the new one (the
+    // replacement rules of the diff, not a relabelled action).
+    let out = matih(&root(), &state, &["plan", "tenants/acme.hcl", "--replace", "postgresql_role.tenant", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let change = |a: &str| {
+        v["tenants"][0]["resource_changes"].as_array().unwrap().iter().find(|c| c["address"] == a).unwrap().clone()
+    };
+    let role = change("postgresql_role.tenant");
+    assert_eq!(role["action"], "replace");
+    assert!(role["after_unknown"].as_array().unwrap().contains(&"password".into()), "{role}");
+    let secret = change("kubernetes_secret.database_credentials");
+    assert_eq!(secret["action"], "update", "{secret}");
+    assert_eq!(secret["notes"][0], "takes the new secret values of postgresql_role.tenant (rotated)", "{secret}");
 }
 on_both_backends!(replace_forces_a_replacement);
 

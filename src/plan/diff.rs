@@ -25,8 +25,10 @@
 //!   matih recorded for the consumer itself), `ADDR` is *rotated*: its `generated` secrets compare
 //!   as changed (`(sensitive value) -> (sensitive value)`, at least an update, which makes the
 //!   provider generate them anew), every consumer of `output:ADDR.*` takes the new values (an
-//!   update too), and both carry a note saying why. A consumer that recorded the secret without a
-//!   fingerprint (it used it but does not keep it, like a connectivity check) does not trigger one.
+//!   update too), and both carry a note saying why. A producer that is replaced generates its
+//!   secrets anew anyway; a consumer of it that is kept takes the new values the same way. A
+//!   consumer that recorded the secret without a fingerprint (it used it but does not keep it,
+//!   like a connectivity check) does not trigger one.
 //! - **Structure.** Maps are compared key by key, lists element by element when their lengths
 //!   match; a list whose length changed is one change as a whole. Anything else is compared as a
 //!   value. Each difference is an [`AttrChange`] with a path like `metadata.labels["matih.ai/tier"]`.
@@ -382,15 +384,23 @@ fn rotations(
             // A producer created or replaced generates its secrets anyway; one that generates none
             // cannot be rotated.
             let Some(producer_res) = graph.get(&producer) else { continue };
-            if !matches!(actions.get(&producer), Some(Action::NoOp | Action::Update))
-                || generated_paths(&producer_res.attrs).is_empty()
-            {
+            if generated_paths(&producer_res.attrs).is_empty() {
                 continue;
             }
             let me = &res.addr;
             let kept = before_refresh(me).or(live(me)).map(|r| at_path(&r.attrs, &path));
             // It used the secret without keeping it: losing it loses nothing.
             if matches!(kept, Some(Some(Value::Secret(Secret { fingerprint: None, .. })))) {
+                continue;
+            }
+            // A replaced producer generates its secrets anew: a consumer that stays must take them.
+            if actions.get(&producer) == Some(&Action::Replace) {
+                if matches!(actions.get(me), Some(Action::NoOp | Action::Update)) {
+                    out.add(&producer, format!("{producer} is replaced"));
+                }
+                continue;
+            }
+            if !matches!(actions.get(&producer), Some(Action::NoOp | Action::Update)) {
                 continue;
             }
             let reason = match actions.get(me) {
