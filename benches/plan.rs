@@ -121,7 +121,7 @@ fn measure(tenants: &Path, state: Option<&Path>) {
     let t_diff = t2.elapsed();
 
     let t3 = Instant::now();
-    let text = plan::render_text(&plan, &TextOptions { color: false });
+    let text = plan::render_text(&plan, &TextOptions { color: false, ..Default::default() });
     let t_render = t3.elapsed();
 
     let resources: usize = compiled.graphs.iter().map(|g| g.len()).sum();

@@ -7,9 +7,11 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
-use cli::{apply, drift, graph, lock, plan, serve, show, state, status, validate, Global, Reported};
+use cli::{
+    apply, completion, drift, graph, import, lock, output, plan, serve, show, state, status, validate, Global, Reported,
+};
 
 /// Plans of many tenants build and drop millions of small attribute values; mimalloc does that with
 /// about 40% less CPU time than the system allocator in `benches/plan.rs` (1,000 tenants).
@@ -29,47 +31,70 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Check tenant specs (and the platform file) without touching state; exit 1 on any error.
+    #[command(after_help = "Examples:\n  matih validate\n  matih validate tenants/acme.hcl --format json")]
     Validate(validate::Args),
     /// Show what would change to make the recorded state match the tenant specs.
+    #[command(
+        after_help = "Examples:\n  matih plan tenants/acme.hcl\n  matih plan tenants/ -out=p.tfplan -detailed-exitcode\n  matih plan tenants/ --target '*/postgresql_role.tenant' --format markdown"
+    )]
     Plan(plan::Args),
     /// Make the real world match the tenant specs (or a saved plan), phase by phase.
+    #[command(
+        after_help = "Examples:\n  matih apply tenants/acme.hcl\n  matih apply -auto-approve p.tfplan --expect-digest sha256:…\n  matih apply tenants/ --auto-approve --tenant-parallelism 50 --shard 1/4"
+    )]
     Apply(apply::Args),
     /// Delete every resource of the tenants, in reverse phase order.
+    #[command(
+        after_help = "Examples:\n  matih destroy tenants/acme.hcl\n  matih destroy tenants/acme.hcl --auto-approve --allow-data-loss"
+    )]
     Destroy(apply::Args),
     /// Render a saved plan file.
+    #[command(after_help = "Examples:\n  matih show p.tfplan\n  matih show p.tfplan --format markdown")]
     Show(show::Args),
     /// Print the resource graph of tenants as DOT, one cluster per phase.
+    #[command(after_help = "Examples:\n  matih graph tenants/acme.hcl | dot -Tsvg > acme.svg")]
     Graph(graph::Args),
     /// Where provisioning of a tenant stands, from the state store.
+    #[command(after_help = "Examples:\n  matih status acme\n  matih status acme --history --json")]
     Status(status::Args),
     /// Inspect and edit recorded state.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Examples:\n  matih state list\n  matih state show acme")]
     State(state::Command),
     /// Inspect and release tenant locks.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Examples:\n  matih lock list\n  matih lock force-unlock acme 6f1c…")]
     Lock(lock::Command),
+    /// Record objects that already exist as tenants' resources, after reading them (nothing is changed).
+    #[command(
+        after_help = "Examples:\n  matih import acme/kubernetes_namespace.tenant\n  matih import '*/postgresql_role.tenant' --path tenants/"
+    )]
+    Import(import::Args),
+    /// A tenant's outputs: LoadBalancer IP, nameservers, URLs, database host and name (never a password).
+    Output(output::Args),
     /// Read every recorded resource back and report what changed outside matih (read-only).
+    #[command(
+        after_help = "Examples:\n  matih drift tenants/\n  matih drift tenants/ --format json --detailed-exitcode"
+    )]
     Drift(drift::Args),
+    /// Print a shell completion script (bash, zsh, fish, powershell).
+    #[command(
+        after_help = "Examples:\n  matih completion bash > /etc/bash_completion.d/matih\n  matih completion zsh > \"${fpath[1]}/_matih\"\n  matih completion fish > ~/.config/fish/completions/matih.fish"
+    )]
+    Completion(completion::CompletionArgs),
+    /// Print matih's manual page (roff), or write one page per command into a directory.
+    #[command(after_help = "Examples:\n  matih man | man -l -\n  matih man --out-dir /usr/local/share/man/man1")]
+    Man(completion::ManArgs),
     /// Serve provisioning status, a live WebSocket stream and a status page over HTTP.
+    #[command(after_help = "Examples:\n  matih serve\n  MATIH_SERVE_TOKEN=… matih serve --listen 0.0.0.0:8080")]
     Serve(serve::Args),
 }
 
-/// Terraform spells the plan-file flag `-out FILE` / `-out=FILE`; accept that spelling too.
-fn terraform_spellings(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    args.map(|a| match a.to_str() {
-        Some("-out") => "--out".into(),
-        Some(s) if s.starts_with("-out=") => format!("-{s}").into(),
-        _ => a,
-    })
-    .collect()
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(terraform_spellings(std::env::args_os()));
-    tracing_subscriber::fmt()
-        .with_env_filter(matih::transport::log_filter("MATIH_LOG"))
-        .with_writer(std::io::stderr)
-        .init();
+    // Terraform's spellings (`-auto-approve`, `-out=FILE`, `-refresh=false`, …) beside the GNU ones.
+    let cli = Cli::parse_from(cli::spelling::terraform_spellings(std::env::args_os(), &Cli::command()));
+    if let Err(e) = init_logging() {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(1);
+    }
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -77,6 +102,33 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Logs go to stderr at the level of `MATIH_LOG` (none by default), or, with `MATIH_LOG_PATH`, are
+/// appended to that file (at `MATIH_LOG`'s level, `info` when it is not set) and kept off the
+/// terminal.
+fn init_logging() -> Result<()> {
+    use anyhow::Context;
+    use tracing_subscriber::EnvFilter;
+    let path = std::env::var_os("MATIH_LOG_PATH").filter(|p| !p.is_empty());
+    let Some(path) = path else {
+        tracing_subscriber::fmt()
+            .with_env_filter(matih::transport::log_filter("MATIH_LOG"))
+            .with_writer(std::io::stderr)
+            .init();
+        return Ok(());
+    };
+    let filter = matih::transport::cap_log_filter(match std::env::var("MATIH_LOG") {
+        Ok(v) if !v.is_empty() => EnvFilter::new(v),
+        _ => EnvFilter::new("info"),
+    });
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("MATIH_LOG_PATH: cannot open {}", std::path::Path::new(&path).display()))?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(std::sync::Mutex::new(file)).init();
+    Ok(())
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -93,10 +145,48 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::State(cmd) => state::exec(global, cmd),
         Command::Lock(cmd) => lock::exec(global, cmd),
         Command::Drift(args) => drift::exec(global, &args),
+        Command::Output(args) => output::exec(global, &args),
+        Command::Import(args) => import::exec(global, &args),
+        Command::Completion(args) => completion::completion(Cli::command(), &args),
+        Command::Man(args) => completion::man(Cli::command(), &args),
         Command::Serve(args) => serve::exec(global, &args),
     };
     match result {
         Err(e) if e.is::<Reported>() => Ok(ExitCode::from(1)),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id != "help" && id != "version" && arg.get_help().is_none() {
+                missing.push(format!("{path}: argument {id} has no help text"));
+            }
+        }
+        if path != "matih"
+            && !cmd.get_after_help().is_some_and(|h| {
+                let h = h.to_string();
+                h.contains("Examples:\n  ") && h.contains("matih ")
+            })
+        {
+            missing.push(format!("{path}: no example in --help"));
+        }
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+
+    #[test]
+    fn every_argument_has_help_and_every_command_an_example() {
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cmd, "matih", &mut missing);
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
     }
 }

@@ -49,7 +49,12 @@ pub fn http_client(connect_timeout: Duration, timeout: Duration) -> reqwest::Res
 /// with the PostgreSQL client capped at `info` whatever the variable says: at `debug` it logs every
 /// statement's text, and matih's `CREATE ROLE … PASSWORD` statements carry password hashes.
 pub fn log_filter(var: &str) -> tracing_subscriber::EnvFilter {
-    tracing_subscriber::EnvFilter::from_env(var)
+    cap_log_filter(tracing_subscriber::EnvFilter::from_env(var))
+}
+
+/// `filter` with the PostgreSQL client capped at `info` (see [`log_filter`]).
+pub fn cap_log_filter(filter: tracing_subscriber::EnvFilter) -> tracing_subscriber::EnvFilter {
+    filter
         .add_directive("tokio_postgres=info".parse().expect("a valid directive"))
         .add_directive("postgres_protocol=info".parse().expect("a valid directive"))
 }

@@ -102,3 +102,122 @@ fn destroy_asks_first_and_only_yes_goes_ahead(backend: Backend) {
     assert!(ingress < ns);
 }
 on_both_backends!(destroy_asks_first_and_only_yes_goes_ahead);
+
+/// A Terraform user's muscle memory against the real control plane: `plan -target=… -out=…
+/// -detailed-exitcode`, then `apply -auto-approve FILE` applies that partial plan and nothing
+/// else; `apply --target` on specs does the same without a file; a destroy of what was recorded
+/// leaves nothing behind.
+fn a_saved_partial_plan_applies_only_what_it_lists(backend: Backend) {
+    let _claim = kube::claim_tenant("acme");
+    let server = Kube::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = TestState::new(backend);
+    let platform = format!("kubernetes {{\n  api_url = \"{}\"\n  poll_interval_ms = 20\n}}\n", server.url);
+    setup(dir.path(), &state, Some(&platform));
+    let run = |args: &[&str]| matih_with_stdin(dir.path(), &state, args, None);
+
+    let out = run(&["plan", "-target=acme/kubernetes_role_binding.tenant", "-out=p.tfplan", "-detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).starts_with("Partial plan"), "{}", stdout(&out));
+    let out = run(&["apply", "-auto-approve", "p.tfplan"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let recorded = || {
+        let st = state.store().get("acme").unwrap().unwrap();
+        (st.status, st.resources.keys().map(ToString::to_string).collect::<Vec<_>>())
+    };
+    let (status, resources) = recorded();
+    assert_eq!(
+        resources,
+        [
+            "kubernetes_namespace.tenant",
+            "kubernetes_role.tenant",
+            "kubernetes_role_binding.tenant",
+            "kubernetes_service_account.tenant"
+        ]
+    );
+    assert_eq!(status, TenantStatus::Provisioning, "part of a new tenant is not a provisioned tenant");
+    let got = server.kubectl(&["get", "-n", "matih-acme", "rolebinding,serviceaccount,role", "-o", "name"]);
+    let names = String::from_utf8_lossy(&got.stdout).into_owned();
+    assert!(names.contains("rolebinding.rbac.authorization.k8s.io/"), "{names}");
+    let got = server.kubectl(&["get", "-n", "matih-acme", "resourcequota,networkpolicy", "-o", "name"]);
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "", "nothing outside the plan was applied");
+
+    // On specs, with a prompt-free run: only the quota comes on top (its namespace is there).
+    let out = run(&["apply", "-auto-approve", "--target", "*/kubernetes_resource_quota.tenant", "tenants/acme.hcl"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("Plan: 1 to add, 0 to change, 0 to destroy."), "{}", stdout(&out));
+    assert_eq!(recorded().1.len(), 5);
+    let got = server.kubectl(&["get", "-n", "matih-acme", "resourcequota", "-o", "name"]);
+    assert!(!String::from_utf8_lossy(&got.stdout).trim().is_empty());
+
+    // A saved plan is applied whole: targeting belongs to `plan`.
+    let out = run(&["plan", "-out=p.tfplan", "--target", "acme/kubernetes_resource_quota.tenant"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&["apply", "--target", "acme/kubernetes_namespace.tenant", "p.tfplan"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("a saved plan is applied exactly as saved"), "{}", stderr(&out));
+
+    // A destroy reviewed and applied like any plan, logged to a file instead of the terminal.
+    let out = run(&["plan", "--destroy", "-out=d.tfplan", "-detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Plan: 0 to add, 0 to change, 5 to destroy."), "{}", stdout(&out));
+    let shown = run(&["show", "d.tfplan"]);
+    assert!(stdout(&shown).contains("# kubernetes_namespace.tenant will be destroyed"), "{}", stdout(&shown));
+    assert_eq!(state.store().get("acme").unwrap().unwrap().resources.len(), 5, "planning changed nothing");
+    let log = dir.path().join("matih.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_matih"));
+    cmd.args(["apply", "d.tfplan"]).current_dir(dir.path()).env("NO_COLOR", "1").env("MATIH_LOG_PATH", &log);
+    state.configure(&mut cmd, dir.path());
+    let out = cmd.env_remove("MATIH_LOG").stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(state.store().get("acme").unwrap().is_none());
+    let got = server.kubectl(&["get", "namespace", "matih-acme", "-o", "name", "--ignore-not-found"]);
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "", "the namespace is gone");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("tenant destroyed in"), "{logged}");
+    assert!(!stderr(&out).contains("tenant destroyed in"), "logs stay off the terminal: {}", stderr(&out));
+}
+on_both_backends!(a_saved_partial_plan_applies_only_what_it_lists);
+
+/// `matih import`: an object made outside matih is read and recorded, so the next plan updates it
+/// instead of creating it; nothing is recorded for an object that does not exist.
+fn import_records_an_existing_object_after_reading_it(backend: Backend) {
+    let _claim = kube::claim_tenant("acme");
+    let server = Kube::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = TestState::new(backend);
+    let platform = format!("kubernetes {{\n  api_url = \"{}\"\n  poll_interval_ms = 20\n}}\n", server.url);
+    setup(dir.path(), &state, Some(&platform));
+    let run = |args: &[&str]| matih_with_stdin(dir.path(), &state, args, None);
+    let made = server.kubectl(&["create", "namespace", "matih-acme"]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+
+    let out = run(&["import", "acme/kubernetes_namespace.tenant", "acme/kubernetes_resource_quota.tenant"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("acme/kubernetes_resource_quota.tenant does not exist; nothing was imported"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(state.store().get("acme").unwrap().is_none(), "nothing recorded");
+    let out = run(&["import", "acme/kubernetes_nothing.tenant"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no such resource in the specs of this run"), "{}", stderr(&out));
+
+    let out = run(&["import", "acme/kubernetes_namespace.tenant"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("acme/kubernetes_namespace.tenant: Import complete"), "{}", stdout(&out));
+    let st = state.store().get("acme").unwrap().unwrap();
+    assert_eq!(st.resources.keys().map(ToString::to_string).collect::<Vec<_>>(), ["kubernetes_namespace.tenant"]);
+
+    let out = run(&["plan", "-target=acme/kubernetes_namespace.tenant"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("# kubernetes_namespace.tenant will be updated in place"), "{text}");
+    assert!(text.contains("+ \"matih.ai/tenant-slug\" = \"acme\""), "the differences are shown: {text}");
+    assert!(!text.contains("will be created"), "{text}");
+    let out = run(&["import", "acme/kubernetes_namespace.tenant"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("already managed by matih"), "{}", stderr(&out));
+}
+on_both_backends!(import_records_an_existing_object_after_reading_it);

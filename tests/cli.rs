@@ -458,3 +458,380 @@ fn keyed_plan_files_are_refused_under_another_key_or_none() {
     assert!(stderr(&out).contains("use at least 32 random characters"), "{}", stderr(&out));
     assert!(!stderr(&out).contains("short\""), "the key is not echoed");
 }
+
+/// A Terraform user's muscle memory: single-dash long options, `-opt=value`, and `--refresh false`.
+fn terraform_spellings_are_accepted(backend: Backend) {
+    let dir = tmp();
+    let state = TestState::new(backend);
+    let planfile = dir.path().join("p.tfplan");
+    let out_arg = format!("-out={}", planfile.display());
+    let out = matih(&root(), &state, &["plan", &out_arg, "-detailed-exitcode", "-refresh=false", "tenants/acme.hcl"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(planfile.is_file());
+    let out = matih(&root(), &state, &["-no-color", "plan", "-input=false", "-json", "--refresh", "false", "tenants"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("-json is --format json");
+    assert_eq!(v["tenants"].as_array().unwrap().len(), 3, "`tenants` is not taken as --refresh's value");
+    let out = matih(&root(), &state, &["show", "-json", planfile.to_str().unwrap()]);
+    assert!(serde_json::from_slice::<serde_json::Value>(&out.stdout).is_ok(), "{}", stderr(&out));
+
+    // An option matih does not have is named as such, not as a cluster of short options.
+    let out = matih(&root(), &state, &["plan", "-var-file=prod.tfvars", "tenants/acme.hcl"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--var-file"), "{}", stderr(&out));
+
+    // apply: nothing to do once the tenant is recorded; every spelling parses.
+    record(&state, &root().join("tenants/acme.hcl"));
+    let args = [
+        "apply",
+        "-auto-approve",
+        "-lock-timeout=10s",
+        "-parallelism=3",
+        "-refresh=false",
+        "-no-color",
+        "tenants/acme.hcl",
+    ];
+    let out = matih(&root(), &state, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
+    let out = matih(&root(), &state, &["plan", "-out", planfile.to_str().unwrap(), "tenants/acme.hcl"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = matih(&root(), &state, &["apply", "-auto-approve", planfile.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // -input=false never prompts: a run that would need the prompt is refused.
+    let out = matih(&root(), &state, &["apply", "-input=false", "tenants/globex.hcl"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--input=false"), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("Enter a value"));
+    assert!(state.store().get("globex").unwrap().is_none());
+}
+on_both_backends!(terraform_spellings_are_accepted);
+
+fn sha256_of(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(fs::read(path).unwrap());
+    format!("sha256:{}", d.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// The reviewed plan is the applied plan: every rendering of a saved plan names the SHA-256 of the
+/// file, and `apply FILE --expect-digest` refuses any other file.
+fn saved_plans_show_their_digest_and_apply_checks_it(backend: Backend) {
+    let dir = tmp();
+    let state = TestState::new(backend);
+    let planfile = dir.path().join("p.tfplan");
+    let file = planfile.to_str().unwrap();
+    for format in ["text", "markdown", "json"] {
+        let out = matih(&root(), &state, &["plan", "tenants/acme.hcl", "-out", file, "--format", format]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let digest = sha256_of(&planfile);
+        assert!(stdout(&out).contains(&digest), "{format}: {}", stdout(&out));
+        let shown = matih(&root(), &state, &["show", file, "--format", format]);
+        assert!(stdout(&shown).contains(&digest), "show --format {format}: {}", stdout(&shown));
+        if format == "json" {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["digest"], digest.as_str());
+        }
+    }
+    let plain = matih(&root(), &state, &["plan", "tenants/acme.hcl", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&plain.stdout).unwrap();
+    assert!(v.get("digest").is_none(), "a plan not saved has no digest");
+
+    // A plan with nothing to do, so that applying it needs no provider.
+    record(&state, &root().join("tenants/acme.hcl"));
+    let out = matih(&root(), &state, &["plan", "tenants/acme.hcl", "-out", file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let digest = sha256_of(&planfile);
+    assert!(stdout(&out).contains(&format!("matih apply {file} --expect-digest {digest}")), "{}", stdout(&out));
+
+    let other = format!("sha256:{}", "0".repeat(64));
+    let out = matih(&root(), &state, &["apply", file, "--expect-digest", &other]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&format!("has digest {digest}, not the expected {other}")), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing was changed"));
+
+    // Another file (an identical plan made again would be the same bytes: change the spec).
+    let before = fs::read(&planfile).unwrap();
+    record(&state, &root().join("tenants/globex.hcl"));
+    let out = matih(&root(), &state, &["plan", "tenants/", "-out", file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ne!(fs::read(&planfile).unwrap(), before);
+    let out = matih(&root(), &state, &["apply", file, "-expect-digest", &digest]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("not the plan that was reviewed"), "{}", stderr(&out));
+
+    fs::write(&planfile, &before).unwrap();
+    let out = matih(
+        &root(),
+        &state,
+        &["apply", file, "--expect-digest", &digest.to_uppercase().replace("SHA256:", "sha256:")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&digest), "{}", stdout(&out));
+
+    let out = matih(&root(), &state, &["apply", "tenants/acme.hcl", "--expect-digest", &digest]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("checks a saved plan file"), "{}", stderr(&out));
+    let out = matih(&root(), &state, &["apply", file, "--expect-digest", "sha256:abc"]);
+    assert_eq!(out.status.code(), Some(2), "a malformed digest is a usage error");
+    assert!(stderr(&out).contains("64 hex digits"), "{}", stderr(&out));
+}
+on_both_backends!(saved_plans_show_their_digest_and_apply_checks_it);
+
+fn addresses(plan_json: &serde_json::Value, tenant: usize) -> Vec<String> {
+    plan_json["tenants"][tenant]["resource_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["address"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `--target` (what it depends on comes along), `--exclude` (what depends on it goes too),
+/// tenant-qualified addresses and globs over tenants; a partial plan says so.
+fn targeted_plans_select_part_of_the_fleet_and_say_so(backend: Backend) {
+    let state = TestState::new(backend);
+    let out = matih(&root(), &state, &["plan", "tenants/", "--target", "acme/kubernetes_role_binding.tenant"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("Partial plan (--target acme/kubernetes_role_binding.tenant)"), "{text}");
+    assert!(text.contains("Plan: 4 to add, 0 to change, 0 to destroy."), "{text}");
+    assert!(!text.contains("globex") && !text.contains("dns_zone"), "{text}");
+
+    let out = matih(
+        &root(),
+        &state,
+        &["plan", "tenants/", "-target=acme/kubernetes_role_binding.tenant", "--format", "json"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["tenants"].as_array().unwrap().len(), 1, "tenants with nothing selected are left out");
+    let mut got = addresses(&v, 0);
+    got.sort();
+    let want = [
+        "kubernetes_namespace.tenant",
+        "kubernetes_role.tenant",
+        "kubernetes_role_binding.tenant",
+        "kubernetes_service_account.tenant",
+    ];
+    assert_eq!(got, want, "the target and what it depends on");
+    let acme = compile_file(&root().join("tenants/acme.hcl")).len();
+    assert_eq!(v["partial"]["target"][0], "acme/kubernetes_role_binding.tenant");
+    assert_eq!(v["partial"]["left_out"], acme - 4);
+    assert_eq!(v["tenants"][0]["partial"]["left_out"], acme - 4);
+
+    // A glob over tenants.
+    let out = matih(&root(), &state, &["plan", "tenants/", "--target", "*/postgresql_role.tenant", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let slugs: Vec<&str> = v["tenants"].as_array().unwrap().iter().map(|t| t["slug"].as_str().unwrap()).collect();
+    assert_eq!(slugs, ["acme", "globex", "initech"]);
+    assert!((0..3).all(|i| addresses(&v, i) == ["postgresql_role.tenant"]));
+
+    // --exclude: what depends on the excluded resource is left out too.
+    let out = matih(&root(), &state, &["plan", "tenants/acme.hcl", "--exclude", "postgresql_role.tenant", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = addresses(&v, 0);
+    for gone in ["postgresql_role.tenant", "postgresql_schema.tenant", "kubernetes_deployment.query_engine"] {
+        assert!(!got.contains(&gone.to_string()), "{gone} depends on the role: {got:?}");
+    }
+    assert!(got.contains(&"kubernetes_network_policy.default_deny_ingress".to_string()), "{got:?}");
+    assert_eq!(v["partial"]["exclude"][0], "postgresql_role.tenant");
+
+    // Unknown addresses are errors, and no plan file is written.
+    let dir = tmp();
+    let planfile = dir.path().join("p.tfplan");
+    let out = matih(
+        &root(),
+        &state,
+        &[
+            "plan",
+            "tenants/",
+            "--target",
+            "acme/kubernetes_deployment.query_engin",
+            "--target",
+            "umbrella/kubernetes_namespace.tenant",
+            "-out",
+            planfile.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("--target acme/kubernetes_deployment.query_engin: no such resource in the plan"), "{err}");
+    assert!(err.contains("did you mean"), "{err}");
+    assert!(err.contains("no tenant \"umbrella\" among the specs of this run (acme, globex, initech)"), "{err}");
+    assert!(!planfile.exists());
+    let out = matih(&root(), &state, &["plan", "--target", "Acme/x", "tenants/"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("[TENANT/]KIND.NAME"), "{}", stderr(&out));
+}
+on_both_backends!(targeted_plans_select_part_of_the_fleet_and_say_so);
+
+/// `--replace`: a recorded resource replaced though nothing forces it, with a note.
+fn replace_forces_a_replacement(backend: Backend) {
+    let state = TestState::new(backend);
+    record(&state, &root().join("tenants/acme.hcl"));
+    let out = matih(&root(), &state, &["plan", "tenants/acme.hcl", "-replace=acme/kubernetes_service.query_engine"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("# kubernetes_service.query_engine must be replaced"), "{text}");
+    assert!(text.contains("replaced on request (--replace)"), "{text}");
+    assert!(text.contains("Plan: 1 to add, 0 to change, 1 to destroy."), "{text}");
+    assert!(!text.contains("Partial plan"), "--replace alone plans everything");
+
+    // A replaced role gets a new password, and the Secret holding it takes the new one (the
+    // replacement rules of the diff, not a relabelled action).
+    let out = matih(&root(), &state, &["plan", "tenants/acme.hcl", "--replace", "postgresql_role.tenant", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let change = |a: &str| {
+        v["tenants"][0]["resource_changes"].as_array().unwrap().iter().find(|c| c["address"] == a).unwrap().clone()
+    };
+    let role = change("postgresql_role.tenant");
+    assert_eq!(role["action"], "replace");
+    assert!(role["after_unknown"].as_array().unwrap().contains(&"password".into()), "{role}");
+    let secret = change("kubernetes_secret.database_credentials");
+    assert_eq!(secret["action"], "update", "{secret}");
+    assert_eq!(secret["notes"][0], "takes the new secret values of postgresql_role.tenant (rotated)", "{secret}");
+}
+on_both_backends!(replace_forces_a_replacement);
+
+/// `matih output`: what the recorded state says of a tenant, never a password.
+fn output_prints_the_recorded_outputs_and_no_secret(backend: Backend) {
+    let state = TestState::new(backend);
+    record(&state, &root().join("tenants/acme.hcl"));
+    let out = matih(&root(), &state, &["output", "acme", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["load_balancer_ip"], "20.85.123.45", "the recorded output: {v}");
+    assert_eq!(v["namespace"], "matih-acme");
+    assert_eq!(v["zone"], "acme.matih.ai");
+    assert_eq!(v["urls"][0], "https://acme.matih.ai");
+    assert_eq!(v["database_name"], "matih_tenants");
+    assert_eq!(v["database_schema"], "tenant_acme");
+    assert_eq!(v["database_port"], 5432);
+    let text = matih(&root(), &state, &["output", "acme"]);
+    let text = stdout(&text);
+    assert!(text.contains("load_balancer_ip = \"20.85.123.45\"\n"), "{text}");
+    for out in [stdout(&out), text] {
+        assert!(!out.contains(CLEAR_SECRET) && !out.contains("sha256:") && !out.to_lowercase().contains("password"));
+    }
+    let raw = matih(&root(), &state, &["output", "acme", "load_balancer_ip", "-raw"]);
+    assert_eq!(stdout(&raw), "20.85.123.45\n");
+    let one = matih(&root(), &state, &["output", "acme", "urls", "--json"]);
+    assert!(serde_json::from_slice::<serde_json::Value>(&one.stdout).unwrap().is_array());
+
+    let out = matih(&root(), &state, &["output", "acme", "password"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no output \"password\"; the outputs are database_host"), "{}", stderr(&out));
+    let out = matih(&root(), &state, &["output", "globex"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no tenant \"globex\" in the state store"), "{}", stderr(&out));
+    let out = matih(&root(), &state, &["output", "acme", "--raw"]);
+    assert_eq!(out.status.code(), Some(2), "--raw needs a NAME");
+}
+on_both_backends!(output_prints_the_recorded_outputs_and_no_secret);
+
+// Reads no state: runs once.
+#[test]
+fn completion_scripts_and_manual_pages_come_from_the_clap_definition() {
+    let state = TestState::new(Backend::Sled);
+    let dir = tmp();
+    let out = matih(&root(), &state, &["completion", "bash"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let script = stdout(&out);
+    assert!(script.contains("_matih()") && script.contains("--target") && script.contains("--expect-digest"));
+    let file = dir.path().join("matih.bash");
+    fs::write(&file, &script).unwrap();
+    let check = std::process::Command::new("bash").arg("-n").arg(&file).output().expect("bash");
+    assert!(check.status.success(), "bash -n: {}", String::from_utf8_lossy(&check.stderr));
+    // Sourced in a real bash, completing `matih pl` offers `plan`.
+    let probe = format!(
+        "source {}; COMP_WORDS=(matih pl); COMP_CWORD=1; COMP_LINE='matih pl'; COMP_POINT=8; _matih matih pl matih; \
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        file.display()
+    );
+    let offered = std::process::Command::new("bash").args(["-c", &probe]).output().unwrap();
+    assert!(String::from_utf8_lossy(&offered.stdout).lines().any(|l| l == "plan"), "{}", stdout(&offered));
+    for shell in ["zsh", "fish", "powershell"] {
+        let out = matih(&root(), &state, &["completion", shell]);
+        assert!(out.status.success() && stdout(&out).contains("matih"), "{shell}: {}", stderr(&out));
+    }
+    let out = matih(&root(), &state, &["completion", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = matih(&root(), &state, &["man"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = stdout(&out);
+    assert!(page.starts_with(".ie \\n(.g .ds Aq") || page.contains(".TH matih"), "{}", &page[..200.min(page.len())]);
+    assert!(page.contains("completion") && page.contains("output"), "the commands are listed");
+    let pages = dir.path().join("man1");
+    let out = matih(&root(), &state, &["man", "--out-dir", pages.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for name in ["matih.1", "matih-plan.1", "matih-apply.1", "matih-state-rm.1", "matih-output.1"] {
+        assert!(pages.join(name).is_file(), "{name}");
+    }
+    let plan_page = fs::read_to_string(pages.join("matih-plan.1")).unwrap();
+    assert!(plan_page.contains("target") && plan_page.contains("Examples:"), "{plan_page}");
+
+    for command in [&["plan", "--help"][..], &["state", "rm", "--help"], &["output", "--help"]] {
+        let out = matih(&root(), &state, command);
+        assert!(stdout(&out).contains("Examples:\n  "), "{command:?}: {}", stdout(&out));
+    }
+}
+
+// Reads no state: runs once.
+#[test]
+fn validate_json_is_shaped_like_terraforms() {
+    let dir = tmp();
+    fs::create_dir_all(dir.path().join("tenants")).unwrap();
+    fs::write(
+        dir.path().join("tenants/bad.hcl"),
+        "tenant \"Bad_Slug\" {\n  id = \"not-a-uuid\"\n  tier = \"gold\"\n  region = \"eastus\"\n  admin_email = \"a@b.example\"\n}\n",
+    )
+    .unwrap();
+    let state = TestState::new(Backend::Sled);
+    let out = matih(dir.path(), &state, &["validate", "tenants", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document on stdout");
+    assert_eq!(v["valid"], false);
+    let diags = v["diagnostics"].as_array().unwrap();
+    assert!(diags.len() >= 3 && v["error_count"] == diags.len() && v["warning_count"] == 0, "{v}");
+    let tier = diags.iter().find(|d| d["summary"].as_str().unwrap().starts_with("unknown tier \"gold\"")).unwrap();
+    assert_eq!(tier["severity"], "error");
+    assert_eq!(tier["range"]["filename"], "tenants/bad.hcl");
+    assert_eq!(tier["range"]["start"], serde_json::json!({ "line": 3, "column": 10 }));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+
+    let out = matih(&root(), &state, &["validate", "-json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({ "format_version": "1.0", "valid": true, "error_count": 0, "warning_count": 0, "diagnostics": [] })
+    );
+}
+
+// Reads no state it did not write: runs once.
+#[test]
+fn in_automation_the_next_step_hints_are_left_out() {
+    let dir = tmp();
+    let state = TestState::new(Backend::Sled);
+    let planfile = dir.path().join("p.tfplan");
+    let run = |automation: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_matih"));
+        cmd.args(["plan", "tenants/acme.hcl", "-out", planfile.to_str().unwrap()]).current_dir(root());
+        state.configure(&mut cmd, &root());
+        cmd.env_remove("MATIH_SCHEMAS_DIR").env("NO_COLOR", "1").env_remove("MATIH_IN_AUTOMATION");
+        if automation {
+            cmd.env("MATIH_IN_AUTOMATION", "1");
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(false);
+    assert!(stdout(&out).contains("To perform exactly these actions, run: matih apply"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("Note: no platform file"));
+    let out = run(true);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("Saved the plan to:"), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("To perform exactly"), "{}", stdout(&out));
+    assert!(!stderr(&out).contains("Note: no platform file"), "{}", stderr(&out));
+}

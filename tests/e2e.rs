@@ -120,6 +120,20 @@ fn acme_from_nothing_to_active_to_repaired_drift_to_destroyed(backend: Backend) 
         .unwrap();
     assert!(login.status.success(), "{}", String::from_utf8_lossy(&login.stderr));
     assert!(String::from_utf8_lossy(&login.stdout).trim().parse::<i32>().unwrap() >= 3);
+    // `matih output`: what was recorded from the real systems, never the password.
+    let out = matih(dir.path(), state, &["output", "acme", "--json"], pg, dns);
+    assert!(out.status.success(), "{}", text(&out));
+    let outputs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outputs["load_balancer_ip"], ip.as_str(), "{outputs}");
+    assert_eq!(outputs["nameservers"], serde_json::json!(["ns1.matih.test.", "ns2.matih.test."]), "{outputs}");
+    assert_eq!(outputs["zone"], format!("acme.{PARENT}"));
+    assert_eq!(outputs["urls"][0], format!("https://acme.{PARENT}"));
+    assert_eq!(outputs["database_name"], b64("POSTGRES_DB").as_str());
+    assert_eq!(outputs["database_host"], b64("POSTGRES_HOST").as_str());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&password));
+    let raw = matih(dir.path(), state, &["output", "acme", "load_balancer_ip", "--raw"], pg, dns);
+    assert_eq!(String::from_utf8_lossy(&raw.stdout), format!("{ip}\n"));
+
     // Secrets never reach the state store or the output.
     let stored = String::from_utf8_lossy(&state.contents()).into_owned();
     assert!(stored.contains("postgresql_role.tenant"), "the store's contents were read");

@@ -648,6 +648,9 @@ async fn run_change(
     Done { change, deleted_old, result, elapsed: started.elapsed(), retries }
 }
 
+/// The audit log's message for a run of a partial plan (`--target`, `--exclude`).
+const PARTIAL_RUN: &str = "partial plan (--target/--exclude): the rest of the tenant was left as it was";
+
 /// Applies one tenant's plan. Takes the tenant's lock for the whole run (waiting up to
 /// `opts.lock_timeout` while another run holds it).
 pub async fn apply_tenant(
@@ -849,6 +852,7 @@ async fn apply_locked(
         return Ok(());
     }
 
+    let was = run.st.status;
     run.st.status = if only_deletes { TenantStatus::Destroying } else { TenantStatus::Provisioning };
     run.st.provisioning_error = None;
     // Written with phase 1's first write-ahead records.
@@ -878,10 +882,16 @@ async fn apply_locked(
     if destroyed {
         run.st.status = TenantStatus::Destroyed;
         run.log(None, None, "run", "destroyed", Some(took), None);
+    } else if plan.partial.is_some() && was != TenantStatus::Active {
+        // Part of a tenant not yet provisioned (`--target`): the rest of its plan is still to do.
+        run.st.status = TenantStatus::Provisioning;
+        run.log(None, None, "run", "ok", Some(took), Some(PARTIAL_RUN.to_string()));
     } else {
         run.st.status = TenantStatus::Active;
-        run.st.provisioning_completed_at = Some(state::now_rfc3339());
-        run.log(None, None, "run", "ok", Some(took), None);
+        if plan.partial.is_none() {
+            run.st.provisioning_completed_at = Some(state::now_rfc3339());
+        }
+        run.log(None, None, "run", "ok", Some(took), plan.partial.as_ref().map(|_| PARTIAL_RUN.to_string()));
     }
     run.write_and_notify(hooks)?;
     report.serial = run.st.serial;
@@ -895,7 +905,8 @@ async fn apply_locked(
             tenant = %plan.slug,
             duration_ms = took.as_millis() as u64,
             operations = report.operations.len(),
-            "tenant provisioned (ACTIVE) in {}",
+            "tenant {} in {}",
+            if plan.partial.is_some() { "partly applied (--target/--exclude)" } else { "provisioned (ACTIVE)" },
             secs(took)
         );
     }

@@ -25,7 +25,7 @@ use matih::workflow::Replanner;
 use super::views::run as view;
 use super::{
     compute_plan, confirm, keep_shard, load_catalog, load_inputs, load_platform, parse_shard, print, print_diagnostics,
-    render, runtime, state_location, Format, Global, Reported, Shard,
+    render, runtime, state_location, Format, Global, Reported, Shard, TargetArgs,
 };
 
 #[derive(clap::Args, Debug)]
@@ -52,6 +52,21 @@ pub struct Args {
     /// JSON object per event on stdout; see `src/apply/progress.rs`).
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
+    /// Same as --progress json (Terraform's -json).
+    #[arg(long)]
+    pub json: bool,
+    /// Read live objects through the providers before planning (--refresh=false: plan from the
+    /// recorded state alone, as Terraform's -refresh=false).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub refresh: bool,
+    /// With --input=false (Terraform's -input=false) matih never asks: a run that would need
+    /// the confirmation prompt fails instead (use --auto-approve or a saved plan).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub input: bool,
+    /// Apply the plan file only if its SHA-256 digest (as `matih plan -out FILE` and `matih show FILE`
+    /// print it) is this one: the file applied on merge is the file a reviewer approved.
+    #[arg(long, value_parser = plan::parse_digest, value_name = "sha256:HEX")]
+    pub expect_digest: Option<String>,
     /// Go ahead even when a tenant with `protect_database = true` would lose its database or schema.
     #[arg(long)]
     pub allow_data_loss: bool,
@@ -59,6 +74,8 @@ pub struct Args {
     /// fleet through the tenants' locks: each takes a tenant only when it has room for it.
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub tenant_parallelism: usize,
+    #[command(flatten)]
+    pub targets: TargetArgs,
     /// Only the tenants of shard K of N (1 ≤ K ≤ N), chosen by a hash of their slug: an explicit
     /// way to divide a fleet between N runners.
     #[arg(long, value_parser = parse_shard, value_name = "K/N")]
@@ -76,6 +93,21 @@ pub enum Progress {
     Auto,
     Plain,
     Json,
+}
+
+/// The progress display asked for (`--json` is `--progress json`).
+fn progress(args: &Args) -> Progress {
+    if args.json {
+        Progress::Json
+    } else {
+        args.progress
+    }
+}
+
+impl Args {
+    fn progress_json(&self) -> bool {
+        progress(self) == Progress::Json
+    }
 }
 
 /// The progress hooks the flags and the terminal ask for.
@@ -97,7 +129,7 @@ fn fleet_run<'a>(
 ) -> FleetRun<'a> {
     let fleet = FleetOptions { tenant_parallelism: args.tenant_parallelism.max(1), replan, ..FleetOptions::default() };
     let warn = Arc::new(|w: &str| eprintln!("warning: {w}"));
-    FleetRun { plan, providers, opts, fleet, progress: progress_hooks(args.progress), warn }
+    FleetRun { plan, providers, opts, fleet, progress: progress_hooks(progress(args)), warn }
 }
 
 /// Runs a confirmed plan over the fleet and prints the summary.
@@ -110,7 +142,7 @@ fn execute(
 ) -> Result<ExitCode> {
     let destroy = run.opts.operation == Operation::Destroy;
     let outcome = run::run_fleet(run, &state_location(global)?, platform, rt)?;
-    Ok(view::summary(&outcome, args.progress == Progress::Json, destroy))
+    Ok(view::summary(&outcome, progress(args) == Progress::Json, destroy))
 }
 
 /// `matih apply PLANFILE`: a saved plan, applied exactly as reviewed, without a prompt.
@@ -119,7 +151,28 @@ fn apply_saved(global: &Global, path: &Path, args: &Args, mut opts: ApplyOptions
     if args.shard.is_some() {
         bail!("--shard selects tenants from spec files; a saved plan is applied whole ({})", path.display());
     }
-    let plan = plan::load_plan(path)?;
+    if args.targets.any() {
+        bail!(
+            "--target, --exclude and --replace select from spec files; a saved plan is applied exactly as saved \
+             (give them to `matih plan -out FILE`) ({})",
+            path.display()
+        );
+    }
+    let (plan, digest) = plan::load_plan_digest(path)?;
+    if let Some(expected) = &args.expect_digest {
+        if *expected != digest {
+            bail!(
+                "plan file {} has digest {digest}, not the expected {expected}: it is not the plan that was reviewed; \
+                 nothing was changed",
+                path.display()
+            );
+        }
+    }
+    if args.progress_json() {
+        eprintln!("Applying the plan saved in {} ({digest})", path.display());
+    } else {
+        println!("Applying the plan saved in {} ({digest})", path.display());
+    }
     let (platform, _, diags) = load_platform(global);
     print_diagnostics(&diags);
     if diag::has_errors(&diags) {
@@ -131,6 +184,11 @@ fn apply_saved(global: &Global, path: &Path, args: &Args, mut opts: ApplyOptions
     let providers = connect(&platform, &catalog, &rt)?;
     run::check_saved_plan_current(&saved, path, &providers, &platform, &rt)?;
     execute(global, &platform, fleet_run(&saved.plan, &providers, opts, args, None), args, &rt)
+}
+
+/// One file that is not a spec: a saved plan.
+fn is_plan_file(paths: &[PathBuf]) -> bool {
+    paths.len() == 1 && paths[0].is_file() && paths[0].extension().is_none_or(|e| e != "hcl")
 }
 
 pub fn exec(global: &Global, args: &Args, color: bool, destroy: bool) -> Result<ExitCode> {
@@ -145,12 +203,13 @@ pub fn exec(global: &Global, args: &Args, color: bool, destroy: bool) -> Result<
         allow_data_loss: args.allow_data_loss,
         ..ApplyOptions::default()
     };
-    let json = args.progress == Progress::Json;
-    if !destroy
-        && args.paths.len() == 1
-        && args.paths[0].is_file()
-        && args.paths[0].extension().is_none_or(|e| e != "hcl")
-    {
+    let json = args.progress_json();
+    if args.expect_digest.is_some() && (destroy || !is_plan_file(&args.paths)) {
+        bail!(
+            "--expect-digest checks a saved plan file: give one plan file (matih apply FILE --expect-digest sha256:…)"
+        );
+    }
+    if !destroy && is_plan_file(&args.paths) {
         return apply_saved(global, &args.paths[0], args, opts);
     }
     let rt = runtime()?;
@@ -174,19 +233,30 @@ pub fn exec(global: &Global, args: &Args, color: bool, destroy: bool) -> Result<
         wait_for_tenant_locks(store.as_ref(), &slugs, args.lock_timeout)?;
     }
     let providers = connect(&inputs.platform, &inputs.catalog, &rt)?;
+    let targeting = args.targets.targeting();
     let plan = if destroy {
-        run::destroy_plan(&inputs.specs, &inputs.graphs, store.as_ref())?
+        if !targeting.replace.is_empty() {
+            bail!("--replace has no meaning for destroy, which deletes everything it selects");
+        }
+        let whole = run::destroy_plan(&inputs.specs, &inputs.graphs, store.as_ref())?;
+        matih::workflow::select(whole, &targeting)?
     } else {
-        compute_plan(&inputs, store.as_ref(), &providers, true, &rt)?
+        compute_plan(&inputs, store.as_ref(), &providers, args.refresh, &targeting, &rt)?
     };
     drop(store);
     if json {
         view::plan_event(&plan);
     } else {
-        print(&render(&plan, Format::Text, color))?;
+        print(&render(&plan, Format::Text, color, None))?;
     }
     if !plan.has_changes() {
         return Ok(ExitCode::SUCCESS);
+    }
+    if !args.auto_approve && !args.input {
+        bail!(
+            "--input=false: this run would need the confirmation prompt; nothing was changed (pass --auto-approve, \
+             or apply a plan saved with `matih plan -out FILE`)"
+        );
     }
     check_protection(&plan, &protected, args.allow_data_loss)?;
     require_providers(&plan, &providers, &inputs.platform)?;
@@ -204,7 +274,8 @@ pub fn exec(global: &Global, args: &Args, color: bool, destroy: bool) -> Result<
     // Without a prompt, a tenant another run applied meanwhile is planned again under its lock
     // (several runners on one fleet); a plan someone approved is never changed behind their back.
     let replan: Option<Arc<dyn Replan>> = if args.auto_approve {
-        Some(Arc::new(Replanner::new(std::mem::take(&mut inputs.graphs), destroy, Some(DEFAULT_PARALLELISM))))
+        let replanner = Replanner::new(std::mem::take(&mut inputs.graphs), destroy, Some(DEFAULT_PARALLELISM));
+        Some(Arc::new(replanner.with_targeting(targeting)))
     } else {
         None
     };

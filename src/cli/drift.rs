@@ -14,8 +14,12 @@ pub struct Args {
     /// Tenant spec files or directories of them.
     #[arg(default_value = "tenants")]
     pub paths: Vec<PathBuf>,
+    /// How to print the report: text, json (for machines) or markdown (an issue or a comment).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Same as --format json.
+    #[arg(long)]
+    pub json: bool,
     /// Exit 0 when nothing drifted, 2 when something did, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
@@ -33,6 +37,7 @@ pub struct Args {
 pub fn exec(global: &Global, args: &Args) -> Result<ExitCode> {
     use matih::drift::{self, DriftOptions, Recorded, TenantInput};
 
+    let format = if args.json { Format::Json } else { args.format };
     let mut inputs = load_inputs(global, &args.paths)?;
     keep_shard(&mut inputs, args.shard);
     let slugs: Vec<&str> = inputs.graphs.iter().map(|g| g.tenant.slug.as_str()).collect();
@@ -49,7 +54,7 @@ pub fn exec(global: &Global, args: &Args) -> Result<ExitCode> {
                     )
                 }
             }
-            Recorded::Busy(reason) if args.format == Format::Text => {
+            Recorded::Busy(reason) if format == Format::Text => {
                 eprintln!("Note: tenant {:?} is busy and is not checked: {reason}.", graph.tenant.slug)
             }
             Recorded::Busy(_) => {}
@@ -67,7 +72,7 @@ pub fn exec(global: &Global, args: &Args) -> Result<ExitCode> {
             ),
         );
     }
-    if inputs.platform_file.is_none() && args.format == Format::Text {
+    if inputs.platform_file.is_none() && format == Format::Text {
         eprintln!(
             "Note: no platform file (matih.hcl), so no live object can be read: every recorded resource is \
              reported as unreadable."
@@ -82,7 +87,7 @@ pub fn exec(global: &Global, args: &Args) -> Result<ExitCode> {
         .collect();
     let opts = DriftOptions { tenant_concurrency: args.parallelism.max(1), unavailable, ..DriftOptions::default() };
     let report = rt.block_on(drift::check(tenants, &providers, &opts));
-    print(&match args.format {
+    print(&match format {
         Format::Text => drift::render_text(&report),
         Format::Json => drift::render_json(&report),
         Format::Markdown => drift::render_markdown(&report),

@@ -12,8 +12,10 @@ use super::{load_inputs, print, Global};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Tenant spec files or directories of them.
     #[arg(default_value = "tenants")]
     pub paths: Vec<PathBuf>,
+    /// The output format (Graphviz DOT).
     #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
     pub format: GraphFormat,
 }

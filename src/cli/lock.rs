@@ -12,9 +12,16 @@ use super::{open_state_for_read, open_store, print, Global};
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Every lock held, with holder, host, pid, operation and time.
+    #[command(after_help = "Examples:\n  matih lock list")]
     List,
     /// Release a tenant's lock held by someone else (a crashed run on another machine).
-    ForceUnlock { slug: String, id: String },
+    #[command(after_help = "Examples:\n  matih lock list\n  matih lock force-unlock acme 6f1c…")]
+    ForceUnlock {
+        /// The tenant's slug.
+        slug: String,
+        /// The lock's id, as `matih lock list` prints it (so that only that lock is released).
+        id: String,
+    },
 }
 
 pub fn exec(global: &Global, cmd: Command) -> Result<ExitCode> {

@@ -2,12 +2,16 @@
 //! the library), and what they share (loading the inputs, opening the state store, printing).
 
 pub mod apply;
+pub mod completion;
 pub mod drift;
 pub mod graph;
+pub mod import;
 pub mod lock;
+pub mod output;
 pub mod plan;
 pub mod serve;
 pub mod show;
+pub mod spelling;
 pub mod state;
 pub mod status;
 pub mod validate;
@@ -23,7 +27,7 @@ use matih::apply::{Providers, DEFAULT_PARALLELISM};
 use matih::catalog::Catalog;
 use matih::diag::{self, Diagnostic};
 use matih::graph::ResourceGraph;
-use matih::plan::{render_json, render_markdown, render_text, Plan, TextOptions};
+use matih::plan::{render_json_saved, render_markdown_saved, render_text, AddrPattern, Plan, Targeting, TextOptions};
 use matih::spec::{self, PlatformConfig, TenantSpec};
 use matih::state::StateStore;
 use matih::workflow::store::{StateLocation, StoreUse};
@@ -43,6 +47,32 @@ pub struct Global {
     /// Never print colours (also: the NO_COLOR environment variable).
     #[arg(long, global = true)]
     pub no_color: bool,
+}
+
+/// `--target`, `--exclude`, `--replace`: acting on part of the tenants (see `plan::Targeting`).
+#[derive(Args, Debug, Default)]
+pub struct TargetArgs {
+    /// Only this resource and what it depends on (repeatable). ADDR is [TENANT/]KIND.NAME, with *
+    /// and ? as wildcards: acme/kubernetes_deployment.query_engine, */postgresql_role.tenant, or
+    /// kubernetes_namespace.tenant for every tenant of the run. The plan says it is partial.
+    #[arg(long, value_name = "ADDR")]
+    pub target: Vec<AddrPattern>,
+    /// Everything but this resource and what depends on it (repeatable; same ADDR as --target).
+    #[arg(long, value_name = "ADDR")]
+    pub exclude: Vec<AddrPattern>,
+    /// Replace this recorded resource even though nothing forces it (repeatable; same ADDR).
+    #[arg(long, value_name = "ADDR")]
+    pub replace: Vec<AddrPattern>,
+}
+
+impl TargetArgs {
+    pub fn targeting(&self) -> Targeting {
+        Targeting { target: self.target.clone(), exclude: self.exclude.clone(), replace: self.replace.clone() }
+    }
+
+    pub fn any(&self) -> bool {
+        !self.target.is_empty() || !self.exclude.is_empty() || !self.replace.is_empty()
+    }
 }
 
 /// Keeps only the tenants of `shard` (all of them without one), and says how many on stderr.
@@ -187,11 +217,13 @@ pub fn compute_plan(
     store: &dyn StateStore,
     providers: &Providers,
     refresh: bool,
+    targeting: &Targeting,
     rt: &tokio::runtime::Runtime,
 ) -> Result<Plan> {
     let r = Refresh { providers, runtime: rt, parallelism: DEFAULT_PARALLELISM };
+    let refresh = if refresh { Some(&r) } else { None };
     let (plan, refresh_errors) =
-        workflow::plan_tenants(&inputs.specs, &inputs.graphs, store, if refresh { Some(&r) } else { None })?;
+        workflow::plan_tenants_targeted(&inputs.specs, &inputs.graphs, store, refresh, targeting)?;
     if !refresh_errors.is_empty() {
         for e in &refresh_errors {
             eprintln!("error: refresh: {e}");
@@ -201,16 +233,23 @@ pub fn compute_plan(
     Ok(plan)
 }
 
-pub fn render(plan: &Plan, format: Format, color: bool) -> String {
+/// The plan in `format`; `digest` is the SHA-256 of the plan file it was saved to or read from.
+pub fn render(plan: &Plan, format: Format, color: bool, digest: Option<&str>) -> String {
     match format {
-        Format::Text => render_text(plan, &TextOptions { color }),
-        Format::Json => render_json(plan),
-        Format::Markdown => render_markdown(plan),
+        Format::Text => render_text(plan, &TextOptions { color, digest: digest.map(str::to_string) }),
+        Format::Json => render_json_saved(plan, digest),
+        Format::Markdown => render_markdown_saved(plan, digest),
     }
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// `MATIH_IN_AUTOMATION` (any non-empty value, like Terraform's `TF_IN_AUTOMATION`): matih runs in
+/// CI, so the hints that suggest what to type next are left out.
+pub fn in_automation() -> bool {
+    std::env::var_os("MATIH_IN_AUTOMATION").is_some_and(|v| !v.is_empty())
 }
 
 /// Asks for confirmation on stdin, as Terraform does. Anything but `yes` cancels; a closed stdin

@@ -3,16 +3,17 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use matih::apply::Providers;
 use matih::plan;
 
 use matih::workflow::connect::connect;
+use matih::workflow::{self, run};
 
 use super::{
-    compute_plan, keep_shard, load_inputs, open_state_for_read, parse_shard, print, render, runtime, Format, Global,
-    Shard,
+    compute_plan, in_automation, keep_shard, load_inputs, open_state_for_read, parse_shard, print, render, runtime,
+    Format, Global, Shard, TargetArgs,
 };
 
 #[derive(clap::Args, Debug)]
@@ -23,41 +24,72 @@ pub struct Args {
     /// Save the plan to FILE (sealed, bound to the state it was made from) for `matih apply FILE`.
     #[arg(long = "out", short = 'o', value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// How to print the plan: text (like Terraform's), json (the machine interface), markdown (a
+    /// pull-request comment).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Same as --format json (Terraform's -json).
+    #[arg(long)]
+    pub json: bool,
     /// Exit 0 when nothing changes, 2 when something does, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
     /// Read live objects through the providers before planning (needs a platform file).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub refresh: bool,
+    /// Accepted for Terraform's -input=false; plan never asks anything.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub input: bool,
+    /// Plan the destruction of every recorded resource of the tenants (as `matih destroy` would),
+    /// to review and save it (`-out FILE`) like any plan; `matih apply FILE` performs it.
+    #[arg(long)]
+    pub destroy: bool,
+    #[command(flatten)]
+    pub targets: TargetArgs,
     /// Only the tenants of shard K of N (1 ≤ K ≤ N), chosen by a hash of their slug (as for apply).
     #[arg(long, value_parser = parse_shard, value_name = "K/N")]
     pub shard: Option<Shard>,
 }
 
 pub fn exec(global: &Global, args: &Args, color: bool) -> Result<ExitCode> {
+    let format = if args.json { Format::Json } else { args.format };
     let mut inputs = load_inputs(global, &args.paths)?;
     keep_shard(&mut inputs, args.shard);
     let store = open_state_for_read(global)?;
     let rt = runtime()?;
-    let providers = if args.refresh { connect(&inputs.platform, &inputs.catalog, &rt)? } else { Providers::new() };
-    let plan = compute_plan(&inputs, store.as_ref(), &providers, args.refresh, &rt)?;
-    if inputs.platform_file.is_none() && args.refresh && args.format == Format::Text {
+    let targeting = args.targets.targeting();
+    let plan = if args.destroy {
+        if !targeting.replace.is_empty() {
+            bail!("--replace has no meaning with --destroy, which deletes everything it selects");
+        }
+        let whole = run::destroy_plan(&inputs.specs, &inputs.graphs, store.as_ref())?;
+        workflow::select(whole, &targeting)?
+    } else {
+        let providers = if args.refresh { connect(&inputs.platform, &inputs.catalog, &rt)? } else { Providers::new() };
+        compute_plan(&inputs, store.as_ref(), &providers, args.refresh, &targeting, &rt)?
+    };
+    let hints = !in_automation();
+    if hints && !args.destroy && inputs.platform_file.is_none() && args.refresh && format == Format::Text {
         eprintln!(
             "Note: no platform file (matih.hcl), so live objects were not read: this plan compares the specs \
              with the recorded state alone."
         );
     }
-    print(&render(&plan, args.format, color))?;
-    if let Some(out) = &args.out {
-        plan::save_plan(&plan, out)?;
-        if args.format == Format::Text {
-            println!(
-                "\nSaved the plan to: {}\nTo perform exactly these actions, run: matih apply {}",
-                out.display(),
-                out.display()
-            );
+    // Saved first, so that what is printed names the digest of the file as written.
+    let digest = match &args.out {
+        Some(out) => Some(plan::save_plan(&plan, out)?),
+        None => None,
+    };
+    print(&render(&plan, format, color, digest.as_deref()))?;
+    if let (Some(out), Some(digest)) = (&args.out, &digest) {
+        if format == Format::Text {
+            println!("\nSaved the plan to: {}", out.display());
+            if hints {
+                println!(
+                    "To perform exactly these actions, run: matih apply {} --expect-digest {digest}",
+                    out.display()
+                );
+            }
         }
     }
     Ok(if args.detailed_exitcode && plan.has_changes() { ExitCode::from(2) } else { ExitCode::SUCCESS })

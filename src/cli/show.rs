@@ -16,13 +16,14 @@ pub struct Args {
     /// Print the plan as JSON (same as --format json).
     #[arg(long)]
     pub json: bool,
+    /// How to print the plan: text, json or markdown (each names the file's SHA-256 digest).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
 pub fn exec(args: &Args, color: bool) -> Result<ExitCode> {
     let format = if args.json { Format::Json } else { args.format };
-    let plan = plan::load_plan(&args.planfile)?;
-    print(&render(&plan, format, color))?;
+    let (plan, digest) = plan::load_plan_digest(&args.planfile)?;
+    print(&render(&plan, format, color, Some(&digest)))?;
     Ok(ExitCode::SUCCESS)
 }

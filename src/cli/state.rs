@@ -15,23 +15,44 @@ use super::{open_state_for_read, open_store, print, state_location, Global};
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Every tenant in the state store, with status, serial and resource count.
+    #[command(after_help = "Examples:\n  matih state list")]
     List,
     /// The recorded state of a tenant (or of one resource of it), as JSON.
-    Show { slug: String, address: Option<String> },
+    #[command(
+        after_help = "Examples:\n  matih state show acme\n  matih state show acme kubernetes_service.ingress_controller"
+    )]
+    Show {
+        /// The tenant's slug.
+        slug: String,
+        /// One resource (KIND.NAME) instead of the whole state.
+        address: Option<String>,
+    },
     /// Earlier serials of a tenant's state.
-    History { slug: String },
+    #[command(after_help = "Examples:\n  matih state history acme")]
+    History {
+        /// The tenant's slug.
+        slug: String,
+    },
     /// Copy every tenant (state, history, audit log) from one backend to the other, empty one, and
     /// compare SHA-256 digests. The sled directory is --state (or the `state` block's path), the
     /// PostgreSQL URL is in the variable the `state` block's url_env names (MATIH_STATE_URL).
+    #[command(
+        after_help = "Examples:\n  MATIH_STATE_URL=postgresql://… matih state migrate --from sled --to postgres"
+    )]
     Migrate {
+        /// The backend to copy from.
         #[arg(long, value_enum)]
         from: BackendArg,
+        /// The backend to copy to (it must be empty).
         #[arg(long, value_enum)]
         to: BackendArg,
     },
     /// Forget resources (matih will no longer manage them; nothing is deleted in the real world).
+    #[command(after_help = "Examples:\n  matih state rm acme kubernetes_config_map.tempo_overrides")]
     Rm {
+        /// The tenant's slug.
         slug: String,
+        /// The resources to forget (KIND.NAME), one or more.
         #[arg(required = true)]
         addresses: Vec<String>,
     },

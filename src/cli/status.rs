@@ -11,7 +11,9 @@ use super::{open_state_for_read, print, print_json, state_location, Global};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The tenant's slug.
     pub slug: String,
+    /// Print JSON (the document of the status API).
     #[arg(long)]
     pub json: bool,
     /// Print the tenant's audit log (every run, phase and resource operation) instead.

@@ -134,6 +134,7 @@ mod tests {
             tier: "professional".into(),
             source: None,
             prior_state: None,
+            partial: None,
             resource_changes: vec![ResourceChange {
                 address: addr(),
                 phase: Phase::DeployCoreServices,

@@ -25,8 +25,10 @@
 //!   matih recorded for the consumer itself), `ADDR` is *rotated*: its `generated` secrets compare
 //!   as changed (`(sensitive value) -> (sensitive value)`, at least an update, which makes the
 //!   provider generate them anew), every consumer of `output:ADDR.*` takes the new values (an
-//!   update too), and both carry a note saying why. A consumer that recorded the secret without a
-//!   fingerprint (it used it but does not keep it, like a connectivity check) does not trigger one.
+//!   update too), and both carry a note saying why. A producer that is replaced generates its
+//!   secrets anew anyway; a consumer of it that is kept takes the new values the same way. A
+//!   consumer that recorded the secret without a fingerprint (it used it but does not keep it,
+//!   like a connectivity check) does not trigger one.
 //! - **Structure.** Maps are compared key by key, lists element by element when their lengths
 //!   match; a list whose length changed is one change as a whole. Anything else is compared as a
 //!   value. Each difference is an [`AttrChange`] with a path like `metadata.labels["matih.ai/tier"]`.
@@ -35,7 +37,8 @@
 //!   alters the value at such a path, forces replacement: the action is `Replace` and the change
 //!   has `forces_replacement: true`. A replaced resource is created anew, so its computed values
 //!   and generated secrets are not carried over from state: they show as changes to
-//!   `(known after apply)` and `(sensitive value)`.
+//!   `(known after apply)` and `(sensitive value)`. A resource named by `--replace`
+//!   ([`diff_replacing`]) is replaced the same way, even with no change, with a note.
 //!
 //! After the diff, for updates and replaces, a subtree of `after` is equal to the same subtree of
 //! `before` exactly when the diff found no change there; the renderers rely on this.
@@ -75,12 +78,24 @@ pub fn diff_refreshed(
     recorded: Option<&TenantState>,
     source: Option<PathBuf>,
 ) -> TenantPlan {
-    let first = diff_with(graph, prior, source.clone(), &Rotations::default());
+    diff_replacing(graph, prior, recorded, source, &BTreeSet::new())
+}
+
+/// [`diff_refreshed`] with the recorded resources of `replace` replaced even where nothing forces
+/// it (`--replace`): created anew like any replaced resource, with a note saying it was asked for.
+pub fn diff_replacing(
+    graph: &ResourceGraph,
+    prior: Option<&TenantState>,
+    recorded: Option<&TenantState>,
+    source: Option<PathBuf>,
+    replace: &BTreeSet<ResourceAddr>,
+) -> TenantPlan {
+    let first = diff_with(graph, prior, source.clone(), &Rotations::default(), replace);
     let rotations = rotations(graph, &first, prior, recorded);
     if rotations.producers.is_empty() {
         return first;
     }
-    diff_with(graph, prior, source, &rotations)
+    diff_with(graph, prior, source, &rotations, replace)
 }
 
 /// Producers whose generated secrets are generated again, with why.
@@ -134,6 +149,7 @@ fn diff_with(
     prior: Option<&TenantState>,
     source: Option<PathBuf>,
     rotations: &Rotations,
+    replace: &BTreeSet<ResourceAddr>,
 ) -> TenantPlan {
     let empty = BTreeMap::new();
     let recorded = prior.map_or(&empty, |s| &s.resources);
@@ -145,7 +161,11 @@ fn diff_with(
         let mut change = match recorded.get(&res.addr) {
             None => create(res, &known),
             Some(state) => {
-                let change = compare(res, state, &known, rotations.renew_for(res));
+                let forced = replace.contains(&res.addr);
+                let mut change = compare(res, state, &known, rotations.renew_for(res), forced);
+                if forced {
+                    change.notes.push("replaced on request (--replace)".to_string());
+                }
                 if matches!(change.action, Action::NoOp | Action::Update) {
                     known.insert(&res.addr, &state.outputs);
                 }
@@ -208,6 +228,7 @@ fn diff_with(
         source,
         prior_state: prior.map(|s| PriorState { lineage: s.lineage.clone(), serial: s.serial }),
         resource_changes,
+        partial: None,
     }
 }
 
@@ -363,15 +384,23 @@ fn rotations(
             // A producer created or replaced generates its secrets anyway; one that generates none
             // cannot be rotated.
             let Some(producer_res) = graph.get(&producer) else { continue };
-            if !matches!(actions.get(&producer), Some(Action::NoOp | Action::Update))
-                || generated_paths(&producer_res.attrs).is_empty()
-            {
+            if generated_paths(&producer_res.attrs).is_empty() {
                 continue;
             }
             let me = &res.addr;
             let kept = before_refresh(me).or(live(me)).map(|r| at_path(&r.attrs, &path));
             // It used the secret without keeping it: losing it loses nothing.
             if matches!(kept, Some(Some(Value::Secret(Secret { fingerprint: None, .. })))) {
+                continue;
+            }
+            // A replaced producer generates its secrets anew: a consumer that stays must take them.
+            if actions.get(&producer) == Some(&Action::Replace) {
+                if matches!(actions.get(me), Some(Action::NoOp | Action::Update)) {
+                    out.add(&producer, format!("{producer} is replaced"));
+                }
+                continue;
+            }
+            if !matches!(actions.get(&producer), Some(Action::NoOp | Action::Update)) {
                 continue;
             }
             let reason = match actions.get(me) {
@@ -418,10 +447,16 @@ fn create(res: &Resource, known: &KnownOutputs<'_>) -> ResourceChange {
     }
 }
 
-fn compare(res: &Resource, state: &ResourceState, known: &KnownOutputs<'_>, renew: Renew<'_>) -> ResourceChange {
+fn compare(
+    res: &Resource,
+    state: &ResourceState,
+    known: &KnownOutputs<'_>,
+    renew: Renew<'_>,
+    forced: bool,
+) -> ResourceChange {
     // Most resources of most plans are unchanged: find that out without allocating, then copy
     // the recorded attributes in bulk (for a no-op `after` equals `before`).
-    if !renew.any() && same_map(&res.attrs, &state.attrs, known) {
+    if !forced && !renew.any() && same_map(&res.attrs, &state.attrs, known) {
         debug_assert!(
             Walker::new(known, &[], false, Renew::NONE).walk_map_and_changes(&res.attrs, &state.attrs).is_empty(),
             "the fast path and the walk disagree on {}",
@@ -441,7 +476,7 @@ fn compare(res: &Resource, state: &ResourceState, known: &KnownOutputs<'_>, rene
     let force_new: Vec<Vec<&str>> = res.force_new.iter().map(|p| p.split('.').collect()).collect();
     let mut walker = Walker::new(known, &force_new, false, renew);
     let mut after = walker.walk_map(&res.attrs, &state.attrs);
-    let action = if walker.forces {
+    let action = if walker.forces || forced {
         // The resource is created anew: walk again without carrying computed values and
         // generated secrets over from state.
         walker = Walker::new(known, &force_new, true, renew);

@@ -19,17 +19,21 @@ mod notes;
 pub(crate) mod path;
 mod planfile;
 mod render;
+mod target;
 
 pub use conform::nonconforming;
-pub use diff::{diff, diff_refreshed};
+pub use diff::{diff, diff_refreshed, diff_replacing};
 pub use planfile::{
-    load_plan, load_plan_keyed, save_plan, save_plan_keyed, PlanFileError, PlanKey, PLAN_FILE_FORMAT, PLAN_KEY_ENV,
+    file_digest, load_plan, load_plan_digest, load_plan_keyed, parse_digest, save_plan, save_plan_keyed, PlanFileError,
+    PlanKey, PLAN_FILE_FORMAT, PLAN_KEY_ENV,
 };
-pub use render::{render_json, render_markdown, render_text, TextOptions};
+pub use render::{render_json, render_json_saved, render_markdown, render_markdown_saved, render_text, TextOptions};
+pub use target::{AddrPattern, Partial, Targeting};
 
 /// The version of the JSON plan format (`matih plan --format json`, plan files). Bumped on any
 /// incompatible change.
-pub const FORMAT_VERSION: &str = "1.0";
+/// 1.1: `partial` (plans made with `--target`/`--exclude`), which a 1.0 reader would drop.
+pub const FORMAT_VERSION: &str = "1.1";
 
 /// What will be done to one resource.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -121,6 +125,10 @@ pub struct TenantPlan {
     /// In apply order: phase, then topological order inside the phase. Deletes of resources no
     /// longer desired are listed in their phase too; apply runs deletes in reverse order.
     pub resource_changes: Vec<ResourceChange>,
+    /// Set when the plan covers only part of the tenant (`--target`, `--exclude`): it then lists
+    /// only the selected resources, and applying it does only that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<Partial>,
 }
 
 /// A plan for one or more tenants.
@@ -207,6 +215,13 @@ impl Plan {
     pub fn has_changes(&self) -> bool {
         self.tenants.iter().any(TenantPlan::has_changes)
     }
+
+    /// The targeting of a partial plan (that of its first partial tenant: one run gives every
+    /// tenant the same), and the changes left out over every tenant.
+    pub fn partial(&self) -> Option<(&Partial, usize)> {
+        let first = self.tenants.iter().find_map(|t| t.partial.as_ref())?;
+        Some((first, self.tenants.iter().filter_map(|t| t.partial.as_ref()).map(|p| p.left_out).sum()))
+    }
 }
 
 impl ResourceChange {
@@ -255,6 +270,7 @@ mod tests {
             source: None,
             prior_state: None,
             resource_changes: actions.iter().map(|&a| change(a)).collect(),
+            partial: None,
         }
     }
 

@@ -5,7 +5,7 @@
 //! ```json
 //! {
 //!   "format": "matih-plan",
-//!   "format_version": "1.0",
+//!   "format_version": "1.1",
 //!   "sha256": "<64 hex digits>",
 //!   "plan": "<the plan, serialized as compact JSON, stored as one JSON string>"
 //! }
@@ -168,14 +168,33 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
 }
 
+/// The digest of a plan file as reviewers pin it: `sha256:` and the SHA-256 of the file's bytes,
+/// exactly what `sha256sum FILE` prints. (The seal inside the file covers the plan only; this
+/// covers everything, the seal and any HMAC included.)
+pub fn file_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", sha256_hex(bytes))
+}
+
+/// `sha256:<64 hex digits>` (or the 64 hex digits alone), as `--expect-digest` takes it, in the
+/// spelling [`file_digest`] gives.
+pub fn parse_digest(text: &str) -> Result<String, String> {
+    let hexpart = text.strip_prefix("sha256:").unwrap_or(text);
+    if hexpart.len() != 64 || !hexpart.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "{text:?} is not a SHA-256 digest: expected sha256: and 64 hex digits, as `matih plan -out FILE` prints"
+        ));
+    }
+    Ok(format!("sha256:{}", hexpart.to_ascii_lowercase()))
+}
+
 /// Writes `plan` to `path`, sealed (with the key in `MATIH_PLAN_KEY` too, when it is set),
-/// atomically and readable only by its owner.
-pub fn save_plan(plan: &Plan, path: &Path) -> Result<(), PlanFileError> {
+/// atomically and readable only by its owner. Returns the file's digest ([`file_digest`]).
+pub fn save_plan(plan: &Plan, path: &Path) -> Result<String, PlanFileError> {
     save_plan_keyed(plan, path, PlanKey::from_env()?.as_ref())
 }
 
 /// [`save_plan`] with the key given.
-pub fn save_plan_keyed(plan: &Plan, path: &Path, key: Option<&PlanKey>) -> Result<(), PlanFileError> {
+pub fn save_plan_keyed(plan: &Plan, path: &Path, key: Option<&PlanKey>) -> Result<String, PlanFileError> {
     let encode =
         |e: serde_json::Error| PlanFileError::Io { path: path.to_path_buf(), action: "encode", source: e.into() };
     let body = serde_json::to_string(plan).map_err(encode)?;
@@ -188,7 +207,8 @@ pub fn save_plan_keyed(plan: &Plan, path: &Path, key: Option<&PlanKey>) -> Resul
     };
     let mut bytes = serde_json::to_vec_pretty(&envelope).map_err(encode)?;
     bytes.push(b'\n');
-    write_atomically(path, &bytes)
+    write_atomically(path, &bytes)?;
+    Ok(file_digest(&bytes))
 }
 
 /// Reads a plan file, refusing it unless its format, version and seal are all as written (and,
@@ -197,16 +217,28 @@ pub fn load_plan(path: &Path) -> Result<Plan, PlanFileError> {
     load_plan_keyed(path, PlanKey::from_env()?.as_ref())
 }
 
+/// [`load_plan`], with the digest ([`file_digest`]) of the very bytes the plan was read from.
+pub fn load_plan_digest(path: &Path) -> Result<(Plan, String), PlanFileError> {
+    let bytes = read(path)?;
+    let plan = decode(path, &bytes, PlanKey::from_env()?.as_ref())?;
+    Ok((plan, file_digest(&bytes)))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, PlanFileError> {
+    fs::read(path).map_err(|source| PlanFileError::Io { path: path.to_path_buf(), action: "read", source })
+}
+
 /// [`load_plan`] with the key given.
 pub fn load_plan_keyed(path: &Path, key: Option<&PlanKey>) -> Result<Plan, PlanFileError> {
-    let bytes =
-        fs::read(path).map_err(|source| PlanFileError::Io { path: path.to_path_buf(), action: "read", source })?;
+    decode(path, &read(path)?, key)
+}
+
+fn decode(path: &Path, bytes: &[u8], key: Option<&PlanKey>) -> Result<Plan, PlanFileError> {
     let not_plan = |reason: String| PlanFileError::NotAPlanFile { path: path.to_path_buf(), reason };
 
     // Look at the format first, so that any other JSON file is reported as such and not as a
     // plan with missing fields.
-    let outer: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| not_plan(format!("invalid JSON: {e}")))?;
+    let outer: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| not_plan(format!("invalid JSON: {e}")))?;
     match outer.get("format").and_then(|f| f.as_str()) {
         Some(PLAN_FILE_FORMAT) => {}
         Some(other) => return Err(not_plan(format!("its format is {other:?}, expected {PLAN_FILE_FORMAT:?}"))),
@@ -362,6 +394,7 @@ mod tests {
                 depends_on: BTreeSet::from(["kubernetes_namespace.tenant".parse().unwrap()]),
                 notes: Vec::new(),
             }],
+            partial: None,
         }])
     }
 
@@ -445,6 +478,21 @@ mod tests {
     }
 
     #[test]
+    fn the_digest_is_the_sha256_of_the_file_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.plan");
+        let digest = save_plan(&sample(), &path).unwrap();
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(digest, format!("sha256:{}", hex(&Sha256::digest(&bytes))));
+        let (plan, read) = load_plan_digest(&path).unwrap();
+        assert_eq!((plan, read.clone()), (sample(), digest.clone()));
+        assert_eq!(parse_digest(&digest).unwrap(), digest);
+        assert_eq!(parse_digest(&digest[7..].to_ascii_uppercase()).unwrap(), digest);
+        assert!(parse_digest("sha256:abc").unwrap_err().contains("64 hex digits"));
+        assert!(parse_digest(&format!("md5:{}", &digest[7..])).is_err());
+    }
+
+    #[test]
     fn any_flipped_byte_in_the_plan_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.plan");
@@ -497,11 +545,12 @@ mod tests {
             "{err}"
         );
 
-        fs::write(&path, good.replacen("\"format_version\": \"1.0\"", "\"format_version\": \"2.0\"", 1)).unwrap();
+        let ours = format!("\"format_version\": \"{FORMAT_VERSION}\"");
+        fs::write(&path, good.replacen(&ours, "\"format_version\": \"2.0\"", 1)).unwrap();
         let err = load_plan(&path).unwrap_err();
         assert!(matches!(&err, PlanFileError::UnsupportedVersion { found, .. } if found == "2.0"), "{err}");
 
-        fs::write(&path, good.replacen("\"format_version\": \"1.0\"", "\"format_version\": \"1.1\"", 1)).unwrap();
+        fs::write(&path, good.replacen(&ours, "\"format_version\": \"1.9\"", 1)).unwrap();
         assert!(matches!(load_plan(&path).unwrap_err(), PlanFileError::UnsupportedVersion { .. }));
 
         fs::write(&path, "{\"version\": 4}").unwrap();
@@ -518,6 +567,7 @@ mod tests {
     #[test]
     fn versions_of_the_same_major_and_no_newer_minor_are_read() {
         assert!(version_supported(FORMAT_VERSION));
+        assert!(version_supported("1.0"), "plan files of 1.0 are still read");
         assert!(!version_supported("0.9"));
         assert!(!version_supported("1"));
         assert!(!version_supported("x.y"));

@@ -6,6 +6,8 @@
 //! outside world it touches is what it is handed: the files named, the state store, providers.
 
 pub mod connect;
+pub mod import;
+pub mod outputs;
 pub mod run;
 pub mod store;
 
@@ -18,7 +20,7 @@ use crate::catalog::flyway_validate;
 use crate::catalog::Catalog;
 use crate::diag::{self, Diagnostic, Location};
 use crate::graph::{self, ResourceGraph};
-use crate::plan::{self, Plan};
+use crate::plan::{self, Plan, Targeting};
 use crate::provider::ProviderError;
 use crate::spec::{self, PlatformConfig, TenantSpec};
 use crate::state::{StateError, StateStore, TenantState, TenantStatus};
@@ -75,6 +77,8 @@ pub enum PlanError {
          was applied"
     )]
     AppliedMigrationChanged { slug: String, script: String, message: String },
+    #[error("{}; nothing was planned", .0.join("; "))]
+    Unmatched(Vec<String>),
 }
 
 /// Providers to read live objects through before diffing, and the runtime to do it on.
@@ -92,6 +96,18 @@ pub fn plan_tenants(
     graphs: &[ResourceGraph],
     store: &dyn StateStore,
     refresh_with: Option<&Refresh<'_>>,
+) -> Result<(Plan, Vec<ProviderError>), PlanError> {
+    plan_tenants_targeted(specs, graphs, store, refresh_with, &Targeting::default())
+}
+
+/// [`plan_tenants`] of what `targeting` selects (`--target`, `--exclude`, `--replace`): see
+/// `plan::Targeting`. An address that matches nothing is [`PlanError::Unmatched`].
+pub fn plan_tenants_targeted(
+    specs: &[TenantSpec],
+    graphs: &[ResourceGraph],
+    store: &dyn StateStore,
+    refresh_with: Option<&Refresh<'_>>,
+    targeting: &Targeting,
 ) -> Result<(Plan, Vec<ProviderError>), PlanError> {
     let planned: Vec<Result<_, PlanError>> = specs
         .par_iter()
@@ -121,7 +137,8 @@ pub fn plan_tenants(
             // disagrees with the record is drift of that tenant's resource; its apply refuses it.
             check_applied_migrations(graph, recorded.as_ref())?;
             let source = Some(spec.location.file.clone());
-            Ok((plan::diff_refreshed(graph, prior, recorded.as_ref(), source), errors))
+            let replace = targeting.replace_in(&graph.tenant.slug, graph.index.keys());
+            Ok((plan::diff_replacing(graph, prior, recorded.as_ref(), source, &replace), errors))
         })
         .collect();
     let mut tenants = Vec::with_capacity(planned.len());
@@ -131,7 +148,22 @@ pub fn plan_tenants(
         tenants.push(tp);
         read_errors.extend(errors);
     }
-    Ok((Plan::new(tenants), read_errors))
+    Ok((select(Plan::new(tenants), targeting)?, read_errors))
+}
+
+/// The part of `plan` that `targeting` selects: tenants with nothing selected are left out, the
+/// others marked partial. Every address must match something in the whole plan.
+pub fn select(plan: Plan, targeting: &Targeting) -> Result<Plan, PlanError> {
+    let unmatched = targeting.unmatched(&plan.tenants);
+    if !unmatched.is_empty() {
+        return Err(PlanError::Unmatched(unmatched));
+    }
+    if !targeting.is_partial() {
+        return Ok(plan);
+    }
+    let mut tenants = plan.tenants;
+    tenants.retain_mut(|t| targeting.select(t));
+    Ok(Plan::new(tenants))
 }
 
 /// The id a tenant is recorded with, when it is not the one its spec gives: a tenant's id never
@@ -164,6 +196,8 @@ pub struct Replanner {
     destroy: bool,
     /// Reads at once while refreshing; `None`: no refresh (the recorded state is diffed).
     refresh_parallelism: Option<usize>,
+    /// The run's `--target`/`--exclude`/`--replace`, applied to the new plan as to the first.
+    targeting: Targeting,
 }
 
 impl Replanner {
@@ -172,7 +206,22 @@ impl Replanner {
             graphs: graphs.into_iter().map(|g| (g.tenant.slug.clone(), g)).collect(),
             destroy,
             refresh_parallelism,
+            targeting: Targeting::default(),
         }
+    }
+
+    /// Plans again only what `targeting` selects, as the run's first plan did.
+    pub fn with_targeting(mut self, targeting: Targeting) -> Replanner {
+        self.targeting = targeting;
+        self
+    }
+
+    /// The new plan of one tenant, narrowed as the run's (an empty one when nothing is selected).
+    fn narrow(&self, mut plan: plan::TenantPlan) -> plan::TenantPlan {
+        if !self.targeting.select(&mut plan) {
+            plan.resource_changes.clear();
+        }
+        plan
     }
 }
 
@@ -189,7 +238,7 @@ impl crate::apply::Replan for Replanner {
                 .get(&planned.slug)
                 .ok_or_else(|| format!("tenant {:?} is not among the specs of this run", planned.slug))?;
             if self.destroy {
-                return Ok(run::destroy_tenant(graph, found, planned.source.clone()));
+                return Ok(self.narrow(run::destroy_tenant(graph, found, planned.source.clone())));
             }
             if let Some(id) = changed_id(graph, found) {
                 return Err(format!(
@@ -211,7 +260,8 @@ impl crate::apply::Replan for Replanner {
             }
             let prior = refreshed.as_ref().map_or(found, Option::as_ref);
             check_applied_migrations(graph, found).map_err(|e| e.to_string())?;
-            Ok(plan::diff_refreshed(graph, prior, found, planned.source.clone()))
+            let replace = self.targeting.replace_in(&planned.slug, graph.index.keys());
+            Ok(self.narrow(plan::diff_replacing(graph, prior, found, planned.source.clone(), &replace)))
         })
     }
 }

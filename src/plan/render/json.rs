@@ -4,7 +4,7 @@
 //!
 //! ```json
 //! {
-//!   "format_version": "1.0",
+//!   "format_version": "1.1",
 //!   "tenants": [
 //!     {
 //!       "slug": "acme",
@@ -12,6 +12,7 @@
 //!       "tier": "professional",
 //!       "source": "tenants/acme.hcl",
 //!       "prior_state": { "lineage": "…", "serial": 12 },
+//!       "partial": null,
 //!       "summary": { "add": 1, "change": 0, "replace": 0, "destroy": 0 },
 //!       "resource_changes": [
 //!         {
@@ -36,6 +37,14 @@
 //! }
 //! ```
 //!
+//! - `digest` (`"sha256:…"`, only for a plan saved with `-out FILE` or read by `matih show FILE`):
+//!   the SHA-256 of the plan file's bytes, what `sha256sum FILE` prints; `matih apply FILE
+//!   --expect-digest sha256:…` applies that file and no other.
+//! - `partial` (only for a plan made with `--target`/`--exclude`): `{ "target": [...], "exclude":
+//!   [...], "left_out": N }`, the addresses as given and the changes of the full plan left out;
+//!   each tenant has its own `partial` (`null` in a whole plan), and such a plan lists only the
+//!   selected resources (what a target depends on included). Tenants with nothing selected are
+//!   not listed.
 //! - `source` is `null` when the tenant's spec file is unknown; `prior_state` is `null` for a
 //!   tenant with no recorded state (everything is created).
 //! - `action` is one of `no-op`, `create`, `update`, `replace`, `delete`. Every desired resource
@@ -76,11 +85,23 @@ use crate::value::Value;
 
 /// Renders the plan as the documented JSON, pretty-printed with a trailing newline.
 pub fn render_json(plan: &Plan) -> String {
-    let doc = json!({
-        "format_version": plan.format_version,
-        "tenants": plan.tenants.iter().map(tenant).collect::<Vec<_>>(),
-        "summary": summary(&plan.summary()),
-    });
+    render_json_saved(plan, None)
+}
+
+/// [`render_json`] of a plan saved to (or read from) a plan file whose SHA-256 digest is
+/// `digest` (`sha256:…`): the document has a `"digest"` member after `format_version`.
+pub fn render_json_saved(plan: &Plan, digest: Option<&str>) -> String {
+    let mut doc = Map::new();
+    doc.insert("format_version".into(), json!(plan.format_version));
+    if let Some(d) = digest {
+        doc.insert("digest".into(), json!(d));
+    }
+    if let Some((p, left_out)) = plan.partial() {
+        doc.insert("partial".into(), json!({ "target": p.target, "exclude": p.exclude, "left_out": left_out }));
+    }
+    doc.insert("tenants".into(), J::Array(plan.tenants.iter().map(tenant).collect()));
+    doc.insert("summary".into(), summary(&plan.summary()));
+    let doc = J::Object(doc);
     let mut out = serde_json::to_string_pretty(&doc).expect("a JSON tree always serializes");
     out.push('\n');
     out
@@ -97,6 +118,7 @@ fn tenant(t: &TenantPlan) -> J {
         "tier": t.tier,
         "source": t.source.as_ref().map(|p| p.display().to_string()),
         "prior_state": t.prior_state.as_ref().map(|p| json!({ "lineage": p.lineage, "serial": p.serial })),
+        "partial": t.partial.as_ref().map(|p| json!({ "target": p.target, "exclude": p.exclude, "left_out": p.left_out })),
         "summary": summary(&t.summary()),
         "resource_changes": t.resource_changes.iter().map(resource_change).collect::<Vec<_>>(),
     })

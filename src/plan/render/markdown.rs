@@ -35,7 +35,7 @@
 
 use std::fmt::Write as _;
 
-use super::text::{counts, heading, phase_label};
+use super::text::{counts, heading, partial_note, phase_label};
 use super::writer::{Layout, Writer};
 use crate::kind::{self, RiskClass};
 use crate::phase::Phase;
@@ -49,7 +49,14 @@ const NOTE_RESERVE: usize = 1_024;
 
 /// Renders the plan as a Markdown PR comment of at most 65,536 characters.
 pub fn render_markdown(plan: &Plan) -> String {
-    render_with_limit(plan, GITHUB_COMMENT_LIMIT)
+    render_with_limit(plan, GITHUB_COMMENT_LIMIT, None)
+}
+
+/// [`render_markdown`] of a plan saved to a plan file whose SHA-256 digest is `digest`
+/// (`sha256:…`): a line under the title names it, for the reviewer to pin with
+/// `matih apply FILE --expect-digest`.
+pub fn render_markdown_saved(plan: &Plan, digest: Option<&str>) -> String {
+    render_with_limit(plan, GITHUB_COMMENT_LIMIT, digest)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -259,15 +266,26 @@ fn fence(body: &str) -> String {
     "`".repeat(longest.max(2) + 1)
 }
 
-pub(super) fn render_with_limit(plan: &Plan, limit: usize) -> String {
+pub(super) fn render_with_limit(plan: &Plan, limit: usize, digest: Option<&str>) -> String {
     let budget = limit.saturating_sub(NOTE_RESERVE);
     let summary = plan.summary();
     let mut out = String::new();
+    let saved = |out: &mut String| {
+        if let Some(note) = partial_note(plan) {
+            let _ = writeln!(out, "> **{note}**\n");
+        }
+        if let Some(d) = digest {
+            let _ = writeln!(out, "Plan file digest: `{d}` (apply exactly this file with `--expect-digest {d}`)\n");
+        }
+    };
     if summary.is_empty() {
-        let _ = writeln!(out, "### matih plan: no changes\n\nThe tenants match the configuration.");
+        let _ = writeln!(out, "### matih plan: no changes\n");
+        saved(&mut out);
+        let _ = writeln!(out, "The tenants match the configuration.");
         return out;
     }
     let _ = writeln!(out, "### matih plan: {}\n", counts(&summary));
+    saved(&mut out);
 
     let changed: Vec<&TenantPlan> = plan.tenants.iter().filter(|t| t.has_changes()).collect();
 

@@ -13,8 +13,8 @@ mod markdown;
 mod text;
 mod writer;
 
-pub use json::render_json;
-pub use markdown::render_markdown;
+pub use json::{render_json, render_json_saved};
+pub use markdown::{render_markdown, render_markdown_saved};
 pub use text::{render_text, TextOptions};
 
 /// What stands in for a secret in every rendering.

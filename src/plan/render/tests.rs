@@ -242,7 +242,7 @@ fn assert_no_secrets(out: &str) {
 
 #[test]
 fn text_snapshot() {
-    let out = render_text(&sample(), &TextOptions { color: false });
+    let out = render_text(&sample(), &TextOptions { color: false, ..Default::default() });
     assert_no_secrets(&out);
     assert!(!out.contains('\x1b'));
     assert!(out.ends_with("\nPlan: 7 to add, 3 to change, 2 to destroy.\n"), "{out}");
@@ -252,17 +252,20 @@ fn text_snapshot() {
 #[test]
 fn colour_only_adds_escape_codes() {
     let plan = sample();
-    let colored = render_text(&plan, &TextOptions { color: true });
+    let colored = render_text(&plan, &TextOptions { color: true, ..Default::default() });
     assert!(colored.contains("\x1b[32m+\x1b[0m resource"));
     assert!(colored.contains("\x1b[31m-\x1b[0m/\x1b[32m+\x1b[0m resource"));
     assert!(colored.contains("\x1b[31m# forces replacement\x1b[0m"));
-    assert_eq!(strip_ansi(&colored), render_text(&plan, &TextOptions { color: false }));
+    assert_eq!(strip_ansi(&colored), render_text(&plan, &TextOptions { color: false, ..Default::default() }));
 }
 
 #[test]
 fn no_changes_is_one_line() {
     let plan = Plan::new(vec![beta()]);
-    assert_eq!(render_text(&plan, &TextOptions { color: true }), "No changes. The tenants match the configuration.\n");
+    assert_eq!(
+        render_text(&plan, &TextOptions { color: true, ..Default::default() }),
+        "No changes. The tenants match the configuration.\n"
+    );
     assert_eq!(
         render_text(&Plan::new(vec![]), &TextOptions::default()),
         "No changes. The tenants match the configuration.\n"
@@ -340,7 +343,7 @@ fn markdown_fits_one_comment_and_says_what_it_left_out() {
     assert!(out.starts_with("### matih plan: 1204 to add, 1200 to change, 800 to destroy.\n"));
 
     // A tiny limit still leaves a well-formed comment with the counts.
-    let small = markdown::render_with_limit(&sample(), 2_500);
+    let small = markdown::render_with_limit(&sample(), 2_500, None);
     assert!(small.len() <= 2_500, "{} bytes", small.len());
     assert!(small.contains("not shown"));
     assert_eq!(small.matches("<details>").count(), small.matches("</details>").count());
@@ -366,7 +369,7 @@ fn notes_go_under_the_resource_heading_in_text_markdown_and_json() {
     }];
     c.notes = vec!["password rotated: kubernetes_secret.database_credentials is missing".into()];
     let plan = Plan::new(vec![t]);
-    let text = render_text(&plan, &TextOptions { color: false });
+    let text = render_text(&plan, &TextOptions { color: false, ..Default::default() });
     assert!(
         text.contains(
             "  # postgresql_role.tenant will be updated in place\n  \

@@ -29,19 +29,35 @@ use crate::phase::Phase;
 use crate::plan::{Action, Plan, Summary, TenantPlan};
 
 /// Options of [`render_text`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TextOptions {
     /// ANSI colours like Terraform's (green add, yellow change, red destroy). Without them the
     /// output contains no escape codes at all.
     pub color: bool,
+    /// The SHA-256 digest of the plan file the plan was saved to or read from (`sha256:…`),
+    /// printed after the summary so that a reviewer can pin it (`matih apply --expect-digest`).
+    pub digest: Option<String>,
 }
 
 /// How many unchanged tenants the text output names before it only counts them.
 const UNCHANGED_NAMED: usize = 10;
 
 /// Renders the plan as Terraform-like text. The last line is the `Plan: …` summary, or
-/// `No changes. The tenants match the configuration.` when nothing changes.
+/// `No changes. The tenants match the configuration.` when nothing changes; for a saved plan, it
+/// is followed by `Plan file digest: sha256:…`.
 pub fn render_text(plan: &Plan, opts: &TextOptions) -> String {
+    let mut out = match partial_note(plan) {
+        Some(note) => format!("{note}\n\n"),
+        None => String::new(),
+    };
+    out.push_str(&render_body(plan, opts));
+    if let Some(digest) = &opts.digest {
+        let _ = writeln!(out, "Plan file digest: {digest}");
+    }
+    out
+}
+
+fn render_body(plan: &Plan, opts: &TextOptions) -> String {
     let summary = plan.summary();
     if summary.is_empty() {
         return "No changes. The tenants match the configuration.\n".to_string();
@@ -69,6 +85,25 @@ pub fn render_text(plan: &Plan, opts: &TextOptions) -> String {
     let plan_word = w.paint(BOLD, "Plan:");
     let _ = writeln!(w.out, "{plan_word} {}", counts(&summary));
     w.out
+}
+
+/// What a partial plan (`--target`, `--exclude`) says first, in text and markdown.
+pub(super) fn partial_note(plan: &Plan) -> Option<String> {
+    let (p, left_out) = plan.partial()?;
+    let mut asked = Vec::new();
+    if !p.target.is_empty() {
+        asked.push(format!("--target {}", p.target.join(", ")));
+    }
+    if !p.exclude.is_empty() {
+        asked.push(format!("--exclude {}", p.exclude.join(", ")));
+    }
+    Some(format!(
+        "Partial plan ({}): only the resources selected and what they need. {left_out} other change{} of these \
+         tenants {} not in this plan; run matih plan without --target/--exclude for all of it.",
+        asked.join("; "),
+        if left_out == 1 { "" } else { "s" },
+        if left_out == 1 { "is" } else { "are" },
+    ))
 }
 
 /// `N to add, M to change, K to destroy.` counted the Terraform way (a replace adds and destroys).
