@@ -12,6 +12,7 @@ pub(super) static FILES: &[(&str, &str)] = &[
     ("components.hcl", include_str!("../../schemas/components.hcl")),
     ("dashboards/tenant-overview.json", include_str!("../../schemas/dashboards/tenant-overview.json")),
     ("dns.hcl", include_str!("../../schemas/dns.hcl")),
+    ("events/tenant-event.schema.json", include_str!("../../schemas/events/tenant-event.schema.json")),
     ("migrations/R__views.sql", include_str!("../../schemas/migrations/R__views.sql")),
     ("migrations/V1__init.sql", include_str!("../../schemas/migrations/V1__init.sql")),
     ("migrations/V2__reference_tables.sql", include_str!("../../schemas/migrations/V2__reference_tables.sql")),

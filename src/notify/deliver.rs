@@ -1,7 +1,6 @@
 //! Sending one outbox message: SMTP (lettre, STARTTLS/TLS with rustls), a Slack-compatible webhook
 //! (reqwest), a Kafka record (rskafka, pure Rust: no librdkafka).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use lettre::message::header::ContentType;
@@ -11,7 +10,7 @@ use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::client::ClientBuilder;
 use rskafka::record::Record;
 
-use super::Delivery;
+use super::{cloudevent_headers, Delivery, TenantEvent};
 use crate::spec::{KafkaPlatform, NotifyPlatform, SmtpPlatform};
 use crate::transport;
 
@@ -102,6 +101,10 @@ impl Deliverer {
 
     async fn kafka(&self, topic: &str, key: &str, value: &serde_json::Value) -> Result<(), String> {
         let k = self.kafka.as_ref().ok_or("no Kafka brokers are configured (events block of matih.hcl)")?;
+        // The headers are derived from the queued event at delivery time (one source of truth).
+        let event: TenantEvent = serde_json::from_value(value.clone())
+            .map_err(|e| format!("the queued Kafka message is not a tenant event: {e}"))?;
+        let headers = cloudevent_headers(&event);
         let backoff = rskafka::BackoffConfig {
             init_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(1),
@@ -118,12 +121,6 @@ impl Deliverer {
             .partition_client(topic.to_string(), 0, UnknownTopicHandling::Retry)
             .await
             .map_err(|e| format!("Kafka topic {topic}: {e}"))?;
-        let mut headers = BTreeMap::new();
-        for h in ["type", "eventId"] {
-            if let Some(v) = value.get(h).and_then(|v| v.as_str()) {
-                headers.insert(h.to_string(), v.as_bytes().to_vec());
-            }
-        }
         let record = Record {
             key: Some(key.as_bytes().to_vec()),
             value: Some(serde_json::to_vec(value).map_err(|e| e.to_string())?),

@@ -16,6 +16,7 @@
 pub mod deliver;
 pub mod outbox;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -88,7 +89,9 @@ pub struct Outcome {
     pub finished_at: String,
 }
 
-/// The event published to Kafka (the record's value; its key is the tenant id).
+/// The event published to Kafka: the record's value, described by the JSON Schema
+/// `schemas/events/tenant-event.schema.json`. The record's key is the tenant id and its headers
+/// are the event's CloudEvents 1.0 attributes ([`cloudevent_headers`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantEvent {
@@ -106,6 +109,33 @@ pub struct TenantEvent {
     pub timestamp: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// The CloudEvents `source` of every event matih publishes.
+pub const CLOUDEVENT_SOURCE: &str = "urn:matih:provisioner";
+
+/// The CloudEvents `type` of an event: `ai.matih.tenant.provisioned` or
+/// `ai.matih.tenant.provisioning_failed` (reverse-DNS prefix, as the specification recommends).
+pub fn cloudevent_type(kind: &str) -> String {
+    format!("ai.matih.{kind}")
+}
+
+/// The Kafka record headers of `ev` in CloudEvents 1.0 binary content mode (Kafka protocol
+/// binding 1.0): every attribute as a `ce_`-prefixed header, the payload's media type as
+/// `content-type`; the record's value is the event itself, its key the tenant id.
+pub fn cloudevent_headers(ev: &TenantEvent) -> BTreeMap<String, Vec<u8>> {
+    [
+        ("ce_specversion", "1.0".to_string()),
+        ("ce_id", ev.event_id.clone()),
+        ("ce_source", CLOUDEVENT_SOURCE.to_string()),
+        ("ce_type", cloudevent_type(&ev.kind)),
+        ("ce_subject", ev.slug.clone()),
+        ("ce_time", ev.timestamp.clone()),
+        ("content-type", "application/json".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.into_bytes()))
+    .collect()
 }
 
 /// One message to deliver.
@@ -189,7 +219,8 @@ pub fn messages(cfg: &NotifyPlatform, o: &Outcome) -> Vec<Delivery> {
             status: o.status.clone(),
             duration_ms: o.duration.as_millis() as u64,
             timestamp: o.finished_at.clone(),
-            error: o.error.clone(),
+            // The schema requires a reason on every failure event.
+            error: (!o.ok).then(|| o.error.clone().unwrap_or_else(|| "unknown error".into())),
         };
         out.push(Delivery::Kafka {
             topic: k.topic.clone(),
