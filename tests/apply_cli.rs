@@ -1,5 +1,5 @@
 //! `matih apply` and `matih destroy` through the real binary: what they refuse, the confirmation
-//! prompt, and a destroy against the Kubernetes API test server.
+//! prompt, and a destroy against the real Kubernetes control plane.
 
 #[macro_use]
 mod common;

@@ -1,4 +1,4 @@
-//! The apply issue's "done when", with the real `matih` binary against the Kubernetes API test server,
+//! The apply issue's "done when", with the real `matih` binary against the real Kubernetes control plane,
 //! a real PostgreSQL and a real PowerDNS (setup as in tests/e2e.rs): a run killed with SIGKILL in
 //! the middle of phase 3 converges on the next apply without duplicating or orphaning anything;
 //! destroy leaves nothing behind and removes the tenant's state (history and audit log kept);
@@ -6,7 +6,7 @@
 //! refused when stale, tampered with, or when a resource changed in the real world.
 //!
 //! PostgreSQL and PowerDNS are shared by the tests of this binary, so each test uses its own tenant
-//! (acme, globex, initech) and its own Kubernetes API test server and state. Every test runs on
+//! (acme, globex, initech) and its own proxy to the real Kubernetes control plane and state. Every test runs on
 //! both state backends (`…::sled`, `…::postgres`); the two variants of a test take turns.
 
 #[macro_use]

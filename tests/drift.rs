@@ -1,5 +1,5 @@
-//! `matih drift` end to end: the real binary against the Kubernetes API test server, a real
-//! PostgreSQL and a real PowerDNS (all started here). After an apply there is no drift; then a label
+//! `matih drift` end to end: the real binary against the real Kubernetes control plane, a real
+//! PostgreSQL and a real PowerDNS (the last two started here). After an apply there is no drift; then a label
 //! changed with kubectl, a DNS record deleted through the PowerDNS API and the tenant schema dropped
 //! in PostgreSQL are reported exactly, as JSON with exit code 2; an unreachable PowerDNS fails only
 //! the DNS resources; a field a controller took over is not drift; a spec change is pending; busy

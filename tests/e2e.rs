@@ -1,6 +1,6 @@
 //! The whole tool, end to end, as a platform engineer uses it: the real `matih` binary applies the
-//! tenant acme through all ten phases against the Kubernetes API test server, a real PostgreSQL and
-//! a real PowerDNS (all started here), then plans again (no changes), sees and repairs drift, and
+//! tenant acme through all ten phases against the real Kubernetes control plane, a real PostgreSQL and
+//! a real PowerDNS (the last two started here), then plans again (no changes), sees and repairs drift, and
 //! destroys the tenant. The real `kubectl`, `dig` and the PostgreSQL server check what it did.
 //! Runs on both state backends (`…::sled`, `…::postgres`).
 

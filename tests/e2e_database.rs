@@ -1,6 +1,6 @@
 //! Phase 2 (SETUP_DATABASE) end to end, as a platform engineer lives it: the real `matih` binary
-//! against the Kubernetes API test server, a real PostgreSQL and a real PowerDNS (all started
-//! here), checked with the real `psql` and `kubectl`.
+//! against the real Kubernetes control plane, a real PostgreSQL and a real PowerDNS (the last two
+//! started here), checked with the real `psql` and `kubectl`.
 //!
 //! - the three example tenants (globex free, acme professional, initech enterprise): a schema, a
 //!   schema, a database, migrated and seeded; each tenant logs in with the credentials of its
@@ -11,7 +11,7 @@
 //!   FAILED; fixed, it applies; an applied migration edited afterwards is a plan-time error;
 //!   pending migrations are named in the plan.
 //!
-//! Each test uses its own tenants, parent zone and Kubernetes API test server, so they run in
+//! Each test uses its own tenants, parent zone and proxy to the real Kubernetes control plane, so they run in
 //! parallel against the binary's one PostgreSQL and one PowerDNS. Both run on both state backends
 //! (`…::sled`, `…::postgres`); the two variants of a test take turns.
 

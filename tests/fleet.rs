@@ -2,7 +2,7 @@
 //! machines would (each with its own local state directory): they divide the tenants through the
 //! tenants' locks and apply each exactly once (counted from the audit log); a runner killed with
 //! SIGKILL leaves nothing stuck, the next one finishes its tenants; `--shard K/N` divides a fleet
-//! explicitly. Real servers: the Kubernetes API test server, PostgreSQL and PowerDNS.
+//! explicitly. Real servers: the real Kubernetes control plane, PostgreSQL and PowerDNS.
 
 mod common;
 #[path = "support/fleet.rs"]

@@ -1,4 +1,4 @@
-//! The Kubernetes provider end to end, against the Kubernetes API test server (started here) and
+//! The Kubernetes provider end to end, against the real Kubernetes control plane (scripts/test starts it) and
 //! checked with the real `kubectl`: a tenant's Kubernetes objects applied through the apply engine,
 //! a plan after apply with no changes, drift made with kubectl seen as an attribute-level update,
 //! readiness timeouts and retries under fault injection.
@@ -22,7 +22,7 @@ use matih::provider::{Observed, Provider, ProviderFuture, ResourceObject, Tenant
 use matih::state::{MemoryStore, StateStore, TenantStatus};
 use matih::value::{fingerprint, Secret, Value};
 
-/// The Kubernetes API test server with fast controllers, and what these tests ask of it.
+/// The real Kubernetes control plane (through a proxy of its own), and what these tests ask of it.
 /// The tests here provision acme and globex on the shared cluster, one test at a time.
 struct Server(Kube, #[allow(dead_code)] Vec<kube::TenantClaim>);
 

@@ -53,7 +53,7 @@ impl Default for KubeSettings {
 /// Where the cluster is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KubeTarget {
-    /// An explicit API server URL (tests, the local Kubernetes API test server).
+    /// An explicit API server URL (the tests' proxy to the real control plane, a local cluster).
     Url(String),
     /// The user's kubeconfig (`KUBECONFIG` or `~/.kube/config`), optionally a named context.
     Kubeconfig { context: Option<String> },

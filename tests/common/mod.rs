@@ -307,7 +307,7 @@ pub fn compile_file(path: &Path) -> ResourceGraph {
 }
 
 /// A platform file (`matih.hcl`) pointing matih at the test servers: PowerDNS (API key in
-/// `PDNS_API_KEY`) under `parent`, PostgreSQL on loopback `pg_port`, the Kubernetes API test server
+/// `PDNS_API_KEY`) under `parent`, PostgreSQL on loopback `pg_port`, the real Kubernetes control plane
 /// at `kube_url` with fast polling.
 pub fn platform_hcl(parent: &str, pdns_api_url: &str, pg_port: u16, kube_url: &str) -> String {
     format!(

@@ -1,5 +1,5 @@
 //! A fleet of generated tenants applied by real `matih` processes against the three test servers
-//! (Kubernetes API test server, PostgreSQL, PowerDNS), with the state in PostgreSQL, as several
+//! (real Kubernetes control plane, PostgreSQL, PowerDNS), with the state in PostgreSQL, as several
 //! runners on several machines would share it. Used by tests/fleet.rs and benches/fleet.rs; the
 //! including crate declares `common`, `kube`, `postgres` and `powerdns`.
 
