@@ -170,31 +170,41 @@ impl HelmProvider {
         args: &[&str],
         stdin: Option<Vec<u8>>,
     ) -> Result<String, ProviderError> {
+        self.run_or_message(resource, args, stdin)
+            .await?
+            .map_err(|message| error(resource, format!("helm {}: {message}", args[0])))
+    }
+
+    /// Runs helm: its standard output when it succeeds, else helm's one-line message (for callers
+    /// that treat some failures as answers). Only a helm that cannot be started is an error here.
+    async fn run_or_message(
+        &self,
+        resource: &ResourceObject,
+        args: &[&str],
+        stdin: Option<Vec<u8>>,
+    ) -> Result<Result<String, String>, ProviderError> {
         let out = self
             .helm(args, stdin)
             .await
             .map_err(|e| error(resource, format!("running {}: {e}", self.binary.display())))?;
-        if out.status.success() {
+        Ok(if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
-            Err(error(resource, format!("helm {}: {}", args[0], helm_message(&out.stderr))))
-        }
+            Err(helm_message(&out.stderr))
+        })
     }
 
     async fn read_release(&self, resource: &ResourceObject) -> Result<Option<Observed>, ProviderError> {
         let (name, ns) = name_ns(resource)?;
-        let out = self
-            .helm(&["get", "metadata", name, "--namespace", ns, "--output", "json"], None)
-            .await
-            .map_err(|e| error(resource, format!("running {}: {e}", self.binary.display())))?;
-        if !out.status.success() {
-            let message = helm_message(&out.stderr);
-            if message.contains("release: not found") {
-                return Ok(None);
-            }
-            return Err(error(resource, format!("helm get metadata: {message}")));
-        }
-        let meta: serde_json::Value = serde_json::from_slice(&out.stdout)
+        let meta = match self
+            .run_or_message(resource, &["get", "metadata", name, "--namespace", ns, "--output", "json"], None)
+            .await?
+        {
+            Ok(meta) => meta,
+            Err(message) if message.contains("release: not found") => return Ok(None),
+            Err(message) => return Err(error(resource, format!("helm get metadata: {message}"))),
+        };
+        let meta: serde_json::Value = serde_json::from_str(&meta)
             .map_err(|e| error(resource, format!("helm get metadata printed no JSON: {e}")))?;
         let values = self.run(resource, &["get", "values", name, "--namespace", ns, "--output", "json"], None).await?;
         let values: serde_json::Value = serde_json::from_str(&values)

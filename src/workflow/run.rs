@@ -92,9 +92,11 @@ impl SavedPlan {
         if let Some(e) = compiled.diagnostics.iter().find(|d| d.is_error()) {
             bail!("refusing the saved plan: its spec files no longer compile ({e}); run matih plan again");
         }
+        let graphs: BTreeMap<&str, &ResourceGraph> =
+            compiled.graphs.iter().map(|g| (g.tenant.slug.as_str(), g)).collect();
         let mut problems = Vec::new();
         for tp in &plan.tenants {
-            match compiled.graphs.iter().find(|g| g.tenant.slug == tp.slug) {
+            match graphs.get(tp.slug.as_str()) {
                 Some(g) => problems.extend(plan::nonconforming(tp, g).into_iter().map(|p| format!("{}/{p}", tp.slug))),
                 // A tenant whose spec is gone may only be deleted.
                 None if tp.resource_changes.iter().any(|c| c.after.is_some() && c.action != Action::NoOp) => problems
