@@ -5,16 +5,18 @@
 # here it is selected by `kubernetes.io/metadata.name`, which the API server sets to the namespace's name and no
 # one can change. The rest implement the egress column of the seed's
 # "Isolation Guarantees" table: egress is denied by default, then allowed within the namespace, to DNS,
-# to the control plane namespace, to the database port, and to the internet for connector services only.
-# Three more are needed for the tenant's own ingress controller, Prometheus and telemetry to work at
-# all under default-deny: traffic from the LoadBalancer to the controller pods, access to the
-# Kubernetes API for the pods that watch it, and egress to the shared observability namespace (Loki,
-# Tempo, Alertmanager).
+# to the control plane namespace's service ports, to the database's address and port, and to the internet
+# for connector services only. A few more are needed for the tenant's own ingress controller, Prometheus and
+# telemetry to work at all under default-deny: traffic from the LoadBalancer to the controller pods, the
+# API server's endpoints for the pods that watch it, and the shared observability backends' ingest ports
+# for the tenant's collector (and Alertmanager for its Prometheus). Nothing is open to any address on a
+# port alone.
 #
 # `spec` is the NetworkPolicy spec. In strings, `{namespace}`, `{slug}`, `{control_plane_namespace}`
 # and `{observability_namespace}` are replaced per tenant. A string that is only `{postgres_port}`
 # becomes the platform's PostgreSQL port (a number), and one that is only `{connector_services}` the
-# list of Kubernetes names of the enabled services with `internet_egress`. `only_if =
+# list of Kubernetes names of the enabled services with `internet_egress`; `{database_peers}` and
+# `{api_server_peers}` the NetworkPolicy peers of the database and the API server (see below). `only_if =
 # "connector_services"` leaves a policy out when that list is empty.
 
 network_policy "default-deny-ingress" {
@@ -112,35 +114,83 @@ network_policy "allow-control-plane-egress" {
         to = [
           { namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = "{control_plane_namespace}" } } },
         ]
-      },
-    ]
-  }
-}
-
-network_policy "allow-observability-egress" {
-  spec = {
-    podSelector = {}
-    policyTypes = ["Egress"]
-    egress = [
-      {
-        to = [
-          { namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = "{observability_namespace}" } } },
+        # The control plane's service ports (tenant-service's HTTPS and HTTP APIs): edit to the platform's.
+        ports = [
+          { protocol = "TCP", port = 443 },
+          { protocol = "TCP", port = 8080 },
         ]
       },
     ]
   }
 }
 
+# Only the tenant's own OpenTelemetry collector reaches the shared backends, on their ingest ports
+# (Tempo's OTLP gRPC), with the tenant's credentials (the Secret observability-credentials); the
+# tenant's Prometheus reaches the shared Alertmanager; the pipeline check reaches Loki's gateway
+# (its /ready). No other tenant pod reaches the observability namespace.
+network_policy "allow-observability-egress" {
+  spec = {
+    podSelector = { matchLabels = { "app.kubernetes.io/name" = "tenant-collector" } }
+    policyTypes = ["Egress"]
+    egress = [
+      {
+        to = [
+          { namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = "{observability_namespace}" } } },
+        ]
+        ports = [{ protocol = "TCP", port = 4317 }]
+      },
+    ]
+  }
+}
+
+network_policy "allow-alertmanager-egress" {
+  spec = {
+    podSelector = { matchLabels = { "app.kubernetes.io/name" = "prometheus" } }
+    policyTypes = ["Egress"]
+    egress = [
+      {
+        to = [
+          { namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = "{observability_namespace}" } } },
+        ]
+        ports = [{ protocol = "TCP", port = 9093 }]
+      },
+    ]
+  }
+}
+
+network_policy "allow-observability-check-egress" {
+  spec = {
+    podSelector = { matchLabels = { "app.kubernetes.io/name" = "observability-pipeline-check" } }
+    policyTypes = ["Egress"]
+    egress = [
+      {
+        to = [
+          { namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = "{observability_namespace}" } } },
+        ]
+        ports = [{ protocol = "TCP", port = 80 }]
+      },
+    ]
+  }
+}
+
+# The database's address only: `{database_peers}` is the platform's `network { database_cidrs }`, or
+# the PostgreSQL host itself when it is an IP address, or its namespace when it is a cluster Service
+# name (NAME.NAMESPACE.svc…).
 network_policy "allow-database-egress" {
   spec = {
     podSelector = {}
     policyTypes = ["Egress"]
     egress = [
-      { ports = [{ protocol = "TCP", port = "{postgres_port}" }] },
+      {
+        to    = "{database_peers}"
+        ports = [{ protocol = "TCP", port = "{postgres_port}" }]
+      },
     ]
   }
 }
 
+# The API server's endpoints only (`{api_server_peers}`: the platform's `network { api_server_cidrs }`,
+# or the `kubernetes { api_url }` host when it is an IP address), for the pods that watch it.
 network_policy "allow-kubernetes-api-egress" {
   spec = {
     podSelector = {
@@ -155,6 +205,7 @@ network_policy "allow-kubernetes-api-egress" {
     policyTypes = ["Egress"]
     egress = [
       {
+        to = "{api_server_peers}"
         ports = [
           { protocol = "TCP", port = 443 },
           { protocol = "TCP", port = 6443 },

@@ -200,6 +200,49 @@ async fn a_tenant_applied_to_kubernetes_is_what_the_seed_describes() {
     assert!(ready.iter().all(|(_, n)| *n >= 1), "every Deployment available: {ready:?}");
     assert!(ready.iter().any(|(n, r)| n == "ai-service" && *r == 2), "the override of replicas: {ready:?}");
 
+    // Pod Security Admission: the namespace enforces `restricted`, so every pod above was admitted by
+    // the API server's own check; a pod without the securityContext is refused.
+    assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
+    assert_eq!(labels["pod-security.kubernetes.io/enforce-version"], "v1.30");
+    let bare = server.0.kubectl(&["run", "bare", "-n", "matih-acme", "--image=busybox", "--dry-run=server"]);
+    let why = String::from_utf8_lossy(&bare.stderr);
+    assert!(!bare.status.success() && why.contains("violates PodSecurity \"restricted:v1.30\""), "{why}");
+    for missing in
+        ["allowPrivilegeEscalation != false", "unrestricted capabilities", "runAsNonRoot != true", "seccompProfile"]
+    {
+        assert!(why.contains(missing), "{missing} in {why}");
+    }
+    let job = server.kubectl_json(&["get", "job", "observability-pipeline-check", "-n", "matih-acme"]);
+    assert_eq!(job["status"]["succeeded"], 1, "the check Job's pod was admitted and ran: {}", job["status"]);
+    // The project's chart (delivery = "helm"): the API server checks a Deployment's pod template
+    // against the namespace's `warn` level and answers with a warning when it would be refused. The
+    // chart's pods pass; the same chart without its securityContext values would not.
+    let helm = std::env::var("MATIH_HELM").unwrap_or_else(|_| "helm".into());
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/matih-service");
+    let render = |extra: &[&str]| {
+        let mut args = vec!["template", "chart-check", chart, "--namespace", "matih-acme"];
+        args.extend(extra);
+        let out = std::process::Command::new(&helm).args(&args).output().expect("helm (MATIH_HELM, from helm_build)");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let file = std::env::temp_dir().join(format!("matih-chart-{}-{}.yaml", std::process::id(), extra.len()));
+        std::fs::write(&file, &out.stdout).unwrap();
+        let created =
+            server.0.kubectl(&["create", "--dry-run=server", "-n", "matih-acme", "-f", file.to_str().unwrap()]);
+        std::fs::remove_file(&file).unwrap();
+        assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+        String::from_utf8_lossy(&created.stderr).into_owned()
+    };
+    let ours = render(&[]);
+    assert!(!ours.contains("would violate PodSecurity"), "{ours}");
+    let without = render(&["--set", "podSecurityContext=null", "--set", "securityContext=null"]);
+    assert!(without.contains("would violate PodSecurity \"restricted:v1.30\""), "{without}");
+
+    // The collector's credentials: generated, in the tenant's Secret; state holds a fingerprint.
+    let obs = server.kubectl_json(&["get", "secret", "observability-credentials", "-n", "matih-acme"]);
+    assert_eq!(obs["type"], "kubernetes.io/basic-auth");
+    let obs_pw = obs["data"]["password"].as_str().unwrap();
+    assert!(obs_pw.len() >= 40, "a generated password: {obs_pw}");
+
     // Secrets: the credentials hold the role's password, and state only its fingerprint.
     let secret = server.kubectl_json(&["get", "secret", "tenant-database-credentials", "-n", "matih-acme"]);
     let pw = secret["data"]["POSTGRES_PASSWORD"].as_str().unwrap();

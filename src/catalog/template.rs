@@ -15,8 +15,16 @@ use crate::value::Value;
 /// Variables of image templates in `services.hcl`.
 pub const IMAGE_VARS: &[&str] = &["name", "registry", "tag"];
 /// Variables of NetworkPolicy specs in `network.hcl`.
-pub const NETWORK_VARS: &[&str] =
-    &["connector_services", "control_plane_namespace", "namespace", "observability_namespace", "postgres_port", "slug"];
+pub const NETWORK_VARS: &[&str] = &[
+    "api_server_peers",
+    "connector_services",
+    "control_plane_namespace",
+    "database_peers",
+    "namespace",
+    "observability_namespace",
+    "postgres_port",
+    "slug",
+];
 /// Variables of alert expressions in `alerts.hcl`.
 pub const ALERT_VARS: &[&str] = &["namespace", "slug"];
 /// Variables of Grafana dashboards in `dashboards/`.

@@ -29,6 +29,79 @@ pub const HELM_RELEASE: &str = "helm_release";
 /// The name of the tenant's credentials Secret (the seed's `tenant-database-credentials`).
 pub const DATABASE_SECRET: &str = "tenant-database-credentials";
 
+/// The Secret of the tenant's credentials for the shared observability backends (phase 10).
+pub const OBSERVABILITY_SECRET: &str = "observability-credentials";
+
+/// The version of the Pod Security Standards the tenant namespace enforces (`restricted`), pinned
+/// so that a Kubernetes upgrade does not change which pods are admitted.
+pub const POD_SECURITY_VERSION: &str = "v1.30";
+
+/// Where an address the platform file does not state may be: the private ranges (RFC 1918, CGNAT,
+/// IPv6 unique-local), never the internet.
+const PRIVATE_RANGES: &[&str] = &["10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"];
+
+/// `10.0.0.5/32` for `10.0.0.5`, `fd00::5/128` for `fd00::5`; `None` for a name.
+fn host_cidr(host: &str) -> Option<String> {
+    match host.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(a) => Some(format!("{a}/32")),
+        std::net::IpAddr::V6(a) => Some(format!("{a}/128")),
+    }
+}
+
+/// The repository of an image reference: without its tag (`:tag` after the last '/') or digest.
+fn repository(image: &str) -> &str {
+    let image = image.split('@').next().unwrap_or(image);
+    match image.rsplit_once(':') {
+        Some((r, tag)) if !tag.contains('/') => r,
+        _ => image,
+    }
+}
+
+/// `image` as the platform pins it: `REPOSITORY@sha256:HEX` when `images { digests }` pins its
+/// repository, else unchanged.
+fn pinned(platform: &PlatformConfig, image: &str) -> String {
+    let repo = repository(image);
+    match platform.image_digests.get(repo) {
+        Some(digest) => format!("{repo}@{digest}"),
+        None => image.to_string(),
+    }
+}
+
+/// NetworkPolicy peers, one `ipBlock` per CIDR.
+fn ip_blocks<S: AsRef<str>>(cidrs: &[S]) -> Value {
+    l(cidrs.iter().map(|c| m([("ipBlock", m([("cidr", s(c.as_ref()))]))])))
+}
+
+/// The UID and GID the MATIH services run as (any non-root ID: the images must not need root).
+const SERVICE_UID: i64 = 10001;
+
+/// The user of the check image (curlimages/curl's `curl_user`).
+const CHECK_UID: i64 = 100;
+
+/// A pod `securityContext` meeting the `restricted` Pod Security Standard: a non-root user and the
+/// runtime's default seccomp profile.
+fn pod_security(uid: i64) -> Value {
+    m([
+        ("runAsNonRoot", true.into()),
+        ("runAsUser", Value::Int(uid)),
+        ("runAsGroup", Value::Int(uid)),
+        ("fsGroup", Value::Int(uid)),
+        ("seccompProfile", m([("type", s("RuntimeDefault"))])),
+    ])
+}
+
+/// A container `securityContext` meeting the `restricted` Pod Security Standard: no privilege
+/// escalation, every capability dropped, and a read-only root filesystem when `read_only`.
+fn container_security(read_only: bool) -> Value {
+    m([
+        ("allowPrivilegeEscalation", false.into()),
+        ("capabilities", m([("drop", strs(["ALL"]))])),
+        ("readOnlyRootFilesystem", read_only.into()),
+        ("runAsNonRoot", true.into()),
+        ("seccompProfile", m([("type", s("RuntimeDefault"))])),
+    ])
+}
+
 /// Compiles one validated tenant into its resource graph; diagnostics for cycles (the whole cycle
 /// is printed) and for a dependency on a resource of a later phase, located at the `depends_on`
 /// element (spec override or catalog entry). Returns `None` when there are errors.
@@ -207,8 +280,16 @@ impl<'a> Builder<'a> {
 
     fn namespace(&mut self) {
         let phase = Phase::CreateNamespace;
+        // Pod Security Admission: the API server refuses any pod of the namespace that does not meet
+        // the `restricted` profile (every workload matih renders does, see `pod_security`).
         let ns = Obj::new("v1", "Namespace", self.ns.clone())
             .cluster_scoped()
+            .label("pod-security.kubernetes.io/enforce", s("restricted"))
+            .label("pod-security.kubernetes.io/enforce-version", s(POD_SECURITY_VERSION))
+            .label("pod-security.kubernetes.io/audit", s("restricted"))
+            .label("pod-security.kubernetes.io/audit-version", s(POD_SECURITY_VERSION))
+            .label("pod-security.kubernetes.io/warn", s("restricted"))
+            .label("pod-security.kubernetes.io/warn-version", s(POD_SECURITY_VERSION))
             .annotation("matih.ai/provisioned-at", Value::Computed { note: "set when the namespace is created".into() })
             .annotation("matih.ai/provisioned-by", s(&self.platform.provisioned_by));
         self.k8s("tenant", phase, ns);
@@ -447,7 +528,7 @@ impl<'a> Builder<'a> {
                 ("name", s(&k8s_name)),
                 ("tag", s(tag)),
             ]);
-            let image = template::fill_str(&svc.image, &vars);
+            let image = pinned(self.platform, &template::fill_str(&svc.image, &vars));
             let origin = over.and_then(|o| o.location.clone()).or_else(|| svc.location.clone());
             let component = if svc.phase == Phase::DeployCoreServices { "core" } else { "data" };
             let pod_labels = {
@@ -485,6 +566,9 @@ impl<'a> Builder<'a> {
                         ("periodSeconds", Value::Int(10)),
                     ]),
                 ),
+                ("securityContext", container_security(true)),
+                // The root filesystem is read-only; /tmp is the one writable place.
+                ("volumeMounts", l([m([("name", s("tmp")), ("mountPath", s("/tmp"))])])),
             ]);
             if self.platform.delivery == Delivery::Helm {
                 self.helm_release(svc, replicas, &image, container, pod_labels, deps, origin);
@@ -506,7 +590,12 @@ impl<'a> Builder<'a> {
                                 ("metadata", m([("labels", pod_labels)])),
                                 (
                                     "spec",
-                                    m([("serviceAccountName", s("tenant-default")), ("containers", l([container]))]),
+                                    m([
+                                        ("serviceAccountName", s("tenant-default")),
+                                        ("securityContext", pod_security(SERVICE_UID)),
+                                        ("containers", l([container])),
+                                        ("volumes", l([m([("name", s("tmp")), ("emptyDir", m::<&str>([]))])])),
+                                    ]),
                                 ),
                             ]),
                         ),
@@ -558,10 +647,15 @@ impl<'a> Builder<'a> {
         origin: Option<Location>,
     ) {
         let k8s_name = svc.k8s_name();
-        // `registry/name:tag`: the tag is after the last ':' that follows the last '/'.
-        let (repository, tag) = match image.rsplit_once(':') {
-            Some((r, t)) if !t.contains('/') => (r, t),
-            _ => (image, "latest"),
+        // `registry/name:tag`: the tag is after the last ':' that follows the last '/'. An image
+        // pinned by digest (`registry/name@sha256:…`) keeps the platform's tag beside its digest,
+        // as the chart writes `repository:tag`: `registry/name:tag@sha256:…` runs the digest.
+        let (repository, tag) = match image.split_once('@') {
+            Some((r, digest)) => (r, format!("{}@{digest}", self.platform.image_tag)),
+            None => match image.rsplit_once(':') {
+                Some((r, t)) if !t.contains('/') => (r, t.to_string()),
+                _ => (image, "latest".to_string()),
+            },
         };
         let component = if svc.phase == Phase::DeployCoreServices { "core" } else { "data" };
         let mut labels = self.seed_labels();
@@ -572,7 +666,7 @@ impl<'a> Builder<'a> {
         let field = |k: &str| container.get_path(k).cloned().unwrap_or(Value::Null);
         let values = m([
             ("replicaCount", Value::Int(replicas)),
-            ("image", m([("repository", s(repository)), ("tag", s(tag))])),
+            ("image", m([("repository", s(repository)), ("tag", s(&tag))])),
             ("port", Value::Int(svc.port)),
             ("healthPath", s(&svc.health_path)),
             ("serviceAccountName", s("tenant-default")),
@@ -632,6 +726,8 @@ impl<'a> Builder<'a> {
             ("observability_namespace", s(&self.catalog.observability.namespace)),
             ("postgres_port", Value::Int(i64::from(self.platform.postgres_port))),
             ("connector_services", Value::List(connectors.clone())),
+            ("database_peers", self.database_peers()),
+            ("api_server_peers", self.api_server_peers()),
         ]);
         for p in &self.catalog.network_policies {
             if p.only_if.as_deref() == Some("connector_services") && connectors.is_empty() {
@@ -641,6 +737,46 @@ impl<'a> Builder<'a> {
                 .field("spec", template::fill(&p.spec, &vars))
                 .origin(p.location.clone());
             self.k8s(&p.name.replace('-', "_"), Phase::ConfigureNetworking, obj);
+        }
+    }
+
+    /// The NetworkPolicy peers of the PostgreSQL server: the platform's `network { database_cidrs }`;
+    /// else the host itself when it is an IP address; else its namespace when it is a cluster
+    /// Service (`NAME.NAMESPACE.svc…`); else the private ranges (never the internet).
+    fn database_peers(&self) -> Value {
+        let p = self.platform;
+        if !p.database_cidrs.is_empty() {
+            return ip_blocks(&p.database_cidrs);
+        }
+        if let Some(cidr) = host_cidr(&p.postgres_host) {
+            return ip_blocks(&[cidr]);
+        }
+        let labels: Vec<&str> = p.postgres_host.split('.').collect();
+        if labels.len() >= 3 && labels[2] == "svc" {
+            let selector = m([("matchLabels", m([("kubernetes.io/metadata.name", s(labels[1]))]))]);
+            return l([m([("namespaceSelector", selector)])]);
+        }
+        ip_blocks(PRIVATE_RANGES)
+    }
+
+    /// The NetworkPolicy peers of the API server: `network { api_server_cidrs }`; else the host of
+    /// `kubernetes { api_url }` when it is an IP address; else the private ranges.
+    fn api_server_peers(&self) -> Value {
+        let p = self.platform;
+        if !p.api_server_cidrs.is_empty() {
+            return ip_blocks(&p.api_server_cidrs);
+        }
+        let host = p.kubernetes.as_ref().and_then(|k| k.api_url.as_deref()).map(|u| {
+            let rest = u.split_once("://").map_or(u, |(_, r)| r);
+            let authority = rest.split('/').next().unwrap_or(rest);
+            match authority.strip_prefix('[') {
+                Some(v6) => v6.split(']').next().unwrap_or(v6).to_string(),
+                None => authority.rsplit_once(':').map_or(authority, |(h, _)| h).to_string(),
+            }
+        });
+        match host.as_deref().and_then(host_cidr) {
+            Some(cidr) => ip_blocks(&[cidr]),
+            None => ip_blocks(PRIVATE_RANGES),
         }
     }
 
@@ -714,7 +850,7 @@ impl<'a> Builder<'a> {
         ]);
         let container = m([
             ("name", s("controller")),
-            ("image", s(&ic.image)),
+            ("image", s(pinned(self.platform, &ic.image))),
             (
                 "args",
                 strs([
@@ -742,7 +878,10 @@ impl<'a> Builder<'a> {
                 "securityContext",
                 m([
                     ("allowPrivilegeEscalation", false.into()),
+                    // The one capability `restricted` allows adding: nginx binds ports 80 and 443.
                     ("capabilities", m([("add", strs(["NET_BIND_SERVICE"])), ("drop", strs(["ALL"]))])),
+                    // nginx writes its configuration and temporary files under /etc/nginx and /tmp.
+                    ("readOnlyRootFilesystem", false.into()),
                     ("runAsNonRoot", true.into()),
                     ("runAsUser", Value::Int(101)),
                     ("seccompProfile", m([("type", s("RuntimeDefault"))])),
@@ -769,6 +908,7 @@ impl<'a> Builder<'a> {
                                 "spec",
                                 m([
                                     ("serviceAccountName", s("ingress-nginx")),
+                                    ("securityContext", pod_security(101)),
                                     ("terminationGracePeriodSeconds", Value::Int(300)),
                                     ("containers", l([container])),
                                 ]),
@@ -1031,6 +1171,9 @@ impl<'a> Builder<'a> {
                             ("runAsNonRoot", true.into()),
                             ("runAsUser", Value::Int(1000)),
                             ("fsGroup", Value::Int(2000)),
+                            // The operator's containers drop every capability and escalation; the
+                            // seccomp profile is the pod's, so `restricted` admits them.
+                            ("seccompProfile", m([("type", s("RuntimeDefault"))])),
                         ]),
                     ),
                 ]),
@@ -1187,35 +1330,85 @@ impl<'a> Builder<'a> {
                     "otlp/tempo",
                     m([
                         ("endpoint", s(&obs.tempo_otlp_endpoint)),
-                        ("headers", m([("X-Scope-OrgID", s(slug))])),
+                        // The backend's gateway finds the tenant from these credentials and sets the
+                        // tenancy header itself: no header chosen by the client.
+                        ("auth", m([("authenticator", s("basicauth/client"))])),
                         ("tls", m([("insecure", true.into())])),
                     ]),
                 )]),
             ),
             (
-                "service",
+                "extensions",
                 m([(
-                    "pipelines",
+                    "basicauth/client",
                     m([(
-                        "traces",
+                        "client_auth",
                         m([
-                            ("receivers", strs(["otlp"])),
-                            ("processors", strs(["memory_limiter", "resource", "batch"])),
-                            ("exporters", strs(["otlp/tempo"])),
+                            ("username", s("${env:OBSERVABILITY_USERNAME}")),
+                            ("password", s("${env:OBSERVABILITY_PASSWORD}")),
                         ]),
                     )]),
                 )]),
             ),
+            (
+                "service",
+                m([
+                    ("extensions", strs(["basicauth/client"])),
+                    (
+                        "pipelines",
+                        m([(
+                            "traces",
+                            m([
+                                ("receivers", strs(["otlp"])),
+                                ("processors", strs(["memory_limiter", "resource", "batch"])),
+                                ("exporters", strs(["otlp/tempo"])),
+                            ]),
+                        )]),
+                    ),
+                ]),
+            ),
         ]);
-        let collector = Obj::new("opentelemetry.io/v1beta1", "OpenTelemetryCollector", "tenant").field(
-            "spec",
+        // The tenant's own credentials for the shared backends' ingest, generated by matih (state keeps
+        // only the password's fingerprint). The platform's gateway in front of Tempo reads the Secrets
+        // labelled `matih.ai/observability-credentials` (a ClusterRole limited to that name) and maps
+        // each to its tenant.
+        let credentials = Obj::new("v1", "Secret", OBSERVABILITY_SECRET)
+            .label("matih.ai/observability-credentials", s("true"))
+            .field("type", s("kubernetes.io/basic-auth"))
+            .field(
+                "data",
+                m([
+                    ("username", s(base64(&self.ns))),
+                    ("password", Value::Secret(Secret { source: "generated".into(), fingerprint: None })),
+                ]),
+            )
+            .force_new("type");
+        let credentials = self.k8s("observability_credentials", phase, credentials);
+        let from_secret = |name: &str, key: &str| {
             m([
-                ("mode", s("deployment")),
-                ("replicas", Value::Int(1)),
-                ("image", s(&obs.otel_collector_image)),
-                ("config", collector_config),
-            ]),
-        );
+                ("name", s(name)),
+                ("valueFrom", m([("secretKeyRef", m([("name", s(OBSERVABILITY_SECRET)), ("key", s(key))]))])),
+            ])
+        };
+        let collector =
+            Obj::new("opentelemetry.io/v1beta1", "OpenTelemetryCollector", "tenant").dep(&credentials).field(
+                "spec",
+                m([
+                    (
+                        "env",
+                        l([
+                            from_secret("OBSERVABILITY_USERNAME", "username"),
+                            from_secret("OBSERVABILITY_PASSWORD", "password"),
+                        ]),
+                    ),
+                    ("mode", s("deployment")),
+                    ("replicas", Value::Int(1)),
+                    ("image", s(pinned(self.platform, &obs.otel_collector_image))),
+                    ("podSecurityContext", pod_security(SERVICE_UID)),
+                    ("securityContext", container_security(true)),
+                    ("config", collector_config),
+                ]),
+            );
         let collector = self.k8s("tenant", phase, collector);
 
         let tempo = Obj::new("v1", "ConfigMap", "tempo-tenant-overrides")
@@ -1278,7 +1471,7 @@ impl<'a> Builder<'a> {
             "set -e\n\
              curl -fsS -X POST -H 'Content-Type: application/json' -d '{{\"resourceSpans\":[]}}' \
              http://tenant-collector.{ns}.svc:4318/v1/traces\n\
-             curl -fsS -H 'X-Scope-OrgID: {slug}' {loki}/ready\n",
+             curl -fsS {loki}/ready\n",
             ns = self.ns,
             loki = obs.loki_url,
         );
@@ -1299,12 +1492,14 @@ impl<'a> Builder<'a> {
                                 m([
                                     ("restartPolicy", s("Never")),
                                     ("serviceAccountName", s("tenant-default")),
+                                    ("securityContext", pod_security(CHECK_UID)),
                                     (
                                         "containers",
                                         l([m([
                                             ("name", s("check")),
-                                            ("image", s(&obs.check_image)),
+                                            ("image", s(pinned(self.platform, &obs.check_image))),
                                             ("command", strs(["sh", "-c", script.as_str()])),
+                                            ("securityContext", container_security(true)),
                                             (
                                                 "resources",
                                                 m([

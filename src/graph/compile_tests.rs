@@ -86,10 +86,10 @@ fn resource_counts_per_tier() {
     let free = build(&acme("free"));
     let pro = build(&acme("professional"));
     let ent = build(&acme("enterprise"));
-    assert_eq!(per_phase(&pro), [5, 6, 6, 12, 14, 8, 6, 2, 8, 5]);
+    assert_eq!(per_phase(&pro), [5, 6, 6, 14, 14, 8, 6, 2, 8, 6]);
     assert_eq!(per_phase(&free), per_phase(&pro), "free and professional differ in values, not in resources");
-    assert_eq!(per_phase(&ent), [4, 6, 6, 12, 14, 8, 6, 2, 8, 5], "enterprise has no ResourceQuota");
-    assert_eq!(pro.len(), 72);
+    assert_eq!(per_phase(&ent), [4, 6, 6, 14, 14, 8, 6, 2, 8, 6], "enterprise has no ResourceQuota");
+    assert_eq!(pro.len(), 75);
 
     let has = |g: &ResourceGraph, a: &str| g.get(&a.parse().unwrap()).is_some();
     assert!(has(&free, "kubernetes_resource_quota.tenant") && has(&pro, "kubernetes_resource_quota.tenant"));
@@ -121,6 +121,12 @@ fn namespace_is_labelled_exactly_as_the_seed() {
                 "matih.ai/tier": "professional",
                 "matih.ai/region": "eastus",
                 "matih.ai/managed-by": "tenant-service",
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "v1.30",
+                "pod-security.kubernetes.io/audit": "restricted",
+                "pod-security.kubernetes.io/audit-version": "v1.30",
+                "pod-security.kubernetes.io/warn": "restricted",
+                "pod-security.kubernetes.io/warn-version": "v1.30",
             },
             "annotations": { "matih.ai/provisioned-by": "admin@matih.ai" },
         })
@@ -130,7 +136,7 @@ fn namespace_is_labelled_exactly_as_the_seed() {
     // Every namespaced object of the tenant carries the same labels and lives in the namespace.
     for r in g.graph.node_weights().filter(|r| r.addr.kind.starts_with("kubernetes_")) {
         let j = json_of(r);
-        for (k, v) in meta["labels"].as_object().unwrap() {
+        for (k, v) in meta["labels"].as_object().unwrap().iter().filter(|(k, _)| k.starts_with("matih.ai/")) {
             assert_eq!(&j["metadata"]["labels"][k], v, "{} label {k}", r.addr);
         }
         let cluster_scoped = ["Namespace", "IngressClass", "ClusterRole", "ClusterRoleBinding"];
@@ -596,7 +602,7 @@ fn a_service_others_need_cannot_be_disabled() {
     let mut spec = acme("professional");
     spec.services
         .insert("ml_service".into(), ServiceOverride { enabled: Some(sp(false, 6, 15)), ..ServiceOverride::default() });
-    assert_eq!(build(&spec).len(), 70);
+    assert_eq!(build(&spec).len(), 73);
 }
 
 #[test]
@@ -732,6 +738,7 @@ fn compiled_graphs_hold_no_clear_secret() {
         [
             "env:ACME_SLACK_WEBHOOK",
             "generated",
+            "generated",
             "output:postgresql_role.tenant.database_url",
             "output:postgresql_role.tenant.password",
             "output:postgresql_role.tenant.password"
@@ -779,5 +786,153 @@ fn workloads_that_do_not_fit_the_tiers_quota_are_an_error_at_the_tier() {
             "tenants/acme.hcl:3:17: tenant \"acme\" needs limits.cpu 5600m for its workloads, more than tier \"free\"'s quota of 4: the API server would refuse the pods past it"
         )),
         "{errs:?}"
+    );
+}
+
+/// Every pod template of a graph (Deployments, Jobs, and the operators' custom resources' pod
+/// settings), for the Pod Security checks.
+fn pod_specs(g: &ResourceGraph) -> Vec<(String, serde_json::Value)> {
+    g.apply_order()
+        .into_iter()
+        .filter_map(|r| {
+            let j = json_of(r);
+            let spec = j["spec"]["template"]["spec"].clone();
+            (!spec.is_null()).then(|| (r.addr.to_string(), spec))
+        })
+        .collect()
+}
+
+#[test]
+fn every_pod_meets_the_restricted_pod_security_standard() {
+    let g = build(&acme("professional"));
+    let specs = pod_specs(&g);
+    let names: Vec<&str> = specs.iter().map(|(at, _)| at.as_str()).collect();
+    assert_eq!(names.len(), 11, "nine services, the ingress controller and the pipeline check: {names:?}");
+    for (at, spec) in specs {
+        let pod = &spec["securityContext"];
+        assert_eq!(pod["runAsNonRoot"], true, "{at}");
+        assert_eq!(pod["seccompProfile"]["type"], "RuntimeDefault", "{at}");
+        for c in spec["containers"].as_array().unwrap() {
+            let sc = &c["securityContext"];
+            assert_eq!(sc["allowPrivilegeEscalation"], false, "{at}");
+            assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{at}");
+            let added = sc["capabilities"]["add"].as_array().cloned().unwrap_or_default();
+            assert!(added.iter().all(|a| a == "NET_BIND_SERVICE"), "{at}: only NET_BIND_SERVICE may be added");
+            let nginx = at.contains("ingress_controller");
+            assert_eq!(sc["readOnlyRootFilesystem"], !nginx, "{at}: read-only but for nginx");
+        }
+    }
+    let collector = json_of(get(&g, "kubernetes_open_telemetry_collector.tenant"));
+    assert_eq!(collector["spec"]["podSecurityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(collector["spec"]["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+    let prometheus = json_of(get(&g, "kubernetes_prometheus.tenant"));
+    assert_eq!(prometheus["spec"]["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+}
+
+#[test]
+fn egress_reaches_the_database_and_api_server_addresses_only() {
+    let spec_with = |platform: &PlatformConfig, name: &str| {
+        let (g, diags) = compile(&acme("professional"), catalog(), platform);
+        assert!(diags.is_empty(), "{diags:?}");
+        json_of(get(&g.unwrap(), &format!("kubernetes_network_policy.{name}")))["spec"]["egress"].clone()
+    };
+    // No rule opens a port to any address: each egress rule names its peers.
+    let g = build(&acme("professional"));
+    for r in g.apply_order().into_iter().filter(|r| r.addr.kind == "kubernetes_network_policy") {
+        for rule in json_of(r)["spec"]["egress"].as_array().into_iter().flatten() {
+            assert!(rule["to"].as_array().is_some_and(|t| !t.is_empty()), "{}: {rule}", r.addr);
+        }
+    }
+    // The default host is a Service of the control plane's namespace: that namespace, port 5432.
+    let default = PlatformConfig::default();
+    let db = spec_with(&default, "allow_database_egress");
+    assert_eq!(
+        db,
+        json!([{ "to": [{ "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "matih-system" } } }],
+                 "ports": [{ "protocol": "TCP", "port": 5432 }] }])
+    );
+    // An IP address host is itself; written CIDRs win; a name outside the cluster is the private ranges.
+    let ip = PlatformConfig { postgres_host: "10.1.2.3".into(), ..PlatformConfig::default() };
+    assert_eq!(spec_with(&ip, "allow_database_egress")[0]["to"], json!([{ "ipBlock": { "cidr": "10.1.2.3/32" } }]));
+    let cidrs = PlatformConfig { database_cidrs: vec!["10.9.0.0/16".into()], ..ip };
+    assert_eq!(spec_with(&cidrs, "allow_database_egress")[0]["to"], json!([{ "ipBlock": { "cidr": "10.9.0.0/16" } }]));
+    let name = PlatformConfig { postgres_host: "pg.internal".into(), ..PlatformConfig::default() };
+    let to = spec_with(&name, "allow_database_egress")[0]["to"].clone();
+    assert_eq!(to.as_array().unwrap().len(), 5);
+    assert!(!to.to_string().contains("0.0.0.0/0"));
+    // The API server: its URL's address, or the written CIDRs.
+    let kube = PlatformConfig {
+        kubernetes: Some(crate::spec::KubernetesPlatform {
+            api_url: Some("https://[fd00::1]:6443".into()),
+            ..Default::default()
+        }),
+        ..PlatformConfig::default()
+    };
+    let api = spec_with(&kube, "allow_kubernetes_api_egress");
+    assert_eq!(api[0]["to"], json!([{ "ipBlock": { "cidr": "fd00::1/128" } }]));
+    assert_eq!(api[0]["ports"], json!([{ "protocol": "TCP", "port": 443 }, { "protocol": "TCP", "port": 6443 }]));
+    let kube = PlatformConfig { api_server_cidrs: vec!["10.0.0.1/32".into()], ..kube };
+    assert_eq!(
+        spec_with(&kube, "allow_kubernetes_api_egress")[0]["to"],
+        json!([{ "ipBlock": { "cidr": "10.0.0.1/32" } }])
+    );
+    // The control plane's namespace on its service ports only.
+    assert_eq!(
+        spec_with(&default, "allow_control_plane_egress")[0]["ports"],
+        json!([{ "protocol": "TCP", "port": 443 }, { "protocol": "TCP", "port": 8080 }])
+    );
+    // The observability backends: the collector alone, on Tempo's OTLP port.
+    let obs = json_of(get(&g, "kubernetes_network_policy.allow_observability_egress"));
+    assert_eq!(obs["spec"]["podSelector"], json!({ "matchLabels": { "app.kubernetes.io/name": "tenant-collector" } }));
+    assert_eq!(obs["spec"]["egress"][0]["ports"], json!([{ "protocol": "TCP", "port": 4317 }]));
+}
+
+#[test]
+fn the_collector_authenticates_with_generated_credentials_and_sets_no_tenancy_header() {
+    let g = build(&acme("professional"));
+    let secret = get(&g, "kubernetes_secret.observability_credentials");
+    assert_eq!(path(secret, "data.password"), &Value::Secret(Secret { source: "generated".into(), fingerprint: None }));
+    let collector = json_of(get(&g, "kubernetes_open_telemetry_collector.tenant"));
+    let config = &collector["spec"]["config"];
+    assert!(!config.to_string().contains("X-Scope-OrgID"), "no tenancy header chosen by the client: {config}");
+    assert_eq!(config["exporters"]["otlp/tempo"]["auth"]["authenticator"], "basicauth/client");
+    assert_eq!(config["service"]["extensions"], json!(["basicauth/client"]));
+    assert_eq!(
+        collector["spec"]["env"][1]["valueFrom"]["secretKeyRef"],
+        json!({ "name": "observability-credentials", "key": "password" })
+    );
+    assert!(get(&g, "kubernetes_open_telemetry_collector.tenant")
+        .depends_on
+        .contains(&"kubernetes_secret.observability_credentials".parse().unwrap()));
+}
+
+#[test]
+fn images_pinned_by_digest_are_rendered_by_digest() {
+    let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let platform = PlatformConfig {
+        image_digests: [
+            ("matih.azurecr.io/ai-service".to_string(), digest.to_string()),
+            ("registry.k8s.io/ingress-nginx/controller".to_string(), digest.to_string()),
+        ]
+        .into(),
+        ..PlatformConfig::default()
+    };
+    let (g, diags) = compile(&acme("professional"), catalog(), &platform);
+    assert!(diags.is_empty(), "{diags:?}");
+    let g = g.unwrap();
+    let image = |at: &str| json_of(get(&g, at))["spec"]["template"]["spec"]["containers"][0]["image"].clone();
+    assert_eq!(image("kubernetes_deployment.ai_service"), format!("matih.azurecr.io/ai-service@{digest}"));
+    assert_eq!(image("kubernetes_deployment.query_engine"), "matih.azurecr.io/query-engine:latest", "not pinned");
+    assert_eq!(
+        image("kubernetes_deployment.ingress_controller"),
+        format!("registry.k8s.io/ingress-nginx/controller@{digest}")
+    );
+    // Helm delivery: the chart's `repository:tag` runs the digest.
+    let helm = PlatformConfig { delivery: crate::spec::Delivery::Helm, ..platform };
+    let (g, _) = compile(&acme("professional"), catalog(), &helm);
+    let release = json_of(get(&g.unwrap(), "helm_release.ai_service"));
+    assert_eq!(
+        release["values"]["image"],
+        json!({ "repository": "matih.azurecr.io/ai-service", "tag": format!("latest@{digest}") })
     );
 }

@@ -108,10 +108,19 @@ pub struct PlatformConfig {
     pub image_registry: String,
     /// The default image tag of the MATIH services.
     pub image_tag: String,
+    /// `images { digests = ["REPOSITORY@sha256:HEX", …] }`: repository → `sha256:HEX`. An image of a
+    /// pinned repository is rendered by digest (`REPOSITORY@sha256:HEX`), whatever its tag.
+    pub image_digests: std::collections::BTreeMap<String, String>,
     /// cert-manager ClusterIssuer for tenant certificates.
     pub cluster_issuer: String,
     /// The namespace of the control plane (egress allowed to it).
     pub control_plane_namespace: String,
+    /// `network { database_cidrs }`: the PostgreSQL server's addresses, the only ones tenant pods
+    /// may reach on its port (empty: derived from `postgres_host`).
+    pub database_cidrs: Vec<String>,
+    /// `network { api_server_cidrs }`: the Kubernetes API server's endpoints, the only addresses the
+    /// tenant's API watchers may reach (empty: derived from `kubernetes { api_url }`).
+    pub api_server_cidrs: Vec<String>,
     /// The Kubernetes cluster, when the platform file has a `kubernetes` block.
     pub kubernetes: Option<KubernetesPlatform>,
     /// The DNS service, when the `dns` block names a `provider`.
@@ -307,8 +316,11 @@ impl Default for PlatformConfig {
             provisioned_by: "admin@matih.ai".into(),
             image_registry: "matih.azurecr.io".into(),
             image_tag: "latest".into(),
+            image_digests: std::collections::BTreeMap::new(),
             cluster_issuer: "letsencrypt-prod-dns01".into(),
             control_plane_namespace: "matih-system".into(),
+            database_cidrs: Vec::new(),
+            api_server_cidrs: Vec::new(),
             kubernetes: None,
             dns: None,
             notify: NotifyPlatform::default(),

@@ -28,6 +28,7 @@
 //! images {
 //!   registry = "matih.azurecr.io"
 //!   tag      = "1.4.2"
+//!   digests  = ["matih.azurecr.io/ai-service@sha256:<64 hex>"]  # images of these repositories by digest
 //! }
 //! certificates {
 //!   cluster_issuer = "letsencrypt-prod-dns01"
@@ -44,6 +45,10 @@
 //!   deployment_timeout_ms           = 600000
 //!   certificate_timeout_ms          = 600000
 //!   poll_interval_ms                = 2000
+//! }
+//! network {                                        # the NetworkPolicies' addresses (egress of tenant pods)
+//!   database_cidrs   = ["10.20.0.5/32"]              # PostgreSQL; default: postgres.host when an IP or a Service
+//!   api_server_cidrs = ["10.0.0.1/32"]               # the API server's endpoints; default: api_url's host when an IP
 //! }
 //! services {
 //!   delivery = "manifests"                           # or "helm": each service a Helm release of its chart
@@ -137,6 +142,18 @@ impl Setter {
             }
         }
     }
+}
+
+/// A list of CIDR blocks, each checked (the element in error is the one reported).
+fn cidrs(attr: &str, items: &[Spanned<String>]) -> Result<Vec<String>, Spanned<String>> {
+    items
+        .iter()
+        .map(|i| {
+            validate::cidr(attr, &i.value)
+                .map(|()| i.value.clone())
+                .map_err(|e| Spanned { value: e, location: i.location.clone() })
+        })
+        .collect()
 }
 
 /// Stores a list attribute, or returns the message to report at the element it is about.
@@ -352,6 +369,39 @@ const SECTIONS: &[Section] = &[
                 set: Setter::String(|c, s| {
                     validate::image_tag("tag", s)?;
                     c.image_tag = s.to_string();
+                    Ok(())
+                }),
+            },
+            Field {
+                name: "digests",
+                set: Setter::StringList(|c, items| {
+                    for i in items {
+                        let at = |value: String| Spanned { value, location: i.location.clone() };
+                        let (repository, digest) = validate::pinned_image("digests", &i.value).map_err(at)?;
+                        if c.image_digests.insert(repository.to_string(), digest.to_string()).is_some() {
+                            return Err(at(format!("digests pins {repository:?} twice")));
+                        }
+                    }
+                    Ok(())
+                }),
+            },
+        ],
+        forbidden: &[],
+    },
+    Section {
+        name: "network",
+        fields: &[
+            Field {
+                name: "database_cidrs",
+                set: Setter::StringList(|c, items| {
+                    c.database_cidrs = cidrs("database_cidrs", items)?;
+                    Ok(())
+                }),
+            },
+            Field {
+                name: "api_server_cidrs",
+                set: Setter::StringList(|c, items| {
+                    c.api_server_cidrs = cidrs("api_server_cidrs", items)?;
                     Ok(())
                 }),
             },

@@ -709,8 +709,15 @@ fn the_platform_fixture_sets_every_field() {
         provisioned_by: "admin@matih.ai".into(),
         image_registry: "matih.azurecr.io".into(),
         image_tag: "1.4.2".into(),
+        image_digests: [(
+            "matih.azurecr.io/ai-service".to_string(),
+            "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".to_string(),
+        )]
+        .into(),
         cluster_issuer: "letsencrypt-prod-dns01".into(),
         control_plane_namespace: "matih-system".into(),
+        database_cidrs: vec!["10.20.0.5/32".into(), "fd00:20::5/128".into()],
+        api_server_cidrs: vec!["10.0.0.1/32".into()],
         kubernetes: None,
         dns: None,
         notify: Default::default(),
@@ -1039,4 +1046,44 @@ fn platform_credentials_never_travel_in_clear_text() {
          smtp_from = \"m@matih.ai\"\n  smtp_username_env = \"SMTP_USER\"\n}\n",
     );
     assert_eq!(diags, Vec::<String>::new());
+}
+
+#[test]
+fn malformed_digests_and_cidrs_are_located_errors() {
+    let (config, diags) = platform(
+        "images {\n  digests = [\"r.io/a@sha256:00\", \"r.io/b:1.0@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"]\n}\n",
+    );
+    assert_eq!(
+        diags,
+        ["matih.hcl:2:14: digests element \"r.io/a@sha256:00\" is not an image pinned by digest \
+          (REPOSITORY@sha256:<64 hex digits>): the digest must be 64 lowercase hex digits"]
+    );
+    assert!(config.image_digests.is_empty());
+    let hex = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let (_, diags) = platform(&format!("images {{\n  digests = [\"r.io/b:1.0@sha256:{hex}\"]\n}}\n"));
+    assert_eq!(diags.len(), 1);
+    assert!(
+        diags[0].starts_with("matih.hcl:2:14: ") && diags[0].ends_with("the repository has a tag or is empty"),
+        "{diags:?}"
+    );
+    let (_, diags) =
+        platform(&format!("images {{\n  digests = [\"r.io/b@sha256:{hex}\", \"r.io/b@sha256:{hex}\"]\n}}\n"));
+    assert_eq!(diags.len(), 1);
+    assert!(diags[0].starts_with("matih.hcl:2:") && diags[0].ends_with("digests pins \"r.io/b\" twice"), "{diags:?}");
+    let (config, diags) =
+        platform("network {\n  database_cidrs = [\"10.0.0.5/32\", \"10.0.0.5/24\", \"::1/129\", \"pg.internal\"]\n}\n");
+    assert_eq!(diags, ["matih.hcl:2:36: database_cidrs element \"10.0.0.5/24\" has address bits set past /24"]);
+    assert!(config.database_cidrs.is_empty());
+    for bad in ["::1/129", "pg.internal", "10.0.0.0/08", "10.0.0.0/+8"] {
+        let (_, diags) = platform(&format!("network {{\n  api_server_cidrs = [\"{bad}\"]\n}}\n"));
+        assert_eq!(diags.len(), 1, "{bad}");
+        assert!(
+            diags[0].starts_with("matih.hcl:2:23: api_server_cidrs element") && diags[0].contains("not a CIDR block"),
+            "{diags:?}"
+        );
+    }
+    let (config, diags) =
+        platform("network {\n  api_server_cidrs = [\"10.0.0.0/8\", \"fd00::/8\", \"0.0.0.0/0\"]\n}\n");
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(config.api_server_cidrs, ["10.0.0.0/8", "fd00::/8", "0.0.0.0/0"]);
 }

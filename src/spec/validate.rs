@@ -186,6 +186,58 @@ pub fn registry(attr: &str, s: &str) -> Result<(), String> {
     }
 }
 
+/// A CIDR block, IPv4 (`10.0.0.0/8`) or IPv6 (`fd00::/8`), with no host bits set past the prefix.
+pub fn cidr(attr: &str, s: &str) -> Result<(), String> {
+    let bad = || format!("{attr} element {s:?} is not a CIDR block (like 10.20.0.5/32 or fd00::/8)");
+    let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
+    let addr: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
+    let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+    // `prefix` spelled plainly: no sign, no leading zeros.
+    if prefix.to_string().len() != s.len() - addr_len(s) - 1 {
+        return Err(bad());
+    }
+    let host_bits_set = match addr {
+        std::net::IpAddr::V4(a) => prefix > 32 || (prefix < 32 && u32::from(a) & (u32::MAX >> prefix) != 0),
+        std::net::IpAddr::V6(a) => prefix > 128 || (prefix < 128 && u128::from(a) & (u128::MAX >> prefix) != 0),
+    };
+    if prefix > if addr.is_ipv4() { 32 } else { 128 } {
+        return Err(bad());
+    }
+    if host_bits_set {
+        return Err(format!("{attr} element {s:?} has address bits set past /{prefix}"));
+    }
+    Ok(())
+}
+
+fn addr_len(s: &str) -> usize {
+    s.find('/').unwrap_or(s.len())
+}
+
+/// An image pinned by digest, `REPOSITORY@sha256:HEX` (64 lowercase hex digits; the repository a
+/// registry host and path, no tag): returns the repository and `sha256:HEX`.
+pub fn pinned_image<'s>(attr: &str, s: &'s str) -> Result<(&'s str, &'s str), String> {
+    let bad = |why: &str| {
+        format!("{attr} element {s:?} is not an image pinned by digest (REPOSITORY@sha256:<64 hex digits>): {why}")
+    };
+    let (repository, digest) = s.split_once('@').ok_or_else(|| bad("no '@'"))?;
+    let hex = digest.strip_prefix("sha256:").ok_or_else(|| bad("the digest must start with sha256:"))?;
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err(bad("the digest must be 64 lowercase hex digits"));
+    }
+    let last = repository.rsplit('/').next().unwrap_or(repository);
+    if repository.is_empty() || last.contains(':') {
+        return Err(bad("the repository has a tag or is empty"));
+    }
+    let ok = repository.split('/').all(|part| {
+        !part.is_empty()
+            && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_' | ':'))
+    });
+    if !ok {
+        return Err(bad("the repository must be lowercase path components separated by '/'"));
+    }
+    Ok((repository, digest))
+}
+
 /// A container image tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}` (the OCI distribution rule).
 pub fn image_tag(attr: &str, s: &str) -> Result<(), String> {
     let ok = (1..=128).contains(&s.len())
