@@ -1,8 +1,8 @@
 //! `matih serve` and its bearer token: loopback needs none; any other address is refused without
-//! `MATIH_SERVE_TOKEN`; with the token set, every request and WebSocket upgrade must carry it.
-//! Off-loopback is tested by binding the wildcard address 0.0.0.0 (not loopback) and connecting
-//! through 127.0.0.1: no traffic leaves the loopback interface. Each test runs on both state
-//! backends.
+//! `MATIH_SERVE_TOKEN` and TLS; with the token set, every request must carry it and every WebSocket
+//! upgrade a one-use ticket. Off-loopback is tested by binding the wildcard address 0.0.0.0 (not
+//! loopback) and connecting through 127.0.0.1: no traffic leaves the loopback interface. The token
+//! tests run on both state backends.
 
 #[macro_use]
 mod common;
@@ -51,7 +51,7 @@ fn off_loopback_without_a_token_is_refused(backend: Backend) {
 fn with_a_token_every_request_and_upgrade_needs_it(backend: Backend) {
     let (dir, state) = state_with_acme(backend);
     let token = "t0k3n-with/odd+chars";
-    let s = Serve::start(serve(dir.path(), &state, "0.0.0.0:0", Some(token)));
+    let s = Serve::start(serve(dir.path(), &state, "127.0.0.1:0", Some(token)));
     let port = s.addr.rsplit_once(':').unwrap().1;
     let base = format!("127.0.0.1:{port}");
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -69,12 +69,28 @@ fn with_a_token_every_request_and_upgrade_needs_it(backend: Backend) {
         let (code, body) = get(&format!("http://{base}/api/v1/tenants/acme/provisioning/status?{q}"), None).await;
         assert_eq!((code, body["slug"].as_str()), (200, Some("acme")), "{body}");
 
-        // The WebSocket upgrade: refused without the token, streams with it.
-        let err = tokio_tungstenite::connect_async(format!("ws://{base}/ws/provisioning/acme")).await.unwrap_err();
-        assert!(err.to_string().contains("401"), "{err}");
-        let log = serve_support::ws_connect(&format!("ws://{base}/ws/provisioning/acme?{q}")).await;
+        // The WebSocket upgrade: refused without a ticket, and with the token in its URL; a ticket
+        // (made with the token) opens one stream, once.
+        for q in ["", &format!("?{q}"), "?ticket=0123456789abcdef"] {
+            let err =
+                tokio_tungstenite::connect_async(format!("ws://{base}/ws/provisioning/acme{q}")).await.unwrap_err();
+            assert!(err.to_string().contains("401"), "{q}: {err}");
+        }
+        let client = reqwest::Client::new();
+        let url = format!("http://{base}/api/v1/ws-tickets");
+        assert_eq!(client.post(&url).send().await.unwrap().status().as_u16(), 401, "a ticket needs the token");
+        let resp = client.post(&url).bearer_auth(token).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["expires_in_seconds"], 30);
+        let ticket = body["ticket"].as_str().unwrap().to_string();
+        assert_eq!(ticket.len(), 64);
+        let log = serve_support::ws_connect(&format!("ws://{base}/ws/provisioning/acme?ticket={ticket}")).await;
         log.wait_for("the snapshot", std::time::Duration::from_secs(10), |e| e["type"] == "snapshot").await;
         assert_eq!(log.snapshot()[0]["status"]["slug"], "acme");
+        let again = format!("ws://{base}/ws/provisioning/acme?ticket={ticket}");
+        let err = tokio_tungstenite::connect_async(again).await.unwrap_err();
+        assert!(err.to_string().contains("401"), "a used ticket: {err}");
     });
 }
 
@@ -116,5 +132,122 @@ fn malformed_requests_get_json_errors_and_the_server_stays_up(backend: Backend) 
         assert_eq!(code, 200);
         assert_eq!(body["tenants"][0]["slug"], "acme");
         assert_eq!(body["source"], "store");
+    });
+}
+
+/// One raw HTTP/1.1 exchange: what the server answers (status line and headers, then the body) to
+/// `head` sent as is, or `None` when it closed the connection without answering.
+fn raw(addr: &str, head: &[u8]) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(head);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    (!out.is_empty()).then(|| String::from_utf8_lossy(&out).into_owned())
+}
+
+/// DNS rebinding, cross-site WebSocket upgrades, short tokens and oversized request heads, against
+/// the real binary on loopback.
+#[test]
+fn rebinding_cross_origin_short_tokens_and_huge_heads_are_refused() {
+    let (dir, state) = state_with_acme(Backend::Sled);
+    let out = serve(dir.path(), &state, "127.0.0.1:0", Some("short-token")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("MATIH_SERVE_TOKEN is 11 characters long: use at least 16"), "{err}");
+
+    let s = Serve::start(serve(dir.path(), &state, "127.0.0.1:0", None));
+    let addr = s.addr.clone();
+    let port = addr.rsplit_once(':').unwrap().1;
+    let get = |host: &str, extra: &str| {
+        raw(
+            &addr,
+            format!("GET /api/v1/tenants HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{extra}\r\n").as_bytes(),
+        )
+        .unwrap()
+    };
+    // This machine's names pass; a page's own name resolved to 127.0.0.1 (DNS rebinding) does not.
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}")] {
+        assert!(get(&host, "").starts_with("HTTP/1.1 200"), "{host}");
+    }
+    let rebound = get(&format!("attacker.example:{port}"), "");
+    assert!(rebound.starts_with("HTTP/1.1 403") && rebound.contains("loopback"), "{rebound}");
+    // A request from another origin, and a WebSocket upgrade from another page, are refused.
+    let host = format!("127.0.0.1:{port}");
+    let cross = get(&host, "Origin: http://attacker.example\r\n");
+    assert!(cross.starts_with("HTTP/1.1 403") && cross.contains("cross-origin"), "{cross}");
+    assert!(get(&host, &format!("Origin: http://{host}\r\n")).starts_with("HTTP/1.1 200"));
+    let upgrade = |origin: &str| {
+        let head = format!(
+            "GET /ws/provisioning/acme HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        let mut buf = [0u8; 256];
+        let n = s.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(upgrade("http://attacker.example").starts_with("HTTP/1.1 403"));
+    assert!(upgrade(&format!("http://{host}")).starts_with("HTTP/1.1 101"));
+    // A request head past 16 KiB is answered 431, never buffered; the server stays up.
+    let huge = get(&host, &format!("X-Filler: {}\r\n", "a".repeat(64 * 1024)));
+    assert!(huge.starts_with("HTTP/1.1 431"), "{huge}");
+    assert!(get(&host, "").starts_with("HTTP/1.1 200"));
+}
+
+/// Off loopback, the token travels only over TLS: without --tls-cert/--tls-key serve refuses to
+/// start; with them it speaks HTTPS (a certificate made by openssl for 127.0.0.1) and nothing else.
+#[test]
+fn off_loopback_the_token_needs_tls() {
+    let (dir, state) = state_with_acme(Backend::Sled);
+    let token = "a-token-of-enough-length";
+    let out = serve(dir.path(), &state, "0.0.0.0:0", Some(token)).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to serve the token over cleartext on 0.0.0.0:0: give --tls-cert and --tls-key"),
+        "{err}"
+    );
+
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=matih-serve", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let mut c = serve(dir.path(), &state, "0.0.0.0:0", Some(token));
+    c.arg("--tls-cert").arg(&cert).arg("--tls-key").arg(&cert);
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "a certificate file is not a key");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a readable PEM private key"));
+
+    let mut c = serve(dir.path(), &state, "0.0.0.0:0", Some(token));
+    c.arg("--tls-cert").arg(&cert).arg("--tls-key").arg(&key);
+    let s = Serve::start(c);
+    let port = s.addr.rsplit_once(':').unwrap().1.to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
+        let client = reqwest::Client::builder().add_root_certificate(ca).build().unwrap();
+        let url = format!("https://127.0.0.1:{port}/api/v1/tenants");
+        let resp = client.get(&url).bearer_auth(token).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(resp.headers()["strict-transport-security"], "max-age=31536000");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["tenants"][0]["slug"], "acme");
+        assert_eq!(client.get(&url).send().await.unwrap().status().as_u16(), 401);
+        // Cleartext HTTP to the same port gets no answer.
+        let plain = reqwest::get(format!("http://127.0.0.1:{port}/api/v1/tenants")).await;
+        assert!(plain.is_err() || !plain.unwrap().status().is_success());
     });
 }

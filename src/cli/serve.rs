@@ -17,9 +17,15 @@ pub struct Args {
     /// Tenant spec files or directories of them (optional): tenants with a spec but no state are
     /// listed as never applied, with their tier and region.
     pub paths: Vec<std::path::PathBuf>,
-    /// Address to listen on. Anything but loopback needs MATIH_SERVE_TOKEN.
+    /// Address to listen on. Anything but loopback needs MATIH_SERVE_TOKEN, and TLS.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key); required off loopback.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// The JSON report of `matih drift --format json` (e.g. written nightly): a drift badge per
     /// tenant and its findings on the tenant's page. Read again whenever the file changes.
     #[arg(long, env = "MATIH_DRIFT_REPORT", value_name = "FILE")]
@@ -61,6 +67,7 @@ pub fn exec(global: &Global, args: &Args) -> Result<ExitCode> {
     opts.notify = platform.notify;
     opts.drift_report = args.drift_report.clone();
     opts.specs = specs;
+    opts.tls = args.tls_cert.clone().zip(args.tls_key.clone());
     runtime()?.block_on(matih::serve::run(opts))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -107,6 +107,8 @@ pub struct ServeOptions {
     /// Tenants known from their specs (`matih serve PATHS`): those without state are listed as
     /// never applied.
     pub specs: Vec<KnownTenant>,
+    /// HTTPS: the PEM certificate chain and private key files (`--tls-cert`, `--tls-key`).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// A tenant as its spec describes it.
@@ -130,12 +132,15 @@ impl ServeOptions {
             outbox_every: Duration::from_secs(2),
             drift_report: None,
             specs: Vec::new(),
+            tls: None,
         }
     }
 }
 
 pub struct App {
     token_hash: Option<[u8; 32]>,
+    /// WebSocket tickets handed out and not yet used: their digest and when each expires.
+    tickets: Mutex<std::collections::HashMap<[u8; 32], Instant>>,
     live: Arc<Mutex<Live>>,
     source: Source,
     drift: Drift,
@@ -238,6 +243,7 @@ impl App {
     ) -> Arc<App> {
         Arc::new(App {
             token_hash: token.map(sha),
+            tickets: Mutex::new(std::collections::HashMap::new()),
             live: Arc::new(Mutex::new(Live::default())),
             source,
             drift: Drift { path: drift_report, loaded: Mutex::new(None) },
@@ -296,15 +302,44 @@ impl App {
         View { docs, listed: listing.listed_at.is_some() }
     }
 
+    /// A new WebSocket ticket (64 random hex digits, good for one upgrade within [`TICKET_TTL`]), or
+    /// `None` when [`MAX_TICKETS`] unused ones are outstanding.
+    fn new_ticket(&self) -> Option<String> {
+        let ticket = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let now = Instant::now();
+        let mut tickets = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
+        tickets.retain(|_, expires| *expires > now);
+        if tickets.len() >= MAX_TICKETS {
+            return None;
+        }
+        tickets.insert(sha(&ticket), now + TICKET_TTL);
+        Some(ticket)
+    }
+
+    /// Takes a ticket: true once, within its lifetime.
+    fn take_ticket(&self, ticket: &str) -> bool {
+        let mut tickets = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
+        tickets.remove(&sha(ticket)).is_some_and(|expires| expires > Instant::now())
+    }
+
     fn authorized(&self, req: &Request<Incoming>) -> bool {
         let Some(want) = &self.token_hash else { return true };
+        // A WebSocket upgrade carries a ticket (browsers cannot set its headers), never the token:
+        // a URL ends up in logs and histories, a used or expired ticket is worth nothing.
+        if req.uri().path().starts_with("/ws/") {
+            if let Some(ticket) = query_param(req.uri().query(), "ticket") {
+                return self.take_ticket(&ticket);
+            }
+        }
         let header = req
             .headers()
             .get(hyper::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::to_string);
-        let given = header.or_else(|| query_param(req.uri().query(), "access_token"));
+        let in_query =
+            || query_param(req.uri().query(), "access_token").filter(|_| !req.uri().path().starts_with("/ws/"));
+        let given = header.or_else(in_query);
         // Compared as digests: constant time, and the length of the token does not leak.
         given.is_some_and(|g| {
             let g = sha(&g);
@@ -361,6 +396,8 @@ fn respond(code: StatusCode, content_type: &'static str, body: impl Into<Bytes>)
     r.headers_mut().insert("content-security-policy", HeaderValue::from_static(CSP));
     r.headers_mut().insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     r.headers_mut().insert("x-frame-options", HeaderValue::from_static("DENY"));
+    // Browsers honour it over HTTPS only (serve off loopback), and ignore it over plain HTTP.
+    r.headers_mut().insert("strict-transport-security", HeaderValue::from_static("max-age=31536000"));
     r
 }
 
@@ -378,7 +415,65 @@ fn error(code: StatusCode, kind: &str, message: impl Into<String>) -> Resp {
 }
 
 /// Answers one request. Public so that tests can drive the handler without a socket.
-pub async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<Resp, Infallible> {
+/// How long a WebSocket ticket (`POST /api/v1/ws-tickets`) stays good.
+pub const TICKET_TTL: Duration = Duration::from_secs(30);
+
+/// How many unused tickets may be outstanding at once.
+pub const MAX_TICKETS: usize = 1024;
+
+/// The shortest `MATIH_SERVE_TOKEN` accepted.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// How many connections are served at once; one more is closed as soon as it is accepted.
+pub const MAX_CONNECTIONS: usize = 512;
+
+/// The largest request head (request line and headers) read; a larger one is answered 431.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// The host part of a `Host` header or an origin's authority (`[::1]:8080` → `::1`).
+fn host_of(authority: &str) -> &str {
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    }
+}
+
+/// DNS rebinding and cross-site requests: a server on loopback answers only requests whose `Host`
+/// names this machine (a web page's own name that was made to resolve to 127.0.0.1 does not), and a
+/// request that carries an `Origin` (browsers send it with WebSocket upgrades and cross-origin
+/// requests) must come from a page of this server (`Origin` naming the `Host`).
+fn host_and_origin_ok(loopback: bool, req: &Request<Incoming>) -> Result<(), &'static str> {
+    let host = req.headers().get(hyper::header::HOST).and_then(|v| v.to_str().ok());
+    let Some(host) = host.or_else(|| req.uri().authority().map(|a| a.as_str())) else {
+        return Err("a Host header is required");
+    };
+    if loopback {
+        let name = host_of(host);
+        let local =
+            name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if !local {
+            return Err("this server listens on loopback: the Host must be localhost or a loopback address");
+        }
+    }
+    if let Some(origin) = req.headers().get(hyper::header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let authority = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+        if !authority.is_some_and(|a| a.eq_ignore_ascii_case(host)) {
+            return Err("cross-origin requests are refused: the Origin must be this server's");
+        }
+    }
+    Ok(())
+}
+
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    handle_on(app, false, req).await
+}
+
+/// [`handle`] for a server listening on loopback (`loopback`: the `Host` check applies).
+pub async fn handle_on(app: Arc<App>, loopback: bool, mut req: Request<Incoming>) -> Result<Resp, Infallible> {
+    if let Err(why) = host_and_origin_ok(loopback, &req) {
+        return Ok(error(StatusCode::FORBIDDEN, "forbidden", why));
+    }
     if !app.authorized(&req) {
         let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized", "a bearer token is required (MATIH_SERVE_TOKEN)");
         r.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer realm=\"matih\""));
@@ -398,9 +493,26 @@ pub async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<Resp, I
             | ["api", "v1", "tenants", _, "provisioning", "status" | "audit"]
             | ["api", "v1", "tenants", _, "runs" | "drift"]
             | ["ws", "provisioning", _]
+            | ["api", "v1", "ws-tickets"]
     );
     if !known {
         return Ok(error(StatusCode::NOT_FOUND, "not_found", format!("no such path: {path}")));
+    }
+    if segs.as_slice() == ["api", "v1", "ws-tickets"] {
+        if req.method() != Method::POST {
+            let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "tickets are made with POST");
+            r.headers_mut().insert("allow", HeaderValue::from_static("POST"));
+            return Ok(r);
+        }
+        return Ok(match app.new_ticket() {
+            Some(ticket) => json(
+                StatusCode::CREATED,
+                &serde_json::json!({ "ticket": ticket, "expires_in_seconds": TICKET_TTL.as_secs() }),
+            ),
+            None => {
+                error(StatusCode::TOO_MANY_REQUESTS, "too_many_tickets", "too many unused tickets: use or let expire")
+            }
+        });
     }
     if !get {
         let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "only GET is supported");
@@ -578,6 +690,15 @@ async fn audit(app: &App, doc: &StatusDoc, query: Option<&str>) -> Resp {
 /// Runs the server until the process ends. Prints `listening on http://ADDR` once bound.
 pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
     let token = opts.token.clone().filter(|t| !t.is_empty());
+    if let Some(t) = &token {
+        if t.chars().count() < MIN_TOKEN_LEN {
+            anyhow::bail!(
+                "MATIH_SERVE_TOKEN is {} characters long: use at least {MIN_TOKEN_LEN} random ones \
+                 (e.g. `openssl rand -hex 32`)",
+                t.chars().count()
+            );
+        }
+    }
     if !opts.listen.ip().is_loopback() && token.is_none() {
         anyhow::bail!(
             "refusing to listen on {} without a token: set MATIH_SERVE_TOKEN (every request must then carry it), \
@@ -585,6 +706,17 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
             opts.listen
         );
     }
+    if !opts.listen.ip().is_loopback() && opts.tls.is_none() {
+        anyhow::bail!(
+            "refusing to serve the token over cleartext on {}: give --tls-cert and --tls-key, or listen on a \
+             loopback address",
+            opts.listen
+        );
+    }
+    let tls = match &opts.tls {
+        Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(opts.listen).await?;
     let addr = listener.local_addr()?;
     let source = match &opts.postgres {
@@ -606,9 +738,11 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
             }
         });
     }
-    println!("listening on http://{addr}");
+    println!("listening on {}://{addr}", if tls.is_some() { "https" } else { "http" });
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
+    let loopback = opts.listen.ip().is_loopback();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -618,19 +752,71 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
                 continue;
             }
         };
+        // Past the cap the connection is closed at once: memory stays bounded however many
+        // clients connect and idle.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
         let app = app.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(app.clone(), req));
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            if let Err(e) = conn.await {
-                tracing::debug!("connection: {e}");
+            let _slot = slot;
+            match tls {
+                Some(acceptor) => {
+                    // The handshake gets the same deadline as a request head.
+                    match tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => serve_connection(app, loopback, tls_stream).await,
+                        Ok(Err(e)) => tracing::debug!("tls handshake: {e}"),
+                        Err(_) => tracing::debug!("tls handshake: timed out"),
+                    }
+                }
+                None => serve_connection(app, loopback, stream).await,
             }
         });
     }
+}
+
+/// How long a client may take to send a request head (or finish a TLS handshake).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves HTTP/1.1 (and WebSocket upgrades) on one connection.
+async fn serve_connection<S>(app: Arc<App>, loopback: bool, io: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| handle_on(app.clone(), loopback, req));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::debug!("connection: {e}");
+    }
+}
+
+/// A TLS acceptor from PEM files: the certificate chain and its private key (rustls, ring).
+fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use anyhow::Context as _;
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("--tls-cert {}: not a readable PEM certificate chain", cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("--tls-cert {}: no certificate in the file", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("--tls-key {}: not a readable PEM private key", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("--tls-cert and --tls-key do not make a usable certificate (does the key match?)")?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 #[cfg(test)]

@@ -17,13 +17,16 @@ use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::feed::Event;
 use super::status::StatusDoc;
 use super::{error, App, Resp};
+
+/// The largest message or frame a client may send (the server reads only close and ping frames).
+pub const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
 
 /// How long one frame may wait for a slow client before it is disconnected.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,7 +47,12 @@ pub(super) fn upgrade(app: Arc<App>, req: &mut Request<Incoming>, doc: StatusDoc
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+                // The server only sends: a client's frames are small control frames, so anything
+                // larger is refused (the connection closes) instead of buffered.
+                let config = WebSocketConfig::default()
+                    .max_message_size(Some(MAX_CLIENT_MESSAGE))
+                    .max_frame_size(Some(MAX_CLIENT_MESSAGE));
+                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
                 stream(app, ws, doc, store_read).await;
             }
             Err(e) => tracing::debug!("websocket upgrade: {e}"),

@@ -157,7 +157,11 @@ impl Serve {
         let mut child = c.stdout(Stdio::piped()).spawn().expect("start matih serve");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("serve said {line:?}"));
+        let line = line.trim();
+        let addr = line
+            .strip_prefix("listening on http://")
+            .or_else(|| line.strip_prefix("listening on https://"))
+            .unwrap_or_else(|| panic!("serve said {line:?}"));
         Serve { addr: addr.to_string(), child }
     }
 

@@ -5,7 +5,8 @@
 //                    and its rollback, outputs, drift, earlier runs; live over /ws/provisioning/{slug}
 // Everything is built with DOM calls and textContent: no innerHTML, so no data is ever parsed as HTML.
 // The bearer token, when serve has one, comes in the page's URL (?access_token=…) as before: API
-// calls send it as a header, the WebSocket and the page's own links carry it in the query.
+// calls send it as a header, the page's own links carry it in the query, and the WebSocket a one-use
+// ticket from POST /api/v1/ws-tickets.
 "use strict";
 (function () {
   const params = new URLSearchParams(location.search);
@@ -650,9 +651,20 @@
       pending = true;
       requestAnimationFrame(() => { pending = false; render(); });
     }
-    function connect() {
+    async function connect() {
       const proto = location.protocol === "https:" ? "wss:" : "ws:";
-      const q = token ? "?access_token=" + encodeURIComponent(token) : "";
+      // With a token, the upgrade carries a one-use ticket that expires in seconds, not the token.
+      let q = "";
+      if (token) {
+        try {
+          const r = await fetch("/api/v1/ws-tickets", { method: "POST", headers: auth });
+          q = "?ticket=" + encodeURIComponent((await r.json()).ticket);
+        } catch (e) {
+          setConn(false, "reconnecting");
+          setTimeout(connect, 2000);
+          return;
+        }
+      }
       const ws = new WebSocket(proto + "//" + location.host + "/ws/provisioning/" + encodeURIComponent(slug) + q);
       ws.onopen = () => setConn(true, "live");
       ws.onmessage = (msg) => {
