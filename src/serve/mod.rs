@@ -39,9 +39,16 @@
 //! - `GET /ws/provisioning/{id}` (WebSocket) → a `snapshot` message, then every event as it happens
 //!   (the feed's JSON lines); a client that falls behind gets a new snapshot instead of the events it missed.
 //!
-//! Security: loopback by default. Listening on any other address needs `MATIH_SERVE_TOKEN`; when
-//! the token is set, every request and WebSocket upgrade must carry it (`Authorization: Bearer
-//! TOKEN`, or `?access_token=TOKEN` for browsers, which cannot set headers on WebSocket requests).
+//! - `POST /api/v1/ws-tickets` → `{"ticket", "expires_in_seconds": 30}`: a one-use ticket for one
+//!   WebSocket upgrade (`/ws/provisioning/{id}?ticket=…`) when serve has a token
+//!
+//! Security: loopback by default, where only requests whose `Host` names this machine are answered
+//! (no DNS rebinding); a request with an `Origin` must come from this server's own pages. Listening
+//! on any other address needs `MATIH_SERVE_TOKEN` (16 characters at least) and TLS (`--tls-cert`,
+//! `--tls-key`). With the token set, every request must carry it (`Authorization: Bearer TOKEN`,
+//! or `?access_token=TOKEN` in a page's URL) and every WebSocket upgrade a ticket instead (browsers
+//! cannot set headers on WebSocket requests; a token in a URL would reach logs). Bounded: 512
+//! connections, 16 KiB request heads read within 10 s, 4 KiB client frames.
 
 pub mod feed;
 pub mod fleet;
