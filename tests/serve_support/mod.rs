@@ -165,6 +165,14 @@ impl Serve {
         Serve { addr: addr.to_string(), child }
     }
 
+    /// The server process's resident memory, in KiB (Linux: `/proc/PID/status`).
+    #[allow(dead_code)]
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
