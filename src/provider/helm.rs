@@ -523,6 +523,10 @@ impl Provider for HelmProvider {
         Box::pin(self.uninstall(resource))
     }
 
+    fn previews(&self) -> bool {
+        true
+    }
+
     fn preview<'a>(
         &'a self,
         _tenant: &'a TenantRef,

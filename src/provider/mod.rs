@@ -135,6 +135,11 @@ pub trait Provider: Send + Sync {
     /// Deletes the object and waits until it is gone. Deleting an absent object succeeds.
     fn delete<'a>(&'a self, tenant: &'a TenantRef, resource: &'a ResourceObject) -> ProviderFuture<'a, ()>;
 
+    /// Whether [`Provider::preview`] has anything to say (the engine asks nothing of the others).
+    fn previews(&self) -> bool {
+        false
+    }
+
     /// What applying `resource` would change in the objects it renders, object by object, when
     /// the provider can tell before applying (a Helm release's rendered manifests); read-only.
     /// Providers whose resources are the objects themselves have nothing to add.

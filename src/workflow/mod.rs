@@ -161,21 +161,23 @@ pub fn plan_tenants_targeted(
 async fn preview_rendered(tenant_plan: &mut plan::TenantPlan, providers: &Providers) {
     use crate::provider::{ResourceObject, TenantRef};
     let tenant = TenantRef { slug: tenant_plan.slug.clone(), id: tenant_plan.tenant_id.clone() };
-    let asked: Vec<(usize, ResourceObject)> = tenant_plan
+    let asked: Vec<(usize, &std::sync::Arc<dyn crate::provider::Provider>, ResourceObject)> = tenant_plan
         .resource_changes
         .iter()
         .enumerate()
         .filter(|(_, c)| matches!(c.action, plan::Action::Create | plan::Action::Update | plan::Action::Replace))
-        .filter_map(|(i, c)| Some((i, ResourceObject::new(c.address.clone(), c.after.clone()?))))
+        .filter_map(|(i, c)| {
+            let provider = providers.for_kind(&c.address.kind).filter(|p| p.previews())?;
+            Some((i, provider, ResourceObject::new(c.address.clone(), c.after.clone()?)))
+        })
         .collect();
-    let found = futures_util::future::join_all(asked.iter().map(|(_, resource)| async {
-        match providers.for_kind(&resource.addr.kind) {
-            Some(provider) => provider.preview(&tenant, resource).await,
-            None => Ok(Vec::new()),
-        }
-    }))
-    .await;
-    for ((i, _), result) in asked.iter().zip(found) {
+    if asked.is_empty() {
+        return;
+    }
+    let found =
+        futures_util::future::join_all(asked.iter().map(|(_, provider, resource)| provider.preview(&tenant, resource)))
+            .await;
+    for ((i, _, _), result) in asked.iter().zip(found) {
         let change = &mut tenant_plan.resource_changes[*i];
         match result {
             Ok(objects) => {
