@@ -198,6 +198,29 @@ fn acme_delivered_with_helm_goes_active_updates_values_rolls_a_failed_phase_back
     assert_eq!(can("get", "secret/tenant-database-credentials"), "no");
     assert_eq!(can("list", "secrets"), "no");
     assert_eq!(can("list", "ingresses.networking.k8s.io"), "yes");
+    // Its pods pass Pod Security Admission `restricted` (the real admission plugin): a Pod of the
+    // live template, dry-run in a namespace that enforces it; the same Pod allowed to escalate is
+    // refused, so the check can fail.
+    let _psa = kube::claim_tenant("helmpsa");
+    let mut pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe"}, "spec": pod});
+    let objects = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "matih-helmpsa",
+            "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "ingress-nginx", "namespace": "matih-helmpsa"}},
+    ]});
+    let dry_run = |doc: &serde_json::Value, extra: &[&str]| {
+        let file = dir.path().join("psa.json");
+        std::fs::write(&file, doc.to_string()).unwrap();
+        kube::admin_kubectl(&[&["apply", "--namespace", "matih-helmpsa", "-f", file.to_str().unwrap()], extra].concat())
+    };
+    let out = dry_run(&objects, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = dry_run(&pod, &["--dry-run=server"]);
+    assert!(out.status.success(), "the controller's pod is `restricted`: {}", text(&out));
+    pod["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = true.into();
+    let out = dry_run(&pod, &["--dry-run=server"]);
+    assert!(text(&out).contains("violates PodSecurity \"restricted:latest\""), "{}", text(&out));
+    assert!(kube::admin_kubectl(&["delete", "namespace", "matih-helmpsa", "--wait=false"]).status.success());
     // The seed's values: replicas, image from the platform's images block, the credentials Secret.
     let ai = values("ai-service");
     assert_eq!(ai["replicaCount"], 2);
