@@ -19,6 +19,9 @@ ingress_controller {
   limits_cpu      = "500m"
   limits_memory   = "256Mi"
   health_path     = "/healthz"
+  # With services { delivery = "helm" }: the project's chart charts/matih-ingress-nginx.
+  helm_chart      = "matih-ingress-nginx"
+  chart_version   = "0.1.0"
 }
 
 monitoring {

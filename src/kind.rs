@@ -84,6 +84,8 @@ pub const KINDS: &[KindInfo] = &[
     row("kubernetes_ingress", &[], RiskClass::DnsTls),
     row("kubernetes_service", &["cluster_ip", "load_balancer_ip"], RiskClass::Ordinary),
     row("dns_zone", &["nameservers"], RiskClass::DnsTls),
+    // The ingress controller's release reads the external IP of the chart's LoadBalancer Service.
+    row("helm_release", &["revision", "load_balancer_ip"], RiskClass::Ordinary),
 ];
 
 /// What the table says of `kind`: its row, or for a kind not in it, no outputs and the risk of

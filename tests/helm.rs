@@ -3,8 +3,11 @@
 //! (built by scripts/lib/helm.sh from the helm.sh/helm/v3 module) into the real control plane,
 //! against a real PostgreSQL and PowerDNS. A release that fails in phase 5 rolls the phase back
 //! (helm uninstalls what the run installed) and the next apply resumes; a second plan is a no-op;
-//! a values change plans and applies as an update; a release uninstalled outside matih is drift
-//! that apply repairs; destroy uninstalls every release.
+//! a values change plans and applies as an update with its values and rendered-manifest diffs; the
+//! ingress controller is a release of the project's charts/matih-ingress-nginx whose Service's IP
+//! reaches DNS; a `kubectl` edit and a release uninstalled outside matih are drift that apply
+//! repairs; destroy uninstalls every release. Releases also come from an HTTP chart repository and
+//! a real OCI registry.
 
 #[macro_use]
 mod common;
@@ -107,11 +110,8 @@ fn acme_delivered_with_helm_goes_active_updates_values_rolls_a_failed_phase_back
     assert!(diags.is_empty(), "{diags:?}");
     let graph = graph.unwrap();
     let release_count = graph.graph.node_weights().filter(|r| r.addr.kind == "helm_release").count();
-    assert_eq!(release_count, 9, "nine services, nine releases");
-    assert!(graph
-        .graph
-        .node_weights()
-        .all(|r| r.addr.kind != "kubernetes_deployment" || r.addr.name == "ingress_controller"));
+    assert_eq!(release_count, 10, "nine services and the ingress controller, ten releases");
+    assert!(graph.graph.node_weights().all(|r| r.addr.kind != "kubernetes_deployment"));
 
     // A Service `bi-service` that helm does not own makes the release bi_service fail in phase 5,
     // after pipeline_service and semantic_layer were installed by the same run.
@@ -148,8 +148,79 @@ fn acme_delivered_with_helm_goes_active_updates_values_rolls_a_failed_phase_back
     let listed = releases();
     assert_eq!(listed.len(), release_count, "{listed:?}");
     for (name, chart, status) in &listed {
-        assert_eq!((chart.as_str(), status.as_str()), ("matih-service-0.1.0", "deployed"), "{name}");
+        let want = if name == "ingress-nginx" { "matih-ingress-nginx-0.1.0" } else { "matih-service-0.1.0" };
+        assert_eq!((chart.as_str(), status.as_str()), (want, "deployed"), "{name}");
     }
+    // Phase 6: the tenant's ingress controller from the project's chart with the seed's values; the
+    // IP its LoadBalancer Service gets is what phase 7 published.
+    let controller = &values("ingress-nginx")["controller"];
+    assert_eq!(controller["ingressClassResource"]["controllerValue"], "k8s.io/ingress-nginx-acme");
+    assert_eq!(controller["admissionWebhooks"]["enabled"], false);
+    let class = kube.kubectl(&["get", "ingressclass", "nginx-acme", "-o", "jsonpath={.spec.controller}"]);
+    assert_eq!(String::from_utf8_lossy(&class.stdout), "k8s.io/ingress-nginx-acme", "{}", text(&class));
+    let svc = kube.kubectl(&["get", "service", "ingress-nginx-controller", "-n", "matih-acme", "-o", "json"]);
+    let svc: serde_json::Value = serde_json::from_slice(&svc.stdout).unwrap();
+    assert_eq!(svc["spec"]["type"], "LoadBalancer");
+    assert_eq!(
+        svc["metadata"]["annotations"]["service.beta.kubernetes.io/azure-load-balancer-health-probe-request-path"],
+        "/healthz"
+    );
+    let ip = svc["status"]["loadBalancer"]["ingress"][0]["ip"].as_str().expect("an external IP").to_string();
+    assert_eq!(dns.dig(&format!("api.acme.{PARENT}"), "A"), vec![ip.clone()]);
+    let raw = matih(dir.path(), state, &["output", "acme", "load_balancer_ip", "--raw"], pg, dns);
+    assert_eq!(String::from_utf8_lossy(&raw.stdout), format!("{ip}\n"), "{}", text(&raw));
+    let deploy = kube.kubectl(&["get", "deployment", "ingress-nginx-controller", "-n", "matih-acme", "-o", "json"]);
+    let deploy: serde_json::Value = serde_json::from_slice(&deploy.stdout).unwrap();
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    let pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    let container = &pod["containers"][0];
+    assert_eq!(container["image"], "registry.k8s.io/ingress-nginx/controller:v1.11.3");
+    assert_eq!(container["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(container["securityContext"]["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert!(container["args"].to_string().contains("--watch-namespace=matih-acme"), "{container}");
+    // Its Role reads the tenant's TLS certificate and no other Secret: never the database's.
+    let can = |verb: &str, what: &str| {
+        let out = kube::admin_kubectl(&[
+            "auth",
+            "can-i",
+            verb,
+            what,
+            "--namespace",
+            "matih-acme",
+            "--as",
+            "system:serviceaccount:matih-acme:ingress-nginx",
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(can("get", "secret/acme-tls-certificate"), "yes");
+    assert_eq!(can("get", "secret/tenant-database-credentials"), "no");
+    assert_eq!(can("list", "secrets"), "no");
+    assert_eq!(can("list", "ingresses.networking.k8s.io"), "yes");
+    // Its pods pass Pod Security Admission `restricted` (the real admission plugin): a Pod of the
+    // live template, dry-run in a namespace that enforces it; the same Pod allowed to escalate is
+    // refused, so the check can fail.
+    let _psa = kube::claim_tenant("helmpsa");
+    let mut pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe"}, "spec": pod});
+    let objects = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "matih-helmpsa",
+            "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "ingress-nginx", "namespace": "matih-helmpsa"}},
+    ]});
+    let dry_run = |doc: &serde_json::Value, extra: &[&str]| {
+        let file = dir.path().join("psa.json");
+        std::fs::write(&file, doc.to_string()).unwrap();
+        kube::admin_kubectl(&[&["apply", "--namespace", "matih-helmpsa", "-f", file.to_str().unwrap()], extra].concat())
+    };
+    let out = dry_run(&objects, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = dry_run(&pod, &["--dry-run=server"]);
+    assert!(out.status.success(), "the controller's pod is `restricted`: {}", text(&out));
+    pod["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = true.into();
+    let out = dry_run(&pod, &["--dry-run=server"]);
+    assert!(text(&out).contains("violates PodSecurity \"restricted:latest\""), "{}", text(&out));
+    assert!(kube::admin_kubectl(&["delete", "namespace", "matih-helmpsa", "--wait=false"]).status.success());
     // The seed's values: replicas, image from the platform's images block, the credentials Secret.
     let ai = values("ai-service");
     assert_eq!(ai["replicaCount"], 2);
@@ -173,13 +244,35 @@ fn acme_delivered_with_helm_goes_active_updates_values_rolls_a_failed_phase_back
     // A values change is an update in place of that release only, with the values diff.
     let edited = std::fs::read_to_string(&spec).unwrap().replace("replicas = 2", "replicas = 3");
     std::fs::write(&spec, edited).unwrap();
-    let out = matih(dir.path(), state, &["plan", "tenants/acme.hcl", "--detailed-exitcode"], pg, dns);
+    let out =
+        matih(dir.path(), state, &["plan", "tenants/acme.hcl", "--detailed-exitcode", "-out", "acme.plan"], pg, dns);
     let plan = text(&out);
     assert_eq!(out.status.code(), Some(2), "{plan}");
     assert!(plan.contains("# helm_release.ai_service will be updated in place"), "{plan}");
     assert!(plan.contains("~ replicaCount") && plan.contains("2 -> 3"), "{plan}");
     assert!(plan.contains("Plan: 0 to add, 1 to change, 0 to destroy."), "{plan}");
-    let out = matih(dir.path(), state, &["apply", "tenants/acme.hcl", "--auto-approve"], pg, dns);
+    // … and the rendered-manifest diff: helm template against the release's live manifest.
+    assert!(plan.contains("# rendered manifests (helm template against the release's manifest):"), "{plan}");
+    assert!(plan.contains("# Deployment ai-service: changed\n"), "{plan}");
+    assert!(plan.contains("-   replicas: 2\n") && plan.contains("+   replicas: 3\n"), "{plan}");
+    assert!(!plan.contains("# Service ai-service"), "the Service does not change: {plan}");
+    // The saved plan keeps it: JSON and markdown renderings of the same file.
+    let out = matih(dir.path(), state, &["show", "acme.plan", "--json"], pg, dns);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let change = doc["tenants"][0]["resource_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == "helm_release.ai_service")
+        .unwrap()
+        .clone();
+    assert_eq!(change["manifest_changes"][0]["object"], "Deployment ai-service", "{change}");
+    assert_eq!(change["manifest_changes"][0]["change"], "changed");
+    assert!(change["manifest_changes"][0]["diff"].as_str().unwrap().contains("+  replicas: 3\n"), "{change}");
+    let out = matih(dir.path(), state, &["show", "acme.plan", "--format", "markdown"], pg, dns);
+    let md = text(&out);
+    assert!(md.contains("# Deployment ai-service: changed\n") && md.contains("\n+          replicas: 3\n"), "{md}");
+    let out = matih(dir.path(), state, &["apply", "acme.plan"], pg, dns);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(values("ai-service")["replicaCount"], 3);
     let history = helm(&["history", "ai-service", "--namespace", "matih-acme", "--output", "json"]);
@@ -217,12 +310,17 @@ fn acme_delivered_with_helm_goes_active_updates_values_rolls_a_failed_phase_back
     let out = matih(dir.path(), state, &["plan", "tenants/acme.hcl", "--detailed-exitcode"], pg, dns);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
-    // Destroy uninstalls every release (then the namespace goes).
+    // Destroy uninstalls every release (then the namespace goes). The controller chart's
+    // cluster-scoped objects go too: only helm's uninstall removes them.
     let out = matih(dir.path(), state, &["destroy", "tenants/acme.hcl", "--auto-approve"], pg, dns);
     let log = text(&out);
     assert!(out.status.success(), "{log}");
-    assert!(log.contains("helm_release.query_engine"), "{log}");
+    for release in graph.graph.node_weights().filter(|r| r.addr.kind == "helm_release") {
+        assert!(log.contains(&release.addr.to_string()), "{} destroyed: {log}", release.addr);
+    }
     assert!(!kube.kubectl(&["get", "ns", "matih-acme"]).status.success(), "the namespace is gone");
+    assert!(!kube.kubectl(&["get", "ingressclass", "nginx-acme"]).status.success(), "uninstalled");
+    assert!(!kube.kubectl(&["get", "clusterrole", "ingress-nginx-matih-acme"]).status.success(), "uninstalled");
     let out = helm(&["list", "--all-namespaces", "--all", "--output", "json"]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("matih-acme"), "{}", text(&out));
 }
@@ -266,9 +364,10 @@ fn serve_dir(dir: PathBuf) -> String {
 /// The provider against an HTTP chart repository (`index.yaml`, helm's `--repo`): the project's
 /// chart packaged and indexed by the real helm, served over HTTP, installed, read back, upgraded,
 /// refused at a version the repository lacks (helm's message, the release's address), rolled back
-/// to its previous revision when an upgrade fails, uninstalled.
+/// to its previous revision when an upgrade fails, uninstalled. Then from a real OCI registry
+/// (`helm push`, `oci://`), with the rendered-manifest diff before and after the install.
 #[test]
-fn a_release_from_an_http_chart_repository_installs_reads_upgrades_and_uninstalls() {
+fn releases_from_an_http_chart_repository_and_an_oci_registry_install_read_upgrade_and_uninstall() {
     use matih::provider::helm::{ChartSource, HelmProvider, HelmSettings, HelmTarget};
     use matih::provider::{Provider, ResourceObject, TenantRef};
     use matih::value::Value;
@@ -284,14 +383,16 @@ fn a_release_from_an_http_chart_repository_installs_reads_upgrades_and_uninstall
     assert!(kube::admin_kubectl(&["create", "namespace", "matih-helmrepo"]).status.success());
 
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let provider = rt
-        .block_on(HelmProvider::connect(HelmSettings {
-            binary: Some(helm_binary().to_string_lossy().into_owned()),
-            charts: ChartSource::parse(&url),
-            target: HelmTarget::Url(kube.url.clone()),
-            timeout: std::time::Duration::from_secs(120),
-        }))
-        .unwrap();
+    let settings = |charts: &str, timeout: u64| HelmSettings {
+        binary: Some(helm_binary().to_string_lossy().into_owned()),
+        charts: ChartSource::parse(charts),
+        target: HelmTarget::Url(kube.url.clone()),
+        timeout: std::time::Duration::from_secs(timeout),
+        plain_http: true,
+        lb_ip_attempts: 3,
+        lb_ip_interval: std::time::Duration::from_millis(500),
+    };
+    let provider = rt.block_on(HelmProvider::connect(settings(&url, 120))).unwrap();
     let tenant = TenantRef { slug: "helmrepo".into(), id: "00000000-0000-4000-8000-000000000001".into() };
     let release = |version: &str, replicas: i64| {
         let values = serde_json::json!({"replicaCount": replicas, "image": {"repository": "r.example/web", "tag": "1"}, "serviceAccountName": "default"});
@@ -323,14 +424,7 @@ fn a_release_from_an_http_chart_repository_installs_reads_upgrades_and_uninstall
     assert!(err.message.contains("9.9.9"), "helm's own message: {err}");
     // An upgrade that never becomes ready (pods of a ServiceAccount that does not exist are refused)
     // goes back to the previous revision (--atomic): the release stays deployed with its old values.
-    let impatient = rt
-        .block_on(HelmProvider::connect(HelmSettings {
-            binary: Some(helm_binary().to_string_lossy().into_owned()),
-            charts: ChartSource::parse(&url),
-            target: HelmTarget::Url(kube.url.clone()),
-            timeout: std::time::Duration::from_secs(10),
-        }))
-        .unwrap();
+    let impatient = rt.block_on(HelmProvider::connect(settings(&url, 10))).unwrap();
     let mut broken = release("0.1.0", 3);
     if let Some(Value::Map(values)) = broken.attrs.get_mut("values") {
         values.insert("serviceAccountName".into(), Value::str("nobody"));
@@ -344,7 +438,67 @@ fn a_release_from_an_http_chart_repository_installs_reads_upgrades_and_uninstall
     rt.block_on(provider.delete(&tenant, &release("0.1.0", 2))).unwrap();
     assert_eq!(rt.block_on(provider.read(&tenant, &release("0.1.0", 2))).unwrap(), None);
     rt.block_on(provider.delete(&tenant, &release("0.1.0", 2))).expect("deleting an absent release succeeds");
+
+    // The same chart pushed with `helm push` to a real OCI registry and installed from
+    // `oci://…`; before the install the rendered-manifest diff adds its objects, after a values
+    // change it shows the Deployment's new replicas.
+    let registry = OciRegistry::start();
+    let packaged = repo.path().join("matih-service-0.1.0.tgz");
+    let base = format!("oci://{}/charts", registry.addr);
+    let out = helm(&["push", packaged.to_str().unwrap(), &base, "--plain-http"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let oci = rt.block_on(HelmProvider::connect(settings(&base, 120))).unwrap();
+    let added = rt.block_on(oci.preview(&tenant, &release("0.1.0", 1))).unwrap();
+    let added: Vec<(&str, &str)> = added.iter().map(|c| (c.object.as_str(), c.change)).collect();
+    assert_eq!(added, [("Service web", "added"), ("Deployment web", "added")]);
+    let installed = rt.block_on(oci.apply(&tenant, &release("0.1.0", 1))).unwrap();
+    assert_eq!(installed.attrs, release("0.1.0", 1).attrs);
+    let meta = helm(&["get", "metadata", "web", "--namespace", "matih-helmrepo", "--output", "json"]);
+    assert!(String::from_utf8_lossy(&meta.stdout).contains("matih-service"), "{}", text(&meta));
+    assert!(rt.block_on(oci.preview(&tenant, &release("0.1.0", 1))).unwrap().is_empty(), "nothing to change");
+    let changed = rt.block_on(oci.preview(&tenant, &release("0.1.0", 4))).unwrap();
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!((changed[0].object.as_str(), changed[0].change), ("Deployment web", "changed"));
+    let diff = changed[0].diff.as_deref().unwrap();
+    assert!(diff.contains("-  replicas: 1\n+  replicas: 4\n"), "{diff}");
+    let err = rt.block_on(oci.apply(&tenant, &release("0.2.0", 1))).unwrap_err();
+    assert_eq!(err.address.to_string(), "helm_release.web");
+    assert!(err.message.contains("0.2.0"), "helm's own message: {err}");
+    rt.block_on(oci.delete(&tenant, &release("0.1.0", 1))).unwrap();
     assert!(kube::admin_kubectl(&["delete", "namespace", "matih-helmrepo", "--wait=false"]).status.success());
+}
+
+/// The OCI registry of the tests (`MATIH_OCI_REGISTRY`, built by scripts/lib/helm.sh's
+/// helm_build from go-containerregistry's pkg/registry) on a free loopback port, stopped on drop.
+struct OciRegistry {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl OciRegistry {
+    fn start() -> OciRegistry {
+        use std::io::BufRead;
+        let binary = std::env::var_os("MATIH_OCI_REGISTRY").unwrap_or_else(|| {
+            panic!("MATIH_OCI_REGISTRY is not set: run the tests through scripts/test, or `. scripts/lib/helm.sh && helm_build` first")
+        });
+        let mut child = Command::new(binary)
+            .arg("127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the OCI registry starts");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("{line:?}")).to_string();
+        OciRegistry { child, addr }
+    }
+}
+
+impl Drop for OciRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A plan that needs helm fails before anything is read or changed when helm is missing, naming the

@@ -375,6 +375,8 @@ fn load_hcl(c: &mut Catalog, mut blocks: Blocks<'_>) {
                 limits_memory: f.string("limits_memory"),
             },
             health_path: f.string("health_path"),
+            helm_chart: f.string("helm_chart"),
+            chart_version: f.string("chart_version"),
         };
         f.finish();
     }

@@ -257,6 +257,10 @@ pub struct IngressControllerDef {
     pub replicas: i64,
     pub resources: ComputeResources,
     pub health_path: String,
+    /// The chart installed for the controller with `delivery = "helm"` (the platform's chart
+    /// repository, like the services' charts) and its version.
+    pub helm_chart: String,
+    pub chart_version: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

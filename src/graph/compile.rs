@@ -647,16 +647,7 @@ impl<'a> Builder<'a> {
         origin: Option<Location>,
     ) {
         let k8s_name = svc.k8s_name();
-        // `registry/name:tag`: the tag is after the last ':' that follows the last '/'. An image
-        // pinned by digest (`registry/name@sha256:…`) keeps the platform's tag beside its digest,
-        // as the chart writes `repository:tag`: `registry/name:tag@sha256:…` runs the digest.
-        let (repository, tag) = match image.split_once('@') {
-            Some((r, digest)) => (r, format!("{}@{digest}", self.platform.image_tag)),
-            None => match image.rsplit_once(':') {
-                Some((r, t)) if !t.contains('/') => (r, t.to_string()),
-                _ => (image, "latest".to_string()),
-            },
-        };
+        let (repository, tag) = split_image(image, &self.platform.image_tag);
         let component = if svc.phase == Phase::DeployCoreServices { "core" } else { "data" };
         let mut labels = self.seed_labels();
         labels.insert("app.kubernetes.io/part-of".into(), s("matih"));
@@ -797,6 +788,9 @@ impl<'a> Builder<'a> {
         let controller_value = format!("k8s.io/ingress-nginx-{slug}");
         let cluster_name = format!("ingress-nginx-{slug}");
         let ic = &self.catalog.ingress_controller;
+        if self.platform.delivery == Delivery::Helm {
+            return self.ingress_controller_release();
+        }
 
         let sa = Obj::new("v1", "ServiceAccount", "ingress-nginx").field("automountServiceAccountToken", true.into());
         let sa = self.k8s("ingress_controller", phase, sa);
@@ -939,6 +933,88 @@ impl<'a> Builder<'a> {
         self.k8s("ingress_controller", phase, service);
     }
 
+    /// The ingress controller as a Helm release of the catalog's chart (`delivery = "helm"`), with
+    /// the seed's values: `controller.ingressClassResource` (`nginx-{slug}`,
+    /// `k8s.io/ingress-nginx-{slug}`), `replicaCount`, a LoadBalancer Service with the Azure
+    /// health-probe annotation, admission webhooks off. The chart makes the IngressClass, the RBAC
+    /// (its Role reads only the tenant's TLS Secret) and the Service whose IP phase 7 publishes.
+    fn ingress_controller_release(&mut self) {
+        let slug = self.slug;
+        let ic = &self.catalog.ingress_controller;
+        let image = pinned(self.platform, &ic.image);
+        let (repository, tag) = split_image(&image, &self.platform.image_tag);
+        let mut pod_labels = self.seed_labels();
+        pod_labels.remove("app.kubernetes.io/name"); // the chart sets its selector labels
+        let class = format!("nginx-{slug}");
+        let values = m([
+            (
+                "controller",
+                m([
+                    ("image", m([("repository", s(repository)), ("tag", s(&tag))])),
+                    (
+                        "ingressClassResource",
+                        m([("name", s(&class)), ("controllerValue", s(format!("k8s.io/ingress-nginx-{slug}")))]),
+                    ),
+                    ("ingressClass", s(&class)),
+                    ("replicaCount", Value::Int(ic.replicas)),
+                    (
+                        "service",
+                        m([
+                            ("type", s("LoadBalancer")),
+                            (
+                                "annotations",
+                                m([(
+                                    "service.beta.kubernetes.io/azure-load-balancer-health-probe-request-path",
+                                    s(&ic.health_path),
+                                )]),
+                            ),
+                        ]),
+                    ),
+                    ("admissionWebhooks", m([("enabled", false.into())])),
+                    ("healthPath", s(&ic.health_path)),
+                    ("resources", ic.resources.to_value()),
+                    ("tlsSecrets", l([s(format!("{slug}-tls-certificate"))])),
+                ]),
+            ),
+            ("labels", Value::Map(self.seed_labels())),
+            ("podLabels", Value::Map(pod_labels)),
+        ]);
+        let (chart, version) = (ic.helm_chart.clone(), ic.chart_version.clone());
+        self.add(
+            addr(HELM_RELEASE, "ingress_controller"),
+            Phase::DeployIngressController,
+            vec![
+                ("name", s("ingress-nginx")),
+                ("namespace", s(&self.ns)),
+                ("chart", s(chart)),
+                ("version", s(version)),
+                ("values", values),
+                ("status", s("deployed")),
+                ("live_changes", Value::List(Vec::new())),
+            ],
+            vec![Self::namespace_addr()],
+            &["name", "namespace"],
+            None,
+        );
+    }
+
+    /// The resource whose `load_balancer_ip` output is the tenant's public address: the controller's
+    /// Service, or with `delivery = "helm"` its release (which reads the chart's Service).
+    fn load_balancer(&self) -> ResourceAddr {
+        match self.platform.delivery {
+            Delivery::Manifests => addr("kubernetes_service", "ingress_controller"),
+            Delivery::Helm => addr(HELM_RELEASE, "ingress_controller"),
+        }
+    }
+
+    /// What makes the tenant's IngressClass: its own resource, or the controller's release.
+    fn ingress_class(&self) -> ResourceAddr {
+        match self.platform.delivery {
+            Delivery::Manifests => addr("kubernetes_ingress_class", "tenant"),
+            Delivery::Helm => addr(HELM_RELEASE, "ingress_controller"),
+        }
+    }
+
     // Phase 7: CREATE_DNS_ZONE.
 
     fn dns(&mut self) {
@@ -957,10 +1033,7 @@ impl<'a> Builder<'a> {
             &["zone", "name"],
             None,
         );
-        let lb_ip = Value::Ref {
-            resource: addr("kubernetes_service", "ingress_controller"),
-            output: "load_balancer_ip".into(),
-        };
+        let lb_ip = Value::Ref { resource: self.load_balancer(), output: "load_balancer_ip".into() };
         for r in self.catalog.dns.records.clone() {
             self.add(
                 addr("dns_a_record", &r.resource),
@@ -1065,7 +1138,7 @@ impl<'a> Builder<'a> {
                 ]),
             )
             .dep(&certificate)
-            .dep(&addr("kubernetes_ingress_class", "tenant"))
+            .dep(&self.ingress_class())
             .deps(backends.iter().filter_map(|(_, _, a)| a.as_ref()))
             .deps(&records);
         self.k8s("tenant", phase, ingress);
@@ -1559,7 +1632,7 @@ impl<'a> Builder<'a> {
                     _ => 1,
                 },
                 "kubernetes_job" => 1,
-                HELM_RELEASE => match r.attrs.get("values").and_then(|v| v.get_path("replicaCount")) {
+                HELM_RELEASE => match release_values(r).and_then(|v| v.get_path("replicaCount")) {
                     Some(Value::Int(n)) => i128::from(*n),
                     _ => 1,
                 },
@@ -1567,7 +1640,7 @@ impl<'a> Builder<'a> {
             };
             *used.entry("pods").or_default() += pods;
             let resources: Vec<&Value> = if r.addr.kind == HELM_RELEASE {
-                r.attrs.get("values").and_then(|v| v.get_path("resources")).into_iter().collect()
+                release_values(r).and_then(|v| v.get_path("resources")).into_iter().collect()
             } else {
                 let containers = r.attrs.get("spec").and_then(|s| s.get_path("template.spec.containers"));
                 containers
@@ -1702,4 +1775,25 @@ impl<'a> Builder<'a> {
             });
         }
     }
+}
+
+/// `registry/name:tag` as `(registry/name, tag)`: the tag is after the last ':' that follows the
+/// last '/' (`latest` when there is none).
+fn split_image<'a>(image: &'a str, platform_tag: &str) -> (&'a str, String) {
+    // An image pinned by digest (`registry/name@sha256:…`) keeps the platform's tag beside its
+    // digest, as a chart writes `repository:tag`: `registry/name:tag@sha256:…` runs the digest.
+    if let Some((r, digest)) = image.split_once('@') {
+        return (r, format!("{platform_tag}@{digest}"));
+    }
+    match image.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r, t.to_string()),
+        _ => (image, "latest".to_string()),
+    }
+}
+
+/// The values of a release that hold its pods' `replicaCount` and `resources`: the top level (the
+/// services' chart), or `controller` (the ingress controller's chart, as the seed spells them).
+fn release_values(r: &Resource) -> Option<&Value> {
+    let values = r.attrs.get("values")?;
+    Some(values.get_path("controller").unwrap_or(values))
 }

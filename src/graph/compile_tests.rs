@@ -682,10 +682,41 @@ fn helm_delivery_makes_each_service_a_release_with_the_seeds_values() {
     let d = json_of(get(&manifests, "kubernetes_deployment.bi_service"));
     assert_eq!(values["resources"], d["spec"]["template"]["spec"]["containers"][0]["resources"]);
     assert_eq!(values["podLabels"]["matih.ai/tenant-slug"], "acme");
-    // Ingress backends and the ingress controller stay manifests, after the releases they route to.
+    // Ingress backends stay manifests, after the releases they route to.
     let gateway = get(&g, "kubernetes_service.api_gateway");
     assert!(gateway.depends_on.contains(&"helm_release.query_engine".parse().unwrap()));
-    assert!(g.get(&"kubernetes_deployment.ingress_controller".parse().unwrap()).is_some());
+
+    // Phase 6 is one release of the controller's chart with the seed's values, in place of the
+    // manifests' eight objects; phase 7 publishes the IP its Service gets, phase 8 uses its class.
+    for kind in ["kubernetes_deployment", "kubernetes_service", "kubernetes_role", "kubernetes_service_account"] {
+        assert!(g.get(&ResourceAddr::new(kind, "ingress_controller")).is_none(), "{kind}");
+    }
+    assert!(g.get(&"kubernetes_ingress_class.tenant".parse().unwrap()).is_none());
+    let release = get(&g, "helm_release.ingress_controller");
+    assert_eq!(release.phase, Phase::DeployIngressController);
+    let r = json_of(release);
+    assert_eq!((r["name"].as_str(), r["namespace"].as_str()), (Some("ingress-nginx"), Some("matih-acme")));
+    assert_eq!((r["chart"].as_str(), r["version"].as_str()), (Some("matih-ingress-nginx"), Some("0.1.0")));
+    let c = &r["values"]["controller"];
+    assert_eq!(
+        c["ingressClassResource"],
+        json!({"name": "nginx-acme", "controllerValue": "k8s.io/ingress-nginx-acme"})
+    );
+    assert_eq!(c["ingressClass"], "nginx-acme");
+    assert_eq!(c["replicaCount"], 2);
+    assert_eq!(
+        c["service"],
+        json!({"type": "LoadBalancer", "annotations": {
+            "service.beta.kubernetes.io/azure-load-balancer-health-probe-request-path": "/healthz"}})
+    );
+    assert_eq!(c["admissionWebhooks"]["enabled"], false);
+    assert_eq!(c["image"], json!({"repository": "registry.k8s.io/ingress-nginx/controller", "tag": "v1.11.3"}));
+    assert_eq!(c["resources"]["limits"], json!({"cpu": "500m", "memory": "256Mi"}));
+    assert_eq!(c["tlsSecrets"], json!(["acme-tls-certificate"]), "the only Secret its Role may read");
+    let lb = Value::Ref { resource: release.addr.clone(), output: "load_balancer_ip".into() };
+    assert_eq!(path(get(&g, "dns_a_record.wildcard"), "records"), &Value::List(vec![lb]));
+    let ingress = get(&g, "kubernetes_ingress.tenant");
+    assert!(ingress.depends_on.contains(&"helm_release.ingress_controller".parse().unwrap()));
 }
 
 #[test]

@@ -144,6 +144,7 @@ mod tests {
                 changes: Vec::new(),
                 depends_on: Default::default(),
                 notes: Vec::new(),
+                manifest_changes: Vec::new(),
             }],
         }
     }

@@ -206,6 +206,7 @@ fn diff_with(
             changes: Vec::new(),
             depends_on: state.depends_on.clone(),
             notes: Vec::new(),
+            manifest_changes: Vec::new(),
         })
         .collect();
     deletes.sort_by_key(|c| c.phase);
@@ -444,6 +445,7 @@ fn create(res: &Resource, known: &KnownOutputs<'_>) -> ResourceChange {
         changes: Vec::new(),
         depends_on: res.depends_on.clone(),
         notes: Vec::new(),
+        manifest_changes: Vec::new(),
     }
 }
 
@@ -471,6 +473,7 @@ fn compare(
             changes: Vec::new(),
             depends_on: res.depends_on.clone(),
             notes: Vec::new(),
+            manifest_changes: Vec::new(),
         };
     }
     let force_new: Vec<Vec<&str>> = res.force_new.iter().map(|p| p.split('.').collect()).collect();
@@ -496,6 +499,7 @@ fn compare(
         changes: walker.changes,
         depends_on: res.depends_on.clone(),
         notes: Vec::new(),
+        manifest_changes: Vec::new(),
     }
 }
 

@@ -102,6 +102,24 @@ pub struct ResourceChange {
     /// `pending migrations: V3__orders.sql`. One line each, no trailing period.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// For a Helm release: the objects its rendered chart changes against the release's live
+    /// manifest (helm-diff's view), found while planning with the providers at hand. For review
+    /// only: apply does not read it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manifest_changes: Vec<ManifestChange>,
+}
+
+/// One Kubernetes object of a Helm release's rendered manifest that the change adds, removes or
+/// changes; secret values never appear (`(sensitive value)`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestChange {
+    /// `Deployment ai-service`.
+    pub object: String,
+    /// `added`, `removed` or `changed`.
+    pub change: String,
+    /// For `changed`: the unified diff of the object's YAML, live (`-`) to desired (`+`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
 }
 
 /// The state a tenant's plan was computed against.
@@ -259,6 +277,7 @@ mod tests {
             changes: Vec::new(),
             depends_on: BTreeSet::new(),
             notes: Vec::new(),
+            manifest_changes: Vec::new(),
         }
     }
 

@@ -104,6 +104,7 @@ mod tests {
             changes: Vec::new(),
             depends_on: BTreeSet::new(),
             notes: Vec::new(),
+            manifest_changes: Vec::new(),
         }
     }
 

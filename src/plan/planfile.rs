@@ -393,6 +393,7 @@ mod tests {
                 }],
                 depends_on: BTreeSet::from(["kubernetes_namespace.tenant".parse().unwrap()]),
                 notes: Vec::new(),
+                manifest_changes: Vec::new(),
             }],
             partial: None,
         }])

@@ -279,6 +279,7 @@ mod tests {
             changes: Vec::new(),
             depends_on: deps.iter().map(|d| addr(d)).collect(),
             notes: Vec::new(),
+            manifest_changes: Vec::new(),
         }
     }
 

@@ -3,12 +3,16 @@
 //!
 //! A release's attributes are what matih decides and reads back: `name`, `namespace`, `chart`,
 //! `version` (the chart's, from `helm get metadata`), `values` (the user-supplied values, as
-//! `helm get values` prints them), `status` (`deployed`; anything else read back is drift) and
+//! `helm status` prints them), `status` (`deployed`; anything else read back is drift) and
 //! `live_changes` (none: the release's objects as the chart renders them; a `kubectl edit` of one
 //! of them is read back as a line here, so it is drift that the next upgrade reverts).
 //! Apply is `helm upgrade --install --wait --atomic`: a first install that fails is uninstalled by helm, a failed upgrade goes back
 //! to the previous revision, and the engine's phase rollback uninstalls what the run installed.
-//! Values go to helm on its standard input, never through a file.
+//! Values go to helm on its standard input, never through a file. A release with a LoadBalancer
+//! Service (the ingress controller's) waits for its external IP as the seed says and outputs it
+//! (`load_balancer_ip`). `preview` is helm-diff's view for plans: `helm template` of the desired
+//! chart and values against `helm get manifest`, object by object, Secret values masked.
+//! Charts come from a directory, an HTTP chart repository (`--repo`) or an OCI registry (`oci://`).
 //!
 //! **Invariant:** knows nothing of graphs, plans or state; every failure names the release's
 //! address and carries helm's own message.
@@ -21,7 +25,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use super::{Observed, Provider, ProviderError, ProviderFuture, ResourceObject, TenantRef};
+use super::{Observed, Provider, ProviderError, ProviderFuture, RenderedChange, ResourceObject, TenantRef};
 use crate::value::Value;
 
 /// The kind this provider handles.
@@ -43,15 +47,31 @@ pub enum ChartSource {
     Directory(PathBuf),
     /// An HTTP(S) chart repository (`URL/index.yaml`), passed to helm as `--repo`.
     Repository(String),
+    /// An OCI registry namespace (`oci://registry.example/charts`): the chart is `oci://…/CHART`.
+    Oci(String),
 }
 
 impl ChartSource {
-    /// `http://…` or `https://…` is a chart repository; anything else a directory.
+    /// `http://…` or `https://…` is a chart repository, `oci://…` a registry; anything else a
+    /// directory.
     pub fn parse(s: &str) -> ChartSource {
         if s.starts_with("http://") || s.starts_with("https://") {
             ChartSource::Repository(s.to_string())
+        } else if s.starts_with("oci://") {
+            ChartSource::Oci(s.trim_end_matches('/').to_string())
         } else {
             ChartSource::Directory(PathBuf::from(s))
+        }
+    }
+
+    /// What helm is given as the chart of `chart`, and the flags that say where it is.
+    fn reference(&self, chart: &str, plain_http: bool) -> (String, Vec<String>) {
+        match self {
+            ChartSource::Directory(dir) => (dir.join(chart).to_string_lossy().into_owned(), Vec::new()),
+            ChartSource::Repository(url) => (chart.to_string(), vec!["--repo".into(), url.clone()]),
+            ChartSource::Oci(base) => {
+                (format!("{base}/{chart}"), if plain_http { vec!["--plain-http".into()] } else { Vec::new() })
+            }
         }
     }
 }
@@ -64,6 +84,12 @@ pub struct HelmSettings {
     pub target: HelmTarget,
     /// `--timeout` of install, upgrade and uninstall.
     pub timeout: Duration,
+    /// An OCI registry over plain HTTP (`--plain-http`; `registry_transport = "http"`).
+    pub plain_http: bool,
+    /// The seed's wait for a release's LoadBalancer Service to get its external IP: attempts and
+    /// the pause between them (the `kubernetes` block's `load_balancer_ip_*`).
+    pub lb_ip_attempts: u32,
+    pub lb_ip_interval: Duration,
 }
 
 pub struct HelmProvider {
@@ -72,6 +98,12 @@ pub struct HelmProvider {
     client: kube::Client,
     charts: ChartSource,
     timeout: Duration,
+    plain_http: bool,
+    lb_ip_attempts: u32,
+    lb_ip_interval: Duration,
+    /// The scope of each kind met in a release's manifest (`group/version/Kind`), discovered once.
+    scopes:
+        std::sync::Mutex<std::collections::HashMap<String, (kube::api::ApiResource, kube::discovery::ApiCapabilities)>>,
     /// `--kube-context`, or the kubeconfig written for an explicit URL (removed on drop).
     context: Option<String>,
     kubeconfig: Option<PathBuf>,
@@ -142,7 +174,18 @@ impl HelmProvider {
                 (None, Some(write_kubeconfig(&url).map_err(|e| format!("helm's kubeconfig: {e}"))?))
             }
         };
-        Ok(HelmProvider { binary, client, charts: settings.charts, timeout: settings.timeout, context, kubeconfig })
+        Ok(HelmProvider {
+            binary,
+            client,
+            charts: settings.charts,
+            timeout: settings.timeout,
+            plain_http: settings.plain_http,
+            lb_ip_attempts: settings.lb_ip_attempts.max(1),
+            lb_ip_interval: settings.lb_ip_interval,
+            scopes: Default::default(),
+            context,
+            kubeconfig,
+        })
     }
 
     /// `helm ARGS` against the configured cluster, `stdin` written to its standard input.
@@ -195,6 +238,11 @@ impl HelmProvider {
     }
 
     async fn read_release(&self, resource: &ResourceObject) -> Result<Option<Observed>, ProviderError> {
+        Ok(self.read_live(resource).await?.map(|(observed, _)| observed))
+    }
+
+    /// The release as read back, with its LoadBalancer Service (name, external IP) when it has one.
+    async fn read_live(&self, resource: &ResourceObject) -> Result<Option<(Observed, LoadBalancer)>, ProviderError> {
         let (name, ns) = name_ns(resource)?;
         let meta = match self
             .run_or_message(resource, &["get", "metadata", name, "--namespace", ns, "--output", "json"], None)
@@ -206,10 +254,14 @@ impl HelmProvider {
         };
         let meta: serde_json::Value = serde_json::from_str(&meta)
             .map_err(|e| error(resource, format!("helm get metadata printed no JSON: {e}")))?;
-        let values = self.run(resource, &["get", "values", name, "--namespace", ns, "--output", "json"], None).await?;
-        let values: serde_json::Value = serde_json::from_str(&values)
-            .map_err(|e| error(resource, format!("helm get values printed no JSON: {e}")))?;
+        // One `helm status` gives the user-supplied values (`config`, as `helm get values` prints
+        // them) and the manifest (as `helm get manifest` does).
+        let status = self.run(resource, &["status", name, "--namespace", ns, "--output", "json"], None).await?;
+        let mut status: serde_json::Value =
+            serde_json::from_str(&status).map_err(|e| error(resource, format!("helm status printed no JSON: {e}")))?;
+        let values = status["config"].take();
         let values = if values.is_null() { serde_json::json!({}) } else { values };
+        let manifest = status["manifest"].as_str().unwrap_or_default().to_string();
         let values: Value = serde_json::from_value(values)
             .map_err(|e| error(resource, format!("the release's values are not plain data: {e}")))?;
         let text = |v: &serde_json::Value| Value::str(v.as_str().unwrap_or_default());
@@ -220,26 +272,30 @@ impl HelmProvider {
             ("version".to_string(), text(&meta["version"])),
             ("values".to_string(), values),
             ("status".to_string(), text(&meta["status"])),
-            ("live_changes".to_string(), Value::List(self.live_changes(resource, name, ns).await?)),
         ]);
+        let live = self.live(resource, &manifest, ns).await?;
+        let mut attrs = attrs;
+        attrs.insert("live_changes".to_string(), Value::List(live.changes));
         let revision = meta["revision"].as_i64().unwrap_or_default();
-        Ok(Some(Observed {
-            attrs,
-            outputs: BTreeMap::from([("revision".to_string(), Value::Int(revision))]),
-            ..Observed::default()
-        }))
+        let mut outputs = BTreeMap::from([("revision".to_string(), Value::Int(revision))]);
+        if let Some((_, Some(ip))) = &live.load_balancer {
+            outputs.insert("load_balancer_ip".to_string(), Value::str(ip));
+        }
+        Ok(Some((Observed { attrs, outputs, ..Observed::default() }, live.load_balancer)))
     }
 
     /// What differs between the release's manifest (`helm get manifest`) and the live objects, on
     /// the fields the chart sets: one line per object deleted or field changed outside helm. A field
     /// another controller manages now (an autoscaler's `spec.replicas`, from `managedFields`) is
     /// not a change; an edit made with `kubectl` is.
-    async fn live_changes(&self, resource: &ResourceObject, name: &str, ns: &str) -> Result<Vec<Value>, ProviderError> {
-        use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-        let manifest = self.run(resource, &["get", "manifest", name, "--namespace", ns], None).await?;
-        let docs = yaml_rust2::YamlLoader::load_from_str(&manifest)
+    ///
+    /// Also finds the release's LoadBalancer Service (the ingress controller's) and its external IP.
+    async fn live(&self, resource: &ResourceObject, manifest: &str, ns: &str) -> Result<Live, ProviderError> {
+        use kube::api::{Api, DynamicObject, GroupVersionKind};
+        let docs = yaml_rust2::YamlLoader::load_from_str(manifest)
             .map_err(|e| error(resource, format!("the release's manifest is not YAML: {e}")))?;
         let mut changes = Vec::new();
+        let mut load_balancer = None;
         for doc in docs.iter().map(yaml_to_json) {
             let (Some(api_version), Some(kind), Some(obj_name)) =
                 (doc["apiVersion"].as_str(), doc["kind"].as_str(), doc["metadata"]["name"].as_str())
@@ -247,8 +303,26 @@ impl HelmProvider {
                 continue;
             };
             let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-            let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
+            let gvk = GroupVersionKind::gvk(group, version, kind);
+            // Cluster-scoped objects (the controller chart's IngressClass and ClusterRole) are read
+            // as such: the API server's discovery says which, once per kind.
+            let key = api_version_kind(&gvk);
+            let known = self.scopes.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+            let (ar, caps) = match known {
+                Some(found) => found,
+                None => {
+                    let found = kube::discovery::pinned_kind(&self.client, &gvk).await.map_err(|e| ProviderError {
+                        transient: true,
+                        ..error(resource, format!("discovering {api_version} {kind}: {e}"))
+                    })?;
+                    self.scopes.lock().unwrap_or_else(|e| e.into_inner()).insert(key, found.clone());
+                    found
+                }
+            };
+            let api: Api<DynamicObject> = match caps.scope {
+                kube::discovery::Scope::Cluster => Api::all_with(self.client.clone(), &ar),
+                kube::discovery::Scope::Namespaced => Api::namespaced_with(self.client.clone(), ns, &ar),
+            };
             let live = api.get_opt(obj_name).await.map_err(|e| ProviderError {
                 transient: matches!(&e, kube::Error::Api(s) if s.code == 429 || s.code >= 500)
                     || matches!(e, kube::Error::HyperError(_) | kube::Error::Service(_)),
@@ -259,6 +333,11 @@ impl HelmProvider {
                 continue;
             };
             let live = serde_json::to_value(&live).unwrap_or_default();
+            if kind == "Service" && live["spec"]["type"] == "LoadBalancer" && load_balancer.is_none() {
+                let ingress = &live["status"]["loadBalancer"]["ingress"][0];
+                let ip = ingress["ip"].as_str().or_else(|| ingress["hostname"].as_str()).map(str::to_string);
+                load_balancer = Some((obj_name.to_string(), ip));
+            }
             let others: Vec<&serde_json::Value> = live["metadata"]["managedFields"]
                 .as_array()
                 .into_iter()
@@ -283,7 +362,7 @@ impl HelmProvider {
             }
         }
         changes.sort();
-        Ok(changes.into_iter().map(Value::str).collect())
+        Ok(Live { changes: changes.into_iter().map(Value::str).collect(), load_balancer })
     }
 
     async fn upgrade_install(&self, resource: &ResourceObject) -> Result<Observed, ProviderError> {
@@ -293,10 +372,7 @@ impl HelmProvider {
         let values = resource.attrs.get("values").cloned().unwrap_or(Value::Map(BTreeMap::new()));
         let values =
             serde_json::to_vec(&values).map_err(|e| error(resource, format!("values could not be written: {e}")))?;
-        let chart_ref = match &self.charts {
-            ChartSource::Directory(dir) => dir.join(chart).to_string_lossy().into_owned(),
-            ChartSource::Repository(_) => chart.to_string(),
-        };
+        let (chart_ref, source_flags) = self.charts.reference(chart, self.plain_http);
         // helm ignores --version for a chart directory: check the directory's own version first.
         if let ChartSource::Directory(_) = &self.charts {
             let shown = self.run(resource, &["show", "chart", &chart_ref], None).await?;
@@ -325,13 +401,62 @@ impl HelmProvider {
             "--timeout",
             &timeout,
         ];
-        if let ChartSource::Repository(url) = &self.charts {
-            args.extend(["--repo", url.as_str()]);
-        }
+        args.extend(source_flags.iter().map(String::as_str));
         self.run(resource, &args, Some(values)).await?;
-        self.read_release(resource)
-            .await?
-            .ok_or_else(|| error(resource, "helm reported success but the release is not there".into()))
+        // The seed's wait for the external IP of a LoadBalancer Service (the ingress controller's),
+        // read from the chart's Service; helm's --wait has usually seen it assigned already.
+        let mut attempt = 1;
+        loop {
+            let (observed, load_balancer) = self
+                .read_live(resource)
+                .await?
+                .ok_or_else(|| error(resource, "helm reported success but the release is not there".into()))?;
+            let Some(service) = waiting_for_ip(resource, load_balancer) else { return Ok(observed) };
+            if attempt >= self.lb_ip_attempts {
+                return Err(ProviderError {
+                    path: Some("status.loadBalancer.ingress".into()),
+                    ..error(
+                        resource,
+                        format!(
+                            "no external IP assigned to LoadBalancer Service {service} after {} attempts ({}s)",
+                            self.lb_ip_attempts,
+                            (self.lb_ip_interval * (self.lb_ip_attempts - 1)).as_secs()
+                        ),
+                    )
+                });
+            }
+            tracing::info!("{}: attempt {attempt}/{}: no external IP yet", resource.addr, self.lb_ip_attempts);
+            attempt += 1;
+            tokio::time::sleep(self.lb_ip_interval).await;
+        }
+    }
+
+    /// helm-diff's view: `helm template` of the desired chart and values against the release's
+    /// manifest (`helm get manifest`; none before the first install), object by object.
+    async fn rendered_changes(&self, resource: &ResourceObject) -> Result<Vec<RenderedChange>, ProviderError> {
+        let (name, ns) = name_ns(resource)?;
+        let chart = attr_str(resource, "chart")?;
+        let version = attr_str(resource, "version")?;
+        let values = resource.attrs.get("values").cloned().unwrap_or(Value::Map(BTreeMap::new()));
+        if values.descendants().any(|v| v.is_unknown() || v.is_sensitive()) {
+            return Err(error(resource, "the values are known only during apply".into()));
+        }
+        let values =
+            serde_json::to_vec(&values).map_err(|e| error(resource, format!("values could not be written: {e}")))?;
+        let live = match self.run_or_message(resource, &["get", "manifest", name, "--namespace", ns], None).await? {
+            Ok(manifest) => Some(manifest),
+            Err(message) if message.contains("release: not found") => None,
+            Err(message) => return Err(error(resource, format!("helm get manifest: {message}"))),
+        };
+        let (chart_ref, source_flags) = self.charts.reference(chart, self.plain_http);
+        let mut args =
+            vec!["template", name, &chart_ref, "--namespace", ns, "--version", version, "--values", "-", "--no-hooks"];
+        if live.is_some() {
+            args.push("--is-upgrade");
+        }
+        args.extend(source_flags.iter().map(String::as_str));
+        let desired = self.run(resource, &args, Some(values)).await?;
+        manifest_changes(live.as_deref().unwrap_or_default(), &desired).map_err(|e| error(resource, e))
     }
 
     async fn uninstall(&self, resource: &ResourceObject) -> Result<(), ProviderError> {
@@ -348,6 +473,32 @@ impl HelmProvider {
         } else {
             Err(error(resource, format!("helm uninstall: {message}")))
         }
+    }
+}
+
+/// `group/version/Kind`, the key of a kind's discovered scope.
+fn api_version_kind(gvk: &kube::api::GroupVersionKind) -> String {
+    format!("{}/{}/{}", gvk.group, gvk.version, gvk.kind)
+}
+
+/// A release's LoadBalancer Service: its name and external IP (`None` while unassigned).
+type LoadBalancer = Option<(String, Option<String>)>;
+
+/// What the live objects of a release say: drift of what the chart sets, and its LoadBalancer.
+struct Live {
+    changes: Vec<Value>,
+    load_balancer: LoadBalancer,
+}
+
+/// The name of a release's LoadBalancer Service that has no external IP yet.
+fn waiting_for_ip(resource: &ResourceObject, load_balancer: LoadBalancer) -> Option<String> {
+    let (service, ip) = load_balancer?;
+    match ip {
+        Some(ip) => {
+            tracing::info!("{}: external IP of Service {service} assigned: {ip}", resource.addr);
+            None
+        }
+        None => Some(service),
     }
 }
 
@@ -371,6 +522,96 @@ impl Provider for HelmProvider {
     fn delete<'a>(&'a self, _tenant: &'a TenantRef, resource: &'a ResourceObject) -> ProviderFuture<'a, ()> {
         Box::pin(self.uninstall(resource))
     }
+
+    fn previews(&self) -> bool {
+        true
+    }
+
+    fn preview<'a>(
+        &'a self,
+        _tenant: &'a TenantRef,
+        resource: &'a ResourceObject,
+    ) -> ProviderFuture<'a, Vec<RenderedChange>> {
+        Box::pin(self.rendered_changes(resource))
+    }
+}
+
+/// What a reviewer sees of a Secret's `data` and `stringData` values.
+const SENSITIVE: &str = "(sensitive value)";
+const SENSITIVE_CHANGED: &str = "(sensitive value, changed)";
+
+/// The objects of two rendered manifests (multi-document YAML) compared by kind and name:
+/// `added` (only in `desired`), `removed` (only in `live`), `changed` with a unified diff of their
+/// YAML. Comments and formatting are not changes; Secret values are masked on both sides, and a
+/// value that differs shows as `(sensitive value, changed)`.
+pub fn manifest_changes(live: &str, desired: &str) -> Result<Vec<RenderedChange>, String> {
+    use yaml_rust2::Yaml;
+    let objects = |text: &str, what: &str| -> Result<Vec<(String, Yaml)>, String> {
+        let docs = yaml_rust2::YamlLoader::load_from_str(text).map_err(|e| format!("the {what} is not YAML: {e}"))?;
+        Ok(docs
+            .into_iter()
+            .filter_map(|doc| {
+                let kind = doc["kind"].as_str()?.to_string();
+                let name = doc["metadata"]["name"].as_str()?.to_string();
+                let ns = doc["metadata"]["namespace"].as_str().map(|n| format!(" (namespace {n})")).unwrap_or_default();
+                Some((format!("{kind} {name}{ns}"), doc))
+            })
+            .collect())
+    };
+    let live = objects(live, "release's manifest")?;
+    let desired = objects(desired, "rendered chart")?;
+    let mut out = Vec::new();
+    for (object, doc) in &desired {
+        let Some((_, before)) = live.iter().find(|(o, _)| o == object) else {
+            out.push(RenderedChange { object: object.clone(), change: "added", diff: None });
+            continue;
+        };
+        let (before_text, after_text) = (emit(&mask(before, None)), emit(&mask(doc, Some(before))));
+        if before_text != after_text {
+            let diff = similar::TextDiff::from_lines(&before_text, &after_text);
+            let diff = diff.unified_diff().context_radius(3).to_string();
+            out.push(RenderedChange { object: object.clone(), change: "changed", diff: Some(diff) });
+        }
+    }
+    for (object, _) in &live {
+        if !desired.iter().any(|(o, _)| o == object) {
+            out.push(RenderedChange { object: object.clone(), change: "removed", diff: None });
+        }
+    }
+    Ok(out)
+}
+
+/// `doc` with the values of a Secret's `data` and `stringData` replaced by [`SENSITIVE`];
+/// compared with `other`'s (the live object), a value that differs is `(sensitive value, changed)`.
+fn mask(doc: &yaml_rust2::Yaml, other: Option<&yaml_rust2::Yaml>) -> yaml_rust2::Yaml {
+    use yaml_rust2::Yaml;
+    let mut doc = doc.clone();
+    if doc["kind"].as_str() != Some("Secret") {
+        return doc;
+    }
+    if let Yaml::Hash(top) = &mut doc {
+        for field in ["data", "stringData"] {
+            let Some(Yaml::Hash(values)) = top.get_mut(&Yaml::String(field.into())) else { continue };
+            for (key, value) in values.iter_mut() {
+                let live = other.and_then(|o| o[field].as_hash()).and_then(|h| h.get(key));
+                let changed = other.is_some() && live.is_some_and(|l| l != value);
+                *value = Yaml::String(if changed { SENSITIVE_CHANGED } else { SENSITIVE }.to_string());
+            }
+        }
+    }
+    doc
+}
+
+/// One manifest document as YAML text (helm's formatting and comments dropped).
+fn emit(doc: &yaml_rust2::Yaml) -> String {
+    let mut text = String::new();
+    let mut emitter = yaml_rust2::YamlEmitter::new(&mut text);
+    emitter.multiline_strings(true);
+    if emitter.dump(doc).is_err() {
+        return format!("{doc:?}");
+    }
+    text.push('\n');
+    text
 }
 
 /// YAML (a manifest document) as JSON.
@@ -520,10 +761,53 @@ mod tests {
     }
 
     #[test]
+    fn rendered_manifests_compare_object_by_object_with_secrets_masked() {
+        let live = "---\n# Source: c/templates/deployment.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  \
+                    name: web\nspec:\n  replicas: 2\n  paused: false\n---\napiVersion: v1\nkind: ConfigMap\n\
+                    metadata:\n  name: old\ndata:\n  a: b\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  \
+                    name: creds\nstringData:\n  PASSWORD: hunter2\n  USER: app\n";
+        // The same Deployment spelled otherwise but for its replicas, the ConfigMap gone, a Service
+        // added, the Secret's password changed.
+        let desired = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 3\n  \
+                       paused: false\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\n---\n\
+                       apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  \
+                       PASSWORD: correct-horse\n  USER: app\n";
+        let found = manifest_changes(live, desired).unwrap();
+        let summary: Vec<(&str, &str)> = found.iter().map(|c| (c.object.as_str(), c.change)).collect();
+        assert_eq!(
+            summary,
+            [
+                ("Deployment web", "changed"),
+                ("Service web", "added"),
+                ("Secret creds", "changed"),
+                ("ConfigMap old", "removed")
+            ]
+        );
+        let deployment = found[0].diff.as_deref().unwrap();
+        assert!(deployment.contains("-  replicas: 2\n+  replicas: 3\n"), "{deployment}");
+        assert!(!deployment.contains("paused: false\n+") && !deployment.contains("Source"), "{deployment}");
+        let secret = found[2].diff.as_deref().unwrap();
+        assert!(
+            secret.contains("-  PASSWORD: (sensitive value)\n+  PASSWORD: \"(sensitive value, changed)\""),
+            "{secret}"
+        );
+        assert!(
+            !secret.contains("hunter2") && !secret.contains("correct-horse") && !secret.contains("-  USER"),
+            "{secret}"
+        );
+        assert!(manifest_changes(desired, desired).unwrap().is_empty(), "the same manifest changes nothing");
+        assert!(manifest_changes("", "a: [").is_err());
+    }
+
+    #[test]
     fn a_missing_binary_names_the_setting() {
         let e = find_binary(Some("/nonexistent/helm")).unwrap_err();
         assert!(e.contains("helm { binary = … }") && e.contains("/nonexistent/helm"), "{e}");
         assert_eq!(ChartSource::parse("https://c.example/x"), ChartSource::Repository("https://c.example/x".into()));
         assert_eq!(ChartSource::parse("charts"), ChartSource::Directory("charts".into()));
+        let oci = ChartSource::parse("oci://127.0.0.1:5000/charts/");
+        assert_eq!(oci, ChartSource::Oci("oci://127.0.0.1:5000/charts".into()));
+        assert_eq!(oci.reference("web", true), ("oci://127.0.0.1:5000/charts/web".into(), vec!["--plain-http".into()]));
+        assert_eq!(oci.reference("web", false).1, Vec::<String>::new());
     }
 }

@@ -105,6 +105,19 @@ pub struct ProviderError {
     pub transient: bool,
 }
 
+/// One object a resource renders, compared with the live one (helm's rendered manifests against
+/// the release's manifest), for a reviewer: `Deployment ai-service`, `changed`, a unified diff.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenderedChange {
+    /// `Kind name`.
+    pub object: String,
+    /// `added`, `removed` or `changed`.
+    pub change: &'static str,
+    /// For `changed`: the unified diff of the object's YAML, live (`-`) to desired (`+`), secret
+    /// values masked.
+    pub diff: Option<String>,
+}
+
 pub type ProviderFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, ProviderError>> + Send + 'a>>;
 
 /// One family of resource kinds (`kubernetes_*`, `postgresql_*`, `dns_*`).
@@ -121,4 +134,20 @@ pub trait Provider: Send + Sync {
 
     /// Deletes the object and waits until it is gone. Deleting an absent object succeeds.
     fn delete<'a>(&'a self, tenant: &'a TenantRef, resource: &'a ResourceObject) -> ProviderFuture<'a, ()>;
+
+    /// Whether [`Provider::preview`] has anything to say (the engine asks nothing of the others).
+    fn previews(&self) -> bool {
+        false
+    }
+
+    /// What applying `resource` would change in the objects it renders, object by object, when
+    /// the provider can tell before applying (a Helm release's rendered manifests); read-only.
+    /// Providers whose resources are the objects themselves have nothing to add.
+    fn preview<'a>(
+        &'a self,
+        _tenant: &'a TenantRef,
+        _resource: &'a ResourceObject,
+    ) -> ProviderFuture<'a, Vec<RenderedChange>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }

@@ -204,15 +204,18 @@ impl Delivery {
 pub struct HelmPlatform {
     /// The `helm` binary; `None`: `helm` on the PATH.
     pub binary: Option<String>,
-    /// A directory holding the charts (`DIR/CHART`) or an HTTP(S) chart repository (its `index.yaml`).
+    /// A directory holding the charts (`DIR/CHART`), an HTTP(S) chart repository (its
+    /// `index.yaml`) or an OCI registry namespace (`oci://HOST/PATH`, the chart `oci://HOST/PATH/CHART`).
     pub chart_repository: String,
     /// How long `helm upgrade --install --wait` may take per release.
     pub timeout_ms: u64,
+    /// An OCI registry reached over plain HTTP (`registry_transport = "http"`: helm's `--plain-http`).
+    pub plain_http: bool,
 }
 
 impl Default for HelmPlatform {
     fn default() -> Self {
-        HelmPlatform { binary: None, chart_repository: "charts".into(), timeout_ms: 600_000 }
+        HelmPlatform { binary: None, chart_repository: "charts".into(), timeout_ms: 600_000, plain_http: false }
     }
 }
 

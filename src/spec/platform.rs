@@ -55,7 +55,8 @@
 //! }
 //! helm {
 //!   binary           = "/usr/local/bin/helm"         # default: `helm` on the PATH
-//!   chart_repository = "charts"                      # a directory of charts, or an http(s) chart repository
+//!   chart_repository = "charts"                      # a directory of charts, an http(s) chart repository, or oci://…
+//!   registry_transport = "https"                     # "http": an oci:// registry without TLS (helm --plain-http)
 //!   timeout_ms       = 600000                        # helm upgrade --install --wait --atomic, per release
 //! }
 //! notifications {                                    # sent when a tenant's provisioning completes or fails
@@ -614,9 +615,11 @@ const SECTIONS: &[Section] = &[
                 name: "chart_repository",
                 set: Setter::String(|c, s| {
                     validate::text("chart_repository", s)?;
-                    if s.contains("://") && !(s.starts_with("http://") || s.starts_with("https://")) {
+                    let scheme = ["http://", "https://", "oci://"];
+                    if s.contains("://") && !scheme.iter().any(|p| s.starts_with(p)) {
                         return Err(format!(
-                            "chart_repository must be a directory or an http:// or https:// chart repository, found {s:?}"
+                            "chart_repository must be a directory, an http:// or https:// chart repository or an \
+                             oci:// registry, found {s:?}"
                         ));
                     }
                     c.helm.chart_repository = s.trim_end_matches('/').to_string();
@@ -626,6 +629,17 @@ const SECTIONS: &[Section] = &[
             Field {
                 name: "timeout_ms",
                 set: Setter::Int { min: 1000, max: 86_400_000, set: |c, n| c.helm.timeout_ms = n as u64 },
+            },
+            Field {
+                name: "registry_transport",
+                set: Setter::String(|c, s| {
+                    c.helm.plain_http = match s {
+                        "https" => false,
+                        "http" => true,
+                        _ => return Err(format!("registry_transport must be one of https, http, found {s:?}")),
+                    };
+                    Ok(())
+                }),
             },
         ],
         forbidden: &[],

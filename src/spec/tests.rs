@@ -727,6 +727,7 @@ fn the_platform_fixture_sets_every_field() {
             binary: Some("/usr/local/bin/helm".into()),
             chart_repository: "https://charts.matih.ai/matih".into(),
             timeout_ms: 300_000,
+            plain_http: false,
         },
         source: config.source.clone(),
     };
@@ -746,17 +747,23 @@ fn the_platform_file_picks_helm_delivery_and_where_helm_and_its_charts_are() {
         crate::spec::HelmPlatform {
             binary: Some("/opt/helm".into()),
             chart_repository: "https://charts.example/matih".into(),
-            timeout_ms: 5000
+            timeout_ms: 5000,
+            plain_http: false,
         }
     );
+    let (config, diags) =
+        platform("helm {\n  chart_repository = \"oci://127.0.0.1:5000/charts/\"\n  registry_transport = \"http\"\n}\n");
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!((config.helm.chart_repository.as_str(), config.helm.plain_http), ("oci://127.0.0.1:5000/charts", true));
     assert_eq!(PlatformConfig::default().delivery, crate::spec::Delivery::Manifests, "manifests stay the default");
     let (_, diags) =
-        platform("services {\n  delivery = \"kustomize\"\n}\nhelm {\n  chart_repository = \"oci://x\"\n}\n");
+        platform("services {\n  delivery = \"kustomize\"\n}\nhelm {\n  chart_repository = \"s3://x\"\n  registry_transport = \"tls\"\n}\n");
     assert_eq!(
         diags,
         [
             "matih.hcl:2:14: delivery must be one of manifests, helm, found \"kustomize\"",
-            "matih.hcl:5:22: chart_repository must be a directory or an http:// or https:// chart repository, found \"oci://x\"",
+            "matih.hcl:5:22: chart_repository must be a directory, an http:// or https:// chart repository or an oci:// registry, found \"s3://x\"",
+            "matih.hcl:6:24: registry_transport must be one of https, http, found \"tls\"",
         ]
     );
 }

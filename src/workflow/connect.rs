@@ -55,6 +55,9 @@ pub fn try_connect(
                     None => HelmTarget::Kubeconfig { context: k.context.clone() },
                 },
                 timeout: Duration::from_millis(platform.helm.timeout_ms),
+                plain_http: platform.helm.plain_http,
+                lb_ip_attempts: k.load_balancer_ip_attempts,
+                lb_ip_interval: Duration::from_millis(k.load_balancer_ip_interval_ms),
             };
             match rt.block_on(HelmProvider::connect(settings)) {
                 Ok(p) => providers = providers.with(Arc::new(p)),

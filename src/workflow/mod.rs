@@ -138,7 +138,11 @@ pub fn plan_tenants_targeted(
             check_applied_migrations(graph, recorded.as_ref())?;
             let source = Some(spec.location.file.clone());
             let replace = targeting.replace_in(&graph.tenant.slug, graph.index.keys());
-            Ok((plan::diff_replacing(graph, prior, recorded.as_ref(), source, &replace), errors))
+            let mut tenant_plan = plan::diff_replacing(graph, prior, recorded.as_ref(), source, &replace);
+            if let Some(r) = refresh_with {
+                r.runtime.block_on(preview_rendered(&mut tenant_plan, r.providers));
+            }
+            Ok((tenant_plan, errors))
         })
         .collect();
     let mut tenants = Vec::with_capacity(planned.len());
@@ -149,6 +153,42 @@ pub fn plan_tenants_targeted(
         read_errors.extend(errors);
     }
     Ok((select(Plan::new(tenants), targeting)?, read_errors))
+}
+
+/// Adds to each create, update or replace the objects its provider says it would change
+/// (`Provider::preview`: a Helm release's rendered manifests against its live manifest), all
+/// resources at once. One that cannot be compared gets a note saying why; the plan stands.
+async fn preview_rendered(tenant_plan: &mut plan::TenantPlan, providers: &Providers) {
+    use crate::provider::{ResourceObject, TenantRef};
+    let tenant = TenantRef { slug: tenant_plan.slug.clone(), id: tenant_plan.tenant_id.clone() };
+    let asked: Vec<(usize, &std::sync::Arc<dyn crate::provider::Provider>, ResourceObject)> = tenant_plan
+        .resource_changes
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| matches!(c.action, plan::Action::Create | plan::Action::Update | plan::Action::Replace))
+        .filter_map(|(i, c)| {
+            let provider = providers.for_kind(&c.address.kind).filter(|p| p.previews())?;
+            Some((i, provider, ResourceObject::new(c.address.clone(), c.after.clone()?)))
+        })
+        .collect();
+    if asked.is_empty() {
+        return;
+    }
+    let found =
+        futures_util::future::join_all(asked.iter().map(|(_, provider, resource)| provider.preview(&tenant, resource)))
+            .await;
+    for ((i, _, _), result) in asked.iter().zip(found) {
+        let change = &mut tenant_plan.resource_changes[*i];
+        match result {
+            Ok(objects) => {
+                change.manifest_changes = objects
+                    .into_iter()
+                    .map(|o| plan::ManifestChange { object: o.object, change: o.change.to_string(), diff: o.diff })
+                    .collect()
+            }
+            Err(e) => change.notes.push(format!("rendered manifests not compared: {}", e.message)),
+        }
+    }
 }
 
 /// The part of `plan` that `targeting` selects: tenants with nothing selected are left out, the

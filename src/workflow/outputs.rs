@@ -67,7 +67,10 @@ pub fn tenant_outputs(st: &TenantState) -> BTreeMap<&'static str, J> {
         }
     };
     put("namespace", attr(st, "kubernetes_namespace.tenant", "metadata.name").and_then(strings));
-    put("load_balancer_ip", output(st, "kubernetes_service.ingress_controller", "load_balancer_ip").and_then(strings));
+    // The controller's Service, or with `delivery = "helm"` its release (which reads the chart's Service).
+    let lb = output(st, "kubernetes_service.ingress_controller", "load_balancer_ip")
+        .or_else(|| output(st, "helm_release.ingress_controller", "load_balancer_ip"));
+    put("load_balancer_ip", lb.and_then(strings));
     put("zone", attr(st, "dns_zone.tenant", "name").and_then(strings));
     put("nameservers", output(st, "dns_zone.tenant", "nameservers").and_then(strings));
     let hosts = attr(st, "kubernetes_ingress.tenant", "spec.rules").and_then(Value::as_list).map(|rules| {

@@ -71,6 +71,11 @@
 //! - `notes` says, one line each, why a change happens or what it will do when the attribute diff
 //!   alone does not (`password rotated: kubernetes_secret.database_credentials is missing`,
 //!   `pending migrations: V3__orders.sql`).
+//! - `manifest_changes` (Helm releases, when planned with the cluster at hand; absent when empty):
+//!   the objects of the rendered chart against the release's live manifest, as helm-diff shows
+//!   them: `{ "object": "Deployment ai-service", "change": "added" | "removed" | "changed",
+//!   "diff": "@@ … (unified diff, live to desired; changed only)" }`. Secret values are
+//!   `(sensitive value)`.
 //!
 //! The output is pretty-printed, ends with a newline and is the same bytes for the same plan.
 //!
@@ -140,7 +145,7 @@ fn resource_change(c: &ResourceChange) -> J {
             })
         })
         .collect();
-    json!({
+    let mut doc = json!({
         "address": c.address.to_string(),
         "type": c.address.kind,
         "name": c.address.name,
@@ -154,7 +159,11 @@ fn resource_change(c: &ResourceChange) -> J {
         "changes": changes,
         "depends_on": c.depends_on.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "notes": c.notes,
-    })
+    });
+    if !c.manifest_changes.is_empty() {
+        doc["manifest_changes"] = json!(c.manifest_changes);
+    }
+    doc
 }
 
 /// A value as plain JSON, with the markers for unknown and sensitive values.

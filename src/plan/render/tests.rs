@@ -395,3 +395,35 @@ fn notes_go_under_the_resource_heading_in_text_markdown_and_json() {
     );
     assert_no_secrets(&text);
 }
+
+#[test]
+fn a_releases_rendered_manifest_changes_follow_its_block_in_text_markdown_and_json() {
+    let mut g = ResourceGraph::new(meta("acme"));
+    assert!(g.add(resource("helm_release.web", 5, Value::map([("version", Value::str("0.2.0"))]), &[])));
+    let s = state("acme", vec![("helm_release.web", recorded(5, Value::map([("version", Value::str("0.1.0"))])))]);
+    let mut t = diff(&g, Some(&s), None);
+    t.resource_changes[0].manifest_changes = vec![
+        crate::plan::ManifestChange {
+            object: "Deployment web".into(),
+            change: "changed".into(),
+            diff: Some("@@ -1,2 +1,2 @@\n spec:\n-  replicas: 2\n+  replicas: 3\n".into()),
+        },
+        crate::plan::ManifestChange { object: "Service web".into(), change: "added".into(), diff: None },
+    ];
+    let plan = Plan::new(vec![t]);
+    let text = render_text(&plan, &TextOptions { color: false, ..Default::default() });
+    assert!(
+        text.contains(
+            "    }\n    # rendered manifests (helm template against the release's manifest):\n      \
+             # Deployment web: changed\n        @@ -1,2 +1,2 @@\n        spec:\n      -   replicas: 2\n      \
+             +   replicas: 3\n      # Service web: added\n"
+        ),
+        "{text}"
+    );
+    let md = render_markdown(&plan);
+    assert!(md.contains("\n-          replicas: 2\n+          replicas: 3\n       # Service web: added\n"), "{md}");
+    let doc: serde_json::Value = serde_json::from_str(&render_json(&plan)).unwrap();
+    let changes = &doc["tenants"][0]["resource_changes"][0]["manifest_changes"];
+    assert_eq!(changes[1], serde_json::json!({"object": "Service web", "change": "added"}));
+    assert_eq!(changes[0]["diff"], "@@ -1,2 +1,2 @@\n spec:\n-  replicas: 2\n+  replicas: 3\n");
+}

@@ -211,6 +211,28 @@ impl<'p> Writer<'p> {
             _ => self.emit(6, Mark::Plain, "# (attributes not recorded in the plan)"),
         }
         self.emit(2, Mark::Plain, "}");
+        self.manifest_changes(c);
+    }
+
+    /// A Helm release's rendered-manifest changes (helm-diff's view) under its block: one comment
+    /// per object, and for a changed one its unified diff with `+`/`-` marks.
+    fn manifest_changes(&mut self, c: &'p ResourceChange) {
+        if c.manifest_changes.is_empty() {
+            return;
+        }
+        self.emit(2, Mark::Plain, "# rendered manifests (helm template against the release's manifest):");
+        for m in &c.manifest_changes {
+            self.emit(4, Mark::Plain, &format!("# {}: {}", m.object, m.change));
+            for line in m.diff.iter().flat_map(|d| d.lines()) {
+                let (mark, text) = match line.chars().next() {
+                    Some('+') => (Mark::Add, &line[1..]),
+                    Some('-') => (Mark::Remove, &line[1..]),
+                    Some(' ') => (Mark::Plain, &line[1..]),
+                    _ => (Mark::Plain, line),
+                };
+                self.emit(6, mark, text);
+            }
+        }
     }
 
     /// Every entry of a map with the same mark, keys aligned; `tail` ends each top entry.
