@@ -221,3 +221,59 @@ fn import_records_an_existing_object_after_reading_it(backend: Backend) {
     assert!(stderr(&out).contains("already managed by matih"), "{}", stderr(&out));
 }
 on_both_backends!(import_records_an_existing_object_after_reading_it);
+
+/// Adoption: a namespace made by hand is not a plain create. The plan shows it adopted (`<=`, its
+/// own line in the summary, `adopt` in JSON, its own risk section in markdown) with the labels
+/// matih adds, and applying that plan takes it over without deleting anything.
+fn an_existing_object_is_adopted_visibly_not_created(backend: Backend) {
+    let _claim = kube::claim_tenant("acme");
+    let server = Kube::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = TestState::new(backend);
+    let platform = format!("kubernetes {{\n  api_url = \"{}\"\n  poll_interval_ms = 20\n}}\n", server.url);
+    setup(dir.path(), &state, Some(&platform));
+    let run = |args: &[&str]| matih_with_stdin(dir.path(), &state, args, None);
+    let made = server.kubectl(&["create", "namespace", "matih-acme"]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let target = "-target=acme/kubernetes_resource_quota.tenant";
+
+    let out = run(&["plan", target, "-out=a.tfplan", "-detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2), "{}\n{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains(" <= adopt (exists, not recorded: taken over)\n"), "the legend: {text}");
+    assert!(
+        text.contains(
+            "  # kubernetes_namespace.tenant will be adopted\n  \
+             # exists and matih has no record of it (written by kubectl-create): adopted, not created\n \
+             <= resource \"kubernetes_namespace\" \"tenant\" {\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("+ \"matih.ai/tenant-slug\" = \"acme\""), "the differences are shown: {text}");
+    assert!(text.contains("# kubernetes_resource_quota.tenant will be created"), "{text}");
+    assert!(text.contains("Plan: 1 to adopt, 1 to add, 0 to change, 0 to destroy."), "{text}");
+    let json: serde_json::Value = serde_json::from_slice(&run(&["show", "-json", "a.tfplan"]).stdout).unwrap();
+    assert_eq!(json["summary"]["adopt"], 1, "{json}");
+    let ns = &json["tenants"][0]["resource_changes"][0];
+    assert_eq!((ns["address"].as_str(), ns["action"].as_str()), (Some("kubernetes_namespace.tenant"), Some("adopt")));
+    assert_eq!(ns["before"]["metadata"]["name"], "matih-acme", "before is what was read: {ns}");
+    let md = stdout(&run(&["show", "--format", "markdown", "a.tfplan"]));
+    assert!(md.contains("Existing objects taken over (adopted)"), "{md}");
+    assert!(md.contains("kubernetes_namespace.tenant` will be adopted"), "{md}");
+
+    let out = run(&["apply", "-auto-approve", "a.tfplan"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("kubernetes_namespace.tenant: Adoption complete"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("Resources: 1 adopted, 1 added, 0 changed"), "{}", stdout(&out));
+    let got = server.kubectl(&["get", "namespace", "matih-acme", "-o", "jsonpath={.metadata.labels}"]);
+    assert!(String::from_utf8_lossy(&got.stdout).contains("\"matih.ai/tenant-slug\":\"acme\""), "taken over");
+    let out = run(&["plan", target, "-detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "settled: {}", stdout(&out));
+    // Without refresh nothing is read, so nothing can be adopted: the plan says create (as before).
+    run(&["state", "rm", "acme", "kubernetes_namespace.tenant"]);
+    let text = stdout(&run(&["plan", target, "-refresh=false"]));
+    assert!(text.contains("# kubernetes_namespace.tenant will be created"), "{text}");
+    let text = stdout(&run(&["plan", target]));
+    assert!(text.contains("(written by kubectl-create, matih): adopted, not created"), "{text}");
+}
+on_both_backends!(an_existing_object_is_adopted_visibly_not_created);

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use rayon::prelude::*;
 
-use crate::apply::{fill_env_fingerprints, refresh, Providers};
+use crate::apply::{fill_env_fingerprints, read_unrecorded, refresh, Providers};
 use crate::catalog::flyway_validate;
 use crate::catalog::Catalog;
 use crate::diag::{self, Diagnostic, Location};
@@ -138,7 +138,19 @@ pub fn plan_tenants_targeted(
             check_applied_migrations(graph, recorded.as_ref())?;
             let source = Some(spec.location.file.clone());
             let replace = targeting.replace_in(&graph.tenant.slug, graph.index.keys());
-            Ok((plan::diff_replacing(graph, prior, recorded.as_ref(), source, &replace), errors))
+            let planned = plan::diff_replacing(graph, prior, recorded.as_ref(), source, &replace);
+            let Some(r) = refresh_with else { return Ok((planned, errors)) };
+            let (planned, unreadable) = r.runtime.block_on(adopt_existing(
+                planned,
+                graph,
+                prior,
+                recorded.as_ref(),
+                &replace,
+                r.providers,
+                r.parallelism,
+            ));
+            errors.extend(unreadable);
+            Ok((planned, errors))
         })
         .collect();
     let mut tenants = Vec::with_capacity(planned.len());
@@ -149,6 +161,27 @@ pub fn plan_tenants_targeted(
         read_errors.extend(errors);
     }
     Ok((select(Plan::new(tenants), targeting)?, read_errors))
+}
+
+/// Adoption (see `plan::diff_adopting`): reads the object of every create of `planned` and, when
+/// some exist although matih has no record of them, diffs again adopting them. Also returns what
+/// could not be read (whether it exists is then unknown: the plan is incomplete). Planning and
+/// apply's replanning both go through here; the reads are `apply::read_unrecorded`'s.
+pub async fn adopt_existing(
+    planned: plan::TenantPlan,
+    graph: &ResourceGraph,
+    prior: Option<&TenantState>,
+    recorded: Option<&TenantState>,
+    replace: &std::collections::BTreeSet<crate::addr::ResourceAddr>,
+    providers: &Providers,
+    parallelism: usize,
+) -> (plan::TenantPlan, Vec<ProviderError>) {
+    let (found, errors) = read_unrecorded(&planned, providers, parallelism).await;
+    if found.is_empty() {
+        return (planned, errors);
+    }
+    let source = planned.source.clone();
+    (plan::diff_adopting(graph, prior, recorded, source, replace, &found), errors)
 }
 
 /// The part of `plan` that `targeting` selects: tenants with nothing selected are left out, the
@@ -261,7 +294,16 @@ impl crate::apply::Replan for Replanner {
             let prior = refreshed.as_ref().map_or(found, Option::as_ref);
             check_applied_migrations(graph, found).map_err(|e| e.to_string())?;
             let replace = self.targeting.replace_in(&planned.slug, graph.index.keys());
-            Ok(self.narrow(plan::diff_replacing(graph, prior, found, planned.source.clone(), &replace)))
+            let mut again = plan::diff_replacing(graph, prior, found, planned.source.clone(), &replace);
+            if let Some(parallelism) = self.refresh_parallelism {
+                let (adopting, unreadable) =
+                    adopt_existing(again, graph, prior, found, &replace, providers, parallelism).await;
+                if let Some(e) = unreadable.first() {
+                    return Err(format!("{} resource(s) could not be read: {e}", unreadable.len()));
+                }
+                again = adopting;
+            }
+            Ok(self.narrow(again))
         })
     }
 }

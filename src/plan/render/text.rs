@@ -107,8 +107,10 @@ pub(super) fn partial_note(plan: &Plan) -> Option<String> {
 }
 
 /// `N to add, M to change, K to destroy.` counted the Terraform way (a replace adds and destroys).
+/// Adoptions come first when there are any (`1 to adopt, …`), as Terraform's `N to import`.
 pub(super) fn counts(s: &Summary) -> String {
-    format!("{} to add, {} to change, {} to destroy.", s.to_add(), s.change, s.to_destroy())
+    let adopt = if s.adopt > 0 { format!("{} to adopt, ", s.adopt) } else { String::new() };
+    format!("{adopt}{} to add, {} to change, {} to destroy.", s.to_add(), s.change, s.to_destroy())
 }
 
 /// Terraform's legend, with only the symbols this plan uses.
@@ -116,6 +118,7 @@ fn legend(w: &mut Writer<'_>, plan: &Plan) {
     let used = |a: Action| plan.tenants.iter().flat_map(|t| &t.resource_changes).any(|c| c.action == a);
     w.out.push_str("Resource actions are indicated with the following symbols:\n");
     let rows = [
+        (Action::Adopt, Mark::Adopt, "adopt (exists, not recorded: taken over)"),
         (Action::Create, Mark::Add, "create"),
         (Action::Update, Mark::Change, "update in-place"),
         (Action::Delete, Mark::Remove, "destroy"),
@@ -123,7 +126,11 @@ fn legend(w: &mut Writer<'_>, plan: &Plan) {
     ];
     for (action, mark, what) in rows {
         if used(action) {
-            let pad = if mark == Mark::Replace { "" } else { "  " };
+            let pad = match mark {
+                Mark::Replace => "",
+                Mark::Adopt => " ",
+                _ => "  ",
+            };
             let _ = writeln!(w.out, "{pad}{} {what}", w.symbol(mark));
         }
     }
