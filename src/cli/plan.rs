@@ -34,7 +34,8 @@ pub struct Args {
     /// Exit 0 when nothing changes, 2 when something does, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
-    /// Read live objects through the providers before planning (needs a platform file).
+    /// Read live objects through the providers before planning (needs a platform file); also reads
+    /// each planned create, so an existing object matih has no record of is adopted (`<=`), not created.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub refresh: bool,
     /// Accepted for Terraform's -input=false; plan never asks anything.
