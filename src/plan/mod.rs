@@ -33,7 +33,8 @@ pub use target::{AddrPattern, Partial, Targeting};
 /// The version of the JSON plan format (`matih plan --format json`, plan files). Bumped on any
 /// incompatible change.
 /// 1.1: `partial` (plans made with `--target`/`--exclude`), which a 1.0 reader would drop.
-/// 1.2: the `adopt` action (an existing object matih has no record of, taken over) and its count.
+/// 1.2: the `adopt` action (an existing object matih has no record of, taken over) and its count;
+/// `refresh_only` plans.
 pub const FORMAT_VERSION: &str = "1.2";
 
 /// What will be done to one resource.
@@ -144,6 +145,11 @@ pub struct TenantPlan {
 pub struct Plan {
     pub format_version: String,
     pub tenants: Vec<TenantPlan>,
+    /// A refresh-only plan (`--refresh-only`): its updates are attributes changed outside matih
+    /// (`before` recorded, `after` live) and its deletes objects deleted outside matih. Applying it
+    /// records them in the state and changes nothing in the real world.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refresh_only: bool,
 }
 
 /// Counts of each action, for the summary line.
@@ -212,7 +218,7 @@ impl TenantPlan {
 impl Plan {
     /// A plan of the current [`FORMAT_VERSION`] over `tenants`, in the order given.
     pub fn new(tenants: Vec<TenantPlan>) -> Plan {
-        Plan { format_version: FORMAT_VERSION.to_string(), tenants }
+        Plan { format_version: FORMAT_VERSION.to_string(), tenants, refresh_only: false }
     }
 
     /// Counts of each action over every tenant.

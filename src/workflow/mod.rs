@@ -8,6 +8,7 @@
 pub mod connect;
 pub mod import;
 pub mod outputs;
+pub mod refresh_only;
 pub mod run;
 pub mod store;
 

@@ -40,6 +40,9 @@
 //! - `digest` (`"sha256:…"`, only for a plan saved with `-out FILE` or read by `matih show FILE`):
 //!   the SHA-256 of the plan file's bytes, what `sha256sum FILE` prints; `matih apply FILE
 //!   --expect-digest sha256:…` applies that file and no other.
+//! - `refresh_only` (`true`, only for `matih plan --refresh-only`): every update is an object changed
+//!   outside matih (`before` recorded, `after` live) and every delete one deleted outside matih;
+//!   applying the plan records them in the state and changes nothing in the real world.
 //! - `partial` (only for a plan made with `--target`/`--exclude`): `{ "target": [...], "exclude":
 //!   [...], "left_out": N }`, the addresses as given and the changes of the full plan left out;
 //!   each tenant has its own `partial` (`null` in a whole plan), and such a plan lists only the
@@ -97,6 +100,9 @@ pub fn render_json_saved(plan: &Plan, digest: Option<&str>) -> String {
     doc.insert("format_version".into(), json!(plan.format_version));
     if let Some(d) = digest {
         doc.insert("digest".into(), json!(d));
+    }
+    if plan.refresh_only {
+        doc.insert("refresh_only".into(), json!(true));
     }
     if let Some((p, left_out)) = plan.partial() {
         doc.insert("partial".into(), json!({ "target": p.target, "exclude": p.exclude, "left_out": left_out }));

@@ -289,7 +289,11 @@ pub(super) fn render_with_limit(plan: &Plan, limit: usize, digest: Option<&str>)
         let _ = writeln!(out, "The tenants match the configuration.");
         return out;
     }
-    let _ = writeln!(out, "### matih plan: {}\n", counts(&summary));
+    if plan.refresh_only {
+        let _ = writeln!(out, "### matih plan: {}\n", super::text::refresh_counts(&summary));
+    } else {
+        let _ = writeln!(out, "### matih plan: {}\n", counts(&summary));
+    }
     saved(&mut out);
 
     let changed: Vec<&TenantPlan> = plan.tenants.iter().filter(|t| t.has_changes()).collect();
@@ -297,7 +301,9 @@ pub(super) fn render_with_limit(plan: &Plan, limit: usize, digest: Option<&str>)
     // The risks come before the table's rows in importance, so they are sized first; the table
     // gets a quarter of the comment at most, the diffs whatever is left.
     let mut risks = String::new();
-    let risks_left_out = risk_section(&mut risks, &changed, budget / 2);
+    // A refresh-only plan changes nothing in the real world: it has no risks.
+    let risky: &[&TenantPlan] = if plan.refresh_only { &[] } else { &changed };
+    let risks_left_out = risk_section(&mut risks, risky, budget / 2);
 
     out.push_str("| Tenant | Add | Change | Replace | Destroy |\n| --- | ---: | ---: | ---: | ---: |\n");
     let rows = changed.iter().map(|t| {

@@ -59,6 +59,9 @@ pub fn render_text(plan: &Plan, opts: &TextOptions) -> String {
 
 fn render_body(plan: &Plan, opts: &TextOptions) -> String {
     let summary = plan.summary();
+    if summary.is_empty() && plan.refresh_only {
+        return "No changes. The state matches what is live.\n".to_string();
+    }
     if summary.is_empty() {
         return "No changes. The tenants match the configuration.\n".to_string();
     }
@@ -83,8 +86,21 @@ fn render_body(plan: &Plan, opts: &TextOptions) -> String {
         let _ = writeln!(w.out, "{} {which} no changes: {names}.\n", unchanged.len());
     }
     let plan_word = w.paint(BOLD, "Plan:");
-    let _ = writeln!(w.out, "{plan_word} {}", counts(&summary));
+    if plan.refresh_only {
+        let _ = writeln!(w.out, "{plan_word} {}", refresh_counts(&summary));
+    } else {
+        let _ = writeln!(w.out, "{plan_word} {}", counts(&summary));
+    }
     w.out
+}
+
+/// The summary of a refresh-only plan: what applying it records and forgets.
+pub(super) fn refresh_counts(s: &Summary) -> String {
+    format!(
+        "{} to record, {} to forget (refresh-only: applying it writes the live values to the state and changes \
+         nothing in the real world).",
+        s.change, s.destroy
+    )
 }
 
 /// What a partial plan (`--target`, `--exclude`) says first, in text and markdown.
