@@ -35,12 +35,12 @@ enum Command {
     Validate(validate::Args),
     /// Show what would change to make the recorded state match the tenant specs.
     #[command(
-        after_help = "Examples:\n  matih plan tenants/acme.hcl\n  matih plan tenants/ -out=p.tfplan -detailed-exitcode\n  matih plan tenants/ --target '*/postgresql_role.tenant' --format markdown"
+        after_help = "Examples:\n  matih plan tenants/acme.hcl\n  matih plan tenants/ -out=p.tfplan -detailed-exitcode\n  matih plan tenants/ --target '*/postgresql_role.tenant' --format markdown\n  matih plan tenants/ -refresh-only -out=accept.tfplan"
     )]
     Plan(plan::Args),
     /// Make the real world match the tenant specs (or a saved plan), phase by phase.
     #[command(
-        after_help = "Examples:\n  matih apply tenants/acme.hcl\n  matih apply -auto-approve p.tfplan --expect-digest sha256:…\n  matih apply tenants/ --auto-approve --tenant-parallelism 50 --shard 1/4"
+        after_help = "Examples:\n  matih apply tenants/acme.hcl\n  matih apply -auto-approve p.tfplan --expect-digest sha256:…\n  matih apply tenants/ --auto-approve --tenant-parallelism 50 --shard 1/4\n  matih apply -refresh-only -auto-approve tenants/acme.hcl"
     )]
     Apply(apply::Args),
     /// Delete every resource of the tenants, in reverse phase order.

@@ -13,6 +13,7 @@ use std::process::{Command, Output, Stdio};
 use common::{applied_state, compile_file, root, stderr, stdout, Backend, TestState};
 use kube::Kube;
 use matih::state::TenantStatus;
+use serde_json::json;
 
 /// Runs matih in `dir` on `state` with `stdin` as its standard input (None: closed).
 fn matih_with_stdin(dir: &Path, state: &TestState, args: &[&str], stdin: Option<&str>) -> Output {
@@ -221,3 +222,133 @@ fn import_records_an_existing_object_after_reading_it(backend: Backend) {
     assert!(stderr(&out).contains("already managed by matih"), "{}", stderr(&out));
 }
 on_both_backends!(import_records_an_existing_object_after_reading_it);
+
+/// Adoption: a namespace made by hand is not a plain create. The plan shows it adopted (`<=`, its
+/// own line in the summary, `adopt` in JSON, its own risk section in markdown) with the labels
+/// matih adds, and applying that plan takes it over without deleting anything.
+fn an_existing_object_is_adopted_visibly_not_created(backend: Backend) {
+    let _claim = kube::claim_tenant("acme");
+    let server = Kube::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = TestState::new(backend);
+    let platform = format!("kubernetes {{\n  api_url = \"{}\"\n  poll_interval_ms = 20\n}}\n", server.url);
+    setup(dir.path(), &state, Some(&platform));
+    let run = |args: &[&str]| matih_with_stdin(dir.path(), &state, args, None);
+    let made = server.kubectl(&["create", "namespace", "matih-acme"]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let target = "-target=acme/kubernetes_resource_quota.tenant";
+
+    let out = run(&["plan", target, "-out=a.tfplan", "-detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2), "{}\n{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains(" <= adopt (exists, not recorded: taken over)\n"), "the legend: {text}");
+    assert!(
+        text.contains(
+            "  # kubernetes_namespace.tenant will be adopted\n  \
+             # exists and matih has no record of it (written by kubectl-create): adopted, not created\n \
+             <= resource \"kubernetes_namespace\" \"tenant\" {\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("+ \"matih.ai/tenant-slug\" = \"acme\""), "the differences are shown: {text}");
+    assert!(text.contains("# kubernetes_resource_quota.tenant will be created"), "{text}");
+    assert!(text.contains("Plan: 1 to adopt, 1 to add, 0 to change, 0 to destroy."), "{text}");
+    let json: serde_json::Value = serde_json::from_slice(&run(&["show", "-json", "a.tfplan"]).stdout).unwrap();
+    assert_eq!(json["summary"]["adopt"], 1, "{json}");
+    let ns = &json["tenants"][0]["resource_changes"][0];
+    assert_eq!((ns["address"].as_str(), ns["action"].as_str()), (Some("kubernetes_namespace.tenant"), Some("adopt")));
+    assert_eq!(ns["before"]["metadata"]["name"], "matih-acme", "before is what was read: {ns}");
+    let md = stdout(&run(&["show", "--format", "markdown", "a.tfplan"]));
+    assert!(md.contains("Existing objects taken over (adopted)"), "{md}");
+    assert!(md.contains("kubernetes_namespace.tenant` will be adopted"), "{md}");
+
+    let out = run(&["apply", "-auto-approve", "a.tfplan"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("kubernetes_namespace.tenant: Adoption complete"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("Resources: 1 adopted, 1 added, 0 changed"), "{}", stdout(&out));
+    let got = server.kubectl(&["get", "namespace", "matih-acme", "-o", "jsonpath={.metadata.labels}"]);
+    assert!(String::from_utf8_lossy(&got.stdout).contains("\"matih.ai/tenant-slug\":\"acme\""), "taken over");
+    let out = run(&["plan", target, "-detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "settled: {}", stdout(&out));
+    // Without refresh nothing is read, so nothing can be adopted: the plan says create (as before).
+    run(&["state", "rm", "acme", "kubernetes_namespace.tenant"]);
+    let text = stdout(&run(&["plan", target, "-refresh=false"]));
+    assert!(text.contains("# kubernetes_namespace.tenant will be created"), "{text}");
+    let text = stdout(&run(&["plan", target]));
+    assert!(text.contains("(written by kubectl-create, matih): adopted, not created"), "{text}");
+}
+on_both_backends!(an_existing_object_is_adopted_visibly_not_created);
+
+/// Accepting drift (Terraform's -refresh-only): a label edited with kubectl and a quota deleted by
+/// hand are planned as "record" and "forget", reviewed, saved and applied; the state then holds
+/// what is live, nothing in the cluster changed, drift is quiet, and a stale saved refresh-only
+/// plan is refused.
+fn refresh_only_records_what_is_live_and_changes_nothing(backend: Backend) {
+    let _claim = kube::claim_tenant("acme");
+    let server = Kube::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = TestState::new(backend);
+    let platform = format!("kubernetes {{\n  api_url = \"{}\"\n  poll_interval_ms = 20\n}}\n", server.url);
+    setup(dir.path(), &state, Some(&platform));
+    let run = |args: &[&str]| matih_with_stdin(dir.path(), &state, args, None);
+    let out = run(&["apply", "-auto-approve", "-target=acme/kubernetes_resource_quota.tenant", "tenants/acme.hcl"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let tier = |s: &TestState| {
+        let st = s.store().get("acme").unwrap().unwrap();
+        let ns = &st.resources[&"kubernetes_namespace.tenant".parse().unwrap()];
+        let labels = ns.attrs["metadata"].as_map().unwrap()["labels"].clone();
+        (labels.as_map().unwrap()["matih.ai/tier"].as_str().unwrap().to_string(), st.resources.len())
+    };
+    assert_eq!(tier(&state), ("professional".to_string(), 2));
+    let label = |v: &str| {
+        let out = server.kubectl(&["label", "--overwrite", "namespace", "matih-acme", &format!("matih.ai/tier={v}")]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    label("enterprise");
+    assert!(server.kubectl(&["delete", "resourcequota", "--all", "-n", "matih-acme"]).status.success());
+
+    let out = run(&["plan", "--refresh-only", "-out=r.tfplan", "-detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2), "{}\n{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("# kubernetes_namespace.tenant will be updated in place\n  # changed outside matih: the live values are recorded"),
+        "{text}"
+    );
+    assert!(text.contains("~ \"matih.ai/tier\" = \"professional\" -> \"enterprise\""), "{text}");
+    assert!(text.contains("# deleted outside matih: its record is forgotten"), "{text}");
+    assert!(text.contains("Plan: 1 to record, 1 to forget (refresh-only"), "{text}");
+    let json: serde_json::Value = serde_json::from_slice(&run(&["show", "-json", "r.tfplan"]).stdout).unwrap();
+    assert_eq!(json["refresh_only"], true, "{json}");
+    assert_eq!(tier(&state).0, "professional", "planning recorded nothing");
+
+    let out = run(&["apply", "r.tfplan"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("acme: recorded the live values of 1 resource(s), forgot 1"), "{}", stdout(&out));
+    assert_eq!(tier(&state), ("enterprise".to_string(), 1), "the live label is recorded, the quota forgotten");
+    let got = server.kubectl(&["get", "resourcequota", "-n", "matih-acme", "-o", "name"]);
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "", "nothing was changed in the cluster");
+    // Drift finds nothing changed outside matih any more, only what the spec still wants.
+    let drift: serde_json::Value = serde_json::from_slice(&run(&["drift", "--format", "json"]).stdout).unwrap();
+    let s = &drift["summary"];
+    assert_eq!((&s["changed"], &s["deleted"]), (&json!(0), &json!(0)), "{s}");
+    let ns = drift["findings"].as_array().unwrap().iter().find(|f| f["address"] == "kubernetes_namespace.tenant");
+    assert_eq!(ns.map(|f| (&f["kind"], &f["action"])), Some((&json!("pending"), &json!("update"))));
+    let out = run(&["plan", "--refresh-only", "-detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains("No changes. The state matches what is live."), "{}", stdout(&out));
+
+    // A saved refresh-only plan is refused once the state moved on.
+    label("free");
+    assert!(run(&["plan", "--refresh-only", "-out=old.tfplan"]).status.success());
+    let out = run(&["apply", "--refresh-only", "-auto-approve", "tenants/acme.hcl"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("Refresh complete!"), "{}", stdout(&out));
+    assert_eq!(tier(&state).0, "free");
+    let out = run(&["apply", "old.tfplan"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("changed since the plan was made"), "{}", stderr(&out));
+    let out = run(&["plan", "--refresh-only", "--target=acme/kubernetes_namespace.tenant"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--refresh-only reads every recorded resource"), "{}", stderr(&out));
+}
+on_both_backends!(refresh_only_records_what_is_live_and_changes_nothing);

@@ -314,10 +314,52 @@ fn three_tiers_isolated_secrets_hidden_rotated_and_destroyed(backend: Backend) {
     passwords.push(globex["POSTGRES_PASSWORD"].clone());
     assert_eq!(w.matih(&["plan", "tenants", "--detailed-exitcode"]).status.code(), Some(0), "settled");
 
+    // acme's record of its role, schema and Secret is lost (an old state store, a hand edit): the
+    // plan adopts what exists instead of creating it, and the role keeps the password the
+    // tenant's running pods hold (the Secret's), so nothing that uses it breaks.
+    let held = w.kube.credentials("acme");
+    let lost = ["postgresql_role.tenant", "postgresql_schema.tenant", "kubernetes_secret.database_credentials"];
+    w.ok(&[&["state", "rm", "acme"][..], &lost[..]].concat());
+    let out = w.matih(&["plan", "tenants/acme.hcl", "--detailed-exitcode", "-out", "adopt.plan"]);
+    let plan = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{plan}");
+    assert!(
+        plan.contains(
+            "  # postgresql_role.tenant will be adopted\n  \
+             # exists and matih has no record of it: adopted, not created\n  \
+             # password kept: the one kubernetes_secret.database_credentials holds\n \
+             <= resource \"postgresql_role\" \"tenant\" {\n"
+        ),
+        "{plan}"
+    );
+    assert!(plan.contains("# postgresql_schema.tenant will be adopted"), "{plan}");
+    assert!(plan.contains("# kubernetes_secret.database_credentials will be adopted"), "{plan}");
+    assert!(plan.contains("(written by matih): adopted, not created"), "{plan}");
+    assert!(plan.contains("Plan: 3 to adopt, 0 to add, 0 to change, 0 to destroy."), "{plan}");
+    w.ok(&["apply", "adopt.plan"]);
+    assert_eq!(w.kube.credentials("acme"), held, "the Secret is as it was");
+    assert_eq!(tenant_psql(&held["DATABASE_URL"], "SELECT current_user").unwrap(), "tenant_acme", "it still logs in");
+    assert_eq!(w.matih(&["plan", "tenants/acme.hcl", "--detailed-exitcode"]).status.code(), Some(0), "settled");
+
+    // Lost with its Secret: the role is adopted, and the plan says its password is set anew.
+    assert!(w.kube.kubectl(&["delete", "secret", "tenant-database-credentials", "-n", "matih-acme"]).status.success());
+    w.ok(&["state", "rm", "acme", "postgresql_role.tenant", "kubernetes_secret.database_credentials"]);
+    let plan = w.ok(&["plan", "tenants/acme.hcl"]);
+    assert!(plan.contains("# password rotated: kubernetes_secret.database_credentials does not exist yet"), "{plan}");
+    assert!(plan.contains("+ password = (sensitive value)"), "{plan}");
+    assert!(plan.contains("Plan: 1 to adopt, 1 to add, 0 to change, 0 to destroy."), "{plan}");
+    w.ok(&["apply", "tenants/acme.hcl", "--auto-approve"]);
+    let new = w.kube.credentials("acme");
+    assert_ne!(new["POSTGRES_PASSWORD"], held["POSTGRES_PASSWORD"]);
+    assert_eq!(tenant_psql(&new["DATABASE_URL"], "SELECT current_user").unwrap(), "tenant_acme");
+    passwords.push(new["POSTGRES_PASSWORD"].clone());
+
     // No password, old or new, and no webhook URL anywhere matih writes or prints.
     let state = String::from_utf8_lossy(&w.state.contents()).into_owned();
     assert!(state.contains("postgresql_role.tenant"), "the store's contents were read");
-    let plans = [w.path("first.plan"), w.path("rotate.plan")].map(|p| std::fs::read_to_string(p).unwrap()).concat();
+    let plans = [w.path("first.plan"), w.path("rotate.plan"), w.path("adopt.plan")]
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .concat();
     let log = w.log.borrow().clone();
     for secret in passwords.iter().map(String::as_str).chain([ACME_WEBHOOK, INITECH_WEBHOOK]) {
         assert!(!state.contains(secret), "a secret reached the state directory");

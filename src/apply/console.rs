@@ -31,6 +31,7 @@ impl ConsoleHooks {
 fn verb(action: Action) -> (&'static str, &'static str) {
     match action {
         Action::Create => ("Creating...", "Creation complete"),
+        Action::Adopt => ("Adopting...", "Adoption complete"),
         Action::Update => ("Modifying...", "Modifications complete"),
         Action::Replace => ("Replacing...", "Replacement complete"),
         Action::Delete => ("Destroying...", "Destruction complete"),

@@ -43,7 +43,7 @@ pub use console::ConsoleHooks;
 pub use fleet::{apply_fleet, BoxFuture, FleetOptions, Replan, TenantFinished};
 pub use progress::{JsonHooks, LiveHooks};
 pub(crate) use refresh::read_each;
-pub use refresh::{changed_since_planned, recover_in_flight, refresh, Refreshed};
+pub use refresh::{changed_since_planned, read_unrecorded, recover_in_flight, refresh, Refreshed};
 use waves::Waves;
 
 use crate::addr::ResourceAddr;
@@ -674,8 +674,10 @@ fn preflight(plan: &TenantPlan, providers: &Providers, opts: &ApplyOptions) -> R
         return Err(ApplyError::NoProvider { slug: plan.slug.clone(), kinds: missing.into_iter().collect() });
     }
     let mut needed = std::collections::BTreeSet::new();
-    for c in
-        plan.resource_changes.iter().filter(|c| matches!(c.action, Action::Create | Action::Update | Action::Replace))
+    for c in plan
+        .resource_changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Create | Action::Adopt | Action::Update | Action::Replace))
     {
         c.after.iter().flat_map(|a| a.values()).for_each(|v| env_sources(v, &mut needed));
     }
@@ -842,7 +844,7 @@ async fn apply_locked(
     let forward: Vec<&ResourceChange> = plan
         .resource_changes
         .iter()
-        .filter(|c| matches!(c.action, Action::Create | Action::Update | Action::Replace))
+        .filter(|c| matches!(c.action, Action::Create | Action::Adopt | Action::Update | Action::Replace))
         .collect();
     let deletes: Vec<&ResourceChange> = plan.resource_changes.iter().filter(|c| c.action == Action::Delete).collect();
     let only_deletes = forward.is_empty() && !deletes.is_empty();

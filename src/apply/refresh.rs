@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use super::Providers;
 use crate::addr::ResourceAddr;
-use crate::plan::{Action, TenantPlan};
+use crate::plan::{Action, TenantPlan, Unrecorded};
 use crate::provider::{Observed, ProviderError, ResourceObject, TenantRef};
 use crate::state::{ResourceState, TenantState};
 
@@ -191,6 +191,47 @@ pub async fn refresh(state: &TenantState, providers: &Providers, parallelism: us
         }
     }
     out
+}
+
+/// Adoption's one read: the object of every planned create of `plan` (its `after`, references
+/// resolved where the plan knows them), at most `parallelism` at once. Those that exist although
+/// matih has no record of them are returned, for `plan::diff_adopting` to adopt instead of create.
+/// A create whose attributes still wait for another resource's outputs (a DNS record of a zone not
+/// made yet) is not looked up: what it names is not known before apply. One read per create; a
+/// provider that can answer for many objects at once can take this over.
+pub async fn read_unrecorded(
+    plan: &TenantPlan,
+    providers: &Providers,
+    parallelism: usize,
+) -> (BTreeMap<ResourceAddr, Unrecorded>, Vec<ProviderError>) {
+    let tenant = TenantRef { slug: plan.slug.clone(), id: plan.tenant_id.clone() };
+    let queue: Vec<ResourceObject> = plan
+        .resource_changes
+        .iter()
+        .filter(|c| c.action == Action::Create && providers.for_kind(&c.address.kind).is_some())
+        .filter_map(|c| Some(ResourceObject::new(c.address.clone(), c.after.clone()?)))
+        .filter(|o| o.attrs.values().all(|v| v.refs().is_empty()))
+        .collect();
+    if queue.is_empty() {
+        return (BTreeMap::new(), Vec::new());
+    }
+    let results = read_each(queue, providers, parallelism, move |provider, obj| {
+        let tenant = tenant.clone();
+        async move { read_with_retry(provider.as_ref(), &tenant, &obj).await }
+    })
+    .await;
+    let mut found = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (addr, r) in results {
+        match r {
+            Ok(Some(o)) => {
+                found.insert(addr, Unrecorded { attrs: o.attrs, outputs: o.outputs, made_by: o.made_by });
+            }
+            Ok(None) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    (found, errors)
 }
 
 /// Re-reads the resources a saved plan will change and names those that changed in the real world

@@ -59,6 +59,10 @@ pub struct Args {
     /// recorded state alone, as Terraform's -refresh=false).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub refresh: bool,
+    /// Record what is live instead of changing it (Terraform's -refresh-only): objects changed or
+    /// deleted outside matih are written to the state as they are; nothing in the real world changes.
+    #[arg(long)]
+    pub refresh_only: bool,
     /// With --input=false (Terraform's -input=false) matih never asks: a run that would need
     /// the confirmation prompt fails instead (use --auto-approve or a saved plan).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
@@ -173,6 +177,13 @@ fn apply_saved(global: &Global, path: &Path, args: &Args, mut opts: ApplyOptions
     } else {
         println!("Applying the plan saved in {} ({digest})", path.display());
     }
+    if plan.refresh_only {
+        let store = state_location(global)?.open(StoreUse::Run(args.lock_timeout))?;
+        return super::record_refresh_only(&plan, store.as_ref());
+    }
+    if args.refresh_only {
+        bail!("{} is not a refresh-only plan (make one with `matih plan --refresh-only -out FILE`)", path.display());
+    }
     let (platform, _, diags) = load_platform(global);
     print_diagnostics(&diags);
     if diag::has_errors(&diags) {
@@ -232,8 +243,29 @@ pub fn exec(global: &Global, args: &Args, color: bool, destroy: bool) -> Result<
         let slugs: Vec<&str> = inputs.graphs.iter().map(|g| g.tenant.slug.as_str()).collect();
         wait_for_tenant_locks(store.as_ref(), &slugs, args.lock_timeout)?;
     }
-    let providers = connect(&inputs.platform, &inputs.catalog, &rt)?;
     let targeting = args.targets.targeting();
+    if args.refresh_only {
+        if destroy || !args.refresh || targeting.is_partial() || !targeting.replace.is_empty() {
+            bail!(
+                "--refresh-only records every recorded resource as it is live: it takes no --refresh=false, --target, \
+                 --exclude or --replace, and destroy has no refresh-only form"
+            );
+        }
+        let plan = super::compute_refresh_only(&inputs, store.as_ref(), &rt)?;
+        print(&render(&plan, Format::Text, color, None))?;
+        if !plan.has_changes() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !args.auto_approve && !args.input {
+            bail!("--input=false: this run would need the confirmation prompt; nothing was recorded");
+        }
+        if !args.auto_approve && !confirm("Do you want to record these values in the state?", json)? {
+            eprintln!("Refresh cancelled; nothing was recorded.");
+            return Ok(ExitCode::from(1));
+        }
+        return super::record_refresh_only(&plan, store.as_ref());
+    }
+    let providers = connect(&inputs.platform, &inputs.catalog, &rt)?;
     let plan = if destroy {
         if !targeting.replace.is_empty() {
             bail!("--replace has no meaning for destroy, which deletes everything it selects");

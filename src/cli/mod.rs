@@ -233,6 +233,43 @@ pub fn compute_plan(
     Ok(plan)
 }
 
+/// The refresh-only plan of every tenant in `inputs` (`--refresh-only`): what changed or was
+/// deleted outside matih, to record. Fails when a resource cannot be read.
+pub fn compute_refresh_only(inputs: &Inputs, store: &dyn StateStore, rt: &tokio::runtime::Runtime) -> Result<Plan> {
+    if inputs.platform_file.is_none() {
+        bail!(
+            "--refresh-only records what is live: it needs a platform file (matih.hcl) that configures the providers"
+        );
+    }
+    let providers = matih::workflow::connect::connect(&inputs.platform, &inputs.catalog, rt)?;
+    let sources: Vec<_> = inputs.specs.iter().map(|s| Some(s.location.file.clone())).collect();
+    let (plan, errors) = workflow::refresh_only::plan_refresh_only(
+        &inputs.graphs,
+        &sources,
+        store,
+        &providers,
+        rt,
+        DEFAULT_PARALLELISM,
+    )?;
+    if !errors.is_empty() {
+        for e in &errors {
+            eprintln!("error: refresh: {e}");
+        }
+        bail!("{} resource(s) could not be read; no plan was made", errors.len());
+    }
+    Ok(plan)
+}
+
+/// Records a refresh-only plan in the state and prints what it did.
+pub fn record_refresh_only(plan: &Plan, store: &dyn StateStore) -> Result<std::process::ExitCode> {
+    let done = workflow::refresh_only::record_refreshed(plan, store)?;
+    for (slug, recorded, forgotten) in &done {
+        println!("{slug}: recorded the live values of {recorded} resource(s), forgot {forgotten}");
+    }
+    println!("\nRefresh complete! {} tenant(s) recorded; nothing was changed in the real world.", done.len());
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 /// The plan in `format`; `digest` is the SHA-256 of the plan file it was saved to or read from.
 pub fn render(plan: &Plan, format: Format, color: bool, digest: Option<&str>) -> String {
     match format {

@@ -34,7 +34,8 @@ pub struct Args {
     /// Exit 0 when nothing changes, 2 when something does, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
-    /// Read live objects through the providers before planning (needs a platform file).
+    /// Read live objects through the providers before planning (needs a platform file); also reads
+    /// each planned create, so an existing object matih has no record of is adopted (`<=`), not created.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub refresh: bool,
     /// Accepted for Terraform's -input=false; plan never asks anything.
@@ -44,6 +45,11 @@ pub struct Args {
     /// to review and save it (`-out FILE`) like any plan; `matih apply FILE` performs it.
     #[arg(long)]
     pub destroy: bool,
+    /// Plan only to record what is live (Terraform's -refresh-only): objects changed or deleted
+    /// outside matih, to accept as they are; `matih apply FILE` writes them to the state and changes
+    /// nothing in the real world.
+    #[arg(long, conflicts_with = "destroy")]
+    pub refresh_only: bool,
     #[command(flatten)]
     pub targets: TargetArgs,
     /// Only the tenants of shard K of N (1 ≤ K ≤ N), chosen by a hash of their slug (as for apply).
@@ -58,7 +64,12 @@ pub fn exec(global: &Global, args: &Args, color: bool) -> Result<ExitCode> {
     let store = open_state_for_read(global)?;
     let rt = runtime()?;
     let targeting = args.targets.targeting();
-    let plan = if args.destroy {
+    if args.refresh_only && (!args.refresh || targeting.is_partial() || !targeting.replace.is_empty()) {
+        bail!("--refresh-only reads every recorded resource: it takes no --refresh=false, --target, --exclude or --replace");
+    }
+    let plan = if args.refresh_only {
+        super::compute_refresh_only(&inputs, store.as_ref(), &rt)?
+    } else if args.destroy {
         if !targeting.replace.is_empty() {
             bail!("--replace has no meaning with --destroy, which deletes everything it selects");
         }
@@ -69,7 +80,13 @@ pub fn exec(global: &Global, args: &Args, color: bool) -> Result<ExitCode> {
         compute_plan(&inputs, store.as_ref(), &providers, args.refresh, &targeting, &rt)?
     };
     let hints = !in_automation();
-    if hints && !args.destroy && inputs.platform_file.is_none() && args.refresh && format == Format::Text {
+    if hints
+        && !args.destroy
+        && !args.refresh_only
+        && inputs.platform_file.is_none()
+        && args.refresh
+        && format == Format::Text
+    {
         eprintln!(
             "Note: no platform file (matih.hcl), so live objects were not read: this plan compares the specs \
              with the recorded state alone."

@@ -180,6 +180,7 @@ fn describe(f: &Finding) -> String {
             "spec changed, not applied (apply would {})",
             match f.action {
                 Some(Action::Create) => "create it",
+                Some(Action::Adopt) => "adopt it",
                 Some(Action::Update) => "update it in place",
                 Some(Action::Replace) => "replace it",
                 Some(Action::Delete) => "destroy it",

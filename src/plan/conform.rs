@@ -26,7 +26,7 @@ use super::{Action, TenantPlan};
 pub fn nonconforming(tp: &TenantPlan, graph: &ResourceGraph) -> Vec<String> {
     let mut out = Vec::new();
     for c in &tp.resource_changes {
-        if !matches!(c.action, Action::Create | Action::Update | Action::Replace) {
+        if !matches!(c.action, Action::Create | Action::Adopt | Action::Update | Action::Replace) {
             continue;
         }
         let Some(after) = &c.after else { continue };

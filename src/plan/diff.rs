@@ -98,6 +98,147 @@ pub fn diff_replacing(
     diff_with(graph, prior, source, &rotations, replace)
 }
 
+/// An object that exists although matih has no record of it, as its provider read it when a
+/// create was planned for it (see [`diff_adopting`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Unrecorded {
+    pub attrs: BTreeMap<String, Value>,
+    pub outputs: BTreeMap<String, Value>,
+    /// Who made it, where the provider can tell (a Kubernetes object's field managers).
+    pub made_by: Vec<String>,
+}
+
+/// [`diff_replacing`] where the planned creates of `found` exist already: each is **adopted**
+/// (`Action::Adopt`, its differences from the spec as changes, a note saying so) instead of
+/// created. A change that forces replacement stays a replace, with a note that it deletes the
+/// existing object. `found` holds what [`crate::apply::read_unrecorded`] read.
+///
+/// A generated secret (a role's password) cannot be read back. An adopted producer keeps it when a
+/// live consumer holds it (`kubernetes_secret.database_credentials`, recorded or adopted): the
+/// consumer's fingerprint becomes the producer's, so the tenant's running pods keep a password that
+/// works. Otherwise the plan says that a new one is set ([`adopt_password_from_consumers`]).
+pub fn diff_adopting(
+    graph: &ResourceGraph,
+    prior: Option<&TenantState>,
+    recorded: Option<&TenantState>,
+    source: Option<PathBuf>,
+    replace: &BTreeSet<ResourceAddr>,
+    found: &BTreeMap<ResourceAddr, Unrecorded>,
+) -> TenantPlan {
+    let adopted: BTreeMap<&ResourceAddr, &Unrecorded> = found
+        .iter()
+        .filter(|(a, _)| graph.get(a).is_some() && prior.is_none_or(|p| !p.resources.contains_key(*a)))
+        .collect();
+    if adopted.is_empty() {
+        return diff_replacing(graph, prior, recorded, source, replace);
+    }
+    let mut merged = prior.cloned().unwrap_or_else(|| TenantState::new(&graph.tenant.slug, &graph.tenant.id));
+    for (addr, u) in &adopted {
+        let res = graph.get(addr).expect("filtered above");
+        merged.resources.insert(
+            (*addr).clone(),
+            ResourceState {
+                phase: res.phase,
+                attrs: u.attrs.clone(),
+                outputs: u.outputs.clone(),
+                depends_on: res.depends_on.clone(),
+            },
+        );
+    }
+    let kept = adopt_password_from_consumers(graph, &mut merged, &adopted.keys().copied().cloned().collect());
+    let mut plan = diff_replacing(graph, Some(&merged), recorded, source, replace);
+    plan.prior_state = prior.map(|s| PriorState { lineage: s.lineage.clone(), serial: s.serial });
+    for c in &mut plan.resource_changes {
+        let Some(u) = adopted.get(&c.address) else { continue };
+        let by = if u.made_by.is_empty() { String::new() } else { format!(" (written by {})", u.made_by.join(", ")) };
+        let mut notes = Vec::new();
+        match c.action {
+            Action::NoOp | Action::Update => {
+                c.action = Action::Adopt;
+                notes.push(format!("exists and matih has no record of it{by}: adopted, not created"));
+                if let Some(res) = graph.get(&c.address) {
+                    notes.extend(unknown_generated(res, &kept, c));
+                }
+                let kept_here =
+                    kept.iter().filter(|(a, p, _)| *a == c.address && !c.changes.iter().any(|x| x.path == *p));
+                for (path, from) in kept_here.map(|(_, p, f)| (p, f)) {
+                    notes.push(format!("{path} kept: the one {from} holds"));
+                }
+            }
+            Action::Replace => notes.push(format!(
+                "exists and matih has no record of it{by}: the replacement deletes it and creates it anew"
+            )),
+            _ => {}
+        }
+        c.notes.splice(0..0, notes);
+    }
+    plan
+}
+
+/// For each adopted producer of generated secrets (`postgresql_role.tenant`'s `password`), takes
+/// the fingerprint held by a live consumer of that output (recorded or adopted, such as
+/// `kubernetes_secret.database_credentials`'s `data.password`) as the producer's, so the diff
+/// keeps the secret; a secret no consumer holds is left out of what was read, so the diff shows it
+/// set. Returns `(producer, path, consumer)` for every secret kept this way.
+fn adopt_password_from_consumers(
+    graph: &ResourceGraph,
+    merged: &mut TenantState,
+    adopted: &BTreeSet<ResourceAddr>,
+) -> Vec<(ResourceAddr, String, ResourceAddr)> {
+    let mut kept = Vec::new();
+    for producer in adopted {
+        let Some(res) = graph.get(producer) else { continue };
+        for path in generated_paths(&res.attrs) {
+            // Top-level secrets only: the output a consumer names is the attribute of that name.
+            if path.contains(['.', '[']) {
+                continue;
+            }
+            let consumers = graph.index.keys().filter_map(|a| graph.get(a)).filter(|r| r.addr != *producer);
+            let held = consumers.filter_map(|r| {
+                let mut found = Vec::new();
+                let mut at = Vec::new();
+                for (k, v) in &r.attrs {
+                    at.push(Seg::Key(k));
+                    output_secrets(v, &mut at, &mut found);
+                    at.pop();
+                }
+                let live = merged.resources.get(&r.addr)?;
+                found.into_iter().filter(|(_, p, out)| p == producer && *out == path).find_map(|(cpath, _, _)| {
+                    fingerprint_of(at_path(&live.attrs, &cpath)).map(|fp| (fp.to_string(), r.addr.clone()))
+                })
+            });
+            let held = held.min_by(|a, b| a.1.cmp(&b.1));
+            let Some(rec) = merged.resources.get_mut(producer) else { continue };
+            if fingerprint_of(rec.attrs.get(&path)).is_some() {
+                continue;
+            }
+            let Some((fp, from)) = held else {
+                // Unknown: the diff shows it set (at apply, anew).
+                rec.attrs.remove(&path);
+                continue;
+            };
+            rec.attrs.insert(path.clone(), Value::Secret(Secret { source: GENERATED.into(), fingerprint: Some(fp) }));
+            kept.push((producer.clone(), path, from));
+        }
+    }
+    kept
+}
+
+/// Notes for an adopted producer whose generated secrets no live consumer holds: apply sets them
+/// anew (the provider cannot read them back), which the plan must say where a rotation did not.
+fn unknown_generated(
+    res: &Resource,
+    kept: &[(ResourceAddr, String, ResourceAddr)],
+    change: &ResourceChange,
+) -> Vec<String> {
+    generated_paths(&res.attrs)
+        .into_iter()
+        .filter(|path| !kept.iter().any(|(a, p, _)| *a == res.addr && p == path))
+        .filter(|path| !change.notes.iter().any(|n| n.starts_with(&format!("{path} rotated"))))
+        .map(|path| format!("{path} set anew: the existing one cannot be read and no live consumer of it holds it"))
+        .collect()
+}
+
 /// Producers whose generated secrets are generated again, with why.
 #[derive(Debug, Default)]
 struct Rotations {
@@ -1111,7 +1252,7 @@ mod tests {
             assert_eq!(role.notes, ["password rotated: kubernetes_secret.db is missing"]);
             assert_eq!(change(&plan, "kubernetes_secret.db").action, Action::Create);
             assert_eq!(change(&plan, "postgresql_connectivity_check.tenant").action, Action::NoOp);
-            assert_eq!(plan.summary(), crate::plan::Summary { add: 1, change: 1, replace: 0, destroy: 0 });
+            assert_eq!(plan.summary(), crate::plan::Summary { adopt: 0, add: 1, change: 1, replace: 0, destroy: 0 });
 
             // Without refresh the state still records it: nothing to rotate.
             let plan = diff(&desired(), Some(&recorded_state), None);
@@ -1167,6 +1308,60 @@ mod tests {
             assert_eq!(
                 change(&plan, "postgresql_role.tenant").notes,
                 ["password rotated: kubernetes_secret.db has no data.DATABASE_URL"]
+            );
+        }
+
+        fn existing(objects: &[(&str, Value)]) -> BTreeMap<ResourceAddr, Unrecorded> {
+            let made_by = vec!["kubectl-create".to_string()];
+            let found = objects.iter().map(|(a, v)| (addr(a), attrs(v.clone())));
+            found
+                .map(|(a, attrs)| (a, Unrecorded { attrs, made_by: made_by.clone(), ..Unrecorded::default() }))
+                .collect()
+        }
+
+        #[test]
+        fn an_existing_role_is_adopted_keeping_the_password_its_live_secret_holds() {
+            let role = Value::map([("name", Value::str("t")), ("password", secret(None))]);
+            let check = Value::map([("password", from_role("password", None))]);
+            let mut found = existing(&[
+                ("postgresql_role.tenant", role.clone()),
+                ("kubernetes_secret.db", secret_data(Some("pw1"), Some("url1"))),
+                ("postgresql_connectivity_check.tenant", check.clone()),
+            ]);
+            let none = BTreeSet::new();
+            let plan = diff_adopting(&desired(), None, None, None, &none, &found);
+            assert_eq!(plan.prior_state, None, "nothing was recorded");
+            let c = change(&plan, "postgresql_role.tenant");
+            assert_eq!(c.action, Action::Adopt);
+            assert!(c.changes.is_empty(), "{:?}", c.changes);
+            assert_eq!(c.after.as_ref().unwrap()["password"], secret(Some("pw1")), "apply keeps the password");
+            assert_eq!(
+                c.notes,
+                [
+                    "exists and matih has no record of it (written by kubectl-create): adopted, not created",
+                    "password kept: the one kubernetes_secret.db holds"
+                ]
+            );
+            assert_eq!(plan.summary(), crate::plan::Summary { adopt: 3, ..Default::default() });
+
+            // The Secret does not exist: the role is adopted with a new password, which the plan says.
+            found.remove(&addr("kubernetes_secret.db"));
+            let plan = diff_adopting(&desired(), None, None, None, &none, &found);
+            let c = change(&plan, "postgresql_role.tenant");
+            assert_eq!(c.action, Action::Adopt);
+            assert_eq!(c.changes.iter().map(|x| x.path.as_str()).collect::<Vec<_>>(), ["password"]);
+            assert_eq!(c.after.as_ref().unwrap()["password"], secret(None), "generated anew at apply");
+            assert_eq!(c.notes[1], "password rotated: kubernetes_secret.db does not exist yet");
+            assert_eq!(change(&plan, "kubernetes_secret.db").action, Action::Create);
+
+            // No consumer at all: still said.
+            let only = graph(vec![resource("postgresql_role.tenant", 2, role.clone())]);
+            let found = existing(&[("postgresql_role.tenant", role)]);
+            let c = diff_adopting(&only, None, None, None, &none, &found).resource_changes.remove(0);
+            assert_eq!((c.action, c.changes.len()), (Action::Adopt, 1));
+            assert_eq!(
+                c.notes[1],
+                "password set anew: the existing one cannot be read and no live consumer of it holds it"
             );
         }
 

@@ -22,7 +22,7 @@ mod render;
 mod target;
 
 pub use conform::nonconforming;
-pub use diff::{diff, diff_refreshed, diff_replacing};
+pub use diff::{diff, diff_adopting, diff_refreshed, diff_replacing, Unrecorded};
 pub use planfile::{
     file_digest, load_plan, load_plan_digest, load_plan_keyed, parse_digest, save_plan, save_plan_keyed, PlanFileError,
     PlanKey, PLAN_FILE_FORMAT, PLAN_KEY_ENV,
@@ -33,7 +33,9 @@ pub use target::{AddrPattern, Partial, Targeting};
 /// The version of the JSON plan format (`matih plan --format json`, plan files). Bumped on any
 /// incompatible change.
 /// 1.1: `partial` (plans made with `--target`/`--exclude`), which a 1.0 reader would drop.
-pub const FORMAT_VERSION: &str = "1.1";
+/// 1.2: the `adopt` action (an existing object matih has no record of, taken over) and its count;
+/// `refresh_only` plans.
+pub const FORMAT_VERSION: &str = "1.2";
 
 /// What will be done to one resource.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -41,6 +43,10 @@ pub const FORMAT_VERSION: &str = "1.1";
 pub enum Action {
     NoOp,
     Create,
+    /// Take over an object that exists but that matih has no record of (made by hand, by another
+    /// tool, or by a run whose state was lost), changing it to match the spec: `before` is what
+    /// was read, `changes` the differences. Never a plain create; nothing is deleted on failure.
+    Adopt,
     Update,
     /// Delete, then create again (an attribute that cannot change in place changed).
     Replace,
@@ -53,17 +59,20 @@ impl Action {
         match self {
             Action::NoOp => "no-op",
             Action::Create => "create",
+            Action::Adopt => "adopt",
             Action::Update => "update",
             Action::Replace => "replace",
             Action::Delete => "delete",
         }
     }
 
-    /// Terraform's symbols: `+`, `~`, `-/+`, `-`, and a space for no-op.
+    /// Terraform's symbols: `+`, `~`, `-/+`, `-`, and a space for no-op; `<=` (Terraform's
+    /// "read") for an adoption.
     pub fn symbol(self) -> &'static str {
         match self {
             Action::NoOp => " ",
             Action::Create => "+",
+            Action::Adopt => "<=",
             Action::Update => "~",
             Action::Replace => "-/+",
             Action::Delete => "-",
@@ -154,11 +163,19 @@ pub struct TenantPlan {
 pub struct Plan {
     pub format_version: String,
     pub tenants: Vec<TenantPlan>,
+    /// A refresh-only plan (`--refresh-only`): its updates are attributes changed outside matih
+    /// (`before` recorded, `after` live) and its deletes objects deleted outside matih. Applying it
+    /// records them in the state and changes nothing in the real world.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refresh_only: bool,
 }
 
 /// Counts of each action, for the summary line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
+    /// Existing objects taken over (`Action::Adopt`); Terraform counts none of them as added.
+    #[serde(default)]
+    pub adopt: usize,
     pub add: usize,
     pub change: usize,
     pub replace: usize,
@@ -177,13 +194,14 @@ impl Summary {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.add + self.change + self.replace + self.destroy == 0
+        self.adopt + self.add + self.change + self.replace + self.destroy == 0
     }
 
     fn count(&mut self, action: Action) {
         match action {
             Action::NoOp => {}
             Action::Create => self.add += 1,
+            Action::Adopt => self.adopt += 1,
             Action::Update => self.change += 1,
             Action::Replace => self.replace += 1,
             Action::Delete => self.destroy += 1,
@@ -191,6 +209,7 @@ impl Summary {
     }
 
     fn absorb(&mut self, other: Summary) {
+        self.adopt += other.adopt;
         self.add += other.add;
         self.change += other.change;
         self.replace += other.replace;
@@ -217,7 +236,7 @@ impl TenantPlan {
 impl Plan {
     /// A plan of the current [`FORMAT_VERSION`] over `tenants`, in the order given.
     pub fn new(tenants: Vec<TenantPlan>) -> Plan {
-        Plan { format_version: FORMAT_VERSION.to_string(), tenants }
+        Plan { format_version: FORMAT_VERSION.to_string(), tenants, refresh_only: false }
     }
 
     /// Counts of each action over every tenant.
@@ -302,7 +321,7 @@ mod tests {
         ]);
         assert_eq!(plan.format_version, FORMAT_VERSION);
         let s = plan.summary();
-        assert_eq!(s, Summary { add: 2, change: 1, replace: 1, destroy: 1 });
+        assert_eq!(s, Summary { adopt: 0, add: 2, change: 1, replace: 1, destroy: 1 });
         assert_eq!((s.to_add(), s.to_destroy()), (3, 2));
         assert!(plan.has_changes());
         assert!(!plan.tenants[2].has_changes());

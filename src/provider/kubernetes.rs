@@ -268,6 +268,14 @@ fn project_secret_data(desired: &Value, live: &serde_json::Value) -> Option<Valu
     ))
 }
 
+/// The field managers of a live object (`metadata.managedFields`), sorted, without duplicates.
+fn managers(live: &serde_json::Value) -> Vec<String> {
+    let entries = live.pointer("/metadata/managedFields").and_then(|m| m.as_array());
+    let names: std::collections::BTreeSet<String> =
+        entries.into_iter().flatten().filter_map(|e| e["manager"].as_str()).map(str::to_string).collect();
+    names.into_iter().collect()
+}
+
 /// Whether a field manager is a controller (its fields are not drift) rather than a person at a
 /// terminal (`kubectl`, `kubectl-edit`, `kubectl-label`, …: their edits are drift).
 pub fn is_controller(manager: &str) -> bool {
@@ -554,7 +562,7 @@ impl Provider for KubernetesProvider {
                 outputs.insert("load_balancer_ip".to_string(), Value::str(ip));
             }
             let (attrs, yielded) = observe(&obj.attrs, &live);
-            Ok(Some(Observed { attrs, outputs, yielded, ..Observed::default() }))
+            Ok(Some(Observed { attrs, outputs, yielded, made_by: managers(&live), ..Observed::default() }))
         })
     }
 

@@ -74,6 +74,9 @@ pub struct Observed {
     /// over (an autoscaler's `spec.replicas`). `attrs` keeps matih's value for them: they are not
     /// drift, and drift lists them as ignored.
     pub yielded: Vec<YieldedField>,
+    /// Who wrote the live object, where the provider can tell (a Kubernetes object's field
+    /// managers, `metadata.managedFields`): shown when matih has no record of the object.
+    pub made_by: Vec<String>,
 }
 
 /// A field another controller owns now, by attribute path (`spec.replicas`) and field manager.
@@ -90,6 +93,7 @@ impl std::fmt::Debug for Observed {
             .field("outputs", &self.outputs)
             .field("sensitive", &self.sensitive.keys().collect::<Vec<_>>())
             .field("yielded", &self.yielded)
+            .field("made_by", &self.made_by)
             .finish()
     }
 }

@@ -8,6 +8,7 @@
 pub mod connect;
 pub mod import;
 pub mod outputs;
+pub mod refresh_only;
 pub mod run;
 pub mod store;
 
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 
 use rayon::prelude::*;
 
-use crate::apply::{fill_env_fingerprints, refresh, Providers};
+use crate::apply::{fill_env_fingerprints, read_unrecorded, refresh, Providers};
 use crate::catalog::flyway_validate;
 use crate::catalog::Catalog;
 use crate::diag::{self, Diagnostic, Location};
@@ -138,11 +139,20 @@ pub fn plan_tenants_targeted(
             check_applied_migrations(graph, recorded.as_ref())?;
             let source = Some(spec.location.file.clone());
             let replace = targeting.replace_in(&graph.tenant.slug, graph.index.keys());
-            let mut tenant_plan = plan::diff_replacing(graph, prior, recorded.as_ref(), source, &replace);
-            if let Some(r) = refresh_with {
-                r.runtime.block_on(preview_rendered(&mut tenant_plan, r.providers));
-            }
-            Ok((tenant_plan, errors))
+            let planned = plan::diff_replacing(graph, prior, recorded.as_ref(), source, &replace);
+            let Some(r) = refresh_with else { return Ok((planned, errors)) };
+            let (mut planned, unreadable) = r.runtime.block_on(adopt_existing(
+                planned,
+                graph,
+                prior,
+                recorded.as_ref(),
+                &replace,
+                r.providers,
+                r.parallelism,
+            ));
+            errors.extend(unreadable);
+            r.runtime.block_on(preview_rendered(&mut planned, r.providers));
+            Ok((planned, errors))
         })
         .collect();
     let mut tenants = Vec::with_capacity(planned.len());
@@ -189,6 +199,27 @@ async fn preview_rendered(tenant_plan: &mut plan::TenantPlan, providers: &Provid
             Err(e) => change.notes.push(format!("rendered manifests not compared: {}", e.message)),
         }
     }
+}
+
+/// Adoption (see `plan::diff_adopting`): reads the object of every create of `planned` and, when
+/// some exist although matih has no record of them, diffs again adopting them. Also returns what
+/// could not be read (whether it exists is then unknown: the plan is incomplete). Planning and
+/// apply's replanning both go through here; the reads are `apply::read_unrecorded`'s.
+pub async fn adopt_existing(
+    planned: plan::TenantPlan,
+    graph: &ResourceGraph,
+    prior: Option<&TenantState>,
+    recorded: Option<&TenantState>,
+    replace: &std::collections::BTreeSet<crate::addr::ResourceAddr>,
+    providers: &Providers,
+    parallelism: usize,
+) -> (plan::TenantPlan, Vec<ProviderError>) {
+    let (found, errors) = read_unrecorded(&planned, providers, parallelism).await;
+    if found.is_empty() {
+        return (planned, errors);
+    }
+    let source = planned.source.clone();
+    (plan::diff_adopting(graph, prior, recorded, source, replace, &found), errors)
 }
 
 /// The part of `plan` that `targeting` selects: tenants with nothing selected are left out, the
@@ -301,7 +332,16 @@ impl crate::apply::Replan for Replanner {
             let prior = refreshed.as_ref().map_or(found, Option::as_ref);
             check_applied_migrations(graph, found).map_err(|e| e.to_string())?;
             let replace = self.targeting.replace_in(&planned.slug, graph.index.keys());
-            Ok(self.narrow(plan::diff_replacing(graph, prior, found, planned.source.clone(), &replace)))
+            let mut again = plan::diff_replacing(graph, prior, found, planned.source.clone(), &replace);
+            if let Some(parallelism) = self.refresh_parallelism {
+                let (adopting, unreadable) =
+                    adopt_existing(again, graph, prior, found, &replace, providers, parallelism).await;
+                if let Some(e) = unreadable.first() {
+                    return Err(format!("{} resource(s) could not be read: {e}", unreadable.len()));
+                }
+                again = adopting;
+            }
+            Ok(self.narrow(again))
         })
     }
 }

@@ -165,6 +165,8 @@ pub struct Tally {
     pub failed: usize,
     /// Failed tenants for which nothing was changed (refused before the first operation).
     pub refused: usize,
+    /// Existing objects taken over (`Action::Adopt`).
+    pub adopted: usize,
     pub added: usize,
     pub changed: usize,
     pub destroyed: usize,
@@ -186,6 +188,7 @@ impl FleetOutcome {
                     for (_, action) in &report.operations {
                         match action {
                             Action::Create => t.added += 1,
+                            Action::Adopt => t.adopted += 1,
                             Action::Update => t.changed += 1,
                             Action::Replace => (t.added, t.destroyed) = (t.added + 1, t.destroyed + 1),
                             Action::Delete => t.destroyed += 1,

@@ -24,6 +24,7 @@ pub fn summary(outcome: &FleetOutcome, json: bool, destroy: bool) -> ExitCode {
     let t = outcome.tally();
     let (failed, refused, tenants) = (t.failed, t.refused, outcome.results.len());
     let (added, changed, destroyed, overtaken) = (t.added, t.changed, t.destroyed, t.overtaken);
+    let adopted = if t.adopted > 0 { format!("{} adopted, ", t.adopted) } else { String::new() };
     if json {
         JsonHooks::new(Box::new(std::io::stdout())).event(
             "summary",
@@ -32,6 +33,7 @@ pub fn summary(outcome: &FleetOutcome, json: bool, destroy: bool) -> ExitCode {
                 "tenants": tenants,
                 "failed": failed,
                 "applied_by_another_run": overtaken,
+                "adopted": t.adopted,
                 "added": added,
                 "changed": changed,
                 "destroyed": destroyed,
@@ -44,7 +46,7 @@ pub fn summary(outcome: &FleetOutcome, json: bool, destroy: bool) -> ExitCode {
     let others = if overtaken > 0 { format!("; {overtaken} already done by another run") } else { String::new() };
     if failed == 0 {
         println!(
-            "\n{verb} complete! Resources: {added} added, {changed} changed, {destroyed} destroyed. ({tenants} tenant(s) in {:.1}s{others})",
+            "\n{verb} complete! Resources: {adopted}{added} added, {changed} changed, {destroyed} destroyed. ({tenants} tenant(s) in {:.1}s{others})",
             outcome.elapsed.as_secs_f64()
         );
         ExitCode::SUCCESS

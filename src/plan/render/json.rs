@@ -4,7 +4,7 @@
 //!
 //! ```json
 //! {
-//!   "format_version": "1.1",
+//!   "format_version": "1.2",
 //!   "tenants": [
 //!     {
 //!       "slug": "acme",
@@ -13,7 +13,7 @@
 //!       "source": "tenants/acme.hcl",
 //!       "prior_state": { "lineage": "…", "serial": 12 },
 //!       "partial": null,
-//!       "summary": { "add": 1, "change": 0, "replace": 0, "destroy": 0 },
+//!       "summary": { "adopt": 0, "add": 1, "change": 0, "replace": 0, "destroy": 0 },
 //!       "resource_changes": [
 //!         {
 //!           "address": "kubernetes_namespace.tenant",
@@ -33,13 +33,16 @@
 //!       ]
 //!     }
 //!   ],
-//!   "summary": { "add": 1, "change": 0, "replace": 0, "destroy": 0 }
+//!   "summary": { "adopt": 0, "add": 1, "change": 0, "replace": 0, "destroy": 0 }
 //! }
 //! ```
 //!
 //! - `digest` (`"sha256:…"`, only for a plan saved with `-out FILE` or read by `matih show FILE`):
 //!   the SHA-256 of the plan file's bytes, what `sha256sum FILE` prints; `matih apply FILE
 //!   --expect-digest sha256:…` applies that file and no other.
+//! - `refresh_only` (`true`, only for `matih plan --refresh-only`): every update is an object changed
+//!   outside matih (`before` recorded, `after` live) and every delete one deleted outside matih;
+//!   applying the plan records them in the state and changes nothing in the real world.
 //! - `partial` (only for a plan made with `--target`/`--exclude`): `{ "target": [...], "exclude":
 //!   [...], "left_out": N }`, the addresses as given and the changes of the full plan left out;
 //!   each tenant has its own `partial` (`null` in a whole plan), and such a plan lists only the
@@ -47,11 +50,13 @@
 //!   not listed.
 //! - `source` is `null` when the tenant's spec file is unknown; `prior_state` is `null` for a
 //!   tenant with no recorded state (everything is created).
-//! - `action` is one of `no-op`, `create`, `update`, `replace`, `delete`. Every desired resource
+//! - `action` is one of `no-op`, `create`, `adopt`, `update`, `replace`, `delete`. `adopt` (since
+//!   1.2): the object exists although matih has no record of it; it is taken over, not created:
+//!   `before` is what was read, `changes` what adopting it changes, a note says so. Every desired resource
 //!   is listed, no-ops included; resources are in apply order (phase, then dependencies), with the
 //!   deletes of a phase after its other changes.
-//! - `summary` counts each action once: `add` counts creates, `replace` replaces, `destroy`
-//!   deletes. Terraform's line `N to add, M to change, K to destroy` is
+//! - `summary` counts each action once: `adopt` counts adoptions, `add` creates, `replace` replaces,
+//!   `destroy` deletes. Terraform's line `N to add, M to change, K to destroy` is
 //!   `add + replace`, `change`, `destroy + replace`.
 //! - `before` is `null` for a create, `after` is `null` for a delete. Both are the full attribute
 //!   objects (plain JSON), except for two markers that stand in for values:
@@ -64,7 +69,7 @@
 //!   A real string equal to a marker is told apart by those lists.
 //! - Paths are written `metadata.labels["matih.ai/tier"]`, `spec.containers[0].image`: keys that
 //!   are identifiers after a `.`, other keys as `["…"]` with JSON escaping, list indexes `[n]`.
-//! - `changes` lists the attribute changes of updates and replaces (empty otherwise):
+//! - `changes` lists the attribute changes of adoptions, updates and replaces (empty otherwise):
 //!   `{ "path", "before", "after", "forces_replacement" }`, where a missing side (an attribute
 //!   added or removed) is `null`, with the same markers as above.
 //! - `depends_on` lists the addresses the resource waits for, sorted.
@@ -101,6 +106,9 @@ pub fn render_json_saved(plan: &Plan, digest: Option<&str>) -> String {
     if let Some(d) = digest {
         doc.insert("digest".into(), json!(d));
     }
+    if plan.refresh_only {
+        doc.insert("refresh_only".into(), json!(true));
+    }
     if let Some((p, left_out)) = plan.partial() {
         doc.insert("partial".into(), json!({ "target": p.target, "exclude": p.exclude, "left_out": left_out }));
     }
@@ -113,7 +121,7 @@ pub fn render_json_saved(plan: &Plan, digest: Option<&str>) -> String {
 }
 
 fn summary(s: &Summary) -> J {
-    json!({ "add": s.add, "change": s.change, "replace": s.replace, "destroy": s.destroy })
+    json!({ "adopt": s.adopt, "add": s.add, "change": s.change, "replace": s.replace, "destroy": s.destroy })
 }
 
 fn tenant(t: &TenantPlan) -> J {

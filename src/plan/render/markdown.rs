@@ -66,6 +66,7 @@ enum Risk {
     DnsTls,
     Credentials,
     Destroyed,
+    Adopted,
 }
 
 impl Risk {
@@ -76,6 +77,7 @@ impl Risk {
             Risk::DnsTls => "DNS and TLS",
             Risk::Credentials => "Credentials rotated",
             Risk::Destroyed => "Destroyed or replaced",
+            Risk::Adopted => "Existing objects taken over (adopted)",
         }
     }
 
@@ -85,7 +87,7 @@ impl Risk {
         let changes = match c.action {
             Action::NoOp => false,
             Action::Create => tenant.prior_state.is_some(),
-            Action::Update | Action::Replace | Action::Delete => true,
+            Action::Adopt | Action::Update | Action::Replace | Action::Delete => true,
         };
         let labels_changed = || c.changes.iter().any(|a| a.path.starts_with("metadata.labels"));
         let risk = kind::info(&c.address.kind).risk;
@@ -96,8 +98,10 @@ impl Risk {
         {
             let quoted: Vec<String> = found.iter().map(|(script, stmt)| format!("`{script}`: `{stmt}`")).collect();
             Some((Risk::DataLoss, format!(" and runs statements that drop data: {}", quoted.join("; "))))
-        } else if c.action == Action::Update && c.changes.iter().any(rotates) {
+        } else if matches!(c.action, Action::Update | Action::Adopt) && c.changes.iter().any(rotates) {
             Some((Risk::Credentials, " (a new password: restart what uses the old one)".into()))
+        } else if c.action == Action::Adopt {
+            Some((Risk::Adopted, " (it exists and matih has no record of it)".into()))
         } else if changes && risk == RiskClass::Isolation {
             Some((Risk::Isolation, String::new()))
         } else if c.action == Action::Update && risk == RiskClass::IsolationLabels && labels_changed() {
@@ -236,6 +240,7 @@ fn verb(action: Action) -> &'static str {
     match action {
         Action::NoOp => "is unchanged",
         Action::Create => "will be created",
+        Action::Adopt => "will be adopted",
         Action::Update => "will be updated in place",
         Action::Replace => "must be replaced",
         Action::Delete => "will be destroyed",
@@ -284,7 +289,11 @@ pub(super) fn render_with_limit(plan: &Plan, limit: usize, digest: Option<&str>)
         let _ = writeln!(out, "The tenants match the configuration.");
         return out;
     }
-    let _ = writeln!(out, "### matih plan: {}\n", counts(&summary));
+    if plan.refresh_only {
+        let _ = writeln!(out, "### matih plan: {}\n", super::text::refresh_counts(&summary));
+    } else {
+        let _ = writeln!(out, "### matih plan: {}\n", counts(&summary));
+    }
     saved(&mut out);
 
     let changed: Vec<&TenantPlan> = plan.tenants.iter().filter(|t| t.has_changes()).collect();
@@ -292,7 +301,9 @@ pub(super) fn render_with_limit(plan: &Plan, limit: usize, digest: Option<&str>)
     // The risks come before the table's rows in importance, so they are sized first; the table
     // gets a quarter of the comment at most, the diffs whatever is left.
     let mut risks = String::new();
-    let risks_left_out = risk_section(&mut risks, &changed, budget / 2);
+    // A refresh-only plan changes nothing in the real world: it has no risks.
+    let risky: &[&TenantPlan] = if plan.refresh_only { &[] } else { &changed };
+    let risks_left_out = risk_section(&mut risks, risky, budget / 2);
 
     out.push_str("| Tenant | Add | Change | Replace | Destroy |\n| --- | ---: | ---: | ---: | ---: |\n");
     let rows = changed.iter().map(|t| {

@@ -305,7 +305,7 @@ fn json_snapshot() {
 fn json_marks_unknown_and_sensitive_paths() {
     let doc: serde_json::Value = serde_json::from_str(&render_json(&sample())).unwrap();
     assert_eq!(doc["format_version"], crate::plan::FORMAT_VERSION);
-    assert_eq!(doc["summary"], serde_json::json!({ "add": 6, "change": 3, "replace": 1, "destroy": 1 }));
+    assert_eq!(doc["summary"], serde_json::json!({ "adopt": 0, "add": 6, "change": 3, "replace": 1, "destroy": 1 }));
     let changes = |slug: &str| {
         let t = doc["tenants"].as_array().unwrap().iter().find(|t| t["slug"] == slug).unwrap();
         t["resource_changes"].as_array().unwrap().clone()

@@ -59,6 +59,9 @@ pub fn render_text(plan: &Plan, opts: &TextOptions) -> String {
 
 fn render_body(plan: &Plan, opts: &TextOptions) -> String {
     let summary = plan.summary();
+    if summary.is_empty() && plan.refresh_only {
+        return "No changes. The state matches what is live.\n".to_string();
+    }
     if summary.is_empty() {
         return "No changes. The tenants match the configuration.\n".to_string();
     }
@@ -83,8 +86,21 @@ fn render_body(plan: &Plan, opts: &TextOptions) -> String {
         let _ = writeln!(w.out, "{} {which} no changes: {names}.\n", unchanged.len());
     }
     let plan_word = w.paint(BOLD, "Plan:");
-    let _ = writeln!(w.out, "{plan_word} {}", counts(&summary));
+    if plan.refresh_only {
+        let _ = writeln!(w.out, "{plan_word} {}", refresh_counts(&summary));
+    } else {
+        let _ = writeln!(w.out, "{plan_word} {}", counts(&summary));
+    }
     w.out
+}
+
+/// The summary of a refresh-only plan: what applying it records and forgets.
+pub(super) fn refresh_counts(s: &Summary) -> String {
+    format!(
+        "{} to record, {} to forget (refresh-only: applying it writes the live values to the state and changes \
+         nothing in the real world).",
+        s.change, s.destroy
+    )
 }
 
 /// What a partial plan (`--target`, `--exclude`) says first, in text and markdown.
@@ -107,8 +123,10 @@ pub(super) fn partial_note(plan: &Plan) -> Option<String> {
 }
 
 /// `N to add, M to change, K to destroy.` counted the Terraform way (a replace adds and destroys).
+/// Adoptions come first when there are any (`1 to adopt, …`), as Terraform's `N to import`.
 pub(super) fn counts(s: &Summary) -> String {
-    format!("{} to add, {} to change, {} to destroy.", s.to_add(), s.change, s.to_destroy())
+    let adopt = if s.adopt > 0 { format!("{} to adopt, ", s.adopt) } else { String::new() };
+    format!("{adopt}{} to add, {} to change, {} to destroy.", s.to_add(), s.change, s.to_destroy())
 }
 
 /// Terraform's legend, with only the symbols this plan uses.
@@ -116,6 +134,7 @@ fn legend(w: &mut Writer<'_>, plan: &Plan) {
     let used = |a: Action| plan.tenants.iter().flat_map(|t| &t.resource_changes).any(|c| c.action == a);
     w.out.push_str("Resource actions are indicated with the following symbols:\n");
     let rows = [
+        (Action::Adopt, Mark::Adopt, "adopt (exists, not recorded: taken over)"),
         (Action::Create, Mark::Add, "create"),
         (Action::Update, Mark::Change, "update in-place"),
         (Action::Delete, Mark::Remove, "destroy"),
@@ -123,7 +142,11 @@ fn legend(w: &mut Writer<'_>, plan: &Plan) {
     ];
     for (action, mark, what) in rows {
         if used(action) {
-            let pad = if mark == Mark::Replace { "" } else { "  " };
+            let pad = match mark {
+                Mark::Replace => "",
+                Mark::Adopt => " ",
+                _ => "  ",
+            };
             let _ = writeln!(w.out, "{pad}{} {what}", w.symbol(mark));
         }
     }

@@ -39,6 +39,8 @@ pub(super) enum Mark {
     Change,
     Remove,
     Replace,
+    /// An existing object taken over (`<=`).
+    Adopt,
     Plain,
 }
 
@@ -49,6 +51,7 @@ impl Mark {
             Mark::Change => "~",
             Mark::Remove => "-",
             Mark::Replace => "-/+",
+            Mark::Adopt => "<=",
             Mark::Plain => " ",
         }
     }
@@ -57,7 +60,7 @@ impl Mark {
         match self {
             Mark::Add => '+',
             Mark::Remove => '-',
-            Mark::Change | Mark::Replace => '!',
+            Mark::Change | Mark::Replace | Mark::Adopt => '!',
             Mark::Plain => ' ',
         }
     }
@@ -67,6 +70,7 @@ impl Mark {
             Mark::Add => Some(GREEN),
             Mark::Change => Some(YELLOW),
             Mark::Remove => Some(RED),
+            Mark::Adopt => Some(CYAN),
             Mark::Replace | Mark::Plain => None,
         }
     }
@@ -176,6 +180,7 @@ impl<'p> Writer<'p> {
         let (verb, mark) = match c.action {
             Action::NoOp => return,
             Action::Create => ("created", Mark::Add),
+            Action::Adopt => ("adopted", Mark::Adopt),
             Action::Update => ("updated in place", Mark::Change),
             Action::Replace => ("replaced", Mark::Replace),
             Action::Delete => ("destroyed", Mark::Remove),
@@ -184,6 +189,7 @@ impl<'p> Writer<'p> {
         let verb_color = match c.action {
             Action::Create => GREEN,
             Action::Update => YELLOW,
+            Action::Adopt => CYAN,
             _ => RED,
         };
         let comment =
@@ -196,7 +202,12 @@ impl<'p> Writer<'p> {
             self.emit(0, Mark::Plain, &format!("# {note}"));
         }
         let header = format!("resource \"{}\" \"{}\" {{", c.address.kind, c.address.name);
-        self.emit(if mark == Mark::Replace { 0 } else { 2 }, mark, &header);
+        let indent = match mark {
+            Mark::Replace => 0,
+            Mark::Adopt => 1,
+            _ => 2,
+        };
+        self.emit(indent, mark, &header);
 
         self.forcing = c.changes.iter().filter(|a| a.forces_replacement).map(|a| a.path.as_str()).collect();
         self.path.clear();
