@@ -1,7 +1,7 @@
 //! `matih serve`: provisioning progress over HTTP and WebSocket, and a status page.
 //!
 //! Where the data comes from ([`source`]): the applying process reports every progress event, and
-//! a status snapshot after every phase, through [`feed::FeedHooks`]; serve folds those events into
+//! a status snapshot after every phase, as [`crate::events::Event`]s (`apply::EventHooks`); serve folds those events into
 //! a status document per tenant and broadcasts them to WebSocket clients ([`live`]), and reads the
 //! tenants from the state store. Per backend:
 //! - sled (process-exclusive: a running `matih apply` holds it for the whole run): the events go to
@@ -43,12 +43,10 @@
 //! the token is set, every request and WebSocket upgrade must carry it (`Authorization: Bearer
 //! TOKEN`, or `?access_token=TOKEN` for browsers, which cannot set headers on WebSocket requests).
 
-pub mod feed;
 pub mod fleet;
 pub mod live;
 pub mod runs;
 pub mod source;
-pub mod status;
 mod ws;
 
 use std::convert::Infallible;
@@ -64,7 +62,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
 
-pub use feed::FeedHooks;
+pub use crate::events::status;
 use live::Live;
 use source::Source;
 use status::StatusDoc;

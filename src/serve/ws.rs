@@ -21,9 +21,9 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::feed::Event;
-use super::status::StatusDoc;
 use super::{error, App, Resp};
+use crate::events::status::StatusDoc;
+use crate::events::Event;
 
 /// How long one frame may wait for a slow client before it is disconnected.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
