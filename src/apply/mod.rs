@@ -122,7 +122,7 @@ impl Default for ApplyOptions {
 /// What an apply does with a phase in which an operation failed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OnFailure {
-    /// Delete what this run created in the phase, newest first (the seed's phase rollback).
+    /// Delete what this run created in the phase, newest first (the guide's phase rollback).
     #[default]
     Rollback,
     /// Leave everything as it is, for debugging; the next apply resumes from it.

@@ -1,4 +1,4 @@
-//! What happens when a tenant's provisioning ends (seed, "Provisioning Completion", steps 4 and 5):
+//! What happens when a tenant's provisioning ends (the platform guide, "Provisioning Completion", steps 4 and 5):
 //! an e-mail to the tenant admin, a Slack-compatible webhook message, and the `tenant.provisioned`
 //! (or `tenant.provisioning_failed`) event on Kafka.
 //!
