@@ -1003,6 +1003,15 @@ async fn roll_back(
     Ok((rolled_back, rollback_errors))
 }
 
+/// How a failed phase ends: halted as it was, rolled back (something was deleted again), or failed.
+fn failed_state(on_failure: OnFailure, rolled_back: &[ResourceAddr]) -> PhaseState {
+    match on_failure {
+        OnFailure::Halt => PhaseState::Halted,
+        OnFailure::Rollback if rolled_back.is_empty() => PhaseState::Failed,
+        OnFailure::Rollback => PhaseState::RolledBack,
+    }
+}
+
 /// Runs the changes of one phase in dependency waves; on failure rolls back what it created.
 #[allow(clippy::too_many_arguments)]
 async fn run_phase(
@@ -1114,15 +1123,7 @@ async fn run_phase(
     } else {
         (Vec::new(), Vec::new())
     };
-    let halted = opts.on_failure == OnFailure::Halt;
-    let outcome = if halted {
-        PhaseState::Halted
-    } else if rolled_back.is_empty() {
-        PhaseState::Failed
-    } else {
-        PhaseState::RolledBack
-    };
-    run.phase_finished(phase, outcome, started.elapsed());
+    run.phase_finished(phase, failed_state(opts.on_failure, &rolled_back), started.elapsed());
     let err = ApplyError::Failed { slug: tenant.slug.clone(), phase, errors, rolled_back, rollback_errors };
     run.phase_failed(phase, &err, started.elapsed());
     run.write_and_notify(hooks)?;
