@@ -266,21 +266,8 @@ impl Hooks for EventHooks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apply::tests::Buf;
     use crate::state::{MemoryStore, TenantStatus};
-
-    /// A writer whose bytes the test can read afterwards.
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     #[test]
     fn the_stream_and_the_feed_carry_the_same_events() {
@@ -310,7 +297,7 @@ mod tests {
         hooks.tenant_finished("globex", &RunOutcome { status: TenantStatus::Failed, ..outcome.clone() });
 
         let parse = |text: &str| -> Vec<Event> { text.lines().map(|l| serde_json::from_str(l).unwrap()).collect() };
-        let stream = parse(&String::from_utf8(buf.0.lock().unwrap().clone()).unwrap());
+        let stream = parse(&buf.text());
         let kinds: Vec<EventKind> = stream.iter().map(|e| e.kind).collect();
         use EventKind::*;
         assert_eq!(

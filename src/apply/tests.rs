@@ -11,6 +11,26 @@ use crate::provider::ProviderFuture;
 use crate::state::MemoryStore;
 use crate::value::{fingerprint, Secret};
 
+/// A writer whose bytes the test can read afterwards (the hooks' tests write to it).
+#[derive(Clone, Default)]
+pub(super) struct Buf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Buf {
+    pub(super) fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
 /// A provider that records calls, gives every `kubernetes_service` an IP, fingerprints generated
 /// secrets, and fails as scripted.
 #[derive(Default)]
