@@ -1,8 +1,8 @@
-# The seed's six default alert rules (phase 9, DEPLOY_MONITORING), one PrometheusRule per tenant.
+# The guide's six default alert rules (phase 9, DEPLOY_MONITORING), one PrometheusRule per tenant.
 #
 # `expr` is PromQL; `{namespace}` is replaced by the tenant namespace (`matih-{slug}`), so that every
-# rule only ever sees the tenant's own series. Thresholds and durations are the seed's "Default Alert
-# Rules" table. The seed gives no duration for disk usage; 5 minutes keeps a brief spike from paging.
+# rule only ever sees the tenant's own series. Thresholds and durations are the guide's "Default Alert
+# Rules" table. The guide gives no duration for disk usage; 5 minutes keeps a brief spike from paging.
 
 alert "TenantHighCPU" {
   summary  = "High CPU"

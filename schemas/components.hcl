@@ -10,7 +10,7 @@ database {
   history_table = "flyway_schema_history"
 }
 
-# The seed's ingress-nginx Helm values (phase 6), rendered as objects.
+# The guide's ingress-nginx Helm values (phase 6), rendered as objects.
 ingress_controller {
   image           = "registry.k8s.io/ingress-nginx/controller:v1.11.3"
   replicas        = 2

@@ -1,5 +1,5 @@
 # DNS of a tenant (phase 7, CREATE_DNS_ZONE): a child zone `{slug}.{parent}` delegated from the parent
-# zone, and the seed's A records, all pointing at the LoadBalancer IP of the tenant's ingress controller.
+# zone, and the guide's A records, all pointing at the LoadBalancer IP of the tenant's ingress controller.
 #
 # `name` is the record's name inside the child zone (`@` is the apex); the block label is the name of the
 # record in matih addresses (`dns_a_record.apex`).

@@ -1,9 +1,9 @@
 # NetworkPolicies of the tenant namespace (phase 4, CONFIGURE_NETWORKING).
 #
-# The first three are the seed's policies, verbatim but for one thing: the seed selects the ingress controller's
+# The first three are the guide's policies, verbatim but for one thing: the guide selects the ingress controller's
 # namespace by its `matih.ai/tenant-slug` label, which anyone who may label namespaces can put on another one;
 # here it is selected by `kubernetes.io/metadata.name`, which the API server sets to the namespace's name and no
-# one can change. The rest implement the egress column of the seed's
+# one can change. The rest implement the egress column of the guide's
 # "Isolation Guarantees" table: egress is denied by default, then allowed within the namespace, to DNS,
 # to the control plane namespace's service ports, to the database's address and port, and to the internet
 # for connector services only. A few more are needed for the tenant's own ingress controller, Prometheus and

@@ -4,16 +4,16 @@
 # label is the catalog name (snake_case, as used in tenant specs: `services { ai_service { … } }`);
 # the Kubernetes name is the same with '-' for '_' (`ai-service`).
 #
-# `phase` is the seed's phase: 3 (DEPLOY_CORE_SERVICES) or 5 (DEPLOY_DATA_SERVICES).
-# `chart` is the seed's Helm chart, kept for people. With the platform's `services { delivery = "helm" }`
+# `phase` is the guide's phase: 3 (DEPLOY_CORE_SERVICES) or 5 (DEPLOY_DATA_SERVICES).
+# `chart` is the guide's Helm chart, kept for people. With the platform's `services { delivery = "helm" }`
 # each service is a Helm release of `helm_chart` at `chart_version`, from the platform's chart
 # repository (the project's own chart, charts/matih-service, by default); otherwise matih applies the
 # rendered objects itself.
-# `depends_on` follows the seed's deployment order; a service waits until the Deployments it depends
+# `depends_on` follows the guide's deployment order; a service waits until the Deployments it depends
 # on are ready. Every service also waits for the database (phase 2), which is not listed here.
 # `internet_egress` marks connector services: the only pods allowed to reach the internet.
 #
-# `service_defaults` are the seed's "Helm Release Configuration" tenant values; a service block may
+# `service_defaults` are the guide's "Helm Release Configuration" tenant values; a service block may
 # override any of them. In `image`, `{registry}` and `{tag}` are the platform's image registry and tag
 # (a tenant's `image_tag` override wins) and `{name}` is the Kubernetes name of the service.
 
@@ -52,7 +52,7 @@ service "catalog_service" {
   port        = 8080
 }
 
-# Phase 5: DEPLOY_DATA_SERVICES, in the seed's deployment order.
+# Phase 5: DEPLOY_DATA_SERVICES, in the guide's deployment order.
 
 service "pipeline_service" {
   phase           = 5
@@ -104,9 +104,9 @@ service "render_service" {
 
 # Front doors of the tenant Ingress.
 #
-# The seed's Ingress routes `{slug}.{parent}/api` to `api-gateway:8080` and `bi.{slug}.{parent}/` to
-# `bi-workbench:3000`, but no phase of the seed deploys anything with those names. Rather than let the
-# Ingress point at nothing, each `frontend` is a ClusterIP Service with the seed's name and port that
+# The guide's Ingress routes `{slug}.{parent}/api` to `api-gateway:8080` and `bi.{slug}.{parent}/` to
+# `bi-workbench:3000`, but no phase of the guide deploys anything with those names. Rather than let the
+# Ingress point at nothing, each `frontend` is a ClusterIP Service with the guide's name and port that
 # selects the pods of an existing service: the API is served by the query engine, the BI workbench by
 # the BI service. They are created in phase 5, once their target is deployed. Disabling a target
 # service is an error while a frontend selects it.

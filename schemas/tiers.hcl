@@ -1,15 +1,15 @@
 # Tiers of service: what a tenant of each tier gets.
 #
-# `quota` is the `spec.hard` of the tenant's ResourceQuota, exactly as the seed's "Resource Quotas
+# `quota` is the `spec.hard` of the tenant's ResourceQuota, exactly as the guide's "Resource Quotas
 # (Applied for Shared Tiers)" table. A tier without `quota` is unlimited: no ResourceQuota object is
 # created at all (enterprise).
 #
-# `database_isolation` follows the seed's "Database Isolation Strategy": `schema` (a schema per tenant
+# `database_isolation` follows the guide's "Database Isolation Strategy": `schema` (a schema per tenant
 # in the shared database) or `database` (a database per tenant).
 #
 # `connection_limit` is the PostgreSQL `CONNECTION LIMIT` of the tenant's role. Free tenants share the
 # instance's pool with a small limit; professional tenants get a dedicated pool of `pool_size`
-# connections (the seed's "dedicated connection pool"), which is also their role's limit.
+# connections (the guide's "dedicated connection pool"), which is also their role's limit.
 #
 # `trace_retention` is the Tempo block retention of the tenant's traces.
 #
@@ -17,8 +17,8 @@
 # query cannot hold the shared instance's workers or fill its disk with temporary files. `temp_file_limit` can only
 # be changed by a superuser, so the tenant cannot lift it; `statement_timeout` is the default of its sessions.
 #
-# `service_resources` replaces every service's container resources in that tier. The seed's service
-# values (250m/512Mi requested, 1000m/1Gi limit) cannot fit the seed's free quota: seven services
+# `service_resources` replaces every service's container resources in that tier. The guide's service
+# values (250m/512Mi requested, 1000m/1Gi limit) cannot fit the guide's free quota: seven services
 # need limits.cpu 7 against a quota of 4, and the API server refuses the pods past it. The free tier
 # runs its services smaller; a tenant whose workloads exceed its quota is a plan error.
 

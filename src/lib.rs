@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod diag;
 pub mod drift;
 pub mod encoding;
+pub mod events;
 pub mod graph;
 pub mod kind;
 #[cfg(test)]

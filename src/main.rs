@@ -91,7 +91,7 @@ enum Command {
 fn main() -> ExitCode {
     // Terraform's spellings (`-auto-approve`, `-out=FILE`, `-refresh=false`, …) beside the GNU ones.
     let cli = Cli::parse_from(cli::spelling::terraform_spellings(std::env::args_os(), &Cli::command()));
-    if let Err(e) = init_logging() {
+    if let Err(e) = cli::logging::init() {
         eprintln!("error: {e:#}");
         return ExitCode::from(1);
     }
@@ -102,33 +102,6 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-/// Logs go to stderr at the level of `MATIH_LOG` (none by default), or, with `MATIH_LOG_PATH`, are
-/// appended to that file (at `MATIH_LOG`'s level, `info` when it is not set) and kept off the
-/// terminal.
-fn init_logging() -> Result<()> {
-    use anyhow::Context;
-    use tracing_subscriber::EnvFilter;
-    let path = std::env::var_os("MATIH_LOG_PATH").filter(|p| !p.is_empty());
-    let Some(path) = path else {
-        tracing_subscriber::fmt()
-            .with_env_filter(matih::transport::log_filter("MATIH_LOG"))
-            .with_writer(std::io::stderr)
-            .init();
-        return Ok(());
-    };
-    let filter = matih::transport::cap_log_filter(match std::env::var("MATIH_LOG") {
-        Ok(v) if !v.is_empty() => EnvFilter::new(v),
-        _ => EnvFilter::new("info"),
-    });
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("MATIH_LOG_PATH: cannot open {}", std::path::Path::new(&path).display()))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(std::sync::Mutex::new(file)).init();
-    Ok(())
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -154,39 +127,5 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match result {
         Err(e) if e.is::<Reported>() => Ok(ExitCode::from(1)),
         other => other,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
-        for arg in cmd.get_arguments() {
-            let id = arg.get_id().as_str();
-            if id != "help" && id != "version" && arg.get_help().is_none() {
-                missing.push(format!("{path}: argument {id} has no help text"));
-            }
-        }
-        if path != "matih"
-            && !cmd.get_after_help().is_some_and(|h| {
-                let h = h.to_string();
-                h.contains("Examples:\n  ") && h.contains("matih ")
-            })
-        {
-            missing.push(format!("{path}: no example in --help"));
-        }
-        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
-            walk(sub, &format!("{path} {}", sub.get_name()), missing);
-        }
-    }
-
-    #[test]
-    fn every_argument_has_help_and_every_command_an_example() {
-        let cmd = Cli::command();
-        cmd.clone().debug_assert();
-        let mut missing = Vec::new();
-        walk(&cmd, "matih", &mut missing);
-        assert!(missing.is_empty(), "{}", missing.join("\n"));
     }
 }

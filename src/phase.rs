@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// One of the ten provisioning phases of the seed specification. The derived order is the order
+/// One of the ten provisioning phases of the platform guide. The derived order is the order
 /// in which phases run: every resource of phase N is applied before any resource of phase N+1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -46,7 +46,7 @@ impl Phase {
         Phase::ALL.get(usize::from(n).checked_sub(1)?).copied()
     }
 
-    /// The seed's name of the phase, e.g. `CREATE_NAMESPACE`.
+    /// The guide's name of the phase, e.g. `CREATE_NAMESPACE`.
     pub fn name(self) -> &'static str {
         match self {
             Phase::CreateNamespace => "CREATE_NAMESPACE",
@@ -62,7 +62,7 @@ impl Phase {
         }
     }
 
-    /// Parses either the seed's name (`CREATE_NAMESPACE`, case-insensitive) or the number (`1`).
+    /// Parses either the guide's name (`CREATE_NAMESPACE`, case-insensitive) or the number (`1`).
     pub fn parse(s: &str) -> Option<Phase> {
         if let Ok(n) = s.parse::<u8>() {
             return Phase::from_number(n);

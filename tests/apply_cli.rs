@@ -143,11 +143,33 @@ fn a_saved_partial_plan_applies_only_what_it_lists(backend: Backend) {
     let got = server.kubectl(&["get", "-n", "matih-acme", "resourcequota,networkpolicy", "-o", "name"]);
     assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "", "nothing outside the plan was applied");
 
-    // On specs, with a prompt-free run: only the quota comes on top (its namespace is there).
-    let out = run(&["apply", "-auto-approve", "--target", "*/kubernetes_resource_quota.tenant", "tenants/acme.hcl"]);
+    // On specs, with a prompt-free run: only the quota comes on top (its namespace is there). As
+    // the event stream: the same versioned events the change feed holds.
+    let target = ["apply", "-auto-approve", "--target", "*/kubernetes_resource_quota.tenant", "tenants/acme.hcl"];
+    let out = run(&[&target[..], &["--progress", "json"]].concat());
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).contains("Plan: 1 to add, 0 to change, 0 to destroy."), "{}", stdout(&out));
     assert_eq!(recorded().1.len(), 5);
+    let events: Vec<serde_json::Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let expected = ["plan", "tenant_started", "phase_started", "resource_started", "resource_finished"];
+    assert_eq!(kinds, [&expected[..], &["phase_finished", "tenant_finished", "summary"]].concat());
+    assert!(events.iter().all(|e| e["version"] == 1 && e.get("event").is_none()), "{events:?}");
+    assert_eq!((events[0]["toAdd"].as_u64(), events[0]["toChange"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(events[2]["phaseName"], "CREATE_NAMESPACE");
+    assert_eq!(events[4]["resource"], "kubernetes_resource_quota.tenant");
+    assert_eq!(events[4]["outcome"], "ok");
+    assert!(events[4]["durationMs"].is_u64() && events[5]["durationMs"].is_u64());
+    assert_eq!((&events[6]["tenantStatus"], &events[6]["operations"]), (&serde_json::json!("PROVISIONING"), &1.into()));
+    assert_eq!((&events[7]["outcome"], &events[7]["added"]), (&serde_json::json!("ok"), &1.into()));
+    // The change feed (the file on sled, the shared table on PostgreSQL) holds the same events.
+    let feed = match &state.url {
+        None => std::fs::read_to_string(state.dir.join("feed/acme.jsonl")).unwrap(),
+        Some(url) => common::psql(url, "SELECT event FROM matih_feed WHERE slug = 'acme' ORDER BY seq"),
+    };
+    let fed: Vec<serde_json::Value> = feed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for e in &events[2..7] {
+        assert!(fed.contains(e), "{e} is in the feed");
+    }
     let got = server.kubectl(&["get", "-n", "matih-acme", "resourcequota", "-o", "name"]);
     assert!(!String::from_utf8_lossy(&got.stdout).trim().is_empty());
 

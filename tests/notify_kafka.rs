@@ -189,7 +189,7 @@ fn a_missing_topic_and_a_refusing_broker_are_retried_never_fatal() {
     let outbox = Outbox::new(dir.path());
 
     // The topic does not exist (the broker creates none by itself): a warning, the event kept.
-    let warnings = rt.block_on(completion.tenant_finished(&outcome(true)));
+    let warnings = rt.block_on(completion.send(&outcome(true)));
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("not delivered yet") && warnings[0].contains(&topic), "{warnings:?}");
     let entries = outbox.entries();

@@ -31,7 +31,7 @@ use tokio::task::JoinSet;
 
 use super::{apply_with_lock, preflight, ApplyError, ApplyOptions, ApplyReport, Hooks, Providers};
 use crate::plan::TenantPlan;
-use crate::state::{LockInfo, StateError, StateStore, TenantState, TenantStatus};
+use crate::state::{LockInfo, StateError, StateStore, TenantState};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -45,10 +45,6 @@ pub trait Replan: Send + Sync {
         providers: &'a Providers,
     ) -> BoxFuture<'a, Result<TenantPlan, String>>;
 }
-
-/// Called once per tenant when its run has ended (also when it was refused or had nothing left
-/// to do), with its status or error: the CLI's change feed and notifications.
-pub type TenantFinished = Arc<dyn Fn(String, Result<TenantStatus, String>) -> BoxFuture<'static, ()> + Send + Sync>;
 
 #[derive(Clone)]
 pub struct FleetOptions {
@@ -84,7 +80,6 @@ pub async fn apply_fleet(
     hooks: Arc<dyn Hooks>,
     opts: ApplyOptions,
     fleet: FleetOptions,
-    finished: TenantFinished,
 ) -> Vec<Result<ApplyReport, ApplyError>> {
     let n = plans.len();
     let plans: Vec<Arc<TenantPlan>> = plans.into_iter().map(Arc::new).collect();
@@ -119,14 +114,8 @@ pub async fn apply_fleet(
             let lock = LockInfo::new(&plan.slug, opts.operation.name());
             match store.lock(&lock) {
                 Ok(()) => {
-                    let (store, providers, hooks, opts, replan, finished) = (
-                        store.clone(),
-                        providers.clone(),
-                        hooks.clone(),
-                        opts.clone(),
-                        fleet.replan.clone(),
-                        finished.clone(),
-                    );
+                    let (store, providers, hooks, opts, replan) =
+                        (store.clone(), providers.clone(), hooks.clone(), opts.clone(), fleet.replan.clone());
                     running.spawn(async move {
                         let r = apply_with_lock(
                             &plan,
@@ -139,7 +128,6 @@ pub async fn apply_fleet(
                         )
                         .await;
                         drop(permit);
-                        finished(plan.slug.clone(), r.as_ref().map(|r| r.status).map_err(ToString::to_string)).await;
                         (t.index, r)
                     });
                 }

@@ -35,13 +35,16 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 mod console;
+mod events;
+pub mod feed;
 mod fleet;
 mod progress;
 mod refresh;
 mod waves;
 pub use console::ConsoleHooks;
-pub use fleet::{apply_fleet, BoxFuture, FleetOptions, Replan, TenantFinished};
-pub use progress::{JsonHooks, LiveHooks};
+pub use events::{write_event, EventHooks, SHARED_FLUSH_TIMEOUT};
+pub use fleet::{apply_fleet, BoxFuture, FleetOptions, Replan};
+pub use progress::LiveHooks;
 pub(crate) use refresh::read_each;
 pub use refresh::{changed_since_planned, read_unrecorded, recover_in_flight, refresh, Refreshed};
 use waves::Waves;
@@ -119,7 +122,7 @@ impl Default for ApplyOptions {
 /// What an apply does with a phase in which an operation failed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OnFailure {
-    /// Delete what this run created in the phase, newest first (the seed's phase rollback).
+    /// Delete what this run created in the phase, newest first (the guide's phase rollback).
     #[default]
     Rollback,
     /// Leave everything as it is, for debugging; the next apply resumes from it.
@@ -146,13 +149,14 @@ pub struct RunOutcome {
     pub error: Option<String>,
 }
 
-/// Progress callbacks, so that the engine does not know whether it is watched by a terminal, a JSON
-/// stream or a WebSocket. Every method has an empty default.
+/// Progress callbacks, so that the engine does not know whether it is watched by a terminal, the
+/// event stream and feed ([`EventHooks`]) or the notifications. Every method has an empty default;
+/// several hooks watch one run through a [`HookList`]. Each method is the event of the same name
+/// (`crate::events`).
 pub trait Hooks: Send + Sync {
     /// A run over `tenant` begins, with `changes` operations planned.
     fn tenant_started(&self, _tenant: &str, _changes: usize) {}
-    /// A run over `tenant` ended (successfully or not). The place for the platform's notification
-    /// and its `tenant.provisioned` event.
+    /// A run over `tenant` that had changes to make ended (successfully or not), with how.
     fn tenant_finished(&self, _tenant: &str, _outcome: &RunOutcome) {}
     fn phase_started(&self, _tenant: &str, _phase: Phase) {}
     fn phase_finished(&self, _tenant: &str, _phase: Phase, _ok: bool, _elapsed: Duration) {}
@@ -176,6 +180,53 @@ pub trait Hooks: Send + Sync {
 pub struct NoHooks;
 
 impl Hooks for NoHooks {}
+
+/// Several hooks watching one run, each told every event in turn (as OpenTofu's operations hold
+/// a list of hooks).
+#[derive(Clone, Default)]
+pub struct HookList(Vec<Arc<dyn Hooks>>);
+
+impl HookList {
+    pub fn new(hooks: Vec<Arc<dyn Hooks>>) -> HookList {
+        HookList(hooks)
+    }
+}
+
+impl Hooks for HookList {
+    fn tenant_started(&self, tenant: &str, changes: usize) {
+        self.0.iter().for_each(|h| h.tenant_started(tenant, changes));
+    }
+    fn tenant_finished(&self, tenant: &str, outcome: &RunOutcome) {
+        self.0.iter().for_each(|h| h.tenant_finished(tenant, outcome));
+    }
+    fn phase_started(&self, tenant: &str, phase: Phase) {
+        self.0.iter().for_each(|h| h.phase_started(tenant, phase));
+    }
+    fn phase_finished(&self, tenant: &str, phase: Phase, ok: bool, elapsed: Duration) {
+        self.0.iter().for_each(|h| h.phase_finished(tenant, phase, ok, elapsed));
+    }
+    fn resource_started(&self, tenant: &str, addr: &ResourceAddr, action: Action) {
+        self.0.iter().for_each(|h| h.resource_started(tenant, addr, action));
+    }
+    fn resource_retrying(&self, tenant: &str, err: &ProviderError, attempt: u32, delay: Duration) {
+        self.0.iter().for_each(|h| h.resource_retrying(tenant, err, attempt, delay));
+    }
+    fn resource_finished(
+        &self,
+        tenant: &str,
+        addr: &ResourceAddr,
+        action: Action,
+        result: Result<Duration, &ProviderError>,
+    ) {
+        self.0.iter().for_each(|h| h.resource_finished(tenant, addr, action, result));
+    }
+    fn rollback_started(&self, tenant: &str, phase: Phase, resources: usize) {
+        self.0.iter().for_each(|h| h.rollback_started(tenant, phase, resources));
+    }
+    fn tenant_note(&self, tenant: &str, note: &str) {
+        self.0.iter().for_each(|h| h.tenant_note(tenant, note));
+    }
+}
 
 /// The providers an apply may use, asked in order which one handles a kind.
 #[derive(Clone, Default)]
@@ -954,6 +1005,15 @@ async fn roll_back(
     Ok((rolled_back, rollback_errors))
 }
 
+/// How a failed phase ends: halted as it was, rolled back (something was deleted again), or failed.
+fn failed_state(on_failure: OnFailure, rolled_back: &[ResourceAddr]) -> PhaseState {
+    match on_failure {
+        OnFailure::Halt => PhaseState::Halted,
+        OnFailure::Rollback if rolled_back.is_empty() => PhaseState::Failed,
+        OnFailure::Rollback => PhaseState::RolledBack,
+    }
+}
+
 /// Runs the changes of one phase in dependency waves; on failure rolls back what it created.
 #[allow(clippy::too_many_arguments)]
 async fn run_phase(
@@ -1065,15 +1125,7 @@ async fn run_phase(
     } else {
         (Vec::new(), Vec::new())
     };
-    let halted = opts.on_failure == OnFailure::Halt;
-    let outcome = if halted {
-        PhaseState::Halted
-    } else if rolled_back.is_empty() {
-        PhaseState::Failed
-    } else {
-        PhaseState::RolledBack
-    };
-    run.phase_finished(phase, outcome, started.elapsed());
+    run.phase_finished(phase, failed_state(opts.on_failure, &rolled_back), started.elapsed());
     let err = ApplyError::Failed { slug: tenant.slug.clone(), phase, errors, rolled_back, rollback_errors };
     run.phase_failed(phase, &err, started.elapsed());
     run.write_and_notify(hooks)?;

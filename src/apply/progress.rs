@@ -1,140 +1,17 @@
-//! Progress for terminals and machines, behind [`Hooks`]: [`LiveHooks`] keeps one line per tenant
-//! redrawn in place (phase N/10, resources done/total, elapsed); [`JsonHooks`] writes one JSON
-//! object per event. The plain lines of [`super::ConsoleHooks`] are for everything else.
-//!
-//! # The JSON event stream (`matih apply --progress json`)
-//!
-//! One object per line on stdout, each with `event`, `time` (RFC 3339, UTC) and `tenant`:
-//!
-//! | `event` | other fields |
-//! |---|---|
-//! | `tenant_started` | `changes` (operations planned) |
-//! | `phase_started` | `phase` (1–10), `phase_name` |
-//! | `resource_started` | `resource` (`kind.name`), `action` (`create`, `update`, `replace`, `delete`) |
-//! | `resource_retrying` | `resource`, `error`, `attempt`, `delay_ms` |
-//! | `resource_finished` | `resource`, `action`, `ok`, `elapsed_ms` (when ok) or `error` |
-//! | `rollback_started` | `phase`, `phase_name`, `resources` |
-//! | `phase_finished` | `phase`, `phase_name`, `ok`, `elapsed_ms` |
-//! | `tenant_finished` | `status` (`ACTIVE`, `DESTROYED`, `FAILED`), `duration_ms`, `operations`, `error` (or null) |
-//! | `tenant_note` | `note`: set aside (locked by another run), planned again, nothing left to do |
-//!
-//! The CLI adds `plan` (`add`, `change`, `destroy`: counts) before the run and `summary` (`ok`,
-//! `tenants`, `failed`, `applied_by_another_run`, `added`, `changed`, `destroyed`, `elapsed_ms`)
-//! after it, both without `tenant`. Secrets never appear: events
-//! carry names, counts, times and provider error messages only.
+//! Progress for terminals: [`LiveHooks`] keeps one line per tenant redrawn in place (phase N/10,
+//! resources done/total, elapsed). The plain lines of [`super::ConsoleHooks`] are for everything
+//! else; machines read the events ([`super::EventHooks`], `--progress json`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use super::{Hooks, RunOutcome};
 use crate::addr::ResourceAddr;
 use crate::phase::Phase;
 use crate::plan::Action;
 use crate::provider::ProviderError;
-use crate::state::now_rfc3339;
-
-/// Writes one JSON object per event.
-pub struct JsonHooks {
-    out: Mutex<Box<dyn Write + Send>>,
-}
-
-impl JsonHooks {
-    pub fn new(out: Box<dyn Write + Send>) -> Self {
-        JsonHooks { out: Mutex::new(out) }
-    }
-
-    /// Writes `fields` plus `event` and `time` as one line.
-    pub fn event(&self, event: &str, mut fields: serde_json::Value) {
-        let mut obj = serde_json::Map::new();
-        obj.insert("event".into(), json!(event));
-        obj.insert("time".into(), json!(now_rfc3339()));
-        if let Some(m) = fields.as_object_mut() {
-            obj.append(m);
-        }
-        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(out, "{}", serde_json::Value::Object(obj));
-        let _ = out.flush();
-    }
-}
-
-fn ms(d: Duration) -> u64 {
-    d.as_millis() as u64
-}
-
-impl Hooks for JsonHooks {
-    fn tenant_note(&self, tenant: &str, note: &str) {
-        self.event("tenant_note", json!({"tenant": tenant, "note": note}));
-    }
-
-    fn tenant_started(&self, tenant: &str, changes: usize) {
-        self.event("tenant_started", json!({"tenant": tenant, "changes": changes}));
-    }
-
-    fn tenant_finished(&self, tenant: &str, outcome: &RunOutcome) {
-        self.event(
-            "tenant_finished",
-            json!({
-                "tenant": tenant,
-                "status": outcome.status,
-                "duration_ms": ms(outcome.duration),
-                "operations": outcome.operations,
-                "error": outcome.error,
-            }),
-        );
-    }
-
-    fn phase_started(&self, tenant: &str, phase: Phase) {
-        self.event("phase_started", json!({"tenant": tenant, "phase": phase.number(), "phase_name": phase.name()}));
-    }
-
-    fn phase_finished(&self, tenant: &str, phase: Phase, ok: bool, elapsed: Duration) {
-        self.event(
-            "phase_finished",
-            json!({"tenant": tenant, "phase": phase.number(), "phase_name": phase.name(), "ok": ok, "elapsed_ms": ms(elapsed)}),
-        );
-    }
-
-    fn resource_started(&self, tenant: &str, addr: &ResourceAddr, action: Action) {
-        self.event(
-            "resource_started",
-            json!({"tenant": tenant, "resource": addr.to_string(), "action": action.name()}),
-        );
-    }
-
-    fn resource_retrying(&self, tenant: &str, err: &ProviderError, attempt: u32, delay: Duration) {
-        self.event(
-            "resource_retrying",
-            json!({"tenant": tenant, "resource": err.address.to_string(), "error": err.to_string(), "attempt": attempt, "delay_ms": ms(delay)}),
-        );
-    }
-
-    fn resource_finished(
-        &self,
-        tenant: &str,
-        addr: &ResourceAddr,
-        action: Action,
-        result: Result<Duration, &ProviderError>,
-    ) {
-        let mut v =
-            json!({"tenant": tenant, "resource": addr.to_string(), "action": action.name(), "ok": result.is_ok()});
-        match result {
-            Ok(d) => v["elapsed_ms"] = json!(ms(d)),
-            Err(e) => v["error"] = json!(e.to_string()),
-        }
-        self.event("resource_finished", v);
-    }
-
-    fn rollback_started(&self, tenant: &str, phase: Phase, resources: usize) {
-        self.event(
-            "rollback_started",
-            json!({"tenant": tenant, "phase": phase.number(), "phase_name": phase.name(), "resources": resources}),
-        );
-    }
-}
 
 /// Where one tenant's run stands, for the live display.
 struct TenantLine {
@@ -316,57 +193,7 @@ impl Hooks for LiveHooks {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A writer whose bytes the test can read afterwards.
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Buf {
-        fn text(&self) -> String {
-            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-        }
-    }
-
-    #[test]
-    fn json_events_are_one_object_per_line() {
-        let buf = Buf::default();
-        let hooks = JsonHooks::new(Box::new(buf.clone()));
-        let addr: ResourceAddr = "kubernetes_namespace.tenant".parse().unwrap();
-        hooks.tenant_started("acme", 3);
-        hooks.phase_started("acme", Phase::CreateNamespace);
-        hooks.resource_started("acme", &addr, Action::Create);
-        hooks.resource_finished("acme", &addr, Action::Create, Ok(Duration::from_millis(12)));
-        hooks.tenant_finished(
-            "acme",
-            &RunOutcome {
-                status: crate::state::TenantStatus::Active,
-                duration: Duration::from_millis(40),
-                operations: 1,
-                error: None,
-            },
-        );
-        let lines: Vec<serde_json::Value> =
-            buf.text().lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
-        assert_eq!(lines.len(), 5);
-        assert_eq!(lines[0]["event"], "tenant_started");
-        assert_eq!(lines[0]["changes"], 3);
-        assert_eq!(lines[1]["phase"], 1);
-        assert_eq!(lines[1]["phase_name"], "CREATE_NAMESPACE");
-        assert_eq!(lines[3]["resource"], "kubernetes_namespace.tenant");
-        assert_eq!(lines[3]["elapsed_ms"], 12);
-        assert_eq!(lines[4]["status"], "ACTIVE");
-        assert!(lines.iter().all(|l| l["tenant"] == "acme" && l["time"].is_string()));
-    }
+    use crate::apply::tests::Buf;
 
     #[test]
     fn live_display_redraws_one_line_per_tenant_in_place() {

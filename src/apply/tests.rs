@@ -11,6 +11,26 @@ use crate::provider::ProviderFuture;
 use crate::state::MemoryStore;
 use crate::value::{fingerprint, Secret};
 
+/// A writer whose bytes the test can read afterwards (the hooks' tests write to it).
+#[derive(Clone, Default)]
+pub(super) struct Buf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Buf {
+    pub(super) fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
 /// A provider that records calls, gives every `kubernetes_service` an IP, fingerprints generated
 /// secrets, and fails as scripted.
 #[derive(Default)]
@@ -567,10 +587,6 @@ impl Replan for FromGraphs {
     }
 }
 
-fn no_finish() -> TenantFinished {
-    Arc::new(|_, _| Box::pin(async {}))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_runs_over_one_fleet_apply_each_tenant_exactly_once() {
     let store: Arc<dyn StateStore> = Arc::new(MemoryStore::default());
@@ -587,7 +603,7 @@ async fn two_runs_over_one_fleet_apply_each_tenant_exactly_once() {
         wait_for_others: None,
     };
     let run = |plans: Vec<TenantPlan>| {
-        apply_fleet(plans, store.clone(), providers.clone(), Arc::new(NoHooks), fast(), fleet.clone(), no_finish())
+        apply_fleet(plans, store.clone(), providers.clone(), Arc::new(NoHooks), fast(), fleet.clone())
     };
     let (a, b) = tokio::join!(run(plans.clone()), run(plans.clone()));
     let reports: Vec<ApplyReport> = a.into_iter().chain(b).map(Result::unwrap).collect();
@@ -622,15 +638,7 @@ async fn a_single_tenant_held_by_another_run_fails_at_once_or_waits_for_it_with_
     store.lock(&other).unwrap();
 
     let run = |opts: ApplyOptions| {
-        apply_fleet(
-            vec![plan.clone()],
-            store.clone(),
-            providers.clone(),
-            Arc::new(NoHooks),
-            opts,
-            fleet.clone(),
-            no_finish(),
-        )
+        apply_fleet(vec![plan.clone()], store.clone(), providers.clone(), Arc::new(NoHooks), opts, fleet.clone())
     };
     let r = run(fast()).await;
     match &r[0] {
@@ -662,16 +670,7 @@ async fn a_reviewed_plan_is_never_planned_again_behind_the_users_back() {
     let g = tenant_graph("acme");
     let plan = diff(&g, None, None);
     apply_tenant(&plan, store.as_ref(), &providers, &NoHooks, &fast()).await.unwrap();
-    let r = apply_fleet(
-        vec![plan],
-        store.clone(),
-        providers,
-        Arc::new(NoHooks),
-        fast(),
-        FleetOptions::default(),
-        no_finish(),
-    )
-    .await;
+    let r = apply_fleet(vec![plan], store.clone(), providers, Arc::new(NoHooks), fast(), FleetOptions::default()).await;
     assert!(matches!(&r[0], Err(ApplyError::StateMoved { .. })), "{r:?}");
 }
 
@@ -685,7 +684,7 @@ async fn a_reviewed_plan_over_several_tenants_does_not_wait_for_a_held_one_it_co
     let fleet = FleetOptions { poll: Duration::from_millis(5), ..FleetOptions::default() };
     let r = tokio::time::timeout(
         Duration::from_secs(10),
-        apply_fleet(plans, store.clone(), providers, Arc::new(NoHooks), fast(), fleet, no_finish()),
+        apply_fleet(plans, store.clone(), providers, Arc::new(NoHooks), fast(), fleet),
     )
     .await
     .expect("does not wait for the holder");

@@ -26,7 +26,7 @@ use crate::value::Value;
 pub use flyway::{flyway_checksum, Migration, MigrationKind};
 pub(crate) use load::shortest_cycle;
 
-/// How a tier isolates a tenant's data (the seed's "Database Isolation Strategy").
+/// How a tier isolates a tenant's data (the guide's "Database Isolation Strategy").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DatabaseIsolation {
     /// A schema per tenant in the shared database (free, professional).
@@ -113,7 +113,7 @@ pub struct ServiceDef {
     pub name: String,
     /// Phase 3 (core) or 5 (data).
     pub phase: Phase,
-    /// The seed's Helm chart (`matih/ai-service`), for people.
+    /// The guide's Helm chart (`matih/ai-service`), for people.
     pub chart: String,
     /// The chart installed for the service with `delivery = "helm"` (a chart of the platform's
     /// chart repository, `matih-service`) and its version.
@@ -128,7 +128,7 @@ pub struct ServiceDef {
     pub resources: ComputeResources,
     /// HTTP path of the readiness probe.
     pub health_path: String,
-    /// Catalog services this one waits for (the seed's deployment order).
+    /// Catalog services this one waits for (the guide's deployment order).
     pub depends_on: Vec<Dependency>,
     /// A connector service, allowed to reach the internet.
     pub internet_egress: bool,
@@ -163,7 +163,7 @@ impl ServiceDef {
     }
 }
 
-/// A Service with the seed's Ingress backend name that selects the pods of a catalog service
+/// A Service with the guide's Ingress backend name that selects the pods of a catalog service
 /// (`api_gateway` → `query_engine`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FrontendDef {
@@ -186,7 +186,7 @@ impl FrontendDef {
 pub struct AlertRule {
     /// The Prometheus alert name (`TenantHighCPU`).
     pub name: String,
-    /// The seed's name of the alert (`High CPU`).
+    /// The guide's name of the alert (`High CPU`).
     pub summary: String,
     pub severity: String,
     /// How long the condition must hold (`5m`); `None` fires on the first evaluation.
@@ -286,7 +286,7 @@ pub struct ObservabilityDef {
 pub struct Catalog {
     pub tiers: BTreeMap<String, TierDef>,
     pub regions: Vec<String>,
-    /// In the catalog's order (phase, then the seed's dependency order).
+    /// In the catalog's order (phase, then the guide's dependency order).
     pub services: Vec<ServiceDef>,
     pub frontends: Vec<FrontendDef>,
     pub alerts: Vec<AlertRule>,

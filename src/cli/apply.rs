@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 use clap::ValueEnum;
 
 use matih::apply::{
-    ApplyOptions, ConsoleHooks, FleetOptions, Hooks, JsonHooks, LiveHooks, OnFailure, Operation, Providers, Replan,
+    ApplyOptions, ConsoleHooks, FleetOptions, Hooks, LiveHooks, NoHooks, OnFailure, Operation, Providers, Replan,
     DEFAULT_PARALLELISM,
 };
 use matih::diag;
@@ -114,10 +114,10 @@ impl Args {
     }
 }
 
-/// The progress hooks the flags and the terminal ask for.
+/// The progress display the flags and the terminal ask for (none for the event stream).
 fn progress_hooks(progress: Progress) -> Arc<dyn Hooks> {
     match progress {
-        Progress::Json => Arc::new(JsonHooks::new(Box::new(std::io::stdout()))),
+        Progress::Json => Arc::new(NoHooks),
         Progress::Auto if std::io::stdout().is_terminal() => Arc::new(LiveHooks::new(Box::new(std::io::stdout()))),
         Progress::Auto | Progress::Plain => Arc::new(ConsoleHooks::new(Box::new(std::io::stdout()))),
     }
@@ -133,7 +133,8 @@ fn fleet_run<'a>(
 ) -> FleetRun<'a> {
     let fleet = FleetOptions { tenant_parallelism: args.tenant_parallelism.max(1), replan, ..FleetOptions::default() };
     let warn = Arc::new(|w: &str| eprintln!("warning: {w}"));
-    FleetRun { plan, providers, opts, fleet, progress: progress_hooks(progress(args)), warn }
+    let events = args.progress_json().then(|| Box::new(std::io::stdout()) as Box<dyn std::io::Write + Send>);
+    FleetRun { plan, providers, opts, fleet, progress: progress_hooks(progress(args)), events, warn }
 }
 
 /// Runs a confirmed plan over the fleet and prints the summary.

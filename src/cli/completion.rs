@@ -46,3 +46,41 @@ pub fn man(cmd: clap::Command, args: &ManArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The clap definition of `main.rs`, checked: help text on every argument, an example per command.
+
+    use clap::CommandFactory;
+
+    use crate::Cli;
+
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id != "help" && id != "version" && arg.get_help().is_none() {
+                missing.push(format!("{path}: argument {id} has no help text"));
+            }
+        }
+        if path != "matih"
+            && !cmd.get_after_help().is_some_and(|h| {
+                let h = h.to_string();
+                h.contains("Examples:\n  ") && h.contains("matih ")
+            })
+        {
+            missing.push(format!("{path}: no example in --help"));
+        }
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+
+    #[test]
+    fn every_argument_has_help_and_every_command_an_example() {
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cmd, "matih", &mut missing);
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
+    }
+}

@@ -7,6 +7,7 @@ pub mod drift;
 pub mod graph;
 pub mod import;
 pub mod lock;
+pub mod logging;
 pub mod output;
 pub mod plan;
 pub mod serve;

@@ -1,4 +1,4 @@
-//! Tests of the graph compiler against the embedded catalog and the seed's examples.
+//! Tests of the graph compiler against the embedded catalog and the guide's examples.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -27,7 +27,7 @@ fn sp<T>(value: T, line: usize, column: usize) -> Spanned<T> {
     Spanned::new(value, at(line, column))
 }
 
-/// The seed's example tenant.
+/// The guide's example tenant.
 fn acme(tier: &str) -> TenantSpec {
     TenantSpec {
         slug: sp("acme".into(), 1, 9),
@@ -356,7 +356,7 @@ fn ingress_controller_and_dns_follow_the_seed() {
     );
     assert_eq!(
         d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"], "ingress-nginx",
-        "the seed's policy selects it"
+        "the guide's policy selects it"
     );
     let svc = json_of(get(&g, "kubernetes_service.ingress_controller"));
     assert_eq!(svc["spec"]["type"], "LoadBalancer");

@@ -1,10 +1,11 @@
-//! What happens when a tenant's provisioning ends (seed, "Provisioning Completion", steps 4 and 5):
+//! What happens when a tenant's provisioning ends (the platform guide, "Provisioning Completion", steps 4 and 5):
 //! an e-mail to the tenant admin, a Slack-compatible webhook message, and the `tenant.provisioned`
 //! (or `tenant.provisioning_failed`) event on Kafka.
 //!
 //! Every message goes through the [`outbox::Outbox`] first: a file under `<state>/outbox/` written
 //! atomically before any delivery is tried, removed only once the SMTP server, the webhook or the
-//! broker acknowledged it. The applying process tries once right away ([`Completion::tenant_finished`]);
+//! broker acknowledged it. The applying process tries once right away ([`NotifyHooks`], one of the run's
+//! hooks, through [`Completion::send`]);
 //! what fails stays in the outbox and is retried with capped exponential backoff by `matih serve`
 //! (every few seconds) and by the next `matih apply`. Delivery never fails the provisioning: an error
 //! is logged and retried. An outbox file lock makes one process at a time deliver, so an entry is
@@ -14,6 +15,7 @@
 //! environment when a delivery is attempted; entries hold only the names of those variables.
 
 pub mod deliver;
+mod hook;
 pub mod outbox;
 
 use std::collections::BTreeMap;
@@ -27,6 +29,7 @@ use crate::spec::NotifyPlatform;
 use crate::value::Value;
 
 pub use deliver::Deliverer;
+pub use hook::NotifyHooks;
 pub use outbox::{Outbox, OutboxEntry};
 
 /// What notifications and events say about a tenant, taken from its plan: id, slug and tier from
@@ -255,7 +258,7 @@ impl Completion {
 
     /// Queues the messages of `o` and tries to deliver what is due. Returns warnings for the
     /// user (a message that could not be queued, or not delivered yet); they never fail the run.
-    pub async fn tenant_finished(&self, o: &Outcome) -> Vec<String> {
+    pub async fn send(&self, o: &Outcome) -> Vec<String> {
         let mut warnings = Vec::new();
         tracing::info!(
             "tenant {} {} after {:.1}s",

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::status::{StatusDoc, TenantSummary};
+use crate::events::status::{StatusDoc, TenantSummary};
 use crate::phase::Phase;
 
 /// The guide's expected duration of each phase, in seconds, phases 1 to 10 (the "Phase Overview"

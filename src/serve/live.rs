@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
-use super::feed::{self, Event, EventKind, FeedCursor};
-use super::status::StatusDoc;
+use crate::apply::feed::{self, FeedCursor};
+use crate::events::status::StatusDoc;
+use crate::events::{Event, EventKind};
 
 /// Events a client may fall behind by before it is resynchronised with a snapshot.
 pub const CHANNEL_CAPACITY: usize = 256;

@@ -1,7 +1,7 @@
 //! `matih serve`: provisioning progress over HTTP and WebSocket, and a status page.
 //!
 //! Where the data comes from ([`source`]): the applying process reports every progress event, and
-//! a status snapshot after every phase, through [`feed::FeedHooks`]; serve folds those events into
+//! a status snapshot after every phase, as [`crate::events::Event`]s (`apply::EventHooks`); serve folds those events into
 //! a status document per tenant and broadcasts them to WebSocket clients ([`live`]), and reads the
 //! tenants from the state store. Per backend:
 //! - sled (process-exclusive: a running `matih apply` holds it for the whole run): the events go to
@@ -50,12 +50,10 @@
 //! cannot set headers on WebSocket requests; a token in a URL would reach logs). Bounded: 512
 //! connections, 16 KiB request heads read within 10 s, 4 KiB client frames.
 
-pub mod feed;
 pub mod fleet;
 pub mod live;
 pub mod runs;
 pub mod source;
-pub mod status;
 mod ws;
 
 use std::convert::Infallible;
@@ -71,7 +69,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
 
-pub use feed::FeedHooks;
+pub use crate::events::status;
 use live::Live;
 use source::Source;
 use status::StatusDoc;

@@ -17,7 +17,7 @@
 
 use serde::Serialize;
 
-use super::feed::{Event, EventKind};
+use crate::events::{Event, EventKind};
 use crate::phase::Phase;
 use crate::state::AuditEntry;
 

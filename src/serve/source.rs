@@ -21,9 +21,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::feed::{self, Event};
 use super::live::{self, Live};
-use super::status::StatusDoc;
+use crate::apply::feed;
+use crate::events::status::StatusDoc;
+use crate::events::Event;
 use crate::state::{AuditEntry, FeedNews, PostgresStore, SledStore, StateStore};
 
 /// How long state notifications are gathered before the tenants they name are read again.

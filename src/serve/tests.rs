@@ -1,6 +1,7 @@
-use super::feed::{Event, EventKind, FeedCursor};
-use super::status::StatusDoc;
 use super::*;
+use crate::apply::feed::{self, FeedCursor};
+use crate::events::status::StatusDoc;
+use crate::events::{Event, EventKind};
 use crate::state::TenantState;
 
 #[test]

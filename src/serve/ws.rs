@@ -21,9 +21,9 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::feed::Event;
-use super::status::StatusDoc;
 use super::{error, App, Resp};
+use crate::events::status::StatusDoc;
+use crate::events::Event;
 
 /// The largest message or frame a client may send (the server reads only close and ping frames).
 pub const MAX_CLIENT_MESSAGE: usize = 4 * 1024;

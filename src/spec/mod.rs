@@ -226,7 +226,7 @@ pub struct KubernetesPlatform {
     pub context: Option<String>,
     /// An explicit API server URL instead of the kubeconfig (the local test server).
     pub api_url: Option<String>,
-    /// The seed's LoadBalancer IP wait: 60 attempts, 10 s apart.
+    /// The guide's LoadBalancer IP wait: 60 attempts, 10 s apart.
     pub load_balancer_ip_attempts: u32,
     pub load_balancer_ip_interval_ms: u64,
     pub deployment_timeout_ms: u64,

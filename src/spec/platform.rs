@@ -40,7 +40,7 @@
 //! }
 //! kubernetes {
 //!   context                         = "aks-prod"     # or api_url = "http://127.0.0.1:6443"
-//!   load_balancer_ip_attempts       = 60             # the seed's wait: 60 attempts, 10 s apart
+//!   load_balancer_ip_attempts       = 60             # the guide's wait: 60 attempts, 10 s apart
 //!   load_balancer_ip_interval_ms    = 10000
 //!   deployment_timeout_ms           = 600000
 //!   certificate_timeout_ms          = 600000

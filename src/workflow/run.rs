@@ -12,10 +12,13 @@ use anyhow::{bail, Result};
 
 use super::connect::require_providers;
 use super::store::{StateLocation, StoreUse};
-use crate::apply::{self, ApplyError, ApplyOptions, ApplyReport, FleetOptions, Hooks, Operation, Providers};
+use crate::apply::{
+    self, ApplyError, ApplyOptions, ApplyReport, EventHooks, FleetOptions, HookList, Hooks, Operation, Providers,
+};
 use crate::catalog::Catalog;
 use crate::diag::Location;
 use crate::graph::ResourceGraph;
+use crate::notify::NotifyHooks;
 use crate::plan::{self, Action, Plan, TenantPlan};
 use crate::spec::{PlatformConfig, TenantSpec};
 use crate::state::{StateError, StateStore, TenantState};
@@ -147,8 +150,10 @@ pub struct FleetRun<'a> {
     pub providers: &'a Providers,
     pub opts: ApplyOptions,
     pub fleet: FleetOptions,
-    /// Where progress is shown (the terminal, JSON lines); the feed is added here.
+    /// Where progress is shown to people (the terminal); the events and notifications are added here.
     pub progress: Arc<dyn Hooks>,
+    /// Where the event stream goes (`--progress json`: standard output), if anywhere.
+    pub events: Option<Box<dyn std::io::Write + Send>>,
     /// Where warnings go (a notification not delivered yet); they never fail the run.
     pub warn: Arc<dyn Fn(&str) + Send + Sync>,
 }
@@ -203,8 +208,9 @@ impl FleetOutcome {
 }
 
 /// Applies every tenant plan with changes, several tenants at once (see `apply::fleet`), on the
-/// state store at `loc`. Progress goes to `run.progress` and to the change feed that `matih serve`
-/// reads (in the state directory, whatever the backend); completion goes to notifications.
+/// state store at `loc`. Its hooks are a list: `run.progress`, the events (the change feed that
+/// `matih serve` reads, in the state directory whatever the backend, and `run.events`), and the
+/// notifications (not for a destroy).
 pub fn run_fleet(
     run: FleetRun<'_>,
     loc: &StateLocation,
@@ -213,39 +219,34 @@ pub fn run_fleet(
 ) -> Result<FleetOutcome> {
     require_providers(run.plan, run.providers, platform)?;
     let store: Arc<dyn StateStore> = Arc::from(loc.open(StoreUse::Run(run.opts.lock_timeout))?);
-    let completion = crate::notify::Completion::new(&loc.dir, &platform.notify);
     let destroy = run.opts.operation == Operation::Destroy;
-    let feed = Arc::new(crate::serve::FeedHooks::new(
-        &loc.dir,
-        store.clone(),
-        run.progress,
-        &run.plan.tenants,
-        destroy,
-        completion,
-    ));
+    let ids = run.plan.tenants.iter().map(|t| (t.slug.clone(), t.tenant_id.clone())).collect();
+    let mut events = EventHooks::new(destroy).feed(&loc.dir, store.clone(), ids);
+    if let Some(out) = run.events {
+        events = events.stream(out);
+    }
+    let events = Arc::new(events);
+    let mut hooks: Vec<Arc<dyn Hooks>> = vec![run.progress, events.clone()];
+    // A destroy notifies no one.
+    let notify = crate::notify::Completion::new(&loc.dir, &platform.notify)
+        .filter(|_| !destroy)
+        .map(|c| Arc::new(NotifyHooks::new(c, &run.plan.tenants)));
+    if let Some(n) = &notify {
+        hooks.push(n.clone());
+    }
     let started = Instant::now();
     let tenants: Vec<TenantPlan> = run.plan.tenants.iter().filter(|t| t.has_changes()).cloned().collect();
     let slugs: Vec<String> = tenants.iter().map(|t| t.slug.clone()).collect();
-    let finished: apply::TenantFinished = {
-        let (feed, warn) = (feed.clone(), run.warn.clone());
-        Arc::new(move |slug: String, result| {
-            let (feed, warn) = (feed.clone(), warn.clone());
-            Box::pin(async move {
-                for w in feed.tenant_finished(&slug, result).await {
-                    warn(&w);
-                }
-            })
-        })
-    };
-    let results = rt.block_on(apply::apply_fleet(
-        tenants,
-        store,
-        run.providers.clone(),
-        feed.clone(),
-        run.opts,
-        run.fleet,
-        finished,
-    ));
-    drop(feed);
+    let hooks = Arc::new(HookList::new(hooks));
+    let results = rt.block_on(async {
+        let results = apply::apply_fleet(tenants, store, run.providers.clone(), hooks, run.opts, run.fleet).await;
+        events.flush().await;
+        if let Some(n) = &notify {
+            for w in n.finish().await {
+                (run.warn)(&w);
+            }
+        }
+        results
+    });
     Ok(FleetOutcome { results: slugs.into_iter().zip(results).collect(), elapsed: started.elapsed() })
 }

@@ -3,15 +3,16 @@
 
 use std::process::ExitCode;
 
-use matih::apply::JsonHooks;
+use matih::apply::write_event;
+use matih::events::{Event, PlanCounts, RunSummary};
 use matih::plan::Plan;
 use matih::workflow::run::FleetOutcome;
 
-/// `{"event": "plan", …}` for `--progress json`, instead of the rendered plan.
+/// The `plan` event for `--progress json`, instead of the rendered plan.
 pub fn plan_event(plan: &Plan) {
     let s = plan.summary();
-    JsonHooks::new(Box::new(std::io::stdout()))
-        .event("plan", serde_json::json!({"add": s.to_add(), "change": s.change, "destroy": s.to_destroy()}));
+    let counts = PlanCounts { to_adopt: s.adopt, to_add: s.to_add(), to_change: s.change, to_destroy: s.to_destroy() };
+    write_event(&mut std::io::stdout(), &Event::plan(counts));
 }
 
 /// Prints each failed tenant's error, then the summary, and returns the exit code of the run.
@@ -26,20 +27,17 @@ pub fn summary(outcome: &FleetOutcome, json: bool, destroy: bool) -> ExitCode {
     let (added, changed, destroyed, overtaken) = (t.added, t.changed, t.destroyed, t.overtaken);
     let adopted = if t.adopted > 0 { format!("{} adopted, ", t.adopted) } else { String::new() };
     if json {
-        JsonHooks::new(Box::new(std::io::stdout())).event(
-            "summary",
-            serde_json::json!({
-                "ok": failed == 0,
-                "tenants": tenants,
-                "failed": failed,
-                "applied_by_another_run": overtaken,
-                "adopted": t.adopted,
-                "added": added,
-                "changed": changed,
-                "destroyed": destroyed,
-                "elapsed_ms": outcome.elapsed.as_millis() as u64,
-            }),
-        );
+        let counts = RunSummary {
+            tenants,
+            failed,
+            applied_by_another_run: overtaken,
+            adopted: t.adopted,
+            added,
+            changed,
+            destroyed,
+        };
+        let ev = Event::summary(counts, failed == 0, outcome.elapsed.as_millis() as u64);
+        write_event(&mut std::io::stdout(), &ev);
         return if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) };
     }
     let verb = if destroy { "Destroy" } else { "Apply" };

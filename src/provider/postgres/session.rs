@@ -111,79 +111,9 @@ impl PostgresProvider {
             .await
             .map_err(|e| db_err(obj, &what, &e))?;
 
-        let target = admin
-            .query_opt(
-                "SELECT r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication OR r.rolbypassrls \
-                        OR r.rolname = current_user \
-                 FROM pg_catalog.pg_roles r WHERE r.rolname = $1",
-                &[&role],
-            )
-            .await
-            .map_err(|e| db_err(obj, &what, &e))?;
-        match target {
-            None => return Err(err(obj, None, format!("{what}: role \"{role}\" does not exist"), false)),
-            Some(r) if r.get::<_, bool>(0) => {
-                return Err(err(
-                    obj,
-                    None,
-                    format!(
-                        "{what}: role \"{role}\" is privileged (superuser, CREATEROLE, CREATEDB, REPLICATION, \
-                         BYPASSRLS or matih's admin): matih runs tenant code only as an ordinary tenant role"
-                    ),
-                    false,
-                ))
-            }
-            Some(_) => {}
-        }
-
-        let exists = admin
-            .query_opt("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", &[&migrator])
-            .await
-            .map_err(|e| db_err(obj, &what, &e))?
-            .is_some();
-        if !exists {
-            match admin.batch_execute(&format!("CREATE ROLE {qmig} WITH NOLOGIN NOINHERIT")).await {
-                Ok(()) => tracing::info!("{}: created the migrator role \"{migrator}\"", obj.addr),
-                Err(e) if sql::code(&e) == Some("42710") => {}
-                Err(e) => return Err(db_err(obj, &what, &e)),
-            }
-        }
-        let memberships: Vec<String> = admin
-            .query(
-                "SELECT g.rolname::text FROM pg_catalog.pg_auth_members m \
-                 JOIN pg_catalog.pg_roles g ON g.oid = m.roleid \
-                 JOIN pg_catalog.pg_roles u ON u.oid = m.member WHERE u.rolname = $1",
-                &[&migrator],
-            )
-            .await
-            .map_err(|e| db_err(obj, &what, &e))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        if let Some(other) = memberships.iter().find(|g| g.as_str() != role) {
-            return Err(err(
-                obj,
-                None,
-                format!(
-                    "{what}: the migrator is also a member of role \"{other}\"; it must be a member of \"{role}\" \
-                     only (revoke the other membership)"
-                ),
-                false,
-            ));
-        }
-        if memberships.is_empty() {
-            admin.batch_execute(&format!("GRANT {qrole} TO {qmig}")).await.map_err(|e| db_err(obj, &what, &e))?;
-        }
-        let may_connect: bool = admin
-            .query_one("SELECT pg_catalog.has_database_privilege($1, $2, 'CONNECT')", &[&migrator, &db])
-            .await
-            .map_err(|e| db_err(obj, &what, &e))?
-            .get(0);
-        if !may_connect {
-            let grant = format!("GRANT CONNECT ON DATABASE {qdb} TO {qmig}");
-            let admin_db = self.admin_db.clone();
-            self.shared_catalog_change(obj, &admin_db, &grant, &what).await?;
-        }
+        refuse_privileged(&admin, obj, role, &what).await?;
+        let names = Quoted { role: &qrole, migrator: &qmig, db: &qdb };
+        self.ensure_migrator(&admin, obj, (role, &migrator, db), names, &what).await?;
 
         // The one-use password.
         let password = super::generate_password();
@@ -256,6 +186,67 @@ impl PostgresProvider {
             ));
         }
         Ok(TenantSession { client, role: role.to_string(), quoted_role: qrole })
+    }
+
+    /// Makes the migrator of `role` exist, be a member of `role` only, and be allowed to connect to
+    /// `db` (names as `(role, migrator, db)`), under the advisory lock `admin` holds.
+    async fn ensure_migrator(
+        &self,
+        admin: &Client,
+        obj: &ResourceObject,
+        (role, migrator, db): (&str, &str, &str),
+        Quoted { role: qrole, migrator: qmig, db: qdb }: Quoted<'_>,
+        what: &str,
+    ) -> Result<(), ProviderError> {
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", &[&migrator])
+            .await
+            .map_err(|e| db_err(obj, what, &e))?
+            .is_some();
+        if !exists {
+            match admin.batch_execute(&format!("CREATE ROLE {qmig} WITH NOLOGIN NOINHERIT")).await {
+                Ok(()) => tracing::info!("{}: created the migrator role \"{migrator}\"", obj.addr),
+                Err(e) if sql::code(&e) == Some("42710") => {}
+                Err(e) => return Err(db_err(obj, what, &e)),
+            }
+        }
+        let memberships: Vec<String> = admin
+            .query(
+                "SELECT g.rolname::text FROM pg_catalog.pg_auth_members m \
+                 JOIN pg_catalog.pg_roles g ON g.oid = m.roleid \
+                 JOIN pg_catalog.pg_roles u ON u.oid = m.member WHERE u.rolname = $1",
+                &[&migrator],
+            )
+            .await
+            .map_err(|e| db_err(obj, what, &e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if let Some(other) = memberships.iter().find(|g| g.as_str() != role) {
+            return Err(err(
+                obj,
+                None,
+                format!(
+                    "{what}: the migrator is also a member of role \"{other}\"; it must be a member of \"{role}\" \
+                     only (revoke the other membership)"
+                ),
+                false,
+            ));
+        }
+        if memberships.is_empty() {
+            admin.batch_execute(&format!("GRANT {qrole} TO {qmig}")).await.map_err(|e| db_err(obj, what, &e))?;
+        }
+        let may_connect: bool = admin
+            .query_one("SELECT pg_catalog.has_database_privilege($1, $2, 'CONNECT')", &[&migrator, &db])
+            .await
+            .map_err(|e| db_err(obj, what, &e))?
+            .get(0);
+        if !may_connect {
+            let grant = format!("GRANT CONNECT ON DATABASE {qdb} TO {qmig}");
+            let admin_db = self.admin_db.clone();
+            self.shared_catalog_change(obj, &admin_db, &grant, what).await?;
+        }
+        Ok(())
     }
 
     /// The tenant role of schema `schema` in database `db`: the schema's owner (or, when the schema
@@ -357,6 +348,43 @@ pub(crate) async fn check_table(
             false,
         )),
     }
+}
+
+/// `role` and its migrator, quoted as SQL identifiers.
+struct Quoted<'a> {
+    role: &'a str,
+    migrator: &'a str,
+    db: &'a str,
+}
+
+/// Refuses a tenant role that does not exist or is privileged: tenant code runs only as an
+/// ordinary role.
+async fn refuse_privileged(admin: &Client, obj: &ResourceObject, role: &str, what: &str) -> Result<(), ProviderError> {
+    let target = admin
+        .query_opt(
+            "SELECT r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication OR r.rolbypassrls \
+                        OR r.rolname = current_user \
+                 FROM pg_catalog.pg_roles r WHERE r.rolname = $1",
+            &[&role],
+        )
+        .await
+        .map_err(|e| db_err(obj, what, &e))?;
+    match target {
+        None => return Err(err(obj, None, format!("{what}: role \"{role}\" does not exist"), false)),
+        Some(r) if r.get::<_, bool>(0) => {
+            return Err(err(
+                obj,
+                None,
+                format!(
+                    "{what}: role \"{role}\" is privileged (superuser, CREATEROLE, CREATEDB, REPLICATION, \
+                         BYPASSRLS or matih's admin): matih runs tenant code only as an ordinary tenant role"
+                ),
+                false,
+            ))
+        }
+        Some(_) => {}
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,8 +1,7 @@
 //! The provisioning status document: what `GET /api/v1/tenants/{id}/provisioning/status` returns,
 //! what a WebSocket client receives first (`{"type":"snapshot","status":…}`), and what the change
 //! feed carries as snapshots. Built from a [`TenantState`], then kept current by folding progress
-//! events into it ([`StatusDoc::fold`]). The progress events ([`Event`]) are defined here too: a
-//! snapshot event carries the document, and the document folds the events.
+//! events ([`super::Event`]) into it ([`StatusDoc::fold`]).
 //!
 //! ```json
 //! {
@@ -30,10 +29,10 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use super::{Event, EventKind};
 use crate::phase::Phase;
 use crate::state::{PhaseState, TenantState, TenantStatus};
 use crate::value::Value;
@@ -337,107 +336,4 @@ impl StatusDoc {
         *e = e.saturating_add_signed(delta);
         self.resources.total = self.resources.total.saturating_add_signed(delta);
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    Snapshot,
-    PhaseStarted,
-    PhaseFinished,
-    ResourceStarted,
-    ResourceFinished,
-    ResourceRetrying,
-    RollbackStarted,
-    TenantFinished,
-    /// A kind written by a newer matih.
-    #[serde(other)]
-    Unknown,
-}
-
-/// One line of the feed (and one WebSocket message). Fields that do not apply to a kind are absent.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Event {
-    #[serde(default)]
-    pub seq: u64,
-    #[serde(default)]
-    pub time: String,
-    pub tenant: String,
-    #[serde(rename = "type")]
-    pub kind: EventKind,
-    /// Identifies one `matih apply`/`destroy` run of the tenant.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<u8>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<String>,
-    /// `ok` / `failed` for resources, `completed` / `failed` for phases.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attempt: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delay_ms: Option<u64>,
-    /// For `rollback_started`: how many resources are deleted again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<usize>,
-    /// Set on `phase_started` of a destroy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub destroy: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tenant_status: Option<TenantStatus>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<Box<StatusDoc>>,
-}
-
-impl Event {
-    pub fn new(tenant: &str, kind: EventKind) -> Event {
-        Event {
-            seq: 0,
-            time: now_millis(),
-            tenant: tenant.to_string(),
-            kind,
-            run: None,
-            phase: None,
-            phase_name: None,
-            resource: None,
-            action: None,
-            outcome: None,
-            duration_ms: None,
-            error: None,
-            attempt: None,
-            delay_ms: None,
-            resources: None,
-            destroy: None,
-            tenant_status: None,
-            status: None,
-        }
-    }
-
-    pub fn snapshot(doc: StatusDoc) -> Event {
-        let mut e = Event::new(&doc.slug, EventKind::Snapshot);
-        e.status = Some(Box::new(doc));
-        e
-    }
-
-    pub(super) fn in_phase(mut self, phase: Option<Phase>) -> Event {
-        self.phase = phase.map(Phase::number);
-        self.phase_name = phase.map(|p| p.name().to_string());
-        self
-    }
-}
-
-/// RFC 3339 UTC with milliseconds.
-pub fn now_millis() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
