@@ -1,0 +1,21 @@
+//! PostgreSQL connection URLs as the environment gives them (`MATIH_POSTGRES_ADMIN_URL`, the
+//! PostgreSQL state's `url_env`), with libpq's `sslmode`/`sslrootcert`: parsed as the state store
+//! and the provider parse them. Nothing may panic, and an error never repeats the password.
+
+/// One input.
+pub fn run(data: &[u8]) {
+    let Ok(url) = std::str::from_utf8(data) else { return };
+    if let Err(message) = matih::pgconn::parse(url) {
+        // The password of a URL: between the `:` after the user and the last `@` of the authority.
+        if let Some((_, rest)) = url.split_once("://") {
+            let authority = rest.split(['/', '?']).next().unwrap_or("");
+            if let Some((userinfo, _)) = authority.rsplit_once('@') {
+                if let Some((_, password)) = userinfo.split_once(':') {
+                    if password.len() >= 6 {
+                        assert!(!message.contains(password), "the error repeats the password: {message}");
+                    }
+                }
+            }
+        }
+    }
+}
