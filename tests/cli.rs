@@ -959,7 +959,9 @@ fn a_bad_environment_is_refused_before_anything_is_written() {
     let password = "hunter22-never-shown";
     let url = |rest: &str| format!("postgresql://matih:{password}@db.example:5432/postgres{rest}");
     let pg = ["--platform", "pg.hcl", "plan", "acme.hcl"];
-    let cases: Vec<(Vec<(&str, String)>, &[&str], &str)> = vec![
+    // (environment, arguments, what the refusal says)
+    type Case<'a> = (Vec<(&'a str, String)>, &'a [&'a str], &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![("MATIH_POSTGRES_ADMIN_URL", format!("postgresql://matih:{password}@[::1"))],
             &pg,

@@ -1,6 +1,7 @@
 //! Resource addresses and `--target`/`--exclude` patterns (`[TENANT/]KIND.NAME`, `*` and `?`):
 //! parsed, printed back, and matched against every address of acme's graph (the matcher must stay
 //! linear: a pattern of many stars against a long name is the classic blow-up).
+
 use super::acme_graph;
 use matih::addr::ResourceAddr;
 use matih::plan::AddrPattern;

@@ -2,11 +2,12 @@
 //! the rest is used:
 //! - 0: the whole file as it is (envelope, version, seal, HMAC);
 //! - 1: the sealed plan text, put in an envelope with its correct SHA-256, so that the fuzzer
-//! reaches the plan's own decoding behind the seal;
+//!   reaches the plan's own decoding behind the seal;
 //! - 2: the same with a keyed seal (HMAC-SHA-256 under a MATIH_PLAN_KEY): read with the key it must
-//! decode as in 1; without the key, or with another, it must be refused before anything is decoded.
+//!   decode as in 1; without the key, or with another, it must be refused before anything is decoded.
 //!
 //! A plan that is read is rendered as `matih show` renders it (text, JSON, markdown).
+
 use std::path::Path;
 
 use hmac::{Hmac, Mac};

@@ -1,5 +1,6 @@
 //! A platform file: parse and check it; when it is accepted, compile tenants/acme.hcl with it.
 //! Every diagnostic must point inside the file; nothing may panic.
+
 use super::{acme_spec, catalog, check_locations};
 use matih::diag::SourceFile;
 

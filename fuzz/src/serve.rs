@@ -4,6 +4,7 @@
 //! pipe. The store is a state directory with a feed for tenant `acme` (from its spec) and a token,
 //! so that both the refused and the authorized paths run. A server error (5xx) for any request, or
 //! a connection that does not end when the client has sent everything and closed, is a finding.
+
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! A tenant spec file: parse, validate, and compile what validates into its graph, then plan it
 //! against an empty state. Every diagnostic must point inside the file; nothing may panic.
+
 use super::{catalog, check_locations};
 use matih::diag::SourceFile;
 use matih::spec::PlatformConfig;

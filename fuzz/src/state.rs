@@ -1,15 +1,16 @@
 //! State records as the stores hold them, decoded as the stores decode them (serde JSON of the
 //! state types) and then used as matih uses them. The first byte picks the record:
 //! - 0: a sled `tenants/SLUG` record (the whole state, resources included): planned against
-//! acme's graph and rendered, its status document and outputs built (`matih plan`, `status`,
-//! `output`, `serve`);
+//!   acme's graph and rendered, its status document and outputs built (`matih plan`, `status`,
+//!   `output`, `serve`);
 //! - 1: a PostgreSQL `matih_tenants.state` head plus `matih_resources` rows (`address\trecord`
-//! lines after the first line), assembled as `PostgresStore::read_state` does, then as 0;
+//!   lines after the first line), assembled as `PostgresStore::read_state` does, then as 0;
 //! - 2: a history entry (sled `history/`, `matih_history`) (`matih state history`);
 //! - 3: audit entries, one JSON a line (sled `audit/`, `matih_audit`): the runs `serve` builds;
 //! - 4: progress-feed lines (`feed/SLUG.jsonl`, `matih_feed`): folded into a status document as
-//! `serve` does, and the runs built from them;
+//!   `serve` does, and the runs built from them;
 //! - 5: a lock record (sled `locks/`, `matih_locks`).
+
 use super::acme_graph;
 use matih::addr::ResourceAddr;
 use matih::plan::{Plan, TextOptions};
