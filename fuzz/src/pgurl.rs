@@ -7,7 +7,10 @@ pub fn run(data: &[u8]) {
     let Ok(url) = std::str::from_utf8(data) else { return };
     if let Err(message) = matih::pgconn::parse(url) {
         // The password of a URL: between the `:` after the user and the last `@` of the authority.
-        if let Some((_, rest)) = url.split_once("://") {
+        // Only a URL of the postgresql:// form has a password where this looks (in a key=value
+        // string, or past the start, "scheme://" may be the text of another parameter, e.g. a path).
+        let rest = url.strip_prefix("postgresql://").or_else(|| url.strip_prefix("postgres://"));
+        if let Some(rest) = rest {
             let authority = rest.split(['/', '?']).next().unwrap_or("");
             if let Some((userinfo, _)) = authority.rsplit_once('@') {
                 if let Some((_, password)) = userinfo.split_once(':') {
