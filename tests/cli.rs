@@ -835,3 +835,182 @@ fn in_automation_the_next_step_hints_are_left_out() {
     assert!(!stdout(&out).contains("To perform exactly"), "{}", stdout(&out));
     assert!(!stderr(&out).contains("Note: no platform file"), "{}", stderr(&out));
 }
+
+// The bad-input survey (README "Bad input"): state records, plan files and environment variables
+// that are malformed give a clear refusal naming what is wrong, never a panic, and change nothing.
+
+/// A record that no longer decodes (a torn write, a hand edit, a newer matih's field types): every
+/// command that reads it refuses, naming the tenant, and nothing is rewritten.
+fn corrupt_state_records_are_reported_and_kept(backend: Backend) {
+    let state = TestState::new(backend);
+    record(&state, &root().join("tenants/acme.hcl"));
+    // The tenant's own record: JSON of the wrong shape.
+    match backend {
+        Backend::Sled => {
+            let db = sled::open(&state.dir).unwrap();
+            db.open_tree("tenants").unwrap().insert("acme", &br#"{"slug": 7, "resources": []}"#[..]).unwrap();
+            db.flush().unwrap();
+        }
+        Backend::Postgres => {
+            let url = state.url.as_ref().unwrap();
+            common::psql(url, r#"UPDATE matih_tenants SET state = '{"slug": 7' WHERE slug = 'acme'"#);
+        }
+    }
+    let before = records(&state);
+    let commands: [&[&str]; 5] = [
+        &["plan", "tenants/acme.hcl"],
+        &["status", "acme"],
+        &["state", "show", "acme"],
+        &["output", "acme"],
+        &["state", "rm", "acme", "kubernetes_namespace.tenant"],
+    ];
+    for args in commands {
+        let out = matih(&root(), &state, args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}{err}", stdout(&out));
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(err.contains("acme") && (err.contains("corrupt") || err.contains("not valid")), "{args:?}: {err}");
+    }
+    assert!(records(&state) == before, "a command rewrote the unreadable state");
+
+    // PostgreSQL keeps each resource in a row of its own: a bad row is reported with its address.
+    if backend == Backend::Postgres {
+        let url = state.url.as_ref().unwrap();
+        let good = state.store().get("globex").unwrap();
+        assert!(good.is_none());
+        record(&state, &root().join("tenants/globex.hcl"));
+        common::psql(
+            url,
+            "UPDATE matih_resources SET record = '{\"phase\": 11}' \
+             WHERE slug = 'globex' AND address = 'kubernetes_namespace.tenant'",
+        );
+        let before = records(&state);
+        let out = matih(&root(), &state, &["plan", "tenants/globex.hcl"]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("kubernetes_namespace.tenant") && err.contains("globex"), "{err}");
+        assert!(records(&state) == before);
+    }
+}
+
+/// What the store records: every key and value of the sled trees (its files change on every open),
+/// the rows of the PostgreSQL database.
+fn records(state: &TestState) -> Vec<u8> {
+    match state.backend {
+        Backend::Sled => {
+            let db = sled::open(&state.dir).unwrap();
+            let mut out = Vec::new();
+            for name in ["meta", "tenants", "history", "locks", "audit"] {
+                for kv in db.open_tree(name).unwrap().iter() {
+                    let (k, v) = kv.unwrap();
+                    out.extend([name.as_bytes(), &k, &v, b"\n"].concat());
+                }
+            }
+            out
+        }
+        Backend::Postgres => state.contents(),
+    }
+}
+on_both_backends!(corrupt_state_records_are_reported_and_kept);
+
+/// Plan files that are not what `plan -out` wrote: refused by `show` and `apply`, naming the file;
+/// nothing is recorded. (A tampered plan and a keyed one are tested above.)
+#[test]
+fn malformed_plan_files_are_refused() {
+    let dir = tmp();
+    let state = TestState::new(Backend::Sled);
+    let good = dir.path().join("good.tfplan");
+    assert!(matih(&root(), &state, &["plan", "tenants/acme.hcl", "-out", good.to_str().unwrap()]).status.success());
+    let text = fs::read(&good).unwrap();
+    let cases: [(&str, &[u8], &str); 5] = [
+        ("empty.tfplan", b"", "is not a matih plan file"),
+        ("truncated.tfplan", &text[..text.len() / 2], "is not a matih plan file"),
+        ("other.tfplan", br#"{"format_version": "1.1", "terraform_version": "1.9.0"}"#, "no \"format\""),
+        ("binary.tfplan", &[0xff, 0xfe, 0, 1, 2], "invalid JSON"),
+        ("newer.tfplan", br#"{"format":"matih-plan","format_version":"1.99","sha256":"","plan":""}"#, "version 1.99"),
+    ];
+    for (name, bytes, expect) in cases {
+        let path = dir.path().join(name);
+        fs::write(&path, bytes).unwrap();
+        for args in [&["show", path.to_str().unwrap()][..], &["apply", "-auto-approve", path.to_str().unwrap()]] {
+            let out = matih(&root(), &state, args);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+            assert!(err.contains(name) && err.contains(expect), "{args:?}: {err}");
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+    let out = matih(&root(), &state, &["show", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot read plan file"), "{}", stderr(&out));
+    state.assert_nothing_recorded();
+}
+
+/// Environment variables that are malformed or name what cannot be read: refused before anything
+/// is connected to or written, the password of a URL never echoed.
+#[test]
+fn a_bad_environment_is_refused_before_anything_is_written() {
+    let dir = tmp();
+    let state = TestState::new(Backend::Sled);
+    fs::write(dir.path().join("acme.hcl"), fs::read(root().join("tenants/acme.hcl")).unwrap()).unwrap();
+    fs::write(dir.path().join("pg.hcl"), "postgres {\n  host = \"127.0.0.1\"\n}\n").unwrap();
+    fs::write(dir.path().join("pgstate.hcl"), "state {\n  backend = \"postgres\"\n  url_env = \"BAD_STATE_URL\"\n}\n")
+        .unwrap();
+    let password = "hunter22-never-shown";
+    let url = |rest: &str| format!("postgresql://matih:{password}@db.example:5432/postgres{rest}");
+    let pg = ["--platform", "pg.hcl", "plan", "acme.hcl"];
+    // (environment, arguments, what the refusal says)
+    type Case<'a> = (Vec<(&'a str, String)>, &'a [&'a str], &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec![("MATIH_POSTGRES_ADMIN_URL", format!("postgresql://matih:{password}@[::1"))],
+            &pg,
+            "not a valid connection string",
+        ),
+        (
+            vec![("MATIH_POSTGRES_ADMIN_URL", url("?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"))],
+            &pg,
+            "cannot read the root certificates in /nonexistent/ca.pem",
+        ),
+        (
+            vec![("MATIH_POSTGRES_ADMIN_URL", url("?sslmode=verify-ca&sslrootcert=/etc/hostname"))],
+            &pg,
+            "holds no PEM certificate",
+        ),
+        (
+            vec![("MATIH_POSTGRES_ADMIN_URL", url("")), ("PGSSLROOTCERT", "/nonexistent/root.crt".into())],
+            &pg,
+            "cannot read the root certificates in /nonexistent/root.crt",
+        ),
+        (
+            vec![("BAD_STATE_URL", format!("postgres://matih:{password}@/x?sslmode=sometimes"))],
+            &["--platform", "pgstate.hcl", "plan", "acme.hcl"],
+            "state URL",
+        ),
+        (vec![("MATIH_PLAN_KEY", "short".into())], &["plan", "acme.hcl", "-out", "k.tfplan"], "MATIH_PLAN_KEY"),
+        (vec![("MATIH_LOG_PATH", dir.path().display().to_string())], &["plan", "acme.hcl"], "MATIH_LOG_PATH"),
+        (
+            vec![("MATIH_STATE_DIR", dir.path().join("acme.hcl").display().to_string())],
+            &["plan", "acme.hcl"],
+            "is not a directory",
+        ),
+    ];
+    for (env, args, expect) in cases {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_matih"));
+        cmd.args(args).current_dir(dir.path());
+        state.configure(&mut cmd, dir.path());
+        cmd.env_remove("MATIH_SCHEMAS_DIR").env("NO_COLOR", "1").env_remove("PGSSLROOTCERT");
+        cmd.env_remove("MATIH_POSTGRES_ADMIN_URL").env_remove("MATIH_PLAN_KEY").env_remove("MATIH_LOG_PATH");
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{env:?}: {}{err}", stdout(&out));
+        assert!(err.contains(expect), "{env:?}: {err}");
+        assert!(!err.contains(password) && !stdout(&out).contains(password), "{env:?} echoed the password: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!dir.path().join("k.tfplan").exists(), "{env:?}: a plan file was written");
+    }
+    state.assert_nothing_recorded();
+}

@@ -24,8 +24,8 @@ mod target;
 pub use conform::nonconforming;
 pub use diff::{diff, diff_adopting, diff_refreshed, diff_replacing, Unrecorded};
 pub use planfile::{
-    file_digest, load_plan, load_plan_digest, load_plan_keyed, parse_digest, save_plan, save_plan_keyed, PlanFileError,
-    PlanKey, PLAN_FILE_FORMAT, PLAN_KEY_ENV,
+    decode_plan, file_digest, load_plan, load_plan_digest, load_plan_keyed, parse_digest, save_plan, save_plan_keyed,
+    PlanFileError, PlanKey, PLAN_FILE_FORMAT, PLAN_KEY_ENV,
 };
 pub use render::{render_json, render_json_saved, render_markdown, render_markdown_saved, render_text, TextOptions};
 pub use target::{AddrPattern, Partial, Targeting};

@@ -233,6 +233,13 @@ pub fn load_plan_keyed(path: &Path, key: Option<&PlanKey>) -> Result<Plan, PlanF
     decode(path, &read(path)?, key)
 }
 
+/// [`load_plan_keyed`] on bytes already read (`path` only names the file in errors): the format,
+/// the version and the seal (and the HMAC, with a key) are checked before the plan itself is
+/// decoded. Public for the fuzz targets (`fuzz/`).
+pub fn decode_plan(path: &Path, bytes: &[u8], key: Option<&PlanKey>) -> Result<Plan, PlanFileError> {
+    decode(path, bytes, key)
+}
+
 fn decode(path: &Path, bytes: &[u8], key: Option<&PlanKey>) -> Result<Plan, PlanFileError> {
     let not_plan = |reason: String| PlanFileError::NotAPlanFile { path: path.to_path_buf(), reason };
 

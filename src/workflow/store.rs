@@ -56,6 +56,11 @@ impl StateLocation {
         match self.backend {
             StateBackend::Postgres => Ok(Box::new(connect_postgres_state(&self.url_env)?)),
             StateBackend::Sled => match usage {
+                // Nothing recorded yet reads as an empty store, but a path that is not a directory
+                // at all (a file given as --state) is a mistake to report, not an empty state.
+                StoreUse::Read if self.dir.exists() && !self.dir.is_dir() => {
+                    bail!("the state directory {} is not a directory", self.dir.display())
+                }
                 StoreUse::Read if !SledStore::exists(&self.dir) => Ok(Box::new(MemoryStore::default())),
                 StoreUse::Read | StoreUse::Write => Ok(Box::new(SledStore::open(&self.dir)?)),
                 StoreUse::Run(lock_timeout) => Ok(Box::new(open_for_run(&self.dir, lock_timeout)?)),
