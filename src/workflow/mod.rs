@@ -10,6 +10,7 @@ pub mod import;
 pub mod outputs;
 pub mod run;
 pub mod store;
+pub mod stream;
 
 use std::path::PathBuf;
 
@@ -176,7 +177,7 @@ pub fn changed_id<'a>(graph: &ResourceGraph, recorded: Option<&'a TenantState>) 
 /// for a tenant hold a checksum that differs from its file's, the plan is an error, not the apply.
 /// `prior` is the recorded state (matih's own record), not a refreshed one: the history table is
 /// the tenant's to write (see `provider::postgres::migrate::verify_history`).
-fn check_applied_migrations(graph: &ResourceGraph, prior: Option<&TenantState>) -> Result<(), PlanError> {
+pub(crate) fn check_applied_migrations(graph: &ResourceGraph, prior: Option<&TenantState>) -> Result<(), PlanError> {
     let Some(prior) = prior else { return Ok(()) };
     let migrations = graph.index.keys().filter(|a| a.kind == "postgresql_migrations").filter_map(|a| graph.get(a));
     for res in migrations {
