@@ -221,13 +221,13 @@ pub fn unset_env_note(unset: &BTreeMap<String, (usize, String)>) {
 /// does (the note on unset variables, every diagnostic) and fails when one is an error.
 pub fn stream_inputs(
     global: &Global,
+    catalog: &Catalog,
     paths: &[PathBuf],
     with: &Stream<'_>,
     each: &mut dyn FnMut(TenantPlan),
 ) -> Result<Streamed> {
-    let catalog = load_catalog(global)?;
     let (platform, _, mut diags) = load_platform(global);
-    let mut streamed = stream::stream_tenants(paths, &catalog, &platform, with, each);
+    let mut streamed = stream::stream_tenants(paths, catalog, &platform, with, each);
     diags.append(&mut streamed.diagnostics);
     unset_env_note(&streamed.unset_env);
     diag::sort(&mut diags);

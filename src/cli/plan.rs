@@ -142,6 +142,7 @@ impl Renderer {
 /// tenant is read, compiled, diffed and rendered in turn (see `workflow::stream`), and the output
 /// is written once everything succeeded. The same bytes as [`render`] of the whole plan.
 fn exec_streamed(global: &Global, args: &Args, format: Format, color: bool) -> Result<ExitCode> {
+    let catalog = load_catalog(global)?;
     let (platform, platform_file, platform_diags) = load_platform(global);
     let rt = runtime()?;
     let keep_all = |_: &str| true;
@@ -150,23 +151,21 @@ fn exec_streamed(global: &Global, args: &Args, format: Format, color: bool) -> R
     // What the plan needs besides the files. When it cannot be had, the files are still checked
     // first: an error in them is what the user must see (as when the whole fleet is loaded first).
     let setup = || -> Result<_> {
-        if matih::diag::has_errors(&platform_diags) {
-            return Ok(None);
-        }
         let store = open_state_for_read(global)?;
-        let catalog = load_catalog(global)?;
         let providers = if args.refresh { connect(&platform, &catalog, &rt)? } else { Providers::new() };
-        Ok(Some((store, providers)))
+        Ok((store, providers))
     };
-    let (store, providers) = match setup() {
-        Ok(Some(found)) => found,
+    let found = if matih::diag::has_errors(&platform_diags) { None } else { Some(setup()) };
+    let (store, providers) = match found {
+        Some(Ok(found)) => found,
         other => {
             let check = Stream { store: None, refresh: None, keep: &keep_all };
-            stream_inputs(global, &args.paths, &check, &mut |_| {})?;
-            return match other {
-                Err(e) => Err(e),
-                _ => unreachable!("platform errors are reported by stream_inputs"),
-            };
+            stream_inputs(global, &catalog, &args.paths, &check, &mut |_| {})?;
+            // Without errors in the files (so the platform file had none either): the setup's.
+            return Err(match other {
+                Some(Err(e)) => e,
+                _ => anyhow::Error::new(super::Reported),
+            });
         }
     };
     let r = Refresh { providers: &providers, runtime: &rt, parallelism: DEFAULT_PARALLELISM };
@@ -175,7 +174,7 @@ fn exec_streamed(global: &Global, args: &Args, format: Format, color: bool) -> R
     let mut renderer = Renderer::new(format, color)?;
     let mut failed_output: Option<std::io::Error> = None;
     let mut changes = false;
-    let streamed = stream_inputs(global, &args.paths, &with, &mut |t| {
+    let streamed = stream_inputs(global, &catalog, &args.paths, &with, &mut |t| {
         changes |= t.has_changes();
         if failed_output.is_none() {
             failed_output = renderer.push(&t).err();

@@ -10,7 +10,7 @@ use matih::catalog::Catalog;
 use matih::diag::{self, Diagnostic, Severity};
 use matih::workflow::stream::{self, Stream};
 
-use super::{load_platform, print, stream_inputs, Global};
+use super::{load_catalog, load_platform, print, stream_inputs, Global};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -38,7 +38,8 @@ pub fn exec(global: &Global, args: &Args) -> Result<ExitCode> {
     }
     // One small batch of tenants at a time, in bounded memory (see `workflow::stream`).
     let check = Stream { store: None, refresh: None, keep: &|_| true };
-    let streamed = stream_inputs(global, &args.paths, &check, &mut |_| {})?;
+    let catalog = load_catalog(global)?;
+    let streamed = stream_inputs(global, &catalog, &args.paths, &check, &mut |_| {})?;
     println!(
         "Success! {} tenant{} valid ({} resources).",
         streamed.tenants,

@@ -141,13 +141,14 @@ impl JsonStream {
         // The only raw newline followed by this key at this depth: strings escape theirs.
         let key = "\n  \"tenants\": []";
         let at = skeleton.find(key).expect("the skeleton has a tenants member");
-        out.write_all(skeleton[..at + key.len() - 1].as_bytes())?;
+        let (head, tail) = skeleton.as_bytes().split_at(at + key.len() - 1);
+        out.write_all(head)?;
         let any = self.fleet.tenants > 0;
         self.spill.copy_to(out)?;
         if any {
             out.write_all(b"\n  ")?;
         }
-        out.write_all(skeleton[at + key.len() - 1..].as_bytes())?;
+        out.write_all(tail)?;
         out.write_all(b"\n")
     }
 }
