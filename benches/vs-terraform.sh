@@ -81,7 +81,7 @@ awk '
         }
         printf "%d resources, %d dependency edges\n", nodes, edges > "/dev/stderr";
     }' "$work/graph.dot" > "$work/tf/main.tf" 2> "$work/tf-shape"
-(cd "$work/tf" && terraform init -input=false >/dev/null)
+(cd "$work/tf" && terraform init -input=false >"$work/init" 2>&1) || { cat "$work/init" >&2; exit 1; }
 resources=$(awk '{print $1}' "$work/tf-shape")
 edges=$(awk '{print $3}' "$work/tf-shape")
 
