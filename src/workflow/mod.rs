@@ -114,32 +114,8 @@ pub fn plan_tenants_targeted(
         .par_iter()
         .zip(graphs.par_iter())
         .map(|(spec, graph)| {
-            let recorded: Option<TenantState> = store.get(&graph.tenant.slug)?;
-            if let Some(id) = changed_id(graph, recorded.as_ref()) {
-                return Err(PlanError::IdChanged {
-                    location: spec.id.location.clone(),
-                    slug: graph.tenant.slug.clone(),
-                    recorded: id.to_string(),
-                    spec: graph.tenant.id.clone(),
-                });
-            }
-            let mut errors = Vec::new();
-            // Refreshed: what the providers read back; the recorded state is kept beside it, so
-            // that the diff sees secrets changed outside matih.
-            let mut refreshed = None;
-            if let (Some(r), Some(p)) = (refresh_with, &recorded) {
-                let found = r.runtime.block_on(refresh(p, r.providers, r.parallelism));
-                errors = found.errors;
-                refreshed = Some(found.state);
-            }
-            let prior = refreshed.as_ref().map_or(recorded.as_ref(), Option::as_ref);
-            // Against matih's record, never the refreshed history: a tenant can write its own table,
-            // and what it writes there must not stop the plan of every tenant. A table that
-            // disagrees with the record is drift of that tenant's resource; its apply refuses it.
-            check_applied_migrations(graph, recorded.as_ref())?;
-            let source = Some(spec.location.file.clone());
             let replace = targeting.replace_in(&graph.tenant.slug, graph.index.keys());
-            Ok((plan::diff_replacing(graph, prior, recorded.as_ref(), source, &replace), errors))
+            plan_tenant(spec, graph, store, refresh_with, &replace)
         })
         .collect();
     let mut tenants = Vec::with_capacity(planned.len());
@@ -150,6 +126,43 @@ pub fn plan_tenants_targeted(
         read_errors.extend(errors);
     }
     Ok((select(Plan::new(tenants), targeting)?, read_errors))
+}
+
+/// The plan of one tenant against its recorded (and, with `refresh_with`, re-read) state, with
+/// the resources that could not be read: what [`plan_tenants`] does for each tenant, and
+/// `stream::stream_tenants` too.
+pub(crate) fn plan_tenant(
+    spec: &TenantSpec,
+    graph: &ResourceGraph,
+    store: &dyn StateStore,
+    refresh_with: Option<&Refresh<'_>>,
+    replace: &std::collections::BTreeSet<crate::addr::ResourceAddr>,
+) -> Result<(plan::TenantPlan, Vec<ProviderError>), PlanError> {
+    let recorded: Option<TenantState> = store.get(&graph.tenant.slug)?;
+    if let Some(id) = changed_id(graph, recorded.as_ref()) {
+        return Err(PlanError::IdChanged {
+            location: spec.id.location.clone(),
+            slug: graph.tenant.slug.clone(),
+            recorded: id.to_string(),
+            spec: graph.tenant.id.clone(),
+        });
+    }
+    let mut errors = Vec::new();
+    // Refreshed: what the providers read back; the recorded state is kept beside it, so
+    // that the diff sees secrets changed outside matih.
+    let mut refreshed = None;
+    if let (Some(r), Some(p)) = (refresh_with, &recorded) {
+        let found = r.runtime.block_on(refresh(p, r.providers, r.parallelism));
+        errors = found.errors;
+        refreshed = Some(found.state);
+    }
+    let prior = refreshed.as_ref().map_or(recorded.as_ref(), Option::as_ref);
+    // Against matih's record, never the refreshed history: a tenant can write its own table,
+    // and what it writes there must not stop the plan of every tenant. A table that
+    // disagrees with the record is drift of that tenant's resource; its apply refuses it.
+    check_applied_migrations(graph, recorded.as_ref())?;
+    let source = Some(spec.location.file.clone());
+    Ok((plan::diff_replacing(graph, prior, recorded.as_ref(), source, replace), errors))
 }
 
 /// The part of `plan` that `targeting` selects: tenants with nothing selected are left out, the
@@ -177,7 +190,7 @@ pub fn changed_id<'a>(graph: &ResourceGraph, recorded: Option<&'a TenantState>) 
 /// for a tenant hold a checksum that differs from its file's, the plan is an error, not the apply.
 /// `prior` is the recorded state (matih's own record), not a refreshed one: the history table is
 /// the tenant's to write (see `provider::postgres::migrate::verify_history`).
-pub(crate) fn check_applied_migrations(graph: &ResourceGraph, prior: Option<&TenantState>) -> Result<(), PlanError> {
+fn check_applied_migrations(graph: &ResourceGraph, prior: Option<&TenantState>) -> Result<(), PlanError> {
     let Some(prior) = prior else { return Ok(()) };
     let migrations = graph.index.keys().filter(|a| a.kind == "postgresql_migrations").filter_map(|a| graph.get(a));
     for res in migrations {

@@ -12,15 +12,15 @@ use std::path::PathBuf;
 
 use rayon::prelude::*;
 
-use super::{changed_id, check_applied_migrations, PlanError, Refresh};
-use crate::apply::{fill_env_fingerprints, refresh};
+use super::{plan_tenant, PlanError, Refresh};
+use crate::apply::fill_env_fingerprints;
 use crate::catalog::Catalog;
 use crate::diag::{self, Diagnostic};
 use crate::graph;
-use crate::plan::{self, TenantPlan};
+use crate::plan::TenantPlan;
 use crate::provider::ProviderError;
 use crate::spec::{self, PlatformConfig, TenantSpec};
-use crate::state::{StateStore, TenantState};
+use crate::state::StateStore;
 
 /// Files read at once: enough to keep every core busy, few enough that a batch's graphs and
 /// plans are a few megabytes.
@@ -148,38 +148,9 @@ fn one(spec: &TenantSpec, catalog: &Catalog, platform: &PlatformConfig, with: &S
     let kept = (with.keep)(&graph.tenant.slug);
     let planned = match with.store {
         Some(store) if kept && planning && !diag::has_errors(&compile_diags) => {
-            Some(plan_one(spec, &graph, store, with))
+            Some(plan_tenant(spec, &graph, store, with.refresh, &Default::default()))
         }
         _ => None,
     };
     Done { slug: graph.tenant.slug.clone(), kept, compile_diags, unset, resources, planned }
-}
-
-/// The same steps as [`super::plan_tenants`] for one tenant.
-fn plan_one(
-    spec: &TenantSpec,
-    graph: &graph::ResourceGraph,
-    store: &dyn StateStore,
-    with: &Stream<'_>,
-) -> Result<(TenantPlan, Vec<ProviderError>), PlanError> {
-    let recorded: Option<TenantState> = store.get(&graph.tenant.slug)?;
-    if let Some(id) = changed_id(graph, recorded.as_ref()) {
-        return Err(PlanError::IdChanged {
-            location: spec.id.location.clone(),
-            slug: graph.tenant.slug.clone(),
-            recorded: id.to_string(),
-            spec: graph.tenant.id.clone(),
-        });
-    }
-    let mut errors = Vec::new();
-    let mut refreshed = None;
-    if let (Some(r), Some(p)) = (with.refresh, &recorded) {
-        let found = r.runtime.block_on(refresh(p, r.providers, r.parallelism));
-        errors = found.errors;
-        refreshed = Some(found.state);
-    }
-    let prior = refreshed.as_ref().map_or(recorded.as_ref(), Option::as_ref);
-    check_applied_migrations(graph, recorded.as_ref())?;
-    let source = Some(spec.location.file.clone());
-    Ok((plan::diff_refreshed(graph, prior, recorded.as_ref(), source), errors))
 }
