@@ -64,6 +64,86 @@ fn plan_output_is_deterministic(backend: Backend) {
 }
 on_both_backends!(plan_output_is_deterministic);
 
+/// Writes `n` generated tenants into `dir/tenants` (`t00`…): every tier, some with Slack webhooks
+/// taken from environment variables that the tests leave unset (`FLEET_WEBHOOK` for every tenth
+/// tenant, `ONE_WEBHOOK` for `t07`).
+fn generated_fleet(dir: &Path, n: usize) {
+    let tenants = dir.join("tenants");
+    fs::create_dir_all(&tenants).unwrap();
+    for i in 0..n {
+        let webhook = match i {
+            7 => "\n    notify_slack_webhook_env = \"ONE_WEBHOOK\"",
+            i if i % 10 == 0 => "\n    notify_slack_webhook_env = \"FLEET_WEBHOOK\"",
+            _ => "",
+        };
+        let spec = format!(
+            "tenant \"t{i:02}\" {{\n  id          = \"{i:08x}-0000-4000-8000-{i:012x}\"\n  tier        = \"{}\"\n  \
+             region      = \"eastus\"\n  admin_email = \"admin@t{i:02}.example\"\n  services {{\n    \
+             ai_service {{ replicas = {} }}\n  }}\n  monitoring {{\n    notify_email = [\"ops@t{i:02}.example\"]{webhook}\n  }}\n}}\n",
+            ["free", "professional", "enterprise"][i % 3],
+            1 + i % 3
+        );
+        fs::write(tenants.join(format!("t{i:02}.hcl")), spec).unwrap();
+    }
+}
+
+/// `matih ARGS` in `dir` with the generated fleet's webhook variables unset.
+fn matih_unset(dir: &Path, state: &TestState, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_matih"));
+    cmd.args(args).current_dir(dir).env("NO_COLOR", "1").env_remove("FLEET_WEBHOOK").env_remove("ONE_WEBHOOK");
+    state.configure(&mut cmd, dir);
+    cmd.output().expect("run matih")
+}
+
+/// Issue 16, items 1 and 6: `matih plan DIR` streams the fleet (small batches of tenants read,
+/// compiled, diffed and rendered at once, then dropped), and prints the same bytes, in file
+/// order across batches, as the whole plan held at once (a saved plan shown), in every format; the
+/// note on unset variables names each variable once, with how many tenants need it.
+fn a_streamed_fleet_plan_is_the_whole_plan_in_file_order(backend: Backend) {
+    let dir = tmp();
+    let state = TestState::new(backend);
+    // More tenants than one batch; one recorded unchanged, one recorded and then changed.
+    generated_fleet(dir.path(), 40);
+    record(&state, &dir.path().join("tenants/t03.hcl"));
+    record(&state, &dir.path().join("tenants/t35.hcl"));
+    let t35 = dir.path().join("tenants/t35.hcl");
+    fs::write(&t35, fs::read_to_string(&t35).unwrap().replace("replicas = 3", "replicas = 5")).unwrap();
+
+    let saved = matih_unset(dir.path(), &state, &["plan", "tenants", "-out", "whole.tfplan"]);
+    assert!(saved.status.success(), "{}", stderr(&saved));
+    for format in ["text", "json", "markdown"] {
+        let streamed = matih_unset(dir.path(), &state, &["plan", "tenants", "--format", format]);
+        assert!(streamed.status.success(), "{}", stderr(&streamed));
+        let shown = matih_unset(dir.path(), &state, &["show", "whole.tfplan", "--format", format]);
+        assert!(shown.status.success(), "{}", stderr(&shown));
+        // The saved plan's rendering names the file's digest; the rest is the same.
+        let d = sha256_of(&dir.path().join("whole.tfplan"));
+        let whole = stdout(&shown)
+            .replace(&format!("Plan file digest: {d}\n"), "")
+            .replace(&format!("  \"digest\": \"{d}\",\n"), "")
+            .replace(&format!("Plan file digest: `{d}` (apply exactly this file with `--expect-digest {d}`)\n\n"), "");
+        assert_ne!(whole, stdout(&shown), "{format}: the digest is named");
+        assert_eq!(stdout(&streamed), whole, "{format}");
+    }
+    let text = stdout(&matih_unset(dir.path(), &state, &["plan", "tenants"]));
+    let order: Vec<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("Tenant \"")?.split_once("\" (").map(|(slug, _)| slug)).collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order.len(), 39, "every tenant but the unchanged one has a section");
+    assert_eq!(order, sorted, "file order across batches");
+    assert!(text.contains("1 tenant has no changes: \"t03\"."), "{text}");
+
+    let err = stderr(&matih_unset(dir.path(), &state, &["plan", "tenants"]));
+    let note = err.lines().find(|l| l.starts_with("Note: not set in the environment: ")).expect("the note");
+    assert!(
+        note.starts_with("Note: not set in the environment: FLEET_WEBHOOK (4 tenants), ONE_WEBHOOK (tenant \"t07\")."),
+        "{note}"
+    );
+    assert_eq!(err.matches("FLEET_WEBHOOK").count(), 1, "{err}");
+}
+on_both_backends!(a_streamed_fleet_plan_is_the_whole_plan_in_file_order);
+
 fn json_plan_is_versioned_and_lists_every_tenant(backend: Backend) {
     let state = TestState::new(backend);
     let out = matih(&root(), &state, &["plan", "tenants", "--format", "json"]);

@@ -10,8 +10,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
+use matih::events::status::StatusDoc;
+use matih::events::{Event, EventKind};
 use matih::serve::source::Source;
-use matih::serve::status::{Event, EventKind, StatusDoc};
 use matih::serve::{App, KnownTenant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -22,7 +23,7 @@ pub fn state_dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("matih-fuzz-serve-{}", std::process::id()));
-        let feed = matih::serve::feed::feed_dir(&dir);
+        let feed = matih::apply::feed::feed_dir(&dir);
         std::fs::create_dir_all(&feed).unwrap();
         // A run of acme as the feed records it: phase 1 started, a resource, the phase failed.
         let mut lines = Vec::new();
@@ -52,7 +53,7 @@ pub fn state_dir() -> &'static PathBuf {
             e.phase = Some(1);
             e.outcome = Some("failed".into());
         });
-        std::fs::write(matih::serve::feed::feed_file(&dir, "acme"), lines.join("\n") + "\n").unwrap();
+        std::fs::write(matih::apply::feed::feed_file(&dir, "acme"), lines.join("\n") + "\n").unwrap();
         dir
     })
 }

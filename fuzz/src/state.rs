@@ -13,8 +13,9 @@
 
 use super::acme_graph;
 use matih::addr::ResourceAddr;
+use matih::events::status::StatusDoc;
+use matih::events::Event;
 use matih::plan::{Plan, TextOptions};
-use matih::serve::status::{Event, StatusDoc};
 use matih::state::{AuditEntry, HistoryEntry, LockInfo, ResourceState, TenantState};
 
 /// What the CLI and the status server do with a tenant's state.

@@ -18,6 +18,7 @@ pub mod status;
 pub mod validate;
 pub mod views;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -28,10 +29,13 @@ use matih::apply::{Providers, DEFAULT_PARALLELISM};
 use matih::catalog::Catalog;
 use matih::diag::{self, Diagnostic};
 use matih::graph::ResourceGraph;
-use matih::plan::{render_json_saved, render_markdown_saved, render_text, AddrPattern, Plan, Targeting, TextOptions};
+use matih::plan::{
+    render_json_saved, render_markdown_saved, render_text, AddrPattern, Plan, Targeting, TenantPlan, TextOptions,
+};
 use matih::spec::{self, PlatformConfig, TenantSpec};
 use matih::state::StateStore;
 use matih::workflow::store::{StateLocation, StoreUse};
+use matih::workflow::stream::{self, Stream, Streamed};
 use matih::workflow::{self, Refresh};
 
 #[derive(Args, Debug)]
@@ -171,15 +175,11 @@ pub fn load_inputs(global: &Global, paths: &[PathBuf]) -> Result<Inputs> {
     let (platform, platform_file, mut diags) = load_platform(global);
     let compiled = workflow::compile_tenants(paths, &catalog, &platform);
     diags.extend(compiled.diagnostics);
-    if !compiled.unset_env.is_empty() {
-        let vars: Vec<String> =
-            compiled.unset_env.iter().map(|(slug, var)| format!("{var} (tenant {slug:?})")).collect();
-        eprintln!(
-            "Note: not set in the environment: {}. Plans keep the recorded secrets; apply needs the variables \
-             when it creates or changes the resources that use them.",
-            vars.join(", ")
-        );
+    let mut unset: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for (slug, var) in &compiled.unset_env {
+        unset.entry(var.clone()).or_insert_with(|| (0, slug.clone())).0 += 1;
     }
+    unset_env_note(&unset);
     diag::sort(&mut diags);
     print_diagnostics(&diags);
     if diag::has_errors(&diags) {
@@ -189,6 +189,57 @@ pub fn load_inputs(global: &Global, paths: &[PathBuf]) -> Result<Inputs> {
     }
     let (specs, graphs) = (compiled.specs, compiled.graphs);
     Ok(Inputs { specs, graphs, catalog, platform, platform_file })
+}
+
+/// The note about secrets whose environment variable is not set: each variable once, with the
+/// tenant that needs it or how many do (`ACME_SLACK_WEBHOOK (tenant "acme")`,
+/// `OPS_WEBHOOK (1000 tenants)`), so that a fleet's note stays one short line.
+pub fn unset_env_note(unset: &BTreeMap<String, (usize, String)>) {
+    if unset.is_empty() {
+        return;
+    }
+    let vars: Vec<String> = unset
+        .iter()
+        .map(
+            |(var, (n, first))| {
+                if *n == 1 {
+                    format!("{var} (tenant {first:?})")
+                } else {
+                    format!("{var} ({n} tenants)")
+                }
+            },
+        )
+        .collect();
+    eprintln!(
+        "Note: not set in the environment: {}. Plans keep the recorded secrets; apply needs the variables when it \
+         creates or changes the resources that use them.",
+        vars.join(", ")
+    );
+}
+
+/// [`load_inputs`] for a fleet that is never held whole: streams the tenants of `paths` through
+/// `with` (see `workflow::stream`), handing each plan to `each`, then reports as `load_inputs`
+/// does (the note on unset variables, every diagnostic) and fails when one is an error.
+pub fn stream_inputs(
+    global: &Global,
+    catalog: &Catalog,
+    paths: &[PathBuf],
+    with: &Stream<'_>,
+    each: &mut dyn FnMut(TenantPlan),
+) -> Result<Streamed> {
+    let (platform, _, mut diags) = load_platform(global);
+    let mut streamed = stream::stream_tenants(paths, catalog, &platform, with, each);
+    diags.append(&mut streamed.diagnostics);
+    unset_env_note(&streamed.unset_env);
+    diag::sort(&mut diags);
+    print_diagnostics(&diags);
+    if diag::has_errors(&diags) {
+        let n = diags.iter().filter(|d| d.is_error()).count();
+        eprintln!("{n} error{} found; nothing was planned or changed.", if n == 1 { "" } else { "s" });
+        return Err(Reported.into());
+    }
+    streamed.diagnostics = diags;
+    Ok(streamed)
 }
 
 /// Where the state is: the platform file's `state` block, with `--state` taking precedence.

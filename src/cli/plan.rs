@@ -5,15 +5,16 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 
-use matih::apply::Providers;
+use matih::apply::{Providers, DEFAULT_PARALLELISM};
 use matih::plan;
 
 use matih::workflow::connect::connect;
-use matih::workflow::{self, run};
+use matih::workflow::stream::Stream;
+use matih::workflow::{self, run, Refresh};
 
 use super::{
-    compute_plan, in_automation, keep_shard, load_inputs, open_state_for_read, parse_shard, print, render, runtime,
-    Format, Global, Shard, TargetArgs,
+    compute_plan, in_automation, keep_shard, load_catalog, load_inputs, load_platform, open_state_for_read,
+    parse_shard, print, render, runtime, stream_inputs, Format, Global, Shard, TargetArgs,
 };
 
 #[derive(clap::Args, Debug)]
@@ -59,6 +60,9 @@ pub struct Args {
 
 pub fn exec(global: &Global, args: &Args, color: bool) -> Result<ExitCode> {
     let format = if args.json { Format::Json } else { args.format };
+    if !args.destroy && args.out.is_none() && !args.targets.any() {
+        return exec_streamed(global, args, format, color);
+    }
     let mut inputs = load_inputs(global, &args.paths)?;
     keep_shard(&mut inputs, args.shard);
     let store = open_state_for_read(global)?;
@@ -110,4 +114,114 @@ pub fn exec(global: &Global, args: &Args, color: bool) -> Result<ExitCode> {
         }
     }
     Ok(if args.detailed_exitcode && plan.has_changes() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+/// The renderer a streamed plan goes through.
+enum Renderer {
+    Text(plan::TextStream),
+    Json(plan::JsonStream),
+    Markdown(plan::MarkdownStream),
+}
+
+impl Renderer {
+    fn new(format: Format, color: bool) -> std::io::Result<Renderer> {
+        Ok(match format {
+            Format::Text => {
+                let opts = plan::TextOptions { color, digest: None };
+                Renderer::Text(plan::TextStream::new(opts, plan::Spill::file()?))
+            }
+            Format::Json => Renderer::Json(plan::JsonStream::new(None, plan::Spill::file()?)),
+            Format::Markdown => Renderer::Markdown(plan::MarkdownStream::new(None)),
+        })
+    }
+
+    fn push(&mut self, t: &plan::TenantPlan) -> std::io::Result<()> {
+        match self {
+            Renderer::Text(r) => r.push(t),
+            Renderer::Json(r) => r.push(t),
+            Renderer::Markdown(r) => {
+                r.push(t);
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        match self {
+            Renderer::Text(r) => r.finish(out),
+            Renderer::Json(r) => r.finish(out),
+            Renderer::Markdown(r) => r.finish(out),
+        }
+    }
+}
+
+/// A plan that is neither saved nor targeted, of any number of tenants in bounded memory: each
+/// tenant is read, compiled, diffed and rendered in turn (see `workflow::stream`), and the output
+/// is written once everything succeeded. The same bytes as [`render`] of the whole plan.
+fn exec_streamed(global: &Global, args: &Args, format: Format, color: bool) -> Result<ExitCode> {
+    let catalog = load_catalog(global)?;
+    let (platform, platform_file, platform_diags) = load_platform(global);
+    let rt = runtime()?;
+    let keep_all = |_: &str| true;
+    let shard = args.shard;
+    let in_shard = move |slug: &str| shard.is_none_or(|s| workflow::shard_of(slug, s.n) == s.k - 1);
+    // What the plan needs besides the files. When it cannot be had, the files are still checked
+    // first: an error in them is what the user must see (as when the whole fleet is loaded first).
+    let setup = || -> Result<_> {
+        let store = open_state_for_read(global)?;
+        let providers = if args.refresh { connect(&platform, &catalog, &rt)? } else { Providers::new() };
+        Ok((store, providers))
+    };
+    let found = if matih::diag::has_errors(&platform_diags) { None } else { Some(setup()) };
+    let (store, providers) = match found {
+        Some(Ok(found)) => found,
+        other => {
+            let check = Stream { store: None, refresh: None, keep: &keep_all };
+            stream_inputs(global, &catalog, &args.paths, &check, &mut |_| {})?;
+            // Without errors in the files (so the platform file had none either): the setup's.
+            return Err(match other {
+                Some(Err(e)) => e,
+                _ => anyhow::Error::new(super::Reported),
+            });
+        }
+    };
+    let r = Refresh { providers: &providers, runtime: &rt, parallelism: DEFAULT_PARALLELISM };
+    let with =
+        Stream { store: Some(store.as_ref()), refresh: if args.refresh { Some(&r) } else { None }, keep: &in_shard };
+    let mut renderer = Renderer::new(format, color)?;
+    let mut failed_output: Option<std::io::Error> = None;
+    let mut changes = false;
+    let streamed = stream_inputs(global, &catalog, &args.paths, &with, &mut |t| {
+        changes |= t.has_changes();
+        if failed_output.is_none() {
+            failed_output = renderer.push(&t).err();
+        }
+    })?;
+    if let Some(Shard { k, n }) = args.shard {
+        eprintln!("shard {k}/{n}: {} of {} tenant(s)", streamed.kept, streamed.tenants);
+    }
+    if let Some(e) = streamed.failed {
+        return Err(e.into());
+    }
+    if !streamed.read_errors.is_empty() {
+        for e in &streamed.read_errors {
+            eprintln!("error: refresh: {e}");
+        }
+        bail!("{} resource(s) could not be read; no plan was made", streamed.read_errors.len());
+    }
+    if let Some(e) = failed_output {
+        return Err(anyhow::Error::new(e).context("cannot write the plan to a temporary file"));
+    }
+    if !in_automation() && platform_file.is_none() && args.refresh && format == Format::Text {
+        eprintln!(
+            "Note: no platform file (matih.hcl), so live objects were not read: this plan compares the specs \
+             with the recorded state alone."
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    match renderer.finish(&mut out).and_then(|_| std::io::Write::flush(&mut out)) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other?,
+    }
+    Ok(if args.detailed_exitcode && changes { ExitCode::from(2) } else { ExitCode::SUCCESS })
 }

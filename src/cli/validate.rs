@@ -8,10 +8,9 @@ use serde_json::{json, Value as J};
 
 use matih::catalog::Catalog;
 use matih::diag::{self, Diagnostic, Severity};
-use matih::graph::ResourceGraph;
-use matih::workflow;
+use matih::workflow::stream::{self, Stream};
 
-use super::{load_inputs, load_platform, print, Global};
+use super::{load_catalog, load_platform, print, stream_inputs, Global};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -37,13 +36,15 @@ pub fn exec(global: &Global, args: &Args) -> Result<ExitCode> {
     if args.json || args.format == ValidateFormat::Json {
         return json_report(global, &args.paths);
     }
-    let inputs = load_inputs(global, &args.paths)?;
-    let resources: usize = inputs.graphs.iter().map(ResourceGraph::len).sum();
+    // One small batch of tenants at a time, in bounded memory (see `workflow::stream`).
+    let check = Stream { store: None, refresh: None, keep: &|_| true };
+    let catalog = load_catalog(global)?;
+    let streamed = stream_inputs(global, &catalog, &args.paths, &check, &mut |_| {})?;
     println!(
         "Success! {} tenant{} valid ({} resources).",
-        inputs.specs.len(),
-        if inputs.specs.len() == 1 { "" } else { "s" },
-        resources
+        streamed.tenants,
+        if streamed.tenants == 1 { "" } else { "s" },
+        streamed.resources
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -59,7 +60,8 @@ fn diagnostics(global: &Global, paths: &[PathBuf]) -> Vec<Diagnostic> {
         Err(diags) => return diags,
     };
     let (platform, _, mut diags) = load_platform(global);
-    diags.extend(workflow::compile_tenants(paths, &catalog, &platform).diagnostics);
+    let check = Stream { store: None, refresh: None, keep: &|_| true };
+    diags.extend(stream::stream_tenants(paths, &catalog, &platform, &check, &mut |_| {}).diagnostics);
     diag::sort(&mut diags);
     diags
 }

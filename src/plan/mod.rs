@@ -27,7 +27,10 @@ pub use planfile::{
     decode_plan, file_digest, load_plan, load_plan_digest, load_plan_keyed, parse_digest, save_plan, save_plan_keyed,
     PlanFileError, PlanKey, PLAN_FILE_FORMAT, PLAN_KEY_ENV,
 };
-pub use render::{render_json, render_json_saved, render_markdown, render_markdown_saved, render_text, TextOptions};
+pub use render::{
+    render_json, render_json_saved, render_markdown, render_markdown_saved, render_text, JsonStream, MarkdownStream,
+    Spill, TextOptions, TextStream,
+};
 pub use target::{AddrPattern, Partial, Targeting};
 
 /// The version of the JSON plan format (`matih plan --format json`, plan files). Bumped on any
@@ -208,7 +211,7 @@ impl Summary {
         }
     }
 
-    fn absorb(&mut self, other: Summary) {
+    pub(crate) fn absorb(&mut self, other: Summary) {
         self.adopt += other.adopt;
         self.add += other.add;
         self.change += other.change;

@@ -16,7 +16,9 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-pub use parse::{load_tenants, parse_tenants, MAX_REPLICAS, PLATFORM_FILE};
+pub use parse::{
+    load_tenants, parse_tenants, read_tenant_file, tenant_files, Admission, FileTenants, MAX_REPLICAS, PLATFORM_FILE,
+};
 pub use platform::{load_platform, parse_platform};
 pub use validate::{is_dns_label, MAX_SLUG};
 

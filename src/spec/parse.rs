@@ -69,10 +69,10 @@ pub const MAX_REPLICAS: i64 = 50;
 
 /// Parses and validates every `tenant` block of one file.
 pub fn parse_tenants(src: &SourceFile, catalog: &Catalog) -> (Vec<TenantSpec>, Vec<Diagnostic>) {
-    let (mut candidates, mut diags) = read_file(src, catalog);
-    check_duplicates(&mut candidates, &mut diags);
+    let (candidates, mut diags) = read_file(src, catalog);
+    let specs = Admission::default().admit(FileTenants(candidates), &mut diags);
     diag::sort(&mut diags);
-    (candidates.into_iter().filter_map(|c| c.spec).collect(), diags)
+    (specs, diags)
 }
 
 /// Expands directories to the `*.hcl` files directly inside them (sorted by name; a file named `matih.hcl`
@@ -82,26 +82,87 @@ pub fn parse_tenants(src: &SourceFile, catalog: &Catalog) -> (Vec<TenantSpec>, V
 pub fn load_tenants(paths: &[PathBuf], catalog: &Catalog) -> (Vec<TenantSpec>, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let files = tenant_files(paths, &mut diags);
-    let mut candidates = Vec::new();
+    let mut admitted = Admission::default();
+    let mut specs = Vec::new();
     for file in files {
-        match fs::read_to_string(&file) {
-            Ok(text) => {
-                let src = SourceFile::new(file, text);
-                let (found, file_diags) = read_file(&src, catalog);
-                candidates.extend(found);
-                diags.extend(file_diags);
+        let (found, file_diags) = read_tenant_file(&file, catalog);
+        diags.extend(file_diags);
+        specs.extend(admitted.admit(found, &mut diags));
+    }
+    diag::sort(&mut diags);
+    (specs, diags)
+}
+
+/// The tenants of one file as read, before the checks across files ([`Admission`]): what
+/// [`load_tenants`] does file by file, for a reader that streams a fleet (many files read at
+/// once, then admitted in file order). Diagnostics are not sorted.
+pub struct FileTenants(Vec<Candidate>);
+
+/// Reads and parses one tenant file (see [`load_tenants`]).
+pub fn read_tenant_file(file: &Path, catalog: &Catalog) -> (FileTenants, Vec<Diagnostic>) {
+    match fs::read_to_string(file) {
+        Ok(text) => {
+            let src = SourceFile::new(file, text);
+            let (found, diags) = read_file(&src, catalog);
+            (FileTenants(found), diags)
+        }
+        Err(e) => (FileTenants(Vec::new()), vec![Diagnostic::error(format!("cannot read {}: {e}", file.display()))]),
+    }
+}
+
+/// The checks across files, fed one file at a time in the order of [`tenant_files`]: a tenant
+/// with the slug or id of an earlier one is reported and dropped. Holds one slug and one id per
+/// tenant seen, nothing else.
+#[derive(Default)]
+pub struct Admission {
+    slugs: BTreeMap<String, Location>,
+    ids: BTreeMap<String, (Option<String>, Location)>,
+}
+
+impl Admission {
+    /// The specs of `file` that are valid and not duplicates of earlier ones.
+    pub fn admit(&mut self, file: FileTenants, diags: &mut Vec<Diagnostic>) -> Vec<TenantSpec> {
+        let mut candidates = file.0;
+        self.check(&mut candidates, diags);
+        candidates.into_iter().filter_map(|c| c.spec).collect()
+    }
+
+    /// Reports a second tenant with the slug or id of an earlier one, and drops its spec.
+    fn check(&mut self, candidates: &mut [Candidate], diags: &mut Vec<Diagnostic>) {
+        for c in candidates.iter_mut() {
+            if let Some(slug) = &c.slug {
+                if let Some(first) = self.slugs.get(&slug.value) {
+                    diags.push(
+                        Diagnostic::error(format!("duplicate tenant slug {:?}", slug.value))
+                            .at(slug.location.clone())
+                            .with_note(format!("tenant {:?} is first defined at {first}", slug.value)),
+                    );
+                    c.spec = None;
+                } else {
+                    self.slugs.insert(slug.value.clone(), slug.location.clone());
+                }
             }
-            Err(e) => diags.push(Diagnostic::error(format!("cannot read {}: {e}", file.display()))),
+            if let Some(id) = &c.id {
+                if let Some((first_slug, first)) = self.ids.get(&id.value) {
+                    let owner =
+                        first_slug.as_deref().map_or_else(|| "another tenant".to_string(), |s| format!("tenant {s:?}"));
+                    diags.push(
+                        Diagnostic::error(format!("duplicate tenant id {:?}", id.value))
+                            .at(id.location.clone())
+                            .with_note(format!("{owner} already has this id, at {first}")),
+                    );
+                    c.spec = None;
+                } else {
+                    self.ids.insert(id.value.clone(), (c.slug.as_ref().map(|s| s.value.clone()), id.location.clone()));
+                }
+            }
         }
     }
-    check_duplicates(&mut candidates, &mut diags);
-    diag::sort(&mut diags);
-    (candidates.into_iter().filter_map(|c| c.spec).collect(), diags)
 }
 
 /// The tenant files named by `paths`: files as given, directories expanded to the `*.hcl` files
 /// directly inside them in name order, the platform file left out, each file once.
-fn tenant_files(paths: &[PathBuf], diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
+pub fn tenant_files(paths: &[PathBuf], diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut push = |files: &mut Vec<PathBuf>, file: PathBuf| push(files, &mut seen, file);
@@ -157,40 +218,6 @@ struct Candidate {
     slug: Option<Spanned<String>>,
     id: Option<Spanned<String>>,
     spec: Option<TenantSpec>,
-}
-
-/// Reports a second tenant with the slug or id of an earlier one, and drops its spec.
-fn check_duplicates(candidates: &mut [Candidate], diags: &mut Vec<Diagnostic>) {
-    let mut slugs: BTreeMap<String, Location> = BTreeMap::new();
-    let mut ids: BTreeMap<String, (Option<String>, Location)> = BTreeMap::new();
-    for c in candidates.iter_mut() {
-        if let Some(slug) = &c.slug {
-            if let Some(first) = slugs.get(&slug.value) {
-                diags.push(
-                    Diagnostic::error(format!("duplicate tenant slug {:?}", slug.value))
-                        .at(slug.location.clone())
-                        .with_note(format!("tenant {:?} is first defined at {first}", slug.value)),
-                );
-                c.spec = None;
-            } else {
-                slugs.insert(slug.value.clone(), slug.location.clone());
-            }
-        }
-        if let Some(id) = &c.id {
-            if let Some((first_slug, first)) = ids.get(&id.value) {
-                let owner =
-                    first_slug.as_deref().map_or_else(|| "another tenant".to_string(), |s| format!("tenant {s:?}"));
-                diags.push(
-                    Diagnostic::error(format!("duplicate tenant id {:?}", id.value))
-                        .at(id.location.clone())
-                        .with_note(format!("{owner} already has this id, at {first}")),
-                );
-                c.spec = None;
-            } else {
-                ids.insert(id.value.clone(), (c.slug.as_ref().map(|s| s.value.clone()), id.location.clone()));
-            }
-        }
-    }
 }
 
 /// Parses one file and reads each of its `tenant` blocks; diagnostics are not yet sorted.

@@ -11,6 +11,7 @@ pub mod outputs;
 pub mod refresh_only;
 pub mod run;
 pub mod store;
+pub mod stream;
 
 use std::path::PathBuf;
 
@@ -114,45 +115,8 @@ pub fn plan_tenants_targeted(
         .par_iter()
         .zip(graphs.par_iter())
         .map(|(spec, graph)| {
-            let recorded: Option<TenantState> = store.get(&graph.tenant.slug)?;
-            if let Some(id) = changed_id(graph, recorded.as_ref()) {
-                return Err(PlanError::IdChanged {
-                    location: spec.id.location.clone(),
-                    slug: graph.tenant.slug.clone(),
-                    recorded: id.to_string(),
-                    spec: graph.tenant.id.clone(),
-                });
-            }
-            let mut errors = Vec::new();
-            // Refreshed: what the providers read back; the recorded state is kept beside it, so
-            // that the diff sees secrets changed outside matih.
-            let mut refreshed = None;
-            if let (Some(r), Some(p)) = (refresh_with, &recorded) {
-                let found = r.runtime.block_on(refresh(p, r.providers, r.parallelism));
-                errors = found.errors;
-                refreshed = Some(found.state);
-            }
-            let prior = refreshed.as_ref().map_or(recorded.as_ref(), Option::as_ref);
-            // Against matih's record, never the refreshed history: a tenant can write its own table,
-            // and what it writes there must not stop the plan of every tenant. A table that
-            // disagrees with the record is drift of that tenant's resource; its apply refuses it.
-            check_applied_migrations(graph, recorded.as_ref())?;
-            let source = Some(spec.location.file.clone());
             let replace = targeting.replace_in(&graph.tenant.slug, graph.index.keys());
-            let planned = plan::diff_replacing(graph, prior, recorded.as_ref(), source, &replace);
-            let Some(r) = refresh_with else { return Ok((planned, errors)) };
-            let (mut planned, unreadable) = r.runtime.block_on(adopt_existing(
-                planned,
-                graph,
-                prior,
-                recorded.as_ref(),
-                &replace,
-                r.providers,
-                r.parallelism,
-            ));
-            errors.extend(unreadable);
-            r.runtime.block_on(preview_rendered(&mut planned, r.providers));
-            Ok((planned, errors))
+            plan_tenant(spec, graph, store, refresh_with, &replace)
         })
         .collect();
     let mut tenants = Vec::with_capacity(planned.len());
@@ -163,6 +127,56 @@ pub fn plan_tenants_targeted(
         read_errors.extend(errors);
     }
     Ok((select(Plan::new(tenants), targeting)?, read_errors))
+}
+
+/// The plan of one tenant against its recorded (and, with `refresh_with`, re-read) state, with
+/// the resources that could not be read: what [`plan_tenants`] does for each tenant, and
+/// `stream::stream_tenants` too.
+pub(crate) fn plan_tenant(
+    spec: &TenantSpec,
+    graph: &ResourceGraph,
+    store: &dyn StateStore,
+    refresh_with: Option<&Refresh<'_>>,
+    replace: &std::collections::BTreeSet<crate::addr::ResourceAddr>,
+) -> Result<(plan::TenantPlan, Vec<ProviderError>), PlanError> {
+    let recorded: Option<TenantState> = store.get(&graph.tenant.slug)?;
+    if let Some(id) = changed_id(graph, recorded.as_ref()) {
+        return Err(PlanError::IdChanged {
+            location: spec.id.location.clone(),
+            slug: graph.tenant.slug.clone(),
+            recorded: id.to_string(),
+            spec: graph.tenant.id.clone(),
+        });
+    }
+    let mut errors = Vec::new();
+    // Refreshed: what the providers read back; the recorded state is kept beside it, so
+    // that the diff sees secrets changed outside matih.
+    let mut refreshed = None;
+    if let (Some(r), Some(p)) = (refresh_with, &recorded) {
+        let found = r.runtime.block_on(refresh(p, r.providers, r.parallelism));
+        errors = found.errors;
+        refreshed = Some(found.state);
+    }
+    let prior = refreshed.as_ref().map_or(recorded.as_ref(), Option::as_ref);
+    // Against matih's record, never the refreshed history: a tenant can write its own table,
+    // and what it writes there must not stop the plan of every tenant. A table that
+    // disagrees with the record is drift of that tenant's resource; its apply refuses it.
+    check_applied_migrations(graph, recorded.as_ref())?;
+    let source = Some(spec.location.file.clone());
+    let planned = plan::diff_replacing(graph, prior, recorded.as_ref(), source, replace);
+    let Some(r) = refresh_with else { return Ok((planned, errors)) };
+    let (mut planned, unreadable) = r.runtime.block_on(adopt_existing(
+        planned,
+        graph,
+        prior,
+        recorded.as_ref(),
+        replace,
+        r.providers,
+        r.parallelism,
+    ));
+    errors.extend(unreadable);
+    r.runtime.block_on(preview_rendered(&mut planned, r.providers));
+    Ok((planned, errors))
 }
 
 /// Adds to each create, update or replace the objects its provider says it would change

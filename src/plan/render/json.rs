@@ -89,6 +89,7 @@
 
 use serde_json::{json, Map, Value as J};
 
+use super::stream::{Fleet, Spill};
 use super::{SENSITIVE, UNKNOWN};
 use crate::plan::{Plan, ResourceChange, Summary, TenantPlan};
 use crate::value::Value;
@@ -101,23 +102,69 @@ pub fn render_json(plan: &Plan) -> String {
 /// [`render_json`] of a plan saved to (or read from) a plan file whose SHA-256 digest is
 /// `digest` (`sha256:…`): the document has a `"digest"` member after `format_version`.
 pub fn render_json_saved(plan: &Plan, digest: Option<&str>) -> String {
-    let mut doc = Map::new();
-    doc.insert("format_version".into(), json!(plan.format_version));
-    if let Some(d) = digest {
-        doc.insert("digest".into(), json!(d));
+    let mut r = JsonStream::new(digest.map(str::to_string), Spill::memory());
+    r.format_version.clone_from(&plan.format_version);
+    r.fleet.refresh_only = plan.refresh_only;
+    for t in &plan.tenants {
+        r.push(t).expect("writing to memory cannot fail");
     }
-    if plan.refresh_only {
-        doc.insert("refresh_only".into(), json!(true));
+    let mut out = Vec::new();
+    r.finish(&mut out).expect("writing to memory cannot fail");
+    String::from_utf8(out).expect("the renderer writes UTF-8")
+}
+
+/// [`render_json_saved`] one tenant at a time (see [`super::TextStream`]): each tenant is
+/// serialized as it comes, indented as it will stand in the `tenants` array, and set aside.
+pub struct JsonStream {
+    format_version: String,
+    digest: Option<String>,
+    fleet: Fleet,
+    spill: Spill,
+}
+
+impl JsonStream {
+    pub fn new(digest: Option<String>, spill: Spill) -> JsonStream {
+        JsonStream { format_version: crate::plan::FORMAT_VERSION.to_string(), digest, fleet: Fleet::default(), spill }
     }
-    if let Some((p, left_out)) = plan.partial() {
-        doc.insert("partial".into(), json!({ "target": p.target, "exclude": p.exclude, "left_out": left_out }));
+
+    pub fn push(&mut self, t: &TenantPlan) -> std::io::Result<()> {
+        let first = self.fleet.tenants == 0;
+        self.fleet.push(t);
+        let pretty = serde_json::to_string_pretty(&tenant(t)).expect("a JSON tree always serializes");
+        // An element of the array at depth 2, as the pretty printer writes it in the whole
+        // document: every line four spaces in (strings hold no raw newline).
+        self.spill.write(if first { "\n    " } else { ",\n    " })?;
+        self.spill.write(&pretty.replace('\n', "\n    "))
     }
-    doc.insert("tenants".into(), J::Array(plan.tenants.iter().map(tenant).collect()));
-    doc.insert("summary".into(), summary(&plan.summary()));
-    let doc = J::Object(doc);
-    let mut out = serde_json::to_string_pretty(&doc).expect("a JSON tree always serializes");
-    out.push('\n');
-    out
+
+    pub fn finish(self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let mut doc = Map::new();
+        doc.insert("format_version".into(), json!(self.format_version));
+        if let Some(d) = &self.digest {
+            doc.insert("digest".into(), json!(d));
+        }
+        if self.fleet.refresh_only {
+            doc.insert("refresh_only".into(), json!(true));
+        }
+        if let Some((p, left_out)) = self.fleet.partial() {
+            doc.insert("partial".into(), json!({ "target": p.target, "exclude": p.exclude, "left_out": left_out }));
+        }
+        doc.insert("tenants".into(), J::Array(Vec::new()));
+        doc.insert("summary".into(), summary(&self.fleet.summary));
+        let skeleton = serde_json::to_string_pretty(&J::Object(doc)).expect("a JSON tree always serializes");
+        // The only raw newline followed by this key at this depth: strings escape theirs.
+        let key = "\n  \"tenants\": []";
+        let at = skeleton.find(key).expect("the skeleton has a tenants member");
+        let (head, tail) = skeleton.as_bytes().split_at(at + key.len() - 1);
+        out.write_all(head)?;
+        let any = self.fleet.tenants > 0;
+        self.spill.copy_to(out)?;
+        if any {
+            out.write_all(b"\n  ")?;
+        }
+        out.write_all(tail)?;
+        out.write_all(b"\n")
+    }
 }
 
 fn summary(s: &Summary) -> J {

@@ -33,8 +33,10 @@
 //!
 //! **Invariant:** reads a finished plan only; it never decides what changes.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use super::stream::Fleet;
 use super::text::{counts, heading, partial_note, phase_label};
 use super::writer::{Layout, Writer};
 use crate::kind::{self, RiskClass};
@@ -59,7 +61,7 @@ pub fn render_markdown_saved(plan: &Plan, digest: Option<&str>) -> String {
     render_with_limit(plan, GITHUB_COMMENT_LIMIT, digest)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Risk {
     DataLoss,
     Isolation,
@@ -272,86 +274,186 @@ fn fence(body: &str) -> String {
 }
 
 pub(super) fn render_with_limit(plan: &Plan, limit: usize, digest: Option<&str>) -> String {
-    let budget = limit.saturating_sub(NOTE_RESERVE);
-    let summary = plan.summary();
-    let mut out = String::new();
-    let saved = |out: &mut String| {
-        if let Some(note) = partial_note(plan) {
-            let _ = writeln!(out, "> **{note}**\n");
+    let mut r = MarkdownStream::with_limit(limit, digest.map(str::to_string));
+    r.fleet.refresh_only = plan.refresh_only;
+    for t in &plan.tenants {
+        r.push(t);
+    }
+    let mut out = Vec::new();
+    r.finish(&mut out).expect("writing to memory cannot fail");
+    String::from_utf8(out).expect("the renderer writes UTF-8")
+}
+
+/// One risk found, by category: its list line (`- \`slug\`: …`).
+type RiskLines = BTreeMap<Risk, (Vec<String>, usize, usize)>;
+
+/// One tenant's `<details>` rendered in full, before the comment's limit cuts it: its opening
+/// line and, per phase, the diff block of each change.
+struct Details {
+    open: String,
+    phases: Vec<(Phase, Vec<String>)>,
+}
+
+/// [`render_markdown_saved`] one tenant at a time (see [`super::TextStream`]). A comment is
+/// bounded, so no spill is needed: the table rows, risks and details that can still fit are kept
+/// (each part at most the size of the comment), and what cannot is only counted, exactly as the
+/// whole-plan rendering would cut it.
+pub struct MarkdownStream {
+    limit: usize,
+    budget: usize,
+    digest: Option<String>,
+    fleet: Fleet,
+    /// Table rows that fit in a quarter of the budget, and how many did not.
+    rows: String,
+    rows_left_out: usize,
+    changed: usize,
+    /// Per category: lines kept (while the category alone fits in half the budget), their
+    /// bytes, and lines dropped.
+    risks: RiskLines,
+    /// Rendered details, while those before them could still leave room; `details_bytes` is a
+    /// lower bound of what they take.
+    details: Vec<(Details, usize)>,
+    details_bytes: usize,
+    /// Changes of the tenants whose details cannot fit whatever comes before them.
+    details_dropped: usize,
+}
+
+impl MarkdownStream {
+    pub fn new(digest: Option<String>) -> MarkdownStream {
+        MarkdownStream::with_limit(GITHUB_COMMENT_LIMIT, digest)
+    }
+
+    fn with_limit(limit: usize, digest: Option<String>) -> MarkdownStream {
+        MarkdownStream {
+            limit,
+            budget: limit.saturating_sub(NOTE_RESERVE),
+            digest,
+            fleet: Fleet::default(),
+            rows: String::new(),
+            rows_left_out: 0,
+            changed: 0,
+            risks: BTreeMap::new(),
+            details: Vec::new(),
+            details_bytes: 0,
+            details_dropped: 0,
         }
-        if let Some(d) = digest {
-            let _ = writeln!(out, "Plan file digest: `{d}` (apply exactly this file with `--expect-digest {d}`)\n");
+    }
+
+    pub fn push(&mut self, tenant: &TenantPlan) {
+        self.fleet.push(tenant);
+        if !tenant.has_changes() {
+            return;
         }
-    };
-    if summary.is_empty() {
-        let _ = writeln!(out, "### matih plan: no changes\n");
+        self.changed += 1;
+        let s = tenant.summary();
+        let row = format!("| `{}` | {} | {} | {} | {} |\n", tenant.slug, s.add, s.change, s.replace, s.destroy);
+        if self.rows_left_out > 0 {
+            // As in one pass over all rows: once a row did not fit, no later one is added.
+            self.rows_left_out += 1;
+        } else {
+            self.rows_left_out += fill(&mut self.rows, [row], self.budget / 4);
+        }
+        // A refresh-only plan changes nothing in the real world: it has no risks.
+        let risky = if self.fleet.refresh_only { &[][..] } else { &tenant.resource_changes[..] };
+        for change in risky {
+            if let Some((risk, why)) = Risk::of(tenant, change) {
+                let line = format!("- `{}`: `{}` {}{why}\n", tenant.slug, change.address, verb(change.action));
+                let (lines, bytes, dropped) = self.risks.entry(risk).or_default();
+                if *dropped == 0 && *bytes + line.len() <= self.budget / 2 {
+                    *bytes += line.len();
+                    lines.push(line);
+                } else {
+                    *dropped += 1;
+                }
+            }
+        }
+        let shown: Vec<&ResourceChange> = tenant.resource_changes.iter().filter(|c| c.action != Action::NoOp).collect();
+        if self.details_bytes > self.budget {
+            self.details_dropped += shown.len();
+            return;
+        }
+        let d = details(tenant, &shown);
+        self.details_bytes += d.open.len() + d.phases.iter().flat_map(|(_, b)| b).map(String::len).sum::<usize>();
+        self.details.push((d, shown.len()));
+    }
+
+    pub fn finish(self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let out = self.render();
+        w.write_all(out.as_bytes())
+    }
+
+    fn render(self) -> String {
+        let budget = self.budget;
+        let summary = self.fleet.summary;
+        let mut out = String::new();
+        let partial = self.fleet.partial();
+        let saved = |out: &mut String| {
+            if let Some(note) = partial_note(partial) {
+                let _ = writeln!(out, "> **{note}**\n");
+            }
+            if let Some(d) = &self.digest {
+                let _ = writeln!(out, "Plan file digest: `{d}` (apply exactly this file with `--expect-digest {d}`)\n");
+            }
+        };
+        if summary.is_empty() {
+            let _ = writeln!(out, "### matih plan: no changes\n");
+            saved(&mut out);
+            let _ = writeln!(out, "The tenants match the configuration.");
+            return out;
+        }
+        if self.fleet.refresh_only {
+            let _ = writeln!(out, "### matih plan: {}\n", super::text::refresh_counts(&summary));
+        } else {
+            let _ = writeln!(out, "### matih plan: {}\n", counts(&summary));
+        }
         saved(&mut out);
-        let _ = writeln!(out, "The tenants match the configuration.");
-        return out;
-    }
-    if plan.refresh_only {
-        let _ = writeln!(out, "### matih plan: {}\n", super::text::refresh_counts(&summary));
-    } else {
-        let _ = writeln!(out, "### matih plan: {}\n", counts(&summary));
-    }
-    saved(&mut out);
 
-    let changed: Vec<&TenantPlan> = plan.tenants.iter().filter(|t| t.has_changes()).collect();
+        // The risks come before the table's rows in importance, so they are sized first; the table
+        // gets a quarter of the comment at most, the diffs whatever is left.
+        let mut risks = String::new();
+        let risks_left_out = risk_section(&mut risks, &self.risks, budget / 2);
 
-    // The risks come before the table's rows in importance, so they are sized first; the table
-    // gets a quarter of the comment at most, the diffs whatever is left.
-    let mut risks = String::new();
-    // A refresh-only plan changes nothing in the real world: it has no risks.
-    let risky: &[&TenantPlan] = if plan.refresh_only { &[] } else { &changed };
-    let risks_left_out = risk_section(&mut risks, risky, budget / 2);
+        out.push_str("| Tenant | Add | Change | Replace | Destroy |\n| --- | ---: | ---: | ---: | ---: |\n");
+        out.push_str(&self.rows);
+        if self.rows_left_out > 0 {
+            let _ =
+                writeln!(out, "| … {} more tenants with changes (comment size limit) | | | | |", self.rows_left_out);
+        }
+        let unchanged = self.fleet.tenants - self.changed;
+        if unchanged > 0 {
+            let _ = writeln!(
+                out,
+                "\n{unchanged} tenant{} without changes not listed.",
+                if unchanged == 1 { "" } else { "s" }
+            );
+        }
+        out.push('\n');
+        out.push_str(&risks);
+        if risks_left_out > 0 {
+            let _ = writeln!(out, "- … and {risks_left_out} more (comment size limit)");
+        }
+        out.push('\n');
 
-    out.push_str("| Tenant | Add | Change | Replace | Destroy |\n| --- | ---: | ---: | ---: | ---: |\n");
-    let rows = changed.iter().map(|t| {
-        let s = t.summary();
-        format!("| `{}` | {} | {} | {} | {} |\n", t.slug, s.add, s.change, s.replace, s.destroy)
-    });
-    let table_budget = out.len() + budget / 4;
-    let rows_left_out = fill(&mut out, rows, table_budget);
-    if rows_left_out > 0 {
-        let _ = writeln!(out, "| … {rows_left_out} more tenants with changes (comment size limit) | | | | |");
+        let mut details_left_out = 0;
+        for (d, shown) in self.details {
+            details_left_out += tenant_details(&mut out, d, shown, budget, details_left_out > 0);
+        }
+        details_left_out += self.details_dropped;
+        if details_left_out > 0 {
+            let _ = writeln!(
+                out,
+                "> **Note:** this comment was shortened to fit GitHub's limit of {} characters: {details_left_out} \
+                 resource change{} not shown. Run `matih plan` for the whole plan.",
+                self.limit,
+                if details_left_out == 1 { " is" } else { "s are" }
+            );
+        }
+        out
     }
-    let unchanged = plan.tenants.len() - changed.len();
-    if unchanged > 0 {
-        let _ =
-            writeln!(out, "\n{unchanged} tenant{} without changes not listed.", if unchanged == 1 { "" } else { "s" });
-    }
-    out.push('\n');
-    out.push_str(&risks);
-    if risks_left_out > 0 {
-        let _ = writeln!(out, "- … and {risks_left_out} more (comment size limit)");
-    }
-    out.push('\n');
-
-    let mut details_left_out = 0;
-    for tenant in &changed {
-        details_left_out += tenant_details(&mut out, tenant, budget, details_left_out > 0);
-    }
-    if details_left_out > 0 {
-        let _ = writeln!(
-            out,
-            "> **Note:** this comment was shortened to fit GitHub's limit of {limit} characters: {details_left_out} \
-             resource change{} not shown. Run `matih plan` for the whole plan.",
-            if details_left_out == 1 { " is" } else { "s are" }
-        );
-    }
-    out
 }
 
 /// Writes the risk section; returns how many risks did not fit in `budget` bytes.
-fn risk_section(out: &mut String, tenants: &[&TenantPlan], budget: usize) -> usize {
-    let mut found: Vec<(Risk, &TenantPlan, &ResourceChange, String)> = Vec::new();
-    for tenant in tenants {
-        for change in &tenant.resource_changes {
-            if let Some((risk, why)) = Risk::of(tenant, change) {
-                found.push((risk, tenant, change, why));
-            }
-        }
-    }
+fn risk_section(out: &mut String, found: &RiskLines, budget: usize) -> usize {
     out.push_str("#### Risks\n\n");
     if found.is_empty() {
         out.push_str(
@@ -360,38 +462,39 @@ fn risk_section(out: &mut String, tenants: &[&TenantPlan], budget: usize) -> usi
         );
         return 0;
     }
-    // Stable: tenants and resources keep plan order inside a category.
-    found.sort_by_key(|(risk, _, _, _)| *risk);
-    let mut items = Vec::with_capacity(found.len());
-    let mut current = None;
-    for (risk, tenant, change, what) in found {
-        let mut item = String::new();
-        if current != Some(risk) {
-            if current.is_some() {
-                // A blank line ends the previous category's list.
-                item.push('\n');
-            }
-            current = Some(risk);
-            let _ = writeln!(item, "**{}**\n", risk.title());
+    // Tenants and resources keep plan order inside a category.
+    let mut items = Vec::new();
+    let mut dropped = 0;
+    let mut stopped = false;
+    for (i, (risk, (lines, _, more))) in found.iter().enumerate() {
+        if stopped {
+            // A line of an earlier category could not fit: as in one pass, nothing after it does.
+            dropped += lines.len() + more;
+            continue;
         }
-        let _ = writeln!(item, "- `{}`: `{}` {}{what}", tenant.slug, change.address, verb(change.action));
-        items.push(item);
+        dropped += more;
+        stopped = *more > 0;
+        for (n, line) in lines.iter().enumerate() {
+            let mut item = String::new();
+            if n == 0 {
+                if i > 0 {
+                    // A blank line ends the previous category's list.
+                    item.push('\n');
+                }
+                let _ = writeln!(item, "**{}**\n", risk.title());
+            }
+            item.push_str(line);
+            items.push(item);
+        }
     }
-    fill(out, items, budget)
+    fill(out, items, budget) + dropped
 }
 
-/// Appends one tenant's `<details>`; returns how many resource changes did not fit. Once
-/// something did not fit (`full`), nothing more is added, so what is shown is a prefix of the plan.
-fn tenant_details(out: &mut String, tenant: &TenantPlan, budget: usize, full: bool) -> usize {
-    let shown: Vec<&ResourceChange> = tenant.resource_changes.iter().filter(|c| c.action != Action::NoOp).collect();
+/// A tenant's `<details>` rendered in full.
+fn details(tenant: &TenantPlan, shown: &[&ResourceChange]) -> Details {
     let open =
         format!("<details><summary>{}: {}</summary>\n\n", escape_html(&heading(tenant)), counts(&tenant.summary()));
-    let close = "</details>\n\n";
-    if full || out.len() + open.len() + close.len() > budget {
-        return shown.len();
-    }
-    out.push_str(&open);
-    let mut left_out = 0;
+    let mut phases = Vec::new();
     let mut i = 0;
     while i < shown.len() {
         let phase: Phase = shown[i].phase;
@@ -409,6 +512,23 @@ fn tenant_details(out: &mut String, tenant: &TenantPlan, budget: usize, full: bo
                 w.out
             })
             .collect();
+        phases.push((phase, blocks));
+        i = end;
+    }
+    Details { open, phases }
+}
+
+/// Appends one tenant's `<details>`; returns how many resource changes (`shown`) did not fit.
+/// Once something did not fit (`full`), nothing more is added, so what is shown is a prefix of
+/// the plan.
+fn tenant_details(out: &mut String, d: Details, shown: usize, budget: usize, full: bool) -> usize {
+    let close = "</details>\n\n";
+    if full || out.len() + d.open.len() + close.len() > budget {
+        return shown;
+    }
+    out.push_str(&d.open);
+    let mut left_out = 0;
+    for (phase, blocks) in d.phases {
         let fence_str = fence(&blocks.concat());
         let head = format!("**{}**\n\n{fence_str}diff\n", phase_label(phase));
         let tail = format!("{fence_str}\n\n");
@@ -424,7 +544,6 @@ fn tenant_details(out: &mut String, tenant: &TenantPlan, budget: usize, full: bo
             out.push_str(&body);
             out.push_str(&tail);
         }
-        i = end;
     }
     out.push_str(close);
     left_out

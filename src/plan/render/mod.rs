@@ -10,12 +10,14 @@
 
 mod json;
 mod markdown;
+mod stream;
 mod text;
 mod writer;
 
-pub use json::{render_json, render_json_saved};
-pub use markdown::{render_markdown, render_markdown_saved};
-pub use text::{render_text, TextOptions};
+pub use json::{render_json, render_json_saved, JsonStream};
+pub use markdown::{render_markdown, render_markdown_saved, MarkdownStream};
+pub use stream::Spill;
+pub use text::{render_text, TextOptions, TextStream};
 
 /// What stands in for a secret in every rendering.
 pub(crate) const SENSITIVE: &str = "(sensitive value)";

@@ -22,11 +22,14 @@
 //!
 //! **Invariant:** reads a finished plan only; it never decides what changes.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
+use std::io::Write;
 
+use super::stream::{Fleet, Spill};
 use super::writer::{Layout, Mark, Writer, BOLD};
 use crate::phase::Phase;
-use crate::plan::{Action, Plan, Summary, TenantPlan};
+use crate::plan::{Action, Partial, Plan, Summary, TenantPlan};
 
 /// Options of [`render_text`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,52 +49,112 @@ const UNCHANGED_NAMED: usize = 10;
 /// `No changes. The tenants match the configuration.` when nothing changes; for a saved plan, it
 /// is followed by `Plan file digest: sha256:…`.
 pub fn render_text(plan: &Plan, opts: &TextOptions) -> String {
-    let mut out = match partial_note(plan) {
-        Some(note) => format!("{note}\n\n"),
-        None => String::new(),
-    };
-    out.push_str(&render_body(plan, opts));
-    if let Some(digest) = &opts.digest {
-        let _ = writeln!(out, "Plan file digest: {digest}");
+    let mut r = TextStream::new(opts.clone(), Spill::memory());
+    r.fleet.refresh_only = plan.refresh_only;
+    for t in &plan.tenants {
+        r.push(t).expect("writing to memory cannot fail");
     }
-    out
+    let mut out = Vec::new();
+    r.finish(&mut out).expect("writing to memory cannot fail");
+    String::from_utf8(out).expect("the renderer writes UTF-8")
 }
 
-fn render_body(plan: &Plan, opts: &TextOptions) -> String {
-    let summary = plan.summary();
-    if summary.is_empty() && plan.refresh_only {
-        return "No changes. The state matches what is live.\n".to_string();
-    }
-    if summary.is_empty() {
-        return "No changes. The tenants match the configuration.\n".to_string();
-    }
-    let mut w = Writer::new(Layout { color: opts.color, gutter: false, compact_deletes: false });
-    legend(&mut w, plan);
-    let several = plan.tenants.len() > 1;
-    for tenant in plan.tenants.iter().filter(|t| t.has_changes()) {
-        tenant_section(&mut w, tenant);
-        if several {
-            let line = format!("Tenant {:?}: {}", tenant.slug, counts(&tenant.summary()));
-            w.out.push_str(&line);
-            w.out.push_str("\n\n");
+/// [`render_text`] one tenant at a time, for a fleet that is never held whole: each tenant's
+/// section is rendered as it comes and set aside in a [`Spill`]; [`TextStream::finish`] writes
+/// the legend (which needs every tenant's actions), the sections and the summary. Holds the
+/// counts, the actions used and the first unchanged tenants' names, nothing else per tenant.
+pub struct TextStream {
+    opts: TextOptions,
+    fleet: Fleet,
+    used: BTreeSet<Action>,
+    spill: Spill,
+    /// The first tenant's section and its count line, held until a second tenant shows that the
+    /// plan has several (a plan of one tenant has no count line).
+    pending: Option<(String, String)>,
+    unchanged: usize,
+    unchanged_named: Vec<String>,
+}
+
+impl TextStream {
+    pub fn new(opts: TextOptions, spill: Spill) -> TextStream {
+        TextStream {
+            opts,
+            fleet: Fleet::default(),
+            used: BTreeSet::new(),
+            spill,
+            pending: None,
+            unchanged: 0,
+            unchanged_named: Vec::new(),
         }
     }
-    let unchanged: Vec<&str> = plan.tenants.iter().filter(|t| !t.has_changes()).map(|t| t.slug.as_str()).collect();
-    if !unchanged.is_empty() {
-        let mut names = unchanged.iter().take(UNCHANGED_NAMED).map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
-        if unchanged.len() > UNCHANGED_NAMED {
-            let _ = write!(names, " and {} more", unchanged.len() - UNCHANGED_NAMED);
+
+    /// Renders the next tenant of the plan.
+    pub fn push(&mut self, tenant: &TenantPlan) -> std::io::Result<()> {
+        self.fleet.push(tenant);
+        self.used.extend(tenant.resource_changes.iter().map(|c| c.action));
+        if self.fleet.tenants == 2 {
+            if let Some((section, line)) = self.pending.take() {
+                self.spill.write(&section)?;
+                self.spill.write(&line)?;
+            }
         }
-        let which = if unchanged.len() == 1 { "tenant has" } else { "tenants have" };
-        let _ = writeln!(w.out, "{} {which} no changes: {names}.\n", unchanged.len());
+        if tenant.has_changes() {
+            let mut w = Writer::new(Layout { color: self.opts.color, gutter: false, compact_deletes: false });
+            tenant_section(&mut w, tenant);
+            let line = format!("Tenant {:?}: {}\n\n", tenant.slug, counts(&tenant.summary()));
+            if self.fleet.tenants == 1 {
+                self.pending = Some((w.out, line));
+            } else {
+                self.spill.write(&w.out)?;
+                self.spill.write(&line)?;
+            }
+        } else {
+            self.unchanged += 1;
+            if self.unchanged_named.len() < UNCHANGED_NAMED {
+                self.unchanged_named.push(format!("{:?}", tenant.slug));
+            }
+        }
+        Ok(())
     }
-    let plan_word = w.paint(BOLD, "Plan:");
-    if plan.refresh_only {
-        let _ = writeln!(w.out, "{plan_word} {}", refresh_counts(&summary));
-    } else {
-        let _ = writeln!(w.out, "{plan_word} {}", counts(&summary));
+
+    /// Writes the whole plan to `out`.
+    pub fn finish(self, out: &mut dyn Write) -> std::io::Result<()> {
+        if let Some(note) = partial_note(self.fleet.partial()) {
+            write!(out, "{note}\n\n")?;
+        }
+        let summary = self.fleet.summary;
+        if summary.is_empty() && self.fleet.refresh_only {
+            out.write_all(b"No changes. The state matches what is live.\n")?;
+        } else if summary.is_empty() {
+            out.write_all(b"No changes. The tenants match the configuration.\n")?;
+        } else {
+            let mut w = Writer::new(Layout { color: self.opts.color, gutter: false, compact_deletes: false });
+            legend(&mut w, &self.used);
+            out.write_all(w.out.as_bytes())?;
+            self.spill.copy_to(out)?;
+            if let Some((section, _)) = &self.pending {
+                out.write_all(section.as_bytes())?;
+            }
+            if self.unchanged > 0 {
+                let mut names = self.unchanged_named.join(", ");
+                if self.unchanged > UNCHANGED_NAMED {
+                    let _ = write!(names, " and {} more", self.unchanged - UNCHANGED_NAMED);
+                }
+                let which = if self.unchanged == 1 { "tenant has" } else { "tenants have" };
+                write!(out, "{} {which} no changes: {names}.\n\n", self.unchanged)?;
+            }
+            let plan_word = w.paint(BOLD, "Plan:");
+            if self.fleet.refresh_only {
+                writeln!(out, "{plan_word} {}", refresh_counts(&summary))?;
+            } else {
+                writeln!(out, "{plan_word} {}", counts(&summary))?;
+            }
+        }
+        if let Some(digest) = &self.opts.digest {
+            writeln!(out, "Plan file digest: {digest}")?;
+        }
+        Ok(())
     }
-    w.out
 }
 
 /// The summary of a refresh-only plan: what applying it records and forgets.
@@ -104,8 +167,8 @@ pub(super) fn refresh_counts(s: &Summary) -> String {
 }
 
 /// What a partial plan (`--target`, `--exclude`) says first, in text and markdown.
-pub(super) fn partial_note(plan: &Plan) -> Option<String> {
-    let (p, left_out) = plan.partial()?;
+pub(super) fn partial_note(partial: Option<(&Partial, usize)>) -> Option<String> {
+    let (p, left_out) = partial?;
     let mut asked = Vec::new();
     if !p.target.is_empty() {
         asked.push(format!("--target {}", p.target.join(", ")));
@@ -130,8 +193,8 @@ pub(super) fn counts(s: &Summary) -> String {
 }
 
 /// Terraform's legend, with only the symbols this plan uses.
-fn legend(w: &mut Writer<'_>, plan: &Plan) {
-    let used = |a: Action| plan.tenants.iter().flat_map(|t| &t.resource_changes).any(|c| c.action == a);
+fn legend(w: &mut Writer<'_>, used: &BTreeSet<Action>) {
+    let used = |a: Action| used.contains(&a);
     w.out.push_str("Resource actions are indicated with the following symbols:\n");
     let rows = [
         (Action::Adopt, Mark::Adopt, "adopt (exists, not recorded: taken over)"),

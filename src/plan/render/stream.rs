@@ -1,0 +1,92 @@
+//! What the renderers share to render a plan one tenant at a time: the counts kept across the
+//! fleet ([`Fleet`]) and where rendered tenants wait until the header that precedes them (which
+//! needs the whole fleet's counts) is written ([`Spill`]).
+//!
+//! A fleet plan of 1,000 tenants is tens of megabytes of text; kept in a temporary file instead
+//! of memory, it costs the process nothing, and nothing reaches the output until the whole plan
+//! was made (an error on the last tenant leaves the output empty, as before).
+//!
+//! **Invariant:** holds per tenant only what a summary needs; never a tenant's changes.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, Write};
+
+use crate::plan::{Partial, Summary, TenantPlan};
+
+/// Where rendered tenants wait: memory (for a plan already held whole) or an unnamed temporary
+/// file (for a fleet streamed through).
+pub enum Spill {
+    Memory(Vec<u8>),
+    File(BufWriter<File>),
+}
+
+impl Spill {
+    pub fn memory() -> Spill {
+        Spill::Memory(Vec::new())
+    }
+
+    /// An unnamed temporary file (removed by the system when closed, even on a crash).
+    pub fn file() -> io::Result<Spill> {
+        Ok(Spill::File(BufWriter::with_capacity(1 << 20, tempfile::tempfile()?)))
+    }
+
+    pub fn write(&mut self, s: &str) -> io::Result<()> {
+        match self {
+            Spill::Memory(v) => {
+                v.extend_from_slice(s.as_bytes());
+                Ok(())
+            }
+            Spill::File(f) => f.write_all(s.as_bytes()),
+        }
+    }
+
+    /// Copies everything written so far to `out`.
+    pub fn copy_to(self, out: &mut dyn Write) -> io::Result<()> {
+        match self {
+            Spill::Memory(v) => out.write_all(&v),
+            Spill::File(f) => {
+                let mut f = f.into_inner().map_err(io::IntoInnerError::into_error)?;
+                f.rewind()?;
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = f.read(&mut buf)?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    out.write_all(&buf[..n])?;
+                }
+            }
+        }
+    }
+}
+
+/// What every renderer counts across the tenants it is given.
+#[derive(Default)]
+pub(crate) struct Fleet {
+    pub tenants: usize,
+    pub summary: Summary,
+    /// The first tenant's `partial` and the changes left out over all tenants (see
+    /// [`crate::plan::Plan::partial`]).
+    first_partial: Option<Partial>,
+    left_out: usize,
+    /// A refresh-only plan (`--refresh-only`): its counts are what it records and forgets, and it
+    /// has no risks. Set before the first tenant is pushed.
+    pub refresh_only: bool,
+}
+
+impl Fleet {
+    pub fn push(&mut self, tenant: &TenantPlan) {
+        self.tenants += 1;
+        self.summary.absorb(tenant.summary());
+        if let Some(p) = &tenant.partial {
+            self.left_out += p.left_out;
+            if self.first_partial.is_none() {
+                self.first_partial = Some(p.clone());
+            }
+        }
+    }
+
+    pub fn partial(&self) -> Option<(&Partial, usize)> {
+        self.first_partial.as_ref().map(|p| (p, self.left_out))
+    }
+}

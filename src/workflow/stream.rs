@@ -1,0 +1,156 @@
+//! A fleet in bounded memory: `validate` and `plan` of any number of tenants, one small batch of
+//! files at a time (read, check, compile, read state, refresh, diff), each tenant's plan handed
+//! to the caller in file order and dropped. What is held across the fleet is what a summary
+//! needs: one slug and one id per tenant (the duplicate checks), the diagnostics, the unset
+//! environment variables counted by name, and the resources that could not be read.
+//!
+//! It does what [`super::compile_tenants`] followed by [`super::plan_tenants`] does, with the
+//! same diagnostics and the same plans in the same order; a batch is worked on by every core.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+
+use super::{plan_tenant, PlanError, Refresh};
+use crate::apply::fill_env_fingerprints;
+use crate::catalog::Catalog;
+use crate::diag::{self, Diagnostic};
+use crate::graph;
+use crate::plan::TenantPlan;
+use crate::provider::ProviderError;
+use crate::spec::{self, PlatformConfig, TenantSpec};
+use crate::state::StateStore;
+
+/// Files read at once: enough to keep every core busy, few enough that a batch's graphs and
+/// plans are a few megabytes.
+const BATCH: usize = 32;
+
+/// What [`stream_tenants`] does with each tenant.
+pub struct Stream<'a> {
+    /// The recorded state to diff against; `None` to validate only (read, check, compile).
+    pub store: Option<&'a dyn StateStore>,
+    /// Read live objects through providers before diffing.
+    pub refresh: Option<&'a Refresh<'a>>,
+    /// Plans only the tenants whose slug it accepts (`--shard`); the others are read, checked and
+    /// compiled (for their diagnostics) but not planned.
+    pub keep: &'a (dyn Fn(&str) -> bool + Sync),
+}
+
+/// What is left of a fleet once every tenant went through.
+#[derive(Debug, Default)]
+pub struct Streamed {
+    /// Sorted; the tenants were planned (and handed over) only if none is an error.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Environment variables named by secrets that are not set, with how many tenants use each
+    /// and the first of them.
+    pub unset_env: BTreeMap<String, (usize, String)>,
+    /// Tenants read and compiled.
+    pub tenants: usize,
+    /// Tenants kept (planned, when there is a store).
+    pub kept: usize,
+    /// Resources of the tenants' graphs.
+    pub resources: usize,
+    /// Resources that could not be read (refresh); a plan made despite them is incomplete.
+    pub read_errors: Vec<ProviderError>,
+    /// The first tenant (in file order) whose plan could not be made; `None` when there are
+    /// error diagnostics, which come first.
+    pub failed: Option<PlanError>,
+}
+
+/// One tenant of a batch after compile (and diff).
+struct Done {
+    slug: String,
+    kept: bool,
+    compile_diags: Vec<Diagnostic>,
+    unset: Vec<String>,
+    resources: usize,
+    planned: Option<Result<(TenantPlan, Vec<ProviderError>), PlanError>>,
+}
+
+/// Streams the tenants of `paths` through `with` (see the module doc), calling `each` with every
+/// tenant's plan in file order. When a diagnostic is an error, nothing more is handed to `each`
+/// (what was handed is to be discarded: callers print nothing of it); the first error of a
+/// tenant's plan (a changed id, an applied migration changed, a state that cannot be read) is
+/// in [`Streamed::failed`] once everything was read, unless a diagnostic is an error.
+pub fn stream_tenants(
+    paths: &[PathBuf],
+    catalog: &Catalog,
+    platform: &PlatformConfig,
+    with: &Stream<'_>,
+    each: &mut dyn FnMut(TenantPlan),
+) -> Streamed {
+    let mut out = Streamed::default();
+    let mut spec_diags = Vec::new();
+    let files = spec::tenant_files(paths, &mut spec_diags);
+    let mut compile_diags = Vec::new();
+    let mut admission = spec::Admission::default();
+    let mut first_error: Option<PlanError> = None;
+    for batch in files.chunks(BATCH) {
+        let read: Vec<_> = batch.par_iter().map(|f| spec::read_tenant_file(f, catalog)).collect();
+        let mut specs: Vec<TenantSpec> = Vec::new();
+        for (found, diags) in read {
+            spec_diags.extend(diags);
+            specs.extend(admission.admit(found, &mut spec_diags));
+        }
+        // As in `compile_tenants`: an error in any spec means no graph is compiled at all.
+        if diag::has_errors(&spec_diags) {
+            continue;
+        }
+        // Plans are made while nothing failed; after a failure the tenants are still compiled,
+        // for their diagnostics.
+        let planning = first_error.is_none() && !diag::has_errors(&compile_diags);
+        let done: Vec<Done> = specs.par_iter().map(|s| one(s, catalog, platform, with, planning)).collect();
+        for d in done {
+            compile_diags.extend(d.compile_diags);
+            for var in d.unset {
+                out.unset_env.entry(var).or_insert_with(|| (0, d.slug.clone())).0 += 1;
+            }
+            out.tenants += 1;
+            out.kept += usize::from(d.kept);
+            out.resources += d.resources;
+            match d.planned {
+                Some(Ok((plan, errors))) if first_error.is_none() && !diag::has_errors(&compile_diags) => {
+                    out.read_errors.extend(errors);
+                    each(plan);
+                }
+                Some(Err(e)) if first_error.is_none() => first_error = Some(e),
+                _ => {}
+            }
+        }
+    }
+    if diag::has_errors(&spec_diags) {
+        out.unset_env.clear();
+    } else {
+        spec_diags.extend(compile_diags);
+    }
+    diag::sort(&mut spec_diags);
+    out.failed = first_error.filter(|_| !diag::has_errors(&spec_diags));
+    out.diagnostics = spec_diags;
+    out
+}
+
+/// Compiles one tenant and, when `planning` with a store, plans it.
+fn one(spec: &TenantSpec, catalog: &Catalog, platform: &PlatformConfig, with: &Stream<'_>, planning: bool) -> Done {
+    let (graph, compile_diags) = graph::compile(spec, catalog, platform);
+    let Some(mut graph) = graph else {
+        return Done {
+            slug: spec.slug.value.clone(),
+            kept: false,
+            compile_diags,
+            unset: Vec::new(),
+            resources: 0,
+            planned: None,
+        };
+    };
+    let unset = fill_env_fingerprints(&mut graph);
+    let resources = graph.len();
+    let kept = (with.keep)(&graph.tenant.slug);
+    let planned = match with.store {
+        Some(store) if kept && planning && !diag::has_errors(&compile_diags) => {
+            Some(plan_tenant(spec, &graph, store, with.refresh, &Default::default()))
+        }
+        _ => None,
+    };
+    Done { slug: graph.tenant.slug.clone(), kept, compile_diags, unset, resources, planned }
+}
