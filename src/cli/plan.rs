@@ -60,7 +60,7 @@ pub struct Args {
 
 pub fn exec(global: &Global, args: &Args, color: bool) -> Result<ExitCode> {
     let format = if args.json { Format::Json } else { args.format };
-    if !args.destroy && args.out.is_none() && !args.targets.any() {
+    if !args.destroy && !args.refresh_only && args.out.is_none() && !args.targets.any() {
         return exec_streamed(global, args, format, color);
     }
     let mut inputs = load_inputs(global, &args.paths)?;
