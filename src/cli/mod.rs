@@ -180,15 +180,22 @@ pub fn load_inputs(global: &Global, paths: &[PathBuf]) -> Result<Inputs> {
         unset.entry(var.clone()).or_insert_with(|| (0, slug.clone())).0 += 1;
     }
     unset_env_note(&unset);
-    diag::sort(&mut diags);
-    print_diagnostics(&diags);
-    if diag::has_errors(&diags) {
+    report_diagnostics(&mut diags)?;
+    let (specs, graphs) = (compiled.specs, compiled.graphs);
+    Ok(Inputs { specs, graphs, catalog, platform, platform_file })
+}
+
+/// Sorts and prints every diagnostic; fails, saying how many errors there were, when one is an
+/// error (nothing has been planned or changed at that point).
+fn report_diagnostics(diags: &mut Vec<Diagnostic>) -> Result<()> {
+    diag::sort(diags);
+    print_diagnostics(diags);
+    if diag::has_errors(diags) {
         let n = diags.iter().filter(|d| d.is_error()).count();
         eprintln!("{n} error{} found; nothing was planned or changed.", if n == 1 { "" } else { "s" });
         return Err(Reported.into());
     }
-    let (specs, graphs) = (compiled.specs, compiled.graphs);
-    Ok(Inputs { specs, graphs, catalog, platform, platform_file })
+    Ok(())
 }
 
 /// The note about secrets whose environment variable is not set: each variable once, with the
@@ -231,13 +238,7 @@ pub fn stream_inputs(
     let mut streamed = stream::stream_tenants(paths, catalog, &platform, with, each);
     diags.append(&mut streamed.diagnostics);
     unset_env_note(&streamed.unset_env);
-    diag::sort(&mut diags);
-    print_diagnostics(&diags);
-    if diag::has_errors(&diags) {
-        let n = diags.iter().filter(|d| d.is_error()).count();
-        eprintln!("{n} error{} found; nothing was planned or changed.", if n == 1 { "" } else { "s" });
-        return Err(Reported.into());
-    }
+    report_diagnostics(&mut diags)?;
     streamed.diagnostics = diags;
     Ok(streamed)
 }
