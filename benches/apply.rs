@@ -14,7 +14,9 @@
 //! `cargo bench --bench apply` runs it with 20 ms latency. Under `cargo test --all-targets` (no
 //! `--bench` argument) one tenant runs with 1 ms latency, as a smoke test.
 
-#[path = "../tests/support/kube.rs"]
+#[path = "../tests/suite/support/fake.rs"]
+mod fake;
+#[path = "../tests/suite/support/kube.rs"]
 mod kube;
 
 use std::collections::BTreeMap;
@@ -28,59 +30,15 @@ use matih::catalog::Catalog;
 use matih::phase::Phase;
 use matih::plan::{diff, Action, TenantPlan};
 use matih::provider::kubernetes::{KubeSettings, KubeTarget, KubernetesProvider};
-use matih::provider::{Observed, Provider, ProviderError, ProviderFuture, ResourceObject, TenantRef};
+use matih::provider::ProviderError;
 use matih::spec::PlatformConfig;
 use matih::state::{MemoryStore, SledStore, StateStore};
-use matih::value::{fingerprint, Secret, Value};
 
 /// A proxy in front of the real control plane with `latency_ms` on every request.
 fn start_server(latency_ms: u64) -> Kube {
     let kube = Kube::start();
     kube.latency(latency_ms);
     kube
-}
-
-/// PostgreSQL and DNS as the real providers answer, one round trip of `latency` per call.
-struct Scripted {
-    latency: Duration,
-}
-
-impl Provider for Scripted {
-    fn handles(&self, kind: &str) -> bool {
-        kind.starts_with("postgresql_") || kind.starts_with("dns_")
-    }
-
-    fn read<'a>(&'a self, _t: &'a TenantRef, r: &'a ResourceObject) -> ProviderFuture<'a, Option<Observed>> {
-        Box::pin(async move { Ok(Some(Observed { attrs: r.attrs.clone(), ..Observed::default() })) })
-    }
-
-    fn apply<'a>(&'a self, _t: &'a TenantRef, r: &'a ResourceObject) -> ProviderFuture<'a, Observed> {
-        Box::pin(async move {
-            tokio::time::sleep(self.latency).await;
-            let mut o = Observed { attrs: r.attrs.clone(), ..Observed::default() };
-            if r.addr.kind == "postgresql_role" {
-                o.sensitive.insert("password".into(), "pw".into());
-                o.sensitive.insert("database_url".into(), "postgresql://u:pw@db/matih".into());
-                let fp = Some(fingerprint("pw"));
-                o.attrs
-                    .insert("password".into(), Value::Secret(Secret { source: "generated".into(), fingerprint: fp }));
-            }
-            if r.addr.kind == "dns_zone" {
-                o.outputs.insert(
-                    "nameservers".into(),
-                    Value::list([Value::str("ns1.example."), Value::str("ns2.example.")]),
-                );
-            }
-            Ok(o)
-        })
-    }
-
-    fn delete<'a>(&'a self, _t: &'a TenantRef, _r: &'a ResourceObject) -> ProviderFuture<'a, ()> {
-        Box::pin(async move {
-            tokio::time::sleep(self.latency).await;
-            Ok(())
-        })
-    }
 }
 
 /// Records every operation's duration, per tenant.
@@ -148,7 +106,8 @@ fn run_case(
     };
     let kube = rt.block_on(KubernetesProvider::connect(&KubeTarget::Url(server.url.clone()), settings)).unwrap();
     let latency = Duration::from_millis(latency_ms);
-    let providers = Providers::new().with(Arc::new(kube)).with(Arc::new(Scripted { latency }));
+    let providers =
+        Providers::new().with(Arc::new(kube)).with(Arc::new(fake::Scripted::postgres_and_dns().with_latency(latency)));
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn StateStore> = if std::env::var_os("MATIH_BENCH_MEMORY_STORE").is_some() {
         Arc::new(MemoryStore::new())

@@ -10,15 +10,10 @@
 //! tenants with 1 and 2 runners, as a smoke test. Needs what the tests need (PostgreSQL's initdb,
 //! pdns_server, kubectl): `scripts/test` installs them.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../tests/support/fleet.rs"]
-mod fleet;
-#[path = "../tests/support/kube.rs"]
-mod kube;
-use common::pg as postgres;
-#[path = "../tests/support/powerdns.rs"]
-mod powerdns;
+#[path = "../tests/suite/support/mod.rs"]
+mod support;
+use support as common;
+use support::fleet;
 
 use std::collections::BTreeMap;
 use std::process::Stdio;

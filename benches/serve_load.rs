@@ -11,15 +11,9 @@
 //! `cargo test --all-targets` it runs 2 tenants, 20 clients and 100 requests/s as a smoke test.
 //! Every loop is bounded: the load stops when the apply ends or after 10 minutes.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../tests/support/fleet.rs"]
-mod fleet;
-#[path = "../tests/support/kube.rs"]
-mod kube;
-use common::pg as postgres;
-#[path = "../tests/support/powerdns.rs"]
-mod powerdns;
+#[path = "../tests/suite/support/mod.rs"]
+mod support;
+use support::fleet;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;

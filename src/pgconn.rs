@@ -323,7 +323,7 @@ mod tests {
         let url = |host: &str| format!("postgresql://u:secret@{host}/matih");
         for host in ["db.example", "10.1.2.3"] {
             // The system's roots (or PGSSLROOTCERT) back the default; a machine without any gets
-            // an error that says how to name one, never the URL. (tests/postgres_tls.rs checks the
+            // an error that says how to name one, never the URL. (tests/suite/postgres_tls.rs checks the
             // default against a real server.)
             match parse(&url(host)) {
                 Ok(c) => {

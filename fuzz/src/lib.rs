@@ -1,7 +1,7 @@
 //! What the fuzz targets share: the embedded catalog, the example tenant `acme` compiled once, and
 //! the checks every target makes of what matih reports (a diagnostic points inside its file), and
 //! each target's body (`TARGET::run`), so that the normal test suite can replay the committed corpus
-//! through the very same code without libFuzzer (tests/fuzz_corpus.rs).
+//! through the very same code without libFuzzer (tests/suite/fuzz_corpus.rs).
 
 use std::sync::OnceLock;
 

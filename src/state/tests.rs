@@ -314,7 +314,7 @@ fn with_sled(test: fn(&dyn StateStore)) {
     test(&store)
 }
 
-#[path = "../../tests/support/postgres.rs"]
+#[path = "../../tests/suite/support/postgres.rs"]
 mod pg_support;
 
 /// A fresh database on the test binary's throwaway PostgreSQL server, and its URL.

@@ -1,14 +1,12 @@
 //! `matih apply` and `matih destroy` through the real binary: what they refuse, the confirmation
 //! prompt, and a destroy against the real Kubernetes control plane.
 
-#[macro_use]
-mod common;
-#[path = "support/kube.rs"]
-mod kube;
+use crate::support as common;
+use crate::support::kube;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use common::{applied_state, compile_file, root, stderr, stdout, Backend, TestState};
 use kube::Kube;
@@ -17,7 +15,7 @@ use serde_json::json;
 
 /// Runs matih in `dir` on `state` with `stdin` as its standard input (None: closed).
 fn matih_with_stdin(dir: &Path, state: &TestState, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_matih"));
+    let mut cmd = crate::support::matih_command();
     cmd.args(args).current_dir(dir).env("NO_COLOR", "1");
     state.configure(&mut cmd, dir);
     let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
@@ -188,7 +186,7 @@ fn a_saved_partial_plan_applies_only_what_it_lists(backend: Backend) {
     assert!(stdout(&shown).contains("# kubernetes_namespace.tenant will be destroyed"), "{}", stdout(&shown));
     assert_eq!(state.store().get("acme").unwrap().unwrap().resources.len(), 5, "planning changed nothing");
     let log = dir.path().join("matih.log");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_matih"));
+    let mut cmd = crate::support::matih_command();
     cmd.args(["apply", "d.tfplan"]).current_dir(dir.path()).env("NO_COLOR", "1").env("MATIH_LOG_PATH", &log);
     state.configure(&mut cmd, dir.path());
     let out = cmd.env_remove("MATIH_LOG").stdin(Stdio::null()).output().unwrap();

@@ -9,12 +9,9 @@
 //! (acme, globex, initech) and its own proxy to the real Kubernetes control plane and state. Every test runs on
 //! both state backends (`…::sled`, `…::postgres`); the two variants of a test take turns.
 
-#[macro_use]
-mod common;
-#[path = "support/kube.rs"]
-mod kube;
-#[path = "support/powerdns.rs"]
-mod powerdns;
+use crate::support as common;
+use crate::support::kube;
+use crate::support::powerdns;
 
 use common::pg as postgres;
 use common::{psql, text, Backend, TestState};
@@ -33,7 +30,7 @@ const PARENT: &str = "matih.test";
 
 fn command(dir: &Path, state: &TestState, args: &[&str]) -> Command {
     let (pg, dns) = (postgres::server(), powerdns::server());
-    let mut c = Command::new(env!("CARGO_BIN_EXE_matih"));
+    let mut c = crate::support::matih_command();
     c.args(args)
         .current_dir(dir)
         .env("NO_COLOR", "1")
@@ -100,8 +97,7 @@ fn parent_zone() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let b = pdns();
-        rt.block_on(b.create_zone(PARENT)).unwrap();
+        let b = powerdns::server().parent_zone(&rt, PARENT);
         let www = RecordSet { ttl: 300, records: vec!["198.51.100.7".into()] };
         rt.block_on(b.replace_rrset(PARENT, "www", "A", &www)).unwrap();
     });

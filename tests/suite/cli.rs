@@ -1,8 +1,7 @@
 //! End-to-end tests of the `matih` binary: validate, plan, show, graph, state and status. Every
 //! test that touches state runs on both backends (`NAME::sled`, `NAME::postgres`).
 
-#[macro_use]
-mod common;
+use crate::support as common;
 
 use std::fs;
 use std::path::Path;
@@ -89,7 +88,7 @@ fn generated_fleet(dir: &Path, n: usize) {
 
 /// `matih ARGS` in `dir` with the generated fleet's webhook variables unset.
 fn matih_unset(dir: &Path, state: &TestState, args: &[&str]) -> std::process::Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_matih"));
+    let mut cmd = crate::support::matih_command();
     cmd.args(args).current_dir(dir).env("NO_COLOR", "1").env_remove("FLEET_WEBHOOK").env_remove("ONE_WEBHOOK");
     state.configure(&mut cmd, dir);
     cmd.output().expect("run matih")
@@ -505,7 +504,7 @@ fn keyed_plan_files_are_refused_under_another_key_or_none() {
     let planfile = dir.path().join("acme.plan");
     let path = planfile.to_str().unwrap();
     let run = |key: Option<&str>, args: &[&str]| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_matih"));
+        let mut cmd = crate::support::matih_command();
         cmd.args(args).current_dir(root()).env_remove("MATIH_SCHEMAS_DIR").env_remove("MATIH_PLAN_KEY");
         cmd.env("NO_COLOR", "1");
         if let Some(k) = key {
@@ -897,7 +896,7 @@ fn in_automation_the_next_step_hints_are_left_out() {
     let state = TestState::new(Backend::Sled);
     let planfile = dir.path().join("p.tfplan");
     let run = |automation: bool| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_matih"));
+        let mut cmd = crate::support::matih_command();
         cmd.args(["plan", "tenants/acme.hcl", "-out", planfile.to_str().unwrap()]).current_dir(root());
         state.configure(&mut cmd, &root());
         cmd.env_remove("MATIH_SCHEMAS_DIR").env("NO_COLOR", "1").env_remove("MATIH_IN_AUTOMATION");
@@ -1076,7 +1075,7 @@ fn a_bad_environment_is_refused_before_anything_is_written() {
         ),
     ];
     for (env, args, expect) in cases {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_matih"));
+        let mut cmd = crate::support::matih_command();
         cmd.args(args).current_dir(dir.path());
         state.configure(&mut cmd, dir.path());
         cmd.env_remove("MATIH_SCHEMAS_DIR").env("NO_COLOR", "1").env_remove("PGSSLROOTCERT");

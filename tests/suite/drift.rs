@@ -6,19 +6,16 @@
 //! tenants are not read; the state store's bytes never change; `matih plan` shows the repair and
 //! `matih apply` performs it. Runs on both state backends (`…::sled`, `…::postgres`).
 
-#[macro_use]
-mod common;
-#[path = "support/kube.rs"]
-mod kube;
-#[path = "support/powerdns.rs"]
-mod powerdns;
+use crate::support as common;
+use crate::support::kube;
+use crate::support::powerdns;
 
 use common::pg as postgres;
 use common::{text, Backend, TestState};
 use kube::Kube;
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use matih::provider::dns::DnsBackend;
@@ -35,7 +32,7 @@ struct Env<'a> {
 }
 
 fn matih(dir: &Path, args: &[&str], env: &Env) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_matih"));
+    let mut cmd = crate::support::matih_command();
     cmd.args(args)
         .current_dir(dir)
         .env("NO_COLOR", "1")

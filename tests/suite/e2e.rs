@@ -4,12 +4,9 @@
 //! destroys the tenant. The real `kubectl`, `dig` and the PostgreSQL server check what it did.
 //! Runs on both state backends (`…::sled`, `…::postgres`).
 
-#[macro_use]
-mod common;
-#[path = "support/kube.rs"]
-mod kube;
-#[path = "support/powerdns.rs"]
-mod powerdns;
+use crate::support as common;
+use crate::support::kube;
+use crate::support::powerdns;
 
 use common::pg as postgres;
 use common::{psql, text, Backend, TestState};
@@ -24,7 +21,7 @@ const PARENT: &str = "matih.test";
 const WEBHOOK: &str = "https://hooks.slack.example/services/T0/B0/e2e-secret-webhook";
 
 fn matih(dir: &Path, state: &TestState, args: &[&str], pg: &postgres::PgServer, dns: &powerdns::PowerDns) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_matih"));
+    let mut cmd = crate::support::matih_command();
     cmd.args(args)
         .current_dir(dir)
         .env("NO_COLOR", "1")
@@ -241,7 +238,7 @@ fn acme_applies_and_destroys_through_a_service_account_bound_only_to_readmes_clu
         platform.replace("api_url                      = \"unused\"", "context                      = \"matih-sa\"");
     std::fs::write(d.join("matih.hcl"), platform).unwrap();
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_matih"))
+        crate::support::matih_command()
             .args(args)
             .current_dir(d)
             .env("NO_COLOR", "1")

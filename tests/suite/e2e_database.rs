@@ -15,12 +15,9 @@
 //! parallel against the binary's one PostgreSQL and one PowerDNS. Both run on both state backends
 //! (`…::sled`, `…::postgres`); the two variants of a test take turns.
 
-#[macro_use]
-mod common;
-#[path = "support/kube.rs"]
-mod kube;
-#[path = "support/powerdns.rs"]
-mod powerdns;
+use crate::support as common;
+use crate::support::kube;
+use crate::support::powerdns;
 
 use common::pg as postgres;
 use common::{text, Backend, TestState};
@@ -99,7 +96,7 @@ impl World {
     }
 
     fn matih(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_matih"));
+        let mut cmd = crate::support::matih_command();
         cmd.args(args)
             .current_dir(self.dir.path())
             .env("NO_COLOR", "1")

@@ -4,14 +4,8 @@
 //! SIGKILL leaves nothing stuck, the next one finishes its tenants; `--shard K/N` divides a fleet
 //! explicitly. Real servers: the real Kubernetes control plane, PostgreSQL and PowerDNS.
 
-mod common;
-#[path = "support/fleet.rs"]
-mod fleet;
-#[path = "support/kube.rs"]
-mod kube;
-use common::pg as postgres;
-#[path = "support/powerdns.rs"]
-mod powerdns;
+use crate::support as common;
+use crate::support::fleet;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};

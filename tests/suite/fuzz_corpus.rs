@@ -4,7 +4,7 @@
 //! suite and without libFuzzer: a regression of any finding fails here. Nothing but the binary's
 //! code and temporary files; a few seconds.
 
-#[path = "../fuzz/src/lib.rs"]
+#[path = "../../fuzz/src/lib.rs"]
 mod matih_fuzz;
 
 use std::path::Path;

@@ -9,12 +9,9 @@
 //! repairs; destroy uninstalls every release. Releases also come from an HTTP chart repository and
 //! a real OCI registry.
 
-#[macro_use]
-mod common;
-#[path = "support/kube.rs"]
-mod kube;
-#[path = "support/powerdns.rs"]
-mod powerdns;
+use crate::support as common;
+use crate::support::kube;
+use crate::support::powerdns;
 
 use common::pg as postgres;
 use common::{text, Backend, TestState};
@@ -45,7 +42,7 @@ fn helm(args: &[&str]) -> Output {
 }
 
 fn matih(dir: &Path, state: &TestState, args: &[&str], pg: &postgres::PgServer, dns: &powerdns::PowerDns) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_matih"));
+    let mut cmd = crate::support::matih_command();
     cmd.args(args)
         .current_dir(dir)
         .env("NO_COLOR", "1")
@@ -512,7 +509,7 @@ fn a_plan_that_needs_a_missing_helm_names_the_setting() {
         format!("kubernetes {{\n  api_url = \"{}\"\n}}\nservices {{\n  delivery = \"helm\"\n}}\n", kube.url);
     let run = |platform: &str, path: &str| {
         state.write_platform(dir.path(), platform);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_matih"));
+        let mut cmd = crate::support::matih_command();
         cmd.args(["plan", common::root().join("tenants/acme.hcl").to_str().unwrap()])
             .current_dir(dir.path())
             .env("NO_COLOR", "1")

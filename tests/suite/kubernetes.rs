@@ -7,9 +7,9 @@
 //! provider that answers like them (the role's generated password as a sensitive output, the
 //! zone's nameservers); tests/postgres.rs and tests/dns_*.rs test the real ones.
 
-mod common;
-#[path = "support/kube.rs"]
-mod kube;
+use crate::support as common;
+use crate::support::fake::Scripted;
+use crate::support::kube;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,9 +18,8 @@ use kube::Kube;
 use matih::apply::{apply_tenant, refresh, ApplyError, ApplyOptions, NoHooks, Providers};
 use matih::plan::{diff, Action, TenantPlan};
 use matih::provider::kubernetes::{KubeSettings, KubeTarget, KubernetesProvider};
-use matih::provider::{Observed, Provider, ProviderFuture, ResourceObject, TenantRef};
 use matih::state::{MemoryStore, StateStore, TenantStatus};
-use matih::value::{fingerprint, Secret, Value};
+use matih::value::Value;
 
 /// The real Kubernetes control plane (through a proxy of its own), and what these tests ask of it.
 /// The tests here provision acme and globex on the shared cluster, one test at a time.
@@ -73,54 +72,11 @@ fn opts() -> ApplyOptions {
     }
 }
 
-/// Answers for `postgresql_*` and `dns_*` the way the real providers do, without a server.
-struct Scripted;
-
-impl Provider for Scripted {
-    fn handles(&self, kind: &str) -> bool {
-        kind.starts_with("postgresql_") || kind.starts_with("dns_")
-    }
-
-    fn read<'a>(&'a self, _t: &'a TenantRef, r: &'a ResourceObject) -> ProviderFuture<'a, Option<Observed>> {
-        Box::pin(async move { Ok(Some(Observed { attrs: r.attrs.clone(), ..Observed::default() })) })
-    }
-
-    fn apply<'a>(&'a self, _t: &'a TenantRef, r: &'a ResourceObject) -> ProviderFuture<'a, Observed> {
-        Box::pin(async move {
-            let mut o = Observed { attrs: r.attrs.clone(), ..Observed::default() };
-            if r.addr.kind == "postgresql_role" {
-                o.sensitive.insert("password".into(), "pw-of-the-test".into());
-                o.sensitive.insert("database_url".into(), "postgresql://tenant_acme:pw-of-the-test@db/matih".into());
-                o.attrs.insert(
-                    "password".into(),
-                    Value::Secret(Secret {
-                        source: "generated".into(),
-                        fingerprint: Some(fingerprint("pw-of-the-test")),
-                    }),
-                );
-            }
-            if r.addr.kind == "dns_zone" {
-                o.outputs.insert(
-                    "nameservers".into(),
-                    Value::list([Value::str("ns1.example."), Value::str("ns2.example.")]),
-                );
-            }
-            Ok(o)
-        })
-    }
-
-    fn delete<'a>(&'a self, _t: &'a TenantRef, _r: &'a ResourceObject) -> ProviderFuture<'a, ()> {
-        Box::pin(async { Ok(()) })
-    }
-}
-
-/// The Slack webhook of acme comes from the environment.
-fn set_webhook() {
-    std::env::set_var("ACME_SLACK_WEBHOOK", "https://hooks.slack.example/services/T000/B000/XXXX");
-}
+/// The Slack webhook of acme comes from the environment, which the apply engine reads in this
+/// process: the tests that apply acme rerun themselves in a child process with it set.
+const WEBHOOK: (&str, &str) = ("ACME_SLACK_WEBHOOK", "https://hooks.slack.example/services/T000/B000/XXXX");
 
 fn acme_plan(store: &dyn StateStore) -> TenantPlan {
-    set_webhook();
     let mut graph = common::compile_file(&common::root().join("tenants/acme.hcl"));
     assert!(matih::apply::fill_env_fingerprints(&mut graph).is_empty());
     diff(&graph, store.get("acme").unwrap().as_ref(), None)
@@ -128,7 +84,6 @@ fn acme_plan(store: &dyn StateStore) -> TenantPlan {
 
 /// The plan after reading the live objects back, as `matih plan` makes it.
 async fn refreshed_plan(store: &dyn StateStore, providers: &Providers) -> TenantPlan {
-    set_webhook();
     let mut graph = common::compile_file(&common::root().join("tenants/acme.hcl"));
     matih::apply::fill_env_fingerprints(&mut graph);
     let prior = store.get("acme").unwrap().unwrap();
@@ -147,9 +102,12 @@ fn changed(plan: &TenantPlan) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_applied_to_kubernetes_is_what_the_seed_describes() {
+    if common::rerun_in_child("kubernetes::a_tenant_applied_to_kubernetes_is_what_the_seed_describes", &[WEBHOOK]) {
+        return;
+    }
     let server = Server::start();
     let k8s = Arc::new(server.provider(fast()).await);
-    let providers = Providers::new().with(k8s).with(Arc::new(Scripted));
+    let providers = Providers::new().with(k8s).with(Arc::new(Scripted::postgres_and_dns()));
     let store = MemoryStore::default();
 
     let report = apply_tenant(&acme_plan(&store), &store, &providers, &NoHooks, &opts()).await.unwrap();
@@ -298,6 +256,12 @@ async fn a_tenant_applied_to_kubernetes_is_what_the_seed_describes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_timeouts_name_the_object_and_transient_errors_are_retried() {
+    if common::rerun_in_child(
+        "kubernetes::readiness_timeouts_name_the_object_and_transient_errors_are_retried",
+        &[WEBHOOK],
+    ) {
+        return;
+    }
     let server = Server::start();
     // Every second apply of a Deployment fails with 500 once: retried, and the apply succeeds.
     server.admin(
@@ -323,7 +287,8 @@ async fn readiness_timeouts_name_the_object_and_transient_errors_are_retried() {
     );
     server.admin("PATCH", "/_admin/config", serde_json::json!({"neverAssignLbIp": true}));
     let settings = KubeSettings { lb_ip_attempts: 5, ..fast() };
-    let providers = Providers::new().with(Arc::new(server.provider(settings).await)).with(Arc::new(Scripted));
+    let providers =
+        Providers::new().with(Arc::new(server.provider(settings).await)).with(Arc::new(Scripted::postgres_and_dns()));
     let store = MemoryStore::default();
     let err = apply_tenant(&acme_plan(&store), &store, &providers, &NoHooks, &opts()).await.unwrap_err();
     let msg = err.to_string();
@@ -355,7 +320,8 @@ async fn readiness_timeouts_name_the_object_and_transient_errors_are_retried() {
     // A Deployment that never becomes ready is a timeout naming it.
     server.admin("PATCH", "/_admin/config", serde_json::json!({"neverReadyDeployments": true}));
     let settings = KubeSettings { deployment_timeout: Duration::from_millis(300), ..fast() };
-    let providers = Providers::new().with(Arc::new(server.provider(settings).await)).with(Arc::new(Scripted));
+    let providers =
+        Providers::new().with(Arc::new(server.provider(settings).await)).with(Arc::new(Scripted::postgres_and_dns()));
     let fresh = MemoryStore::default();
     let graph = common::compile_file(&common::root().join("tenants/globex.hcl"));
     let err =

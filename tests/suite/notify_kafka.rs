@@ -6,8 +6,7 @@
 //! does not exist and a broker that refuses the record give a retry, never a failed provisioning;
 //! two `matih serve` processes racing over one outbox deliver every event once, in order.
 
-#[path = "support/kafka.rs"]
-mod kafka;
+use crate::support::kafka;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -217,7 +216,7 @@ fn a_missing_topic_and_a_refusing_broker_are_retried_never_fatal() {
 
 /// `matih serve` in `dir` (its state, its outbox), with a platform file holding only `events`.
 fn serve(dir: &std::path::Path) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_matih"))
+    let mut child = crate::support::matih_command()
         .args(["--platform", "matih.hcl", "serve", "--listen", "127.0.0.1:0"])
         .current_dir(dir)
         .env("MATIH_STATE_DIR", dir.join("state"))

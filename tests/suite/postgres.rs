@@ -2,8 +2,7 @@
 //! binary, see `support/postgres.rs`), driven directly and through the apply engine with real
 //! plans of phase 2. Every test uses its own tenant slugs, so they run in parallel.
 
-#[path = "support/postgres.rs"]
-mod pg_support;
+use crate::support::pg as pg_support;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 //! store and the PostgreSQL provider connect encrypted, verify the chain and the name when told
 //! to, and refuse a server whose certificate does not check out, without ever showing the URL.
 
-mod common;
+use crate::support as common;
 
 use std::time::Duration;
 
@@ -60,11 +60,14 @@ fn each_sslmode_connects_as_libpq_would() {
         let e = encrypted(&url("db.matih.test", &format!("sslmode={mode}&{wrong}"))).unwrap_err();
         assert!(e.contains("UnknownIssuer"), "{mode}: {e}");
     }
-    // The root certificates may also come from PGSSLROOTCERT (libpq's variable); the URL wins.
-    std::env::set_var("PGSSLROOTCERT", &tls().ca_file);
+    // The root certificates may also come from PGSSLROOTCERT (libpq's variable); the URL wins. The
+    // connector reads it in this process: checked in a child process with it set from its start.
+    let ca_file = tls().ca_file.display().to_string();
+    if common::rerun_in_child("postgres_tls::each_sslmode_connects_as_libpq_would", &[("PGSSLROOTCERT", &ca_file)]) {
+        return;
+    }
     assert_eq!(encrypted(&url("db.matih.test", "sslmode=verify-full")), Ok(true));
     assert!(encrypted(&url("db.matih.test", &format!("sslmode=verify-full&{wrong}"))).is_err());
-    std::env::remove_var("PGSSLROOTCERT");
 }
 
 #[test]

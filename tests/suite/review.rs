@@ -2,8 +2,7 @@
 //! over recorded tenants whose specs changed. Risks come first after the summary table; the comment
 //! is deterministic, grouped by tenant then phase, and never shows a secret.
 
-#[macro_use]
-mod common;
+use crate::support as common;
 
 use std::fs;
 use std::path::Path;

@@ -4,8 +4,7 @@
 //! the audit trail, and the completion notifications to a local SMTP sink and webhook receiver,
 //! the webhook's first (failed) delivery retried by serve from the outbox.
 
-mod common;
-mod serve_support;
+use crate::support::serve as serve_support;
 
 use std::time::Duration;
 

@@ -5,8 +5,8 @@
 //! 1,000 tenants in the state store, whose first render and filter times are printed. Screenshots
 //! are saved as test artifacts in `target/tmp/console/`.
 
-mod common;
-mod serve_support;
+use crate::support as common;
+use crate::support::serve as serve_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -630,7 +630,7 @@ fn a_thousand_tenants_keep_the_fleet_view_responsive() {
         );
         std::fs::write(dir.path().join(format!("tenants/{slug}.hcl")), spec).unwrap();
     }
-    let mut c = Command::new(env!("CARGO_BIN_EXE_matih"));
+    let mut c = crate::support::matih_command();
     c.args(["serve", "tenants", "--listen", "127.0.0.1:0", "--drift-report"])
         .arg(&report)
         .current_dir(dir.path())

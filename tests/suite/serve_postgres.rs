@@ -5,11 +5,11 @@
 //! table. The shared feed itself: a follower that loses its session catches up from the table
 //! without losing or repeating an event, and the table stays bounded per tenant.
 
-mod common;
-mod serve_support;
+use crate::support as common;
+use crate::support::serve as serve_support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::fresh_database;
@@ -28,7 +28,7 @@ fn admin_sql(url: &str, sql: &str) -> Vec<String> {
 /// selects the postgres backend, and the state URL; nothing of the applying machine.
 fn serve_elsewhere(dir: &Path, url: &str) -> Serve {
     std::fs::write(dir.join("matih.hcl"), "state {\n  backend = \"postgres\"\n}\n").unwrap();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_matih"));
+    let mut c = crate::support::matih_command();
     c.args(["serve", "--listen", "127.0.0.1:0"])
         .current_dir(dir)
         .env("MATIH_STATE_DIR", dir.join("state"))

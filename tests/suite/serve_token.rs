@@ -4,9 +4,8 @@
 //! loopback) and connecting through 127.0.0.1: no traffic leaves the loopback interface. The token
 //! tests run on both state backends.
 
-#[macro_use]
-mod common;
-mod serve_support;
+use crate::support as common;
+use crate::support::serve as serve_support;
 
 use std::process::{Command, Stdio};
 
@@ -25,7 +24,7 @@ fn state_with_acme(backend: Backend) -> (tempfile::TempDir, TestState) {
 }
 
 fn serve(dir: &std::path::Path, state: &TestState, listen: &str, token: Option<&str>) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_matih"));
+    let mut c = crate::support::matih_command();
     c.args(["serve", "--listen", listen]).current_dir(dir).env_remove("MATIH_SERVE_TOKEN").stdin(Stdio::null());
     state.configure(&mut c, dir);
     if let Some(t) = token {

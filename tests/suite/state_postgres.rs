@@ -3,9 +3,8 @@
 //! live holder named, a kill -9'd holder's lock gone with its session). Runners of `matih apply`
 //! dividing a fleet through the locks: tests/fleet.rs.
 
-mod common;
-#[path = "support/kube.rs"]
-mod kube;
+use crate::support as common;
+use crate::support::kube;
 
 use common::pg as pg_support;
 use kube::Kube;
@@ -26,7 +25,7 @@ fn scratch(backend: &str) -> tempfile::TempDir {
 
 /// Runs `matih ARGS` in `dir` (its platform file decides the backend), state URL in the environment.
 fn matih(dir: &Path, url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_matih"))
+    crate::support::matih_command()
         .args(args)
         .current_dir(dir)
         .env("MATIH_STATE_URL", url)
@@ -150,7 +149,7 @@ fn a_version_1_database_is_migrated_to_version_2_keeping_its_state() {
 #[test]
 fn the_postgres_backend_needs_its_url_from_the_environment() {
     let dir = scratch("postgres");
-    let out = Command::new(env!("CARGO_BIN_EXE_matih"))
+    let out = crate::support::matih_command()
         .args(["state", "list"])
         .current_dir(dir.path())
         .env_remove("MATIH_STATE_URL")
@@ -189,7 +188,7 @@ fn helper_process() {
 
 fn helper(url: &str, mode: &str, vars: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--ignored", "--exact", "helper_process", "--nocapture", "--test-threads", "1"])
+    cmd.args(["--ignored", "--exact", "state_postgres::helper_process", "--nocapture", "--test-threads", "1"])
         .env("HELPER_URL", url)
         .env("HELPER_MODE", mode);
     for (k, v) in vars {

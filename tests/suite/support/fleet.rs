@@ -1,7 +1,7 @@
 //! A fleet of generated tenants applied by real `matih` processes against the three test servers
 //! (real Kubernetes control plane, PostgreSQL, PowerDNS), with the state in PostgreSQL, as several
-//! runners on several machines would share it. Used by tests/fleet.rs and benches/fleet.rs; the
-//! including crate declares `common`, `kube`, `postgres` and `powerdns`.
+//! runners on several machines would share it. Used by the suite's `fleet` tests and by benches/fleet.rs and
+//! benches/serve_load.rs (which include `tests/suite/support/` by path).
 
 #![allow(dead_code)]
 
@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use matih::provider::dns::{DnsBackend, PowerDnsBackend};
 use matih::state::PostgresStore;
 
-use crate::kube::Kube;
-use crate::{common, postgres, powerdns};
+use super::kube::Kube;
+use super::{self as common, pg as postgres, powerdns};
 
 /// The parent zone the fleet's tenants are delegated from.
 pub const PARENT: &str = "fleet.test";
@@ -76,7 +76,7 @@ impl Fleet {
     /// the environment; output discarded unless the caller pipes it.
     pub fn command(&self, args: &[&str]) -> Command {
         let (pg, dns) = (postgres::server(), powerdns::server());
-        let mut c = Command::new(env!("CARGO_BIN_EXE_matih"));
+        let mut c = super::matih_command();
         c.args(args)
             .current_dir(self.dir.path())
             .env("MATIH_STATE_URL", &self.state_url)

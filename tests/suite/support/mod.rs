@@ -14,8 +14,14 @@
 
 #![allow(dead_code)]
 
-#[path = "../support/postgres.rs"]
+pub mod fake;
+pub mod fleet;
+pub mod kafka;
+pub mod kube;
+#[path = "postgres.rs"]
 pub mod pg;
+pub mod powerdns;
+pub mod serve;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,11 +48,11 @@ macro_rules! on_both_backends {
             mod $name {
                 #[test]
                 fn sled() {
-                    super::$name($crate::common::Backend::Sled)
+                    super::$name($crate::support::Backend::Sled)
                 }
                 #[test]
                 fn postgres() {
-                    super::$name($crate::common::Backend::Postgres)
+                    super::$name($crate::support::Backend::Postgres)
                 }
             }
         )+
@@ -228,7 +234,7 @@ pub fn root() -> PathBuf {
 
 /// Runs `matih ARGS` in `dir` on the test's `state` and no colour.
 pub fn matih(dir: &Path, state: &TestState, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_matih"));
+    let mut cmd = matih_command();
     cmd.args(args).current_dir(dir).env_remove("MATIH_SCHEMAS_DIR").env("NO_COLOR", "1");
     state.configure(&mut cmd, dir);
     cmd.output().expect("run matih")
@@ -355,4 +361,40 @@ pub fn all_files(dir: &Path) -> Vec<u8> {
         }
     }
     bytes
+}
+
+/// `matih`, the binary under test: the one place the tests start it. Every other way to run it
+/// (`matih` below, the serve workspace's, the fleet's, the tests' own argument lists) starts here.
+pub fn matih_command() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_matih"))
+}
+
+/// Set in a child process of this test binary to the test it reruns ([`rerun_in_child`]).
+const CHILD_VAR: &str = "MATIH_SUITE_CHILD";
+
+/// Whether this process is a child that [`rerun_in_child`] started.
+pub fn is_child() -> bool {
+    std::env::var_os(CHILD_VAR).is_some()
+}
+
+/// For the tests that need variables in this process's own environment (the apply engine and the
+/// PostgreSQL connector read them there): every test shares this process, and changing its
+/// environment while other tests run is a data race, so such a test runs again in a child process
+/// of this binary with `vars` set from its start, sharing the servers already started (their
+/// addresses go along in the environment). Returns `true` in the parent once the child passed (the
+/// test then returns), `false` in the child, which carries on with the test. `test` is the test's
+/// full name (`MODULE::NAME`); a name that matches no test fails.
+pub fn rerun_in_child(test: &str, vars: &[(&str, &str)]) -> bool {
+    if std::env::var(CHILD_VAR).is_ok_and(|t| t == test) {
+        return false;
+    }
+    let mut cmd = Command::new(std::env::current_exe().expect("the test binary's path"));
+    cmd.args(["--exact", test, "--nocapture", "--test-threads", "1"]).env(CHILD_VAR, test);
+    cmd.envs(pg::children_env()).envs(powerdns::children_env());
+    cmd.envs(vars.iter().copied());
+    let out = cmd.output().expect("rerun the test binary");
+    let names: Vec<&str> = vars.iter().map(|(k, _)| *k).collect();
+    assert!(out.status.success(), "{test}, rerun with {names:?} set, failed:\n{}", text(&out));
+    assert!(stdout(&out).contains("1 passed"), "{test} is not the name of one test:\n{}", text(&out));
+    true
 }

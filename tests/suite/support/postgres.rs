@@ -1,4 +1,5 @@
-//! A throwaway PostgreSQL cluster for integration tests, started once per test binary.
+//! A throwaway PostgreSQL cluster for integration tests, started once per test run (the suite is
+//! one test binary; a child process that a test reruns itself in uses its parent's).
 //!
 //! `server()` runs `initdb` (as the `postgres` user when the tests run as root: the server refuses
 //! to run as root) into a fresh temp dir, starts it with `pg_ctl` on a free loopback port with
@@ -26,10 +27,40 @@ pub struct PgServer {
     pub dir: PathBuf,
 }
 
+static SERVER: OnceLock<PgServer> = OnceLock::new();
+static TLS_SERVER: OnceLock<TlsServer> = OnceLock::new();
+/// The variables that hand the servers already started to a child of the test binary
+/// (`support::rerun_in_child`), which then uses them instead of starting its own.
+const SERVER_VAR: &str = "MATIH_SUITE_PG";
+const TLS_SERVER_VAR: &str = "MATIH_SUITE_PG_TLS";
+
 /// The binary's shared server, started on first use.
 pub fn server() -> &'static PgServer {
-    static SERVER: OnceLock<PgServer> = OnceLock::new();
-    SERVER.get_or_init(start)
+    SERVER.get_or_init(|| PgServer::inherited(SERVER_VAR).unwrap_or_else(start))
+}
+
+/// The started servers, as variables for a child process.
+pub fn children_env() -> Vec<(&'static str, String)> {
+    let mut vars: Vec<_> = SERVER.get().map(|s| (SERVER_VAR, s.encode())).into_iter().collect();
+    vars.extend(TLS_SERVER.get().map(|s| (TLS_SERVER_VAR, s.server.encode())));
+    vars
+}
+
+impl PgServer {
+    fn encode(&self) -> String {
+        format!("{}\n{}\n{}", self.port, self.admin_password, self.dir.display())
+    }
+
+    /// The server a parent process started, from `var` (see [`children_env`]).
+    fn inherited(var: &str) -> Option<PgServer> {
+        let value = std::env::var(var).ok()?;
+        let mut parts = value.splitn(3, '\n');
+        let port: u16 = parts.next()?.parse().ok()?;
+        let admin_password = parts.next()?.to_string();
+        let dir = PathBuf::from(parts.next()?);
+        let admin_url = format!("postgresql://postgres:{admin_password}@127.0.0.1:{port}/postgres");
+        Some(PgServer { admin_url, admin_password, port, dir })
+    }
 }
 
 fn is_root() -> bool {
@@ -83,8 +114,11 @@ pub struct TlsServer {
 
 /// The binary's TLS cluster, started on first use. Needs the `openssl` command.
 pub fn tls_server() -> &'static TlsServer {
-    static SERVER: OnceLock<TlsServer> = OnceLock::new();
-    SERVER.get_or_init(|| {
+    TLS_SERVER.get_or_init(|| {
+        if let Some(server) = PgServer::inherited(TLS_SERVER_VAR) {
+            let (ca_file, other_ca_file) = (server.dir.join("ca.crt"), server.dir.join("other-ca.crt"));
+            return TlsServer { server, ca_file, other_ca_file };
+        }
         assert!(on_path("openssl"), "`openssl` is not on the PATH: the TLS tests make their certificates with it");
         let server = start_with(|dir| {
             let script = "set -e

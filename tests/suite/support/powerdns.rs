@@ -1,4 +1,4 @@
-//! A real PowerDNS Authoritative server for the tests of one test binary: started on first use on
+//! A real PowerDNS Authoritative server for the tests of one run: started on first use on
 //! free loopback ports with its own config dir (LMDB backend, HTTP API with a random key, no
 //! outbound security poll), stopped when the test process exits.
 //!
@@ -28,9 +28,32 @@ pub struct PowerDns {
 
 static SERVER: OnceLock<PowerDns> = OnceLock::new();
 
-/// The PowerDNS of this test binary, started on first use.
+/// The variable that hands the server to a child of the test binary (`support::rerun_in_child`).
+const SERVER_VAR: &str = "MATIH_SUITE_PDNS";
+
+/// The started server, as variables for a child process.
+pub fn children_env() -> Vec<(&'static str, String)> {
+    let encode = |s: &PowerDns| format!("{}\n{}\n{}\n{}", s.dns_port, s.api_port, s.api_key, s.dir.display());
+    SERVER.get().map(|s| (SERVER_VAR, encode(s))).into_iter().collect()
+}
+
+/// The server a parent process started (see [`children_env`]).
+fn inherited() -> Option<PowerDns> {
+    let value = std::env::var(SERVER_VAR).ok()?;
+    let mut parts = value.splitn(4, '\n');
+    let dns_port = parts.next()?.parse().ok()?;
+    let api_port = parts.next()?.parse().ok()?;
+    let api_key = parts.next()?.to_string();
+    let dir = PathBuf::from(parts.next()?);
+    Some(PowerDns { dir, dns_port, api_port, api_url: format!("http://127.0.0.1:{api_port}"), api_key })
+}
+
+/// The PowerDNS of this test run, started on first use.
 pub fn server() -> &'static PowerDns {
     SERVER.get_or_init(|| {
+        if let Some(s) = inherited() {
+            return s;
+        }
         require("pdns_server");
         require("pdns_control");
         require("dig");
@@ -132,9 +155,12 @@ fn start() -> Result<PowerDns, String> {
 
 impl PowerDns {
     /// A client of this server's API for zones delegated from `parent` (nameservers `ns1.{parent}.`),
-    /// with the zone `parent` created unless it exists.
+    /// with the zone `parent` created unless it exists. Tests in several modules share a parent
+    /// zone (`matih.test`): one of them at a time looks and creates.
     pub fn parent_zone(&self, rt: &tokio::runtime::Runtime, parent: &str) -> matih::provider::dns::PowerDnsBackend {
         use matih::provider::dns::DnsBackend as _;
+        static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = CREATING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let pdns = matih::provider::dns::PowerDnsBackend::new(
             &self.api_url,
             "localhost",

@@ -13,11 +13,9 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
-#[path = "../support/kube.rs"]
-pub mod kube;
-pub use crate::common::pg as postgres;
-#[path = "../support/powerdns.rs"]
-pub mod powerdns;
+pub use super::kube;
+pub use super::pg as postgres;
+pub use super::powerdns;
 
 pub const PARENT: &str = "matih.test";
 pub const SLACK: &str = "https://hooks.slack.example/services/T0/B0/serve-secret-webhook";
@@ -55,15 +53,7 @@ impl Workspace {
         // On a thread of its own: the caller may be inside a runtime already.
         std::thread::spawn(move || {
             let rt = tokio::runtime::Runtime::new().unwrap();
-            let backend = matih::provider::dns::PowerDnsBackend::new(
-                &dns.api_url,
-                "localhost",
-                dns.api_key.clone(),
-                vec!["ns1.matih.test.".into()],
-            )
-            .unwrap();
-            use matih::provider::dns::DnsBackend as _;
-            let _ = rt.block_on(backend.create_zone(PARENT));
+            dns.parent_zone(&rt, PARENT);
         })
         .join()
         .unwrap();
@@ -75,7 +65,7 @@ impl Workspace {
         }
         std::fs::write(
             dir.path().join("matih.hcl"),
-            format!("{}{extra}\n", crate::common::platform_hcl(PARENT, &dns.api_url, pg.port, &kube.url)),
+            format!("{}{extra}\n", super::platform_hcl(PARENT, &dns.api_url, pg.port, &kube.url)),
         )
         .unwrap();
         let env = vec![
@@ -92,7 +82,7 @@ impl Workspace {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_matih"));
+        let mut c = super::matih_command();
         c.args(args)
             .current_dir(self.path())
             .env("MATIH_STATE_DIR", self.path().join("state"))
