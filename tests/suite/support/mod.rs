@@ -365,8 +365,17 @@ pub fn all_files(dir: &Path) -> Vec<u8> {
 
 /// `matih`, the binary under test: the one place the tests start it. Every other way to run it
 /// (`matih` below, the serve workspace's, the fleet's, the tests' own argument lists) starts here.
+///
+/// Without the variables of the run's environment that point at real servers (`scripts/test` and
+/// `.dev-env/env` export `KUBECONFIG`, the dev servers' PostgreSQL URL and PowerDNS key): a test
+/// hands matih the servers it means (its platform file, `Command::env`), so a plan in one test
+/// never reads the cluster where another test is provisioning the same tenant at the same time.
 pub fn matih_command() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_matih"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_matih"));
+    for var in ["KUBECONFIG", "MATIH_POSTGRES_ADMIN_URL", "PDNS_API_KEY", "PDNS_API_URL"] {
+        cmd.env_remove(var);
+    }
+    cmd
 }
 
 /// Set in a child process of this test binary to the test it reruns ([`rerun_in_child`]).
