@@ -25,6 +25,8 @@ pub mod quantity;
 pub mod serve;
 pub mod spec;
 pub mod state;
+#[cfg(test)]
+mod tidy;
 pub mod transport;
 pub mod value;
 pub mod workflow;

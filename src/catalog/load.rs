@@ -185,6 +185,17 @@ fn unique(seen: &mut BTreeSet<String>, ctx: &Ctx, block: &Block, name: &str) -> 
 }
 
 fn load_hcl(c: &mut Catalog, mut blocks: Blocks<'_>) {
+    load_regions(c, &mut blocks);
+    load_tiers(c, &blocks);
+    load_services(c, &blocks);
+    load_alerts(c, &blocks);
+    load_network_policies(c, &blocks);
+    load_dns(c, &blocks);
+    load_settings(c, &blocks);
+}
+
+/// The `regions` lists: every region once.
+fn load_regions(c: &mut Catalog, blocks: &mut Blocks<'_>) {
     for (ctx, mut top) in std::mem::take(&mut blocks.regions) {
         let list = top.string_list("regions");
         let mut seen = BTreeSet::new();
@@ -197,7 +208,10 @@ fn load_hcl(c: &mut Catalog, mut blocks: Blocks<'_>) {
         }
         top.finish();
     }
+}
 
+/// The `tier` blocks.
+fn load_tiers(c: &mut Catalog, blocks: &Blocks<'_>) {
     let mut seen = BTreeSet::new();
     for &(ctx, b) in blocks.by_type.get("tier").into_iter().flatten() {
         let Some(name) = label(ctx, b, false) else { continue };
@@ -255,9 +269,10 @@ fn load_hcl(c: &mut Catalog, mut blocks: Blocks<'_>) {
         f.finish();
         c.tiers.insert(name, tier);
     }
+}
 
-    load_services(c, &blocks);
-
+/// The `alert` blocks: a known severity, known placeholders in `expr`.
+fn load_alerts(c: &mut Catalog, blocks: &Blocks<'_>) {
     let mut seen = BTreeSet::new();
     for &(ctx, b) in blocks.by_type.get("alert").into_iter().flatten() {
         let Some(name) = labels(b).into_iter().next().filter(|n| !n.is_empty() && labels(b).len() == 1) else {
@@ -291,7 +306,10 @@ fn load_hcl(c: &mut Catalog, mut blocks: Blocks<'_>) {
         f.finish();
         c.alerts.push(rule);
     }
+}
 
+/// The `network_policy` blocks: an object `spec` with known placeholders.
+fn load_network_policies(c: &mut Catalog, blocks: &Blocks<'_>) {
     let mut seen = BTreeSet::new();
     for &(ctx, b) in blocks.by_type.get("network_policy").into_iter().flatten() {
         let Some(name) = label(ctx, b, true) else { continue };
@@ -331,8 +349,11 @@ fn load_hcl(c: &mut Catalog, mut blocks: Blocks<'_>) {
         f.finish();
         c.network_policies.push(NetworkPolicyDef { name, spec, only_if, location: Some(location) });
     }
+}
 
-    if let Some((ctx, b)) = single(&blocks, "dns") {
+/// The `dns` block and its A records.
+fn load_dns(c: &mut Catalog, blocks: &Blocks<'_>) {
+    if let Some((ctx, b)) = single(blocks, "dns") {
         let mut f = Fields::of_block(ctx, b);
         let mut dns = DnsDef { ns_delegation_ttl: f.int("ns_delegation_ttl"), records: Vec::new() };
         let mut seen = BTreeSet::new();
@@ -356,14 +377,17 @@ fn load_hcl(c: &mut Catalog, mut blocks: Blocks<'_>) {
         f.finish();
         c.dns = dns;
     }
+}
 
-    if let Some((ctx, b)) = single(&blocks, "database") {
+/// The single blocks of settings: `database`, `ingress_controller`, `monitoring`, `observability`.
+fn load_settings(c: &mut Catalog, blocks: &Blocks<'_>) {
+    if let Some((ctx, b)) = single(blocks, "database") {
         let mut f = Fields::of_block(ctx, b);
         c.database =
             DatabaseDef { shared_database: f.string("shared_database"), history_table: f.string("history_table") };
         f.finish();
     }
-    if let Some((ctx, b)) = single(&blocks, "ingress_controller") {
+    if let Some((ctx, b)) = single(blocks, "ingress_controller") {
         let mut f = Fields::of_block(ctx, b);
         c.ingress_controller = IngressControllerDef {
             image: f.string("image"),
@@ -380,7 +404,7 @@ fn load_hcl(c: &mut Catalog, mut blocks: Blocks<'_>) {
         };
         f.finish();
     }
-    if let Some((ctx, b)) = single(&blocks, "monitoring") {
+    if let Some((ctx, b)) = single(blocks, "monitoring") {
         let mut f = Fields::of_block(ctx, b);
         c.monitoring = MonitoringDef {
             prometheus_version: f.string("prometheus_version"),
@@ -391,7 +415,7 @@ fn load_hcl(c: &mut Catalog, mut blocks: Blocks<'_>) {
         };
         f.finish();
     }
-    if let Some((ctx, b)) = single(&blocks, "observability") {
+    if let Some((ctx, b)) = single(blocks, "observability") {
         let mut f = Fields::of_block(ctx, b);
         c.observability = ObservabilityDef {
             namespace: f.string("namespace"),
@@ -489,7 +513,8 @@ const DEFAULTABLE: &[&str] = &[
     "internet_egress",
 ];
 
-fn load_services(c: &mut Catalog, blocks: &Blocks<'_>) {
+/// The `service_defaults` block, every defaultable key read (and the block checked) up front.
+fn service_defaults<'a>(blocks: &Blocks<'a>) -> Defaults<'a> {
     let mut defaults = Defaults { fields: None, values: BTreeMap::new() };
     if let Some((ctx, b)) = single(blocks, "service_defaults") {
         let f = Fields::of_block(ctx, b);
@@ -501,6 +526,11 @@ fn load_services(c: &mut Catalog, blocks: &Blocks<'_>) {
     if let Some(f) = defaults.fields.take() {
         f.finish();
     }
+    defaults
+}
+
+fn load_services(c: &mut Catalog, blocks: &Blocks<'_>) {
+    let mut defaults = service_defaults(blocks);
 
     let mut seen = BTreeSet::new();
     for &(ctx, b) in blocks.by_type.get("service").into_iter().flatten() {
@@ -607,7 +637,11 @@ fn load_services(c: &mut Catalog, blocks: &Blocks<'_>) {
         f.finish();
         c.services.push(def);
     }
+    load_frontends(c, blocks);
+}
 
+/// The `frontend` blocks: Ingress backends that no phase deploys.
+fn load_frontends(c: &mut Catalog, blocks: &Blocks<'_>) {
     let mut seen = BTreeSet::new();
     for &(ctx, b) in blocks.by_type.get("frontend").into_iter().flatten() {
         let Some(name) = label(ctx, b, false) else { continue };

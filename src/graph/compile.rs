@@ -1,5 +1,5 @@
 //! The graph compiler: one validated tenant spec + the catalog + the platform file → the tenant's
-//! resource graph, phase by phase as the seed describes them.
+//! resource graph, phase by phase as the platform guide describes them.
 //!
 //! Every resource is built directly as data (no catalog text is parsed per tenant), so compiling
 //! a thousand tenants stays well inside the plan's time budget.
@@ -26,7 +26,7 @@ use crate::value::{Secret, Value};
 /// The kind of a service's Helm release (`delivery = "helm"`).
 pub const HELM_RELEASE: &str = "helm_release";
 
-/// The name of the tenant's credentials Secret (the seed's `tenant-database-credentials`).
+/// The name of the tenant's credentials Secret (the platform guide's `tenant-database-credentials`).
 pub const DATABASE_SECRET: &str = "tenant-database-credentials";
 
 /// The Secret of the tenant's credentials for the shared observability backends (phase 10).
@@ -190,8 +190,8 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// The seed's labels of every tenant object.
-    fn seed_labels(&self) -> BTreeMap<String, Value> {
+    /// The platform guide's labels of every tenant object.
+    fn guide_labels(&self) -> BTreeMap<String, Value> {
         [
             ("matih.ai/managed-by", s("tenant-service")),
             ("matih.ai/region", s(&self.spec.region.value)),
@@ -240,7 +240,7 @@ impl<'a> Builder<'a> {
     /// namespace (for namespaced kinds) and a dependency on the namespace.
     fn k8s(&mut self, name: &str, phase: Phase, obj: Obj) -> ResourceAddr {
         let at = addr(&obj.matih_kind(), name);
-        let mut labels = self.seed_labels();
+        let mut labels = self.guide_labels();
         labels.extend(obj.labels);
         let mut metadata = BTreeMap::new();
         metadata.insert("name".to_string(), s(&obj.name));
@@ -458,69 +458,11 @@ impl<'a> Builder<'a> {
     }
 
     fn services(&mut self) {
-        // A disabled service must not be needed by anything that stays.
-        for svc in &self.catalog.services {
-            let Some(off) = self.spec.services.get(&svc.name).and_then(|o| o.enabled.as_ref()).filter(|e| !e.value)
-            else {
-                continue;
-            };
-            let mut needed_by: Vec<String> = Vec::new();
-            for other in &self.enabled {
-                let by_catalog = other.depends_on.iter().any(|d| d.service == svc.name);
-                let by_override = self
-                    .spec
-                    .services
-                    .get(&other.name)
-                    .is_some_and(|o| o.depends_on.iter().any(|d| d.value == svc.name));
-                if by_catalog || by_override {
-                    needed_by.push(format!("service {:?} depends on it", other.name));
-                }
-            }
-            for f in self.catalog.frontends.iter().filter(|f| f.target.service == svc.name) {
-                needed_by.push(format!("{:?} (an Ingress backend) selects its pods", f.k8s_name()));
-            }
-            if !needed_by.is_empty() {
-                let mut d =
-                    Diagnostic::error(format!("service {:?} cannot be disabled", svc.name)).at(off.location.clone());
-                for n in needed_by {
-                    d = d.with_note(n);
-                }
-                self.diags.push(d);
-            }
-        }
-
-        let base_deps = [
-            addr("kubernetes_secret", "database_credentials"),
-            addr("postgresql_connectivity_check", "tenant"),
-            addr("kubernetes_service_account", "tenant"),
-        ];
+        self.check_disabled_services();
         for svc in self.enabled.clone() {
             let over = self.spec.services.get(&svc.name);
             let k8s_name = svc.k8s_name();
-            let me = self.workload_addr(&svc.name);
-            let mut deps: Vec<ResourceAddr> = base_deps.to_vec();
-            let catalog_deps = svc.depends_on.iter().map(|d| (d.service.as_str(), d.location.clone()));
-            let override_deps = over
-                .into_iter()
-                .flat_map(|o| o.depends_on.iter().map(|d| (d.value.as_str(), Some(d.location.clone()))));
-            for (dep, at) in catalog_deps.chain(override_deps) {
-                let Some(target) = self.catalog.service(dep) else {
-                    let d = Diagnostic::error(format!("service {:?} depends on unknown service {dep:?}", svc.name));
-                    self.diags.push(match at {
-                        Some(at) => d.at(at),
-                        None => d,
-                    });
-                    continue;
-                };
-                if !self.enabled.iter().any(|e| e.name == target.name) {
-                    continue; // Reported above: a disabled service others need.
-                }
-                let dep_addr = self.workload_addr(&target.name);
-                if let Some(at) = at {
-                    self.dep_origins.entry((me.clone(), dep_addr.clone())).or_insert(at);
-                }
-                deps.push(dep_addr);
-            }
+            let deps = self.service_deps(svc);
             let replicas = over.and_then(|o| o.replicas.as_ref()).map_or(svc.replicas, |r| r.value);
             let tag = over.and_then(|o| o.image_tag.as_ref()).map_or(self.platform.image_tag.as_str(), |t| &t.value);
             let vars = template::Vars::from([
@@ -532,7 +474,7 @@ impl<'a> Builder<'a> {
             let origin = over.and_then(|o| o.location.clone()).or_else(|| svc.location.clone());
             let component = if svc.phase == Phase::DeployCoreServices { "core" } else { "data" };
             let pod_labels = {
-                let mut labels = self.seed_labels();
+                let mut labels = self.guide_labels();
                 labels.insert("app.kubernetes.io/name".into(), s(&k8s_name));
                 labels.insert("app.kubernetes.io/part-of".into(), s("matih"));
                 Value::Map(labels)
@@ -615,7 +557,79 @@ impl<'a> Builder<'a> {
             self.k8s(&svc.name, svc.phase, service);
         }
 
-        // The Ingress backends of the seed that no phase deploys (see schemas/services.hcl).
+        self.frontend_services();
+    }
+
+    /// What a service's workload waits for: the tenant's credentials, connectivity check and service
+    /// account, and the workloads of the services it depends on (the catalog's and the spec's).
+    fn service_deps(&mut self, svc: &'a ServiceDef) -> Vec<ResourceAddr> {
+        let spec = self.spec;
+        let over = spec.services.get(&svc.name);
+        let me = self.workload_addr(&svc.name);
+        let mut deps = vec![
+            addr("kubernetes_secret", "database_credentials"),
+            addr("postgresql_connectivity_check", "tenant"),
+            addr("kubernetes_service_account", "tenant"),
+        ];
+        let catalog_deps = svc.depends_on.iter().map(|d| (d.service.as_str(), d.location.clone()));
+        let override_deps =
+            over.into_iter().flat_map(|o| o.depends_on.iter().map(|d| (d.value.as_str(), Some(d.location.clone()))));
+        for (dep, at) in catalog_deps.chain(override_deps) {
+            let Some(target) = self.catalog.service(dep) else {
+                let d = Diagnostic::error(format!("service {:?} depends on unknown service {dep:?}", svc.name));
+                self.diags.push(match at {
+                    Some(at) => d.at(at),
+                    None => d,
+                });
+                continue;
+            };
+            if !self.enabled.iter().any(|e| e.name == target.name) {
+                continue; // Reported above: a disabled service others need.
+            }
+            let dep_addr = self.workload_addr(&target.name);
+            if let Some(at) = at {
+                self.dep_origins.entry((me.clone(), dep_addr.clone())).or_insert(at);
+            }
+            deps.push(dep_addr);
+        }
+        deps
+    }
+
+    /// A disabled service must not be needed by anything that stays.
+    fn check_disabled_services(&mut self) {
+        for svc in &self.catalog.services {
+            let Some(off) = self.spec.services.get(&svc.name).and_then(|o| o.enabled.as_ref()).filter(|e| !e.value)
+            else {
+                continue;
+            };
+            let mut needed_by: Vec<String> = Vec::new();
+            for other in &self.enabled {
+                let by_catalog = other.depends_on.iter().any(|d| d.service == svc.name);
+                let by_override = self
+                    .spec
+                    .services
+                    .get(&other.name)
+                    .is_some_and(|o| o.depends_on.iter().any(|d| d.value == svc.name));
+                if by_catalog || by_override {
+                    needed_by.push(format!("service {:?} depends on it", other.name));
+                }
+            }
+            for f in self.catalog.frontends.iter().filter(|f| f.target.service == svc.name) {
+                needed_by.push(format!("{:?} (an Ingress backend) selects its pods", f.k8s_name()));
+            }
+            if !needed_by.is_empty() {
+                let mut d =
+                    Diagnostic::error(format!("service {:?} cannot be disabled", svc.name)).at(off.location.clone());
+                for n in needed_by {
+                    d = d.with_note(n);
+                }
+                self.diags.push(d);
+            }
+        }
+    }
+
+    /// The Ingress backends of the platform guide that no phase deploys (see schemas/services.hcl).
+    fn frontend_services(&mut self) {
         for f in &self.catalog.frontends {
             let Some(target) = self.enabled.iter().find(|svc| svc.name == f.target.service) else { continue };
             let target_name = target.k8s_name();
@@ -632,9 +646,9 @@ impl<'a> Builder<'a> {
     }
 
     /// A service as a Helm release of its catalog chart (`delivery = "helm"`): the values carry what
-    /// the Deployment of the manifests delivery would (the seed's "Helm Release Configuration":
+    /// the Deployment of the manifests delivery would (the platform guide's "Helm Release Configuration":
     /// `replicaCount`, `image`, `env` with `TENANT_ID` and `DATABASE_URL` from the credentials
-    /// Secret, the tier's resources) and the seed's labels, so network policies select the same pods.
+    /// Secret, the tier's resources) and the platform guide's labels, so network policies select the same pods.
     #[allow(clippy::too_many_arguments)]
     fn helm_release(
         &mut self,
@@ -649,7 +663,7 @@ impl<'a> Builder<'a> {
         let k8s_name = svc.k8s_name();
         let (repository, tag) = split_image(image, &self.platform.image_tag);
         let component = if svc.phase == Phase::DeployCoreServices { "core" } else { "data" };
-        let mut labels = self.seed_labels();
+        let mut labels = self.guide_labels();
         labels.insert("app.kubernetes.io/part-of".into(), s("matih"));
         labels.insert("app.kubernetes.io/component".into(), s(component));
         let mut pod_labels = pod_labels.as_map().cloned().unwrap_or_default();
@@ -882,7 +896,7 @@ impl<'a> Builder<'a> {
                 ]),
             ),
         ]);
-        let mut pod_labels = self.seed_labels();
+        let mut pod_labels = self.guide_labels();
         if let Value::Map(sel) = self.controller_selector() {
             pod_labels.extend(sel);
         }
@@ -934,7 +948,7 @@ impl<'a> Builder<'a> {
     }
 
     /// The ingress controller as a Helm release of the catalog's chart (`delivery = "helm"`), with
-    /// the seed's values: `controller.ingressClassResource` (`nginx-{slug}`,
+    /// the platform guide's values: `controller.ingressClassResource` (`nginx-{slug}`,
     /// `k8s.io/ingress-nginx-{slug}`), `replicaCount`, a LoadBalancer Service with the Azure
     /// health-probe annotation, admission webhooks off. The chart makes the IngressClass, the RBAC
     /// (its Role reads only the tenant's TLS Secret) and the Service whose IP phase 7 publishes.
@@ -943,7 +957,7 @@ impl<'a> Builder<'a> {
         let ic = &self.catalog.ingress_controller;
         let image = pinned(self.platform, &ic.image);
         let (repository, tag) = split_image(&image, &self.platform.image_tag);
-        let mut pod_labels = self.seed_labels();
+        let mut pod_labels = self.guide_labels();
         pod_labels.remove("app.kubernetes.io/name"); // the chart sets its selector labels
         let class = format!("nginx-{slug}");
         let values = m([
@@ -976,7 +990,7 @@ impl<'a> Builder<'a> {
                     ("tlsSecrets", l([s(format!("{slug}-tls-certificate"))])),
                 ]),
             ),
-            ("labels", Value::Map(self.seed_labels())),
+            ("labels", Value::Map(self.guide_labels())),
             ("podLabels", Value::Map(pod_labels)),
         ]);
         let (chart, version) = (ic.helm_chart.clone(), ic.chart_version.clone());
@@ -1792,7 +1806,7 @@ fn split_image<'a>(image: &'a str, platform_tag: &str) -> (&'a str, String) {
 }
 
 /// The values of a release that hold its pods' `replicaCount` and `resources`: the top level (the
-/// services' chart), or `controller` (the ingress controller's chart, as the seed spells them).
+/// services' chart), or `controller` (the ingress controller's chart, as the platform guide spells them).
 fn release_values(r: &Resource) -> Option<&Value> {
     let values = r.attrs.get("values")?;
     Some(values.get_path("controller").unwrap_or(values))

@@ -2,7 +2,7 @@
 //! resource's attributes, written with server-side apply (field manager `matih`, forced) so that
 //! matih owns exactly the fields it sets and other controllers keep theirs.
 //!
-//! After an apply it waits for the readiness gates of the seed: Deployments available (every
+//! After an apply it waits for the readiness gates of the platform guide: Deployments available (every
 //! replica ready), LoadBalancer Services with an external IP (exposed as output
 //! `load_balancer_ip`), cert-manager Certificates `Ready=True`, Jobs (the pipeline checks) complete. Deletes use foreground propagation
 //! and wait until the object is gone. Reads project the live object onto the attributes matih
@@ -24,7 +24,7 @@ use crate::value::{fingerprint, Secret, Value};
 /// The field manager matih applies as.
 pub const FIELD_MANAGER: &str = "matih";
 
-/// Timeouts and polling of the readiness gates. `Default` follows the seed: the LoadBalancer IP is
+/// Timeouts and polling of the readiness gates. `Default` follows the platform guide: the LoadBalancer IP is
 /// polled 60 times, 10 s apart (600 s).
 #[derive(Clone, Debug)]
 pub struct KubeSettings {
@@ -449,39 +449,7 @@ impl KubernetesProvider {
                 }
             }
             ("", "Service") if get_str(&applied, &["spec", "type"]) == Some("LoadBalancer") => {
-                let mut live = applied;
-                let mut attempt = 1;
-                loop {
-                    let ingress = live.pointer("/status/loadBalancer/ingress/0");
-                    let ip = ingress.and_then(|i| i.get("ip").or_else(|| i.get("hostname"))).and_then(|v| v.as_str());
-                    if let Some(ip) = ip {
-                        tracing::info!(
-                            "{}: attempt {attempt}/{}: external IP assigned: {ip}",
-                            obj.addr,
-                            s.lb_ip_attempts
-                        );
-                        outputs.insert("load_balancer_ip".to_string(), Value::str(ip));
-                        break;
-                    }
-                    if attempt >= s.lb_ip_attempts {
-                        let waited = s.lb_ip_interval * s.lb_ip_attempts.saturating_sub(1);
-                        return Err(err(
-                            obj,
-                            Some("status.loadBalancer.ingress"),
-                            format!(
-                                "no external IP assigned to LoadBalancer Service {} after {} attempts ({}s)",
-                                t.name,
-                                s.lb_ip_attempts,
-                                waited.as_secs()
-                            ),
-                            false,
-                        ));
-                    }
-                    tracing::info!("{}: attempt {attempt}/{}: no external IP yet", obj.addr, s.lb_ip_attempts);
-                    tokio::time::sleep(s.lb_ip_interval).await;
-                    attempt += 1;
-                    live = self.get_json(obj, t).await?.unwrap_or(serde_json::Value::Null);
-                }
+                outputs.insert("load_balancer_ip".to_string(), self.wait_load_balancer_ip(obj, t, applied).await?);
             }
             ("batch", "Job") => {
                 let deadline = Instant::now() + s.deployment_timeout;
@@ -542,6 +510,45 @@ impl KubernetesProvider {
             _ => {}
         }
         Ok(outputs)
+    }
+
+    /// Waits for a LoadBalancer Service's external IP (the ingress controller's), polling
+    /// `lb_ip_attempts` times: the IP (or hostname) once assigned.
+    async fn wait_load_balancer_ip(
+        &self,
+        obj: &ResourceObject,
+        t: &Target,
+        applied: serde_json::Value,
+    ) -> Result<Value, ProviderError> {
+        let s = &self.settings;
+        let mut live = applied;
+        let mut attempt = 1;
+        loop {
+            let ingress = live.pointer("/status/loadBalancer/ingress/0");
+            let ip = ingress.and_then(|i| i.get("ip").or_else(|| i.get("hostname"))).and_then(|v| v.as_str());
+            if let Some(ip) = ip {
+                tracing::info!("{}: attempt {attempt}/{}: external IP assigned: {ip}", obj.addr, s.lb_ip_attempts);
+                return Ok(Value::str(ip));
+            }
+            if attempt >= s.lb_ip_attempts {
+                let waited = s.lb_ip_interval * s.lb_ip_attempts.saturating_sub(1);
+                return Err(err(
+                    obj,
+                    Some("status.loadBalancer.ingress"),
+                    format!(
+                        "no external IP assigned to LoadBalancer Service {} after {} attempts ({}s)",
+                        t.name,
+                        s.lb_ip_attempts,
+                        waited.as_secs()
+                    ),
+                    false,
+                ));
+            }
+            tracing::info!("{}: attempt {attempt}/{}: no external IP yet", obj.addr, s.lb_ip_attempts);
+            tokio::time::sleep(s.lb_ip_interval).await;
+            attempt += 1;
+            live = self.get_json(obj, t).await?.unwrap_or(serde_json::Value::Null);
+        }
     }
 }
 
