@@ -686,7 +686,7 @@ fn helm_delivery_makes_each_service_a_release_with_the_seeds_values() {
     let gateway = get(&g, "kubernetes_service.api_gateway");
     assert!(gateway.depends_on.contains(&"helm_release.query_engine".parse().unwrap()));
 
-    // Phase 6 is one release of the controller's chart with the seed's values, in place of the
+    // Phase 6 is one release of the controller's chart with the platform guide's values, in place of the
     // manifests' eight objects; phase 7 publishes the IP its Service gets, phase 8 uses its class.
     for kind in ["kubernetes_deployment", "kubernetes_service", "kubernetes_role", "kubernetes_service_account"] {
         assert!(g.get(&ResourceAddr::new(kind, "ingress_controller")).is_none(), "{kind}");

@@ -9,7 +9,7 @@
 //! Apply is `helm upgrade --install --wait --atomic`: a first install that fails is uninstalled by helm, a failed upgrade goes back
 //! to the previous revision, and the engine's phase rollback uninstalls what the run installed.
 //! Values go to helm on its standard input, never through a file. A release with a LoadBalancer
-//! Service (the ingress controller's) waits for its external IP as the seed says and outputs it
+//! Service (the ingress controller's) waits for its external IP as the platform guide says and outputs it
 //! (`load_balancer_ip`). `preview` is helm-diff's view for plans: `helm template` of the desired
 //! chart and values against `helm get manifest`, object by object, Secret values masked.
 //! Charts come from a directory, an HTTP chart repository (`--repo`) or an OCI registry (`oci://`).
@@ -86,7 +86,7 @@ pub struct HelmSettings {
     pub timeout: Duration,
     /// An OCI registry over plain HTTP (`--plain-http`; `registry_transport = "http"`).
     pub plain_http: bool,
-    /// The seed's wait for a release's LoadBalancer Service to get its external IP: attempts and
+    /// The platform guide's wait for a release's LoadBalancer Service to get its external IP: attempts and
     /// the pause between them (the `kubernetes` block's `load_balancer_ip_*`).
     pub lb_ip_attempts: u32,
     pub lb_ip_interval: Duration,
@@ -403,7 +403,7 @@ impl HelmProvider {
         ];
         args.extend(source_flags.iter().map(String::as_str));
         self.run(resource, &args, Some(values)).await?;
-        // The seed's wait for the external IP of a LoadBalancer Service (the ingress controller's),
+        // The platform guide's wait for the external IP of a LoadBalancer Service (the ingress controller's),
         // read from the chart's Service; helm's --wait has usually seen it assigned already.
         let mut attempt = 1;
         loop {

@@ -148,7 +148,7 @@ fn acme_delivered_with_helm_goes_active_updates_values_rolls_a_failed_phase_back
         let want = if name == "ingress-nginx" { "matih-ingress-nginx-0.1.0" } else { "matih-service-0.1.0" };
         assert_eq!((chart.as_str(), status.as_str()), (want, "deployed"), "{name}");
     }
-    // Phase 6: the tenant's ingress controller from the project's chart with the seed's values; the
+    // Phase 6: the tenant's ingress controller from the project's chart with the platform guide's values; the
     // IP its LoadBalancer Service gets is what phase 7 published.
     let controller = &values("ingress-nginx")["controller"];
     assert_eq!(controller["ingressClassResource"]["controllerValue"], "k8s.io/ingress-nginx-acme");
@@ -218,7 +218,7 @@ fn acme_delivered_with_helm_goes_active_updates_values_rolls_a_failed_phase_back
     let out = dry_run(&pod, &["--dry-run=server"]);
     assert!(text(&out).contains("violates PodSecurity \"restricted:latest\""), "{}", text(&out));
     assert!(kube::admin_kubectl(&["delete", "namespace", "matih-helmpsa", "--wait=false"]).status.success());
-    // The seed's values: replicas, image from the platform's images block, the credentials Secret.
+    // The platform guide's values: replicas, image from the platform's images block, the credentials Secret.
     let ai = values("ai-service");
     assert_eq!(ai["replicaCount"], 2);
     assert_eq!(ai["image"]["repository"], "matih.azurecr.io/ai-service");

@@ -113,7 +113,7 @@ async fn a_tenant_applied_to_kubernetes_is_what_the_seed_describes() {
     let report = apply_tenant(&acme_plan(&store), &store, &providers, &NoHooks, &opts()).await.unwrap();
     assert_eq!(report.status, TenantStatus::Active);
 
-    // Namespace with the seed's labels.
+    // Namespace with the platform guide's labels.
     let ns = server.kubectl_json(&["get", "ns", "matih-acme"]);
     let labels = &ns["metadata"]["labels"];
     assert_eq!(labels["matih.ai/tenant-id"], "550e8400-e29b-41d4-a716-446655440000");
@@ -130,7 +130,7 @@ async fn a_tenant_applied_to_kubernetes_is_what_the_seed_describes() {
     assert_eq!((&hard["requests.cpu"], &hard["limits.cpu"], &hard["pods"]), (&"8".into(), &"16".into(), &"50".into()));
     assert_eq!((&hard["requests.memory"], &hard["limits.memory"]), (&"16Gi".into(), &"32Gi".into()));
 
-    // Network policies, among them the seed's three.
+    // Network policies, among them the platform guide's three.
     let text = server.kubectl(&["get", "-n", "matih-acme", "deploy,svc,networkpolicy"]);
     for name in [
         "default-deny-ingress",
@@ -208,7 +208,7 @@ async fn a_tenant_applied_to_kubernetes_is_what_the_seed_describes() {
     let st = store.get("acme").unwrap().unwrap();
     assert!(!serde_json::to_string(&st).unwrap().contains("pw-of-the-test"));
 
-    // IngressClass and Ingress exactly as the seed.
+    // IngressClass and Ingress exactly as the platform guide.
     let class = server.kubectl_json(&["get", "ingressclass", "nginx-acme"]);
     assert_eq!(class["spec"]["controller"], "k8s.io/ingress-nginx-acme");
     let ing = server.kubectl_json(&["get", "ingress", "tenant-ingress", "-n", "matih-acme"]);
