@@ -54,7 +54,7 @@ use crate::graph::{Resource, ResourceGraph};
 use crate::state::{ResourceState, TenantState};
 use crate::value::{Secret, Value};
 
-use super::path::{format_path, Seg};
+use super::path::{format_path, walk_attrs, walk_paths, Seg};
 use super::{Action, AttrChange, PriorState, ResourceChange, TenantPlan};
 
 /// Recorded outputs of the resources whose outputs will still hold after apply.
@@ -376,31 +376,17 @@ fn diff_with(
 
 /// Every secret of a value whose source is another resource's output: `(path, producer, output)`.
 fn output_secrets<'v>(v: &'v Value, path: &mut Vec<Seg<'v>>, out: &mut Vec<(String, ResourceAddr, &'v str)>) {
-    match v {
-        Value::Secret(Secret { source, .. }) => {
-            let Some(rest) = source.strip_prefix("output:") else { return };
-            // `kind.name.output`: the address is everything before the last dot.
-            let Some((producer, output)) = rest.rsplit_once('.') else { return };
-            if let Ok(producer) = producer.parse::<ResourceAddr>() {
-                out.push((format_path(path), producer, output));
+    walk_paths(v, path, &mut |segs, v| {
+        if let Value::Secret(Secret { source, .. }) = v {
+            // `output:kind.name.output`: the address is everything before the last dot.
+            if let Some((producer, output)) = source.strip_prefix("output:").and_then(|r| r.rsplit_once('.')) {
+                if let Ok(producer) = producer.parse::<ResourceAddr>() {
+                    out.push((format_path(segs), producer, output));
+                }
             }
         }
-        Value::Map(m) => {
-            for (k, item) in m {
-                path.push(Seg::Key(k));
-                output_secrets(item, path, out);
-                path.pop();
-            }
-        }
-        Value::List(items) => {
-            for (i, item) in items.iter().enumerate() {
-                path.push(Seg::Index(i));
-                output_secrets(item, path, out);
-                path.pop();
-            }
-        }
-        _ => {}
-    }
+        true
+    });
 }
 
 /// Whether `res` takes a secret from an output of `producer`.
@@ -419,75 +405,30 @@ fn consumes(res: &Resource, producer: &ResourceAddr) -> bool {
 
 /// Paths of the secrets a resource generates itself (`password`).
 fn generated_paths(attrs: &BTreeMap<String, Value>) -> Vec<String> {
-    fn walk<'v>(v: &'v Value, path: &mut Vec<Seg<'v>>, out: &mut Vec<String>) {
-        match v {
-            Value::Secret(s) if s.source == GENERATED && s.fingerprint.is_none() => out.push(format_path(path)),
-            Value::Map(m) => {
-                for (k, item) in m {
-                    path.push(Seg::Key(k));
-                    walk(item, path, out);
-                    path.pop();
-                }
-            }
-            Value::List(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    path.push(Seg::Index(i));
-                    walk(item, path, out);
-                    path.pop();
-                }
-            }
-            _ => {}
-        }
-    }
     let mut out = Vec::new();
-    let mut path = Vec::new();
-    for (k, v) in attrs {
-        path.push(Seg::Key(k));
-        walk(v, &mut path, &mut out);
-        path.pop();
-    }
+    walk_attrs(attrs, &mut |segs, v| {
+        if matches!(v, Value::Secret(s) if s.source == GENERATED && s.fingerprint.is_none()) {
+            out.push(format_path(segs));
+        }
+        true
+    });
     out
 }
 
 /// The value at a formatted path of an attribute map.
 fn at_path<'v>(attrs: &'v BTreeMap<String, Value>, path: &str) -> Option<&'v Value> {
     let mut found = None;
-    let mut stack: Vec<Seg<'v>> = Vec::new();
-    fn walk<'v>(v: &'v Value, stack: &mut Vec<Seg<'v>>, path: &str, found: &mut Option<&'v Value>) {
+    walk_attrs(attrs, &mut |segs, v| {
         if found.is_some() {
-            return;
+            return false;
         }
-        let here = format_path(stack);
+        let here = format_path(segs);
         if here == path {
-            *found = Some(v);
-            return;
+            found = Some(v);
+            return false;
         }
-        if !path.starts_with(here.as_str()) {
-            return;
-        }
-        match v {
-            Value::Map(m) => {
-                for (k, item) in m {
-                    stack.push(Seg::Key(k));
-                    walk(item, stack, path, found);
-                    stack.pop();
-                }
-            }
-            Value::List(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    stack.push(Seg::Index(i));
-                    walk(item, stack, path, found);
-                    stack.pop();
-                }
-            }
-            _ => {}
-        }
-    }
-    for (k, v) in attrs {
-        stack.push(Seg::Key(k));
-        walk(v, &mut stack, path, &mut found);
-        stack.pop();
-    }
+        path.starts_with(here.as_str())
+    });
     found
 }
 

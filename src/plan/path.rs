@@ -73,42 +73,63 @@ pub(crate) fn is_unknown_leaf(v: &Value) -> bool {
     matches!(v, Value::Ref { .. } | Value::Computed { .. })
 }
 
+/// The one walk over a value tree with paths: calls `visit(path, value)` for `v` (at `segs`) and,
+/// unless `visit` returns false, for every value under it, depth first in tree order (map keys
+/// sorted, list indexes ascending).
+pub(crate) fn walk_paths<'v>(
+    v: &'v Value,
+    segs: &mut Vec<Seg<'v>>,
+    visit: &mut dyn FnMut(&[Seg<'v>], &'v Value) -> bool,
+) {
+    if !visit(segs, v) {
+        return;
+    }
+    match v {
+        Value::Map(m) => {
+            for (k, item) in m {
+                segs.push(Seg::Key(k));
+                walk_paths(item, segs, visit);
+                segs.pop();
+            }
+        }
+        Value::List(items) => {
+            for (i, item) in items.iter().enumerate() {
+                segs.push(Seg::Index(i));
+                walk_paths(item, segs, visit);
+                segs.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// [`walk_paths`] over every attribute of `attrs`, each at the path of its name.
+pub(crate) fn walk_attrs<'v, I>(attrs: I, visit: &mut dyn FnMut(&[Seg<'v>], &'v Value) -> bool)
+where
+    I: IntoIterator<Item = (&'v String, &'v Value)>,
+{
+    let mut segs = Vec::new();
+    for (k, v) in attrs {
+        segs.push(Seg::Key(k.as_str()));
+        walk_paths(v, &mut segs, visit);
+        segs.pop();
+    }
+}
+
 /// Every path (in tree order: map keys sorted, list indexes ascending) under `root` at which
 /// `pred` holds for the value there. The walk does not descend below a matching value.
 pub(crate) fn paths_where<'a, I>(root: I, pred: &dyn Fn(&Value) -> bool) -> Vec<String>
 where
     I: IntoIterator<Item = (&'a String, &'a Value)>,
 {
-    fn walk<'a>(v: &'a Value, segs: &mut Vec<Seg<'a>>, pred: &dyn Fn(&Value) -> bool, out: &mut Vec<String>) {
+    let mut out = Vec::new();
+    walk_attrs(root, &mut |segs, v| {
         if pred(v) {
             out.push(format_path(segs));
-            return;
+            return false;
         }
-        match v {
-            Value::Map(m) => {
-                for (k, child) in m {
-                    segs.push(Seg::Key(k));
-                    walk(child, segs, pred, out);
-                    segs.pop();
-                }
-            }
-            Value::List(items) => {
-                for (i, child) in items.iter().enumerate() {
-                    segs.push(Seg::Index(i));
-                    walk(child, segs, pred, out);
-                    segs.pop();
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    let mut segs = Vec::new();
-    for (k, v) in root {
-        segs.push(Seg::Key(k.as_str()));
-        walk(v, &mut segs, pred, &mut out);
-        segs.pop();
-    }
+        true
+    });
     out
 }
 
