@@ -21,7 +21,7 @@ ingress_controller {
   health_path     = "/healthz"
   # With services { delivery = "helm" }: the project's chart charts/matih-ingress-nginx.
   helm_chart      = "matih-ingress-nginx"
-  chart_version   = "0.1.0"
+  chart_version   = "0.2.0"
 }
 
 monitoring {

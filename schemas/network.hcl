@@ -1,23 +1,29 @@
-# NetworkPolicies of the tenant namespace (phase 4, CONFIGURE_NETWORKING).
+# NetworkPolicies of the tenant namespace (phase 4, CONFIGURE_NETWORKING) and of its edge namespace
+# (`namespace = "edge"`: created with the edge namespace in phase 6).
 #
-# The first three are the guide's policies, verbatim but for one thing: the guide selects the ingress controller's
-# namespace by its `matih.ai/tenant-slug` label, which anyone who may label namespaces can put on another one;
-# here it is selected by `kubernetes.io/metadata.name`, which the API server sets to the namespace's name and no
-# one can change. The rest implement the egress column of the guide's
-# "Isolation Guarantees" table: egress is denied by default, then allowed within the namespace, to DNS,
-# to the control plane namespace's service ports, to the database's address and port, and to the internet
-# for connector services only. A few more are needed for the tenant's own ingress controller, Prometheus and
-# telemetry to work at all under default-deny: traffic from the LoadBalancer to the controller pods, the
-# API server's endpoints for the pods that watch it, and the shared observability backends' ingest ports
-# for the tenant's collector (and Alertmanager for its Prometheus). Nothing is open to any address on a
-# port alone.
+# The first three are the guide's policies but for two things. The tenant's ingress controller runs in a
+# namespace of its own, `matih-{slug}-edge` (with the Ingress and its TLS Secret), so that it cannot read
+# the tenant's Secrets; `allow-ingress-controller` admits that namespace's controller pods, only to the
+# pods the Ingress routes to and on their ports. And the namespace is selected by
+# `kubernetes.io/metadata.name`, which the API server sets to the namespace's name and no one can change,
+# not by the `matih.ai/tenant-slug` label the guide uses, which anyone who may label namespaces can put on
+# another one. The rest implement the egress column of the guide's "Isolation Guarantees" table: egress
+# is denied by default, then allowed within the namespace, to DNS, to the control plane namespace's
+# service ports, to the database's address and port, and to the internet for connector services only.
+# A few more are needed for the tenant's Prometheus and telemetry to work at all under default-deny: the
+# API server's endpoints for Prometheus, and the shared observability backends' ingest ports for the
+# tenant's collector (and Alertmanager for its Prometheus). Nothing is open to any address on a port
+# alone. The edge namespace denies everything but traffic from the LoadBalancer to the controller, DNS,
+# the API server's endpoints, and the controller's connections to the Ingress's backends.
 #
-# `spec` is the NetworkPolicy spec. In strings, `{namespace}`, `{slug}`, `{control_plane_namespace}`
-# and `{observability_namespace}` are replaced per tenant. A string that is only `{postgres_port}`
-# becomes the platform's PostgreSQL port (a number), and one that is only `{connector_services}` the
-# list of Kubernetes names of the enabled services with `internet_egress`; `{database_peers}` and
-# `{api_server_peers}` the NetworkPolicy peers of the database and the API server (see below). `only_if =
-# "connector_services"` leaves a policy out when that list is empty.
+# `spec` is the NetworkPolicy spec. In strings, `{namespace}`, `{edge_namespace}`, `{slug}`,
+# `{control_plane_namespace}` and `{observability_namespace}` are replaced per tenant. A string that is
+# only `{postgres_port}` becomes the platform's PostgreSQL port (a number), one that is only
+# `{connector_services}` the list of Kubernetes names of the enabled services with `internet_egress`, one
+# that is only `{ingress_backends}` the Kubernetes names of the services the tenant Ingress reaches (the
+# frontends' targets) and `{ingress_backend_ports}` their container ports (NetworkPolicy ports);
+# `{database_peers}` and `{api_server_peers}` the NetworkPolicy peers of the database and the API server
+# (see below). `only_if = "connector_services"` leaves a policy out when that list is empty.
 
 network_policy "default-deny-ingress" {
   spec = {
@@ -37,31 +43,21 @@ network_policy "allow-same-namespace" {
 
 network_policy "allow-ingress-controller" {
   spec = {
-    podSelector = {}
+    podSelector = {
+      matchExpressions = [
+        { key = "app.kubernetes.io/name", operator = "In", values = "{ingress_backends}" },
+      ]
+    }
+    policyTypes = ["Ingress"]
     ingress = [
       {
         from = [
           {
-            namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = "{namespace}" } }
+            namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = "{edge_namespace}" } }
             podSelector       = { matchLabels = { "app.kubernetes.io/name" = "ingress-nginx" } }
           },
         ]
-      },
-    ]
-  }
-}
-
-network_policy "allow-loadbalancer-to-ingress-controller" {
-  spec = {
-    podSelector = { matchLabels = { "app.kubernetes.io/name" = "ingress-nginx" } }
-    policyTypes = ["Ingress"]
-    ingress = [
-      {
-        from = [{ ipBlock = { cidr = "0.0.0.0/0" } }]
-        ports = [
-          { protocol = "TCP", port = 80 },
-          { protocol = "TCP", port = 443 },
-        ]
+        ports = "{ingress_backend_ports}"
       },
     ]
   }
@@ -193,15 +189,7 @@ network_policy "allow-database-egress" {
 # or the `kubernetes { api_url }` host when it is an IP address), for the pods that watch it.
 network_policy "allow-kubernetes-api-egress" {
   spec = {
-    podSelector = {
-      matchExpressions = [
-        {
-          key      = "app.kubernetes.io/name"
-          operator = "In"
-          values   = ["ingress-nginx", "prometheus"]
-        },
-      ]
-    }
+    podSelector = { matchLabels = { "app.kubernetes.io/name" = "prometheus" } }
     policyTypes = ["Egress"]
     egress = [
       {
@@ -242,6 +230,101 @@ network_policy "allow-connector-internet-egress" {
             }
           },
         ]
+      },
+    ]
+  }
+}
+
+# The edge namespace: the ingress controller, the tenant Ingress, its TLS Secret and the ExternalName
+# Services that name the tenant's backends. Nothing enters or leaves but what the controller needs.
+
+network_policy "edge-default-deny" {
+  namespace = "edge"
+  spec = {
+    podSelector = {}
+    policyTypes = ["Ingress", "Egress"]
+  }
+}
+
+# Clients, through the LoadBalancer, on the controller's HTTP and HTTPS ports.
+network_policy "edge-allow-loadbalancer" {
+  namespace = "edge"
+  spec = {
+    podSelector = { matchLabels = { "app.kubernetes.io/name" = "ingress-nginx" } }
+    policyTypes = ["Ingress"]
+    ingress = [
+      {
+        from = [{ ipBlock = { cidr = "0.0.0.0/0" } }]
+        ports = [
+          { protocol = "TCP", port = 80 },
+          { protocol = "TCP", port = 443 },
+        ]
+      },
+    ]
+  }
+}
+
+# The controller resolves the ExternalName Services' names.
+network_policy "edge-allow-dns-egress" {
+  namespace = "edge"
+  spec = {
+    podSelector = { matchLabels = { "app.kubernetes.io/name" = "ingress-nginx" } }
+    policyTypes = ["Egress"]
+    egress = [
+      {
+        to = [
+          {
+            namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = "kube-system" } }
+            podSelector       = { matchLabels = { "k8s-app" = "kube-dns" } }
+          },
+        ]
+        ports = [
+          { protocol = "UDP", port = 53 },
+          { protocol = "TCP", port = 53 },
+        ]
+      },
+    ]
+  }
+}
+
+# The controller watches its namespace's Ingresses, Services, endpoints and Secrets.
+network_policy "edge-allow-kubernetes-api-egress" {
+  namespace = "edge"
+  spec = {
+    podSelector = { matchLabels = { "app.kubernetes.io/name" = "ingress-nginx" } }
+    policyTypes = ["Egress"]
+    egress = [
+      {
+        to = "{api_server_peers}"
+        ports = [
+          { protocol = "TCP", port = 443 },
+          { protocol = "TCP", port = 6443 },
+        ]
+      },
+    ]
+  }
+}
+
+# The controller proxies to the Ingress's backends in the tenant namespace (the pods behind the
+# ExternalName Services), on their ports; `allow-ingress-controller` admits it on the other side.
+network_policy "edge-allow-backends-egress" {
+  namespace = "edge"
+  spec = {
+    podSelector = { matchLabels = { "app.kubernetes.io/name" = "ingress-nginx" } }
+    policyTypes = ["Egress"]
+    egress = [
+      {
+        to = [
+          {
+            namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = "{namespace}" } }
+            podSelector = {
+              matchExpressions = [
+                { key = "app.kubernetes.io/name", operator = "In", values = "{ingress_backends}" },
+              ]
+            }
+          },
+        ]
+        ports = "{ingress_backend_ports}"
       },
     ]
   }

@@ -339,6 +339,18 @@ fn load_network_policies(c: &mut Catalog, blocks: &Blocks<'_>) {
                 );
             }
         }
+        let edge = match f.opt_string("namespace").as_deref() {
+            None | Some("tenant") => false,
+            Some("edge") => true,
+            Some(other) => {
+                push(
+                    ctx,
+                    location.clone(),
+                    format!("network_policy {name:?}: namespace {other:?} must be \"tenant\" or \"edge\""),
+                );
+                false
+            }
+        };
         let mut strings = Vec::new();
         template::strings(&spec, &mut strings);
         for s in &strings {
@@ -347,7 +359,7 @@ fn load_network_policies(c: &mut Catalog, blocks: &Blocks<'_>) {
             }
         }
         f.finish();
-        c.network_policies.push(NetworkPolicyDef { name, spec, only_if, location: Some(location) });
+        c.network_policies.push(NetworkPolicyDef { name, spec, only_if, edge, location: Some(location) });
     }
 }
 

@@ -196,13 +196,16 @@ pub struct AlertRule {
     pub location: Option<Location>,
 }
 
-/// One NetworkPolicy of the tenant namespace; `spec` is a template (see [`template`]).
+/// One NetworkPolicy of the tenant namespace, or with `namespace = "edge"` of the edge namespace
+/// (the ingress controller's, created in phase 6); `spec` is a template (see [`template`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetworkPolicyDef {
     pub name: String,
     pub spec: Value,
     /// A template list variable that must be non-empty for the policy to exist.
     pub only_if: Option<String>,
+    /// In the edge namespace (phase 6) rather than the tenant's (phase 4).
+    pub edge: bool,
     pub location: Option<Location>,
 }
 

@@ -102,6 +102,19 @@ fn container_security(read_only: bool) -> Value {
     ])
 }
 
+/// A Namespace whose pods Pod Security Admission holds to the `restricted` profile: the API server
+/// refuses any pod that does not meet it (every workload matih renders does, see `pod_security`).
+fn restricted_namespace(name: &str) -> Obj {
+    Obj::new("v1", "Namespace", name)
+        .cluster_scoped()
+        .label("pod-security.kubernetes.io/enforce", s("restricted"))
+        .label("pod-security.kubernetes.io/enforce-version", s(POD_SECURITY_VERSION))
+        .label("pod-security.kubernetes.io/audit", s("restricted"))
+        .label("pod-security.kubernetes.io/audit-version", s(POD_SECURITY_VERSION))
+        .label("pod-security.kubernetes.io/warn", s("restricted"))
+        .label("pod-security.kubernetes.io/warn-version", s(POD_SECURITY_VERSION))
+}
+
 /// Compiles one validated tenant into its resource graph; diagnostics for cycles (the whole cycle
 /// is printed) and for a dependency on a resource of a later phase, located at the `depends_on`
 /// element (spec override or catalog entry). Returns `None` when there are errors.
@@ -139,6 +152,8 @@ struct Builder<'a> {
     tier: &'a TierDef,
     slug: &'a str,
     ns: String,
+    /// The edge namespace: the ingress controller, the tenant Ingress and its TLS Secret.
+    edge_ns: String,
     zone: String,
     graph: ResourceGraph,
     diags: Vec<Diagnostic>,
@@ -163,13 +178,15 @@ impl<'a> Builder<'a> {
             .iter()
             .filter(|svc| spec.services.get(&svc.name).and_then(|o| o.enabled.as_ref()).is_none_or(|e| e.value))
             .collect();
+        let (ns, edge_ns) = crate::spec::namespaces(slug);
         Builder {
             spec,
             catalog,
             platform,
             tier,
             slug,
-            ns: format!("matih-{slug}"),
+            ns,
+            edge_ns,
             zone: format!("{slug}.{}", platform.parent_zone),
             graph: ResourceGraph::new(meta),
             diags: Vec::new(),
@@ -180,6 +197,10 @@ impl<'a> Builder<'a> {
 
     fn namespace_addr() -> ResourceAddr {
         addr("kubernetes_namespace", "tenant")
+    }
+
+    fn edge_namespace_addr() -> ResourceAddr {
+        addr("kubernetes_namespace", "edge")
     }
 
     /// What runs a service's pods: its Deployment, or with `delivery = "helm"` its Helm release.
@@ -237,15 +258,21 @@ impl<'a> Builder<'a> {
     }
 
     /// Adds a Kubernetes object named `name` in matih addresses: seed labels, the tenant
-    /// namespace (for namespaced kinds) and a dependency on the namespace.
+    /// namespace (for namespaced kinds; or the one the object names) and a dependency on the
+    /// namespace (and on the edge namespace for objects in it).
     fn k8s(&mut self, name: &str, phase: Phase, obj: Obj) -> ResourceAddr {
         let at = addr(&obj.matih_kind(), name);
         let mut labels = self.guide_labels();
         labels.extend(obj.labels);
         let mut metadata = BTreeMap::new();
         metadata.insert("name".to_string(), s(&obj.name));
+        let mut depends_on: BTreeSet<ResourceAddr> = obj.deps.into_iter().collect();
         if obj.namespaced {
-            metadata.insert("namespace".to_string(), s(&self.ns));
+            let ns = obj.namespace.unwrap_or_else(|| self.ns.clone());
+            if ns == self.edge_ns {
+                depends_on.insert(Self::edge_namespace_addr());
+            }
+            metadata.insert("namespace".to_string(), s(ns));
         }
         metadata.insert("labels".to_string(), Value::Map(labels));
         if !obj.annotations.is_empty() {
@@ -255,7 +282,6 @@ impl<'a> Builder<'a> {
         attrs.insert("apiVersion".into(), s(obj.api_version));
         attrs.insert("kind".into(), s(obj.kind));
         attrs.insert("metadata".into(), Value::Map(metadata));
-        let mut depends_on: BTreeSet<ResourceAddr> = obj.deps.into_iter().collect();
         if at != Self::namespace_addr() {
             depends_on.insert(Self::namespace_addr());
         }
@@ -280,16 +306,7 @@ impl<'a> Builder<'a> {
 
     fn namespace(&mut self) {
         let phase = Phase::CreateNamespace;
-        // Pod Security Admission: the API server refuses any pod of the namespace that does not meet
-        // the `restricted` profile (every workload matih renders does, see `pod_security`).
-        let ns = Obj::new("v1", "Namespace", self.ns.clone())
-            .cluster_scoped()
-            .label("pod-security.kubernetes.io/enforce", s("restricted"))
-            .label("pod-security.kubernetes.io/enforce-version", s(POD_SECURITY_VERSION))
-            .label("pod-security.kubernetes.io/audit", s("restricted"))
-            .label("pod-security.kubernetes.io/audit-version", s(POD_SECURITY_VERSION))
-            .label("pod-security.kubernetes.io/warn", s("restricted"))
-            .label("pod-security.kubernetes.io/warn-version", s(POD_SECURITY_VERSION))
+        let ns = restricted_namespace(&self.ns)
             .annotation("matih.ai/provisioned-at", Value::Computed { note: "set when the namespace is created".into() })
             .annotation("matih.ai/provisioned-by", s(&self.platform.provisioned_by));
         self.k8s("tenant", phase, ns);
@@ -721,11 +738,32 @@ impl<'a> Builder<'a> {
 
     // Phase 4: CONFIGURE_NETWORKING.
 
+    /// The services the tenant Ingress reaches (the frontends' enabled targets): their Kubernetes
+    /// names, and their container ports as NetworkPolicy ports.
+    fn ingress_backends(&self) -> (Vec<Value>, Vec<Value>) {
+        let mut names = BTreeSet::new();
+        let mut ports = BTreeSet::new();
+        for f in &self.catalog.frontends {
+            if let Some(target) = self.enabled.iter().find(|svc| svc.name == f.target.service) {
+                names.insert(target.k8s_name());
+                ports.insert(target.port);
+            }
+        }
+        let ports = ports.into_iter().map(|p| m([("protocol", s("TCP")), ("port", Value::Int(p))]));
+        (names.into_iter().map(s).collect(), ports.collect())
+    }
+
+    /// The tenant namespace's policies in phase 4; the edge namespace's (`namespace = "edge"`) in
+    /// phase 6, which creates that namespace.
     fn network(&mut self) {
         let connectors: Vec<Value> =
             self.enabled.iter().filter(|svc| svc.internet_egress).map(|svc| s(svc.k8s_name())).collect();
+        let (backends, backend_ports) = self.ingress_backends();
         let vars = template::Vars::from([
             ("namespace", s(&self.ns)),
+            ("edge_namespace", s(&self.edge_ns)),
+            ("ingress_backends", Value::List(backends)),
+            ("ingress_backend_ports", Value::List(backend_ports)),
             ("slug", s(self.slug)),
             ("control_plane_namespace", s(&self.platform.control_plane_namespace)),
             ("observability_namespace", s(&self.catalog.observability.namespace)),
@@ -741,7 +779,11 @@ impl<'a> Builder<'a> {
             let obj = Obj::new("networking.k8s.io/v1", "NetworkPolicy", p.name.clone())
                 .field("spec", template::fill(&p.spec, &vars))
                 .origin(p.location.clone());
-            self.k8s(&p.name.replace('-', "_"), Phase::ConfigureNetworking, obj);
+            let (obj, phase) = match p.edge {
+                true => (obj.in_namespace(&self.edge_ns), Phase::DeployIngressController),
+                false => (obj, Phase::ConfigureNetworking),
+            };
+            self.k8s(&p.name.replace('-', "_"), phase, obj);
         }
     }
 
@@ -795,20 +837,48 @@ impl<'a> Builder<'a> {
         ])
     }
 
+    /// The edge namespace (`restricted`, like the tenant's) and its quota: room for the controller's
+    /// replicas twice over (a rolling update) and one LoadBalancer. The guide deploys the controller
+    /// in the tenant namespace; it lives here instead because ingress-nginx caches every Secret of
+    /// the namespace it watches, and RBAC cannot grant "all Secrets but the database's".
+    fn edge_namespace(&mut self) {
+        let phase = Phase::DeployIngressController;
+        self.k8s("edge", phase, restricted_namespace(&self.edge_ns));
+        let ic = &self.catalog.ingress_controller;
+        let pods = 2 * ic.replicas;
+        let mut hard = vec![("pods", s(pods.to_string())), ("services.loadbalancers", s("1"))];
+        let resources = ic.resources.to_value();
+        for key in ["requests.cpu", "requests.memory", "limits.cpu", "limits.memory"] {
+            if let Some(q) = resources.get_path(key).and_then(Value::as_str).and_then(crate::quantity::nanos) {
+                hard.push((key, s(crate::quantity::display(q * i128::from(pods), key.ends_with("memory")))));
+            }
+        }
+        let quota = Obj::new("v1", "ResourceQuota", "edge-quota")
+            .in_namespace(&self.edge_ns)
+            .field("spec", m([("hard", m(hard))]));
+        self.k8s("edge", phase, quota);
+    }
+
     fn ingress_controller(&mut self) {
         let phase = Phase::DeployIngressController;
         let slug = self.slug;
         let class = format!("nginx-{slug}");
         let controller_value = format!("k8s.io/ingress-nginx-{slug}");
         let cluster_name = format!("ingress-nginx-{slug}");
+        let edge = self.edge_ns.clone();
+        self.edge_namespace();
         let ic = &self.catalog.ingress_controller;
         if self.platform.delivery == Delivery::Helm {
             return self.ingress_controller_release();
         }
 
-        let sa = Obj::new("v1", "ServiceAccount", "ingress-nginx").field("automountServiceAccountToken", true.into());
+        let sa = Obj::new("v1", "ServiceAccount", "ingress-nginx")
+            .in_namespace(&edge)
+            .field("automountServiceAccountToken", true.into());
         let sa = self.k8s("ingress_controller", phase, sa);
-        let role = Obj::new("rbac.authorization.k8s.io/v1", "Role", "ingress-nginx").field(
+        // Every Secret of the edge namespace: ingress-nginx lists and watches them all. The only ones
+        // there are the tenant's TLS certificate (and, with Helm, the release's own records).
+        let role = Obj::new("rbac.authorization.k8s.io/v1", "Role", "ingress-nginx").in_namespace(&edge).field(
             "rules",
             l([
                 rule(&[""], &["configmaps", "endpoints", "pods", "secrets", "services"], &["get", "list", "watch"]),
@@ -822,9 +892,10 @@ impl<'a> Builder<'a> {
         );
         let role = self.k8s("ingress_controller", phase, role);
         let mut binding = Obj::new("rbac.authorization.k8s.io/v1", "RoleBinding", "ingress-nginx")
+            .in_namespace(&edge)
             .deps([&sa, &role])
             .force_new("roleRef");
-        for (k, v) in binding_fields("Role", "ingress-nginx", "ingress-nginx", &self.ns) {
+        for (k, v) in binding_fields("Role", "ingress-nginx", "ingress-nginx", &edge) {
             binding = binding.field(k, v);
         }
         let binding = self.k8s("ingress_controller", phase, binding);
@@ -837,7 +908,7 @@ impl<'a> Builder<'a> {
             .cluster_scoped()
             .deps([&sa, &cluster_role])
             .force_new("roleRef");
-        for (k, v) in binding_fields("ClusterRole", &cluster_name, "ingress-nginx", &self.ns) {
+        for (k, v) in binding_fields("ClusterRole", &cluster_name, "ingress-nginx", &edge) {
             cluster_binding = cluster_binding.field(k, v);
         }
         let cluster_binding = self.k8s("ingress_controller", phase, cluster_binding);
@@ -867,7 +938,7 @@ impl<'a> Builder<'a> {
                     "--election-id=ingress-nginx-leader".to_string(),
                     format!("--controller-class={controller_value}"),
                     format!("--ingress-class={class}"),
-                    format!("--watch-namespace={}", self.ns),
+                    format!("--watch-namespace={edge}"),
                 ]),
             ),
             ("env", l([field_env("POD_NAME", "metadata.name"), field_env("POD_NAMESPACE", "metadata.namespace")])),
@@ -901,6 +972,7 @@ impl<'a> Builder<'a> {
             pod_labels.extend(sel);
         }
         let deployment = Obj::new("apps/v1", "Deployment", "ingress-nginx-controller")
+            .in_namespace(&edge)
             .label("app.kubernetes.io/name", s("ingress-nginx"))
             .label("app.kubernetes.io/component", s("controller"))
             .field(
@@ -932,6 +1004,7 @@ impl<'a> Builder<'a> {
             m([("name", s(name)), ("port", Value::Int(number)), ("targetPort", s(name)), ("protocol", s("TCP"))])
         };
         let service = Obj::new("v1", "Service", "ingress-nginx-controller")
+            .in_namespace(&edge)
             .label("app.kubernetes.io/name", s("ingress-nginx"))
             .label("app.kubernetes.io/component", s("controller"))
             .annotation("service.beta.kubernetes.io/azure-load-balancer-health-probe-request-path", s(&ic.health_path))
@@ -950,8 +1023,9 @@ impl<'a> Builder<'a> {
     /// The ingress controller as a Helm release of the catalog's chart (`delivery = "helm"`), with
     /// the platform guide's values: `controller.ingressClassResource` (`nginx-{slug}`,
     /// `k8s.io/ingress-nginx-{slug}`), `replicaCount`, a LoadBalancer Service with the Azure
-    /// health-probe annotation, admission webhooks off. The chart makes the IngressClass, the RBAC
-    /// (its Role reads only the tenant's TLS Secret) and the Service whose IP phase 7 publishes.
+    /// health-probe annotation, admission webhooks off, installed in the edge namespace. The chart
+    /// makes the IngressClass, the RBAC (its Role reads the Secrets of the edge namespace only) and
+    /// the Service whose IP phase 7 publishes.
     fn ingress_controller_release(&mut self) {
         let slug = self.slug;
         let ic = &self.catalog.ingress_controller;
@@ -987,7 +1061,6 @@ impl<'a> Builder<'a> {
                     ("admissionWebhooks", m([("enabled", false.into())])),
                     ("healthPath", s(&ic.health_path)),
                     ("resources", ic.resources.to_value()),
-                    ("tlsSecrets", l([s(format!("{slug}-tls-certificate"))])),
                 ]),
             ),
             ("labels", Value::Map(self.guide_labels())),
@@ -999,14 +1072,14 @@ impl<'a> Builder<'a> {
             Phase::DeployIngressController,
             vec![
                 ("name", s("ingress-nginx")),
-                ("namespace", s(&self.ns)),
+                ("namespace", s(&self.edge_ns)),
                 ("chart", s(chart)),
                 ("version", s(version)),
                 ("values", values),
                 ("status", s("deployed")),
                 ("live_changes", Value::List(Vec::new())),
             ],
-            vec![Self::namespace_addr()],
+            vec![Self::namespace_addr(), Self::edge_namespace_addr()],
             &["name", "namespace"],
             None,
         );
@@ -1073,6 +1146,7 @@ impl<'a> Builder<'a> {
         let tls_secret = format!("{}-tls-certificate", self.slug);
         let wildcard = format!("*.{}", self.zone);
         let certificate = Obj::new("cert-manager.io/v1", "Certificate", tls_secret.clone())
+            .in_namespace(&self.edge_ns)
             .field(
                 "spec",
                 m([
@@ -1091,13 +1165,36 @@ impl<'a> Builder<'a> {
             .deps([&addr("dns_zone", "tenant"), &addr("dns_ns_delegation", "tenant")]);
         let certificate = self.k8s("tenant", phase, certificate);
 
+        // The backends are ExternalName Services of the edge namespace with the frontends' names and
+        // ports, naming the frontends of the tenant namespace (ingress-nginx proxies to the name).
         let mut backends = Vec::new();
         for (name, route) in [("api_gateway", "the /api route"), ("bi_workbench", "the bi host")] {
             match self.catalog.frontend(name) {
                 Some(f) => {
                     // A frontend whose target is disabled is missing; that is reported with the override.
                     let present = self.enabled.iter().any(|svc| svc.name == f.target.service);
-                    backends.push((f.k8s_name(), f.port, present.then(|| addr("kubernetes_service", name))));
+                    let port = m([
+                        ("name", s("http")),
+                        ("port", Value::Int(f.port)),
+                        ("targetPort", Value::Int(f.port)),
+                        ("protocol", s("TCP")),
+                    ]);
+                    let external = Obj::new("v1", "Service", f.k8s_name())
+                        .in_namespace(&self.edge_ns)
+                        .label("app.kubernetes.io/part-of", s("matih"))
+                        .label("app.kubernetes.io/component", s("edge"))
+                        .field(
+                            "spec",
+                            m([
+                                ("type", s("ExternalName")),
+                                ("externalName", s(format!("{}.{}.svc.cluster.local", f.k8s_name(), self.ns))),
+                                ("ports", l([port])),
+                            ]),
+                        )
+                        .deps(present.then(|| addr("kubernetes_service", name)).iter())
+                        .origin(f.location.clone());
+                    let external = self.k8s(&format!("edge_{name}"), phase, external);
+                    backends.push((f.k8s_name(), f.port, present.then_some(external)));
                 }
                 None => {
                     self.diags.push(Diagnostic::error(format!(
@@ -1136,6 +1233,7 @@ impl<'a> Builder<'a> {
         let records: Vec<ResourceAddr> =
             self.catalog.dns.records.iter().map(|r| addr("dns_a_record", &r.resource)).collect();
         let ingress = Obj::new("networking.k8s.io/v1", "Ingress", "tenant-ingress")
+            .in_namespace(&self.edge_ns)
             .annotation("cert-manager.io/cluster-issuer", s(&self.platform.cluster_issuer))
             .field(
                 "spec",
@@ -1338,14 +1436,18 @@ impl<'a> Builder<'a> {
         let slug = self.slug;
         let to_json = |v: Value| serde_json::to_string_pretty(&serde_json::Value::from(v)).unwrap_or_default();
 
-        // Loki: collect the logs of this namespace only, labelled with the tenant.
+        // Loki: collect the logs of this namespace and its edge namespace (the ingress controller's
+        // access logs) only, labelled with the tenant.
         let collection = m([(
             "scrape_configs",
             l([m([
                 ("job_name", s(format!("matih-{slug}"))),
                 (
                     "kubernetes_sd_configs",
-                    l([m([("role", s("pod")), ("namespaces", m([("names", strs([self.ns.as_str()]))]))])]),
+                    l([m([
+                        ("role", s("pod")),
+                        ("namespaces", m([("names", strs([self.ns.as_str(), self.edge_ns.as_str()]))])),
+                    ])]),
                 ),
                 (
                     "relabel_configs",
@@ -1640,6 +1742,11 @@ impl<'a> Builder<'a> {
         let Some(quota) = &self.tier.quota else { return };
         let mut used: BTreeMap<&str, i128> = BTreeMap::new();
         for r in self.graph.graph.node_weights() {
+            // The edge namespace has its own quota (see `edge_namespace`).
+            let namespace = r.attrs.get("namespace").or_else(|| r.attrs.get("metadata")?.get_path("namespace"));
+            if namespace.and_then(Value::as_str) == Some(self.edge_ns.as_str()) {
+                continue;
+            }
             let pods = match r.addr.kind.as_str() {
                 "kubernetes_deployment" => match r.attrs.get("spec").and_then(|s| s.get_path("replicas")) {
                     Some(Value::Int(n)) => i128::from(*n),

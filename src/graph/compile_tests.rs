@@ -86,10 +86,12 @@ fn resource_counts_per_tier() {
     let free = build(&acme("free"));
     let pro = build(&acme("professional"));
     let ent = build(&acme("enterprise"));
-    assert_eq!(per_phase(&pro), [5, 6, 6, 14, 14, 8, 6, 2, 8, 6]);
+    // Phase 6: the edge namespace, its quota and five policies beside the controller's eight objects;
+    // phase 8: the Certificate, the Ingress and its two ExternalName Services.
+    assert_eq!(per_phase(&pro), [5, 6, 6, 13, 14, 15, 6, 4, 8, 6]);
     assert_eq!(per_phase(&free), per_phase(&pro), "free and professional differ in values, not in resources");
-    assert_eq!(per_phase(&ent), [4, 6, 6, 14, 14, 8, 6, 2, 8, 6], "enterprise has no ResourceQuota");
-    assert_eq!(pro.len(), 75);
+    assert_eq!(per_phase(&ent), [4, 6, 6, 13, 14, 15, 6, 4, 8, 6], "enterprise has no ResourceQuota");
+    assert_eq!(pro.len(), 83);
 
     let has = |g: &ResourceGraph, a: &str| g.get(&a.parse().unwrap()).is_some();
     assert!(has(&free, "kubernetes_resource_quota.tenant") && has(&pro, "kubernetes_resource_quota.tenant"));
@@ -133,7 +135,20 @@ fn namespace_is_labelled_exactly_as_the_seed() {
     );
     assert_eq!(json_of(ns)["apiVersion"], "v1");
     assert_eq!(json_of(ns)["kind"], "Namespace");
-    // Every namespaced object of the tenant carries the same labels and lives in the namespace.
+    // The edge namespace: the same labels (and Pod Security level), no annotations.
+    let edge = get(&g, "kubernetes_namespace.edge");
+    assert_eq!(edge.phase, Phase::DeployIngressController);
+    let mut edge_meta = meta.clone();
+    edge_meta["name"] = "matih-acme-edge".into();
+    edge_meta.as_object_mut().unwrap().remove("annotations");
+    assert_eq!(json_of(edge)["metadata"], edge_meta);
+    // Every namespaced object of the tenant carries the same labels and lives in the namespace, but
+    // the ingress controller's, the Ingress's and theirs, which live in the edge namespace.
+    let in_edge = |r: &Resource| {
+        r.addr.name == "ingress_controller"
+            || r.addr.name.starts_with("edge")
+            || ["kubernetes_ingress.tenant", "kubernetes_certificate.tenant"].contains(&r.addr.to_string().as_str())
+    };
     for r in g.graph.node_weights().filter(|r| r.addr.kind.starts_with("kubernetes_")) {
         let j = json_of(r);
         for (k, v) in meta["labels"].as_object().unwrap().iter().filter(|(k, _)| k.starts_with("matih.ai/")) {
@@ -141,8 +156,11 @@ fn namespace_is_labelled_exactly_as_the_seed() {
         }
         let cluster_scoped = ["Namespace", "IngressClass", "ClusterRole", "ClusterRoleBinding"];
         if !cluster_scoped.contains(&j["kind"].as_str().unwrap()) {
-            assert_eq!(j["metadata"]["namespace"], "matih-acme", "{}", r.addr);
+            let want = if in_edge(r) { "matih-acme-edge" } else { "matih-acme" };
+            assert_eq!(j["metadata"]["namespace"], want, "{}", r.addr);
             assert!(r.force_new.contains("metadata.namespace"));
+            let edge_dep = r.depends_on.contains(&"kubernetes_namespace.edge".parse().unwrap());
+            assert_eq!(edge_dep, in_edge(r), "{}", r.addr);
         } else {
             assert!(j["metadata"].get("namespace").is_none(), "{}", r.addr);
         }
@@ -178,7 +196,7 @@ fn ingress_is_exactly_the_seeds() {
             "kind": "Ingress",
             "metadata": {
                 "name": "tenant-ingress",
-                "namespace": "matih-acme",
+                "namespace": "matih-acme-edge",
                 "annotations": { "cert-manager.io/cluster-issuer": "letsencrypt-prod-dns01" },
             },
             "spec": {
@@ -207,8 +225,8 @@ fn ingress_is_exactly_the_seeds() {
     );
     // The backends exist, and the Ingress waits for them, its certificate and the DNS records.
     for dep in [
-        "kubernetes_service.api_gateway",
-        "kubernetes_service.bi_workbench",
+        "kubernetes_service.edge_api_gateway",
+        "kubernetes_service.edge_bi_workbench",
         "kubernetes_certificate.tenant",
         "kubernetes_ingress_class.tenant",
         "dns_a_record.apex",
@@ -227,6 +245,27 @@ fn ingress_is_exactly_the_seeds() {
         (bi["metadata"]["name"].clone(), bi["spec"]["ports"][0]["port"].clone()),
         (json!("bi-workbench"), json!(3000))
     );
+    // In the edge namespace the backends are ExternalName Services of the same names and ports that
+    // name the tenant namespace's, which they wait for.
+    for (name, port) in [("api_gateway", 8080), ("bi_workbench", 3000)] {
+        let edge = get(&g, &format!("kubernetes_service.edge_{name}"));
+        assert_eq!(edge.phase, Phase::CreateTenantIngress);
+        assert!(edge.depends_on.contains(&format!("kubernetes_service.{name}").parse().unwrap()));
+        let j = json_of(edge);
+        let k8s_name = name.replace('_', "-");
+        assert_eq!(
+            (&j["metadata"]["name"], &j["metadata"]["namespace"]),
+            (&json!(k8s_name), &json!("matih-acme-edge"))
+        );
+        assert_eq!(
+            j["spec"],
+            json!({
+                "type": "ExternalName",
+                "externalName": format!("{k8s_name}.matih-acme.svc.cluster.local"),
+                "ports": [{ "name": "http", "port": port, "targetPort": port, "protocol": "TCP" }],
+            })
+        );
+    }
 
     let cert = json_of(get(&g, "kubernetes_certificate.tenant"));
     assert_eq!(cert["apiVersion"], "cert-manager.io/v1");
@@ -345,9 +384,11 @@ fn ingress_controller_and_dns_follow_the_seed() {
     assert_eq!(d["spec"]["replicas"], 2);
     let c = &d["spec"]["template"]["spec"]["containers"][0];
     let args: Vec<&str> = c["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
-    for arg in
-        ["--ingress-class=nginx-acme", "--controller-class=k8s.io/ingress-nginx-acme", "--watch-namespace=matih-acme"]
-    {
+    for arg in [
+        "--ingress-class=nginx-acme",
+        "--controller-class=k8s.io/ingress-nginx-acme",
+        "--watch-namespace=matih-acme-edge",
+    ] {
         assert!(args.contains(&arg), "{arg} in {args:?}");
     }
     assert_eq!(
@@ -357,6 +398,15 @@ fn ingress_controller_and_dns_follow_the_seed() {
     assert_eq!(
         d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"], "ingress-nginx",
         "the guide's policy selects it"
+    );
+    let binding = json_of(get(&g, "kubernetes_cluster_role_binding.ingress_controller"));
+    assert_eq!(binding["subjects"][0]["namespace"], "matih-acme-edge");
+    // The edge namespace's quota: the controller's replicas twice over (a rolling update), one
+    // LoadBalancer; the tenant's quota no longer counts the controller.
+    assert_eq!(
+        json_of(get(&g, "kubernetes_resource_quota.edge"))["spec"]["hard"],
+        json!({ "pods": "4", "services.loadbalancers": "1", "requests.cpu": "400m", "requests.memory": "512Mi",
+                "limits.cpu": "2", "limits.memory": "1Gi" })
     );
     let svc = json_of(get(&g, "kubernetes_service.ingress_controller"));
     assert_eq!(svc["spec"]["type"], "LoadBalancer");
@@ -392,12 +442,55 @@ fn network_policies_include_the_seeds_three_and_select_namespaces_by_name() {
         spec_of("allow_same_namespace"),
         json!({ "podSelector": {}, "ingress": [{ "from": [{ "podSelector": {} }] }] })
     );
+    // The controller's pods of the edge namespace, only to the Ingress's backends on their ports.
+    let backends = json!({ "matchExpressions": [
+        { "key": "app.kubernetes.io/name", "operator": "In", "values": ["bi-service", "query-engine"] },
+    ] });
+    let ports = json!([{ "protocol": "TCP", "port": 3000 }, { "protocol": "TCP", "port": 8080 }]);
     assert_eq!(
         spec_of("allow_ingress_controller"),
-        json!({ "podSelector": {}, "ingress": [{ "from": [{
-            "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "matih-acme" } },
+        json!({ "podSelector": backends, "policyTypes": ["Ingress"], "ingress": [{ "from": [{
+            "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "matih-acme-edge" } },
             "podSelector": { "matchLabels": { "app.kubernetes.io/name": "ingress-nginx" } },
-        }] }] })
+        }], "ports": ports }] })
+    );
+    // The edge namespace: everything denied, then the LoadBalancer in, DNS, the API server and the
+    // backends out, for the controller's pods only; created with the namespace in phase 6.
+    let edge: Vec<String> = g
+        .graph
+        .node_weights()
+        .filter(|r| {
+            r.addr.kind == "kubernetes_network_policy" && json_of(r)["metadata"]["namespace"] == "matih-acme-edge"
+        })
+        .map(|r| {
+            assert_eq!(r.phase, Phase::DeployIngressController, "{}", r.addr);
+            r.addr.name.clone()
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        edge,
+        [
+            "edge_allow_backends_egress",
+            "edge_allow_dns_egress",
+            "edge_allow_kubernetes_api_egress",
+            "edge_allow_loadbalancer",
+            "edge_default_deny"
+        ]
+    );
+    assert_eq!(spec_of("edge_default_deny"), json!({ "podSelector": {}, "policyTypes": ["Ingress", "Egress"] }));
+    assert_eq!(
+        spec_of("edge_allow_backends_egress")["egress"],
+        json!([{ "to": [{
+            "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "matih-acme" } },
+            "podSelector": backends,
+        }], "ports": ports }])
+    );
+    // Only Prometheus reaches the API server from the tenant namespace now.
+    assert_eq!(
+        spec_of("allow_kubernetes_api_egress")["podSelector"],
+        json!({ "matchLabels": { "app.kubernetes.io/name": "prometheus" } })
     );
     // The internet only, for IPv4 and IPv6: no private, CGNAT, loopback or link-local range.
     let to = &spec_of("allow_connector_internet_egress")["egress"][0]["to"];
@@ -602,7 +695,7 @@ fn a_service_others_need_cannot_be_disabled() {
     let mut spec = acme("professional");
     spec.services
         .insert("ml_service".into(), ServiceOverride { enabled: Some(sp(false, 6, 15)), ..ServiceOverride::default() });
-    assert_eq!(build(&spec).len(), 73);
+    assert_eq!(build(&spec).len(), 81);
 }
 
 #[test]
@@ -695,8 +788,10 @@ fn helm_delivery_makes_each_service_a_release_with_the_seeds_values() {
     let release = get(&g, "helm_release.ingress_controller");
     assert_eq!(release.phase, Phase::DeployIngressController);
     let r = json_of(release);
-    assert_eq!((r["name"].as_str(), r["namespace"].as_str()), (Some("ingress-nginx"), Some("matih-acme")));
-    assert_eq!((r["chart"].as_str(), r["version"].as_str()), (Some("matih-ingress-nginx"), Some("0.1.0")));
+    assert_eq!((r["name"].as_str(), r["namespace"].as_str()), (Some("ingress-nginx"), Some("matih-acme-edge")));
+    assert_eq!((r["chart"].as_str(), r["version"].as_str()), (Some("matih-ingress-nginx"), Some("0.2.0")));
+    assert!(release.depends_on.contains(&"kubernetes_namespace.edge".parse().unwrap()));
+    assert!(g.get(&"kubernetes_resource_quota.edge".parse().unwrap()).is_some(), "the edge namespace is matih's");
     let c = &r["values"]["controller"];
     assert_eq!(
         c["ingressClassResource"],
@@ -712,7 +807,7 @@ fn helm_delivery_makes_each_service_a_release_with_the_seeds_values() {
     assert_eq!(c["admissionWebhooks"]["enabled"], false);
     assert_eq!(c["image"], json!({"repository": "registry.k8s.io/ingress-nginx/controller", "tag": "v1.11.3"}));
     assert_eq!(c["resources"]["limits"], json!({"cpu": "500m", "memory": "256Mi"}));
-    assert_eq!(c["tlsSecrets"], json!(["acme-tls-certificate"]), "the only Secret its Role may read");
+    assert!(c.get("tlsSecrets").is_none(), "the chart's Role reads its own namespace's Secrets");
     let lb = Value::Ref { resource: release.addr.clone(), output: "load_balancer_ip".into() };
     assert_eq!(path(get(&g, "dns_a_record.wildcard"), "records"), &Value::List(vec![lb]));
     let ingress = get(&g, "kubernetes_ingress.tenant");
@@ -814,7 +909,7 @@ fn workloads_that_do_not_fit_the_tiers_quota_are_an_error_at_the_tier() {
     let errs = errors(&spec);
     assert!(
         errs.iter().any(|e| e.starts_with(
-            "tenants/acme.hcl:3:17: tenant \"acme\" needs limits.cpu 5600m for its workloads, more than tier \"free\"'s quota of 4: the API server would refuse the pods past it"
+            "tenants/acme.hcl:3:17: tenant \"acme\" needs limits.cpu 4600m for its workloads, more than tier \"free\"'s quota of 4: the API server would refuse the pods past it"
         )),
         "{errs:?}"
     );

@@ -58,6 +58,8 @@ pub(super) struct Obj {
     pub name: String,
     /// Cluster-scoped objects (Namespace, IngressClass, ClusterRole…) have no namespace.
     pub namespaced: bool,
+    /// The namespace of a namespaced object when it is not the tenant's (the edge namespace).
+    pub namespace: Option<String>,
     pub labels: BTreeMap<String, Value>,
     pub annotations: BTreeMap<String, Value>,
     /// Top-level fields besides `apiVersion`, `kind` and `metadata` (`spec`, `data`, `rules`…).
@@ -75,6 +77,7 @@ impl Obj {
             kind,
             name: name.into(),
             namespaced: true,
+            namespace: None,
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
             fields: BTreeMap::new(),
@@ -86,6 +89,12 @@ impl Obj {
 
     pub fn cluster_scoped(mut self) -> Obj {
         self.namespaced = false;
+        self
+    }
+
+    /// Puts a namespaced object in `namespace` instead of the tenant's.
+    pub fn in_namespace(mut self, namespace: &str) -> Obj {
+        self.namespace = Some(namespace.to_string());
         self
     }
 

@@ -20,7 +20,7 @@ pub use parse::{
     load_tenants, parse_tenants, read_tenant_file, tenant_files, Admission, FileTenants, MAX_REPLICAS, PLATFORM_FILE,
 };
 pub use platform::{load_platform, parse_platform};
-pub use validate::{is_dns_label, MAX_SLUG};
+pub use validate::{is_dns_label, namespaces, MAX_SLUG};
 
 /// A value together with where it was written.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 //! what it says and a reviewer needs nothing else to read it.
 //!
 //! ```hcl
-//! tenant "acme" {                          # the slug: a DNS-1123 label, at most 57 characters
+//! tenant "acme" {                          # the slug: a DNS-1123 label, at most 52 characters
 //!   id           = "550e8400-e29b-41d4-a716-446655440000"   # required, a UUID (8-4-4-4-12)
 //!   tier         = "professional"          # required, a catalog tier (free, professional, enterprise)
 //!   region       = "eastus"                # required, a catalog region

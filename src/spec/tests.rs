@@ -352,18 +352,23 @@ fn slugs_must_be_dns_labels() {
 
 #[test]
 fn slugs_must_leave_the_namespace_within_63_characters() {
-    let ok = "a".repeat(57);
+    let ok = "a".repeat(52);
     let (specs, diags) = parse(&VALID.replace("\"acme\"", &format!("\"{ok}\"")));
     assert!(diags.is_empty(), "{diags:?}");
     assert_eq!(specs[0].slug.value.len(), MAX_SLUG);
 
-    let long = "a".repeat(58);
+    let long = "a".repeat(53);
     check(
         &VALID.replace("\"acme\"", &format!("\"{long}\"")),
         &[&format!(
-            "t.hcl:1:8: tenant slug \"{long}\" is too long (58 characters): namespace \"matih-{long}\" must be at \
-             most 63 characters, so a slug has at most 57"
+            "t.hcl:1:8: tenant slug \"{long}\" is too long (53 characters): namespace \"matih-{long}-edge\" must \
+             be at most 63 characters, so a slug has at most 52"
         )],
+    );
+    check(
+        &VALID.replace("\"acme\"", "\"acme-edge\""),
+        &["t.hcl:1:8: tenant slug \"acme-edge\" must not end in \"-edge\": namespace \"matih-acme-edge\" is the \
+           edge namespace of tenant \"acme\""],
     );
 }
 

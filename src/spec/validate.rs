@@ -13,11 +13,19 @@ use super::schema::closest;
 const MAX_LABEL: usize = 63;
 /// Every tenant namespace is `matih-{slug}`.
 pub const NAMESPACE_PREFIX: &str = "matih-";
+/// Its ingress controller, Ingress and TLS Secret live in `matih-{slug}-edge` (the edge namespace).
+pub const EDGE_SUFFIX: &str = "-edge";
 /// So a slug has at most this many characters.
-pub const MAX_SLUG: usize = MAX_LABEL - NAMESPACE_PREFIX.len();
+pub const MAX_SLUG: usize = MAX_LABEL - NAMESPACE_PREFIX.len() - EDGE_SUFFIX.len();
 
-/// A tenant slug: a DNS-1123 label that starts with a letter, short enough that `matih-{slug}`
-/// is itself a valid label.
+/// The tenant's namespace and its edge namespace.
+pub fn namespaces(slug: &str) -> (String, String) {
+    (format!("{NAMESPACE_PREFIX}{slug}"), format!("{NAMESPACE_PREFIX}{slug}{EDGE_SUFFIX}"))
+}
+
+/// A tenant slug: a DNS-1123 label that starts with a letter, short enough that `matih-{slug}-edge`
+/// is itself a valid label, and not ending in `-edge` (tenant `x-edge`'s namespace would be tenant
+/// `x`'s edge namespace).
 pub fn slug(s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Err("tenant slug must not be empty".into());
@@ -31,9 +39,16 @@ pub fn slug(s: &str) -> Result<(), String> {
     }
     if s.len() > MAX_SLUG {
         return Err(format!(
-            "tenant slug {s:?} is too long ({} characters): namespace \"{NAMESPACE_PREFIX}{s}\" must be at most \
-             {MAX_LABEL} characters, so a slug has at most {MAX_SLUG}",
+            "tenant slug {s:?} is too long ({} characters): namespace \"{NAMESPACE_PREFIX}{s}{EDGE_SUFFIX}\" must be \
+             at most {MAX_LABEL} characters, so a slug has at most {MAX_SLUG}",
             s.len()
+        ));
+    }
+    if s.ends_with(EDGE_SUFFIX) {
+        return Err(format!(
+            "tenant slug {s:?} must not end in \"{EDGE_SUFFIX}\": namespace \"{NAMESPACE_PREFIX}{s}\" is the edge \
+             namespace of tenant {:?}",
+            &s[..s.len() - EDGE_SUFFIX.len()]
         ));
     }
     Ok(())
@@ -314,8 +329,11 @@ mod tests {
     fn slugs_are_dns_labels_that_fit_in_a_namespace() {
         assert_eq!(slug("acme"), Ok(()));
         assert_eq!(slug("a1-b2"), Ok(()));
-        assert_eq!(slug(&"a".repeat(57)), Ok(()));
-        assert!(slug(&"a".repeat(58)).unwrap_err().contains("at most 57"));
+        assert_eq!(slug(&"a".repeat(52)), Ok(()));
+        assert!(slug(&"a".repeat(53)).unwrap_err().contains("at most 52"));
+        assert_eq!(slug("edge"), Ok(()));
+        assert_eq!(slug("edge-acme"), Ok(()));
+        assert!(slug("acme-edge").unwrap_err().contains("the edge namespace of tenant \"acme\""));
         for bad in ["", "Acme", "1acme", "acme-", "ac_me", "ac.me", "-acme", "ácme"] {
             assert!(slug(bad).is_err(), "{bad:?} should be refused");
         }

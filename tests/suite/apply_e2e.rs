@@ -129,7 +129,12 @@ fn a_run_killed_in_phase_3_converges_on_the_next_apply_and_destroy_leaves_nothin
     let kube = Kube::start();
     let dir = workdir(&kube, state, "acme");
     let graph = common::compile_file(&dir.path().join("tenants/acme.hcl"));
-    let count = |kind: &str| graph.apply_order().iter().filter(|r| r.addr.kind == kind).count();
+    // The objects of a kind in a namespace (the tenant's, or its edge namespace).
+    let count = |kind: &str, ns: &str| {
+        let in_ns =
+            |r: &matih::graph::Resource| r.attrs["metadata"].get_path("namespace").and_then(|n| n.as_str()) == Some(ns);
+        graph.apply_order().iter().filter(|r| r.addr.kind == kind && in_ns(r)).count()
+    };
 
     let mut created_before_kill = Vec::new();
     // Slow API, so the kill lands while phase 3's deployments are being created.
@@ -177,9 +182,11 @@ fn a_run_killed_in_phase_3_converges_on_the_next_apply_and_destroy_leaves_nothin
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let status = text(&matih(dir.path(), state, &["status", "acme"]));
     assert!(status.contains("Status:     ACTIVE") && !status.contains("In flight"), "{status}");
-    assert_eq!(kube_count(&kube, "deployments", "matih-acme"), count("kubernetes_deployment"));
-    assert_eq!(kube_count(&kube, "services", "matih-acme"), count("kubernetes_service"));
-    assert_eq!(kube_count(&kube, "networkpolicies", "matih-acme"), count("kubernetes_network_policy"));
+    for ns in ["matih-acme", "matih-acme-edge"] {
+        assert_eq!(kube_count(&kube, "deployments", ns), count("kubernetes_deployment", ns), "{ns}");
+        assert_eq!(kube_count(&kube, "services", ns), count("kubernetes_service", ns), "{ns}");
+        assert_eq!(kube_count(&kube, "networkpolicies", ns), count("kubernetes_network_policy", ns), "{ns}");
+    }
     assert_eq!(psql(&postgres::server().admin_url, "SELECT count(*) FROM pg_roles WHERE rolname = 'tenant_acme'"), "1");
     let dns = powerdns::server();
     assert_eq!(dns.dig(&format!("api.acme.{PARENT}"), "A").len(), 1);
@@ -207,6 +214,7 @@ fn a_run_killed_in_phase_3_converges_on_the_next_apply_and_destroy_leaves_nothin
     let out = matih(dir.path(), state, &["destroy", "tenants/acme.hcl", "--auto-approve"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(!kube.kubectl(&["get", "ns", "matih-acme"]).status.success(), "the namespace is gone");
+    assert!(!kube.kubectl(&["get", "ns", "matih-acme-edge"]).status.success(), "the edge namespace is gone");
     assert_eq!(psql(&postgres::server().admin_url, "SELECT count(*) FROM pg_roles WHERE rolname = 'tenant_acme'"), "0");
     assert_eq!(psql(&db_url(&db), schemas), "0");
     assert!(dns.dig(&format!("api.acme.{PARENT}"), "A").is_empty());

@@ -88,7 +88,7 @@ fn acme_from_nothing_to_active_to_repaired_drift_to_destroyed(backend: Backend) 
     let ns = kube.kubectl(&["get", "ns", "matih-acme", "-o", "json"]);
     assert!(ns.status.success(), "{}", text(&ns));
     let svc: serde_json::Value = serde_json::from_slice(
-        &kube.kubectl(&["get", "svc", "ingress-nginx-controller", "-n", "matih-acme", "-o", "json"]).stdout,
+        &kube.kubectl(&["get", "svc", "ingress-nginx-controller", "-n", "matih-acme-edge", "-o", "json"]).stdout,
     )
     .unwrap();
     let ip = svc["status"]["loadBalancer"]["ingress"][0]["ip"].as_str().unwrap().to_string();
@@ -160,6 +160,7 @@ fn acme_from_nothing_to_active_to_repaired_drift_to_destroyed(backend: Backend) 
     assert!(dns.dig(&format!("api.acme.{PARENT}"), "A").is_empty());
     assert_eq!(dns.dig(&format!("www.{PARENT}"), "A"), ["198.51.100.7"]);
     assert!(!kube.kubectl(&["get", "ns", "matih-acme"]).status.success(), "the namespace is gone");
+    assert!(!kube.kubectl(&["get", "ns", "matih-acme-edge"]).status.success(), "the edge namespace is gone");
     assert_eq!(psql(&pg.admin_url, "SELECT count(*) FROM pg_roles WHERE rolname = 'tenant_acme'"), "0");
     let status = text(&matih(dir.path(), state, &["status", "acme"], pg, dns));
     assert!(status.contains("DESTROYED"), "{status}");
@@ -259,6 +260,6 @@ fn acme_applies_and_destroys_through_a_service_account_bound_only_to_readmes_clu
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let out = run(&["destroy", "tenants/acme.hcl", "--auto-approve"]);
     assert!(out.status.success(), "{}", text(&out));
-    let ns = kube::admin_kubectl(&["get", "namespace", "matih-acme"]);
-    assert!(!ns.status.success() && text(&ns).contains("NotFound"), "{}", text(&ns));
+    let ns = kube::admin_kubectl(&["get", "namespace", "matih-acme", "matih-acme-edge"]);
+    assert!(!ns.status.success() && text(&ns).matches("NotFound").count() == 2, "{}", text(&ns));
 }

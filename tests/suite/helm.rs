@@ -55,26 +55,33 @@ fn matih(dir: &Path, state: &TestState, args: &[&str], pg: &postgres::PgServer, 
     cmd.output().unwrap()
 }
 
-/// `helm list -n matih-acme`: release name → (chart, status).
+/// The namespace of a release of acme: the ingress controller's is the edge namespace.
+fn namespace_of(release: &str) -> &'static str {
+    if release == "ingress-nginx" {
+        "matih-acme-edge"
+    } else {
+        "matih-acme"
+    }
+}
+
+/// `helm list` of acme's namespace and its edge namespace: release name → (chart, status).
 fn releases() -> Vec<(String, String, String)> {
-    let out = helm(&["list", "--namespace", "matih-acme", "--all", "--output", "json"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut found: Vec<(String, String, String)> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
+    let mut found: Vec<(String, String, String)> = Vec::new();
+    for ns in ["matih-acme", "matih-acme-edge"] {
+        let out = helm(&["list", "--namespace", ns, "--all", "--output", "json"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        found.extend(list.as_array().unwrap().iter().map(|r| {
             let s = |k: &str| r[k].as_str().unwrap().to_string();
             (s("name"), s("chart"), s("status"))
-        })
-        .collect();
+        }));
+    }
     found.sort();
     found
 }
 
 fn values(release: &str) -> serde_json::Value {
-    let out = helm(&["get", "values", release, "--namespace", "matih-acme", "--output", "json"]);
+    let out = helm(&["get", "values", release, "--namespace", namespace_of(release), "--output", "json"]);
     assert!(out.status.success(), "{}", text(&out));
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -145,7 +152,7 @@ fn acme_delivered_with_helm_goes_active_updates_values_rolls_a_failed_phase_back
     let listed = releases();
     assert_eq!(listed.len(), release_count, "{listed:?}");
     for (name, chart, status) in &listed {
-        let want = if name == "ingress-nginx" { "matih-ingress-nginx-0.1.0" } else { "matih-service-0.1.0" };
+        let want = if name == "ingress-nginx" { "matih-ingress-nginx-0.2.0" } else { "matih-service-0.1.0" };
         assert_eq!((chart.as_str(), status.as_str()), (want, "deployed"), "{name}");
     }
     // Phase 6: the tenant's ingress controller from the project's chart with the platform guide's values; the
@@ -155,7 +162,7 @@ fn acme_delivered_with_helm_goes_active_updates_values_rolls_a_failed_phase_back
     assert_eq!(controller["admissionWebhooks"]["enabled"], false);
     let class = kube.kubectl(&["get", "ingressclass", "nginx-acme", "-o", "jsonpath={.spec.controller}"]);
     assert_eq!(String::from_utf8_lossy(&class.stdout), "k8s.io/ingress-nginx-acme", "{}", text(&class));
-    let svc = kube.kubectl(&["get", "service", "ingress-nginx-controller", "-n", "matih-acme", "-o", "json"]);
+    let svc = kube.kubectl(&["get", "service", "ingress-nginx-controller", "-n", "matih-acme-edge", "-o", "json"]);
     let svc: serde_json::Value = serde_json::from_slice(&svc.stdout).unwrap();
     assert_eq!(svc["spec"]["type"], "LoadBalancer");
     assert_eq!(
@@ -166,7 +173,8 @@ fn acme_delivered_with_helm_goes_active_updates_values_rolls_a_failed_phase_back
     assert_eq!(dns.dig(&format!("api.acme.{PARENT}"), "A"), vec![ip.clone()]);
     let raw = matih(dir.path(), state, &["output", "acme", "load_balancer_ip", "--raw"], pg, dns);
     assert_eq!(String::from_utf8_lossy(&raw.stdout), format!("{ip}\n"), "{}", text(&raw));
-    let deploy = kube.kubectl(&["get", "deployment", "ingress-nginx-controller", "-n", "matih-acme", "-o", "json"]);
+    let deploy =
+        kube.kubectl(&["get", "deployment", "ingress-nginx-controller", "-n", "matih-acme-edge", "-o", "json"]);
     let deploy: serde_json::Value = serde_json::from_slice(&deploy.stdout).unwrap();
     assert_eq!(deploy["spec"]["replicas"], 2);
     let pod = &deploy["spec"]["template"]["spec"];
@@ -176,25 +184,26 @@ fn acme_delivered_with_helm_goes_active_updates_values_rolls_a_failed_phase_back
     assert_eq!(container["image"], "registry.k8s.io/ingress-nginx/controller:v1.11.3");
     assert_eq!(container["securityContext"]["allowPrivilegeEscalation"], false);
     assert_eq!(container["securityContext"]["capabilities"]["drop"], serde_json::json!(["ALL"]));
-    assert!(container["args"].to_string().contains("--watch-namespace=matih-acme"), "{container}");
-    // Its Role reads the tenant's TLS certificate and no other Secret: never the database's.
-    let can = |verb: &str, what: &str| {
-        let out = kube::admin_kubectl(&[
-            "auth",
-            "can-i",
-            verb,
-            what,
-            "--namespace",
-            "matih-acme",
-            "--as",
-            "system:serviceaccount:matih-acme:ingress-nginx",
-        ]);
+    assert!(container["args"].to_string().contains("--watch-namespace=matih-acme-edge"), "{container}");
+    // The chart's Role lets the controller list and watch the Secrets of the edge namespace, as
+    // ingress-nginx does, and nothing in the tenant namespace: never the database's credentials.
+    let can = |verb: &str, what: &str, ns: &str| {
+        let sa = "system:serviceaccount:matih-acme-edge:ingress-nginx";
+        let out = kube::admin_kubectl(&["auth", "can-i", verb, what, "--namespace", ns, "--as", sa]);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    assert_eq!(can("get", "secret/acme-tls-certificate"), "yes");
-    assert_eq!(can("get", "secret/tenant-database-credentials"), "no");
-    assert_eq!(can("list", "secrets"), "no");
-    assert_eq!(can("list", "ingresses.networking.k8s.io"), "yes");
+    assert_eq!(can("get", "secret/acme-tls-certificate", "matih-acme-edge"), "yes");
+    assert_eq!(can("list", "secrets", "matih-acme-edge"), "yes");
+    assert_eq!(can("get", "secret/tenant-database-credentials", "matih-acme"), "no");
+    assert_eq!(can("list", "secrets", "matih-acme"), "no");
+    assert_eq!(can("list", "ingresses.networking.k8s.io", "matih-acme-edge"), "yes");
+    // The Ingress, in the edge namespace, routes to ExternalName Services naming the tenant's.
+    let ing = kube.kubectl(&["get", "ingress", "tenant-ingress", "-n", "matih-acme-edge", "-o", "json"]);
+    let ing: serde_json::Value = serde_json::from_slice(&ing.stdout).unwrap();
+    assert_eq!(ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"], "api-gateway");
+    let api = kube.kubectl(&["get", "service", "api-gateway", "-n", "matih-acme-edge", "-o", "json"]);
+    let api: serde_json::Value = serde_json::from_slice(&api.stdout).unwrap();
+    assert_eq!(api["spec"]["externalName"], "api-gateway.matih-acme.svc.cluster.local", "{api}");
     // Its pods pass Pod Security Admission `restricted` (the real admission plugin): a Pod of the
     // live template, dry-run in a namespace that enforces it; the same Pod allowed to escalate is
     // refused, so the check can fail.
@@ -316,8 +325,9 @@ fn acme_delivered_with_helm_goes_active_updates_values_rolls_a_failed_phase_back
         assert!(log.contains(&release.addr.to_string()), "{} destroyed: {log}", release.addr);
     }
     assert!(!kube.kubectl(&["get", "ns", "matih-acme"]).status.success(), "the namespace is gone");
+    assert!(!kube.kubectl(&["get", "ns", "matih-acme-edge"]).status.success(), "the edge namespace is gone");
     assert!(!kube.kubectl(&["get", "ingressclass", "nginx-acme"]).status.success(), "uninstalled");
-    assert!(!kube.kubectl(&["get", "clusterrole", "ingress-nginx-matih-acme"]).status.success(), "uninstalled");
+    assert!(!kube.kubectl(&["get", "clusterrole", "ingress-nginx-matih-acme-edge"]).status.success(), "uninstalled");
     let out = helm(&["list", "--all-namespaces", "--all", "--output", "json"]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("matih-acme"), "{}", text(&out));
 }

@@ -208,10 +208,49 @@ async fn a_tenant_applied_to_kubernetes_is_what_the_seed_describes() {
     let st = store.get("acme").unwrap().unwrap();
     assert!(!serde_json::to_string(&st).unwrap().contains("pw-of-the-test"));
 
-    // IngressClass and Ingress exactly as the platform guide.
+    // The ingress controller lives in the edge namespace, which enforces `restricted` too, with the
+    // Ingress and its TLS Secret: its ServiceAccount may list and read the Secrets there (as
+    // ingress-nginx does) and none of the tenant namespace's, the database credentials above all.
+    // Asked of the real API server's authorizer (a SubjectAccessReview, kubectl auth can-i).
+    let edge = server.kubectl_json(&["get", "ns", "matih-acme-edge"]);
+    assert_eq!(edge["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "restricted");
+    assert_eq!(edge["metadata"]["labels"]["matih.ai/tenant-slug"], "acme");
+    let can = |verb: &str, what: &str, ns: &str| {
+        let sa = "system:serviceaccount:matih-acme-edge:ingress-nginx";
+        let out = server.0.kubectl(&["auth", "can-i", verb, what, "--namespace", ns, "--as", sa]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(can("get", "secret/tenant-database-credentials", "matih-acme"), "no");
+    assert_eq!(can("list", "secrets", "matih-acme"), "no");
+    assert_eq!(can("watch", "secrets", "matih-acme"), "no");
+    assert_eq!(can("get", "secret/observability-credentials", "matih-acme"), "no");
+    assert_eq!(can("get", "secret/acme-tls-certificate", "matih-acme-edge"), "yes");
+    assert_eq!(can("list", "secrets", "matih-acme-edge"), "yes");
+    assert_eq!(can("list", "ingresses.networking.k8s.io", "matih-acme-edge"), "yes");
+    assert_eq!(can("list", "ingresses.networking.k8s.io", "matih-acme"), "no");
+    let controller = server.kubectl_json(&["get", "deploy", "ingress-nginx-controller", "-n", "matih-acme-edge"]);
+    assert_eq!(controller["status"]["availableReplicas"], 2, "admitted under `restricted`: {}", controller["status"]);
+    let args = controller["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(args.contains("--watch-namespace=matih-acme-edge"), "{args}");
+    let quota = server.kubectl_json(&["get", "resourcequota", "edge-quota", "-n", "matih-acme-edge"]);
+    assert_eq!(quota["status"]["used"]["services.loadbalancers"], "1", "{}", quota["status"]);
+    // Only the edge namespace's controller pods enter the tenant namespace, to the Ingress's
+    // backends on their ports; the edge namespace denies everything else.
+    let allow = server.kubectl_json(&["get", "networkpolicy", "allow-ingress-controller", "-n", "matih-acme"]);
+    let from = &allow["spec"]["ingress"][0]["from"][0];
+    assert_eq!(from["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], "matih-acme-edge");
+    assert_eq!(from["podSelector"]["matchLabels"]["app.kubernetes.io/name"], "ingress-nginx");
+    assert_eq!(allow["spec"]["ingress"][0]["ports"].as_array().map(Vec::len), Some(2), "{allow}");
+    let text = server.kubectl(&["get", "networkpolicy", "-n", "matih-acme-edge", "-o", "name"]);
+    for name in ["edge-default-deny", "edge-allow-loadbalancer", "edge-allow-dns-egress", "edge-allow-backends-egress"]
+    {
+        assert!(text.contains(name), "{name} in\n{text}");
+    }
+
+    // IngressClass and Ingress as the platform guide, in the edge namespace.
     let class = server.kubectl_json(&["get", "ingressclass", "nginx-acme"]);
     assert_eq!(class["spec"]["controller"], "k8s.io/ingress-nginx-acme");
-    let ing = server.kubectl_json(&["get", "ingress", "tenant-ingress", "-n", "matih-acme"]);
+    let ing = server.kubectl_json(&["get", "ingress", "tenant-ingress", "-n", "matih-acme-edge"]);
     assert_eq!(ing["spec"]["ingressClassName"], "nginx-acme");
     assert_eq!(ing["metadata"]["annotations"]["cert-manager.io/cluster-issuer"], "letsencrypt-prod-dns01");
     assert_eq!(ing["spec"]["tls"][0]["hosts"], serde_json::json!(["acme.matih.ai", "*.acme.matih.ai"]));
@@ -224,9 +263,18 @@ async fn a_tenant_applied_to_kubernetes_is_what_the_seed_describes() {
     assert_eq!(rules[1]["host"], "bi.acme.matih.ai");
     assert_eq!(rules[1]["http"]["paths"][0]["backend"]["service"]["name"], "bi-workbench");
     assert_eq!(rules[1]["http"]["paths"][0]["backend"]["service"]["port"]["number"], 3000);
+    // Its backends are ExternalName Services of the edge namespace naming the tenant's Services.
+    for (name, port) in [("api-gateway", 8080), ("bi-workbench", 3000)] {
+        let svc = server.kubectl_json(&["get", "svc", name, "-n", "matih-acme-edge"]);
+        assert_eq!(svc["spec"]["type"], "ExternalName");
+        assert_eq!(svc["spec"]["externalName"], format!("{name}.matih-acme.svc.cluster.local"));
+        assert_eq!(svc["spec"]["ports"][0]["targetPort"], port);
+        let target = server.kubectl_json(&["get", "svc", name, "-n", "matih-acme"]);
+        assert_eq!(target["spec"]["ports"][0]["port"], port);
+    }
 
     // The LoadBalancer IP reached the DNS records.
-    let lb = server.kubectl_json(&["get", "svc", "-n", "matih-acme", "ingress-nginx-controller"]);
+    let lb = server.kubectl_json(&["get", "svc", "-n", "matih-acme-edge", "ingress-nginx-controller"]);
     let ip = lb["status"]["loadBalancer"]["ingress"][0]["ip"].as_str().unwrap().to_string();
     let api = &st.resources[&"dns_a_record.api".parse().unwrap()];
     assert_eq!(api.attrs["records"], Value::list([Value::str(ip)]));
@@ -248,10 +296,14 @@ async fn a_tenant_applied_to_kubernetes_is_what_the_seed_describes() {
         "professional"
     );
 
-    // A deleted object is created again.
+    // A deleted object is created again, in the edge namespace too (drift reads both namespaces).
     server.kubectl(&["delete", "networkpolicy", "allow-same-namespace", "-n", "matih-acme"]);
+    server.kubectl(&["delete", "networkpolicy", "edge-default-deny", "-n", "matih-acme-edge"]);
     let plan = refreshed_plan(&store, &providers).await;
-    assert_eq!(changed(&plan), ["Create kubernetes_network_policy.allow_same_namespace"]);
+    assert_eq!(
+        changed(&plan),
+        ["Create kubernetes_network_policy.allow_same_namespace", "Create kubernetes_network_policy.edge_default_deny"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,13 +357,16 @@ async fn readiness_timeouts_name_the_object_and_transient_errors_are_retried() {
     let faults = server.admin("GET", "/_admin/faults", serde_json::json!({}));
     let fired: Vec<u64> = faults.as_array().unwrap().iter().map(|f| f["fired"].as_u64().unwrap()).collect();
     assert_eq!(fired, [1, 1, 1, 1], "{faults}");
-    // Phase 6 was rolled back: the controller's Deployment is gone again, phase 5 stays.
+    // Phase 6 was rolled back: the controller and its edge namespace are gone again, phase 5 stays.
+    assert!(!server.0.kubectl(&["get", "ns", "matih-acme-edge"]).status.success(), "the edge namespace is gone");
     let text = server.kubectl(&["get", "deploy", "-n", "matih-acme"]);
-    assert!(!text.contains("ingress-nginx-controller"), "{text}");
     assert!(text.contains("render-service"), "{text}");
 
-    // The IP arrives now: the next apply resumes at phase 6 and finishes.
+    // The IP arrives now: the next apply resumes at phase 6 and finishes. (The rollback deleted the
+    // edge namespace and with it the Service that never got its IP, so the new one waits for the
+    // stand-in cloud's 200 ms again: the default attempts.)
     server.admin("PATCH", "/_admin/config", serde_json::json!({"neverAssignLbIp": false}));
+    let providers = Providers::new().with(Arc::new(server.provider(fast()).await)).with(Arc::new(Scripted));
     let plan = acme_plan(&store);
     assert!(plan.resource_changes.iter().filter(|c| c.phase.number() < 6).all(|c| c.action == Action::NoOp));
     let report = apply_tenant(&plan, &store, &providers, &NoHooks, &opts()).await.unwrap();

@@ -59,15 +59,16 @@ pub fn admin_kubectl(args: &[&str]) -> Output {
 
 /// Claims tenant `slug` on the shared cluster for the rest of the test: waits for any other test
 /// (in any test process) holding it, then deletes what an earlier test left of it (its namespace
-/// through the namespace controller, and its cluster-scoped objects) and waits until it is gone.
+/// and its edge namespace through the namespace controller, and its cluster-scoped objects) and waits until it is gone.
 pub fn claim_tenant(slug: &str) -> TenantClaim {
     let dir = controlplane_dir().join("claims");
     std::fs::create_dir_all(&dir).unwrap();
     let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(slug)).unwrap();
     file.lock().unwrap();
-    let ns = format!("matih-{slug}");
-    let out = admin_kubectl(&["delete", "namespace", &ns, "--ignore-not-found", "--wait=true", "--timeout=180s"]);
-    assert!(out.status.success(), "deleting {ns}: {}", String::from_utf8_lossy(&out.stderr));
+    let (ns, edge) = (format!("matih-{slug}"), format!("matih-{slug}-edge"));
+    let out =
+        admin_kubectl(&["delete", "namespace", &ns, &edge, "--ignore-not-found", "--wait=true", "--timeout=180s"]);
+    assert!(out.status.success(), "deleting {ns} and {edge}: {}", String::from_utf8_lossy(&out.stderr));
     let selector = format!("matih.ai/tenant-slug={slug}");
     let out = admin_kubectl(&[
         "delete",
