@@ -181,25 +181,29 @@ pub fn exec(global: &Global, cmd: Command) -> Result<ExitCode> {
             let serial = forget_resources(store.as_ref(), &slug, &addresses)?;
             println!("Removed {} resource(s) from the state of {slug:?} (serial {serial}).", addresses.len());
         }
-        Command::Mv { from, to, dry_run } => {
-            let mv = state_mv::Move::parse(&from, &to)?;
-            let store = if dry_run { open_state_for_read(global)? } else { open_store(global, StoreUse::Write)? };
-            let moved = state_mv::move_resource(store.as_ref(), &mv, dry_run)?;
-            let mut out = String::new();
-            for m in &moved {
-                let verb = if dry_run { "would move" } else { "moved" };
-                out.push_str(&format!(
-                    "{:<24} {verb} {} to {} ({} dependent(s) updated), serial {}\n",
-                    m.slug, mv.from, mv.to, m.dependents, m.serial
-                ));
-            }
-            out.push_str(&if dry_run {
-                format!("Dry run: {} tenant(s) would move; nothing was written.\n", moved.len())
-            } else {
-                format!("Moved {} to {} in {} tenant(s).\n", mv.from, mv.to, moved.len())
-            });
-            print(&out)?;
-        }
+        Command::Mv { from, to, dry_run } => state_mv_command(global, &from, &to, dry_run)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `matih state mv [--dry-run] FROM TO`.
+fn state_mv_command(global: &Global, from: &str, to: &str, dry_run: bool) -> Result<()> {
+    let mv = state_mv::Move::parse(from, to)?;
+    let store = if dry_run { open_state_for_read(global)? } else { open_store(global, StoreUse::Write)? };
+    let moved = state_mv::move_resource(store.as_ref(), &mv, dry_run)?;
+    let mut out = String::new();
+    for m in &moved {
+        let verb = if dry_run { "would move" } else { "moved" };
+        out.push_str(&format!(
+            "{:<24} {verb} {} to {} ({} dependent(s) updated), serial {}\n",
+            m.slug, mv.from, mv.to, m.dependents, m.serial
+        ));
+    }
+    out.push_str(&if dry_run {
+        format!("Dry run: {} tenant(s) would move; nothing was written.\n", moved.len())
+    } else {
+        format!("Moved {} to {} in {} tenant(s).\n", mv.from, mv.to, moved.len())
+    });
+    print(&out)?;
+    Ok(())
 }
