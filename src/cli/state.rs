@@ -1,4 +1,4 @@
-//! `matih state list|show|history|migrate|rm`: inspect and edit recorded state.
+//! `matih state list|show|history|migrate|rm|mv`: inspect and edit recorded state.
 
 use std::process::ExitCode;
 
@@ -7,6 +7,7 @@ use clap::{Subcommand, ValueEnum};
 
 use matih::spec::StateBackend;
 
+use matih::workflow::state_mv;
 use matih::workflow::store::{forget_resources, StateLocation, StoreUse};
 
 use super::views::status::status_name;
@@ -55,6 +56,22 @@ pub enum Command {
         /// The resources to forget (KIND.NAME), one or more.
         #[arg(required = true)]
         addresses: Vec<String>,
+    },
+    /// Give a recorded resource a new address (a rename in the catalog or spec), in one tenant
+    /// (`TENANT/KIND.NAME`) or in every tenant that records it (`KIND.NAME`), so the next plan
+    /// does not destroy and recreate it. Nothing changes in the real world.
+    #[command(
+        after_help = "Examples:\n  matih state mv acme/kubernetes_deployment.query_engine kubernetes_deployment.trino\n  \
+                      matih state mv --dry-run kubernetes_deployment.query_engine kubernetes_deployment.trino"
+    )]
+    Mv {
+        /// The recorded address, `[TENANT/]KIND.NAME` (every tenant recording it without `TENANT/`).
+        from: String,
+        /// The new address: same kind, same tenant (which may be left out), not yet recorded.
+        to: String,
+        /// Print what would move and write nothing (Terraform's `-dry-run` is accepted too).
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -164,6 +181,29 @@ pub fn exec(global: &Global, cmd: Command) -> Result<ExitCode> {
             let serial = forget_resources(store.as_ref(), &slug, &addresses)?;
             println!("Removed {} resource(s) from the state of {slug:?} (serial {serial}).", addresses.len());
         }
+        Command::Mv { from, to, dry_run } => state_mv_command(global, &from, &to, dry_run)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `matih state mv [--dry-run] FROM TO`.
+fn state_mv_command(global: &Global, from: &str, to: &str, dry_run: bool) -> Result<()> {
+    let mv = state_mv::Move::parse(from, to)?;
+    let store = if dry_run { open_state_for_read(global)? } else { open_store(global, StoreUse::Write)? };
+    let moved = state_mv::move_resource(store.as_ref(), &mv, dry_run)?;
+    let mut out = String::new();
+    for m in &moved {
+        let verb = if dry_run { "would move" } else { "moved" };
+        out.push_str(&format!(
+            "{:<24} {verb} {} to {} ({} dependent(s) updated), serial {}\n",
+            m.slug, mv.from, mv.to, m.dependents, m.serial
+        ));
+    }
+    out.push_str(&if dry_run {
+        format!("Dry run: {} tenant(s) would move; nothing was written.\n", moved.len())
+    } else {
+        format!("Moved {} to {} in {} tenant(s).\n", mv.from, mv.to, moved.len())
+    });
+    print(&out)?;
+    Ok(())
 }

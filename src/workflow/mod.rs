@@ -10,6 +10,7 @@ pub mod import;
 pub mod outputs;
 pub mod refresh_only;
 pub mod run;
+pub mod state_mv;
 pub mod store;
 pub mod stream;
 

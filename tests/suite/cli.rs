@@ -402,6 +402,53 @@ fn state_list_show_status_and_rm(backend: Backend) {
 }
 on_both_backends!(state_list_show_status_and_rm);
 
+/// `state mv` renames a recorded resource in place: a dry run writes nothing, the move is in the
+/// history and audit log, the next plan sees the old name gone, and moving back restores "No
+/// changes."; a kind change, an occupied target and an unknown address are refused.
+fn state_mv_renames_a_recorded_resource(backend: Backend) {
+    let state = TestState::new(backend);
+    record(&state, &root().join("tenants/acme.hcl"));
+    let (from, to) = ("kubernetes_namespace.tenant", "kubernetes_namespace.renamed");
+    let out = matih(&root(), &state, &["state", "mv", "-dry-run", from, to]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("acme") && stdout(&out).contains("would move"), "{}", stdout(&out));
+    assert_eq!(state.store().get("acme").unwrap().unwrap().serial, 1, "a dry run writes nothing");
+
+    let out = matih(&root(), &state, &["state", "mv", &format!("acme/{from}"), to]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Moved kubernetes_namespace.tenant to kubernetes_namespace.renamed in 1 tenant(s)."));
+    let st = state.store().get("acme").unwrap().unwrap();
+    assert_eq!(st.serial, 2);
+    assert!(st.resources.contains_key(&to.parse().unwrap()) && !st.resources.contains_key(&from.parse().unwrap()));
+    assert!(stdout(&matih(&root(), &state, &["state", "history", "acme"])).contains("state mv"));
+    assert!(state.store().audit("acme").unwrap().iter().any(|a| a.operation == "state mv"));
+    let out = matih(&root(), &state, &["plan", "tenants/acme.hcl", "--refresh=false"]);
+    assert!(stdout(&out).contains("1 to add") && stdout(&out).contains("1 to destroy"), "{}", stdout(&out));
+
+    for (args, why) in [
+        (&["state", "mv", to, "kubernetes_service.renamed"][..], "never changes a resource's kind"),
+        (&["state", "mv", "acme/kubernetes_namespace.nothing", to], "has no resource"),
+        (&["state", "mv", "acme/*.x", to], "wildcard"),
+    ] {
+        let out = matih(&root(), &state, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+        assert!(stderr(&out).contains(why), "{args:?}: {}", stderr(&out));
+    }
+    let out = matih(&root(), &state, &["state", "mv", to, from]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = matih(&root(), &state, &["plan", "tenants/acme.hcl", "--refresh=false"]);
+    assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
+    let out = matih(
+        &root(),
+        &state,
+        &["state", "mv", "acme/kubernetes_deployment.query_engine", "kubernetes_deployment.ai_service"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("already records kubernetes_deployment.ai_service"), "{}", stderr(&out));
+    assert_eq!(state.store().get("acme").unwrap().unwrap().serial, 3);
+}
+on_both_backends!(state_mv_renames_a_recorded_resource);
+
 fn a_state_store_from_a_newer_matih_is_refused_not_reset(backend: Backend) {
     let state = TestState::new(backend);
     record(&state, &root().join("tenants/acme.hcl"));
