@@ -44,11 +44,10 @@ pub fn slug(s: &str) -> Result<(), String> {
             s.len()
         ));
     }
-    if s.ends_with(EDGE_SUFFIX) {
+    if let Some(owner) = s.strip_suffix(EDGE_SUFFIX) {
         return Err(format!(
             "tenant slug {s:?} must not end in \"{EDGE_SUFFIX}\": namespace \"{NAMESPACE_PREFIX}{s}\" is the edge \
-             namespace of tenant {:?}",
-            &s[..s.len() - EDGE_SUFFIX.len()]
+             namespace of tenant {owner:?}"
         ));
     }
     Ok(())

@@ -366,7 +366,8 @@ async fn readiness_timeouts_name_the_object_and_transient_errors_are_retried() {
     // edge namespace and with it the Service that never got its IP, so the new one waits for the
     // stand-in cloud's 200 ms again: the default attempts.)
     server.admin("PATCH", "/_admin/config", serde_json::json!({"neverAssignLbIp": false}));
-    let providers = Providers::new().with(Arc::new(server.provider(fast()).await)).with(Arc::new(Scripted));
+    let providers =
+        Providers::new().with(Arc::new(server.provider(fast()).await)).with(Arc::new(Scripted::postgres_and_dns()));
     let plan = acme_plan(&store);
     assert!(plan.resource_changes.iter().filter(|c| c.phase.number() < 6).all(|c| c.action == Action::NoOp));
     let report = apply_tenant(&plan, &store, &providers, &NoHooks, &opts()).await.unwrap();
