@@ -51,12 +51,16 @@ impl SourceFile {
         &self.path
     }
 
-    /// The location of byte `offset` (clamped to the text's length).
+    /// The location of byte `offset` (clamped to the text's length). Columns count characters; an
+    /// offset inside a multi-byte character (hcl-edit reports some errors there) is that character.
     pub fn location(&self, offset: usize) -> Location {
-        let offset = offset.min(self.text.len());
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
         let line = self.line_starts.partition_point(|&start| start <= offset) - 1;
         let start = self.line_starts[line];
-        let column = self.text.get(start..offset).map_or(offset - start, |s| s.chars().count()) + 1;
+        let column = self.text[start..offset].chars().count() + 1;
         Location { file: self.path.clone(), line: line + 1, column }
     }
 
@@ -157,6 +161,8 @@ mod tests {
         assert_eq!(src.location(7).to_string(), "t.hcl:2:4", "columns count characters, not bytes");
         assert_eq!(src.location(8).to_string(), "t.hcl:3:1");
         assert_eq!(src.location(999).to_string(), "t.hcl:3:2");
+        // hcl-edit reports some errors at an offset inside a character: that character.
+        assert_eq!(src.location(6).to_string(), "t.hcl:2:3");
     }
 
     #[test]

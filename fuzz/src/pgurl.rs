@@ -20,8 +20,13 @@ pub fn run(data: &[u8]) {
                         .map(|b| String::from_utf8_lossy(&b).into_owned())
                         .unwrap_or_default();
                     let once = |text: &str| text.matches(password).count() <= 1;
-                    if password.len() >= 6 && once(url) && once(&decoded) {
-                        assert!(!message.contains(password), "the error repeats the password: {message}");
+                    if password.len() >= 6 && once(url) && once(&decoded) && message.contains(password) {
+                        // The message may contain the password's text by chance: a password such as
+                        // "SQL URL's sslrootcert is not " is in the message's own words. It is repeated
+                        // only if it goes away when the password is another text of the same length.
+                        let masked = url.replacen(password, &"x".repeat(password.len()), 1);
+                        let again = matih::pgconn::parse(&masked).err().unwrap_or_default();
+                        assert!(again.contains(password), "the error repeats the password: {message}");
                     }
                 }
             }

@@ -31,8 +31,7 @@ impl Ctx {
         match hcl_edit::parser::parse_body(&self.file.text) {
             Ok(body) => Some(body),
             Err(e) => {
-                let loc = e.location();
-                let at = self.file.line_col(loc.line(), loc.column());
+                let at = self.file.location(e.location().offset());
                 self.diags.borrow_mut().push(Diagnostic::error(format!("syntax error: {}", e.message())).at(at));
                 None
             }

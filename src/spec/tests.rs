@@ -149,6 +149,13 @@ fn syntax_errors_are_one_located_line() {
 }
 
 #[test]
+fn a_syntax_error_after_multibyte_characters_is_located_by_character() {
+    // Found by the spec fuzz target: hcl-edit reports this one at a byte offset inside the last
+    // "ҕ", and counted the line's bytes, not its characters, for the column.
+    check("eҕ{eeҕ", &["t.hcl:1:6: syntax error: invalid attribute; expected `=`"]);
+}
+
+#[test]
 fn unknown_top_level_block_suggests_tenant() {
     check(
         &VALID.replace("tenant \"acme\"", "tenants \"acme\""),
@@ -902,6 +909,13 @@ fn platform_duplicates_labels_and_syntax_errors() {
     let (config, diags) = platform("dns {\n  parent_zone = \"example.com\"\n");
     assert_eq!(diags, ["matih.hcl:2:30: syntax error: invalid block body; expected `}`, newline or identifier"]);
     assert_eq!(config.parent_zone, PlatformConfig::default().parent_zone);
+}
+
+#[test]
+fn a_platform_syntax_error_after_multibyte_characters_is_located_by_character() {
+    // Found by the platform fuzz target (the column was one past the end of the line).
+    let (_, diags) = platform("#\npostgres {\n  hTom thipgҎn\" \"pgҎ");
+    assert_eq!(diags, ["matih.hcl:3:20: syntax error: expected `{`"]);
 }
 
 #[test]
