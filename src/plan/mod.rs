@@ -28,8 +28,8 @@ pub use planfile::{
     PlanFileError, PlanKey, PLAN_FILE_FORMAT, PLAN_KEY_ENV,
 };
 pub use render::{
-    render_json, render_json_saved, render_markdown, render_markdown_saved, render_text, JsonStream, MarkdownStream,
-    Spill, TextOptions, TextStream,
+    render_json, render_json_saved, render_json_with, render_markdown, render_markdown_saved, render_markdown_with,
+    render_text, JsonStream, MarkdownStream, Spill, TextOptions, TextStream,
 };
 pub use target::{AddrPattern, Partial, Targeting};
 
@@ -38,7 +38,8 @@ pub use target::{AddrPattern, Partial, Targeting};
 /// 1.1: `partial` (plans made with `--target`/`--exclude`), which a 1.0 reader would drop.
 /// 1.2: the `adopt` action (an existing object matih has no record of, taken over) and its count;
 /// `refresh_only` plans.
-pub const FORMAT_VERSION: &str = "1.2";
+/// 1.3: the JSON rendering's `groups` (with `--group`: tenants grouped by their changes).
+pub const FORMAT_VERSION: &str = "1.3";
 
 /// What will be done to one resource.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

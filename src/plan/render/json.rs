@@ -37,6 +37,14 @@
 //! }
 //! ```
 //!
+//! - `groups` (since 1.3, only with `--group`): the tenants with changes grouped by their changes
+//!   apart from their own names (slug, id and what is derived from them), in the order the text
+//!   and Markdown plans show them (most serious risk first, then the largest group). Each group:
+//!   `{ "digest": "sha256:…" (of the canonical changes), "size": N, "members": ["slug", …] (every
+//!   member, in plan order), "summary": { … } (each member's counts), "changes": [{ "address",
+//!   "action" }], "risks": [{ "category", "address", "action", "why" }] }`; `why` has `${slug}` and
+//!   `${tenant_id}` for the names when the group has several members. Every tenant is still listed
+//!   whole in `tenants`; `groups` only indexes them.
 //! - `digest` (`"sha256:…"`, only for a plan saved with `-out FILE` or read by `matih show FILE`):
 //!   the SHA-256 of the plan file's bytes, what `sha256sum FILE` prints; `matih apply FILE
 //!   --expect-digest sha256:…` applies that file and no other.
@@ -89,6 +97,7 @@
 
 use serde_json::{json, Map, Value as J};
 
+use super::group::Groups;
 use super::stream::{Fleet, Spill};
 use super::{SENSITIVE, UNKNOWN};
 use crate::plan::{Plan, ResourceChange, Summary, TenantPlan};
@@ -102,8 +111,16 @@ pub fn render_json(plan: &Plan) -> String {
 /// [`render_json`] of a plan saved to (or read from) a plan file whose SHA-256 digest is
 /// `digest` (`sha256:…`): the document has a `"digest"` member after `format_version`.
 pub fn render_json_saved(plan: &Plan, digest: Option<&str>) -> String {
+    render_json_with(plan, digest, false)
+}
+
+/// [`render_json_saved`], with the `groups` section when `group`.
+pub fn render_json_with(plan: &Plan, digest: Option<&str>, group: bool) -> String {
     let mut r = JsonStream::new(digest.map(str::to_string), Spill::memory());
     r.format_version.clone_from(&plan.format_version);
+    if group {
+        r = r.grouped();
+    }
     r.fleet.refresh_only = plan.refresh_only;
     for t in &plan.tenants {
         r.push(t).expect("writing to memory cannot fail");
@@ -120,16 +137,39 @@ pub struct JsonStream {
     digest: Option<String>,
     fleet: Fleet,
     spill: Spill,
+    groups: Option<Groups>,
 }
 
 impl JsonStream {
     pub fn new(digest: Option<String>, spill: Spill) -> JsonStream {
-        JsonStream { format_version: crate::plan::FORMAT_VERSION.to_string(), digest, fleet: Fleet::default(), spill }
+        JsonStream {
+            format_version: crate::plan::FORMAT_VERSION.to_string(),
+            digest,
+            fleet: Fleet::default(),
+            spill,
+            groups: None,
+        }
+    }
+
+    /// Adds the `groups` section (and says so with the current format version).
+    pub fn grouped(mut self) -> JsonStream {
+        self.groups = Some(Groups::new(Spill::memory()));
+        self.format_version = crate::plan::FORMAT_VERSION.to_string();
+        self
     }
 
     pub fn push(&mut self, t: &TenantPlan) -> std::io::Result<()> {
         let first = self.fleet.tenants == 0;
         self.fleet.push(t);
+        if let (Some(groups), true) = (&mut self.groups, t.has_changes()) {
+            let mut w = super::writer::Writer::new(super::writer::Layout {
+                color: false,
+                gutter: false,
+                compact_deletes: false,
+            });
+            super::text::changes(&mut w, t);
+            groups.push(t, &w.out, &mut String::new)?;
+        }
         let pretty = serde_json::to_string_pretty(&tenant(t)).expect("a JSON tree always serializes");
         // An element of the array at depth 2, as the pretty printer writes it in the whole
         // document: every line four spaces in (strings hold no raw newline).
@@ -151,6 +191,9 @@ impl JsonStream {
         }
         doc.insert("tenants".into(), J::Array(Vec::new()));
         doc.insert("summary".into(), summary(&self.fleet.summary));
+        if let Some(groups) = self.groups {
+            doc.insert("groups".into(), groups_doc(groups)?);
+        }
         let skeleton = serde_json::to_string_pretty(&J::Object(doc)).expect("a JSON tree always serializes");
         // The only raw newline followed by this key at this depth: strings escape theirs.
         let key = "\n  \"tenants\": []";
@@ -165,6 +208,27 @@ impl JsonStream {
         out.write_all(tail)?;
         out.write_all(b"\n")
     }
+}
+
+fn groups_doc(groups: Groups) -> std::io::Result<J> {
+    let (list, _) = groups.finish()?;
+    let doc = list.iter().map(|g| {
+        let several = g.members.len() > 1;
+        json!({
+            "digest": g.digest_hex(),
+            "size": g.members.len(),
+            "members": g.members,
+            "summary": summary(&g.summary),
+            "changes": g.changes.iter().map(|(a, action)| json!({ "address": a, "action": action })).collect::<Vec<_>>(),
+            "risks": g.risks.iter().map(|r| json!({
+                "category": r.risk.title(),
+                "address": r.address,
+                "action": r.action,
+                "why": (if several { &r.why_canonical } else { &r.why }).trim_start().trim_start_matches('(').trim_end_matches(')'),
+            })).collect::<Vec<_>>(),
+        })
+    });
+    Ok(J::Array(doc.collect()))
 }
 
 fn summary(s: &Summary) -> J {

@@ -36,7 +36,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::stream::Fleet;
+use serde::{Deserialize, Serialize};
+
+use super::group::{change_list, thousands, Group, Groups, PLACEHOLDERS};
+use super::stream::{Fleet, Spill};
 use super::text::{counts, heading, partial_note, phase_label};
 use super::writer::{Layout, Writer};
 use crate::kind::{self, RiskClass};
@@ -49,20 +52,30 @@ const GITHUB_COMMENT_LIMIT: usize = 65_536;
 /// Room kept for the notes that say what was left out.
 const NOTE_RESERVE: usize = 1_024;
 
-/// Renders the plan as a Markdown PR comment of at most 65,536 characters.
+/// Renders the plan as a Markdown PR comment of at most 65,536 characters, tenants with the same
+/// changes grouped (see [`render_markdown_with`]).
 pub fn render_markdown(plan: &Plan) -> String {
-    render_with_limit(plan, GITHUB_COMMENT_LIMIT, None)
+    render_with_limit(plan, GITHUB_COMMENT_LIMIT, None, true)
 }
 
 /// [`render_markdown`] of a plan saved to a plan file whose SHA-256 digest is `digest`
 /// (`sha256:…`): a line under the title names it, for the reviewer to pin with
 /// `matih apply FILE --expect-digest`.
 pub fn render_markdown_saved(plan: &Plan, digest: Option<&str>) -> String {
-    render_with_limit(plan, GITHUB_COMMENT_LIMIT, digest)
+    render_with_limit(plan, GITHUB_COMMENT_LIMIT, digest, true)
+}
+
+/// [`render_markdown_saved`], grouping chosen: with `group`, when several tenants have the same
+/// changes apart from their names (see `group.rs`), the table has a row per group, the risks and
+/// the details name each group once (its size, its members, its changes with `${slug}` and
+/// `${tenant_id}` for the names), risky groups and tenants first; without, or when no two tenants
+/// share their changes, a row and a section per tenant in plan order.
+pub fn render_markdown_with(plan: &Plan, digest: Option<&str>, group: bool) -> String {
+    render_with_limit(plan, GITHUB_COMMENT_LIMIT, digest, group)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Risk {
+pub(super) enum Risk {
     DataLoss,
     Isolation,
     DnsTls,
@@ -72,7 +85,7 @@ enum Risk {
 }
 
 impl Risk {
-    fn title(self) -> &'static str {
+    pub(super) fn title(self) -> &'static str {
         match self {
             Risk::DataLoss => "Data loss",
             Risk::Isolation => "Network isolation, access control and quotas",
@@ -84,7 +97,7 @@ impl Risk {
     }
 
     /// The risk of one change, with what to add after its line (why it is a risk).
-    fn of(tenant: &TenantPlan, c: &ResourceChange) -> Option<(Risk, String)> {
+    pub(super) fn of(tenant: &TenantPlan, c: &ResourceChange) -> Option<(Risk, String)> {
         let destructive = matches!(c.action, Action::Delete | Action::Replace);
         let changes = match c.action {
             Action::NoOp => false,
@@ -238,7 +251,7 @@ fn split_statements(sql: &str) -> Vec<String> {
     out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
 }
 
-fn verb(action: Action) -> &'static str {
+pub(super) fn verb(action: Action) -> &'static str {
     match action {
         Action::NoOp => "is unchanged",
         Action::Create => "will be created",
@@ -273,11 +286,12 @@ fn fence(body: &str) -> String {
     "`".repeat(longest.max(2) + 1)
 }
 
-pub(super) fn render_with_limit(plan: &Plan, limit: usize, digest: Option<&str>) -> String {
-    let mut r = MarkdownStream::with_limit(limit, digest.map(str::to_string));
+pub(super) fn render_with_limit(plan: &Plan, limit: usize, digest: Option<&str>, group: bool) -> String {
+    let groups = group.then(Spill::memory);
+    let mut r = MarkdownStream::with_limit(limit, digest.map(str::to_string), groups);
     r.fleet.refresh_only = plan.refresh_only;
     for t in &plan.tenants {
-        r.push(t);
+        r.push(t).expect("writing to memory cannot fail");
     }
     let mut out = Vec::new();
     r.finish(&mut out).expect("writing to memory cannot fail");
@@ -288,7 +302,8 @@ pub(super) fn render_with_limit(plan: &Plan, limit: usize, digest: Option<&str>)
 type RiskLines = BTreeMap<Risk, (Vec<String>, usize, usize)>;
 
 /// One tenant's `<details>` rendered in full, before the comment's limit cuts it: its opening
-/// line and, per phase, the diff block of each change.
+/// line and, per phase, the diff block of each change. Serialized while it waits in a group.
+#[derive(Serialize, Deserialize)]
 struct Details {
     open: String,
     phases: Vec<(Phase, Vec<String>)>,
@@ -316,14 +331,19 @@ pub struct MarkdownStream {
     details_bytes: usize,
     /// Changes of the tenants whose details cannot fit whatever comes before them.
     details_dropped: usize,
+    /// When grouping: the tenants with changes, grouped (their renderings in a spill); used
+    /// instead of the above when some group has several members.
+    groups: Option<Groups>,
 }
 
 impl MarkdownStream {
-    pub fn new(digest: Option<String>) -> MarkdownStream {
-        MarkdownStream::with_limit(GITHUB_COMMENT_LIMIT, digest)
+    /// With `groups`, tenants with the same changes are grouped (see [`render_markdown_with`]), the
+    /// groups' renderings waiting in that spill.
+    pub fn new(digest: Option<String>, groups: Option<Spill>) -> MarkdownStream {
+        MarkdownStream::with_limit(GITHUB_COMMENT_LIMIT, digest, groups)
     }
 
-    fn with_limit(limit: usize, digest: Option<String>) -> MarkdownStream {
+    fn with_limit(limit: usize, digest: Option<String>, groups: Option<Spill>) -> MarkdownStream {
         MarkdownStream {
             limit,
             budget: limit.saturating_sub(NOTE_RESERVE),
@@ -336,15 +356,25 @@ impl MarkdownStream {
             details: Vec::new(),
             details_bytes: 0,
             details_dropped: 0,
+            groups: groups.map(Groups::new),
         }
     }
 
-    pub fn push(&mut self, tenant: &TenantPlan) {
+    pub fn push(&mut self, tenant: &TenantPlan) -> std::io::Result<()> {
         self.fleet.push(tenant);
         if !tenant.has_changes() {
-            return;
+            return Ok(());
         }
         self.changed += 1;
+        if let Some(groups) = &mut self.groups {
+            let mut w = Writer::new(Layout { color: false, gutter: false, compact_deletes: false });
+            super::text::changes(&mut w, tenant);
+            groups.push(tenant, &w.out, &mut || {
+                let shown: Vec<&ResourceChange> =
+                    tenant.resource_changes.iter().filter(|c| c.action != Action::NoOp).collect();
+                serde_json::to_string(&details(tenant, &shown)).expect("strings always serialize")
+            })?;
+        }
         let s = tenant.summary();
         let row = format!("| `{}` | {} | {} | {} | {} |\n", tenant.slug, s.add, s.change, s.replace, s.destroy);
         if self.rows_left_out > 0 {
@@ -358,34 +388,32 @@ impl MarkdownStream {
         for change in risky {
             if let Some((risk, why)) = Risk::of(tenant, change) {
                 let line = format!("- `{}`: `{}` {}{why}\n", tenant.slug, change.address, verb(change.action));
-                let (lines, bytes, dropped) = self.risks.entry(risk).or_default();
-                if *dropped == 0 && *bytes + line.len() <= self.budget / 2 {
-                    *bytes += line.len();
-                    lines.push(line);
-                } else {
-                    *dropped += 1;
-                }
+                keep_risk(&mut self.risks, risk, line, self.budget / 2);
             }
         }
         let shown: Vec<&ResourceChange> = tenant.resource_changes.iter().filter(|c| c.action != Action::NoOp).collect();
         if self.details_bytes > self.budget {
             self.details_dropped += shown.len();
-            return;
+            return Ok(());
         }
         let d = details(tenant, &shown);
         self.details_bytes += d.open.len() + d.phases.iter().flat_map(|(_, b)| b).map(String::len).sum::<usize>();
         self.details.push((d, shown.len()));
+        Ok(())
     }
 
-    pub fn finish(self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-        let out = self.render();
+    pub fn finish(mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let out = match self.groups.take().filter(Groups::any_shared) {
+            Some(groups) => self.render_grouped(groups)?,
+            None => self.render(),
+        };
         w.write_all(out.as_bytes())
     }
 
-    fn render(self) -> String {
-        let budget = self.budget;
+    /// The title, the partial plan's and the saved plan's notes; `None` when nothing changes
+    /// (the whole comment is then in `out`).
+    fn head(&self, out: &mut String) -> Option<()> {
         let summary = self.fleet.summary;
-        let mut out = String::new();
         let partial = self.fleet.partial();
         let saved = |out: &mut String| {
             if let Some(note) = partial_note(partial) {
@@ -397,16 +425,25 @@ impl MarkdownStream {
         };
         if summary.is_empty() {
             let _ = writeln!(out, "### matih plan: no changes\n");
-            saved(&mut out);
+            saved(out);
             let _ = writeln!(out, "The tenants match the configuration.");
-            return out;
+            return None;
         }
         if self.fleet.refresh_only {
             let _ = writeln!(out, "### matih plan: {}\n", super::text::refresh_counts(&summary));
         } else {
             let _ = writeln!(out, "### matih plan: {}\n", counts(&summary));
         }
-        saved(&mut out);
+        saved(out);
+        Some(())
+    }
+
+    fn render(self) -> String {
+        let budget = self.budget;
+        let mut out = String::new();
+        if self.head(&mut out).is_none() {
+            return out;
+        }
 
         // The risks come before the table's rows in importance, so they are sized first; the table
         // gets a quarter of the comment at most, the diffs whatever is left.
@@ -419,14 +456,7 @@ impl MarkdownStream {
             let _ =
                 writeln!(out, "| … {} more tenants with changes (comment size limit) | | | | |", self.rows_left_out);
         }
-        let unchanged = self.fleet.tenants - self.changed;
-        if unchanged > 0 {
-            let _ = writeln!(
-                out,
-                "\n{unchanged} tenant{} without changes not listed.",
-                if unchanged == 1 { "" } else { "s" }
-            );
-        }
+        self.unchanged_line(&mut out);
         out.push('\n');
         out.push_str(&risks);
         if risks_left_out > 0 {
@@ -439,16 +469,119 @@ impl MarkdownStream {
             details_left_out += tenant_details(&mut out, d, shown, budget, details_left_out > 0);
         }
         details_left_out += self.details_dropped;
-        if details_left_out > 0 {
+        shortened_note(&mut out, details_left_out, self.limit);
+        out
+    }
+
+    fn unchanged_line(&self, out: &mut String) {
+        let unchanged = self.fleet.tenants - self.changed;
+        if unchanged > 0 {
             let _ = writeln!(
                 out,
-                "> **Note:** this comment was shortened to fit GitHub's limit of {} characters: {details_left_out} \
-                 resource change{} not shown. Run `matih plan` for the whole plan.",
-                self.limit,
-                if details_left_out == 1 { " is" } else { "s are" }
+                "\n{unchanged} tenant{} without changes not listed.",
+                if unchanged == 1 { "" } else { "s" }
             );
         }
-        out
+    }
+
+    /// The comment when some tenants share their changes: the table, the risks and the details by
+    /// group (see [`render_markdown_with`]), in the groups' order, cut as [`Self::render`] cuts.
+    fn render_grouped(self, groups: Groups) -> std::io::Result<String> {
+        let budget = self.budget;
+        let mut out = String::new();
+        if self.head(&mut out).is_none() {
+            return Ok(out);
+        }
+        let (list, mut rendered) = groups.finish()?;
+        let mut found = RiskLines::new();
+        let mut rows = Vec::new();
+        for g in &list {
+            let s = g.summary;
+            rows.push(format!("| {} | {} | {} | {} | {} |\n", who(g, 3), s.add, s.change, s.replace, s.destroy));
+            for r in g.risks.iter().filter(|_| !self.fleet.refresh_only) {
+                let line = format!("- {}: {}\n", who(g, 3), r.text(g.members.len() > 1));
+                keep_risk(&mut found, r.risk, line, budget / 2);
+            }
+        }
+        let mut risks = String::new();
+        let risks_left_out = risk_section(&mut risks, &found, budget / 2);
+        out.push_str("| Tenants (counts per tenant) | Add | Change | Replace | Destroy |\n");
+        out.push_str("| --- | ---: | ---: | ---: | ---: |\n");
+        let room = out.len() + budget / 4;
+        let rows_left_out = fill(&mut out, rows, room);
+        if rows_left_out > 0 {
+            let _ = writeln!(out, "| … {rows_left_out} more groups and tenants (comment size limit) | | | | |");
+        }
+        self.unchanged_line(&mut out);
+        out.push('\n');
+        out.push_str(&risks);
+        if risks_left_out > 0 {
+            let _ = writeln!(out, "- … and {risks_left_out} more (comment size limit)");
+        }
+        out.push('\n');
+        let mut details_left_out = 0;
+        for g in &list {
+            if details_left_out > 0 || out.len() > budget {
+                details_left_out += g.changes.len();
+                continue;
+            }
+            let mut d: Details = serde_json::from_str(&rendered.get(g)?)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            if g.members.len() > 1 {
+                d.open = group_open(g);
+            }
+            details_left_out += tenant_details(&mut out, d, g.changes.len(), budget, false);
+        }
+        shortened_note(&mut out, details_left_out, self.limit);
+        Ok(out)
+    }
+}
+
+/// A group in the table and the risks: `` `acme` `` for one tenant, else
+/// `` 998 tenants (`a`, `b`, `c`, and 995 more) ``.
+fn who(g: &Group, named: usize) -> String {
+    if g.members.len() == 1 {
+        format!("`{}`", g.members[0])
+    } else {
+        format!("{} tenants ({})", thousands(g.members.len()), g.named(named, '`'))
+    }
+}
+
+/// The opening of a group's `<details>`: its size and changes, then its members and what the
+/// placeholders mean.
+fn group_open(g: &Group) -> String {
+    let summary = format!("{} tenants: {}", thousands(g.members.len()), change_list(g, 3));
+    format!(
+        "<details><summary>{}</summary>\n\nEach: {} Members: {}. Shown once: {}.\n\n",
+        escape_html(&summary),
+        counts(&g.summary),
+        g.named(MEMBERS_NAMED, '`'),
+        PLACEHOLDERS.replace("${slug}", "`${slug}`").replace("${tenant_id}", "`${tenant_id}`"),
+    )
+}
+
+/// How many members a group's details name (JSON with `--group` lists them all).
+const MEMBERS_NAMED: usize = 50;
+
+/// Keeps a risk's line while its category fits in `budget` bytes, else counts it.
+fn keep_risk(risks: &mut RiskLines, risk: Risk, line: String, budget: usize) {
+    let (lines, bytes, dropped) = risks.entry(risk).or_default();
+    if *dropped == 0 && *bytes + line.len() <= budget {
+        *bytes += line.len();
+        lines.push(line);
+    } else {
+        *dropped += 1;
+    }
+}
+
+fn shortened_note(out: &mut String, left_out: usize, limit: usize) {
+    if left_out > 0 {
+        let _ = writeln!(
+            out,
+            "> **Note:** this comment was shortened to fit GitHub's limit of {limit} characters: {left_out} \
+             resource change{} not shown. Run `matih plan` for the whole plan.",
+            if left_out == 1 { " is" } else { "s are" }
+        );
     }
 }
 

@@ -8,14 +8,15 @@
 //! **Invariant:** knows nothing of how the plan was computed: it trusts that, for updates and
 //! replaces, a subtree of `after` differs from `before` exactly where the diff found a change.
 
+mod group;
 mod json;
 mod markdown;
 mod stream;
 mod text;
 mod writer;
 
-pub use json::{render_json, render_json_saved, JsonStream};
-pub use markdown::{render_markdown, render_markdown_saved, MarkdownStream};
+pub use json::{render_json, render_json_saved, render_json_with, JsonStream};
+pub use markdown::{render_markdown, render_markdown_saved, render_markdown_with, MarkdownStream};
 pub use stream::Spill;
 pub use text::{render_text, TextOptions, TextStream};
 
