@@ -135,7 +135,7 @@ impl Renderer {
             }
             Format::Json => {
                 let r = plan::JsonStream::new(None, plan::Spill::file()?);
-                Renderer::Json(if group { r.grouped() } else { r })
+                Renderer::Json(if group { r.grouped(plan::Spill::file()?) } else { r })
             }
             Format::Markdown => {
                 let groups = if group { Some(plan::Spill::file()?) } else { None };

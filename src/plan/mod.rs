@@ -38,8 +38,7 @@ pub use target::{AddrPattern, Partial, Targeting};
 /// 1.1: `partial` (plans made with `--target`/`--exclude`), which a 1.0 reader would drop.
 /// 1.2: the `adopt` action (an existing object matih has no record of, taken over) and its count;
 /// `refresh_only` plans.
-/// 1.3: the JSON rendering's `groups` (with `--group`: tenants grouped by their changes).
-pub const FORMAT_VERSION: &str = "1.3";
+pub const FORMAT_VERSION: &str = "1.2";
 
 /// What will be done to one resource.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 
 use super::markdown::{verb, Risk};
 use super::stream::{Bodies, BodyReader, Span, Spill};
+use super::writer::{Layout, Writer};
 use crate::plan::{Action, Summary, TenantPlan};
 
 /// What the placeholders stand for, said once wherever a group is shown.
@@ -58,9 +59,10 @@ impl Canon {
         let (mut i, mut copied) = (0, 0);
         while i < b.len() {
             if i == 0 || !word(b[i - 1]) {
-                let found = self.names.iter().find(|(n, _)| {
-                    b[i..].starts_with(n.as_bytes()) && b.get(i + n.len()).is_none_or(|&c| !word(c))
-                });
+                let found = self
+                    .names
+                    .iter()
+                    .find(|(n, _)| b[i..].starts_with(n.as_bytes()) && b.get(i + n.len()).is_none_or(|&c| !word(c)));
                 if let Some((name, placeholder)) = found {
                     out.push_str(&s[copied..i]);
                     out.push_str(placeholder);
@@ -91,6 +93,12 @@ impl RiskLine {
     pub fn text(&self, canonical: bool) -> String {
         let why = if canonical { &self.why_canonical } else { &self.why };
         format!("`{}` {}{why}", self.address, verb(self.action))
+    }
+
+    /// Why it is a risk, without the parentheses: the first member's names or the placeholders.
+    pub fn why(&self, canonical: bool) -> &str {
+        let why = if canonical { &self.why_canonical } else { &self.why };
+        why.trim_start().trim_start_matches('(').trim_end_matches(')')
     }
 }
 
@@ -146,19 +154,24 @@ impl Groups {
         Groups { index: HashMap::new(), list: Vec::new(), bodies: Bodies::new(spill) }
     }
 
-    /// Adds a tenant with changes. `text` is its changes as the text plan shows them without
-    /// colours; `render` renders what the caller will show of it (called at most twice per group:
-    /// for its first member, and for its second, whose rendering is then canonicalised).
-    pub fn push(&mut self, t: &TenantPlan, text: &str, render: &mut dyn FnMut() -> String) -> io::Result<()> {
+    /// Adds a tenant with changes. `render` renders what the caller will show of it from the
+    /// tenant's changes as the text plan shows them without colours and as the JSON plan lists
+    /// them (no-ops left out); it is called at most twice per group: for its first member, and for
+    /// its second, whose rendering is then canonicalised.
+    pub fn push(&mut self, t: &TenantPlan, render: &mut dyn FnMut(&Shown) -> String) -> io::Result<()> {
         let canon = Canon::of(t);
         let risks = risk_lines(t, &canon);
+        let shown = Shown::of(t);
         let mut hash = Sha256::new();
         hash.update(if t.prior_state.is_some() { "recorded\n" } else { "new\n" });
-        hash.update(canon.apply(text).as_bytes());
+        hash.update(canon.apply(&shown.text).as_bytes());
+        hash.update(b"\0");
+        hash.update(canon.apply(&shown.json).as_bytes());
         for r in &risks {
             hash.update(format!("\0{:?}\0{}\0{}", r.risk, r.address, r.why_canonical).as_bytes());
         }
         let digest: [u8; 32] = hash.finalize().into();
+        let mut render = || render(&shown);
         if let Some(&i) = self.index.get(&digest) {
             let group = &mut self.list[i];
             if group.canonical.is_none() {
@@ -200,6 +213,21 @@ impl Groups {
         let mut list: Vec<(usize, Group)> = list.into_iter().enumerate().collect();
         list.sort_by_key(|(first, g)| (g.risk().is_none(), g.risk(), Reverse(g.members.len()), *first));
         Ok((list.into_iter().map(|(_, g)| g).collect(), Rendered(bodies.reader()?)))
+    }
+}
+
+/// One tenant's changes (no-ops left out) as the text plan shows them without colours and as the
+/// JSON plan lists them (compact): what grouping compares, names aside.
+pub(super) struct Shown {
+    pub text: String,
+    pub json: String,
+}
+
+impl Shown {
+    fn of(t: &TenantPlan) -> Shown {
+        let mut w = Writer::new(Layout { color: false, gutter: false, compact_deletes: false });
+        super::text::changes(&mut w, t);
+        Shown { text: w.out, json: super::json::changes_compact(t) }
     }
 }
 
@@ -249,3 +277,7 @@ pub(super) fn change_list(g: &Group, n: usize) -> String {
     }
     items.join(", ")
 }
+
+#[cfg(test)]
+#[path = "group_tests.rs"]
+mod tests;

@@ -100,7 +100,7 @@ use serde_json::{json, Map, Value as J};
 use super::group::Groups;
 use super::stream::{Fleet, Spill};
 use super::{SENSITIVE, UNKNOWN};
-use crate::plan::{Plan, ResourceChange, Summary, TenantPlan};
+use crate::plan::{Action, Plan, ResourceChange, Summary, TenantPlan};
 use crate::value::Value;
 
 /// Renders the plan as the documented JSON, pretty-printed with a trailing newline.
@@ -119,7 +119,7 @@ pub fn render_json_with(plan: &Plan, digest: Option<&str>, group: bool) -> Strin
     let mut r = JsonStream::new(digest.map(str::to_string), Spill::memory());
     r.format_version.clone_from(&plan.format_version);
     if group {
-        r = r.grouped();
+        r = r.grouped(Spill::memory());
     }
     r.fleet.refresh_only = plan.refresh_only;
     for t in &plan.tenants {
@@ -151,10 +151,9 @@ impl JsonStream {
         }
     }
 
-    /// Adds the `groups` section (and says so with the current format version).
-    pub fn grouped(mut self) -> JsonStream {
-        self.groups = Some(Groups::new(Spill::memory()));
-        self.format_version = crate::plan::FORMAT_VERSION.to_string();
+    /// Adds the `groups` section, the groups' changes waiting in `spill` until the end.
+    pub fn grouped(mut self, spill: Spill) -> JsonStream {
+        self.groups = Some(Groups::new(spill));
         self
     }
 
@@ -162,13 +161,7 @@ impl JsonStream {
         let first = self.fleet.tenants == 0;
         self.fleet.push(t);
         if let (Some(groups), true) = (&mut self.groups, t.has_changes()) {
-            let mut w = super::writer::Writer::new(super::writer::Layout {
-                color: false,
-                gutter: false,
-                compact_deletes: false,
-            });
-            super::text::changes(&mut w, t);
-            groups.push(t, &w.out, &mut String::new)?;
+            groups.push(t, &mut |shown| shown.json.clone())?;
         }
         let pretty = serde_json::to_string_pretty(&tenant(t)).expect("a JSON tree always serializes");
         // An element of the array at depth 2, as the pretty printer writes it in the whole
@@ -191,44 +184,64 @@ impl JsonStream {
         }
         doc.insert("tenants".into(), J::Array(Vec::new()));
         doc.insert("summary".into(), summary(&self.fleet.summary));
-        if let Some(groups) = self.groups {
-            doc.insert("groups".into(), groups_doc(groups)?);
+        if self.groups.is_some() {
+            doc.insert("groups".into(), J::Array(Vec::new()));
         }
         let skeleton = serde_json::to_string_pretty(&J::Object(doc)).expect("a JSON tree always serializes");
         // The only raw newline followed by this key at this depth: strings escape theirs.
         let key = "\n  \"tenants\": []";
         let at = skeleton.find(key).expect("the skeleton has a tenants member");
-        let (head, tail) = skeleton.as_bytes().split_at(at + key.len() - 1);
-        out.write_all(head)?;
+        let (head, tail) = skeleton.split_at(at + key.len() - 1);
+        out.write_all(head.as_bytes())?;
         let any = self.fleet.tenants > 0;
         self.spill.copy_to(out)?;
         if any {
             out.write_all(b"\n  ")?;
         }
-        out.write_all(tail)?;
+        match self.groups {
+            Some(groups) => {
+                let key = "\n  \"groups\": []";
+                let at = tail.find(key).expect("the skeleton has a groups member");
+                let (middle, tail) = tail.split_at(at + key.len() - 1);
+                out.write_all(middle.as_bytes())?;
+                write_groups(out, groups)?;
+                out.write_all(tail.as_bytes())?;
+            }
+            None => out.write_all(tail.as_bytes())?,
+        }
         out.write_all(b"\n")
     }
 }
 
-fn groups_doc(groups: Groups) -> std::io::Result<J> {
-    let (list, _) = groups.finish()?;
-    let doc = list.iter().map(|g| {
+/// The elements of `groups`, one group in memory at a time, as the pretty printer would write
+/// them in the whole document.
+fn write_groups(out: &mut dyn std::io::Write, groups: Groups) -> std::io::Result<()> {
+    let (list, mut rendered) = groups.finish()?;
+    for (i, g) in list.iter().enumerate() {
         let several = g.members.len() > 1;
-        json!({
+        let changes: J = serde_json::from_str(&rendered.get(g)?)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let doc = json!({
             "digest": g.digest_hex(),
             "size": g.members.len(),
             "members": g.members,
             "summary": summary(&g.summary),
-            "changes": g.changes.iter().map(|(a, action)| json!({ "address": a, "action": action })).collect::<Vec<_>>(),
             "risks": g.risks.iter().map(|r| json!({
                 "category": r.risk.title(),
                 "address": r.address,
                 "action": r.action,
-                "why": (if several { &r.why_canonical } else { &r.why }).trim_start().trim_start_matches('(').trim_end_matches(')'),
+                "why": r.why(several),
             })).collect::<Vec<_>>(),
-        })
-    });
-    Ok(J::Array(doc.collect()))
+            "resource_changes": changes,
+        });
+        let pretty = serde_json::to_string_pretty(&doc).expect("a JSON tree always serializes");
+        out.write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
+        out.write_all(pretty.replace('\n', "\n    ").as_bytes())?;
+    }
+    if !list.is_empty() {
+        out.write_all(b"\n  ")?;
+    }
+    Ok(())
 }
 
 fn summary(s: &Summary) -> J {
@@ -246,6 +259,13 @@ fn tenant(t: &TenantPlan) -> J {
         "summary": summary(&t.summary()),
         "resource_changes": t.resource_changes.iter().map(resource_change).collect::<Vec<_>>(),
     })
+}
+
+/// A tenant's changes (no-ops left out) as `resource_changes` lists them, compact: what grouping
+/// compares and what a group's `resource_changes` shows.
+pub(super) fn changes_compact(t: &TenantPlan) -> String {
+    let shown: Vec<J> = t.resource_changes.iter().filter(|c| c.action != Action::NoOp).map(resource_change).collect();
+    serde_json::to_string(&shown).expect("a JSON tree always serializes")
 }
 
 fn resource_change(c: &ResourceChange) -> J {

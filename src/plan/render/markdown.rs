@@ -367,9 +367,7 @@ impl MarkdownStream {
         }
         self.changed += 1;
         if let Some(groups) = &mut self.groups {
-            let mut w = Writer::new(Layout { color: false, gutter: false, compact_deletes: false });
-            super::text::changes(&mut w, tenant);
-            groups.push(tenant, &w.out, &mut || {
+            groups.push(tenant, &mut |_| {
                 let shown: Vec<&ResourceChange> =
                     tenant.resource_changes.iter().filter(|c| c.action != Action::NoOp).collect();
                 serde_json::to_string(&details(tenant, &shown)).expect("strings always serialize")

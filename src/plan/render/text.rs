@@ -102,13 +102,10 @@ impl TextStream {
         self.fleet.push(tenant);
         self.used.extend(tenant.resource_changes.iter().map(|c| c.action));
         if let (Some(groups), true) = (&mut self.groups, tenant.has_changes()) {
-            let mut w = Writer::new(Layout { color: false, gutter: false, compact_deletes: false });
-            changes(&mut w, tenant);
             let color = self.opts.color;
-            let plain = w.out;
-            return groups.push(tenant, &plain, &mut || {
+            return groups.push(tenant, &mut |shown| {
                 if !color {
-                    return plain.clone();
+                    return shown.text.clone();
                 }
                 let mut w = Writer::new(Layout { color, gutter: false, compact_deletes: false });
                 changes(&mut w, tenant);
