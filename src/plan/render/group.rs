@@ -6,7 +6,9 @@
 //! followed by a letter or digit), is replaced by a placeholder: its id by `${tenant_id}`, its
 //! slug, and the slug with `-` spelled `_` (PostgreSQL names: `tenant_acme_corp`), by `${slug}`.
 //! Everything the graph derives from the slug (`matih-acme`, `acme.example.com`,
-//! `ingress-nginx-acme`, `admin@acme.example`) then reads the same in every tenant. Two tenants are
+//! `ingress-nginx-acme`, `admin@acme.example`) then reads the same in every tenant; so does a
+//! base64 value whose text holds a name (a Secret's `data`), shown as `base64(tenant_${slug})`, so
+//! that tenants provisioned together group too. Two tenants are
 //! in one group when the SHA-256 of their canonical changes, of their risks (as the Markdown
 //! renderer finds them) and of whether they have recorded state are equal: what the group shows
 //! once is then exactly what each member's own section would show, names aside.
@@ -21,6 +23,7 @@
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::io;
 
 use sha2::{Digest, Sha256};
@@ -31,7 +34,8 @@ use super::writer::{Layout, Writer};
 use crate::plan::{Action, Summary, TenantPlan};
 
 /// What the placeholders stand for, said once wherever a group is shown.
-pub(super) const PLACEHOLDERS: &str = "${slug} and ${tenant_id} stand for each tenant's own slug and id";
+pub(super) const PLACEHOLDERS: &str =
+    "${slug} and ${tenant_id} stand for each tenant's own slug and id, base64(…) for a value stored base64-encoded";
 
 /// One tenant's names and their placeholders, longest first.
 pub(super) struct Canon {
@@ -51,13 +55,23 @@ impl Canon {
     }
 
     /// `s` with each whole-word occurrence of a name replaced by its placeholder, in one pass
-    /// (a placeholder is never replaced again).
+    /// (a placeholder is never replaced again), and each base64 token whose text holds a name
+    /// (a Secret's `data`: `dGVuYW50X2FjbWU=`) replaced by `base64(…)` of its canonical text.
     pub fn apply(&self, s: &str) -> String {
         let word = |c: u8| c.is_ascii_alphanumeric();
         let b = s.as_bytes();
         let mut out = String::with_capacity(s.len());
         let (mut i, mut copied) = (0, 0);
         while i < b.len() {
+            if i == 0 || !is_base64(b[i - 1]) {
+                if let Some((len, decoded)) = self.base64_at(&s[i..]) {
+                    out.push_str(&s[copied..i]);
+                    let _ = write!(out, "base64({decoded})");
+                    i += len;
+                    copied = i;
+                    continue;
+                }
+            }
             if i == 0 || !word(b[i - 1]) {
                 let found = self
                     .names
@@ -76,6 +90,33 @@ impl Canon {
         out.push_str(&s[copied..]);
         out
     }
+
+    /// The base64 token `s` starts with (padded, at least 8 characters, not followed by another
+    /// base64 character), when it decodes to plain text (letters, digits and `._-@:/?=&%+,`, so
+    /// that its canonical form needs no escaping in any rendering) that holds one of the names:
+    /// its length and its canonical text.
+    fn base64_at(&self, s: &str) -> Option<(usize, String)> {
+        use base64::Engine as _;
+        let b = s.as_bytes();
+        let body = b.iter().take_while(|&&c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/').count();
+        let len = body + b[body..].iter().take(2).take_while(|&&c| c == b'=').count();
+        if len < 8 || len % 4 != 0 || b.get(len).is_some_and(|&c| is_base64(c)) {
+            return None;
+        }
+        let text = base64::engine::general_purpose::STANDARD.decode(&s[..len]).ok()?;
+        let text = String::from_utf8(text).ok()?;
+        let plain = |c: char| c.is_ascii_alphanumeric() || "._-@:/?=&%+,".contains(c);
+        if !text.chars().all(plain) {
+            return None;
+        }
+        let canonical = self.apply(&text);
+        (canonical != text).then_some((len, canonical))
+    }
+}
+
+/// A character of a base64 token (padding included).
+fn is_base64(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=')
 }
 
 /// One risk of a group's changes (see the Markdown renderer).

@@ -120,6 +120,23 @@ fn names_become_placeholders_only_as_whole_words() {
 }
 
 #[test]
+fn base64_of_a_name_is_shown_decoded_with_placeholders() {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let canon = Canon::of(&tenant(7, "0.10", false));
+    // A Secret's data, as text and JSON show it: the same canonical form for every tenant.
+    let user = format!("POSTGRES_USER = \"{}\"", b64("tenant_t0007"));
+    assert_eq!(canon.apply(&user), "POSTGRES_USER = \"base64(tenant_${slug})\"");
+    let url = format!("{{\"url\":\"{}\"}}", b64("postgresql://tenant_t0007@db:5432/matih"));
+    assert_eq!(canon.apply(&url), "{\"url\":\"base64(postgresql://tenant_${slug}@db:5432/matih)\"}");
+    assert_eq!(Canon::of(&tenant(8, "0.10", false)).apply(&b64("tenant_t0008")), canon.apply(&b64("tenant_t0007")));
+    // Base64 of anything else, of text that needs escaping, or part of a longer token: as it is.
+    for kept in [b64("tenant_t0008"), b64("a \"t0007\""), format!("x{}", b64("tenant_t0007")), "dGVuYW50".into()] {
+        assert_eq!(canon.apply(&kept), kept);
+    }
+}
+
+#[test]
 fn text_shows_a_shared_change_once_and_the_others_first_by_risk() {
     let plan = fleet(10);
     let out = text(&plan, true);

@@ -554,7 +554,10 @@ fn group_open(g: &Group) -> String {
         escape_html(&summary),
         counts(&g.summary),
         g.named(MEMBERS_NAMED, '`'),
-        PLACEHOLDERS.replace("${slug}", "`${slug}`").replace("${tenant_id}", "`${tenant_id}`"),
+        PLACEHOLDERS
+            .replace("${slug}", "`${slug}`")
+            .replace("${tenant_id}", "`${tenant_id}`")
+            .replace("base64(…)", "`base64(…)`"),
     )
 }
 
