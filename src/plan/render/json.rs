@@ -37,14 +37,16 @@
 //! }
 //! ```
 //!
-//! - `groups` (since 1.3, only with `--group`): the tenants with changes grouped by their changes
-//!   apart from their own names (slug, id and what is derived from them), in the order the text
-//!   and Markdown plans show them (most serious risk first, then the largest group). Each group:
-//!   `{ "digest": "sha256:…" (of the canonical changes), "size": N, "members": ["slug", …] (every
-//!   member, in plan order), "summary": { … } (each member's counts), "changes": [{ "address",
-//!   "action" }], "risks": [{ "category", "address", "action", "why" }] }`; `why` has `${slug}` and
-//!   `${tenant_id}` for the names when the group has several members. Every tenant is still listed
-//!   whole in `tenants`; `groups` only indexes them.
+//! - `groups` (only with `--group`; an added key, so `format_version` stays the same): the
+//!   tenants with changes grouped by their changes apart from their own names (slug, id and what
+//!   is derived from them), in the order the text and Markdown plans show them (most serious risk
+//!   first, then the largest group, then the first seen). Each group: `{ "digest": "sha256:…" (of
+//!   the canonical changes), "size": N, "members": ["slug", …] (every member, in plan order),
+//!   "summary": { … } (each member's counts), "risks": [{ "category", "address", "action", "why" }],
+//!   "resource_changes": [ … ] }`, the changes (no-ops left out) shaped as in `tenants`. In a group
+//!   of several, names in `resource_changes` and `why` are `${slug}` and `${tenant_id}`, and a
+//!   base64 value holding a name is `base64(…)` of its text; a group of one shows its tenant's own.
+//!   Every tenant is still listed whole in `tenants`; `groups` only indexes them.
 //! - `digest` (`"sha256:…"`, only for a plan saved with `-out FILE` or read by `matih show FILE`):
 //!   the SHA-256 of the plan file's bytes, what `sha256sum FILE` prints; `matih apply FILE
 //!   --expect-digest sha256:…` applies that file and no other.
