@@ -100,7 +100,7 @@ impl Canon {
         let b = s.as_bytes();
         let body = b.iter().take_while(|&&c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/').count();
         let len = body + b[body..].iter().take(2).take_while(|&&c| c == b'=').count();
-        if len < 8 || len % 4 != 0 || b.get(len).is_some_and(|&c| is_base64(c)) {
+        if len < 8 || !len.is_multiple_of(4) || b.get(len).is_some_and(|&c| is_base64(c)) {
             return None;
         }
         let text = base64::engine::general_purpose::STANDARD.decode(&s[..len]).ok()?;
@@ -300,7 +300,7 @@ pub(super) fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
