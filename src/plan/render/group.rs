@@ -197,9 +197,10 @@ impl Groups {
 
     /// Adds a tenant with changes. `render` renders what the caller will show of it from the
     /// tenant's changes as the text plan shows them without colours and as the JSON plan lists
-    /// them (no-ops left out); it is called at most twice per group: for its first member, and for
-    /// its second, whose rendering is then canonicalised.
-    pub fn push(&mut self, t: &TenantPlan, render: &mut dyn FnMut(&Shown) -> String) -> io::Result<()> {
+    /// them (no-ops left out); it is called at most twice per group: for its first member as it
+    /// is (`None`), and for its second with the [`Canon`] that the caller applies to the text it
+    /// shows (never to its own structure: a slug may be spelled like a JSON key).
+    pub fn push(&mut self, t: &TenantPlan, render: &mut dyn FnMut(&Shown, Option<&Canon>) -> String) -> io::Result<()> {
         let canon = Canon::of(t);
         let risks = risk_lines(t, &canon);
         let shown = Shown::of(t);
@@ -212,17 +213,16 @@ impl Groups {
             hash.update(format!("\0{:?}\0{}\0{}", r.risk, r.address, r.why_canonical).as_bytes());
         }
         let digest: [u8; 32] = hash.finalize().into();
-        let mut render = || render(&shown);
         if let Some(&i) = self.index.get(&digest) {
             let group = &mut self.list[i];
             if group.canonical.is_none() {
-                group.canonical = Some(self.bodies.put(&canon.apply(&render()))?);
+                group.canonical = Some(self.bodies.put(&render(&shown, Some(&canon)))?);
             }
             group.members.push(t.slug.clone());
             return Ok(());
         }
         self.index.insert(digest, self.list.len());
-        let concrete = Some(self.bodies.put(&render())?);
+        let concrete = Some(self.bodies.put(&render(&shown, None))?);
         self.list.push(Group {
             digest,
             members: vec![t.slug.clone()],

@@ -14,8 +14,13 @@ use crate::plan::{
 use crate::state::{ResourceState, TenantState, TenantStatus};
 use crate::value::Value;
 
+/// `t0000`…, and for 9001 and 9002 slugs spelled like the keys a group's rendering waits in.
 fn slug(i: usize) -> String {
-    format!("t{i:04}")
+    match i {
+        9_001 => "open".into(),
+        9_002 => "phases".into(),
+        _ => format!("t{i:04}"),
+    }
 }
 
 fn id(i: usize) -> String {
@@ -134,6 +139,20 @@ fn base64_of_a_name_is_shown_decoded_with_placeholders() {
     for kept in [b64("tenant_t0008"), b64("a \"t0007\""), format!("x{}", b64("tenant_t0007")), "dGVuYW50".into()] {
         assert_eq!(canon.apply(&kept), kept);
     }
+}
+
+#[test]
+fn a_slug_spelled_like_a_key_is_replaced_in_what_is_shown_only() {
+    let plan = Plan::new(vec![tenant(0, "0.10", false), tenant(9_001, "0.10", false), tenant(9_002, "0.10", false)]);
+    let md = render_markdown_with(&plan, None, true);
+    assert!(md.contains("<summary>3 tenants: `kubernetes_prometheus_rule.tenant` ~ update</summary>"), "{md}");
+    assert!(md.contains("Members: `t0000`, `open`, `phases`."), "{md}");
+    assert!(md.contains("matih-${slug}") && !md.contains("matih-open"), "{md}");
+    let json: serde_json::Value = serde_json::from_str(&render_json_with(&plan, None, true)).unwrap();
+    let change = &json["groups"][0]["resource_changes"][0];
+    assert_eq!(json["groups"][0]["size"], 3);
+    assert_eq!(change["address"], "kubernetes_prometheus_rule.tenant", "{change}");
+    assert!(text(&plan, true).contains("3 tenants with the same changes"));
 }
 
 #[test]

@@ -367,10 +367,16 @@ impl MarkdownStream {
         }
         self.changed += 1;
         if let Some(groups) = &mut self.groups {
-            groups.push(tenant, &mut |_| {
+            groups.push(tenant, &mut |_, canon| {
                 let shown: Vec<&ResourceChange> =
                     tenant.resource_changes.iter().filter(|c| c.action != Action::NoOp).collect();
-                serde_json::to_string(&details(tenant, &shown)).expect("strings always serialize")
+                let mut d = details(tenant, &shown);
+                // Each shown string canonicalised, never the JSON it waits in (a slug may be "open").
+                if let Some(c) = canon {
+                    d.open = c.apply(&d.open);
+                    d.phases.iter_mut().flat_map(|(_, blocks)| blocks).for_each(|b| *b = c.apply(b));
+                }
+                serde_json::to_string(&d).expect("strings always serialize")
             })?;
         }
         let s = tenant.summary();

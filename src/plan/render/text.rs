@@ -103,13 +103,15 @@ impl TextStream {
         self.used.extend(tenant.resource_changes.iter().map(|c| c.action));
         if let (Some(groups), true) = (&mut self.groups, tenant.has_changes()) {
             let color = self.opts.color;
-            return groups.push(tenant, &mut |shown| {
-                if !color {
-                    return shown.text.clone();
-                }
-                let mut w = Writer::new(Layout { color, gutter: false, compact_deletes: false });
-                changes(&mut w, tenant);
-                w.out
+            return groups.push(tenant, &mut |shown, canon| {
+                let out = if color {
+                    let mut w = Writer::new(Layout { color, gutter: false, compact_deletes: false });
+                    changes(&mut w, tenant);
+                    w.out
+                } else {
+                    shown.text.clone()
+                };
+                canon.map_or(out.clone(), |c| c.apply(&out))
             });
         }
         if self.fleet.tenants == 2 {
