@@ -28,9 +28,8 @@ use std::io;
 
 use sha2::{Digest, Sha256};
 
-use super::markdown::{verb, Risk};
+use super::risk::{verb, Risk};
 use super::stream::{Bodies, BodyReader, Span, Spill};
-use super::writer::{Layout, Writer};
 use crate::plan::{Action, Summary, TenantPlan};
 
 /// What the placeholders stand for, said once wherever a group is shown.
@@ -200,10 +199,14 @@ impl Groups {
     /// them (no-ops left out); it is called at most twice per group: for its first member as it
     /// is (`None`), and for its second with the [`Canon`] that the caller applies to the text it
     /// shows (never to its own structure: a slug may be spelled like a JSON key).
-    pub fn push(&mut self, t: &TenantPlan, render: &mut dyn FnMut(&Shown, Option<&Canon>) -> String) -> io::Result<()> {
+    pub fn push(
+        &mut self,
+        t: &TenantPlan,
+        shown: Shown,
+        render: &mut dyn FnMut(&Shown, Option<&Canon>) -> String,
+    ) -> io::Result<()> {
         let canon = Canon::of(t);
         let risks = risk_lines(t, &canon);
-        let shown = Shown::of(t);
         let mut hash = Sha256::new();
         hash.update(if t.prior_state.is_some() { "recorded\n" } else { "new\n" });
         hash.update(canon.apply(&shown.text).as_bytes());
@@ -226,7 +229,7 @@ impl Groups {
         self.list.push(Group {
             digest,
             members: vec![t.slug.clone()],
-            heading: super::text::heading(t),
+            heading: shown.heading,
             summary: t.summary(),
             risks,
             changes: t
@@ -258,18 +261,13 @@ impl Groups {
 }
 
 /// One tenant's changes (no-ops left out) as the text plan shows them without colours and as the
-/// JSON plan lists them (compact): what grouping compares, names aside.
+/// JSON plan lists them (compact): what grouping compares, names aside. The renderers make it
+/// (`render::shown`); grouping knows nothing of how.
 pub(super) struct Shown {
     pub text: String,
     pub json: String,
-}
-
-impl Shown {
-    fn of(t: &TenantPlan) -> Shown {
-        let mut w = Writer::new(Layout { color: false, gutter: false, compact_deletes: false });
-        super::text::changes(&mut w, t);
-        Shown { text: w.out, json: super::json::changes_compact(t) }
-    }
+    /// The tenant's heading in the text plan (`Tenant "acme" (tenants/acme.hcl)`).
+    pub heading: String,
 }
 
 /// The renderings of finished groups.

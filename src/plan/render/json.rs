@@ -164,7 +164,9 @@ impl JsonStream {
         self.fleet.push(t);
         if let (Some(groups), true) = (&mut self.groups, t.has_changes()) {
             // Canonical as grouping compared it: compact JSON whose names are placeholders.
-            groups.push(t, &mut |shown, canon| canon.map_or_else(|| shown.json.clone(), |c| c.apply(&shown.json)))?;
+            groups.push(t, super::shown(t), &mut |shown, canon| {
+                canon.map_or_else(|| shown.json.clone(), |c| c.apply(&shown.json))
+            })?;
         }
         let pretty = serde_json::to_string_pretty(&tenant(t)).expect("a JSON tree always serializes");
         // An element of the array at depth 2, as the pretty printer writes it in the whole

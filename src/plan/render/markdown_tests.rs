@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::*;
 use crate::graph::{Resource, ResourceGraph, TenantMeta};
 use crate::plan::diff;
+use crate::plan::render::risk::dropping_statements;
 use crate::state::{ResourceState, TenantState, TenantStatus};
-use crate::value::{fingerprint, Secret};
+use crate::value::{fingerprint, Secret, Value};
 
 fn attrs(v: Value) -> BTreeMap<String, Value> {
     v.as_map().unwrap().clone()

@@ -103,7 +103,7 @@ impl TextStream {
         self.used.extend(tenant.resource_changes.iter().map(|c| c.action));
         if let (Some(groups), true) = (&mut self.groups, tenant.has_changes()) {
             let color = self.opts.color;
-            return groups.push(tenant, &mut |shown, canon| {
+            return groups.push(tenant, super::shown(tenant), &mut |shown, canon| {
                 let out = if color {
                     let mut w = Writer::new(Layout { color, gutter: false, compact_deletes: false });
                     changes(&mut w, tenant);
