@@ -253,7 +253,7 @@ pub fn exec(global: &Global, args: &Args, color: bool, destroy: bool) -> Result<
             );
         }
         let plan = super::compute_refresh_only(&inputs, store.as_ref(), &rt)?;
-        print(&render(&plan, Format::Text, color, None))?;
+        print(&render(&plan, Format::Text, color, None, false))?;
         if !plan.has_changes() {
             return Ok(ExitCode::SUCCESS);
         }
@@ -280,7 +280,7 @@ pub fn exec(global: &Global, args: &Args, color: bool, destroy: bool) -> Result<
     if json {
         view::plan_event(&plan);
     } else {
-        print(&render(&plan, Format::Text, color, None))?;
+        print(&render(&plan, Format::Text, color, None, false))?;
     }
     if !plan.has_changes() {
         return Ok(ExitCode::SUCCESS);

@@ -30,7 +30,7 @@ use matih::catalog::Catalog;
 use matih::diag::{self, Diagnostic};
 use matih::graph::ResourceGraph;
 use matih::plan::{
-    render_json_saved, render_markdown_saved, render_text, AddrPattern, Plan, Targeting, TenantPlan, TextOptions,
+    render_json_with, render_markdown_with, render_text, AddrPattern, Plan, Targeting, TenantPlan, TextOptions,
 };
 use matih::spec::{self, PlatformConfig, TenantSpec};
 use matih::state::StateStore;
@@ -52,6 +52,26 @@ pub struct Global {
     /// Never print colours (also: the NO_COLOR environment variable).
     #[arg(long, global = true)]
     pub no_color: bool,
+}
+
+/// `--group`, `--no-group`: how a fleet's plan is shown.
+#[derive(Args, Debug, Default, Clone, Copy)]
+pub struct GroupArgs {
+    /// Show tenants whose changes are the same apart from their own names (slug, id, what derives
+    /// from them) once, with the group's size and members; tenants that differ keep sections of
+    /// their own, risky ones first. The default for --format markdown; JSON gains a `groups` section.
+    #[arg(long, overrides_with = "no_group")]
+    pub group: bool,
+    /// One section per tenant in plan order, markdown included.
+    #[arg(long, overrides_with = "group")]
+    pub no_group: bool,
+}
+
+impl GroupArgs {
+    /// Whether `format` groups: as asked, else only markdown.
+    pub fn on(&self, format: Format) -> bool {
+        !self.no_group && (self.group || format == Format::Markdown)
+    }
 }
 
 /// `--target`, `--exclude`, `--replace`: acting on part of the tenants (see `plan::Targeting`).
@@ -324,11 +344,11 @@ pub fn record_refresh_only(plan: &Plan, store: &dyn StateStore) -> Result<std::p
 }
 
 /// The plan in `format`; `digest` is the SHA-256 of the plan file it was saved to or read from.
-pub fn render(plan: &Plan, format: Format, color: bool, digest: Option<&str>) -> String {
+pub fn render(plan: &Plan, format: Format, color: bool, digest: Option<&str>, group: bool) -> String {
     match format {
-        Format::Text => render_text(plan, &TextOptions { color, digest: digest.map(str::to_string) }),
-        Format::Json => render_json_saved(plan, digest),
-        Format::Markdown => render_markdown_saved(plan, digest),
+        Format::Text => render_text(plan, &TextOptions { color, digest: digest.map(str::to_string), group }),
+        Format::Json => render_json_with(plan, digest, group),
+        Format::Markdown => render_markdown_with(plan, digest, group),
     }
 }
 

@@ -14,7 +14,7 @@ use matih::workflow::{self, run, Refresh};
 
 use super::{
     compute_plan, in_automation, keep_shard, load_catalog, load_inputs, load_platform, open_state_for_read,
-    parse_shard, print, render, runtime, stream_inputs, Format, Global, Shard, TargetArgs,
+    parse_shard, print, render, runtime, stream_inputs, Format, Global, GroupArgs, Shard, TargetArgs,
 };
 
 #[derive(clap::Args, Debug)]
@@ -53,6 +53,8 @@ pub struct Args {
     pub refresh_only: bool,
     #[command(flatten)]
     pub targets: TargetArgs,
+    #[command(flatten)]
+    pub group: GroupArgs,
     /// Only the tenants of shard K of N (1 ≤ K ≤ N), chosen by a hash of their slug (as for apply).
     #[arg(long, value_parser = parse_shard, value_name = "K/N")]
     pub shard: Option<Shard>,
@@ -101,7 +103,7 @@ pub fn exec(global: &Global, args: &Args, color: bool) -> Result<ExitCode> {
         Some(out) => Some(plan::save_plan(&plan, out)?),
         None => None,
     };
-    print(&render(&plan, format, color, digest.as_deref()))?;
+    print(&render(&plan, format, color, digest.as_deref(), args.group.on(format)))?;
     if let (Some(out), Some(digest)) = (&args.out, &digest) {
         if format == Format::Text {
             println!("\nSaved the plan to: {}", out.display());
@@ -124,14 +126,21 @@ enum Renderer {
 }
 
 impl Renderer {
-    fn new(format: Format, color: bool) -> std::io::Result<Renderer> {
+    /// With `group`, the groups' renderings wait in a temporary file too (see `plan::Spill`).
+    fn new(format: Format, color: bool, group: bool) -> std::io::Result<Renderer> {
         Ok(match format {
             Format::Text => {
-                let opts = plan::TextOptions { color, digest: None };
-                Renderer::Text(plan::TextStream::new(opts, plan::Spill::file()?))
+                let opts = plan::TextOptions { color, digest: None, group };
+                Renderer::Text(plan::TextStream::new(opts, plan::Spill::file()?)?)
             }
-            Format::Json => Renderer::Json(plan::JsonStream::new(None, plan::Spill::file()?)),
-            Format::Markdown => Renderer::Markdown(plan::MarkdownStream::new(None)),
+            Format::Json => {
+                let r = plan::JsonStream::new(None, plan::Spill::file()?);
+                Renderer::Json(if group { r.grouped(plan::Spill::file()?) } else { r })
+            }
+            Format::Markdown => {
+                let groups = if group { Some(plan::Spill::file()?) } else { None };
+                Renderer::Markdown(plan::MarkdownStream::new(None, groups))
+            }
         })
     }
 
@@ -139,10 +148,7 @@ impl Renderer {
         match self {
             Renderer::Text(r) => r.push(t),
             Renderer::Json(r) => r.push(t),
-            Renderer::Markdown(r) => {
-                r.push(t);
-                Ok(())
-            }
+            Renderer::Markdown(r) => r.push(t),
         }
     }
 
@@ -188,7 +194,7 @@ fn exec_streamed(global: &Global, args: &Args, format: Format, color: bool) -> R
     let r = Refresh { providers: &providers, runtime: &rt, parallelism: DEFAULT_PARALLELISM };
     let with =
         Stream { store: Some(store.as_ref()), refresh: if args.refresh { Some(&r) } else { None }, keep: &in_shard };
-    let mut renderer = Renderer::new(format, color)?;
+    let mut renderer = Renderer::new(format, color, args.group.on(format))?;
     let mut failed_output: Option<std::io::Error> = None;
     let mut changes = false;
     let streamed = stream_inputs(global, &catalog, &args.paths, &with, &mut |t| {

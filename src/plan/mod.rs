@@ -28,8 +28,8 @@ pub use planfile::{
     PlanFileError, PlanKey, PLAN_FILE_FORMAT, PLAN_KEY_ENV,
 };
 pub use render::{
-    render_json, render_json_saved, render_markdown, render_markdown_saved, render_text, JsonStream, MarkdownStream,
-    Spill, TextOptions, TextStream,
+    render_json, render_json_saved, render_json_with, render_markdown, render_markdown_saved, render_markdown_with,
+    render_text, JsonStream, MarkdownStream, Spill, TextOptions, TextStream,
 };
 pub use target::{AddrPattern, Partial, Targeting};
 

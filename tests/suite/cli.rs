@@ -110,10 +110,35 @@ fn a_streamed_fleet_plan_is_the_whole_plan_in_file_order(backend: Backend) {
 
     let saved = matih_unset(dir.path(), &state, &["plan", "tenants", "-out", "whole.tfplan"]);
     assert!(saved.status.success(), "{}", stderr(&saved));
-    for format in ["text", "json", "markdown"] {
-        let streamed = matih_unset(dir.path(), &state, &["plan", "tenants", "--format", format]);
+    // Markdown groups tenants with the same changes by default; text and JSON with --group.
+    let grouped = |format: &str, group: &[&'static str]| {
+        let args = |first: &[&'static str]| -> Vec<String> {
+            first.iter().chain(["--format", format].iter()).chain(group).map(|s| s.to_string()).collect()
+        };
+        (args(&["plan", "tenants"]), args(&["show", "whole.tfplan"]))
+    };
+    for (format, group) in [
+        ("text", &[][..]),
+        ("json", &[][..]),
+        ("markdown", &[][..]),
+        ("text", &["--group"][..]),
+        ("json", &["--group"][..]),
+        ("markdown", &["--no-group"][..]),
+    ] {
+        let (plan, show) = grouped(format, group);
+        let plan: Vec<&str> = plan.iter().map(String::as_str).collect();
+        let show: Vec<&str> = show.iter().map(String::as_str).collect();
+        let marker = match format {
+            "text" => "tenants with the same changes, shown once",
+            "json" => "\n  \"groups\": [",
+            _ => "Shown once: `${slug}`",
+        };
+        let expect_groups = group == ["--group"] || (format == "markdown" && group.is_empty());
+        let format = format!("{format} {group:?}");
+        let streamed = matih_unset(dir.path(), &state, &plan);
         assert!(streamed.status.success(), "{}", stderr(&streamed));
-        let shown = matih_unset(dir.path(), &state, &["show", "whole.tfplan", "--format", format]);
+        assert_eq!(stdout(&streamed).contains(marker), expect_groups, "{format}: {}", stdout(&streamed));
+        let shown = matih_unset(dir.path(), &state, &show);
         assert!(shown.status.success(), "{}", stderr(&shown));
         // The saved plan's rendering names the file's digest; the rest is the same.
         let d = sha256_of(&dir.path().join("whole.tfplan"));

@@ -24,6 +24,7 @@ mod drift;
 mod e2e;
 mod e2e_database;
 mod fleet;
+mod fleet_review;
 mod fuzz_corpus;
 mod helm;
 mod kubernetes;

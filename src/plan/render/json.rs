@@ -37,6 +37,16 @@
 //! }
 //! ```
 //!
+//! - `groups` (only with `--group`; an added key, so `format_version` stays the same): the
+//!   tenants with changes grouped by their changes apart from their own names (slug, id and what
+//!   is derived from them), in the order the text and Markdown plans show them (most serious risk
+//!   first, then the largest group, then the first seen). Each group: `{ "digest": "sha256:…" (of
+//!   the canonical changes), "size": N, "members": ["slug", …] (every member, in plan order),
+//!   "summary": { … } (each member's counts), "risks": [{ "category", "address", "action", "why" }],
+//!   "resource_changes": [ … ] }`, the changes (no-ops left out) shaped as in `tenants`. In a group
+//!   of several, names in `resource_changes` and `why` are `${slug}` and `${tenant_id}`, and a
+//!   base64 value holding a name is `base64(…)` of its text; a group of one shows its tenant's own.
+//!   Every tenant is still listed whole in `tenants`; `groups` only indexes them.
 //! - `digest` (`"sha256:…"`, only for a plan saved with `-out FILE` or read by `matih show FILE`):
 //!   the SHA-256 of the plan file's bytes, what `sha256sum FILE` prints; `matih apply FILE
 //!   --expect-digest sha256:…` applies that file and no other.
@@ -89,9 +99,10 @@
 
 use serde_json::{json, Map, Value as J};
 
+use super::group::Groups;
 use super::stream::{Fleet, Spill};
 use super::{SENSITIVE, UNKNOWN};
-use crate::plan::{Plan, ResourceChange, Summary, TenantPlan};
+use crate::plan::{Action, Plan, ResourceChange, Summary, TenantPlan};
 use crate::value::Value;
 
 /// Renders the plan as the documented JSON, pretty-printed with a trailing newline.
@@ -102,8 +113,16 @@ pub fn render_json(plan: &Plan) -> String {
 /// [`render_json`] of a plan saved to (or read from) a plan file whose SHA-256 digest is
 /// `digest` (`sha256:…`): the document has a `"digest"` member after `format_version`.
 pub fn render_json_saved(plan: &Plan, digest: Option<&str>) -> String {
+    render_json_with(plan, digest, false)
+}
+
+/// [`render_json_saved`], with the `groups` section when `group`.
+pub fn render_json_with(plan: &Plan, digest: Option<&str>, group: bool) -> String {
     let mut r = JsonStream::new(digest.map(str::to_string), Spill::memory());
     r.format_version.clone_from(&plan.format_version);
+    if group {
+        r = r.grouped(Spill::memory());
+    }
     r.fleet.refresh_only = plan.refresh_only;
     for t in &plan.tenants {
         r.push(t).expect("writing to memory cannot fail");
@@ -120,16 +139,35 @@ pub struct JsonStream {
     digest: Option<String>,
     fleet: Fleet,
     spill: Spill,
+    groups: Option<Groups>,
 }
 
 impl JsonStream {
     pub fn new(digest: Option<String>, spill: Spill) -> JsonStream {
-        JsonStream { format_version: crate::plan::FORMAT_VERSION.to_string(), digest, fleet: Fleet::default(), spill }
+        JsonStream {
+            format_version: crate::plan::FORMAT_VERSION.to_string(),
+            digest,
+            fleet: Fleet::default(),
+            spill,
+            groups: None,
+        }
+    }
+
+    /// Adds the `groups` section, the groups' changes waiting in `spill` until the end.
+    pub fn grouped(mut self, spill: Spill) -> JsonStream {
+        self.groups = Some(Groups::new(spill));
+        self
     }
 
     pub fn push(&mut self, t: &TenantPlan) -> std::io::Result<()> {
         let first = self.fleet.tenants == 0;
         self.fleet.push(t);
+        if let (Some(groups), true) = (&mut self.groups, t.has_changes()) {
+            // Canonical as grouping compared it: compact JSON whose names are placeholders.
+            groups.push(t, super::shown(t), &mut |shown, canon| {
+                canon.map_or_else(|| shown.json.clone(), |c| c.apply(&shown.json))
+            })?;
+        }
         let pretty = serde_json::to_string_pretty(&tenant(t)).expect("a JSON tree always serializes");
         // An element of the array at depth 2, as the pretty printer writes it in the whole
         // document: every line four spaces in (strings hold no raw newline).
@@ -151,20 +189,64 @@ impl JsonStream {
         }
         doc.insert("tenants".into(), J::Array(Vec::new()));
         doc.insert("summary".into(), summary(&self.fleet.summary));
+        if self.groups.is_some() {
+            doc.insert("groups".into(), J::Array(Vec::new()));
+        }
         let skeleton = serde_json::to_string_pretty(&J::Object(doc)).expect("a JSON tree always serializes");
         // The only raw newline followed by this key at this depth: strings escape theirs.
         let key = "\n  \"tenants\": []";
         let at = skeleton.find(key).expect("the skeleton has a tenants member");
-        let (head, tail) = skeleton.as_bytes().split_at(at + key.len() - 1);
-        out.write_all(head)?;
+        let (head, tail) = skeleton.split_at(at + key.len() - 1);
+        out.write_all(head.as_bytes())?;
         let any = self.fleet.tenants > 0;
         self.spill.copy_to(out)?;
         if any {
             out.write_all(b"\n  ")?;
         }
-        out.write_all(tail)?;
+        match self.groups {
+            Some(groups) => {
+                let key = "\n  \"groups\": []";
+                let at = tail.find(key).expect("the skeleton has a groups member");
+                let (middle, tail) = tail.split_at(at + key.len() - 1);
+                out.write_all(middle.as_bytes())?;
+                write_groups(out, groups)?;
+                out.write_all(tail.as_bytes())?;
+            }
+            None => out.write_all(tail.as_bytes())?,
+        }
         out.write_all(b"\n")
     }
+}
+
+/// The elements of `groups`, one group in memory at a time, as the pretty printer would write
+/// them in the whole document.
+fn write_groups(out: &mut dyn std::io::Write, groups: Groups) -> std::io::Result<()> {
+    let (list, mut rendered) = groups.finish()?;
+    for (i, g) in list.iter().enumerate() {
+        let several = g.members.len() > 1;
+        let changes: J = serde_json::from_str(&rendered.get(g)?)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let doc = json!({
+            "digest": g.digest_hex(),
+            "size": g.members.len(),
+            "members": g.members,
+            "summary": summary(&g.summary),
+            "risks": g.risks.iter().map(|r| json!({
+                "category": r.risk.title(),
+                "address": r.address,
+                "action": r.action,
+                "why": r.why(several),
+            })).collect::<Vec<_>>(),
+            "resource_changes": changes,
+        });
+        let pretty = serde_json::to_string_pretty(&doc).expect("a JSON tree always serializes");
+        out.write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
+        out.write_all(pretty.replace('\n', "\n    ").as_bytes())?;
+    }
+    if !list.is_empty() {
+        out.write_all(b"\n  ")?;
+    }
+    Ok(())
 }
 
 fn summary(s: &Summary) -> J {
@@ -182,6 +264,13 @@ fn tenant(t: &TenantPlan) -> J {
         "summary": summary(&t.summary()),
         "resource_changes": t.resource_changes.iter().map(resource_change).collect::<Vec<_>>(),
     })
+}
+
+/// A tenant's changes (no-ops left out) as `resource_changes` lists them, compact: what grouping
+/// compares and what a group's `resource_changes` shows.
+pub(super) fn changes_compact(t: &TenantPlan) -> String {
+    let shown: Vec<J> = t.resource_changes.iter().filter(|c| c.action != Action::NoOp).map(resource_change).collect();
+    serde_json::to_string(&shown).expect("a JSON tree always serializes")
 }
 
 fn resource_change(c: &ResourceChange) -> J {

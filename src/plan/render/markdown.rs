@@ -36,217 +36,41 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::stream::Fleet;
+use serde::{Deserialize, Serialize};
+
+use super::group::{change_list, thousands, Group, Groups, PLACEHOLDERS};
+use super::risk::{verb, Risk};
+use super::stream::{Fleet, Spill};
 use super::text::{counts, heading, partial_note, phase_label};
 use super::writer::{Layout, Writer};
-use crate::kind::{self, RiskClass};
 use crate::phase::Phase;
 use crate::plan::{Action, Plan, ResourceChange, TenantPlan};
-use crate::value::Value;
 
 /// GitHub's limit on the body of a comment, in characters.
 const GITHUB_COMMENT_LIMIT: usize = 65_536;
 /// Room kept for the notes that say what was left out.
 const NOTE_RESERVE: usize = 1_024;
 
-/// Renders the plan as a Markdown PR comment of at most 65,536 characters.
+/// Renders the plan as a Markdown PR comment of at most 65,536 characters, tenants with the same
+/// changes grouped (see [`render_markdown_with`]).
 pub fn render_markdown(plan: &Plan) -> String {
-    render_with_limit(plan, GITHUB_COMMENT_LIMIT, None)
+    render_with_limit(plan, GITHUB_COMMENT_LIMIT, None, true)
 }
 
 /// [`render_markdown`] of a plan saved to a plan file whose SHA-256 digest is `digest`
 /// (`sha256:…`): a line under the title names it, for the reviewer to pin with
 /// `matih apply FILE --expect-digest`.
 pub fn render_markdown_saved(plan: &Plan, digest: Option<&str>) -> String {
-    render_with_limit(plan, GITHUB_COMMENT_LIMIT, digest)
+    render_with_limit(plan, GITHUB_COMMENT_LIMIT, digest, true)
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Risk {
-    DataLoss,
-    Isolation,
-    DnsTls,
-    Credentials,
-    Destroyed,
-    Adopted,
-}
-
-impl Risk {
-    fn title(self) -> &'static str {
-        match self {
-            Risk::DataLoss => "Data loss",
-            Risk::Isolation => "Network isolation, access control and quotas",
-            Risk::DnsTls => "DNS and TLS",
-            Risk::Credentials => "Credentials rotated",
-            Risk::Destroyed => "Destroyed or replaced",
-            Risk::Adopted => "Existing objects taken over (adopted)",
-        }
-    }
-
-    /// The risk of one change, with what to add after its line (why it is a risk).
-    fn of(tenant: &TenantPlan, c: &ResourceChange) -> Option<(Risk, String)> {
-        let destructive = matches!(c.action, Action::Delete | Action::Replace);
-        let changes = match c.action {
-            Action::NoOp => false,
-            Action::Create => tenant.prior_state.is_some(),
-            Action::Adopt | Action::Update | Action::Replace | Action::Delete => true,
-        };
-        let labels_changed = || c.changes.iter().any(|a| a.path.starts_with("metadata.labels"));
-        let risk = kind::info(&c.address.kind).risk;
-        if let (true, RiskClass::Data { what }) = (destructive, risk) {
-            Some((Risk::DataLoss, format!(" (drops the tenant's {what} and all its data)")))
-        } else if let Some(found) =
-            (changes && risk == RiskClass::Migrations).then(|| destructive_migrations(c)).filter(|f| !f.is_empty())
-        {
-            let quoted: Vec<String> = found.iter().map(|(script, stmt)| format!("`{script}`: `{stmt}`")).collect();
-            Some((Risk::DataLoss, format!(" and runs statements that drop data: {}", quoted.join("; "))))
-        } else if matches!(c.action, Action::Update | Action::Adopt) && c.changes.iter().any(rotates) {
-            Some((Risk::Credentials, " (a new password: restart what uses the old one)".into()))
-        } else if c.action == Action::Adopt {
-            Some((Risk::Adopted, " (it exists and matih has no record of it)".into()))
-        } else if changes && risk == RiskClass::Isolation {
-            Some((Risk::Isolation, String::new()))
-        } else if c.action == Action::Update && risk == RiskClass::IsolationLabels && labels_changed() {
-            Some((Risk::Isolation, " (its labels change; network policies select namespaces by them)".into()))
-        } else if changes && risk == RiskClass::DnsTls {
-            Some((Risk::DnsTls, String::new()))
-        } else if destructive && c.phase == Phase::DeployIngressController {
-            Some((
-                Risk::DnsTls,
-                " (tenant traffic stops until it is back; a new LoadBalancer IP moves the DNS records)".into(),
-            ))
-        } else if destructive {
-            Some((Risk::Destroyed, String::new()))
-        } else {
-            None
-        }
-    }
-}
-
-/// A recorded secret replaced by one generated at apply.
-fn rotates(a: &crate::plan::AttrChange) -> bool {
-    use crate::value::{Secret, Value};
-    matches!(
-        (&a.before, &a.after),
-        (Some(Value::Secret(Secret { fingerprint: Some(_), .. })), Some(Value::Secret(Secret { fingerprint: None, source })))
-            if source == "generated"
-    )
-}
-
-/// The migrations a `postgresql_migrations` change runs that the recorded state has not run (new
-/// scripts, or repeatable ones whose checksum changed), with each statement of theirs that drops
-/// data: `(script, statement)`, the statement shortened to one line.
-fn destructive_migrations(c: &ResourceChange) -> Vec<(String, String)> {
-    let list = |side: &Option<std::collections::BTreeMap<String, Value>>| -> Vec<Value> {
-        match side.as_ref().and_then(|a| a.get("migrations")) {
-            Some(Value::List(items)) => items.clone(),
-            _ => Vec::new(),
-        }
-    };
-    let key = |m: &Value| {
-        let get = |k: &str| m.get_path(k).cloned().unwrap_or(Value::Null);
-        (get("script"), get("checksum"), get("sql"))
-    };
-    let ran: Vec<_> = list(&c.before).iter().map(key).collect();
-    let mut out = Vec::new();
-    for m in list(&c.after) {
-        if ran.contains(&key(&m)) {
-            continue;
-        }
-        let script = m.get_path("script").and_then(Value::as_str).unwrap_or("(unnamed)").to_string();
-        if let Some(sql) = m.get_path("sql").and_then(Value::as_str) {
-            for stmt in dropping_statements(sql) {
-                out.push((script.clone(), stmt));
-            }
-        }
-    }
-    out
-}
-
-/// The statements of `sql` that drop data, each on one line and at most 100 characters.
-pub(super) fn dropping_statements(sql: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for stmt in split_statements(sql) {
-        let words: Vec<String> = stmt.split_whitespace().map(|w| w.to_ascii_uppercase()).collect();
-        let word = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
-        let alter_table = word(0) == "ALTER" && word(1) == "TABLE";
-        let drops = word(0) == "TRUNCATE"
-            || (0..words.len()).any(|i| {
-                words[i] == "DROP"
-                    && (matches!(
-                        word(i + 1),
-                        "TABLE" | "SCHEMA" | "DATABASE" | "COLUMN" | "MATERIALIZED" | "OWNED" | "SEQUENCE"
-                    ) || (alter_table
-                        && !matches!(
-                            word(i + 1),
-                            "CONSTRAINT" | "DEFAULT" | "NOT" | "INDEX" | "TRIGGER" | "IDENTITY" | "EXPRESSION" | ""
-                        )))
-            });
-        if drops {
-            let line = stmt.split_whitespace().collect::<Vec<_>>().join(" ");
-            out.push(if line.chars().count() > 100 {
-                format!("{}…", line.chars().take(100).collect::<String>())
-            } else {
-                line
-            });
-        }
-    }
-    out
-}
-
-/// Splits SQL into statements at `;`, without comments (`--`, `/* */`) and with string literals
-/// and quoted identifiers replaced by `''` / `""`, so that neither can look like a statement.
-fn split_statements(sql: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '-' if chars.peek() == Some(&'-') => {
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        break;
-                    }
-                }
-                cur.push(' ');
-            }
-            '/' if chars.peek() == Some(&'*') => {
-                chars.next();
-                let mut prev = ' ';
-                for c in chars.by_ref() {
-                    if prev == '*' && c == '/' {
-                        break;
-                    }
-                    prev = c;
-                }
-                cur.push(' ');
-            }
-            '\'' | '"' => {
-                for d in chars.by_ref() {
-                    if d == c {
-                        break;
-                    }
-                }
-                cur.push(c);
-                cur.push(c);
-            }
-            ';' => out.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
-}
-
-fn verb(action: Action) -> &'static str {
-    match action {
-        Action::NoOp => "is unchanged",
-        Action::Create => "will be created",
-        Action::Adopt => "will be adopted",
-        Action::Update => "will be updated in place",
-        Action::Replace => "must be replaced",
-        Action::Delete => "will be destroyed",
-    }
+/// [`render_markdown_saved`], grouping chosen: with `group`, when several tenants have the same
+/// changes apart from their names (see `group.rs`), the table has a row per group, the risks and
+/// the details name each group once (its size, its members, its changes with `${slug}` and
+/// `${tenant_id}` for the names), risky groups and tenants first; without, or when no two tenants
+/// share their changes, a row and a section per tenant in plan order.
+pub fn render_markdown_with(plan: &Plan, digest: Option<&str>, group: bool) -> String {
+    render_with_limit(plan, GITHUB_COMMENT_LIMIT, digest, group)
 }
 
 /// Appends items while they fit in `budget` bytes (bytes are never fewer than GitHub's
@@ -273,11 +97,12 @@ fn fence(body: &str) -> String {
     "`".repeat(longest.max(2) + 1)
 }
 
-pub(super) fn render_with_limit(plan: &Plan, limit: usize, digest: Option<&str>) -> String {
-    let mut r = MarkdownStream::with_limit(limit, digest.map(str::to_string));
+pub(super) fn render_with_limit(plan: &Plan, limit: usize, digest: Option<&str>, group: bool) -> String {
+    let groups = group.then(Spill::memory);
+    let mut r = MarkdownStream::with_limit(limit, digest.map(str::to_string), groups);
     r.fleet.refresh_only = plan.refresh_only;
     for t in &plan.tenants {
-        r.push(t);
+        r.push(t).expect("writing to memory cannot fail");
     }
     let mut out = Vec::new();
     r.finish(&mut out).expect("writing to memory cannot fail");
@@ -288,7 +113,8 @@ pub(super) fn render_with_limit(plan: &Plan, limit: usize, digest: Option<&str>)
 type RiskLines = BTreeMap<Risk, (Vec<String>, usize, usize)>;
 
 /// One tenant's `<details>` rendered in full, before the comment's limit cuts it: its opening
-/// line and, per phase, the diff block of each change.
+/// line and, per phase, the diff block of each change. Serialized while it waits in a group.
+#[derive(Serialize, Deserialize)]
 struct Details {
     open: String,
     phases: Vec<(Phase, Vec<String>)>,
@@ -316,14 +142,19 @@ pub struct MarkdownStream {
     details_bytes: usize,
     /// Changes of the tenants whose details cannot fit whatever comes before them.
     details_dropped: usize,
+    /// When grouping: the tenants with changes, grouped (their renderings in a spill); used
+    /// instead of the above when some group has several members.
+    groups: Option<Groups>,
 }
 
 impl MarkdownStream {
-    pub fn new(digest: Option<String>) -> MarkdownStream {
-        MarkdownStream::with_limit(GITHUB_COMMENT_LIMIT, digest)
+    /// With `groups`, tenants with the same changes are grouped (see [`render_markdown_with`]), the
+    /// groups' renderings waiting in that spill.
+    pub fn new(digest: Option<String>, groups: Option<Spill>) -> MarkdownStream {
+        MarkdownStream::with_limit(GITHUB_COMMENT_LIMIT, digest, groups)
     }
 
-    fn with_limit(limit: usize, digest: Option<String>) -> MarkdownStream {
+    fn with_limit(limit: usize, digest: Option<String>, groups: Option<Spill>) -> MarkdownStream {
         MarkdownStream {
             limit,
             budget: limit.saturating_sub(NOTE_RESERVE),
@@ -336,15 +167,29 @@ impl MarkdownStream {
             details: Vec::new(),
             details_bytes: 0,
             details_dropped: 0,
+            groups: groups.map(Groups::new),
         }
     }
 
-    pub fn push(&mut self, tenant: &TenantPlan) {
+    pub fn push(&mut self, tenant: &TenantPlan) -> std::io::Result<()> {
         self.fleet.push(tenant);
         if !tenant.has_changes() {
-            return;
+            return Ok(());
         }
         self.changed += 1;
+        if let Some(groups) = &mut self.groups {
+            groups.push(tenant, super::shown(tenant), &mut |_, canon| {
+                let shown: Vec<&ResourceChange> =
+                    tenant.resource_changes.iter().filter(|c| c.action != Action::NoOp).collect();
+                let mut d = details(tenant, &shown);
+                // Each shown string canonicalised, never the JSON it waits in (a slug may be "open").
+                if let Some(c) = canon {
+                    d.open = c.apply(&d.open);
+                    d.phases.iter_mut().flat_map(|(_, blocks)| blocks).for_each(|b| *b = c.apply(b));
+                }
+                serde_json::to_string(&d).expect("strings always serialize")
+            })?;
+        }
         let s = tenant.summary();
         let row = format!("| `{}` | {} | {} | {} | {} |\n", tenant.slug, s.add, s.change, s.replace, s.destroy);
         if self.rows_left_out > 0 {
@@ -358,34 +203,32 @@ impl MarkdownStream {
         for change in risky {
             if let Some((risk, why)) = Risk::of(tenant, change) {
                 let line = format!("- `{}`: `{}` {}{why}\n", tenant.slug, change.address, verb(change.action));
-                let (lines, bytes, dropped) = self.risks.entry(risk).or_default();
-                if *dropped == 0 && *bytes + line.len() <= self.budget / 2 {
-                    *bytes += line.len();
-                    lines.push(line);
-                } else {
-                    *dropped += 1;
-                }
+                keep_risk(&mut self.risks, risk, line, self.budget / 2);
             }
         }
         let shown: Vec<&ResourceChange> = tenant.resource_changes.iter().filter(|c| c.action != Action::NoOp).collect();
         if self.details_bytes > self.budget {
             self.details_dropped += shown.len();
-            return;
+            return Ok(());
         }
         let d = details(tenant, &shown);
         self.details_bytes += d.open.len() + d.phases.iter().flat_map(|(_, b)| b).map(String::len).sum::<usize>();
         self.details.push((d, shown.len()));
+        Ok(())
     }
 
-    pub fn finish(self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-        let out = self.render();
+    pub fn finish(mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let out = match self.groups.take().filter(Groups::any_shared) {
+            Some(groups) => self.render_grouped(groups)?,
+            None => self.render(),
+        };
         w.write_all(out.as_bytes())
     }
 
-    fn render(self) -> String {
-        let budget = self.budget;
+    /// The title, the partial plan's and the saved plan's notes; `None` when nothing changes
+    /// (the whole comment is then in `out`).
+    fn head(&self, out: &mut String) -> Option<()> {
         let summary = self.fleet.summary;
-        let mut out = String::new();
         let partial = self.fleet.partial();
         let saved = |out: &mut String| {
             if let Some(note) = partial_note(partial) {
@@ -397,16 +240,25 @@ impl MarkdownStream {
         };
         if summary.is_empty() {
             let _ = writeln!(out, "### matih plan: no changes\n");
-            saved(&mut out);
+            saved(out);
             let _ = writeln!(out, "The tenants match the configuration.");
-            return out;
+            return None;
         }
         if self.fleet.refresh_only {
             let _ = writeln!(out, "### matih plan: {}\n", super::text::refresh_counts(&summary));
         } else {
             let _ = writeln!(out, "### matih plan: {}\n", counts(&summary));
         }
-        saved(&mut out);
+        saved(out);
+        Some(())
+    }
+
+    fn render(self) -> String {
+        let budget = self.budget;
+        let mut out = String::new();
+        if self.head(&mut out).is_none() {
+            return out;
+        }
 
         // The risks come before the table's rows in importance, so they are sized first; the table
         // gets a quarter of the comment at most, the diffs whatever is left.
@@ -419,14 +271,7 @@ impl MarkdownStream {
             let _ =
                 writeln!(out, "| … {} more tenants with changes (comment size limit) | | | | |", self.rows_left_out);
         }
-        let unchanged = self.fleet.tenants - self.changed;
-        if unchanged > 0 {
-            let _ = writeln!(
-                out,
-                "\n{unchanged} tenant{} without changes not listed.",
-                if unchanged == 1 { "" } else { "s" }
-            );
-        }
+        self.unchanged_line(&mut out);
         out.push('\n');
         out.push_str(&risks);
         if risks_left_out > 0 {
@@ -439,16 +284,122 @@ impl MarkdownStream {
             details_left_out += tenant_details(&mut out, d, shown, budget, details_left_out > 0);
         }
         details_left_out += self.details_dropped;
-        if details_left_out > 0 {
+        shortened_note(&mut out, details_left_out, self.limit);
+        out
+    }
+
+    fn unchanged_line(&self, out: &mut String) {
+        let unchanged = self.fleet.tenants - self.changed;
+        if unchanged > 0 {
             let _ = writeln!(
                 out,
-                "> **Note:** this comment was shortened to fit GitHub's limit of {} characters: {details_left_out} \
-                 resource change{} not shown. Run `matih plan` for the whole plan.",
-                self.limit,
-                if details_left_out == 1 { " is" } else { "s are" }
+                "\n{unchanged} tenant{} without changes not listed.",
+                if unchanged == 1 { "" } else { "s" }
             );
         }
-        out
+    }
+
+    /// The comment when some tenants share their changes: the table, the risks and the details by
+    /// group (see [`render_markdown_with`]), in the groups' order, cut as [`Self::render`] cuts.
+    fn render_grouped(self, groups: Groups) -> std::io::Result<String> {
+        let budget = self.budget;
+        let mut out = String::new();
+        if self.head(&mut out).is_none() {
+            return Ok(out);
+        }
+        let (list, mut rendered) = groups.finish()?;
+        let mut found = RiskLines::new();
+        let mut rows = Vec::new();
+        for g in &list {
+            let s = g.summary;
+            rows.push(format!("| {} | {} | {} | {} | {} |\n", who(g, 3), s.add, s.change, s.replace, s.destroy));
+            for r in g.risks.iter().filter(|_| !self.fleet.refresh_only) {
+                let line = format!("- {}: {}\n", who(g, 3), r.text(g.members.len() > 1));
+                keep_risk(&mut found, r.risk, line, budget / 2);
+            }
+        }
+        let mut risks = String::new();
+        let risks_left_out = risk_section(&mut risks, &found, budget / 2);
+        out.push_str("| Tenants (counts per tenant) | Add | Change | Replace | Destroy |\n");
+        out.push_str("| --- | ---: | ---: | ---: | ---: |\n");
+        let room = out.len() + budget / 4;
+        let rows_left_out = fill(&mut out, rows, room);
+        if rows_left_out > 0 {
+            let _ = writeln!(out, "| … {rows_left_out} more groups and tenants (comment size limit) | | | | |");
+        }
+        self.unchanged_line(&mut out);
+        out.push('\n');
+        out.push_str(&risks);
+        if risks_left_out > 0 {
+            let _ = writeln!(out, "- … and {risks_left_out} more (comment size limit)");
+        }
+        out.push('\n');
+        let mut details_left_out = 0;
+        for g in &list {
+            if details_left_out > 0 || out.len() > budget {
+                details_left_out += g.changes.len();
+                continue;
+            }
+            let mut d: Details = serde_json::from_str(&rendered.get(g)?)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            if g.members.len() > 1 {
+                d.open = group_open(g);
+            }
+            details_left_out += tenant_details(&mut out, d, g.changes.len(), budget, false);
+        }
+        shortened_note(&mut out, details_left_out, self.limit);
+        Ok(out)
+    }
+}
+
+/// A group in the table and the risks: `` `acme` `` for one tenant, else
+/// `` 998 tenants (`a`, `b`, `c`, and 995 more) ``.
+fn who(g: &Group, named: usize) -> String {
+    if g.members.len() == 1 {
+        format!("`{}`", g.members[0])
+    } else {
+        format!("{} tenants ({})", thousands(g.members.len()), g.named(named, '`'))
+    }
+}
+
+/// The opening of a group's `<details>`: its size and changes, then its members and what the
+/// placeholders mean.
+fn group_open(g: &Group) -> String {
+    let summary = format!("{} tenants: {}", thousands(g.members.len()), change_list(g, 3));
+    format!(
+        "<details><summary>{}</summary>\n\nEach: {} Members: {}. Shown once: {}.\n\n",
+        escape_html(&summary),
+        counts(&g.summary),
+        g.named(MEMBERS_NAMED, '`'),
+        PLACEHOLDERS
+            .replace("${slug}", "`${slug}`")
+            .replace("${tenant_id}", "`${tenant_id}`")
+            .replace("base64(…)", "`base64(…)`"),
+    )
+}
+
+/// How many members a group's details name (JSON with `--group` lists them all).
+const MEMBERS_NAMED: usize = 50;
+
+/// Keeps a risk's line while its category fits in `budget` bytes, else counts it.
+fn keep_risk(risks: &mut RiskLines, risk: Risk, line: String, budget: usize) {
+    let (lines, bytes, dropped) = risks.entry(risk).or_default();
+    if *dropped == 0 && *bytes + line.len() <= budget {
+        *bytes += line.len();
+        lines.push(line);
+    } else {
+        *dropped += 1;
+    }
+}
+
+fn shortened_note(out: &mut String, left_out: usize, limit: usize) {
+    if left_out > 0 {
+        let _ = writeln!(
+            out,
+            "> **Note:** this comment was shortened to fit GitHub's limit of {limit} characters: {left_out} \
+             resource change{} not shown. Run `matih plan` for the whole plan.",
+            if left_out == 1 { " is" } else { "s are" }
+        );
     }
 }
 

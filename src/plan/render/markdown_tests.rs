@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::*;
 use crate::graph::{Resource, ResourceGraph, TenantMeta};
 use crate::plan::diff;
+use crate::plan::render::risk::dropping_statements;
 use crate::state::{ResourceState, TenantState, TenantStatus};
-use crate::value::{fingerprint, Secret};
+use crate::value::{fingerprint, Secret, Value};
 
 fn attrs(v: Value) -> BTreeMap<String, Value> {
     v.as_map().unwrap().clone()
@@ -192,7 +193,7 @@ fn review_snapshot() {
     for leak in ["hooks.slack.example", "sha256:"] {
         assert!(!md.contains(leak), "{leak} leaked:\n{md}");
     }
-    assert_eq!(md, render_markdown(&plan), "deterministic");
+    assert_eq!(md, render_markdown_with(&plan, None, false), "deterministic");
     check_snapshot("review.md", &md);
 }
 
@@ -236,8 +237,9 @@ fn details_show_unified_diffs_of_multi_line_values() {
 
 #[test]
 fn the_comment_fits_and_says_what_was_cut() {
+    // 300 copies of one tenant would be one group: shown one by one, they must be cut.
     let plan = Plan::new((0..300).map(|_| acme()).collect());
-    let md = render_markdown(&plan);
+    let md = render_markdown_with(&plan, None, false);
     assert!(md.len() <= 65_536, "{}", md.len());
     assert!(
         md.contains("this comment was shortened to fit GitHub's limit of 65536 characters"),
@@ -247,7 +249,7 @@ fn the_comment_fits_and_says_what_was_cut() {
     assert!(md.contains("more (comment size limit)"), "risks cut too");
     assert_eq!(md.matches("<details>").count(), md.matches("</details>").count());
     assert_eq!(md.lines().filter(|l| l.starts_with("```")).count() % 2, 0);
-    assert_eq!(md, render_markdown(&plan), "deterministic");
+    assert_eq!(md, render_markdown_with(&plan, None, false), "deterministic");
 }
 
 #[test]

@@ -8,16 +8,26 @@
 //! **Invariant:** knows nothing of how the plan was computed: it trusts that, for updates and
 //! replaces, a subtree of `after` differs from `before` exactly where the diff found a change.
 
+mod group;
 mod json;
 mod markdown;
+mod risk;
 mod stream;
 mod text;
 mod writer;
 
-pub use json::{render_json, render_json_saved, JsonStream};
-pub use markdown::{render_markdown, render_markdown_saved, MarkdownStream};
+pub use json::{render_json, render_json_saved, render_json_with, JsonStream};
+pub use markdown::{render_markdown, render_markdown_saved, render_markdown_with, MarkdownStream};
 pub use stream::Spill;
 pub use text::{render_text, TextOptions, TextStream};
+
+/// What grouping compares of a tenant: its changes as the text plan shows them without colours
+/// and as the JSON plan lists them, and its heading.
+fn shown(t: &super::TenantPlan) -> group::Shown {
+    let mut w = writer::Writer::new(writer::Layout { color: false, gutter: false, compact_deletes: false });
+    text::changes(&mut w, t);
+    group::Shown { text: w.out, json: json::changes_compact(t), heading: text::heading(t) }
+}
 
 /// What stands in for a secret in every rendering.
 pub(crate) const SENSITIVE: &str = "(sensitive value)";

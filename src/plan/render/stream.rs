@@ -30,6 +30,14 @@ impl Spill {
         Ok(Spill::File(BufWriter::with_capacity(1 << 20, tempfile::tempfile()?)))
     }
 
+    /// A new, empty spill of the same kind (memory or file).
+    pub(super) fn like(&self) -> io::Result<Spill> {
+        match self {
+            Spill::Memory(_) => Ok(Spill::memory()),
+            Spill::File(_) => Spill::file(),
+        }
+    }
+
     pub fn write(&mut self, s: &str) -> io::Result<()> {
         match self {
             Spill::Memory(v) => {
@@ -57,6 +65,62 @@ impl Spill {
                 }
             }
         }
+    }
+}
+
+/// Where a piece written to [`Bodies`] is.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Span {
+    at: u64,
+    len: usize,
+}
+
+/// Pieces of text written once and read back in any order once everything was written: the
+/// rendered changes of the groups of tenants (`group.rs`), which are shown in an order known only
+/// at the end. Held in a [`Spill`], so a fleet's worth of them costs no memory when it is a file.
+pub(super) struct Bodies {
+    spill: Spill,
+    at: u64,
+}
+
+impl Bodies {
+    pub fn new(spill: Spill) -> Bodies {
+        Bodies { spill, at: 0 }
+    }
+
+    pub fn put(&mut self, s: &str) -> io::Result<Span> {
+        self.spill.write(s)?;
+        let span = Span { at: self.at, len: s.len() };
+        self.at += s.len() as u64;
+        Ok(span)
+    }
+
+    /// Everything written, to read back.
+    pub fn reader(self) -> io::Result<BodyReader> {
+        Ok(match self.spill {
+            Spill::Memory(v) => BodyReader::Memory(v),
+            Spill::File(f) => BodyReader::File(f.into_inner().map_err(io::IntoInnerError::into_error)?),
+        })
+    }
+}
+
+pub(super) enum BodyReader {
+    Memory(Vec<u8>),
+    File(File),
+}
+
+impl BodyReader {
+    pub fn get(&mut self, span: Span) -> io::Result<String> {
+        let bytes = match self {
+            BodyReader::Memory(v) => v[span.at as usize..span.at as usize + span.len].to_vec(),
+            BodyReader::File(f) => {
+                f.seek(io::SeekFrom::Start(span.at))?;
+                let mut buf = vec![0u8; span.len];
+                f.read_exact(&mut buf)?;
+                buf
+            }
+        };
+        String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 }
 

@@ -333,8 +333,9 @@ fn json_marks_unknown_and_sensitive_paths() {
 
 #[test]
 fn markdown_fits_one_comment_and_says_what_it_left_out() {
+    // Copies of one tenant would be one group: shown one by one, they must be cut.
     let big = Plan::new((0..400).map(|_| acme()).chain([gamma()]).collect());
-    let out = render_markdown(&big);
+    let out = render_markdown_with(&big, None, false);
     assert!(out.len() <= 65_536, "{} bytes", out.len());
     assert!(out.contains("this comment was shortened to fit GitHub's limit of 65536 characters"));
     assert_eq!(out.matches("<details>").count(), out.matches("</details>").count());
@@ -343,7 +344,7 @@ fn markdown_fits_one_comment_and_says_what_it_left_out() {
     assert!(out.starts_with("### matih plan: 1204 to add, 1200 to change, 800 to destroy.\n"));
 
     // A tiny limit still leaves a well-formed comment with the counts.
-    let small = markdown::render_with_limit(&sample(), 2_500, None);
+    let small = markdown::render_with_limit(&sample(), 2_500, None, false);
     assert!(small.len() <= 2_500, "{} bytes", small.len());
     assert!(small.contains("not shown"));
     assert_eq!(small.matches("<details>").count(), small.matches("</details>").count());

@@ -26,6 +26,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::Write;
 
+use super::group::{thousands, Groups, PLACEHOLDERS};
 use super::stream::{Fleet, Spill};
 use super::writer::{Layout, Mark, Writer, BOLD};
 use crate::phase::Phase;
@@ -40,6 +41,9 @@ pub struct TextOptions {
     /// The SHA-256 digest of the plan file the plan was saved to or read from (`sha256:…`),
     /// printed after the summary so that a reviewer can pin it (`matih apply --expect-digest`).
     pub digest: Option<String>,
+    /// Tenants whose changes are the same apart from their names shown once, as one group with
+    /// its members (see `group.rs`); the others in sections of their own, risky ones first.
+    pub group: bool,
 }
 
 /// How many unchanged tenants the text output names before it only counts them.
@@ -49,7 +53,7 @@ const UNCHANGED_NAMED: usize = 10;
 /// `No changes. The tenants match the configuration.` when nothing changes; for a saved plan, it
 /// is followed by `Plan file digest: sha256:…`.
 pub fn render_text(plan: &Plan, opts: &TextOptions) -> String {
-    let mut r = TextStream::new(opts.clone(), Spill::memory());
+    let mut r = TextStream::new(opts.clone(), Spill::memory()).expect("a memory spill");
     r.fleet.refresh_only = plan.refresh_only;
     for t in &plan.tenants {
         r.push(t).expect("writing to memory cannot fail");
@@ -73,11 +77,15 @@ pub struct TextStream {
     pending: Option<(String, String)>,
     unchanged: usize,
     unchanged_named: Vec<String>,
+    /// With `group`: the tenants with changes, grouped; nothing goes to `spill` then.
+    groups: Option<Groups>,
 }
 
 impl TextStream {
-    pub fn new(opts: TextOptions, spill: Spill) -> TextStream {
-        TextStream {
+    /// With `opts.group`, the groups' renderings wait in a spill of the same kind as `spill`.
+    pub fn new(opts: TextOptions, spill: Spill) -> std::io::Result<TextStream> {
+        let groups = if opts.group { Some(Groups::new(spill.like()?)) } else { None };
+        Ok(TextStream {
             opts,
             fleet: Fleet::default(),
             used: BTreeSet::new(),
@@ -85,13 +93,27 @@ impl TextStream {
             pending: None,
             unchanged: 0,
             unchanged_named: Vec::new(),
-        }
+            groups,
+        })
     }
 
     /// Renders the next tenant of the plan.
     pub fn push(&mut self, tenant: &TenantPlan) -> std::io::Result<()> {
         self.fleet.push(tenant);
         self.used.extend(tenant.resource_changes.iter().map(|c| c.action));
+        if let (Some(groups), true) = (&mut self.groups, tenant.has_changes()) {
+            let color = self.opts.color;
+            return groups.push(tenant, super::shown(tenant), &mut |shown, canon| {
+                let out = if color {
+                    let mut w = Writer::new(Layout { color, gutter: false, compact_deletes: false });
+                    changes(&mut w, tenant);
+                    w.out
+                } else {
+                    shown.text.clone()
+                };
+                canon.map_or(out.clone(), |c| c.apply(&out))
+            });
+        }
         if self.fleet.tenants == 2 {
             if let Some((section, line)) = self.pending.take() {
                 self.spill.write(&section)?;
@@ -131,6 +153,9 @@ impl TextStream {
             let mut w = Writer::new(Layout { color: self.opts.color, gutter: false, compact_deletes: false });
             legend(&mut w, &self.used);
             out.write_all(w.out.as_bytes())?;
+            if let Some(groups) = self.groups {
+                write_groups(out, groups, &w, self.fleet.tenants > 1)?;
+            }
             self.spill.copy_to(out)?;
             if let Some((section, _)) = &self.pending {
                 out.write_all(section.as_bytes())?;
@@ -216,10 +241,58 @@ fn legend(w: &mut Writer<'_>, used: &BTreeSet<Action>) {
     w.out.push('\n');
 }
 
+/// The sections of the groups of tenants: for a group of one, the tenant's section as without
+/// grouping (with its count line when the plan has several tenants); for a larger one, its size
+/// and members, its changes once (canonical) and its count line.
+fn write_groups(out: &mut dyn Write, groups: Groups, w: &Writer<'_>, several: bool) -> std::io::Result<()> {
+    let (list, mut rendered) = groups.finish()?;
+    for g in &list {
+        let body = rendered.get(g)?;
+        if g.members.len() == 1 {
+            writeln!(out, "{}\n", w.paint(BOLD, &g.heading))?;
+            out.write_all(body.as_bytes())?;
+            if several {
+                write!(out, "Tenant {:?}: {}\n\n", g.members[0], counts(&g.summary))?;
+            }
+            continue;
+        }
+        let n = thousands(g.members.len());
+        let title = format!("{n} tenants with the same changes, shown once ({PLACEHOLDERS}):");
+        writeln!(out, "{}", w.paint(BOLD, &title))?;
+        for line in wrap(&g.named(usize::MAX, '"'), 100) {
+            writeln!(out, "  {line}")?;
+        }
+        out.write_all(b"\n")?;
+        out.write_all(body.as_bytes())?;
+        write!(out, "{n} tenants, each: {}\n\n", counts(&g.summary))?;
+    }
+    Ok(())
+}
+
+/// `list` (words separated by `, `) in lines of at most `width` characters where it can.
+fn wrap(list: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for item in list.split_inclusive(", ") {
+        let line = lines.last_mut().expect("never empty");
+        if !line.is_empty() && line.len() + item.trim_end().len() > width {
+            let done = line.trim_end().to_string();
+            *line = done;
+            lines.push(String::new());
+        }
+        lines.last_mut().expect("never empty").push_str(item);
+    }
+    lines
+}
+
 fn tenant_section<'p>(w: &mut Writer<'p>, tenant: &'p TenantPlan) {
     let heading = heading(tenant);
     let heading = w.paint(BOLD, &heading);
     let _ = writeln!(w.out, "{heading}\n");
+    changes(w, tenant);
+}
+
+/// A tenant's changes by phase, as its section shows them under its heading.
+pub(super) fn changes<'p>(w: &mut Writer<'p>, tenant: &'p TenantPlan) {
     let mut phase: Option<Phase> = None;
     for change in tenant.resource_changes.iter().filter(|c| c.action != Action::NoOp) {
         if phase != Some(change.phase) {

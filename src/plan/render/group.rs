@@ -1,0 +1,322 @@
+//! Tenants whose changes are the same apart from their own names, found so that a fleet-wide
+//! change is shown once (`--group`; on by default in Markdown).
+//!
+//! A tenant's changes are rendered as the text plan shows them (no colours, no heading), then
+//! *canonicalised*: every occurrence of the tenant's own names, as a whole word (not preceded or
+//! followed by a letter or digit), is replaced by a placeholder: its id by `${tenant_id}`, its
+//! slug, and the slug with `-` spelled `_` (PostgreSQL names: `tenant_acme_corp`), by `${slug}`.
+//! Everything the graph derives from the slug (`matih-acme`, `acme.example.com`,
+//! `ingress-nginx-acme`, `admin@acme.example`) then reads the same in every tenant; so does a
+//! base64 value whose text holds a name (a Secret's `data`), shown as `base64(tenant_${slug})`, so
+//! that tenants provisioned together group too. Two tenants are
+//! in one group when the SHA-256 of their canonical changes, of their risks (as the Markdown
+//! renderer finds them) and of whether they have recorded state are equal: what the group shows
+//! once is then exactly what each member's own section would show, names aside.
+//!
+//! Memory: per group, its digest, its members' slugs, its counts and risks, and where its
+//! rendered changes are in a [`Bodies`] spill (the first member's as they are, and once a second
+//! member joins, the canonical ones); never a plan. A fleet where every tenant differs costs one
+//! slug and a few hundred bytes per tenant, its renderings being in the spill.
+//!
+//! **Invariant:** groups by what is shown, never by what a plan file holds (secrets are compared
+//! as the renderings show them: not at all).
+
+use std::cmp::Reverse;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io;
+
+use sha2::{Digest, Sha256};
+
+use super::risk::{verb, Risk};
+use super::stream::{Bodies, BodyReader, Span, Spill};
+use crate::plan::{Action, Summary, TenantPlan};
+
+/// What the placeholders stand for, said once wherever a group is shown.
+pub(super) const PLACEHOLDERS: &str =
+    "${slug} and ${tenant_id} stand for each tenant's own slug and id, base64(…) for a value stored base64-encoded";
+
+/// One tenant's names and their placeholders, longest first.
+pub(super) struct Canon {
+    names: Vec<(String, &'static str)>,
+}
+
+impl Canon {
+    pub fn of(t: &TenantPlan) -> Canon {
+        let mut names = vec![(t.tenant_id.clone(), "${tenant_id}"), (t.slug.clone(), "${slug}")];
+        let underscored = t.slug.replace('-', "_");
+        if underscored != t.slug {
+            names.push((underscored, "${slug}"));
+        }
+        names.retain(|(n, _)| !n.is_empty());
+        names.sort_by_key(|(n, _)| Reverse(n.len()));
+        Canon { names }
+    }
+
+    /// `s` with each whole-word occurrence of a name replaced by its placeholder, in one pass
+    /// (a placeholder is never replaced again), and each base64 token whose text holds a name
+    /// (a Secret's `data`: `dGVuYW50X2FjbWU=`) replaced by `base64(…)` of its canonical text.
+    pub fn apply(&self, s: &str) -> String {
+        let word = |c: u8| c.is_ascii_alphanumeric();
+        let b = s.as_bytes();
+        let mut out = String::with_capacity(s.len());
+        let (mut i, mut copied) = (0, 0);
+        while i < b.len() {
+            if i == 0 || !is_base64(b[i - 1]) {
+                if let Some((len, decoded)) = self.base64_at(&s[i..]) {
+                    out.push_str(&s[copied..i]);
+                    let _ = write!(out, "base64({decoded})");
+                    i += len;
+                    copied = i;
+                    continue;
+                }
+            }
+            if i == 0 || !word(b[i - 1]) {
+                let found = self
+                    .names
+                    .iter()
+                    .find(|(n, _)| b[i..].starts_with(n.as_bytes()) && b.get(i + n.len()).is_none_or(|&c| !word(c)));
+                if let Some((name, placeholder)) = found {
+                    out.push_str(&s[copied..i]);
+                    out.push_str(placeholder);
+                    i += name.len();
+                    copied = i;
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        out.push_str(&s[copied..]);
+        out
+    }
+
+    /// The base64 token `s` starts with (padded, at least 8 characters, not followed by another
+    /// base64 character), when it decodes to plain text (letters, digits and `._-@:/?=&%+,`, so
+    /// that its canonical form needs no escaping in any rendering) that holds one of the names:
+    /// its length and its canonical text.
+    fn base64_at(&self, s: &str) -> Option<(usize, String)> {
+        use base64::Engine as _;
+        let b = s.as_bytes();
+        let body = b.iter().take_while(|&&c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/').count();
+        let len = body + b[body..].iter().take(2).take_while(|&&c| c == b'=').count();
+        if len < 8 || !len.is_multiple_of(4) || b.get(len).is_some_and(|&c| is_base64(c)) {
+            return None;
+        }
+        let text = base64::engine::general_purpose::STANDARD.decode(&s[..len]).ok()?;
+        let text = String::from_utf8(text).ok()?;
+        let plain = |c: char| c.is_ascii_alphanumeric() || "._-@:/?=&%+,".contains(c);
+        if !text.chars().all(plain) {
+            return None;
+        }
+        let canonical = self.apply(&text);
+        (canonical != text).then_some((len, canonical))
+    }
+}
+
+/// A character of a base64 token (padding included).
+fn is_base64(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=')
+}
+
+/// One risk of a group's changes (see the Markdown renderer).
+pub(super) struct RiskLine {
+    pub risk: Risk,
+    pub address: String,
+    pub action: Action,
+    /// Why it is a risk, as found in the first member, and canonicalised.
+    pub why: String,
+    pub why_canonical: String,
+}
+
+impl RiskLine {
+    /// `` `address` will be … (why)``, with the first member's names or the placeholders.
+    pub fn text(&self, canonical: bool) -> String {
+        let why = if canonical { &self.why_canonical } else { &self.why };
+        format!("`{}` {}{why}", self.address, verb(self.action))
+    }
+
+    /// Why it is a risk, without the parentheses: the first member's names or the placeholders.
+    pub fn why(&self, canonical: bool) -> &str {
+        let why = if canonical { &self.why_canonical } else { &self.why };
+        why.trim_start().trim_start_matches('(').trim_end_matches(')')
+    }
+}
+
+pub(super) struct Group {
+    pub digest: [u8; 32],
+    /// Slugs, in plan order.
+    pub members: Vec<String>,
+    /// The first member's heading (`Tenant "acme" (tenants/acme.hcl)`).
+    pub heading: String,
+    /// Each member's counts (the same for all).
+    pub summary: Summary,
+    pub risks: Vec<RiskLine>,
+    /// The changes shown (no-ops left out): address and action.
+    pub changes: Vec<(String, Action)>,
+    /// The first member's rendering, as it is.
+    concrete: Option<Span>,
+    /// The rendering of a later member, canonicalised (written when the second member joins).
+    canonical: Option<Span>,
+}
+
+impl Group {
+    /// The most serious risk of the group.
+    pub fn risk(&self) -> Option<Risk> {
+        self.risks.iter().map(|r| r.risk).min()
+    }
+
+    /// `sha256:…` of the canonical changes.
+    pub fn digest_hex(&self) -> String {
+        let hex: String = self.digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
+    }
+
+    /// The first `n` members, `` `a`, `b` `` or `"a", "b"` (`quote`), and how many more there are.
+    pub fn named(&self, n: usize, quote: char) -> String {
+        let mut names: Vec<String> = self.members.iter().take(n).map(|m| format!("{quote}{m}{quote}")).collect();
+        if self.members.len() > n {
+            names.push(format!("and {} more", self.members.len() - n));
+        }
+        names.join(", ")
+    }
+}
+
+/// The groups of a plan's tenants with changes, in the order they were first seen.
+pub(super) struct Groups {
+    index: HashMap<[u8; 32], usize>,
+    pub list: Vec<Group>,
+    bodies: Bodies,
+}
+
+impl Groups {
+    /// Groups whose renderings are kept in `spill`.
+    pub fn new(spill: Spill) -> Groups {
+        Groups { index: HashMap::new(), list: Vec::new(), bodies: Bodies::new(spill) }
+    }
+
+    /// Adds a tenant with changes. `render` renders what the caller will show of it from the
+    /// tenant's changes as the text plan shows them without colours and as the JSON plan lists
+    /// them (no-ops left out); it is called at most twice per group: for its first member as it
+    /// is (`None`), and for its second with the [`Canon`] that the caller applies to the text it
+    /// shows (never to its own structure: a slug may be spelled like a JSON key).
+    pub fn push(
+        &mut self,
+        t: &TenantPlan,
+        shown: Shown,
+        render: &mut dyn FnMut(&Shown, Option<&Canon>) -> String,
+    ) -> io::Result<()> {
+        let canon = Canon::of(t);
+        let risks = risk_lines(t, &canon);
+        let mut hash = Sha256::new();
+        hash.update(if t.prior_state.is_some() { "recorded\n" } else { "new\n" });
+        hash.update(canon.apply(&shown.text).as_bytes());
+        hash.update(b"\0");
+        hash.update(canon.apply(&shown.json).as_bytes());
+        for r in &risks {
+            hash.update(format!("\0{:?}\0{}\0{}", r.risk, r.address, r.why_canonical).as_bytes());
+        }
+        let digest: [u8; 32] = hash.finalize().into();
+        if let Some(&i) = self.index.get(&digest) {
+            let group = &mut self.list[i];
+            if group.canonical.is_none() {
+                group.canonical = Some(self.bodies.put(&render(&shown, Some(&canon)))?);
+            }
+            group.members.push(t.slug.clone());
+            return Ok(());
+        }
+        self.index.insert(digest, self.list.len());
+        let concrete = Some(self.bodies.put(&render(&shown, None))?);
+        self.list.push(Group {
+            digest,
+            members: vec![t.slug.clone()],
+            heading: shown.heading,
+            summary: t.summary(),
+            risks,
+            changes: t
+                .resource_changes
+                .iter()
+                .filter(|c| c.action != Action::NoOp)
+                .map(|c| (c.address.to_string(), c.action))
+                .collect(),
+            concrete,
+            canonical: None,
+        });
+        Ok(())
+    }
+
+    /// Whether some group has more than one member (else grouping shows nothing new).
+    pub fn any_shared(&self) -> bool {
+        self.list.iter().any(|g| g.members.len() > 1)
+    }
+
+    /// The groups in the order they are shown, with a reader of their renderings: the most
+    /// serious risk first (no risk last), then the largest, then the first seen. Deterministic
+    /// for a given plan.
+    pub fn finish(self) -> io::Result<(Vec<Group>, Rendered)> {
+        let Groups { list, bodies, .. } = self;
+        let mut list: Vec<(usize, Group)> = list.into_iter().enumerate().collect();
+        list.sort_by_key(|(first, g)| (g.risk().is_none(), g.risk(), Reverse(g.members.len()), *first));
+        Ok((list.into_iter().map(|(_, g)| g).collect(), Rendered(bodies.reader()?)))
+    }
+}
+
+/// One tenant's changes (no-ops left out) as the text plan shows them without colours and as the
+/// JSON plan lists them (compact): what grouping compares, names aside. The renderers make it
+/// (`render::shown`); grouping knows nothing of how.
+pub(super) struct Shown {
+    pub text: String,
+    pub json: String,
+    /// The tenant's heading in the text plan (`Tenant "acme" (tenants/acme.hcl)`).
+    pub heading: String,
+}
+
+/// The renderings of finished groups.
+pub(super) struct Rendered(BodyReader);
+
+impl Rendered {
+    /// What the caller rendered for `g`: its first member's rendering for a group of one, the
+    /// canonical one otherwise.
+    pub fn get(&mut self, g: &Group) -> io::Result<String> {
+        let span = if g.members.len() > 1 { g.canonical } else { g.concrete };
+        self.0.get(span.expect("every group has a rendering"))
+    }
+}
+
+fn risk_lines(t: &TenantPlan, canon: &Canon) -> Vec<RiskLine> {
+    t.resource_changes
+        .iter()
+        .filter_map(|c| {
+            let (risk, why) = Risk::of(t, c)?;
+            let why_canonical = canon.apply(&why);
+            Some(RiskLine { risk, address: c.address.to_string(), action: c.action, why, why_canonical })
+        })
+        .collect()
+}
+
+/// `1,000`.
+pub(super) fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `` `kubernetes_prometheus_rule.tenant` ~ update, `x.y` + create `` for at most `n` changes,
+/// then how many more.
+pub(super) fn change_list(g: &Group, n: usize) -> String {
+    let mut items: Vec<String> =
+        g.changes.iter().take(n).map(|(a, action)| format!("`{a}` {} {}", action.symbol(), action.name())).collect();
+    if g.changes.len() > n {
+        items.push(format!("{} more", g.changes.len() - n));
+    }
+    items.join(", ")
+}
+
+#[cfg(test)]
+#[path = "group_tests.rs"]
+mod tests;
