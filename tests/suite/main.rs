@@ -37,3 +37,4 @@ mod serve_page;
 mod serve_postgres;
 mod serve_token;
 mod state_postgres;
+mod workflow_example;
