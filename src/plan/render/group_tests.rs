@@ -2,16 +2,14 @@
 //! text, Markdown and JSON (risky and different tenants in sections of their own, first), 1,000
 //! tenants in one GitHub comment, and the streamed renderers giving the in-memory bytes.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use super::Canon;
-use crate::graph::{Resource, ResourceGraph, TenantMeta};
-use crate::phase::Phase;
+use crate::graph::{ResourceGraph, TenantMeta};
+use crate::plan::render::tests::{recorded, resource};
 use crate::plan::{
     diff, render_json_with, render_markdown_with, render_text, JsonStream, MarkdownStream, Plan, Spill, TenantPlan,
     TextOptions, TextStream,
 };
-use crate::state::{ResourceState, TenantState, TenantStatus};
+use crate::state::{TenantState, TenantStatus};
 use crate::value::Value;
 
 /// `t0000`…, and for 9001 and 9002 slugs spelled like the keys a group's rendering waits in.
@@ -25,30 +23,6 @@ fn slug(i: usize) -> String {
 
 fn id(i: usize) -> String {
     format!("{i:08x}-0000-4000-8000-{i:012x}")
-}
-
-fn attrs(v: Value) -> BTreeMap<String, Value> {
-    v.as_map().unwrap().clone()
-}
-
-fn resource(addr: &str, phase: u8, v: Value) -> Resource {
-    Resource {
-        addr: addr.parse().unwrap(),
-        phase: Phase::from_number(phase).unwrap(),
-        attrs: attrs(v),
-        depends_on: BTreeSet::new(),
-        force_new: BTreeSet::new(),
-        origin: None,
-    }
-}
-
-fn recorded(phase: u8, v: Value) -> ResourceState {
-    ResourceState {
-        phase: Phase::from_number(phase).unwrap(),
-        attrs: attrs(v),
-        outputs: BTreeMap::new(),
-        depends_on: BTreeSet::new(),
-    }
 }
 
 fn namespace(i: usize) -> Value {
@@ -68,8 +42,8 @@ fn rule(i: usize, threshold: &str) -> Value {
 fn tenant(i: usize, threshold: &str, schema: bool) -> TenantPlan {
     let meta = TenantMeta { slug: slug(i), id: id(i), tier: "free".into(), region: "eastus".into(), source: None };
     let mut g = ResourceGraph::new(meta);
-    assert!(g.add(resource("kubernetes_namespace.tenant", 1, namespace(i))));
-    assert!(g.add(resource("kubernetes_prometheus_rule.tenant", 9, rule(i, threshold))));
+    assert!(g.add(resource("kubernetes_namespace.tenant", 1, namespace(i), &[])));
+    assert!(g.add(resource("kubernetes_prometheus_rule.tenant", 9, rule(i, threshold), &[])));
     assert!(g.connect().is_empty());
     let mut resources = vec![
         ("kubernetes_namespace.tenant", recorded(1, namespace(i))),

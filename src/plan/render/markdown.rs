@@ -271,13 +271,7 @@ impl MarkdownStream {
             let _ =
                 writeln!(out, "| … {} more tenants with changes (comment size limit) | | | | |", self.rows_left_out);
         }
-        self.unchanged_line(&mut out);
-        out.push('\n');
-        out.push_str(&risks);
-        if risks_left_out > 0 {
-            let _ = writeln!(out, "- … and {risks_left_out} more (comment size limit)");
-        }
-        out.push('\n');
+        self.unchanged_and_risks(&mut out, &risks, risks_left_out);
 
         let mut details_left_out = 0;
         for (d, shown) in self.details {
@@ -288,7 +282,9 @@ impl MarkdownStream {
         out
     }
 
-    fn unchanged_line(&self, out: &mut String) {
+    /// After the table: how many tenants are not listed, then the risk section and how many
+    /// risks the size limit left out.
+    fn unchanged_and_risks(&self, out: &mut String, risks: &str, risks_left_out: usize) {
         let unchanged = self.fleet.tenants - self.changed;
         if unchanged > 0 {
             let _ = writeln!(
@@ -297,6 +293,12 @@ impl MarkdownStream {
                 if unchanged == 1 { "" } else { "s" }
             );
         }
+        out.push('\n');
+        out.push_str(risks);
+        if risks_left_out > 0 {
+            let _ = writeln!(out, "- … and {risks_left_out} more (comment size limit)");
+        }
+        out.push('\n');
     }
 
     /// The comment when some tenants share their changes: the table, the risks and the details by
@@ -327,13 +329,7 @@ impl MarkdownStream {
         if rows_left_out > 0 {
             let _ = writeln!(out, "| … {rows_left_out} more groups and tenants (comment size limit) | | | | |");
         }
-        self.unchanged_line(&mut out);
-        out.push('\n');
-        out.push_str(&risks);
-        if risks_left_out > 0 {
-            let _ = writeln!(out, "- … and {risks_left_out} more (comment size limit)");
-        }
-        out.push('\n');
+        self.unchanged_and_risks(&mut out, &risks, risks_left_out);
         let mut details_left_out = 0;
         for g in &list {
             if details_left_out > 0 || out.len() > budget {

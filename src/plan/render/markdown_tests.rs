@@ -2,28 +2,13 @@
 //! policy, namespace labels, DNS, the ingress controller's LoadBalancer), unified diffs of
 //! multi-line values, redaction, the size limit and determinism.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use super::*;
-use crate::graph::{Resource, ResourceGraph, TenantMeta};
+use crate::graph::ResourceGraph;
 use crate::plan::diff;
 use crate::plan::render::risk::dropping_statements;
-use crate::state::{ResourceState, TenantState, TenantStatus};
+use crate::plan::render::tests::{meta, recorded, resource};
+use crate::state::{TenantState, TenantStatus};
 use crate::value::{fingerprint, Secret, Value};
-
-fn attrs(v: Value) -> BTreeMap<String, Value> {
-    v.as_map().unwrap().clone()
-}
-
-fn meta(slug: &str) -> TenantMeta {
-    TenantMeta {
-        slug: slug.into(),
-        id: "550e8400-e29b-41d4-a716-446655440000".into(),
-        tier: "professional".into(),
-        region: "eastus".into(),
-        source: None,
-    }
-}
 
 fn migration(script: &str, checksum: i64, sql: &str) -> Value {
     Value::map([("script", Value::str(script)), ("checksum", Value::Int(checksum)), ("sql", Value::str(sql))])
@@ -100,7 +85,7 @@ fn acme() -> TenantPlan {
         ("grafana_dashboard.overview", 9, dashboard("Tenant overview (v2)")),
         ("kubernetes_secret.alert_webhook", 9, webhook("https://hooks.slack.example/new")),
     ];
-    let recorded: Vec<(&str, u8, Value)> = vec![
+    let before: Vec<(&str, u8, Value)> = vec![
         ("kubernetes_namespace.tenant", 1, namespace("default")),
         ("postgresql_schema.tenant", 2, Value::map([("name", Value::str("tenant_acme"))])),
         ("postgresql_migrations.tenant", 2, migrations(vec![migration("V1__init.sql", 11, V1)])),
@@ -116,32 +101,16 @@ fn acme() -> TenantPlan {
     ];
     let mut g = ResourceGraph::new(meta("acme"));
     for (addr, phase, v) in desired {
-        let force_new: BTreeSet<String> =
-            if addr.starts_with("kubernetes_service") { ["port".to_string()].into() } else { BTreeSet::new() };
-        assert!(g.add(Resource {
-            addr: addr.parse().unwrap(),
-            phase: Phase::from_number(phase).unwrap(),
-            attrs: attrs(v),
-            depends_on: BTreeSet::new(),
-            force_new,
-            origin: None,
-        }));
+        let force_new: &[&str] = if addr.starts_with("kubernetes_service") { &["port"] } else { &[] };
+        assert!(g.add(resource(addr, phase, v, force_new)));
     }
     assert!(g.connect().is_empty());
     let mut st = TenantState::new("acme", "550e8400-e29b-41d4-a716-446655440000");
     st.lineage = "0b7e6a52-5f3c-4c6e-9d0a-2f1f3c1d9e11".into();
     st.serial = 9;
     st.status = TenantStatus::Active;
-    for (addr, phase, v) in recorded {
-        st.resources.insert(
-            addr.parse().unwrap(),
-            ResourceState {
-                phase: Phase::from_number(phase).unwrap(),
-                attrs: attrs(v),
-                outputs: BTreeMap::new(),
-                depends_on: BTreeSet::new(),
-            },
-        );
+    for (addr, phase, v) in before {
+        st.resources.insert(addr.parse().unwrap(), recorded(phase, v));
     }
     diff(&g, Some(&st), Some("tenants/acme.hcl".into()))
 }
@@ -154,14 +123,7 @@ fn fresh(slug: &str) -> TenantPlan {
         ("dns_a_record.api", 7, Value::map([("name", Value::str("api")), ("ip", Value::str("20.85.9.9"))])),
         ("postgresql_migrations.tenant", 2, migrations(vec![migration("V3__drop_legacy.sql", 33, V3)])),
     ] {
-        assert!(g.add(Resource {
-            addr: addr.parse().unwrap(),
-            phase: Phase::from_number(phase).unwrap(),
-            attrs: attrs(v),
-            depends_on: BTreeSet::new(),
-            force_new: BTreeSet::new(),
-            origin: None,
-        }));
+        assert!(g.add(resource(addr, phase, v, &[])));
     }
     assert!(g.connect().is_empty());
     diff(&g, None, Some(format!("tenants/{slug}.hcl").into()))

@@ -1,5 +1,6 @@
 //! Renderer tests over one plan that exercises every action and value kind, built with the real
-//! diff from a hand-made graph and state.
+//! diff from a hand-made graph and state. Its fixtures (`attrs`, `resource`, `recorded`, `meta`)
+//! serve the other renderers' tests too.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,14 +11,14 @@ use crate::plan::{diff, Plan, TenantPlan};
 use crate::state::{ResourceState, TenantState, TenantStatus};
 use crate::value::{fingerprint, Secret, Value};
 
-fn attrs(v: Value) -> BTreeMap<String, Value> {
+pub(super) fn attrs(v: Value) -> BTreeMap<String, Value> {
     match v {
         Value::Map(m) => m,
         other => panic!("not a map: {other:?}"),
     }
 }
 
-fn resource(addr: &str, phase: u8, v: Value, force_new: &[&str]) -> Resource {
+pub(super) fn resource(addr: &str, phase: u8, v: Value, force_new: &[&str]) -> Resource {
     Resource {
         addr: addr.parse().unwrap(),
         phase: Phase::from_number(phase).unwrap(),
@@ -28,7 +29,7 @@ fn resource(addr: &str, phase: u8, v: Value, force_new: &[&str]) -> Resource {
     }
 }
 
-fn recorded(phase: u8, v: Value) -> ResourceState {
+pub(super) fn recorded(phase: u8, v: Value) -> ResourceState {
     ResourceState {
         phase: Phase::from_number(phase).unwrap(),
         attrs: attrs(v),
@@ -37,7 +38,7 @@ fn recorded(phase: u8, v: Value) -> ResourceState {
     }
 }
 
-fn meta(slug: &str) -> TenantMeta {
+pub(super) fn meta(slug: &str) -> TenantMeta {
     TenantMeta {
         slug: slug.into(),
         id: "550e8400-e29b-41d4-a716-446655440000".into(),
