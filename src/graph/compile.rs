@@ -32,6 +32,11 @@ pub const DATABASE_SECRET: &str = "tenant-database-credentials";
 /// The Secret of the tenant's credentials for the shared observability backends (phase 10).
 pub const OBSERVABILITY_SECRET: &str = "observability-credentials";
 
+/// The ConfigMap holding the CA of `observability { otlp_ca_file }` (certificates are not secret),
+/// and where the collector mounts it.
+pub const OBSERVABILITY_CA: &str = "observability-ca";
+const OBSERVABILITY_CA_DIR: &str = "/etc/matih/observability-ca";
+
 /// The version of the Pod Security Standards the tenant namespace enforces (`restricted`), pinned
 /// so that a Kubernetes upgrade does not change which pods are admitted.
 pub const POD_SECURITY_VERSION: &str = "v1.30";
@@ -1475,6 +1480,7 @@ impl<'a> Builder<'a> {
         let loki = self.k8s("loki_collection", phase, loki);
 
         // OpenTelemetry: receive OTLP, add the tenant context, export to Tempo as the tenant.
+        let (tls, ca, ca_spec) = self.collector_tls(phase);
         let collector_config = m([
             (
                 "receivers",
@@ -1522,7 +1528,7 @@ impl<'a> Builder<'a> {
                         // The backend's gateway finds the tenant from these credentials and sets the
                         // tenancy header itself: no header chosen by the client.
                         ("auth", m([("authenticator", s("basicauth/client"))])),
-                        ("tls", m([("insecure", true.into())])),
+                        ("tls", tls),
                     ]),
                 )]),
             ),
@@ -1580,7 +1586,7 @@ impl<'a> Builder<'a> {
             ])
         };
         let collector =
-            Obj::new("opentelemetry.io/v1beta1", "OpenTelemetryCollector", "tenant").dep(&credentials).field(
+            Obj::new("opentelemetry.io/v1beta1", "OpenTelemetryCollector", "tenant").dep(&credentials).deps(&ca).field(
                 "spec",
                 m([
                     (
@@ -1596,7 +1602,9 @@ impl<'a> Builder<'a> {
                     ("podSecurityContext", pod_security(SERVICE_UID)),
                     ("securityContext", container_security(true)),
                     ("config", collector_config),
-                ]),
+                ]
+                .into_iter()
+                .chain(ca_spec)),
             );
         let collector = self.k8s("tenant", phase, collector);
 
@@ -1707,6 +1715,35 @@ impl<'a> Builder<'a> {
             .deps([&loki, &collector, &tempo, &datasources])
             .force_new("spec.template");
         self.k8s("observability_check", phase, check);
+    }
+
+    /// The TLS of the collector's export to Tempo, which carries the tenant's credentials: verified
+    /// against the system roots, or against the platform's `otlp_ca_file`, rendered here as the
+    /// ConfigMap [`OBSERVABILITY_CA`] with the collector's volume and mount of it (the spec entries
+    /// returned); off only with the platform's `otlp_insecure` (warned about when it is read).
+    fn collector_tls(&mut self, phase: Phase) -> (Value, Option<ResourceAddr>, Vec<(&'static str, Value)>) {
+        let settings = &self.platform.observability;
+        if settings.otlp_insecure {
+            return (m([("insecure", true.into())]), None, Vec::new());
+        }
+        let Some(pem) = settings.otlp_ca.clone() else {
+            return (m([("insecure", false.into())]), None, Vec::new());
+        };
+        let config_map = Obj::new("v1", "ConfigMap", OBSERVABILITY_CA).field("data", m([("ca.crt", s(pem))]));
+        let config_map = self.k8s("observability_ca", phase, config_map);
+        let tls = m([("insecure", false.into()), ("ca_file", s(format!("{OBSERVABILITY_CA_DIR}/ca.crt")))]);
+        let spec = vec![
+            ("volumes", l([m([("name", s(OBSERVABILITY_CA)), ("configMap", m([("name", s(OBSERVABILITY_CA))]))])])),
+            (
+                "volumeMounts",
+                l([m([
+                    ("name", s(OBSERVABILITY_CA)),
+                    ("mountPath", s(OBSERVABILITY_CA_DIR)),
+                    ("readOnly", true.into()),
+                ])]),
+            ),
+        ];
+        (tls, Some(config_map), spec)
     }
 
     // Checks of the whole graph.

@@ -1033,6 +1033,49 @@ fn the_collector_authenticates_with_generated_credentials_and_sets_no_tenancy_he
 }
 
 #[test]
+fn the_collectors_export_to_tempo_verifies_tls_unless_the_platform_opts_out() {
+    let with = |observability: crate::spec::ObservabilityPlatform| {
+        let platform = PlatformConfig { observability, ..PlatformConfig::default() };
+        let (g, diags) = compile(&acme("professional"), catalog(), &platform);
+        assert!(diags.is_empty(), "{diags:?}");
+        g.unwrap()
+    };
+    let exporter = |g: &ResourceGraph| {
+        json_of(get(g, "kubernetes_open_telemetry_collector.tenant"))["spec"]["config"]["exporters"]["otlp/tempo"]
+            .clone()
+    };
+    let ca_map: ResourceAddr = "kubernetes_config_map.observability_ca".parse().unwrap();
+    // By default: TLS verified against the collector image's system roots, nothing mounted, nothing more.
+    let g = build(&acme("professional"));
+    assert_eq!(exporter(&g)["tls"], json!({ "insecure": false }));
+    assert!(g.get(&ca_map).is_none());
+    let collector = json_of(get(&g, "kubernetes_open_telemetry_collector.tenant"));
+    assert!(collector["spec"].get("volumes").is_none() && collector["spec"].get("volumeMounts").is_none());
+    // The platform's CA: a ConfigMap in the collector's phase, mounted, named by ca_file.
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let g = with(crate::spec::ObservabilityPlatform { otlp_ca: Some(pem.into()), otlp_insecure: false });
+    assert_eq!(exporter(&g)["tls"], json!({ "insecure": false, "ca_file": "/etc/matih/observability-ca/ca.crt" }));
+    let map = get(&g, "kubernetes_config_map.observability_ca");
+    assert_eq!(map.phase, Phase::SetupObservability);
+    let map = json_of(map);
+    assert_eq!(map["metadata"]["name"], "observability-ca");
+    assert_eq!(map["metadata"]["namespace"], "matih-acme");
+    assert_eq!(map["data"], json!({ "ca.crt": pem }));
+    let collector = get(&g, "kubernetes_open_telemetry_collector.tenant");
+    assert!(collector.depends_on.contains(&ca_map));
+    let spec = &json_of(collector)["spec"];
+    assert_eq!(spec["volumes"], json!([{ "name": "observability-ca", "configMap": { "name": "observability-ca" } }]));
+    assert_eq!(
+        spec["volumeMounts"],
+        json!([{ "name": "observability-ca", "mountPath": "/etc/matih/observability-ca", "readOnly": true }])
+    );
+    // The opt-out: as before this setting existed (the platform file warns about it).
+    let g = with(crate::spec::ObservabilityPlatform { otlp_ca: None, otlp_insecure: true });
+    assert_eq!(exporter(&g)["tls"], json!({ "insecure": true }));
+    assert!(g.get(&ca_map).is_none());
+}
+
+#[test]
 fn images_pinned_by_digest_are_rendered_by_digest() {
     let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     let platform = PlatformConfig {

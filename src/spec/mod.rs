@@ -135,8 +135,22 @@ pub struct PlatformConfig {
     pub delivery: Delivery,
     /// Where matih finds `helm` and the charts (`helm { … }`), for `delivery = "helm"`.
     pub helm: HelmPlatform,
+    /// How each tenant's OpenTelemetry collector reaches Tempo (`observability { … }`).
+    pub observability: ObservabilityPlatform,
     /// Where the platform file was read from, when there was one.
     pub source: Option<Location>,
+}
+
+/// `observability { … }` in the platform file: the TLS of the tenant collectors' export to Tempo,
+/// which carries each tenant's ingest credentials.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObservabilityPlatform {
+    /// `otlp_ca_file`: the PEM certificates (read when the platform file is loaded) of the CA that
+    /// signs the gateway in front of Tempo. `None`: the collector image's system roots.
+    pub otlp_ca: Option<String>,
+    /// `otlp_insecure = true`: no TLS on that hop (the credentials cross the pod network in clear
+    /// text; warned about each time the platform file is loaded).
+    pub otlp_insecure: bool,
 }
 
 /// `notifications { … }` and `events { … }` in the platform file: where completion and failure of a
@@ -332,6 +346,7 @@ impl Default for PlatformConfig {
             state: StatePlatform::default(),
             delivery: Delivery::Manifests,
             helm: HelmPlatform::default(),
+            observability: ObservabilityPlatform::default(),
             source: None,
         }
     }

@@ -68,6 +68,10 @@
 //!   smtp_password_env = "MATIH_SMTP_PASSWORD"
 //!   webhook_url_env   = "MATIH_NOTIFY_WEBHOOK_URL"   # a Slack-compatible incoming webhook
 //! }
+//! observability {                                   # the tenant collectors' export to Tempo (TLS by default)
+//!   otlp_ca_file  = "tempo-ca.pem"                   # PEM CA of Tempo's gateway (relative to this file); else system roots
+//!   # otlp_insecure = true                           # no TLS on that hop (warned about); not with otlp_ca_file
+//! }
 //! events {
 //!   kafka_brokers = ["kafka-0.matih-system:9092"]    # tenant.provisioned / tenant.provisioning_failed
 //!   topic         = "tenant-events"
@@ -97,6 +101,7 @@ use crate::diag::{self, Diagnostic, Location, SourceFile};
 enum Setter {
     String(fn(&mut PlatformConfig, &str) -> Result<(), String>),
     Port(fn(&mut PlatformConfig, u16)),
+    Bool(fn(&mut PlatformConfig, bool)),
     /// A whole number in `min..=max`.
     Int {
         min: i64,
@@ -112,6 +117,7 @@ impl Setter {
         match self {
             Setter::String(_) => Kind::String,
             Setter::Port(_) => Kind::Int { min: 1, max: u16::MAX as i64 },
+            Setter::Bool(_) => Kind::Bool,
             Setter::Int { min, max, .. } => Kind::Int { min, max },
             Setter::StringList(_) => Kind::StringList,
         }
@@ -132,6 +138,10 @@ impl Setter {
                 // message is for the table's sake should the two ever disagree.
                 let port = u16::try_from(v.value).map_err(|_| format!("{name} must be between 1 and 65535"));
                 (port.map(|p| set(config, p)), v.location)
+            }),
+            Setter::Bool(set) => values.bool(name).map(|v| {
+                set(config, v.value);
+                (Ok(()), v.location)
             }),
             Setter::Int { set, .. } => values.int(name).map(|v| {
                 set(config, v.value);
@@ -581,6 +591,15 @@ const SECTIONS: &[Section] = &[
     },
     STATE_SECTION,
     Section {
+        name: "observability",
+        fields: &[
+            // Read (relative to the platform file) by `check_observability`, which knows the file's path.
+            Field { name: "otlp_ca_file", set: Setter::String(|_, s| validate::text("otlp_ca_file", s)) },
+            Field { name: "otlp_insecure", set: Setter::Bool(|c, b| c.observability.otlp_insecure = b) },
+        ],
+        forbidden: &[],
+    },
+    Section {
         name: "services",
         fields: &[Field {
             name: "delivery",
@@ -823,6 +842,59 @@ fn check_smtp(ctx: &mut Ctx<'_>, values: &Fields<'_>, config: &PlatformConfig) {
     }
 }
 
+/// The collectors' export to Tempo carries each tenant's credentials: `otlp_insecure = true` (no
+/// TLS) is warned about each time the file is read and cannot be combined with a CA; the CA file
+/// `otlp_ca_file` (relative to the platform file) must be readable PEM certificates.
+fn check_observability(ctx: &mut Ctx<'_>, values: &Fields<'_>, config: &mut PlatformConfig) {
+    let insecure = values.bool("otlp_insecure").filter(|b| b.value);
+    let ca_file = values.string("otlp_ca_file").filter(|f| validate::text("otlp_ca_file", &f.value).is_ok());
+    match (insecure, ca_file) {
+        (Some(insecure), Some(_)) => ctx.push(
+            Diagnostic::error(
+                "otlp_insecure = true turns TLS off, so the CA of otlp_ca_file would not be used: remove one of them",
+            )
+            .at(insecure.location),
+        ),
+        (Some(insecure), None) => ctx.push(
+            Diagnostic::warning(
+                "otlp_insecure = true: each tenant's OpenTelemetry collector sends its credentials to Tempo in \
+                 clear text; serve TLS on the catalog's tempo_otlp_endpoint and name its CA with otlp_ca_file",
+            )
+            .at(insecure.location),
+        ),
+        (None, Some(file)) => match read_ca(&ctx.src.path, &file.value) {
+            Ok(pem) => config.observability.otlp_ca = Some(pem),
+            Err(message) => ctx.push(Diagnostic::error(message).at(file.location)),
+        },
+        (None, None) => {}
+    }
+}
+
+/// The PEM certificates of `otlp_ca_file` = `file`, a path relative to the platform file's
+/// directory unless absolute.
+fn read_ca(platform_file: &Path, file: &str) -> Result<String, String> {
+    let path = match platform_file.parent() {
+        Some(dir) if Path::new(file).is_relative() => dir.join(file),
+        _ => Path::new(file).to_path_buf(),
+    };
+    let shown = path.display();
+    let bytes = fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("otlp_ca_file {shown} does not exist"),
+        _ => format!("cannot read otlp_ca_file {shown}: {e}"),
+    })?;
+    let pem = String::from_utf8(bytes).ok().filter(|t| t.contains("-----BEGIN CERTIFICATE-----")).ok_or_else(|| {
+        format!("otlp_ca_file {shown} is not a PEM file of certificates (no -----BEGIN CERTIFICATE-----)")
+    })?;
+    // The certificates go into a ConfigMap of every tenant namespace, readable by the tenant.
+    if pem.contains("PRIVATE KEY-----") {
+        return Err(format!(
+            "otlp_ca_file {shown} holds a private key, which would be copied into every tenant's namespace: give \
+             the CA's certificates only"
+        ));
+    }
+    Ok(pem)
+}
+
 impl Section {
     fn schema(&self) -> Schema {
         let attrs = self.fields.iter().map(|f| AttrDef::optional(f.name, f.set.kind())).collect();
@@ -858,6 +930,9 @@ pub fn parse_platform(src: &SourceFile) -> (PlatformConfig, Vec<Diagnostic>) {
         }
         if section.name == "notifications" {
             check_smtp(&mut ctx, &values, &config);
+        }
+        if section.name == "observability" {
+            check_observability(&mut ctx, &values, &mut config);
         }
     }
     let mut diags = ctx.diags;

@@ -741,10 +741,87 @@ fn the_platform_fixture_sets_every_field() {
             timeout_ms: 300_000,
             plain_http: false,
         },
+        observability: crate::spec::ObservabilityPlatform {
+            otlp_ca: Some(fs::read_to_string(repo_path("tests/fixtures/platform/tempo-ca.pem")).unwrap()),
+            otlp_insecure: false,
+        },
         source: config.source.clone(),
     };
     assert_eq!(config, expected);
     assert_eq!(config.source.unwrap().line, 1);
+}
+
+#[test]
+fn the_collectors_export_to_tempo_is_tls_unless_the_platform_file_opts_out() {
+    // Nothing written: TLS against the system roots, no warning.
+    let (config, diags) = platform("observability {\n}\n");
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(config.observability, crate::spec::ObservabilityPlatform::default());
+    // The opt-out is kept and warned about at its value, each time the file is read.
+    let (config, diags) = platform("observability {\n  otlp_insecure = true\n}\n");
+    assert!(config.observability.otlp_insecure);
+    assert_eq!(diags.len(), 1);
+    assert!(
+        diags[0].starts_with("matih.hcl:2:19: warning: otlp_insecure = true: each tenant's OpenTelemetry collector sends its credentials to Tempo in clear text"),
+        "{diags:?}"
+    );
+    let (config, diags) = platform("observability {\n  otlp_insecure = false\n}\n");
+    assert!(diags.is_empty() && !config.observability.otlp_insecure, "{diags:?}");
+    let (_, diags) = platform("observability {\n  otlp_insecure = \"yes\"\n}\n");
+    assert_eq!(diags, ["matih.hcl:2:19: otlp_insecure must be a bool, found string"]);
+}
+
+#[test]
+fn the_otlp_ca_file_is_read_relative_to_the_platform_file_and_bad_ones_are_located() {
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let dir = dir_with(&[
+        ("ca.pem", pem),
+        ("notes.txt", "not a certificate\n"),
+        ("binary.der", "\u{0}\u{1}"),
+        ("with-key.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n"),
+    ]);
+    fs::create_dir(dir.path().join("a-directory")).unwrap();
+    let file = dir.path().join("matih.hcl");
+    let read = |text: &str| {
+        fs::write(&file, text).unwrap();
+        let (config, diags) = load_platform(&file);
+        (config, diags.iter().map(ToString::to_string).collect::<Vec<_>>())
+    };
+    let (config, diags) = read("observability {\n  otlp_ca_file = \"ca.pem\"\n}\n");
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(config.observability.otlp_ca.as_deref(), Some(pem));
+    let absolute = dir.path().join("ca.pem");
+    let (config, diags) =
+        read(&format!("observability {{\n  otlp_ca_file = {:?}\n}}\n", absolute.display().to_string()));
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(config.observability.otlp_ca.as_deref(), Some(pem));
+    let shown = |name: &str| dir.path().join(name).display().to_string();
+    let f = file.display();
+    for (name, message) in [
+        ("missing.pem", format!("otlp_ca_file {} does not exist", shown("missing.pem"))),
+        ("notes.txt", format!("otlp_ca_file {} is not a PEM file of certificates (no -----BEGIN CERTIFICATE-----)", shown("notes.txt"))),
+        ("binary.der", format!("otlp_ca_file {} is not a PEM file of certificates (no -----BEGIN CERTIFICATE-----)", shown("binary.der"))),
+        ("with-key.pem", format!("otlp_ca_file {} holds a private key, which would be copied into every tenant's namespace: give the CA's certificates only", shown("with-key.pem"))),
+    ] {
+        let (config, diags) = read(&format!("observability {{\n  otlp_ca_file = {name:?}\n}}\n"));
+        assert_eq!(diags, [format!("{f}:2:18: {message}")]);
+        assert_eq!(config.observability.otlp_ca, None);
+    }
+    let (_, diags) = read("observability {\n  otlp_ca_file = \"a-directory\"\n}\n");
+    assert_eq!(diags.len(), 1);
+    assert!(
+        diags[0].starts_with(&format!("{f}:2:18: cannot read otlp_ca_file {}: ", shown("a-directory"))),
+        "{diags:?}"
+    );
+    let (_, diags) = read("observability {\n  otlp_ca_file = \" \"\n}\n");
+    assert_eq!(diags, [format!("{f}:2:18: otlp_ca_file must not be empty")]);
+    // A CA with TLS turned off is a contradiction, located at the opt-out (and not read).
+    let (config, diags) = read("observability {\n  otlp_ca_file  = \"missing.pem\"\n  otlp_insecure = true\n}\n");
+    assert_eq!(
+        diags,
+        [format!("{f}:3:19: otlp_insecure = true turns TLS off, so the CA of otlp_ca_file would not be used: remove one of them")]
+    );
+    assert_eq!(config.observability.otlp_ca, None);
 }
 
 #[test]

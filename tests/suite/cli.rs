@@ -987,6 +987,52 @@ fn in_automation_the_next_step_hints_are_left_out() {
     assert!(!stderr(&out).contains("Note: no platform file"), "{}", stderr(&out));
 }
 
+/// The collectors' export to Tempo: `otlp_insecure` is warned about at its line by every plan,
+/// validate and apply (which then stops here, having no provider); `otlp_ca_file` is rendered as a
+/// ConfigMap the collector mounts, without a warning. Reads no state it did not write: runs once.
+#[test]
+fn the_otlp_opt_out_is_warned_about_each_time_and_a_ca_is_mounted() {
+    let dir = tmp();
+    let state = TestState::new(Backend::Sled);
+    fs::write(dir.path().join("acme.hcl"), fs::read(root().join("tenants/acme.hcl")).unwrap()).unwrap();
+    fs::write(dir.path().join("insecure.hcl"), "observability {\n  otlp_insecure = true\n}\n").unwrap();
+    fs::create_dir(dir.path().join("platform")).unwrap();
+    fs::copy(root().join("tests/fixtures/platform/tempo-ca.pem"), dir.path().join("platform/ca.pem")).unwrap();
+    fs::write(dir.path().join("platform/ca.hcl"), "observability {\n  otlp_ca_file = \"ca.pem\"\n}\n").unwrap();
+    let warning = "insecure.hcl:2:19: warning: otlp_insecure = true: each tenant's OpenTelemetry collector sends its \
+                   credentials to Tempo in clear text";
+    let runs: [&[&str]; 5] = [
+        &["plan", "acme.hcl"],
+        &["plan", "acme.hcl", "-out", "p.tfplan"],
+        &["validate", "acme.hcl"],
+        &["apply", "p.tfplan"],
+        &["apply", "-auto-approve", "acme.hcl"],
+    ];
+    for args in runs {
+        let out = matih(dir.path(), &state, &[&["--platform", "insecure.hcl"], args].concat());
+        assert!(stderr(&out).contains(warning), "{args:?}: {}", stderr(&out));
+        if args[0] == "plan" {
+            assert!(out.status.success(), "{}", stderr(&out));
+            assert!(stdout(&out).contains("insecure = true"), "{}", stdout(&out));
+        }
+    }
+    // The CA, relative to the platform file: the ConfigMap, the mount and ca_file; one more resource.
+    let out = matih(dir.path(), &state, &["--platform", "platform/ca.hcl", "plan", "acme.hcl"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    let plan = stdout(&out);
+    for expected in [
+        "# kubernetes_config_map.observability_ca will be created",
+        "-----BEGIN CERTIFICATE-----",
+        "ca_file  = \"/etc/matih/observability-ca/ca.crt\"",
+        "mountPath = \"/etc/matih/observability-ca\"",
+        "Plan: 85 to add, 0 to change, 0 to destroy.",
+    ] {
+        assert!(plan.contains(expected), "{expected} in {plan}");
+    }
+    assert!(!plan.contains("insecure = true"), "{plan}");
+}
+
 // The bad-input survey (README "Bad input"): state records, plan files and environment variables
 // that are malformed give a clear refusal naming what is wrong, never a panic, and change nothing.
 

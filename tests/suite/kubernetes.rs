@@ -201,6 +201,38 @@ async fn a_tenant_applied_to_kubernetes_is_what_the_seed_describes() {
     let obs_pw = obs["data"]["password"].as_str().unwrap();
     assert!(obs_pw.len() >= 40, "a generated password: {obs_pw}");
 
+    // The collector's export to Tempo: TLS, verified, by default. With the platform's otlp_ca_file the
+    // ConfigMap and the collector that mounts it are accepted by the API server (the upstream CRD's
+    // schema with strict field validation, in a server-side dry run).
+    let live = server.kubectl_json(&["get", "opentelemetrycollector", "tenant", "-n", "matih-acme"]);
+    assert_eq!(live["spec"]["config"]["exporters"]["otlp/tempo"]["tls"], serde_json::json!({ "insecure": false }));
+    let mut platform = matih::spec::PlatformConfig::default();
+    let ca = std::fs::read_to_string(common::root().join("tests/fixtures/platform/tempo-ca.pem")).unwrap();
+    platform.observability.otlp_ca = Some(ca);
+    let catalog = matih::catalog::Catalog::embedded().unwrap();
+    let (specs, _) = matih::spec::load_tenants(&[common::root().join("tenants/acme.hcl")], &catalog);
+    let (with_ca, diags) = matih::graph::compile(&specs[0], &catalog, &platform);
+    assert!(diags.is_empty(), "{diags:?}");
+    let with_ca = with_ca.unwrap();
+    for address in ["kubernetes_config_map.observability_ca", "kubernetes_open_telemetry_collector.tenant"] {
+        let r = with_ca.get(&address.parse().unwrap()).unwrap();
+        let manifest = serde_json::Value::from(Value::Map(r.attrs.clone()));
+        let file = std::env::temp_dir().join(format!("matih-otlp-ca-{}.json", std::process::id()));
+        std::fs::write(&file, manifest.to_string()).unwrap();
+        let out = server.0.kubectl(&[
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "--validate=strict",
+            "--force-conflicts",
+            "--field-manager=otlp-ca-check",
+            "-f",
+            file.to_str().unwrap(),
+        ]);
+        std::fs::remove_file(&file).unwrap();
+        assert!(out.status.success(), "{address}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     // Secrets: the credentials hold the role's password, and state only its fingerprint.
     let secret = server.kubectl_json(&["get", "secret", "tenant-database-credentials", "-n", "matih-acme"]);
     let pw = secret["data"]["POSTGRES_PASSWORD"].as_str().unwrap();
