@@ -39,6 +39,10 @@ pub(super) const PLACEHOLDERS: &str =
 /// One tenant's names and their placeholders, longest first.
 pub(super) struct Canon {
     names: Vec<(String, &'static str)>,
+    /// The bytes a name starts with: a position starting with another byte is passed over
+    /// without comparing (grouping a 1,000-tenant plan spent a fifth of its time in those
+    /// comparisons).
+    starts: [bool; 256],
 }
 
 impl Canon {
@@ -50,7 +54,11 @@ impl Canon {
         }
         names.retain(|(n, _)| !n.is_empty());
         names.sort_by_key(|(n, _)| Reverse(n.len()));
-        Canon { names }
+        let mut starts = [false; 256];
+        for (n, _) in &names {
+            starts[usize::from(n.as_bytes()[0])] = true;
+        }
+        Canon { names, starts }
     }
 
     /// `s` with each whole-word occurrence of a name replaced by its placeholder, in one pass
@@ -71,7 +79,7 @@ impl Canon {
                     continue;
                 }
             }
-            if i == 0 || !word(b[i - 1]) {
+            if self.starts[usize::from(b[i])] && (i == 0 || !word(b[i - 1])) {
                 let found = self
                     .names
                     .iter()
