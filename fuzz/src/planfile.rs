@@ -36,7 +36,7 @@ fn envelope(body: &str, hmac: Option<String>) -> Vec<u8> {
 
 fn show(plan: &matih::plan::Plan) {
     for group in [false, true] {
-        let text = matih::plan::render_text(plan, &TextOptions { color: false, digest: None, group });
+        let text = matih::plan::render_text_with(plan, &TextOptions { color: false, digest: None }, group);
         assert!(!text.is_empty());
         let json = matih::plan::render_json_with(plan, None, group);
         serde_json::from_str::<serde_json::Value>(&json).expect("the JSON rendering is JSON");

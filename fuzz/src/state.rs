@@ -23,7 +23,7 @@ fn use_state(st: &TenantState) {
     let graph = acme_graph();
     let tp = matih::plan::diff(graph, Some(st), None);
     let plan = Plan::new(vec![tp]);
-    let _ = matih::plan::render_text(&plan, &TextOptions { color: false, digest: None, group: false });
+    let _ = matih::plan::render_text(&plan, &TextOptions { color: false, digest: None });
     let doc = StatusDoc::from_state(st);
     let _ = doc.summary();
     let _ = matih::workflow::outputs::tenant_outputs(st);

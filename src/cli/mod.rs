@@ -30,7 +30,7 @@ use matih::catalog::Catalog;
 use matih::diag::{self, Diagnostic};
 use matih::graph::ResourceGraph;
 use matih::plan::{
-    render_json_with, render_markdown_with, render_text, AddrPattern, Plan, Targeting, TenantPlan, TextOptions,
+    render_json_with, render_markdown_with, render_text_with, AddrPattern, Plan, Targeting, TenantPlan, TextOptions,
 };
 use matih::spec::{self, PlatformConfig, TenantSpec};
 use matih::state::StateStore;
@@ -346,7 +346,7 @@ pub fn record_refresh_only(plan: &Plan, store: &dyn StateStore) -> Result<std::p
 /// The plan in `format`; `digest` is the SHA-256 of the plan file it was saved to or read from.
 pub fn render(plan: &Plan, format: Format, color: bool, digest: Option<&str>, group: bool) -> String {
     match format {
-        Format::Text => render_text(plan, &TextOptions { color, digest: digest.map(str::to_string), group }),
+        Format::Text => render_text_with(plan, &TextOptions { color, digest: digest.map(str::to_string) }, group),
         Format::Json => render_json_with(plan, digest, group),
         Format::Markdown => render_markdown_with(plan, digest, group),
     }

@@ -130,16 +130,16 @@ impl Renderer {
     fn new(format: Format, color: bool, group: bool) -> std::io::Result<Renderer> {
         Ok(match format {
             Format::Text => {
-                let opts = plan::TextOptions { color, digest: None, group };
-                Renderer::Text(plan::TextStream::new(opts, plan::Spill::file()?)?)
+                let r = plan::TextStream::new(plan::TextOptions { color, digest: None }, plan::Spill::file()?);
+                Renderer::Text(if group { r.grouped(plan::Spill::file()?) } else { r })
             }
             Format::Json => {
                 let r = plan::JsonStream::new(None, plan::Spill::file()?);
                 Renderer::Json(if group { r.grouped(plan::Spill::file()?) } else { r })
             }
             Format::Markdown => {
-                let groups = if group { Some(plan::Spill::file()?) } else { None };
-                Renderer::Markdown(plan::MarkdownStream::new(None, groups))
+                let r = plan::MarkdownStream::new(None);
+                Renderer::Markdown(if group { r.grouped(plan::Spill::file()?) } else { r })
             }
         })
     }

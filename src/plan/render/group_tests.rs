@@ -6,8 +6,8 @@ use super::Canon;
 use crate::graph::{ResourceGraph, TenantMeta};
 use crate::plan::render::tests::{recorded, resource};
 use crate::plan::{
-    diff, render_json_with, render_markdown_with, render_text, JsonStream, MarkdownStream, Plan, Spill, TenantPlan,
-    TextOptions, TextStream,
+    diff, render_json_with, render_markdown_with, render_text_with, JsonStream, MarkdownStream, Plan, Spill,
+    TenantPlan, TextOptions, TextStream,
 };
 use crate::state::{TenantState, TenantStatus};
 use crate::value::Value;
@@ -82,7 +82,7 @@ fn fleet(n: usize) -> Plan {
 }
 
 fn text(plan: &Plan, group: bool) -> String {
-    render_text(plan, &TextOptions { color: false, digest: None, group })
+    render_text_with(plan, &TextOptions { color: false, digest: None }, group)
 }
 
 #[test]
@@ -205,10 +205,10 @@ fn json_groups_index_the_tenants_and_show_the_canonical_change() {
 #[test]
 fn streamed_grouped_renderings_are_the_in_memory_bytes() {
     let plan = fleet(40);
-    let opts = TextOptions { color: false, digest: None, group: true };
-    let mut t = TextStream::new(opts.clone(), Spill::file().unwrap()).unwrap();
+    let opts = TextOptions { color: false, digest: None };
+    let mut t = TextStream::new(opts.clone(), Spill::file().unwrap()).grouped(Spill::file().unwrap());
     let mut j = JsonStream::new(None, Spill::file().unwrap()).grouped(Spill::file().unwrap());
-    let mut m = MarkdownStream::new(None, Some(Spill::file().unwrap()));
+    let mut m = MarkdownStream::new(None).grouped(Spill::file().unwrap());
     for tenant in &plan.tenants {
         t.push(tenant).unwrap();
         j.push(tenant).unwrap();
@@ -222,7 +222,7 @@ fn streamed_grouped_renderings_are_the_in_memory_bytes() {
     let mut t = Some(t);
     let mut j = Some(j);
     let mut m = Some(m);
-    assert_eq!(finish(&mut |o| t.take().unwrap().finish(o)), render_text(&plan, &opts));
+    assert_eq!(finish(&mut |o| t.take().unwrap().finish(o)), render_text_with(&plan, &opts, true));
     assert_eq!(finish(&mut |o| j.take().unwrap().finish(o)), render_json_with(&plan, None, true));
     assert_eq!(finish(&mut |o| m.take().unwrap().finish(o)), render_markdown_with(&plan, None, true));
     // Deterministic.

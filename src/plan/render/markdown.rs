@@ -98,8 +98,10 @@ fn fence(body: &str) -> String {
 }
 
 pub(super) fn render_with_limit(plan: &Plan, limit: usize, digest: Option<&str>, group: bool) -> String {
-    let groups = group.then(Spill::memory);
-    let mut r = MarkdownStream::with_limit(limit, digest.map(str::to_string), groups);
+    let mut r = MarkdownStream::with_limit(limit, digest.map(str::to_string));
+    if group {
+        r = r.grouped(Spill::memory());
+    }
     r.fleet.refresh_only = plan.refresh_only;
     for t in &plan.tenants {
         r.push(t).expect("writing to memory cannot fail");
@@ -148,13 +150,18 @@ pub struct MarkdownStream {
 }
 
 impl MarkdownStream {
-    /// With `groups`, tenants with the same changes are grouped (see [`render_markdown_with`]), the
-    /// groups' renderings waiting in that spill.
-    pub fn new(digest: Option<String>, groups: Option<Spill>) -> MarkdownStream {
-        MarkdownStream::with_limit(GITHUB_COMMENT_LIMIT, digest, groups)
+    pub fn new(digest: Option<String>) -> MarkdownStream {
+        MarkdownStream::with_limit(GITHUB_COMMENT_LIMIT, digest)
     }
 
-    fn with_limit(limit: usize, digest: Option<String>, groups: Option<Spill>) -> MarkdownStream {
+    /// Groups tenants with the same changes (see [`render_markdown_with`]), the groups'
+    /// renderings waiting in `spill` until the end.
+    pub fn grouped(mut self, spill: Spill) -> MarkdownStream {
+        self.groups = Some(Groups::new(spill));
+        self
+    }
+
+    fn with_limit(limit: usize, digest: Option<String>) -> MarkdownStream {
         MarkdownStream {
             limit,
             budget: limit.saturating_sub(NOTE_RESERVE),
@@ -167,7 +174,7 @@ impl MarkdownStream {
             details: Vec::new(),
             details_bytes: 0,
             details_dropped: 0,
-            groups: groups.map(Groups::new),
+            groups: None,
         }
     }
 

@@ -19,7 +19,7 @@ mod writer;
 pub use json::{render_json, render_json_saved, render_json_with, JsonStream};
 pub use markdown::{render_markdown, render_markdown_saved, render_markdown_with, MarkdownStream};
 pub use stream::Spill;
-pub use text::{render_text, TextOptions, TextStream};
+pub use text::{render_text, render_text_with, TextOptions, TextStream};
 
 /// What grouping compares of a tenant: its changes as the text plan shows them without colours
 /// and as the JSON plan lists them, and its heading.

@@ -30,14 +30,6 @@ impl Spill {
         Ok(Spill::File(BufWriter::with_capacity(1 << 20, tempfile::tempfile()?)))
     }
 
-    /// A new, empty spill of the same kind (memory or file).
-    pub(super) fn like(&self) -> io::Result<Spill> {
-        match self {
-            Spill::Memory(_) => Ok(Spill::memory()),
-            Spill::File(_) => Spill::file(),
-        }
-    }
-
     pub fn write(&mut self, s: &str) -> io::Result<()> {
         match self {
             Spill::Memory(v) => {

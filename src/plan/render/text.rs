@@ -41,9 +41,6 @@ pub struct TextOptions {
     /// The SHA-256 digest of the plan file the plan was saved to or read from (`sha256:…`),
     /// printed after the summary so that a reviewer can pin it (`matih apply --expect-digest`).
     pub digest: Option<String>,
-    /// Tenants whose changes are the same apart from their names shown once, as one group with
-    /// its members (see `group.rs`); the others in sections of their own, risky ones first.
-    pub group: bool,
 }
 
 /// How many unchanged tenants the text output names before it only counts them.
@@ -53,7 +50,17 @@ const UNCHANGED_NAMED: usize = 10;
 /// `No changes. The tenants match the configuration.` when nothing changes; for a saved plan, it
 /// is followed by `Plan file digest: sha256:…`.
 pub fn render_text(plan: &Plan, opts: &TextOptions) -> String {
-    let mut r = TextStream::new(opts.clone(), Spill::memory()).expect("a memory spill");
+    render_text_with(plan, opts, false)
+}
+
+/// [`render_text`], with `group`: tenants whose changes are the same apart from their names shown
+/// once, as one group with its members (see `group.rs`); the others in sections of their own,
+/// risky ones first.
+pub fn render_text_with(plan: &Plan, opts: &TextOptions, group: bool) -> String {
+    let mut r = TextStream::new(opts.clone(), Spill::memory());
+    if group {
+        r = r.grouped(Spill::memory());
+    }
     r.fleet.refresh_only = plan.refresh_only;
     for t in &plan.tenants {
         r.push(t).expect("writing to memory cannot fail");
@@ -77,15 +84,13 @@ pub struct TextStream {
     pending: Option<(String, String)>,
     unchanged: usize,
     unchanged_named: Vec<String>,
-    /// With `group`: the tenants with changes, grouped; nothing goes to `spill` then.
+    /// Once [`TextStream::grouped`]: the tenants with changes, grouped; nothing goes to `spill` then.
     groups: Option<Groups>,
 }
 
 impl TextStream {
-    /// With `opts.group`, the groups' renderings wait in a spill of the same kind as `spill`.
-    pub fn new(opts: TextOptions, spill: Spill) -> std::io::Result<TextStream> {
-        let groups = if opts.group { Some(Groups::new(spill.like()?)) } else { None };
-        Ok(TextStream {
+    pub fn new(opts: TextOptions, spill: Spill) -> TextStream {
+        TextStream {
             opts,
             fleet: Fleet::default(),
             used: BTreeSet::new(),
@@ -93,8 +98,15 @@ impl TextStream {
             pending: None,
             unchanged: 0,
             unchanged_named: Vec::new(),
-            groups,
-        })
+            groups: None,
+        }
+    }
+
+    /// Groups the tenants with changes (see [`render_text_with`]), the groups' renderings waiting
+    /// in `spill` until the end.
+    pub fn grouped(mut self, spill: Spill) -> TextStream {
+        self.groups = Some(Groups::new(spill));
+        self
     }
 
     /// Renders the next tenant of the plan.
