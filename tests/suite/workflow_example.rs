@@ -32,31 +32,27 @@ fn workflows() -> Vec<(PathBuf, String)> {
     files.into_iter().map(|p| (p.clone(), std::fs::read_to_string(&p).unwrap())).collect()
 }
 
-fn key<'a>(map: &'a Yaml, name: &str) -> &'a Yaml {
-    &map[name]
-}
-
 /// Checks the workflow's shape and returns the `run:` scripts of its steps.
 fn run_scripts(name: &str, text: &str) -> Vec<String> {
     let docs = YamlLoader::load_from_str(text).unwrap_or_else(|e| panic!("{name} is not YAML: {e}"));
     assert_eq!(docs.len(), 1, "{name}: one YAML document");
     let doc = &docs[0];
     assert!(doc.as_hash().is_some(), "{name}: a mapping at the top");
-    assert!(key(doc, "name").as_str().is_some(), "{name}: no name");
-    let on = key(doc, "on");
+    assert!(doc["name"].as_str().is_some(), "{name}: no name");
+    let on = &doc["on"];
     assert!(on.as_hash().is_some() || on.as_str().is_some() || on.as_vec().is_some(), "{name}: no `on`");
-    assert!(!key(doc, "permissions").is_badvalue(), "{name}: no top-level permissions (keep them minimal)");
-    let jobs = key(doc, "jobs").as_hash().unwrap_or_else(|| panic!("{name}: no jobs"));
+    assert!(!doc["permissions"].is_badvalue(), "{name}: no top-level permissions (keep them minimal)");
+    let jobs = doc["jobs"].as_hash().unwrap_or_else(|| panic!("{name}: no jobs"));
     assert!(!jobs.is_empty(), "{name}: no jobs");
     let mut scripts = Vec::new();
     for (job_name, job) in jobs {
         let job_name = job_name.as_str().unwrap_or_else(|| panic!("{name}: a job name that is not a string"));
         let at = format!("{name}: job {job_name}");
-        assert!(key(job, "runs-on").as_str().is_some(), "{at}: no runs-on");
-        let steps = key(job, "steps").as_vec().unwrap_or_else(|| panic!("{at}: no steps"));
+        assert!(job["runs-on"].as_str().is_some(), "{at}: no runs-on");
+        let steps = job["steps"].as_vec().unwrap_or_else(|| panic!("{at}: no steps"));
         assert!(!steps.is_empty(), "{at}: no steps");
         for (i, step) in steps.iter().enumerate() {
-            let (uses, run) = (key(step, "uses").as_str(), key(step, "run").as_str());
+            let (uses, run) = (step["uses"].as_str(), step["run"].as_str());
             assert!(uses.is_some() != run.is_some(), "{at}: step {} needs exactly one of uses and run", i + 1);
             if let Some(uses) = uses {
                 let (action, version) = uses.split_once('@').unwrap_or_else(|| panic!("{at}: {uses} has no @version"));

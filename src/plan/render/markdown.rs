@@ -184,10 +184,9 @@ impl MarkdownStream {
             return Ok(());
         }
         self.changed += 1;
+        let shown: Vec<&ResourceChange> = tenant.resource_changes.iter().filter(|c| c.action != Action::NoOp).collect();
         if let Some(groups) = &mut self.groups {
             groups.push(tenant, super::shown(tenant), &mut |_, canon| {
-                let shown: Vec<&ResourceChange> =
-                    tenant.resource_changes.iter().filter(|c| c.action != Action::NoOp).collect();
                 let mut d = details(tenant, &shown);
                 // Each shown string canonicalised, never the JSON it waits in (a slug may be "open").
                 if let Some(c) = canon {
@@ -213,7 +212,6 @@ impl MarkdownStream {
                 keep_risk(&mut self.risks, risk, line, self.budget / 2);
             }
         }
-        let shown: Vec<&ResourceChange> = tenant.resource_changes.iter().filter(|c| c.action != Action::NoOp).collect();
         if self.details_bytes > self.budget {
             self.details_dropped += shown.len();
             return Ok(());
