@@ -414,8 +414,10 @@ impl PostgresStore {
         let mut sent = false;
         loop {
             let failed = match self.data_checked() {
+                // A session the server is ending (57P01 when it stops) may still look open: it is
+                // lost when it cannot answer a trivial query either.
                 Ok(mut guard) => match call(&mut guard, sent) {
-                    Err(e) if resend && guard.is_closed() => {
+                    Err(e) if resend && (guard.is_closed() || block_on(guard.simple_query("SELECT 1")).is_err()) => {
                         sent = true;
                         e
                     }
