@@ -18,7 +18,8 @@
 //! other tests, running at the same time. The kill happens at a chosen point of the run, when its
 //! `--progress json` stream shows a given event (not after a sleep), and the server is started
 //! again once a run reports a retry (so the outage was met), or after [`OUTAGE`]; it is down that
-//! long plus the time it takes to start. Each test prints a `RESULT` line per case.
+//! long plus the time it takes to start. Each test prints a `RESULT` line per case. A last test
+//! checks the state store's locks through a restart of its server directly, two stores as two runners.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -510,4 +511,49 @@ fn postgres_as_the_state_store_dies_mid_fleet() {
     let outcome = check(&case, &runs, &before);
     check_next_apply(&case);
     result("postgres (state)", "fleet of 4, two runners, a tenant's phase 3", down, &outcome);
+}
+
+/// The state store's locks through a restart of its server (the advisory locks die with their
+/// sessions): a store that held a lock takes it again before it writes that tenant, so another
+/// run is refused; when another run took it first, the write is refused instead, so that two runs
+/// never apply one tenant. Two stores of this process stand for two runners.
+#[test]
+fn a_lock_survives_a_state_store_restart_unless_another_run_takes_it_first() {
+    use matih::state::{LockInfo, StateError, TenantState};
+    let mut pg = mortal::Postgres::start();
+    let url = pg.database("matih_state_locks");
+    let (a, b) = (PostgresStore::connect(&url).unwrap(), PostgresStore::connect(&url).unwrap());
+    let state = |slug: &str, serial: u64| {
+        let mut st = TenantState::new(slug, "550e8400-e29b-41d4-a716-446655440000");
+        st.serial = serial;
+        st
+    };
+    let (x, y) = (LockInfo::new("x", "apply"), LockInfo::new("y", "apply"));
+    a.lock(&x).unwrap();
+    a.lock(&y).unwrap();
+    a.put(&state("x", 1), None, "apply").unwrap();
+    a.put(&state("y", 1), None, "apply").unwrap();
+    pg.kill();
+    pg.restart();
+
+    // y: another run takes it before the holder is back; x: the holder writes first (taking
+    // back every lock it held that is still free).
+    let y2 = LockInfo::new("y", "apply");
+    b.lock(&y2).unwrap();
+    a.put(&state("x", 2), Some(1), "apply").expect("the write goes through on a new session");
+    assert!(matches!(b.lock(&LockInfo::new("x", "apply")), Err(StateError::Locked { .. })));
+    let refused = a.put(&state("y", 2), Some(1), "apply");
+    assert!(matches!(refused, Err(StateError::Locked { .. })), "{refused:?}");
+    assert_eq!(b.get("y").unwrap().unwrap().serial, 1, "the refused write changed nothing");
+    let mut held: Vec<String> = b.locks().unwrap().iter().map(|l| l.id.clone()).collect();
+    held.sort();
+    let mut want = vec![x.id.clone(), y2.id.clone()];
+    want.sort();
+    assert_eq!(held, want);
+    a.unlock("y", &y.id).unwrap();
+    a.unlock("x", &x.id).unwrap();
+    let held: Vec<String> = b.locks().unwrap().iter().map(|l| l.id.clone()).collect();
+    assert_eq!(held, [y2.id.as_str()]);
+    b.unlock("y", &y2.id).unwrap();
+    assert_eq!(b.locks().unwrap(), []);
 }
