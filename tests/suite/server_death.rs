@@ -88,6 +88,13 @@ impl Servers {
         self
     }
 
+    /// The private PowerDNS, its parent zone made by an earlier case.
+    fn with_private_powerdns_zone(mut self, dns: &mortal::PowerDns) -> Servers {
+        self.pdns_url = dns.api_url.clone();
+        self.pdns_key = dns.api_key.clone();
+        self
+    }
+
     fn with_private_powerdns(mut self, dns: &mortal::PowerDns) -> Servers {
         let b = matih::provider::dns::PowerDnsBackend::new(
             &dns.api_url,
@@ -200,6 +207,16 @@ impl Run {
 /// The state's view of the tenants just before the kill: each tenant's serial and resources.
 type Before = Vec<(String, u64, Vec<String>)>;
 
+/// When a killed server is started again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Restart {
+    /// Once a run reports a retry (the outage was met), or after [`OUTAGE`].
+    OnRetry,
+    /// Once the first runner reports its tenant finished: an outage longer than the run's patience,
+    /// which must then fail cleanly.
+    WhenTheRunEnded,
+}
+
 /// Runs `matih apply --progress json` in `runners` processes (each with its own local state
 /// directory), kills `server` when an event of the first runner matches `trigger`, starts it again
 /// once a run retried (or after [`OUTAGE`]), and waits (bounded) for every runner to end. Returns the
@@ -209,6 +226,7 @@ fn apply_through_death(
     runners: usize,
     server: &mut dyn Server,
     trigger: impl Fn(&Event) -> bool,
+    restart: Restart,
 ) -> (Vec<Run>, Before, Duration) {
     let mut children = Vec::new();
     let (tx, rx) = mpsc::channel::<(usize, Event)>();
@@ -258,9 +276,13 @@ fn apply_through_death(
     };
     let down = Instant::now();
     server.kill();
-    let until = down + OUTAGE;
+    let until = down + if restart == Restart::OnRetry { OUTAGE } else { RUN_DEADLINE };
     while let Ok((_, ev)) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
-        if ev.kind == EventKind::ResourceRetrying {
+        let back = match restart {
+            Restart::OnRetry => ev.kind == EventKind::ResourceRetrying,
+            Restart::WhenTheRunEnded => ev.kind == EventKind::TenantFinished,
+        };
+        if back {
             break;
         }
     }
@@ -448,7 +470,22 @@ fn finished_in(ev: &Event, phase: u8) -> bool {
 
 /// One tenant, one runner: kill `server` at `trigger`, check, apply again, check.
 fn single(case: &Case, server: &mut dyn Server, when: &str, trigger: impl Fn(&Event) -> bool) {
-    let (runs, before, down) = apply_through_death(case, 1, server, trigger);
+    let (runs, before, down) = apply_through_death(case, 1, server, trigger, Restart::OnRetry);
+    let outcome = check(case, &runs, &before);
+    check_next_apply(case);
+    result(server.name(), when, down, &outcome);
+}
+
+/// One tenant, one runner, a server down until the run has ended: it must fail (exit 1), cleanly.
+fn single_long(case: &Case, server: &mut dyn Server, when: &str, trigger: impl Fn(&Event) -> bool) {
+    let (runs, before, down) = apply_through_death(case, 1, server, trigger, Restart::WhenTheRunEnded);
+    assert_eq!(
+        runs[0].code,
+        Some(1),
+        "a run that outlived its patience for {}:\n{}",
+        server.name(),
+        runs[0].describe()
+    );
     let outcome = check(case, &runs, &before);
     check_next_apply(case);
     result(server.name(), when, down, &outcome);
@@ -462,12 +499,31 @@ fn postgres_as_the_provider_dies_while_phase_2_sets_up_the_database() {
     single(&case, &mut pg, "phase 2, first resource started", |e| started(e, 2));
 }
 
+/// Down until the run has given up: FAILED, rolled back, the lock released.
+#[test]
+fn postgres_as_the_provider_stays_down_until_the_run_gave_up() {
+    let _claim = kube::claim_tenant("dpgpl");
+    let mut pg = mortal::Postgres::start();
+    let case = Case::new(Servers::shared().with_private_postgres(&pg), &["dpgpl"]);
+    single_long(&case, &mut pg, "phase 2, down until the run ended", |e| started(e, 2));
+}
+
 #[test]
 fn postgres_as_the_state_store_dies_mid_run() {
     let _claim = kube::claim_tenant("dpgs");
     let mut pg = mortal::Postgres::start();
     let case = Case::new(Servers::shared().with_private_state(&pg), &["dpgs"]);
     single(&case, &mut pg, "phase 3, after a resource finished", |e| finished_in(e, 3));
+}
+
+/// Down for longer than the store tries (15 s): the run fails, unable to record FAILED; its
+/// in-flight records are what the next apply recovers.
+#[test]
+fn postgres_as_the_state_store_stays_down_until_the_run_gave_up() {
+    let _claim = kube::claim_tenant("dpgsl");
+    let mut pg = mortal::Postgres::start();
+    let case = Case::new(Servers::shared().with_private_state(&pg), &["dpgsl"]);
+    single_long(&case, &mut pg, "phase 3, down until the run ended", |e| finished_in(e, 3));
 }
 
 #[test]
@@ -478,24 +534,35 @@ fn powerdns_dies_while_phase_7_creates_the_zone() {
     // Down from the start of phase 6, so that phase 7 meets the outage.
     let phase_6 = |e: &Event| e.kind == EventKind::PhaseStarted && e.phase == Some(6);
     single(&case, &mut dns, "phase 6 started (down for phase 7)", phase_6);
+
+    // Killed as the zone's creation starts: perhaps in the middle of it (a zone left without its
+    // NS set, which the retry completes), perhaps just after.
+    let _claim = kube::claim_tenant("dpdnz");
+    let case = Case::new(Servers::shared().with_private_powerdns_zone(&dns), &["dpdnz"]);
+    let zone = |e: &Event| started(e, 7) && e.resource.as_deref() == Some("dns_zone.tenant");
+    single(&case, &mut dns, "phase 7, the zone's creation started", zone);
 }
 
-/// The apiserver alone, then etcd under it, each during a single-tenant apply; then the apiserver
-/// during a fleet run of two runners. One private control plane for the three (started once: it
-/// takes a while), so the cases run one after the other.
+/// The apiserver alone, then etcd under it, each during a single-tenant apply. One private control
+/// plane for both (it takes a while to start), so the cases run one after the other.
 #[test]
-fn the_apiserver_and_etcd_die_mid_apply_and_mid_fleet() {
+fn the_apiserver_and_etcd_die_mid_apply() {
     let mut cp = mortal::ControlPlane::start();
     let case = Case::new(Servers::shared().with_private_kube(&cp), &["dkapi"]);
     single(&case, &mut cp.process("kube-apiserver"), "phase 3, first resource started", |e| started(e, 3));
 
     let case = Case::new(Servers::shared().with_private_kube(&cp), &["dketcd"]);
     single(&case, &mut cp.process("etcd"), "phase 4, first resource started", |e| started(e, 4));
+}
 
+#[test]
+fn the_apiserver_dies_mid_fleet() {
+    let mut cp = mortal::ControlPlane::start();
     let slugs = ["dkf0", "dkf1", "dkf2", "dkf3"];
     let case = Case::new(Servers::shared().with_private_kube(&cp), &slugs);
     let trigger = |e: &Event| started(e, 3);
-    let (runs, before, down) = apply_through_death(&case, 2, &mut cp.process("kube-apiserver"), trigger);
+    let (runs, before, down) =
+        apply_through_death(&case, 2, &mut cp.process("kube-apiserver"), trigger, Restart::OnRetry);
     let outcome = check(&case, &runs, &before);
     check_next_apply(&case);
     result("kube-apiserver", "fleet of 4, two runners, a tenant's phase 3", down, &outcome);
@@ -507,7 +574,7 @@ fn postgres_as_the_state_store_dies_mid_fleet() {
     let _claims = kube::claim_tenants(&slugs);
     let mut pg = mortal::Postgres::start();
     let case = Case::new(Servers::shared().with_private_state(&pg), &slugs);
-    let (runs, before, down) = apply_through_death(&case, 2, &mut pg, |e| finished_in(e, 3));
+    let (runs, before, down) = apply_through_death(&case, 2, &mut pg, |e| finished_in(e, 3), Restart::OnRetry);
     let outcome = check(&case, &runs, &before);
     check_next_apply(&case);
     result("postgres (state)", "fleet of 4, two runners, a tenant's phase 3", down, &outcome);
