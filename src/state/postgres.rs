@@ -217,6 +217,16 @@ impl std::ops::DerefMut for Pooled<'_> {
     }
 }
 
+impl Pooled<'_> {
+    /// Closes a session that no longer answers instead of giving it back to the pool.
+    fn discard(&mut self) {
+        if self.client.take().is_some() {
+            lock(&self.store.data).open -= 1;
+            self.store.data_free.notify_one();
+        }
+    }
+}
+
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
@@ -418,6 +428,7 @@ impl PostgresStore {
                 // lost when it cannot answer a trivial query either.
                 Ok(mut guard) => match call(&mut guard, sent) {
                     Err(e) if resend && (guard.is_closed() || block_on(guard.simple_query("SELECT 1")).is_err()) => {
+                        guard.discard();
                         sent = true;
                         e
                     }
