@@ -55,8 +55,8 @@ impl Private {
     }
 
     /// SIGKILL to `pid` and to its children (listed first, so that none is missed), then waits
-    /// (at most 10 s) until they are all gone.
-    fn kill_tree(&mut self, pid: u32) {
+    /// (at most 10 s) until they are all gone; whether they are.
+    fn kill_tree(&mut self, pid: u32) -> bool {
         let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
         let mut pids = vec![pid];
         pids.extend(children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
@@ -70,9 +70,17 @@ impl Private {
             }
         }
         while pids.iter().any(|p| alive(*p)) {
-            assert!(Instant::now() < deadline, "processes {pids:?} still alive 10 s after SIGKILL");
+            if Instant::now() >= deadline {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        true
+    }
+
+    /// [`Self::kill_tree`], failing the test unless they are gone.
+    fn kill(&mut self, pid: u32) {
+        assert!(self.kill_tree(pid), "process {pid} (or a child) still alive 10 s after SIGKILL");
     }
 
     /// Starts `argv` (its output appended to `log`) and records its pid as server process `name`.
@@ -95,7 +103,8 @@ impl Drop for Private {
         for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
             if e.path().extension().is_some_and(|x| x == "pid") {
                 if let Some(pid) = std::fs::read_to_string(e.path()).ok().and_then(|t| t.trim().parse().ok()) {
-                    self.kill_tree(pid);
+                    // Never a panic here (this may run while a failed test unwinds).
+                    let _ = self.kill_tree(pid);
                 }
             }
         }
@@ -231,7 +240,7 @@ impl Server for CpProcess<'_> {
     fn kill(&mut self) {
         let pid = self.cp.private.pid(self.name);
         self.argv = cmdline(pid);
-        self.cp.private.kill_tree(pid);
+        self.cp.private.kill(pid);
     }
 
     fn restart(&mut self) {
@@ -339,7 +348,7 @@ impl Server for Postgres {
 
     fn kill(&mut self) {
         let pid = self.private.pid("postgres");
-        self.private.kill_tree(pid);
+        self.private.kill(pid);
     }
 
     fn restart(&mut self) {
@@ -400,7 +409,7 @@ impl Server for PowerDns {
 
     fn kill(&mut self) {
         let pid = self.private.pid("pdns");
-        self.private.kill_tree(pid);
+        self.private.kill(pid);
     }
 
     fn restart(&mut self) {
