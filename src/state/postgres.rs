@@ -32,6 +32,15 @@
 //!   the other backends, a row whose holder is a dead pid on this host may be taken over too (its
 //!   session is then terminated). Force-unlock deletes the row and, when a live session still
 //!   holds the advisory lock, terminates that session (the holder is declared dead).
+//! * **Outages:** a call that finds the server gone (refused, reset, restarting) tries again, with
+//!   new sessions, for up to [`RECONNECT_FOR`]. A write whose session was lost during its commit
+//!   is sent again only as a compare-and-swap: when the row already holds exactly that state, the
+//!   lost commit went through and the write is done. The advisory locks died with the old lock
+//!   session: the new one takes them again before this store writes those tenants; a lock that
+//!   another runner took meanwhile is lost, and writing that tenant is refused
+//!   ([`StateError::Locked`]) so that two runs never apply it at once. A free advisory lock whose
+//!   row names a live process of this host (one that lost its session that way, and is
+//!   reconnecting) is not taken over.
 //!
 //! The trait is synchronous; this store drives its connections on a small runtime of its own and
 //! waits for each call on the calling thread, so it can be used inside or outside a tokio runtime.
@@ -42,7 +51,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Wake};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
@@ -175,6 +184,9 @@ impl ChangeFeed<'_> {
     }
 }
 
+/// How long a call keeps trying while the server cannot be reached (a restart, a failover).
+pub const RECONNECT_FOR: Duration = Duration::from_secs(15);
+
 /// Data sessions a store opens at most: enough for the tenants one runner applies at once to
 /// write side by side, few enough for several runners on one server's `max_connections`.
 const DATA_SESSIONS: usize = 4;
@@ -205,6 +217,16 @@ impl std::ops::DerefMut for Pooled<'_> {
     }
 }
 
+impl Pooled<'_> {
+    /// Closes a session that no longer answers instead of giving it back to the pool.
+    fn discard(&mut self) {
+        if self.client.take().is_some() {
+            lock(&self.store.data).open -= 1;
+            self.store.data_free.notify_one();
+        }
+    }
+}
+
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
@@ -224,7 +246,11 @@ impl Drop for Pooled<'_> {
 struct LockSession {
     client: Option<Client>,
     backend_pid: i32,
-    held: BTreeSet<String>,
+    /// Slug → the id of the lock this store took.
+    held: BTreeMap<String, String>,
+    /// Tenants whose lock this store held when its session was lost, and which another run took
+    /// before it could take them again.
+    lost: BTreeSet<String>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -328,8 +354,10 @@ impl PostgresStore {
         StateError::Corrupt { path: self.label.clone(), message }
     }
 
-    /// A new session, its connection task running on the store's runtime.
-    fn open_session(&self) -> Result<Client, StateError> {
+    /// A new session, its connection task running on the store's runtime; on failure, also
+    /// whether it is worth trying again (the server could not be reached, or is starting or
+    /// shutting down; not a refused password).
+    fn open_session_checked(&self) -> Result<Client, (StateError, bool)> {
         let config = self.config.clone();
         let rt = self.rt.as_ref().expect("runtime present until drop");
         let joined = block_on(rt.spawn(async move {
@@ -343,14 +371,21 @@ impl PostgresStore {
         }));
         match joined {
             Ok(Ok(client)) => Ok(client),
-            Ok(Err(e)) => Err(self.io("cannot connect", &e)),
-            Err(e) => Err(StateError::Io { path: self.label.clone(), message: format!("connect task failed: {e}") }),
+            Ok(Err(e)) => Err((self.io("cannot connect", &e), describe(&e).1)),
+            Err(e) => {
+                Err((StateError::Io { path: self.label.clone(), message: format!("connect task failed: {e}") }, false))
+            }
         }
     }
 
     /// A data session: an idle one that is still open, a new one while fewer than
     /// [`DATA_SESSIONS`] are open, or the next one given back.
     fn data(&self) -> Result<Pooled<'_>, StateError> {
+        self.data_checked().map_err(|(e, _)| e)
+    }
+
+    /// [`Self::data`], and whether a failure to open a session is worth trying again.
+    fn data_checked(&self) -> Result<Pooled<'_>, (StateError, bool)> {
         let mut pool = lock(&self.data);
         loop {
             while let Some(client) = pool.idle.pop() {
@@ -362,7 +397,7 @@ impl PostgresStore {
             if pool.open < DATA_SESSIONS {
                 pool.open += 1;
                 drop(pool);
-                return match self.open_session() {
+                return match self.open_session_checked() {
                     Ok(client) => Ok(Pooled { store: self, client: Some(client) }),
                     Err(e) => {
                         lock(&self.data).open -= 1;
@@ -372,6 +407,42 @@ impl PostgresStore {
                 };
             }
             pool = self.data_free.wait(pool).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Runs `call` on a data session, again on a new one while the server cannot be reached, for
+    /// up to [`RECONNECT_FOR`]. `call` is sent again after its session was lost only when `resend`
+    /// (reads; writes that check whether the lost attempt committed); its second argument says
+    /// that an earlier attempt was sent and its session lost.
+    fn through_outage<T>(
+        &self,
+        resend: bool,
+        mut call: impl FnMut(&mut Client, bool) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        let deadline = Instant::now() + RECONNECT_FOR;
+        let mut pause = Duration::from_millis(100);
+        let mut sent = false;
+        loop {
+            let failed = match self.data_checked() {
+                // A session the server is ending (57P01 when it stops) may still look open: it is
+                // lost when it cannot answer a trivial query either.
+                Ok(mut guard) => match call(&mut guard, sent) {
+                    Err(e) if resend && (guard.is_closed() || block_on(guard.simple_query("SELECT 1")).is_err()) => {
+                        guard.discard();
+                        sent = true;
+                        e
+                    }
+                    other => return other,
+                },
+                Err((e, true)) => e,
+                Err((e, false)) => return Err(e),
+            };
+            if Instant::now() + pause > deadline {
+                return Err(failed);
+            }
+            tracing::warn!("{failed}; trying again in {} ms", pause.as_millis());
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(2));
         }
     }
 
@@ -459,21 +530,38 @@ impl PostgresStore {
     }
 
     /// The write shared by `put`, `put_audited` and `remove` (`state` `None`): one transaction.
+    /// `again`: an earlier attempt of this same write was sent and its session lost, so it may
+    /// have committed.
+    #[allow(clippy::too_many_arguments)]
     fn write(
         &self,
+        client: &mut Client,
         slug: &str,
         state: Option<&TenantState>,
         expected_serial: Option<u64>,
         operation: &str,
         audit: &[AuditEntry],
+        again: bool,
     ) -> Result<(), StateError> {
-        let mut guard = self.data()?;
-        let client = &mut *guard;
         let tx = block_on(client.transaction()).map_err(|e| self.io("begin a transaction", &e))?;
         let row =
             block_on(tx.query_opt("SELECT serial, state FROM matih_tenants WHERE slug = $1 FOR UPDATE", &[&slug]))
                 .map_err(|e| self.io(&format!("read the serial of {slug:?}"), &e))?;
         let found = row.as_ref().map(|r| r.get::<_, i64>(0) as u64);
+        if found != expected_serial && again && found == state.map(|s| s.serial) {
+            // The lost attempt may have committed: it did when the row is exactly this state.
+            let ours = match (state, &row) {
+                (Some(state), Some(r)) => {
+                    serde_json::to_string(&state.without_resources()).is_ok_and(|json| json == r.get::<_, &str>(1))
+                }
+                (None, None) => true,
+                _ => false,
+            };
+            if ours {
+                lock(&self.written).remove(slug);
+                return Ok(());
+            }
+        }
         if found != expected_serial {
             return Err(StateError::SerialConflict { slug: slug.to_string(), expected: expected_serial, found });
         }
@@ -613,17 +701,88 @@ impl PostgresStore {
         .map_or(Ok(after), |found| Err(StateError::SerialConflict { slug: slug.to_string(), expected: None, found }))
     }
 
-    /// The lock session (opened again, forgetting what it held, if the server closed it).
+    /// The lock session. When the server closed it (its advisory locks went with it), a new one
+    /// is opened (trying for up to [`RECONNECT_FOR`] while the server cannot be reached) and takes
+    /// again the locks the old one held; those another run took meanwhile are lost.
     fn lock_session(&self) -> Result<MutexGuard<'_, LockSession>, StateError> {
         let mut guard = lock(&self.locks);
         if guard.client.as_ref().is_none_or(Client::is_closed) {
-            let client = self.open_session()?;
+            let deadline = Instant::now() + RECONNECT_FOR;
+            let mut pause = Duration::from_millis(100);
+            let client = loop {
+                match self.open_session_checked() {
+                    Ok(client) => break client,
+                    Err((e, true)) if Instant::now() + pause <= deadline => {
+                        tracing::warn!("{e}; trying again in {} ms", pause.as_millis());
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_secs(2));
+                    }
+                    Err((e, _)) => return Err(e),
+                }
+            };
             let pid: i32 = block_on(client.query_one("SELECT pg_backend_pid()", &[]))
                 .map_err(|e| self.io("start the lock session", &e))?
                 .get(0);
-            *guard = LockSession { client: Some(client), backend_pid: pid, held: BTreeSet::new() };
+            let held = std::mem::take(&mut guard.held);
+            guard.client = Some(client);
+            guard.backend_pid = pid;
+            for (slug, id) in held {
+                if self.take_again(guard.client.clone_ref(), pid, &slug, &id)? {
+                    guard.held.insert(slug, id);
+                } else {
+                    tracing::warn!("lost the lock of tenant {slug:?} while the state store was out of reach");
+                    guard.lost.insert(slug);
+                }
+            }
         }
         Ok(guard)
+    }
+
+    /// Takes again, on a new lock session (`backend_pid`), the lock `id` of `slug` that this store
+    /// held on a session that is gone. False when another run took it meanwhile.
+    fn take_again(&self, client: &Client, backend_pid: i32, slug: &str, id: &str) -> Result<bool, StateError> {
+        let key = lock_key(slug);
+        let failed = |e: tokio_postgres::Error| self.io(&format!("take the lock of {slug:?} again"), &e);
+        let got: bool = block_on(client.query_one("SELECT pg_try_advisory_lock($1)", &[&key])).map_err(failed)?.get(0);
+        if !got {
+            return Ok(false);
+        }
+        let ours = block_on(client.execute(
+            "UPDATE matih_locks SET backend_pid = $3 WHERE slug = $1 AND id = $2",
+            &[&slug, &id, &backend_pid],
+        ))
+        .map_err(failed)?;
+        if ours == 0 {
+            block_on(client.execute("SELECT pg_advisory_unlock($1)", &[&key])).map_err(failed)?;
+        }
+        Ok(ours == 1)
+    }
+
+    /// Before this store writes `slug`'s state: when it locked `slug`, that it still holds the
+    /// lock (taken again on a new session if the old one was lost); `Locked` when another run
+    /// took it meanwhile.
+    fn still_locked(&self, slug: &str) -> Result<(), StateError> {
+        let mine = {
+            let session = lock(&self.locks);
+            session.held.contains_key(slug) || session.lost.contains(slug)
+        };
+        if !mine {
+            return Ok(());
+        }
+        let session = self.lock_session()?;
+        if !session.lost.contains(slug) {
+            return Ok(());
+        }
+        let holder = self.lock_row(session.client.clone_ref(), slug)?.map(|(h, _)| h).unwrap_or_else(|| LockInfo {
+            id: String::new(),
+            slug: slug.to_string(),
+            operation: "(unknown)".into(),
+            who: "another run, while the state store was out of reach".into(),
+            host: "(unknown)".into(),
+            pid: 0,
+            created_at: now_rfc3339(),
+        });
+        Err(StateError::Locked { slug: slug.to_string(), holder: Box::new(holder) })
     }
 
     fn lock_row(&self, client: &Client, slug: &str) -> Result<Option<(LockInfo, i32)>, StateError> {
@@ -800,27 +959,28 @@ fn label(config: &tokio_postgres::Config) -> String {
 
 impl StateStore for PostgresStore {
     fn tenants(&self) -> Result<Vec<String>, StateError> {
-        let guard = self.data()?;
-        let rows = block_on(guard.query("SELECT slug FROM matih_tenants ORDER BY slug COLLATE \"C\"", &[]))
-            .map_err(|e| self.io("list the tenants", &e))?;
+        let rows = self.through_outage(true, |client, _| {
+            block_on(client.query("SELECT slug FROM matih_tenants ORDER BY slug COLLATE \"C\"", &[]))
+                .map_err(|e| self.io("list the tenants", &e))
+        })?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     fn get(&self, slug: &str) -> Result<Option<TenantState>, StateError> {
-        let mut guard = self.data()?;
-        let client = &mut *guard;
-        // One snapshot for the tenant row and its resources.
-        let tx = block_on(
-            client
-                .build_transaction()
-                .read_only(true)
-                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                .start(),
-        )
-        .map_err(|e| self.io("begin a transaction", &e))?;
-        let state = self.read_state(&tx, slug)?;
-        block_on(tx.commit()).map_err(|e| self.io("end a transaction", &e))?;
-        Ok(state)
+        self.through_outage(true, |client, _| {
+            // One snapshot for the tenant row and its resources.
+            let tx = block_on(
+                client
+                    .build_transaction()
+                    .read_only(true)
+                    .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                    .start(),
+            )
+            .map_err(|e| self.io("begin a transaction", &e))?;
+            let state = self.read_state(&tx, slug)?;
+            block_on(tx.commit()).map_err(|e| self.io("end a transaction", &e))?;
+            Ok(state)
+        })
     }
 
     fn put_audited(
@@ -831,21 +991,29 @@ impl StateStore for PostgresStore {
         audit: &[AuditEntry],
     ) -> Result<(), StateError> {
         check_put(state, expected_serial)?;
-        self.write(&state.slug, Some(state), expected_serial, operation, audit)
+        self.still_locked(&state.slug)?;
+        self.through_outage(true, |client, again| {
+            self.write(client, &state.slug, Some(state), expected_serial, operation, audit, again)
+        })
     }
 
     fn remove(&self, slug: &str, expected_serial: u64, operation: &str) -> Result<(), StateError> {
         check_slug(slug)?;
-        self.write(slug, None, Some(expected_serial), operation, &[])
+        self.still_locked(slug)?;
+        self.through_outage(true, |client, again| {
+            self.write(client, slug, None, Some(expected_serial), operation, &[], again)
+        })
     }
 
     fn history(&self, slug: &str) -> Result<Vec<HistoryEntry>, StateError> {
-        let guard = self.data()?;
-        let rows = block_on(
-            guard
-                .query("SELECT serial, at, operation, state FROM matih_history WHERE slug = $1 ORDER BY seq", &[&slug]),
-        )
-        .map_err(|e| self.io(&format!("read the history of {slug:?}"), &e))?;
+        let rows =
+            self.through_outage(true, |client, _| {
+                block_on(client.query(
+                    "SELECT serial, at, operation, state FROM matih_history WHERE slug = $1 ORDER BY seq",
+                    &[&slug],
+                ))
+                .map_err(|e| self.io(&format!("read the history of {slug:?}"), &e))
+            })?;
         rows.iter()
             .map(|r| {
                 let text: String = r.get(3);
@@ -866,9 +1034,9 @@ impl StateStore for PostgresStore {
         let key = lock_key(slug);
         let this_host = hostname();
         let mut session = self.lock_session()?;
-        let LockSession { client, backend_pid, held } = &mut *session;
+        let LockSession { client, backend_pid, held, lost } = &mut *session;
         let (client, backend_pid) = (client.clone_ref(), *backend_pid);
-        if held.contains(slug) {
+        if held.contains_key(slug) {
             // Our session holds the advisory lock already (for a holder this process recorded):
             // the row decides, as in the other backends.
             if let Some((holder, _)) = self.lock_row(client, slug)? {
@@ -881,7 +1049,16 @@ impl StateStore for PostgresStore {
         let got: bool = block_on(client.query_one("SELECT pg_try_advisory_lock($1)", &[&key]))
             .map_err(|e| self.io(&format!("take the lock of {slug:?}"), &e))?
             .get(0);
-        if !got {
+        if got {
+            // Free, but the row may name a live process of this host whose session was lost (the
+            // server restarted): it is taking its lock again, so the lock is not stale.
+            if let Some((holder, _)) = self.lock_row(client, slug)? {
+                if holder.host == this_host && holder.pid != std::process::id() && !lock_is_stale(&holder, &this_host) {
+                    let _ = block_on(client.execute("SELECT pg_advisory_unlock($1)", &[&key]));
+                    return Err(StateError::Locked { slug: slug.to_string(), holder: Box::new(holder) });
+                }
+            }
+        } else {
             // Another session holds it. Its row may lag the advisory lock by a moment.
             let mut row = self.lock_row(client, slug)?;
             for _ in 0..20 {
@@ -916,7 +1093,8 @@ impl StateStore for PostgresStore {
             })
             .map_err(|e| self.io(&format!("take over the stale lock of {slug:?}"), &e))?;
         }
-        held.insert(slug.to_string());
+        held.insert(slug.to_string(), info.id.clone());
+        lost.remove(slug);
         if let Err(e) = self.write_lock_row(client, info, backend_pid) {
             let _ = block_on(client.execute("SELECT pg_advisory_unlock($1)", &[&key]));
             held.remove(slug);
@@ -927,7 +1105,11 @@ impl StateStore for PostgresStore {
 
     fn unlock(&self, slug: &str, id: &str) -> Result<(), StateError> {
         let mut session = self.lock_session()?;
-        let LockSession { client, backend_pid: own_pid, held: ours } = &mut *session;
+        if session.lost.remove(slug) {
+            // Another run took it while the state store was out of reach: nothing of ours to release.
+            return Ok(());
+        }
+        let LockSession { client, backend_pid: own_pid, held: ours, .. } = &mut *session;
         let (client, own_pid) = (client.clone_ref(), *own_pid);
         let row = block_on(client.query_opt(
             &format!(
@@ -940,7 +1122,7 @@ impl StateStore for PostgresStore {
             return Err(StateError::NoSuchLock { slug: slug.to_string(), id: id.to_string() });
         };
         let (backend_pid, key, still_held): (i32, i64, bool) = (row.get(0), row.get(1), row.get(2));
-        if ours.remove(slug) {
+        if ours.remove(slug).is_some() {
             block_on(client.execute("SELECT pg_advisory_unlock($1)", &[&key]))
                 .map_err(|e| self.io(&format!("release the lock of {slug:?}"), &e))?;
         } else if still_held && backend_pid != own_pid {
@@ -964,32 +1146,37 @@ impl StateStore for PostgresStore {
     }
 
     fn locks(&self) -> Result<Vec<LockInfo>, StateError> {
-        let guard = self.data()?;
-        let rows = block_on(guard.query(
-            &format!(
-                "SELECT id, slug, operation, who, host, pid, created_at FROM matih_locks k
-                 WHERE {HELD_BY_SESSION} ORDER BY slug COLLATE \"C\""
-            ),
-            &[],
-        ))
-        .map_err(|e| self.io("list the locks", &e))?;
+        let rows = self.through_outage(true, |client, _| {
+            block_on(client.query(
+                &format!(
+                    "SELECT id, slug, operation, who, host, pid, created_at FROM matih_locks k
+                     WHERE {HELD_BY_SESSION} ORDER BY slug COLLATE \"C\""
+                ),
+                &[],
+            ))
+            .map_err(|e| self.io("list the locks", &e))
+        })?;
         Ok(rows.iter().map(lock_info).collect())
     }
 
     fn append_audit(&self, slug: &str, entries: &[AuditEntry]) -> Result<(), StateError> {
         check_slug(slug)?;
-        let guard = self.data()?;
-        insert_audit(&*guard, slug, entries).map_err(|e| self.io(&format!("append to the audit log of {slug:?}"), &e))
+        // Not sent again after a lost session: it may have committed, and would be appended twice.
+        self.through_outage(false, |client, _| {
+            insert_audit(&*client, slug, entries)
+                .map_err(|e| self.io(&format!("append to the audit log of {slug:?}"), &e))
+        })
     }
 
     fn all_slugs(&self) -> Result<Vec<String>, StateError> {
-        let guard = self.data()?;
-        let rows = block_on(guard.query(
-            "SELECT slug FROM (SELECT slug FROM matih_tenants UNION SELECT slug FROM matih_history
-                 UNION SELECT slug FROM matih_audit) s ORDER BY slug COLLATE \"C\"",
-            &[],
-        ))
-        .map_err(|e| self.io("list the tenants", &e))?;
+        let rows = self.through_outage(true, |client, _| {
+            block_on(client.query(
+                "SELECT slug FROM (SELECT slug FROM matih_tenants UNION SELECT slug FROM matih_history
+                     UNION SELECT slug FROM matih_audit) s ORDER BY slug COLLATE \"C\"",
+                &[],
+            ))
+            .map_err(|e| self.io("list the tenants", &e))
+        })?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -998,9 +1185,10 @@ impl StateStore for PostgresStore {
     }
 
     fn audit(&self, slug: &str) -> Result<Vec<AuditEntry>, StateError> {
-        let guard = self.data()?;
-        let rows = block_on(guard.query("SELECT entry FROM matih_audit WHERE slug = $1 ORDER BY seq", &[&slug]))
-            .map_err(|e| self.io(&format!("read the audit log of {slug:?}"), &e))?;
+        let rows = self.through_outage(true, |client, _| {
+            block_on(client.query("SELECT entry FROM matih_audit WHERE slug = $1 ORDER BY seq", &[&slug]))
+                .map_err(|e| self.io(&format!("read the audit log of {slug:?}"), &e))
+        })?;
         rows.iter()
             .map(|r| {
                 let text: String = r.get(0);

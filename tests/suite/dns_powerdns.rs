@@ -311,3 +311,31 @@ async fn the_engine_provisions_and_destroys_phase_7_of_the_example_tenant() {
     assert_eq!(backend().get_rrset(parent, "acme", "NS").await.unwrap(), None);
     assert!(backend().get_zone(parent).await.unwrap().is_some(), "the parent zone stays");
 }
+
+/// A zone stored without its NS set (what a PowerDNS killed in the middle of creating it can leave):
+/// creating it again writes the NS set, so the zone's `nameservers` output is never empty and the
+/// delegation in the parent has records to point at.
+#[tokio::test]
+async fn creating_a_zone_left_without_name_servers_completes_it() {
+    let child = "halfmade.deaths-pdns.matih.test";
+    let s = powerdns::server();
+    let b = backend();
+    let _ = b.delete_zone(child).await;
+    let rsp = reqwest::Client::new()
+        .post(format!("{}/api/v1/servers/localhost/zones", s.api_url))
+        .header("X-API-Key", &s.api_key)
+        .body(serde_json::json!({ "name": format!("{child}."), "kind": "Native", "nameservers": [] }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(rsp.status().is_success(), "{:?}", rsp.text().await);
+    assert_eq!(b.get_zone(child).await.unwrap(), Some(vec![]), "the zone exists, without NS records");
+
+    let observed = provider().apply(&tenant(), &zone("halfmade", "deaths-pdns.matih.test")).await.unwrap();
+    let ns = Value::list(NAMESERVERS.iter().map(|n| Value::str(*n)));
+    assert_eq!(observed.outputs["nameservers"], ns);
+    let mut live = b.get_zone(child).await.unwrap().unwrap();
+    live.sort();
+    assert_eq!(live, NAMESERVERS);
+    b.delete_zone(child).await.unwrap();
+}

@@ -36,5 +36,6 @@ mod serve;
 mod serve_page;
 mod serve_postgres;
 mod serve_token;
+mod server_death;
 mod state_postgres;
 mod workflow_example;

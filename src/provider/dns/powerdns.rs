@@ -116,6 +116,25 @@ impl PowerDnsBackend {
     }
 }
 
+/// The TTL of the NS set [`PowerDnsBackend::complete_zone`] writes (PowerDNS's own for a new zone's).
+const ZONE_NS_TTL: i64 = 3600;
+
+impl PowerDnsBackend {
+    /// A zone that exists already: made by an earlier attempt, perhaps one cut off after the zone
+    /// was stored but before its NS set was (PowerDNS killed mid-request leaves such a zone), and
+    /// a zone without an NS set gives a delegation nothing to point at. Writes the NS set then.
+    async fn complete_zone(&self, zone: &str) -> Result<(), BackendError> {
+        if self.nameservers.is_empty() {
+            return Ok(());
+        }
+        if let Some(None) = self.fetch_rrset(zone, "@", "NS").await? {
+            let ns = RecordSet { ttl: ZONE_NS_TTL, records: self.nameservers.clone() };
+            self.replace_rrset(zone, "@", "NS", &ns).await?;
+        }
+        Ok(())
+    }
+}
+
 /// The message of a PowerDNS error answer: `{"error": "…"}`, or the text itself.
 fn service_message(text: &str) -> String {
     serde_json::from_str::<serde_json::Value>(text)
@@ -163,8 +182,10 @@ impl DnsBackend for PowerDnsBackend {
             match self.call(reqwest::Method::POST, "/zones", Some(body)).await {
                 Ok((404, body)) => Err(not_found(404, "server", &body)),
                 Ok(_) => Ok(()),
-                Err(e) if e.status == Some(409) => Ok(()),
-                Err(e) if e.status == Some(422) && e.message.contains("already exists") => Ok(()),
+                Err(e) if e.status == Some(409) => self.complete_zone(zone).await,
+                Err(e) if e.status == Some(422) && e.message.contains("already exists") => {
+                    self.complete_zone(zone).await
+                }
                 Err(e) => Err(e),
             }
         })

@@ -18,6 +18,7 @@ pub mod fake;
 pub mod fleet;
 pub mod kafka;
 pub mod kube;
+pub mod mortal;
 #[path = "postgres.rs"]
 pub mod pg;
 pub mod powerdns;

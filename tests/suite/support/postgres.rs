@@ -63,7 +63,7 @@ impl PgServer {
     }
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 
@@ -72,7 +72,7 @@ fn on_path(tool: &str) -> bool {
 }
 
 /// Runs a PostgreSQL tool, as `postgres` when we are root.
-fn pg_command(tool: &str, root: bool) -> Command {
+pub fn pg_command(tool: &str, root: bool) -> Command {
     if root {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--", tool]);
@@ -95,7 +95,7 @@ fn run(mut cmd: Command, what: &str, log: Option<&Path>) {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind a loopback port").port()
 }
 

@@ -75,7 +75,7 @@ fn require(program: &str) {
     assert!(found, "{program} is not installed: {INSTALL_HINT}");
 }
 
-fn program(name: &str) -> PathBuf {
+pub fn program(name: &str) -> PathBuf {
     let sbin = Path::new("/usr/sbin").join(name);
     if sbin.is_file() {
         sbin
@@ -85,7 +85,7 @@ fn program(name: &str) -> PathBuf {
 }
 
 /// A port free for both TCP and UDP on 127.0.0.1 (the DNS port needs both).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     loop {
         let tcp = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let port = tcp.local_addr().unwrap().port();
@@ -176,17 +176,7 @@ impl PowerDns {
 
     /// Whether the API answers (a plain HTTP/1.0 request, so this needs no async runtime).
     fn api_ready(&self) -> bool {
-        use std::io::{Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.api_port)) else { return false };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let req =
-            format!("GET /api/v1/servers/localhost HTTP/1.0\r\nHost: 127.0.0.1\r\nX-API-Key: {}\r\n\r\n", self.api_key);
-        if s.write_all(req.as_bytes()).is_err() {
-            return false;
-        }
-        let mut answer = String::new();
-        let _ = s.read_to_string(&mut answer);
-        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
+        api_answers(&self.api_url, &self.api_key)
     }
 
     /// `dig @127.0.0.1 -p PORT NAME TYPE +short`, one answer per line.
@@ -211,4 +201,20 @@ impl PowerDns {
         lines.sort();
         lines
     }
+}
+
+/// Whether the PowerDNS API at `api_url` (`http://127.0.0.1:PORT`) answers (a plain HTTP/1.0
+/// request, so this needs no async runtime).
+pub fn api_answers(api_url: &str, api_key: &str) -> bool {
+    let Some(port) = api_url.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()) else { return false };
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let req = format!("GET /api/v1/servers/localhost HTTP/1.0\r\nHost: 127.0.0.1\r\nX-API-Key: {}\r\n\r\n", api_key);
+    if s.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
 }
