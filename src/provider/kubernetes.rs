@@ -66,7 +66,7 @@ pub struct KubernetesProvider {
 
 impl KubernetesProvider {
     pub async fn connect(target: &KubeTarget, settings: KubeSettings) -> Result<Self, String> {
-        let config = match target {
+        let mut config = match target {
             KubeTarget::Url(url) => {
                 let uri = url.parse().map_err(|e| format!("invalid Kubernetes API URL {url:?}: {e}"))?;
                 Config::new(uri)
@@ -76,6 +76,11 @@ impl KubernetesProvider {
                 Config::from_kubeconfig(&opts).await.map_err(|e| format!("cannot load kubeconfig: {e}"))?
             }
         };
+        // kube's client retries 429, 503 and 504 by itself unless told not to (up to 15 times,
+        // backing off towards 1,000 s), under the engine's own attempts: a throttled apply then
+        // took minutes per attempt instead of failing after `max_attempts`. The engine's retry
+        // (with its backoff, and the `resource_retrying` events) is the only one.
+        config.default_retry = false;
         let client = Client::try_from(config).map_err(|e| format!("cannot create a Kubernetes client: {e}"))?;
         Ok(KubernetesProvider { client, settings })
     }
