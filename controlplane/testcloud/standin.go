@@ -103,6 +103,11 @@ func (s *standin) service(o obj) {
 
 func (s *standin) certificate(o obj) {
 	ns, name := str(o, "metadata", "namespace"), str(o, "metadata", "name")
+	// A Certificate being deleted is not issued (again): its deletion bumps its generation, and
+	// cert-manager leaves such a Certificate alone.
+	if str(o, "metadata", "deletionTimestamp") != "" {
+		return
+	}
 	gen := num(o, "metadata", "generation")
 	if conds, _ := child(o, "status")["conditions"].([]any); len(conds) > 0 {
 		for _, c := range conds {
@@ -123,6 +128,15 @@ func (s *standin) certificate(o obj) {
 // annotations cert-manager sets) and marks it Ready, as cert-manager's controller does.
 func (s *standin) issue(o obj) error {
 	ns, name := str(o, "metadata", "namespace"), str(o, "metadata", "name")
+	// The Certificate as it is now (the event was seen a while ago): one deleted or being deleted
+	// meanwhile gets no Secret, which nothing would remove.
+	var current obj
+	if err := s.api.do("GET", fmt.Sprintf("/apis/cert-manager.io/v1/namespaces/%s/certificates/%s", ns, name), "", nil, &current); err != nil {
+		return err
+	}
+	if str(current, "metadata", "uid") != str(o, "metadata", "uid") || str(current, "metadata", "deletionTimestamp") != "" {
+		return nil
+	}
 	spec := child(o, "spec")
 	secretName := str(spec, "secretName")
 	var dnsNames []string

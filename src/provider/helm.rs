@@ -158,7 +158,7 @@ impl HelmProvider {
                 String::from_utf8_lossy(if out.stdout.is_empty() { &out.stderr } else { &out.stdout }).trim()
             ));
         }
-        let config = match &settings.target {
+        let mut config = match &settings.target {
             HelmTarget::Url(url) => {
                 kube::Config::new(url.parse().map_err(|e| format!("invalid Kubernetes API URL {url:?}: {e}"))?)
             }
@@ -167,6 +167,8 @@ impl HelmProvider {
                 kube::Config::from_kubeconfig(&opts).await.map_err(|e| format!("cannot load kubeconfig: {e}"))?
             }
         };
+        // The engine retries transient errors itself (see `KubernetesProvider::connect`).
+        config.default_retry = false;
         let client = kube::Client::try_from(config).map_err(|e| format!("cannot create a Kubernetes client: {e}"))?;
         let (context, kubeconfig) = match settings.target {
             HelmTarget::Kubeconfig { context } => (context, None),

@@ -5,7 +5,8 @@
 //! After an apply it waits for the readiness gates of the platform guide: Deployments available (every
 //! replica ready), LoadBalancer Services with an external IP (exposed as output
 //! `load_balancer_ip`), cert-manager Certificates `Ready=True`, Jobs (the pipeline checks) complete. Deletes use foreground propagation
-//! and wait until the object is gone. Reads project the live object onto the attributes matih
+//! and wait until the object is gone; a Certificate's delete also removes the TLS Secret cert-manager
+//! issued for it (which cert-manager leaves ownerless by default). Reads project the live object onto the attributes matih
 //! manages, so server defaults, status and other managers' fields never look like drift.
 //!
 //! **Invariant:** knows nothing of graphs, plans or state; one object per call.
@@ -66,7 +67,7 @@ pub struct KubernetesProvider {
 
 impl KubernetesProvider {
     pub async fn connect(target: &KubeTarget, settings: KubeSettings) -> Result<Self, String> {
-        let config = match target {
+        let mut config = match target {
             KubeTarget::Url(url) => {
                 let uri = url.parse().map_err(|e| format!("invalid Kubernetes API URL {url:?}: {e}"))?;
                 Config::new(uri)
@@ -76,6 +77,11 @@ impl KubernetesProvider {
                 Config::from_kubeconfig(&opts).await.map_err(|e| format!("cannot load kubeconfig: {e}"))?
             }
         };
+        // kube's client retries 429, 503 and 504 by itself unless told not to (up to 15 times,
+        // backing off towards 1,000 s), under the engine's own attempts: a throttled apply then
+        // took minutes per attempt instead of failing after `max_attempts`. The engine's retry
+        // (with its backoff, and the `resource_retrying` events) is the only one.
+        config.default_retry = false;
         let client = Client::try_from(config).map_err(|e| format!("cannot create a Kubernetes client: {e}"))?;
         Ok(KubernetesProvider { client, settings })
     }
@@ -615,8 +621,42 @@ impl Provider for KubernetesProvider {
                 }
                 tokio::time::sleep(self.settings.poll_interval).await;
             }
+            if (t.ar.group.as_str(), t.ar.kind.as_str()) == ("cert-manager.io", "Certificate") {
+                self.delete_issued_secret(obj, &t).await?;
+            }
             Ok(())
         })
+    }
+}
+
+impl KubernetesProvider {
+    /// Deletes the TLS Secret cert-manager issued for a Certificate that is gone (`spec.secretName`,
+    /// when its `cert-manager.io/certificate-name` annotation names the Certificate): cert-manager
+    /// gives the Secret no owner by default, so without this a rolled-back phase 8 would leave the
+    /// tenant's private key behind (the guide: "The TLS secret is cleaned up"). A Secret of that
+    /// name that cert-manager did not issue for this Certificate is left alone.
+    async fn delete_issued_secret(&self, obj: &ResourceObject, cert: &Target) -> Result<(), ProviderError> {
+        let secret_name = obj
+            .attrs
+            .get("spec")
+            .and_then(Value::as_map)
+            .and_then(|spec| spec.get("secretName"))
+            .and_then(Value::as_str);
+        let (Some(secret_name), Some(ns)) = (secret_name, &cert.namespace) else { return Ok(()) };
+        let secret = Target {
+            ar: ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", "Secret")),
+            name: secret_name.to_string(),
+            namespace: Some(ns.clone()),
+        };
+        let Some(live) = self.get_json(obj, &secret).await? else { return Ok(()) };
+        if live["metadata"]["annotations"]["cert-manager.io/certificate-name"].as_str() != Some(cert.name.as_str()) {
+            return Ok(());
+        }
+        match self.api(&secret).delete(&secret.name, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(e) => Err(api_err(obj, &format!("delete the TLS Secret {secret_name} issued for it"), e)),
+        }
     }
 }
 

@@ -23,6 +23,7 @@ mod dns_powerdns;
 mod drift;
 mod e2e;
 mod e2e_database;
+mod fault_matrix;
 mod fleet;
 mod fleet_review;
 mod fuzz_corpus;

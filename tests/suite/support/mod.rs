@@ -16,6 +16,7 @@
 
 pub mod fake;
 pub mod fleet;
+pub mod http_fault;
 pub mod kafka;
 pub mod kube;
 pub mod mortal;
