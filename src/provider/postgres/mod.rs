@@ -78,8 +78,11 @@ use sql::{describe, ident, literal, quote_ident, url_encode};
 /// The environment variable that holds the admin URL when the platform file does not name one.
 pub const DEFAULT_ADMIN_URL_ENV: &str = "MATIH_POSTGRES_ADMIN_URL";
 
-/// Idle connections kept per database.
-const POOL_IDLE_PER_DB: usize = 4;
+/// Idle connections kept per database: as many as tenants a plan refreshes at once
+/// (`workflow::TENANTS_REFRESHED_AT_ONCE`), each reading one object at a time, so that a fleet's
+/// refresh reuses its connections instead of opening one per read. A tenant's own database is
+/// read by that tenant only, so it keeps one.
+const POOL_IDLE_PER_DB: usize = 16;
 
 /// The startup option of every session matih opens (see [`PostgresProvider::connect`]).
 const PINNED_SEARCH_PATH: &str = "-csearch_path=pg_catalog,pg_temp";
@@ -861,26 +864,24 @@ impl Provider for PostgresProvider {
         Box::pin(self.read_with(obj, None))
     }
 
-    /// The reads of [`Provider::read`], at most `parallelism` at once, sharing one migrator
-    /// session per tenant schema ([`session::Sessions`]): one login per tenant instead of one for
-    /// its migrations and one for its seed data.
-    fn read_many<'a>(&'a self, _tenant: &'a TenantRef, objs: &'a [ResourceObject], parallelism: usize) -> ReadMany<'a> {
+    /// The reads of [`Provider::read`], one after another on the pooled connections, sharing one
+    /// migrator session per tenant schema ([`session::Sessions`]): one login per tenant instead of
+    /// one for its migrations and one for its seed data. One at a time because each read is a few
+    /// local round trips, while reads at once would each take a connection of their own: with many
+    /// tenants refreshed at once, connections opened (and authenticated) only to be closed again.
+    fn read_many<'a>(
+        &'a self,
+        _tenant: &'a TenantRef,
+        objs: &'a [ResourceObject],
+        _parallelism: usize,
+    ) -> ReadMany<'a> {
         Box::pin(async move {
-            use futures_util::StreamExt as _;
             let sessions = session::Sessions::default();
-            let mut running = futures_util::stream::FuturesOrdered::new();
             let mut out = Vec::with_capacity(objs.len());
-            let mut next = 0;
-            loop {
-                while running.len() < parallelism.max(1) && next < objs.len() {
-                    running.push_back(self.read_with(&objs[next], Some(&sessions)));
-                    next += 1;
-                }
-                match running.next().await {
-                    Some(r) => out.push(r),
-                    None => return out,
-                }
+            for obj in objs {
+                out.push(self.read_with(obj, Some(&sessions)).await);
             }
+            out
         })
     }
 
