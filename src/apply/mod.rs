@@ -45,8 +45,8 @@ pub use console::ConsoleHooks;
 pub use events::{write_event, EventHooks, SHARED_FLUSH_TIMEOUT};
 pub use fleet::{apply_fleet, BoxFuture, FleetOptions, Replan};
 pub use progress::LiveHooks;
-pub(crate) use refresh::read_each;
 pub use refresh::{changed_since_planned, read_unrecorded, recover_in_flight, refresh, Refreshed};
+pub(crate) use refresh::{read_batch, read_each};
 use waves::Waves;
 
 use crate::addr::ResourceAddr;
@@ -545,7 +545,9 @@ impl Run<'_> {
         self.st.serial = self.stored_serial.map_or(1, |s| s + 1);
         self.st.updated_at = state::now_rfc3339();
         self.st.run_id = Some(self.run_id.clone());
-        self.store.put_audited(&self.st, self.stored_serial, self.operation, &self.audit)?;
+        let (store, st, serial, operation, audit) =
+            (self.store, &self.st, self.stored_serial, self.operation, &self.audit);
+        off_the_runtime(|| store.put_audited(st, serial, operation, audit))?;
         self.audit.clear();
         self.stored_serial = Some(self.st.serial);
         Ok(())
@@ -583,6 +585,16 @@ impl Run<'_> {
         e.duration_ms = duration.map(|d| d.as_millis() as u64);
         e.message = message;
         self.audit.push(e);
+    }
+}
+
+/// Runs a blocking state-store call (a flushed sled transaction, a PostgreSQL commit) without
+/// holding up the other tenants' tasks: on a multi-threaded runtime the worker hands its other
+/// tasks to another thread while it waits (`block_in_place`); elsewhere the call simply runs.
+fn off_the_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 

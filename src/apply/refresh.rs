@@ -102,7 +102,8 @@ async fn read_with_retry(
 }
 
 /// Runs `read` on every object (each kind must have a provider), at most `parallelism` at once,
-/// in order of the queue; the results by address. Refresh and drift read this way.
+/// in order of the queue; the results by address. How refresh and drift read with
+/// `MATIH_READ_ONE_BY_ONE=1`.
 pub(crate) async fn read_each<T, F, Fut>(
     queue: Vec<ResourceObject>,
     providers: &Providers,
@@ -136,6 +137,128 @@ where
     results
 }
 
+/// Reads every object of `queue` (each kind must have a provider) of one tenant once: each
+/// provider's objects with one [`crate::provider::Provider::read_many`], the providers at once;
+/// one result per object, in the order of `queue`. Refresh and drift read this way.
+///
+/// With a `timeout`, a provider whose `read_many` has not answered in time is asked again one
+/// object at a time, each read with that timeout, so that one object that hangs fails alone (as
+/// `no answer within …s`) and the others are still read.
+pub(crate) async fn read_batch(
+    tenant: &TenantRef,
+    queue: &[ResourceObject],
+    providers: &Providers,
+    parallelism: usize,
+    timeout: Option<std::time::Duration>,
+) -> Vec<Result<Option<Observed>, ProviderError>> {
+    // The objects of each provider (by its position in `providers`), in queue order.
+    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (i, obj) in queue.iter().enumerate() {
+        let p =
+            providers.list.iter().position(|p| p.handles(&obj.addr.kind)).expect("a provider for every queued kind");
+        match groups.iter_mut().find(|(q, _)| *q == p) {
+            Some((_, objs)) => objs.push(i),
+            None => groups.push((p, vec![i])),
+        }
+    }
+    let reads = groups.iter().map(|(p, objs)| async move {
+        let asked: Vec<ResourceObject> = objs.iter().map(|&i| queue[i].clone()).collect();
+        let provider = providers.list[*p].as_ref();
+        let Some(timeout) = timeout else { return provider.read_many(tenant, &asked, parallelism).await };
+        if let Ok(read) = tokio::time::timeout(timeout, provider.read_many(tenant, &asked, parallelism)).await {
+            return read;
+        }
+        crate::provider::read_one_by_one(&Timed(provider, timeout), tenant, &asked, parallelism).await
+    });
+    let done = futures_util::future::join_all(reads).await;
+    let mut out: Vec<Option<Result<Option<Observed>, ProviderError>>> = queue.iter().map(|_| None).collect();
+    for ((_, objs), results) in groups.iter().zip(done) {
+        assert_eq!(objs.len(), results.len(), "read_many answers once per resource");
+        for (&i, r) in objs.iter().zip(results) {
+            out[i] = Some(r);
+        }
+    }
+    out.into_iter().map(|r| r.expect("one result per object")).collect()
+}
+
+/// A provider whose reads give up after a timeout, as `no answer within …s` (transient).
+struct Timed<'p>(&'p dyn crate::provider::Provider, std::time::Duration);
+
+impl crate::provider::Provider for Timed<'_> {
+    fn handles(&self, kind: &str) -> bool {
+        self.0.handles(kind)
+    }
+
+    fn read<'a>(
+        &'a self,
+        tenant: &'a TenantRef,
+        obj: &'a ResourceObject,
+    ) -> crate::provider::ProviderFuture<'a, Option<Observed>> {
+        Box::pin(async move {
+            tokio::time::timeout(self.1, self.0.read(tenant, obj)).await.unwrap_or_else(|_| {
+                let message = format!("no answer within {}s", self.1.as_secs());
+                Err(ProviderError { address: obj.addr.clone(), path: None, message, transient: true })
+            })
+        })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tenant: &'a TenantRef,
+        obj: &'a ResourceObject,
+    ) -> crate::provider::ProviderFuture<'a, Observed> {
+        self.0.apply(tenant, obj)
+    }
+
+    fn delete<'a>(&'a self, tenant: &'a TenantRef, obj: &'a ResourceObject) -> crate::provider::ProviderFuture<'a, ()> {
+        self.0.delete(tenant, obj)
+    }
+}
+
+/// [`read_batch`] of `queue`, reading again (with the delay doubling from [`READ_BACKOFF`], at
+/// most [`READ_ATTEMPTS`] times) what failed with a transient error; the results by address.
+/// With `MATIH_READ_ONE_BY_ONE=1`, one read per object as before `read_many` existed.
+async fn read_all(
+    tenant: &TenantRef,
+    queue: Vec<ResourceObject>,
+    providers: &Providers,
+    parallelism: usize,
+) -> BTreeMap<ResourceAddr, Result<Option<Observed>, ProviderError>> {
+    if crate::provider::read_one_by_one_forced() {
+        let tenant = tenant.clone();
+        return read_each(queue, providers, parallelism, move |provider, obj| {
+            let tenant = tenant.clone();
+            async move { read_with_retry(provider.as_ref(), &tenant, &obj).await }
+        })
+        .await;
+    }
+    let mut results = BTreeMap::new();
+    let mut pending = queue;
+    let mut delay = READ_BACKOFF;
+    for attempt in 1..=READ_ATTEMPTS {
+        let found = read_batch(tenant, &pending, providers, parallelism, None).await;
+        let mut again = Vec::new();
+        for (obj, r) in pending.into_iter().zip(found) {
+            match r {
+                Err(e) if e.transient && attempt < READ_ATTEMPTS => {
+                    tracing::debug!("reading {} failed ({e}); attempt {attempt}, retrying", obj.addr);
+                    again.push(obj);
+                }
+                r => {
+                    results.insert(obj.addr, r);
+                }
+            }
+        }
+        if again.is_empty() {
+            break;
+        }
+        tokio::time::sleep(delay).await;
+        delay *= 2;
+        pending = again;
+    }
+    results
+}
+
 /// Reads back every resource of `state` whose kind has a provider, at most `parallelism` at once.
 pub async fn refresh(state: &TenantState, providers: &Providers, parallelism: usize) -> Refreshed {
     let tenant = TenantRef { slug: state.slug.clone(), id: state.tenant_id.clone() };
@@ -146,11 +269,7 @@ pub async fn refresh(state: &TenantState, providers: &Providers, parallelism: us
         .filter(|(addr, _)| providers.for_kind(&addr.kind).is_some())
         .map(|(addr, r)| ResourceObject::new(addr.clone(), r.attrs.clone()))
         .collect();
-    let results = read_each(queue, providers, parallelism, move |provider, obj| {
-        let tenant = tenant.clone();
-        async move { read_with_retry(provider.as_ref(), &tenant, &obj).await }
-    })
-    .await;
+    let results = read_all(&tenant, queue, providers, parallelism).await;
     let st = out.state.as_mut().expect("set above");
     // Creates of an interrupted run: not recorded yet, maybe live.
     let mut creates = st.clone();
@@ -197,8 +316,8 @@ pub async fn refresh(state: &TenantState, providers: &Providers, parallelism: us
 /// resolved where the plan knows them), at most `parallelism` at once. Those that exist although
 /// matih has no record of them are returned, for `plan::diff_adopting` to adopt instead of create.
 /// A create whose attributes still wait for another resource's outputs (a DNS record of a zone not
-/// made yet) is not looked up: what it names is not known before apply. One read per create; a
-/// provider that can answer for many objects at once can take this over.
+/// made yet) is not looked up: what it names is not known before apply. Read as refresh reads
+/// (`read_many`).
 pub async fn read_unrecorded(
     plan: &TenantPlan,
     providers: &Providers,
@@ -215,11 +334,7 @@ pub async fn read_unrecorded(
     if queue.is_empty() {
         return (BTreeMap::new(), Vec::new());
     }
-    let results = read_each(queue, providers, parallelism, move |provider, obj| {
-        let tenant = tenant.clone();
-        async move { read_with_retry(provider.as_ref(), &tenant, &obj).await }
-    })
-    .await;
+    let results = read_all(&tenant, queue, providers, parallelism).await;
     let mut found = BTreeMap::new();
     let mut errors = Vec::new();
     for (addr, r) in results {

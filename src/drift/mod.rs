@@ -38,7 +38,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::addr::ResourceAddr;
-use crate::apply::{read_each, Providers};
+use crate::apply::{read_batch, read_each, Providers};
 use crate::graph::{Resource, ResourceGraph};
 use crate::phase::Phase;
 use crate::plan::{self, Action};
@@ -322,18 +322,25 @@ async fn read_back(
         }
     }
     let timeout = opts.read_timeout;
-    let read = read_each(queue, providers, opts.read_parallelism, move |provider, obj| {
-        let tenant = tenant.clone();
-        async move {
-            match tokio::time::timeout(timeout, provider.read(&tenant, &obj)).await {
-                Ok(Ok(observed)) => Ok(observed),
-                Ok(Err(e)) => Err(describe(&e)),
-                Err(_) => Err(format!("no answer within {}s", timeout.as_secs())),
+    if crate::provider::read_one_by_one_forced() {
+        let read = read_each(queue, providers, opts.read_parallelism, move |provider, obj| {
+            let tenant = tenant.clone();
+            async move {
+                match tokio::time::timeout(timeout, provider.read(&tenant, &obj)).await {
+                    Ok(Ok(observed)) => Ok(observed),
+                    Ok(Err(e)) => Err(describe(&e)),
+                    Err(_) => Err(format!("no answer within {}s", timeout.as_secs())),
+                }
             }
-        }
-    })
-    .await;
-    results.extend(read);
+        })
+        .await;
+        results.extend(read);
+    } else {
+        // Each provider's objects together (`read_many`); one that does not answer in time is
+        // read again object by object, so that only what hangs fails.
+        let read = read_batch(&tenant, &queue, providers, opts.read_parallelism, Some(timeout)).await;
+        results.extend(queue.iter().zip(read).map(|(obj, r)| (obj.addr.clone(), r.map_err(|e| describe(&e)))));
+    }
 
     // The live attributes of the resources that changed, as a graph to diff the state against:
     // `before` is then what matih recorded and `after` what is live, path by path, with the plan's

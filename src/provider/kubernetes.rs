@@ -4,12 +4,19 @@
 //!
 //! After an apply it waits for the readiness gates of the platform guide: Deployments available (every
 //! replica ready), LoadBalancer Services with an external IP (exposed as output
-//! `load_balancer_ip`), cert-manager Certificates `Ready=True`, Jobs (the pipeline checks) complete. Deletes use foreground propagation
+//! `load_balancer_ip`), cert-manager Certificates `Ready=True`, Jobs (the pipeline checks) complete.
+//! The gates poll at their intervals and also watch the object, so that readiness ends the wait as
+//! soon as the API server reports it rather than at the next poll. Deletes use foreground propagation
 //! and wait until the object is gone; a Certificate's delete also removes the TLS Secret cert-manager
 //! issued for it (which cert-manager leaves ownerless by default). Reads project the live object onto the attributes matih
 //! manages, so server defaults, status and other managers' fields never look like drift.
 //!
-//! **Invariant:** knows nothing of graphs, plans or state; one object per call.
+//! Refresh reads a tenant's objects together ([`Provider::read_many`]): one LIST per kind and
+//! namespace, narrowed by the labels the objects share, instead of one GET per object; the
+//! answers are the same as the GETs'.
+//!
+//! **Invariant:** knows nothing of graphs, plans or state; one object per call (reads: one kind
+//! and namespace per request).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -19,7 +26,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, Config};
 
-use super::{Observed, Provider, ProviderError, ProviderFuture, ResourceObject, TenantRef, YieldedField};
+use super::{Observed, Provider, ProviderError, ProviderFuture, ReadMany, ResourceObject, TenantRef, YieldedField};
 use crate::value::{fingerprint, Secret, Value};
 
 /// The field manager matih applies as.
@@ -405,7 +412,175 @@ fn get_i64(v: &serde_json::Value, path: &[&str]) -> Option<i64> {
     path.iter().try_fold(v, |v, k| v.get(k))?.as_i64()
 }
 
+fn deployment_ready(live: &serde_json::Value) -> bool {
+    let want = get_i64(live, &["spec", "replicas"]).unwrap_or(1);
+    let generation = get_i64(live, &["metadata", "generation"]).unwrap_or(0);
+    let observed = get_i64(live, &["status", "observedGeneration"]).unwrap_or(0);
+    let available = get_i64(live, &["status", "availableReplicas"]).unwrap_or(0);
+    let updated = get_i64(live, &["status", "updatedReplicas"]).unwrap_or(0);
+    observed >= generation && available >= want && updated >= want
+}
+
+fn job_condition(live: &serde_json::Value, kind: &str) -> bool {
+    let conditions = live.pointer("/status/conditions").and_then(|c| c.as_array());
+    conditions.is_some_and(|c| c.iter().any(|c| c["type"] == kind && c["status"] == "True"))
+}
+
+fn certificate_ready(live: &serde_json::Value) -> bool {
+    job_condition(live, "Ready")
+}
+
+/// A LoadBalancer Service's external IP (or host name), once assigned.
+fn ingress_address(live: &serde_json::Value) -> Option<&str> {
+    let ingress = live.pointer("/status/loadBalancer/ingress/0");
+    ingress.and_then(|i| i.get("ip").or_else(|| i.get("hostname"))).and_then(|v| v.as_str())
+}
+
+fn has_ingress(live: &serde_json::Value) -> bool {
+    ingress_address(live).is_some()
+}
+
+/// A watch of one object, for the readiness gates.
+type ObjectWatch = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<Option<DynamicObject>, kube::runtime::watcher::Error>> + Send>,
+>;
+
+/// What [`Provider::read`] answers for `obj` whose live object is `live`: nothing when it is
+/// being deleted, else the live object projected onto the attributes matih manages.
+fn seen(obj: &ResourceObject, live: &serde_json::Value) -> Option<Observed> {
+    if live.pointer("/metadata/deletionTimestamp").is_some() {
+        return None;
+    }
+    let mut outputs = BTreeMap::new();
+    if let Some(ip) = live.pointer("/status/loadBalancer/ingress/0/ip").and_then(|v| v.as_str()) {
+        outputs.insert("load_balancer_ip".to_string(), Value::str(ip));
+    }
+    let (attrs, yielded) = observe(&obj.attrs, live);
+    Some(Observed { attrs, outputs, yielded, made_by: managers(live), ..Observed::default() })
+}
+
+/// The labels every one of `objs` asks for (`metadata.labels`, plain strings), as a label selector
+/// (`k=v,k2=v2`); `None` when they share none.
+fn common_labels(objs: &[&ResourceObject]) -> Option<String> {
+    let labels = |o: &ResourceObject| -> BTreeMap<String, String> {
+        let m = o.attrs.get("metadata").and_then(Value::as_map);
+        let l = m.and_then(|m| m.get("labels")).and_then(Value::as_map);
+        l.into_iter().flatten().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect()
+    };
+    let mut common = labels(objs.first()?);
+    for o in &objs[1..] {
+        let l = labels(o);
+        common.retain(|k, v| l.get(k) == Some(v));
+    }
+    let selector: Vec<String> = common.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    (!selector.is_empty()).then(|| selector.join(","))
+}
+
 impl KubernetesProvider {
+    /// Reads objects of one kind in one namespace (or cluster-scoped ones of one kind): one LIST,
+    /// narrowed by the labels they all carry, matched back by name. An object the LIST does not
+    /// hold is read with a GET when the LIST was narrowed by labels (its labels may have been
+    /// changed: that is drift, not absence), and is gone otherwise. A single object, or
+    /// cluster-scoped objects without common labels (a LIST would return every tenant's), are read
+    /// one GET each. The answers are [`Provider::read`]'s.
+    async fn read_group(&self, objs: &[&ResourceObject]) -> Vec<Result<Option<Observed>, ProviderError>> {
+        let first = objs[0];
+        let t = match target(first) {
+            Ok(t) => t,
+            Err(e) => {
+                return objs.iter().map(|o| Err(ProviderError { address: o.addr.clone(), ..e.clone() })).collect()
+            }
+        };
+        let selector = common_labels(objs);
+        let one_by_one = || async {
+            let mut out = Vec::with_capacity(objs.len());
+            for o in objs {
+                out.push(self.read_one(o).await);
+            }
+            out
+        };
+        if objs.len() == 1 || (t.namespace.is_none() && selector.is_none()) {
+            return one_by_one().await;
+        }
+        let mut params = kube::api::ListParams::default();
+        if let Some(s) = &selector {
+            params = params.labels(s);
+        }
+        let listed = match self.api(&t).list(&params).await {
+            Ok(l) => l,
+            // Not allowed to list (RBAC may grant `get` only), or the server failed: the GETs
+            // answer, with their own errors.
+            Err(e) => {
+                tracing::debug!("listing {} failed ({e}); reading one object at a time", t.ar.kind);
+                return one_by_one().await;
+            }
+        };
+        let types = kube::core::TypeMeta { api_version: t.ar.api_version.clone(), kind: t.ar.kind.clone() };
+        let mut by_name: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+        for mut item in listed.items {
+            // List items of built-in kinds come without apiVersion and kind; a GET has them.
+            item.types.get_or_insert_with(|| types.clone());
+            let Some(name) = item.metadata.name.clone() else { continue };
+            match serde_json::to_value(item) {
+                Ok(v) => by_name.insert(name, v),
+                Err(e) => return objs.iter().map(|o| Err(err(o, None, e.to_string(), false))).collect(),
+            };
+        }
+        let mut out = Vec::with_capacity(objs.len());
+        for o in objs {
+            let name = o.attrs.get("metadata").and_then(|m| m.get_path("name")).and_then(Value::as_str);
+            out.push(match (name.and_then(|n| by_name.get(n)), &selector) {
+                (Some(live), _) => Ok(seen(o, live)),
+                (None, Some(_)) => self.read_one(o).await,
+                (None, None) => Ok(None),
+            });
+        }
+        out
+    }
+
+    /// The next look at an object a readiness gate waits on: as soon as a watch of it shows it
+    /// `done`, else after `interval` with a GET, as the gate polled before it watched. The watch
+    /// (`watch`, opened on the first call) only ever ends a wait early: when it fails or ends, the
+    /// gate goes on polling, so its attempts, timeouts and messages are those of the polling.
+    async fn next_look(
+        &self,
+        obj: &ResourceObject,
+        t: &Target,
+        watch: &mut Option<ObjectWatch>,
+        interval: Duration,
+        done: &(dyn Fn(&serde_json::Value) -> bool + Sync),
+    ) -> Result<serde_json::Value, ProviderError> {
+        use futures_util::StreamExt as _;
+        let until = tokio::time::Instant::now() + interval;
+        let stream = watch.get_or_insert_with(|| Box::pin(kube::runtime::watcher::watch_object(self.api(t), &t.name)));
+        loop {
+            match tokio::time::timeout_at(until, stream.next()).await {
+                Ok(Some(Ok(Some(seen)))) => {
+                    let seen = serde_json::to_value(seen).map_err(|e| err(obj, None, e.to_string(), false))?;
+                    if done(&seen) {
+                        return Ok(seen);
+                    }
+                }
+                Ok(Some(Ok(None))) => {}
+                // The watch failed or ended: polling alone from now on.
+                Ok(Some(Err(_)) | None) => {
+                    *watch = Some(Box::pin(futures_util::stream::pending()));
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        tokio::time::sleep_until(until).await;
+        Ok(self.get_json(obj, t).await?.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// [`Provider::read`]: one GET.
+    async fn read_one(&self, obj: &ResourceObject) -> Result<Option<Observed>, ProviderError> {
+        let t = target(obj)?;
+        let live = self.get_json(obj, &t).await?;
+        Ok(live.and_then(|live| seen(obj, &live)))
+    }
+
     async fn get_json(&self, obj: &ResourceObject, t: &Target) -> Result<Option<serde_json::Value>, ProviderError> {
         let api = self.api(t);
         match api.get_opt(&t.name).await {
@@ -429,13 +604,11 @@ impl KubernetesProvider {
             ("apps", "Deployment") => {
                 let deadline = Instant::now() + s.deployment_timeout;
                 let mut live = applied;
+                let mut watch = None;
                 loop {
                     let want = get_i64(&live, &["spec", "replicas"]).unwrap_or(1);
-                    let generation = get_i64(&live, &["metadata", "generation"]).unwrap_or(0);
-                    let observed = get_i64(&live, &["status", "observedGeneration"]).unwrap_or(0);
                     let available = get_i64(&live, &["status", "availableReplicas"]).unwrap_or(0);
-                    let updated = get_i64(&live, &["status", "updatedReplicas"]).unwrap_or(0);
-                    if observed >= generation && available >= want && updated >= want {
+                    if deployment_ready(&live) {
                         break;
                     }
                     if Instant::now() >= deadline {
@@ -450,8 +623,7 @@ impl KubernetesProvider {
                             false,
                         ));
                     }
-                    tokio::time::sleep(s.poll_interval).await;
-                    live = self.get_json(obj, t).await?.unwrap_or(serde_json::Value::Null);
+                    live = self.next_look(obj, t, &mut watch, s.poll_interval, &deployment_ready).await?;
                 }
             }
             ("", "Service") if get_str(&applied, &["spec", "type"]) == Some("LoadBalancer") => {
@@ -460,14 +632,12 @@ impl KubernetesProvider {
             ("batch", "Job") => {
                 let deadline = Instant::now() + s.deployment_timeout;
                 let mut live = applied;
+                let mut watch = None;
                 loop {
-                    let conditions = live.pointer("/status/conditions").and_then(|c| c.as_array());
-                    let has =
-                        |t: &str| conditions.is_some_and(|c| c.iter().any(|c| c["type"] == t && c["status"] == "True"));
-                    if has("Complete") {
+                    if job_condition(&live, "Complete") {
                         break;
                     }
-                    if has("Failed") {
+                    if job_condition(&live, "Failed") {
                         return Err(err(obj, Some("status.conditions"), format!("Job {} failed", t.name), false));
                     }
                     if Instant::now() >= deadline {
@@ -482,19 +652,16 @@ impl KubernetesProvider {
                             false,
                         ));
                     }
-                    tokio::time::sleep(s.poll_interval).await;
-                    live = self.get_json(obj, t).await?.unwrap_or(serde_json::Value::Null);
+                    let finished = |l: &serde_json::Value| job_condition(l, "Complete") || job_condition(l, "Failed");
+                    live = self.next_look(obj, t, &mut watch, s.poll_interval, &finished).await?;
                 }
             }
             ("cert-manager.io", "Certificate") => {
                 let deadline = Instant::now() + s.certificate_timeout;
                 let mut live = applied;
+                let mut watch = None;
                 loop {
-                    let ready = live
-                        .pointer("/status/conditions")
-                        .and_then(|c| c.as_array())
-                        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
-                    if ready {
+                    if certificate_ready(&live) {
                         break;
                     }
                     if Instant::now() >= deadline {
@@ -509,8 +676,7 @@ impl KubernetesProvider {
                             false,
                         ));
                     }
-                    tokio::time::sleep(s.poll_interval).await;
-                    live = self.get_json(obj, t).await?.unwrap_or(serde_json::Value::Null);
+                    live = self.next_look(obj, t, &mut watch, s.poll_interval, &certificate_ready).await?;
                 }
             }
             _ => {}
@@ -529,10 +695,9 @@ impl KubernetesProvider {
         let s = &self.settings;
         let mut live = applied;
         let mut attempt = 1;
+        let mut watch = None;
         loop {
-            let ingress = live.pointer("/status/loadBalancer/ingress/0");
-            let ip = ingress.and_then(|i| i.get("ip").or_else(|| i.get("hostname"))).and_then(|v| v.as_str());
-            if let Some(ip) = ip {
+            if let Some(ip) = ingress_address(&live) {
                 tracing::info!("{}: attempt {attempt}/{}: external IP assigned: {ip}", obj.addr, s.lb_ip_attempts);
                 return Ok(Value::str(ip));
             }
@@ -551,9 +716,8 @@ impl KubernetesProvider {
                 ));
             }
             tracing::info!("{}: attempt {attempt}/{}: no external IP yet", obj.addr, s.lb_ip_attempts);
-            tokio::time::sleep(s.lb_ip_interval).await;
+            live = self.next_look(obj, t, &mut watch, s.lb_ip_interval, &has_ingress).await?;
             attempt += 1;
-            live = self.get_json(obj, t).await?.unwrap_or(serde_json::Value::Null);
         }
     }
 }
@@ -564,18 +728,37 @@ impl Provider for KubernetesProvider {
     }
 
     fn read<'a>(&'a self, _tenant: &'a TenantRef, obj: &'a ResourceObject) -> ProviderFuture<'a, Option<Observed>> {
+        Box::pin(self.read_one(obj))
+    }
+
+    /// One LIST per kind and namespace (see [`KubernetesProvider::read_group`]).
+    fn read_many<'a>(&'a self, _tenant: &'a TenantRef, objs: &'a [ResourceObject], parallelism: usize) -> ReadMany<'a> {
         Box::pin(async move {
-            let t = target(obj)?;
-            let Some(live) = self.get_json(obj, &t).await? else { return Ok(None) };
-            if live.pointer("/metadata/deletionTimestamp").is_some() {
-                return Ok(None);
+            let mut out: Vec<Option<Result<Option<Observed>, ProviderError>>> = objs.iter().map(|_| None).collect();
+            // The objects of each (apiVersion, kind, namespace), in the order asked.
+            let mut groups: BTreeMap<(String, String, Option<String>), Vec<usize>> = BTreeMap::new();
+            for (i, obj) in objs.iter().enumerate() {
+                match target(obj) {
+                    Ok(t) => groups.entry((t.ar.api_version, t.ar.kind, t.namespace)).or_default().push(i),
+                    Err(e) => out[i] = Some(Err(e)),
+                }
             }
-            let mut outputs = BTreeMap::new();
-            if let Some(ip) = live.pointer("/status/loadBalancer/ingress/0/ip").and_then(|v| v.as_str()) {
-                outputs.insert("load_balancer_ip".to_string(), Value::str(ip));
+            let mut running = futures_util::stream::FuturesUnordered::new();
+            let mut groups = groups.into_values();
+            loop {
+                while running.len() < parallelism.max(1) {
+                    let Some(members) = groups.next() else { break };
+                    running.push(async move {
+                        let asked: Vec<&ResourceObject> = members.iter().map(|&i| &objs[i]).collect();
+                        (members, self.read_group(&asked).await)
+                    });
+                }
+                let Some((members, read)) = futures_util::StreamExt::next(&mut running).await else { break };
+                for (i, r) in members.into_iter().zip(read) {
+                    out[i] = Some(r);
+                }
             }
-            let (attrs, yielded) = observe(&obj.attrs, &live);
-            Ok(Some(Observed { attrs, outputs, yielded, made_by: managers(&live), ..Observed::default() }))
+            out.into_iter().map(|r| r.expect("every object is in a group")).collect()
         })
     }
 

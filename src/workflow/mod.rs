@@ -92,6 +92,24 @@ pub struct Refresh<'a> {
     pub parallelism: usize,
 }
 
+/// Tenants a plan refreshes at once. Their reads wait on the network, not on the CPU, so more run
+/// than there are cores.
+pub const TENANTS_REFRESHED_AT_ONCE: usize = 16;
+
+/// Runs `f` (which plans tenants with rayon) on a pool of [`TENANTS_REFRESHED_AT_ONCE`] threads when
+/// `refreshing`: rayon's global pool has one thread per core, and a tenant's refresh blocks its
+/// thread, so a 2-core machine would refresh two tenants at a time. Without refresh (or with
+/// `MATIH_READ_ONE_BY_ONE=1`, the benchmark's "before"), on the global pool.
+pub(crate) fn on_refresh_pool<R: Send>(refreshing: bool, f: impl FnOnce() -> R + Send) -> R {
+    if !refreshing || crate::provider::read_one_by_one_forced() {
+        return f();
+    }
+    match rayon::ThreadPoolBuilder::new().num_threads(TENANTS_REFRESHED_AT_ONCE).build() {
+        Ok(pool) => pool.install(f),
+        Err(_) => f(),
+    }
+}
+
 /// The plan of every compiled tenant against its recorded (and, with `refresh`, re-read) state.
 /// Also returns the resources that could not be read; a plan made despite them is incomplete.
 pub fn plan_tenants(
@@ -112,14 +130,16 @@ pub fn plan_tenants_targeted(
     refresh_with: Option<&Refresh<'_>>,
     targeting: &Targeting,
 ) -> Result<(Plan, Vec<ProviderError>), PlanError> {
-    let planned: Vec<Result<_, PlanError>> = specs
-        .par_iter()
-        .zip(graphs.par_iter())
-        .map(|(spec, graph)| {
-            let replace = targeting.replace_in(&graph.tenant.slug, graph.index.keys());
-            plan_tenant(spec, graph, store, refresh_with, &replace)
-        })
-        .collect();
+    let planned: Vec<Result<_, PlanError>> = on_refresh_pool(refresh_with.is_some(), || {
+        specs
+            .par_iter()
+            .zip(graphs.par_iter())
+            .map(|(spec, graph)| {
+                let replace = targeting.replace_in(&graph.tenant.slug, graph.index.keys());
+                plan_tenant(spec, graph, store, refresh_with, &replace)
+            })
+            .collect()
+    });
     let mut tenants = Vec::with_capacity(planned.len());
     let mut read_errors = Vec::new();
     for p in planned {

@@ -100,7 +100,10 @@ pub fn stream_tenants(
         // Plans are made while nothing failed; after a failure the tenants are still compiled,
         // for their diagnostics.
         let planning = first_error.is_none() && !diag::has_errors(&compile_diags);
-        let done: Vec<Done> = specs.par_iter().map(|s| one(s, catalog, platform, with, planning)).collect();
+        let refreshing = planning && with.refresh.is_some() && with.store.is_some();
+        let done: Vec<Done> = super::on_refresh_pool(refreshing, || {
+            specs.par_iter().map(|s| one(s, catalog, platform, with, planning)).collect()
+        });
         for d in done {
             compile_diags.extend(d.compile_diags);
             for var in d.unset {

@@ -17,6 +17,7 @@ mod support;
 
 mod apply_cli;
 mod apply_e2e;
+mod bulk_read;
 mod cli;
 mod dns_azure;
 mod dns_powerdns;

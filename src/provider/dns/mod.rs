@@ -16,6 +16,10 @@
 //! Errors name the zone or record set and carry the service's message; 429, 5xx and connection
 //! failures are transient (the engine retries them with backoff), other 4xx are permanent.
 //!
+//! Refresh reads a tenant's zone and its records with one request for the whole zone where the
+//! backend can (PowerDNS; [`DnsBackend::get_zone_rrsets`]); the answers are the same as one read
+//! per record set.
+//!
 //! **Invariant:** knows nothing of graphs, plans or state; one zone or record set per call. The
 //! PowerDNS API key and Azure credentials never appear in errors, logs or `Debug` output.
 
@@ -24,7 +28,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::{Observed, Provider, ProviderError, ProviderFuture, ResourceObject, TenantRef};
+use super::{Observed, Provider, ProviderError, ProviderFuture, ReadMany, ResourceObject, TenantRef};
 use crate::spec::{DnsPlatform, DnsProviderKind};
 use crate::value::Value;
 
@@ -108,7 +112,18 @@ pub trait DnsBackend: Send + Sync + std::fmt::Debug {
 
     /// Deletes the record set; an absent record set or zone is fine.
     fn delete_rrset<'a>(&'a self, zone: &'a str, name: &'a str, rtype: &'a str) -> BackendFuture<'a, ()>;
+
+    /// Every record set of the zone in one request, when the service can answer so: by (fully
+    /// qualified name in lower case without the trailing dot, type), each as
+    /// [`DnsBackend::get_rrset`] would answer it (record sets it would call absent left out);
+    /// `None` inside when the zone does not exist. `None` (the default): read one by one.
+    fn get_zone_rrsets<'a>(&'a self, _zone: &'a str) -> Option<BackendFuture<'a, Option<ZoneRecordSets>>> {
+        None
+    }
 }
+
+/// A zone's record sets by (lower-case fully qualified name without the trailing dot, type).
+pub type ZoneRecordSets = BTreeMap<(String, String), RecordSet>;
 
 /// The fully qualified name of record set `name` of `zone` (`@` is the apex), without a trailing dot.
 pub fn fqdn(zone: &str, name: &str) -> String {
@@ -293,6 +308,27 @@ impl DnsProvider {
     }
 }
 
+impl DnsProvider {
+    /// What [`Provider::read`] answers for `obj` (whose target is known) given every record set of
+    /// its zone (`None`: no such zone).
+    fn seen_in(obj: &ResourceObject, sets: Option<&ZoneRecordSets>) -> Option<Observed> {
+        let sets = sets?;
+        match target(obj).ok()? {
+            Target::Zone { name } => {
+                let key = (name.trim_end_matches('.').to_ascii_lowercase(), "NS".to_string());
+                let ns = sets.get(&key).map(|s| s.records.clone()).unwrap_or_default();
+                let outputs = BTreeMap::from([("nameservers".to_string(), strings(&ns))]);
+                Some(Observed { attrs: obj.attrs.clone(), outputs, ..Observed::default() })
+            }
+            Target::RecordSet { zone, name, rtype, records, .. } => {
+                let key = (fqdn(&zone, &name).trim_end_matches('.').to_ascii_lowercase(), rtype.to_string());
+                let live = sets.get(&key)?.clone();
+                Some(Self::observed_rrset(obj, rtype, &records, live))
+            }
+        }
+    }
+}
+
 impl Provider for DnsProvider {
     fn handles(&self, kind: &str) -> bool {
         kind.starts_with("dns_")
@@ -315,6 +351,48 @@ impl Provider for DnsProvider {
                     Ok(live.map(|live| Self::observed_rrset(obj, rtype, &records, live)))
                 }
             }
+        })
+    }
+
+    /// The objects of one zone (a tenant's zone and its records) from one request for the whole
+    /// zone, when the backend can and more than one object is in the zone; the others (the
+    /// delegation in the shared parent zone) one request each, as [`Provider::read`].
+    fn read_many<'a>(&'a self, tenant: &'a TenantRef, objs: &'a [ResourceObject], parallelism: usize) -> ReadMany<'a> {
+        Box::pin(async move {
+            let zone_of = |o: &ResourceObject| match target(o) {
+                Ok(Target::Zone { name }) => Some(name),
+                Ok(Target::RecordSet { zone, .. }) => Some(zone),
+                Err(_) => None,
+            };
+            let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
+            for z in objs.iter().filter_map(zone_of) {
+                *per_zone.entry(z).or_default() += 1;
+            }
+            let mut whole = BTreeMap::new();
+            for (zone, n) in per_zone {
+                if n < 2 {
+                    continue;
+                }
+                let Some(read) = self.backend.get_zone_rrsets(&zone) else { break };
+                match read.await {
+                    Ok(sets) => {
+                        whole.insert(zone, sets);
+                    }
+                    // The reads one by one answer, with their own errors.
+                    Err(e) => tracing::debug!("reading zone {zone} whole failed ({e}); reading one by one"),
+                }
+            }
+            let mut out: Vec<Option<Result<Option<Observed>, ProviderError>>> = Vec::with_capacity(objs.len());
+            let mut rest = Vec::new();
+            for (i, o) in objs.iter().enumerate() {
+                let known = zone_of(o).and_then(|z| whole.get(&z));
+                out.push(known.map(|sets| Ok(Self::seen_in(o, sets.as_ref()))));
+                if out[i].is_none() {
+                    rest.push(o.clone());
+                }
+            }
+            let mut read = super::read_one_by_one(self, tenant, &rest, parallelism).await.into_iter();
+            out.into_iter().map(|r| r.unwrap_or_else(|| read.next().expect("one read per object left"))).collect()
         })
     }
 

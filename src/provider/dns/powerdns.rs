@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{fqdn, BackendError, BackendFuture, DnsBackend, RecordSet};
+use super::{fqdn, BackendError, BackendFuture, DnsBackend, RecordSet, ZoneRecordSets};
 
 /// The API key; `Debug` never shows it.
 #[derive(Clone)]
@@ -99,20 +99,7 @@ impl PowerDnsBackend {
                 s["type"].as_str() == Some(rtype) && s["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(&name))
             })
         });
-        let Some(rrset) = rrset else { return Ok(Some(None)) };
-        let records: Vec<String> = rrset["records"]
-            .as_array()
-            .map(|rs| {
-                rs.iter()
-                    .filter(|r| !r["disabled"].as_bool().unwrap_or(false))
-                    .filter_map(|r| r["content"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if records.is_empty() {
-            return Ok(Some(None));
-        }
-        Ok(Some(Some(RecordSet { ttl: rrset["ttl"].as_i64().unwrap_or(0), records })))
+        Ok(Some(rrset.and_then(parse_rrset)))
     }
 }
 
@@ -133,6 +120,23 @@ impl PowerDnsBackend {
         }
         Ok(())
     }
+}
+
+/// A record set of the API's answer: its enabled records; `None` when it has none.
+fn parse_rrset(rrset: &serde_json::Value) -> Option<RecordSet> {
+    let records: Vec<String> = rrset["records"]
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .filter(|r| !r["disabled"].as_bool().unwrap_or(false))
+                .filter_map(|r| r["content"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if records.is_empty() {
+        return None;
+    }
+    Some(RecordSet { ttl: rrset["ttl"].as_i64().unwrap_or(0), records })
 }
 
 /// The message of a PowerDNS error answer: `{"error": "…"}`, or the text itself.
@@ -203,6 +207,25 @@ impl DnsBackend for PowerDnsBackend {
             self.call(reqwest::Method::DELETE, &format!("/zones/{}", zone_id(zone)), None).await?;
             Ok(())
         })
+    }
+
+    /// `GET /zones/{zone}`: every record set at once.
+    fn get_zone_rrsets<'a>(&'a self, zone: &'a str) -> Option<BackendFuture<'a, Option<ZoneRecordSets>>> {
+        Some(Box::pin(async move {
+            let (status, body) = self.call(reqwest::Method::GET, &format!("/zones/{}", zone_id(zone)), None).await?;
+            if status == 404 {
+                return Ok(None);
+            }
+            let sets = body.get("rrsets").and_then(|r| r.as_array()).into_iter().flatten();
+            let mut out = ZoneRecordSets::new();
+            for s in sets {
+                let (Some(name), Some(rtype)) = (s["name"].as_str(), s["type"].as_str()) else { continue };
+                if let Some(rrset) = parse_rrset(s) {
+                    out.insert((name.trim_end_matches('.').to_ascii_lowercase(), rtype.to_string()), rrset);
+                }
+            }
+            Ok(Some(out))
+        }))
     }
 
     fn get_rrset<'a>(&'a self, zone: &'a str, name: &'a str, rtype: &'a str) -> BackendFuture<'a, Option<RecordSet>> {

@@ -291,19 +291,23 @@ pub(super) async fn apply(p: &PostgresProvider, obj: &ResourceObject) -> Result<
     Ok(Observed { attrs: obj.attrs.clone(), ..Observed::default() })
 }
 
-pub(super) async fn read(p: &PostgresProvider, obj: &ResourceObject) -> Result<Option<Observed>, ProviderError> {
+pub(super) async fn read(
+    p: &PostgresProvider,
+    obj: &ResourceObject,
+    sessions: Option<&session::Sessions>,
+) -> Result<Option<Observed>, ProviderError> {
     let t = target(obj)?;
     let migs = parse(obj)?;
     if !p.schema_exists(obj, &t.db, &t.schema).await? {
         return Ok(None);
     }
-    let c = p.tenant_session(obj, &t.db, &t.owner, &t.schema).await?;
+    let c = session::Sessions::get(sessions, p, obj, &t.db, &t.owner, &t.schema).await?;
     // A history that is not the tenant's ordinary table, or that cannot be read as one, is drift
     // of this resource (shown in the plan; apply then fails this tenant with the reason), not a
     // read error, which would stop the plan of every tenant.
-    let (rows, owner) = match session::inspect_table(&*c, obj, &t.schema, &t.table, &t.owner).await? {
+    let (rows, owner) = match session::inspect_table(&**c, obj, &t.schema, &t.table, &t.owner).await? {
         session::TableCheck::Missing => (Vec::new(), None),
-        session::TableCheck::Table => match history(&*c, obj, &t).await {
+        session::TableCheck::Table => match history(&**c, obj, &t).await {
             Ok(rows) => (rows, Some(t.owner.clone())),
             Err(e) if !e.transient => {
                 tracing::warn!("{}: {}", obj.addr, e.message);

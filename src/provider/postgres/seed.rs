@@ -167,19 +167,23 @@ pub(super) async fn apply(p: &PostgresProvider, obj: &ResourceObject) -> Result<
     Ok(Observed { attrs: obj.attrs.clone(), ..Observed::default() })
 }
 
-pub(super) async fn read(p: &PostgresProvider, obj: &ResourceObject) -> Result<Option<Observed>, ProviderError> {
+pub(super) async fn read(
+    p: &PostgresProvider,
+    obj: &ResourceObject,
+    sessions: Option<&session::Sessions>,
+) -> Result<Option<Observed>, ProviderError> {
     let (db, _) = attr_ident(obj, "database")?;
     let (schema, qschema) = attr_ident(obj, "schema")?;
     let files = parse(obj)?;
     let Some(role) = tenant_role(p, obj, &db, &schema).await? else {
         return Ok(None);
     };
-    let c = p.tenant_session(obj, &db, &role, &schema).await?;
+    let c = session::Sessions::get(sessions, p, obj, &db, &role, &schema).await?;
     let Some(Value::List(items)) = obj.attrs.get("files") else { unreachable!("checked by parse") };
     let mut live_files = Vec::new();
     for (f, item) in files.iter().zip(items) {
         let what = format!("read seed {} from table \"{schema}\".\"{}\"", f.name, f.table);
-        let check = session::inspect_table(&*c, obj, &schema, &f.table, &role).await?;
+        let check = session::inspect_table(&**c, obj, &schema, &f.table, &role).await?;
         if let session::TableCheck::Wrong(found) = &check {
             tracing::warn!("{}: \"{schema}\".\"{}\" is {found}: read as holding no rows", obj.addr, f.table);
         }

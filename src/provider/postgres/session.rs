@@ -33,6 +33,9 @@
 //! itself), so that a migrator can never be made a member of anything powerful. A migrator found
 //! with another membership is refused.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
@@ -83,6 +86,35 @@ impl std::ops::Deref for TenantSession {
 impl std::ops::DerefMut for TenantSession {
     fn deref_mut(&mut self) -> &mut Client {
         &mut self.client
+    }
+}
+
+/// Migrator sessions shared by the reads of one [`crate::provider::Provider::read_many`]: the
+/// migrations and seed data of a tenant schema are read on one login instead of one each. Keyed
+/// by (database, role, schema), so a session is shared only where each read would open the same.
+#[derive(Default)]
+pub(crate) struct Sessions(tokio::sync::Mutex<HashMap<(String, String, String), Arc<TenantSession>>>);
+
+impl Sessions {
+    /// The session of (`db`, `role`, `schema`): the one already open in `sessions`, or a new one
+    /// (kept there when there is `sessions`).
+    pub(crate) async fn get(
+        sessions: Option<&Sessions>,
+        p: &PostgresProvider,
+        obj: &ResourceObject,
+        db: &str,
+        role: &str,
+        schema: &str,
+    ) -> Result<Arc<TenantSession>, ProviderError> {
+        let Some(sessions) = sessions else { return Ok(Arc::new(p.tenant_session(obj, db, role, schema).await?)) };
+        let mut open = sessions.0.lock().await;
+        let key = (db.to_string(), role.to_string(), schema.to_string());
+        if let Some(s) = open.get(&key).filter(|s| !s.is_closed()) {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(p.tenant_session(obj, db, role, schema).await?);
+        open.insert(key, s.clone());
+        Ok(s)
     }
 }
 
