@@ -14,7 +14,7 @@ use super::{print_diagnostics, Format, Reported};
 /// The shape of the JSON plan.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum JsonShape {
-    /// matih's own JSON plan (documented in README, "The JSON plan").
+    /// matih's own JSON plan (README, "Plans"; src/plan/render/json.rs).
     #[default]
     Matih,
     /// Terraform's plan JSON (`terraform show -json`): resource_changes[].change.actions, before,
