@@ -29,6 +29,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("events", &["phase", "state", "value"]),
     // Plans are made from graphs and states; they never reach a provider.
     ("plan", &["addr", "graph", "kind", "phase", "state", "value"]),
+    // Policy checks read plans (as their JSON documents) and report located diagnostics (phases and values: its tests build plans).
+    ("policy", &["diag", "phase", "plan", "value"]),
     // Providers know nothing of graphs, plans or state.
     ("provider", &["addr", "catalog", "pgconn", "quantity", "spec", "transport", "value"]),
     // The engine: plans executed through the Provider trait, written to state.

@@ -20,6 +20,7 @@ pub mod notify;
 pub mod pgconn;
 pub mod phase;
 pub mod plan;
+pub mod policy;
 pub mod provider;
 pub mod quantity;
 pub mod serve;

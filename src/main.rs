@@ -35,7 +35,7 @@ enum Command {
     Validate(validate::Args),
     /// Show what would change to make the recorded state match the tenant specs.
     #[command(
-        after_help = "Examples:\n  matih plan tenants/acme.hcl\n  matih plan tenants/ -out=p.tfplan -detailed-exitcode\n  matih plan tenants/ --target '*/postgresql_role.tenant' --format markdown\n  matih plan tenants/ -refresh-only -out=accept.tfplan\n  matih plan tenants/ --group --format json"
+        after_help = "Examples:\n  matih plan tenants/acme.hcl\n  matih plan tenants/ -out=p.tfplan -detailed-exitcode\n  matih plan tenants/ --target '*/postgresql_role.tenant' --format markdown\n  matih plan tenants/ -refresh-only -out=accept.tfplan\n  matih plan tenants/ --group --format json\n  matih plan tenants/ --policy examples/policies -out=p.tfplan\n  matih plan tenants/acme.hcl --format json --json-shape terraform"
     )]
     Plan(plan::Args),
     /// Make the real world match the tenant specs (or a saved plan), phase by phase.

@@ -10,6 +10,7 @@ pub mod lock;
 pub mod logging;
 pub mod output;
 pub mod plan;
+pub mod policy;
 pub mod serve;
 pub mod show;
 pub mod spelling;

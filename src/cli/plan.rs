@@ -12,6 +12,7 @@ use matih::workflow::connect::connect;
 use matih::workflow::stream::Stream;
 use matih::workflow::{self, run, Refresh};
 
+use super::policy::{Checker, JsonShape, PolicyArgs};
 use super::{
     compute_plan, in_automation, keep_shard, load_catalog, load_inputs, load_platform, open_state_for_read,
     parse_shard, print, render, runtime, stream_inputs, Format, Global, GroupArgs, Shard, TargetArgs,
@@ -58,12 +59,16 @@ pub struct Args {
     /// Only the tenants of shard K of N (1 ≤ K ≤ N), chosen by a hash of their slug (as for apply).
     #[arg(long, value_parser = parse_shard, value_name = "K/N")]
     pub shard: Option<Shard>,
+    #[command(flatten)]
+    pub policies: PolicyArgs,
 }
 
 pub fn exec(global: &Global, args: &Args, color: bool) -> Result<ExitCode> {
     let format = if args.json { Format::Json } else { args.format };
+    args.policies.check_shape(format, args.group.on(format))?;
+    let checker = args.policies.load()?;
     if !args.destroy && !args.refresh_only && args.out.is_none() && !args.targets.any() {
-        return exec_streamed(global, args, format, color);
+        return exec_streamed(global, args, format, color, checker);
     }
     let mut inputs = load_inputs(global, &args.paths)?;
     keep_shard(&mut inputs, args.shard);
@@ -98,12 +103,24 @@ pub fn exec(global: &Global, args: &Args, color: bool) -> Result<ExitCode> {
              with the recorded state alone."
         );
     }
-    // Saved first, so that what is printed names the digest of the file as written.
+    let mut checker = checker;
+    if let Some(c) = &mut checker {
+        c.check_plan(&plan)?;
+    }
+    // Saved first, so that what is printed names the digest of the file as written; never when
+    // a policy denies the plan.
     let digest = match &args.out {
-        Some(out) => Some(plan::save_plan(&plan, out)?),
-        None => None,
+        Some(out) if checker.as_ref().is_none_or(Checker::passed) => Some(plan::save_plan(&plan, out)?),
+        _ => None,
     };
-    print(&render(&plan, format, color, digest.as_deref(), args.group.on(format)))?;
+    if format == Format::Json && args.policies.json_shape == JsonShape::Terraform {
+        print(&plan::render_terraform(&plan))?;
+    } else {
+        print(&render(&plan, format, color, digest.as_deref(), args.group.on(format)))?;
+    }
+    if let Some(c) = checker {
+        c.report(args.out.is_some())?;
+    }
     if let (Some(out), Some(digest)) = (&args.out, &digest) {
         if format == Format::Text {
             println!("\nSaved the plan to: {}", out.display());
@@ -123,12 +140,16 @@ enum Renderer {
     Text(plan::TextStream),
     Json(plan::JsonStream),
     Markdown(plan::MarkdownStream),
+    Terraform(plan::TerraformStream),
 }
 
 impl Renderer {
     /// With `group`, the groups' renderings wait in a temporary file too (see `plan::Spill`).
-    fn new(format: Format, color: bool, group: bool) -> std::io::Result<Renderer> {
+    fn new(format: Format, color: bool, group: bool, shape: JsonShape) -> std::io::Result<Renderer> {
         Ok(match format {
+            Format::Json if shape == JsonShape::Terraform => {
+                Renderer::Terraform(plan::TerraformStream::new(plan::Spill::file()?, plan::Spill::file()?))
+            }
             Format::Text => {
                 let r = plan::TextStream::new(plan::TextOptions { color, digest: None }, plan::Spill::file()?);
                 Renderer::Text(if group { r.grouped(plan::Spill::file()?) } else { r })
@@ -149,6 +170,7 @@ impl Renderer {
             Renderer::Text(r) => r.push(t),
             Renderer::Json(r) => r.push(t),
             Renderer::Markdown(r) => r.push(t),
+            Renderer::Terraform(r) => r.push(t),
         }
     }
 
@@ -157,6 +179,7 @@ impl Renderer {
             Renderer::Text(r) => r.finish(out),
             Renderer::Json(r) => r.finish(out),
             Renderer::Markdown(r) => r.finish(out),
+            Renderer::Terraform(r) => r.finish(out),
         }
     }
 }
@@ -164,7 +187,13 @@ impl Renderer {
 /// A plan that is neither saved nor targeted, of any number of tenants in bounded memory: each
 /// tenant is read, compiled, diffed and rendered in turn (see `workflow::stream`), and the output
 /// is written once everything succeeded. The same bytes as [`render`] of the whole plan.
-fn exec_streamed(global: &Global, args: &Args, format: Format, color: bool) -> Result<ExitCode> {
+fn exec_streamed(
+    global: &Global,
+    args: &Args,
+    format: Format,
+    color: bool,
+    mut checker: Option<Checker>,
+) -> Result<ExitCode> {
     let catalog = load_catalog(global)?;
     let (platform, platform_file, platform_diags) = load_platform(global);
     let rt = runtime()?;
@@ -194,13 +223,17 @@ fn exec_streamed(global: &Global, args: &Args, format: Format, color: bool) -> R
     let r = Refresh { providers: &providers, runtime: &rt, parallelism: DEFAULT_PARALLELISM };
     let with =
         Stream { store: Some(store.as_ref()), refresh: if args.refresh { Some(&r) } else { None }, keep: &in_shard };
-    let mut renderer = Renderer::new(format, color, args.group.on(format))?;
+    let mut renderer = Renderer::new(format, color, args.group.on(format), args.policies.json_shape)?;
     let mut failed_output: Option<std::io::Error> = None;
+    let mut failed_policy: Option<anyhow::Error> = None;
     let mut changes = false;
     let streamed = stream_inputs(global, &catalog, &args.paths, &with, &mut |t| {
         changes |= t.has_changes();
         if failed_output.is_none() {
             failed_output = renderer.push(&t).err();
+        }
+        if let (Some(c), None) = (&mut checker, &failed_policy) {
+            failed_policy = c.check(&t, false).err();
         }
     })?;
     if let Some(Shard { k, n }) = args.shard {
@@ -218,6 +251,9 @@ fn exec_streamed(global: &Global, args: &Args, format: Format, color: bool) -> R
     if let Some(e) = failed_output {
         return Err(anyhow::Error::new(e).context("cannot write the plan to a temporary file"));
     }
+    if let Some(e) = failed_policy {
+        return Err(e);
+    }
     if !in_automation() && platform_file.is_none() && args.refresh && format == Format::Text {
         eprintln!(
             "Note: no platform file (matih.hcl), so live objects were not read: this plan compares the specs \
@@ -228,6 +264,9 @@ fn exec_streamed(global: &Global, args: &Args, format: Format, color: bool) -> R
     match renderer.finish(&mut out).and_then(|_| std::io::Write::flush(&mut out)) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
         other => other?,
+    }
+    if let Some(c) = checker {
+        c.report(false)?;
     }
     Ok(if args.detailed_exitcode && changes { ExitCode::from(2) } else { ExitCode::SUCCESS })
 }

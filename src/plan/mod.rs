@@ -28,8 +28,9 @@ pub use planfile::{
     PlanFileError, PlanKey, PLAN_FILE_FORMAT, PLAN_KEY_ENV,
 };
 pub use render::{
-    render_json, render_json_saved, render_json_with, render_markdown, render_markdown_saved, render_markdown_with,
-    render_text, render_text_with, JsonStream, MarkdownStream, Spill, TextOptions, TextStream,
+    json_document, module_address, render_json, render_json_saved, render_json_with, render_markdown,
+    render_markdown_saved, render_markdown_with, render_terraform, render_text, render_text_with, terraform_document,
+    JsonStream, MarkdownStream, Spill, TerraformStream, TextOptions, TextStream, TERRAFORM_FORMAT_VERSION,
 };
 pub use target::{AddrPattern, Partial, Targeting};
 

@@ -31,6 +31,7 @@ mod fuzz_corpus;
 mod helm;
 mod kubernetes;
 mod notify_kafka;
+mod policy;
 mod postgres;
 mod postgres_tls;
 mod review;

@@ -132,6 +132,22 @@ pub fn render_json_with(plan: &Plan, digest: Option<&str>, group: bool) -> Strin
     String::from_utf8(out).expect("the renderer writes UTF-8")
 }
 
+/// The JSON document of a plan of `t` alone (`refresh_only` as the plan's), as [`render_json`]
+/// writes it, as a tree: a policy's `input`.
+pub fn json_document(t: &TenantPlan, refresh_only: bool) -> J {
+    let mut doc = Map::new();
+    doc.insert("format_version".into(), json!(crate::plan::FORMAT_VERSION));
+    if refresh_only {
+        doc.insert("refresh_only".into(), json!(true));
+    }
+    if let Some(p) = &t.partial {
+        doc.insert("partial".into(), json!({ "target": p.target, "exclude": p.exclude, "left_out": p.left_out }));
+    }
+    doc.insert("tenants".into(), json!([tenant(t)]));
+    doc.insert("summary".into(), summary(&t.summary()));
+    J::Object(doc)
+}
+
 /// [`render_json_saved`] one tenant at a time (see [`super::TextStream`]): each tenant is
 /// serialized as it comes, indented as it will stand in the `tenants` array, and set aside.
 pub struct JsonStream {
@@ -311,7 +327,7 @@ fn resource_change(c: &ResourceChange) -> J {
 }
 
 /// A value as plain JSON, with the markers for unknown and sensitive values.
-fn value(v: &Value) -> J {
+pub(super) fn value(v: &Value) -> J {
     match v {
         Value::Null => J::Null,
         Value::Bool(b) => J::Bool(*b),

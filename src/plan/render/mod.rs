@@ -13,12 +13,14 @@ mod json;
 mod markdown;
 mod risk;
 mod stream;
+mod terraform;
 mod text;
 mod writer;
 
-pub use json::{render_json, render_json_saved, render_json_with, JsonStream};
+pub use json::{json_document, render_json, render_json_saved, render_json_with, JsonStream};
 pub use markdown::{render_markdown, render_markdown_saved, render_markdown_with, MarkdownStream};
 pub use stream::Spill;
+pub use terraform::{module_address, render_terraform, terraform_document, TerraformStream, TERRAFORM_FORMAT_VERSION};
 pub use text::{render_text, render_text_with, TextOptions, TextStream};
 
 /// What grouping compares of a tenant: its changes as the text plan shows them without colours
