@@ -115,7 +115,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Show(args) => show::exec(&args, color),
         Command::Graph(args) => graph::exec(global, &args),
         Command::Status(args) => status::exec(global, &args),
-        Command::State(cmd) => state::exec(global, cmd),
+        Command::State(cmd) => state::exec(global, cmd, color),
         Command::Lock(cmd) => lock::exec(global, cmd),
         Command::Drift(args) => drift::exec(global, &args),
         Command::Output(args) => output::exec(global, &args),

@@ -171,6 +171,11 @@ pub struct Plan {
     /// records them in the state and changes nothing in the real world.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub refresh_only: bool,
+    /// A restore plan (`matih state restore SLUG --serial N`): its changes are to the record only
+    /// (`before` the current record, `after` serial N's); applying it writes serial N's resources
+    /// as a new serial and changes nothing in the real world.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_of: Option<u64>,
 }
 
 /// Counts of each action, for the summary line.
@@ -239,7 +244,7 @@ impl TenantPlan {
 impl Plan {
     /// A plan of the current [`FORMAT_VERSION`] over `tenants`, in the order given.
     pub fn new(tenants: Vec<TenantPlan>) -> Plan {
-        Plan { format_version: FORMAT_VERSION.to_string(), tenants, refresh_only: false }
+        Plan { format_version: FORMAT_VERSION.to_string(), tenants, refresh_only: false, restore_of: None }
     }
 
     /// Counts of each action over every tenant.

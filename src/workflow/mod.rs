@@ -11,6 +11,7 @@ pub mod outputs;
 pub mod refresh_only;
 pub mod run;
 pub mod state_mv;
+pub mod state_restore;
 pub mod store;
 pub mod stream;
 

@@ -62,6 +62,7 @@ pub fn render_text_with(plan: &Plan, opts: &TextOptions, group: bool) -> String 
         r = r.grouped(Spill::memory());
     }
     r.fleet.refresh_only = plan.refresh_only;
+    r.fleet.restore_of = plan.restore_of;
     for t in &plan.tenants {
         r.push(t).expect("writing to memory cannot fail");
     }
@@ -181,7 +182,9 @@ impl TextStream {
                 write!(out, "{} {which} no changes: {names}.\n\n", self.unchanged)?;
             }
             let plan_word = w.paint(BOLD, "Plan:");
-            if self.fleet.refresh_only {
+            if let Some(serial) = self.fleet.restore_of {
+                writeln!(out, "{plan_word} {}", restore_counts(&summary, serial))?;
+            } else if self.fleet.refresh_only {
                 writeln!(out, "{plan_word} {}", refresh_counts(&summary))?;
             } else {
                 writeln!(out, "{plan_word} {}", counts(&summary))?;
@@ -200,6 +203,17 @@ pub(super) fn refresh_counts(s: &Summary) -> String {
         "{} to record, {} to forget (refresh-only: applying it writes the live values to the state and changes \
          nothing in the real world).",
         s.change, s.destroy
+    )
+}
+
+/// The summary of a restore plan (`matih state restore`): what applying it does to the record.
+pub(super) fn restore_counts(s: &Summary, serial: u64) -> String {
+    format!(
+        "{} to record again, {} to change in the record, {} to forget (restore of serial {serial}: applying it \
+         records serial {serial}'s resources as a new serial and changes nothing in the real world).",
+        s.add + s.replace,
+        s.change,
+        s.destroy
     )
 }
 
