@@ -34,6 +34,10 @@ enum Command {
     #[command(after_help = "Examples:\n  matih validate\n  matih validate tenants/acme.hcl --format json")]
     Validate(validate::Args),
     /// Show what would change to make the recorded state match the tenant specs.
+    ///
+    /// Differences an `ignore_changes` path covers (the catalog's `ignore_changes "KIND" { paths = [...] }`
+    /// in schemas/lifecycle.hcl, or a spec's `lifecycle { ignore_changes = ["KIND.NAME:PATH"] }`) are left
+    /// alone (the recorded value is kept) and listed as ignored, with where each path is declared.
     #[command(
         after_help = "Examples:\n  matih plan tenants/acme.hcl\n  matih plan tenants/ -out=p.tfplan -detailed-exitcode\n  matih plan tenants/ --target '*/postgresql_role.tenant' --format markdown\n  matih plan tenants/ -refresh-only -out=accept.tfplan\n  matih plan tenants/ --group --format json"
     )]
@@ -71,6 +75,9 @@ enum Command {
     /// A tenant's outputs: LoadBalancer IP, nameservers, URLs, database host and name (never a password).
     Output(output::Args),
     /// Read every recorded resource back and report what changed outside matih (read-only).
+    ///
+    /// A field another controller owns, and a difference an `ignore_changes` path of the catalog or the
+    /// tenant's spec covers, is listed as ignored, not as drift.
     #[command(
         after_help = "Examples:\n  matih drift tenants/\n  matih drift tenants/ --format json --detailed-exitcode"
     )]

@@ -159,6 +159,22 @@ pub struct TenantPlan {
     /// only the selected resources, and applying it does only that.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial: Option<Partial>,
+    /// Differences the plan leaves alone because an `ignore_changes` path covers them (the
+    /// catalog's or the tenant's), in plan order: `after` keeps the recorded (or live) value there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<IgnoredChange>,
+}
+
+/// A difference left alone by `ignore_changes`: `before` is the recorded value (the live one after
+/// a refresh), `after` what the spec says; `None` where the attribute is absent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IgnoredChange {
+    pub address: ResourceAddr,
+    pub path: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    /// Where the `ignore_changes` path is written (`file:line:col`).
+    pub declared_at: String,
 }
 
 /// A plan for one or more tenants.
@@ -317,6 +333,7 @@ mod tests {
             prior_state: None,
             resource_changes: actions.iter().map(|&a| change(a)).collect(),
             partial: None,
+            ignored: Vec::new(),
         }
     }
 

@@ -403,6 +403,7 @@ mod tests {
                 manifest_changes: Vec::new(),
             }],
             partial: None,
+            ignored: Vec::new(),
         }])
     }
 

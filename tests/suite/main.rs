@@ -28,6 +28,7 @@ mod fleet_review;
 mod fuzz_corpus;
 mod helm;
 mod kubernetes;
+mod lifecycle;
 mod notify_kafka;
 mod postgres;
 mod postgres_tls;

@@ -50,6 +50,10 @@
 //! - `digest` (`"sha256:…"`, only for a plan saved with `-out FILE` or read by `matih show FILE`):
 //!   the SHA-256 of the plan file's bytes, what `sha256sum FILE` prints; `matih apply FILE
 //!   --expect-digest sha256:…` applies that file and no other.
+//! - `ignored` (a tenant's, only when it has any; an added key, so `format_version` stays the same):
+//!   the differences left alone because an `ignore_changes` path of the catalog or the tenant's
+//!   spec covers them, `{ "address", "path", "before" (recorded, or live after a refresh), "after"
+//!   (what the spec says), "declared_at": "file:line:col" }`; the plan keeps `before` there.
 //! - `refresh_only` (`true`, only for `matih plan --refresh-only`): every update is an object changed
 //!   outside matih (`before` recorded, `after` live) and every delete one deleted outside matih;
 //!   applying the plan records them in the state and changes nothing in the real world.
@@ -254,7 +258,7 @@ fn summary(s: &Summary) -> J {
 }
 
 fn tenant(t: &TenantPlan) -> J {
-    json!({
+    let mut doc = json!({
         "slug": t.slug,
         "tenant_id": t.tenant_id,
         "tier": t.tier,
@@ -263,7 +267,24 @@ fn tenant(t: &TenantPlan) -> J {
         "partial": t.partial.as_ref().map(|p| json!({ "target": p.target, "exclude": p.exclude, "left_out": p.left_out })),
         "summary": summary(&t.summary()),
         "resource_changes": t.resource_changes.iter().map(resource_change).collect::<Vec<_>>(),
-    })
+    });
+    if !t.ignored.is_empty() {
+        let ignored: Vec<J> = t
+            .ignored
+            .iter()
+            .map(|i| {
+                json!({
+                    "address": i.address.to_string(),
+                    "path": i.path,
+                    "before": i.before.as_ref().map(value),
+                    "after": i.after.as_ref().map(value),
+                    "declared_at": i.declared_at,
+                })
+            })
+            .collect();
+        doc["ignored"] = J::Array(ignored);
+    }
+    doc
 }
 
 /// A tenant's changes (no-ops left out) as `resource_changes` lists them, compact: what grouping
@@ -311,7 +332,7 @@ fn resource_change(c: &ResourceChange) -> J {
 }
 
 /// A value as plain JSON, with the markers for unknown and sensitive values.
-fn value(v: &Value) -> J {
+pub(super) fn value(v: &Value) -> J {
     match v {
         Value::Null => J::Null,
         Value::Bool(b) => J::Bool(*b),

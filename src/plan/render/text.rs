@@ -87,6 +87,8 @@ pub struct TextStream {
     unchanged_named: Vec<String>,
     /// Once [`TextStream::grouped`]: the tenants with changes, grouped; nothing goes to `spill` then.
     groups: Option<Groups>,
+    /// The differences left alone by `ignore_changes`, one line each (`tenant: …`).
+    ignored: Vec<String>,
 }
 
 impl TextStream {
@@ -100,6 +102,7 @@ impl TextStream {
             unchanged: 0,
             unchanged_named: Vec::new(),
             groups: None,
+            ignored: Vec::new(),
         }
     }
 
@@ -113,6 +116,7 @@ impl TextStream {
     /// Renders the next tenant of the plan.
     pub fn push(&mut self, tenant: &TenantPlan) -> std::io::Result<()> {
         self.fleet.push(tenant);
+        self.ignored.extend(tenant.ignored.iter().map(|i| format!("{}: {}", tenant.slug, super::ignored_line(i))));
         self.used.extend(tenant.resource_changes.iter().map(|c| c.action));
         if let (Some(groups), true) = (&mut self.groups, tenant.has_changes()) {
             let color = self.opts.color;
@@ -158,6 +162,13 @@ impl TextStream {
             write!(out, "{note}\n\n")?;
         }
         let summary = self.fleet.summary;
+        if !self.ignored.is_empty() {
+            writeln!(out, "{}:", super::IGNORED_HEADING)?;
+            for line in &self.ignored {
+                writeln!(out, "  {line}")?;
+            }
+            out.write_all(b"\n")?;
+        }
         if summary.is_empty() && self.fleet.refresh_only {
             out.write_all(b"No changes. The state matches what is live.\n")?;
         } else if summary.is_empty() {
