@@ -37,7 +37,9 @@ enum Command {
     ///
     /// Differences an `ignore_changes` path covers (the catalog's `ignore_changes "KIND" { paths = [...] }`
     /// in schemas/lifecycle.hcl, or a spec's `lifecycle { ignore_changes = ["KIND.NAME:PATH"] }`) are left
-    /// alone (the recorded value is kept) and listed as ignored, with where each path is declared.
+    /// alone (the recorded value is kept) and listed as ignored, with where each path is declared. A record
+    /// the catalog's `moved { from = "KIND.OLD"  to = "KIND.NEW" }` blocks rename is shown as
+    /// `# KIND.OLD has moved to KIND.NEW`, and applying the plan moves it: never a destroy and a create.
     #[command(
         after_help = "Examples:\n  matih plan tenants/acme.hcl\n  matih plan tenants/ -out=p.tfplan -detailed-exitcode\n  matih plan tenants/ --target '*/postgresql_role.tenant' --format markdown\n  matih plan tenants/ -refresh-only -out=accept.tfplan\n  matih plan tenants/ --group --format json"
     )]

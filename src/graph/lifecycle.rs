@@ -5,6 +5,9 @@
 //! have (a typo would otherwise ignore nothing, silently); a catalog path is checked for syntax
 //! only, when the catalog loads (a kind's resources differ between tiers).
 //!
+//! The catalog's `moved` blocks go to every graph (`ResourceGraph::moved`); a `from` the graph
+//! still has is an error at the block (the catalog cannot both make a resource and move it away).
+//!
 //! **Invariant:** pure, like the rest of the graph.
 
 use std::collections::BTreeMap;
@@ -15,7 +18,25 @@ use crate::diag::Diagnostic;
 use crate::spec::TenantSpec;
 use crate::value::Value;
 
-use super::{IgnoreRule, ResourceGraph};
+use super::{IgnoreRule, MoveRule, ResourceGraph};
+
+/// Fills `graph.moved` from the catalog's `moved` blocks.
+pub(super) fn moves(graph: &mut ResourceGraph, catalog: &Catalog, diags: &mut Vec<Diagnostic>) {
+    for m in &catalog.moved {
+        if graph.get(&m.from).is_some() {
+            diags.push(
+                Diagnostic::error(format!(
+                    "moved: {} is still a resource of tenant {:?}: a moved block's `from` must be an address the \
+                     catalog no longer makes",
+                    m.from, graph.tenant.slug
+                ))
+                .at(m.location.clone()),
+            );
+            continue;
+        }
+        graph.moved.push(MoveRule { from: m.from.clone(), to: m.to.clone(), declared_at: m.location.to_string() });
+    }
+}
 
 /// Whether `attrs` hold a value at `path`.
 fn has_path(attrs: &BTreeMap<String, Value>, path: &AttrPath) -> bool {

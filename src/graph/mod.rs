@@ -60,6 +60,16 @@ pub struct ResourceGraph {
     /// The attribute paths whose differences plan and drift leave alone, by resource
     /// (`ignore_changes` of the catalog and of the tenant's spec).
     pub ignore_changes: BTreeMap<ResourceAddr, Vec<IgnoreRule>>,
+    /// The catalog's `moved` blocks: a record of `from` is moved to `to` (which the graph has).
+    pub moved: Vec<MoveRule>,
+}
+
+/// One `moved` block of the catalog, with where it is declared (`file:line:col`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MoveRule {
+    pub from: ResourceAddr,
+    pub to: ResourceAddr,
+    pub declared_at: String,
 }
 
 /// One `ignore_changes` path of one resource, with where it is declared (`file:line:col`).
@@ -71,7 +81,8 @@ pub struct IgnoreRule {
 
 impl ResourceGraph {
     pub fn new(tenant: TenantMeta) -> Self {
-        ResourceGraph { tenant, graph: StableDiGraph::new(), index: BTreeMap::new(), ignore_changes: BTreeMap::new() }
+        let (index, ignore_changes, moved) = (BTreeMap::new(), BTreeMap::new(), Vec::new());
+        ResourceGraph { tenant, graph: StableDiGraph::new(), index, ignore_changes, moved }
     }
 
     /// Adds a resource; returns `false` (and adds nothing) if its address is taken.

@@ -188,6 +188,7 @@ mod tests {
             prior_state: None,
             partial: None,
             ignored: Vec::new(),
+            moved: Vec::new(),
             resource_changes: vec![ResourceChange {
                 address: addr(),
                 phase: Phase::DeployCoreServices,

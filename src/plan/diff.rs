@@ -90,6 +90,19 @@ pub fn diff_replacing(
     source: Option<PathBuf>,
     replace: &BTreeSet<ResourceAddr>,
 ) -> TenantPlan {
+    // The catalog's `moved` blocks first: the diff compares the spec with the moved records.
+    if let Some(moves) = super::moved::planned(graph, prior) {
+        let moved_prior = prior.map(|p| super::moved::moved_state(p, &moves));
+        let moved_recorded = recorded.map(|r| super::moved::moved_state(r, &moves));
+        let mut plan = diff_replacing(graph, moved_prior.as_ref(), moved_recorded.as_ref(), source, replace);
+        for m in &moves {
+            if let Some(c) = plan.resource_changes.iter_mut().find(|c| c.address == m.to) {
+                c.notes.insert(0, format!("moved from {} (moved block at {})", m.from, m.declared_at));
+            }
+        }
+        plan.moved = moves;
+        return plan;
+    }
     let first = diff_with(graph, prior, source.clone(), &Rotations::default(), replace);
     let rotations = rotations(graph, &first, prior, recorded);
     if rotations.producers.is_empty() {
@@ -375,6 +388,7 @@ fn diff_with(
         resource_changes,
         partial: None,
         ignored,
+        moved: Vec::new(),
     }
 }
 
@@ -973,6 +987,49 @@ mod tests {
     }
 
     #[test]
+    fn a_moved_record_is_diffed_under_its_new_address_never_destroyed_and_created() {
+        use crate::graph::MoveRule;
+        let mut g = graph(vec![
+            resource("k.new", 1, Value::map([("x", Value::Int(2))])),
+            resource("k.other", 1, Value::map([("y", Value::Int(1))])),
+        ]);
+        g.moved.push(MoveRule {
+            from: addr("k.old"),
+            to: addr("k.new"),
+            declared_at: "schemas/lifecycle.hcl:1:1".into(),
+        });
+        let mut other = recorded(1, Value::map([("y", Value::Int(1))]));
+        other.depends_on.insert(addr("k.old"));
+        let st = state(vec![("k.old", recorded(1, Value::map([("x", Value::Int(1))]))), ("k.other", other)]);
+        assert!(crate::plan::move_conflicts(&g, Some(&st)).is_empty());
+        let plan = diff(&g, Some(&st), None);
+        assert_eq!(plan.moved.len(), 1);
+        assert_eq!((plan.moved[0].from.to_string(), plan.moved[0].to.to_string()), ("k.old".into(), "k.new".into()));
+        let c = change(&plan, "k.new");
+        assert_eq!(c.action, Action::Update, "the attribute change shows under the new address");
+        assert_eq!(c.notes[0], "moved from k.old (moved block at schemas/lifecycle.hcl:1:1)");
+        assert!(plan.resource_changes.iter().all(|c| c.address != addr("k.old")), "no delete of the old address");
+        assert_eq!(plan.summary().moved, 1);
+        assert_eq!(plan.prior_state.as_ref().unwrap().serial, 7);
+        let moved = crate::plan::moved_state(&st, &plan.moved);
+        assert!(moved.resources[&addr("k.other")].depends_on.contains(&addr("k.new")));
+        // Both recorded, or a target the graph lacks: conflicts, located at the block.
+        let both = state(vec![
+            ("k.old", recorded(1, Value::map([("x", Value::Int(1))]))),
+            ("k.new", recorded(1, Value::map([("x", Value::Int(1))]))),
+        ]);
+        let e = crate::plan::move_conflicts(&g, Some(&both));
+        assert!(
+            e[0].starts_with("schemas/lifecycle.hcl:1:1: moved: tenant \"acme\" records both k.old and k.new"),
+            "{e:?}"
+        );
+        assert!(diff(&g, Some(&both), None).moved.is_empty());
+        g.moved[0].to = addr("k.gone");
+        let e = crate::plan::move_conflicts(&g, Some(&st));
+        assert!(e[0].contains("k.gone is not a resource tenant \"acme\"'s spec compiles to"), "{e:?}");
+    }
+
+    #[test]
     fn no_state_creates_everything_in_apply_order() {
         let g = graph(vec![
             resource("k.b", 2, Value::map([("x", Value::Int(1))])),
@@ -1306,7 +1363,10 @@ mod tests {
             assert_eq!(role.notes, ["password rotated: kubernetes_secret.db is missing"]);
             assert_eq!(change(&plan, "kubernetes_secret.db").action, Action::Create);
             assert_eq!(change(&plan, "postgresql_connectivity_check.tenant").action, Action::NoOp);
-            assert_eq!(plan.summary(), crate::plan::Summary { adopt: 0, add: 1, change: 1, replace: 0, destroy: 0 });
+            assert_eq!(
+                plan.summary(),
+                crate::plan::Summary { adopt: 0, moved: 0, add: 1, change: 1, replace: 0, destroy: 0 }
+            );
 
             // Without refresh the state still records it: nothing to rotate.
             let plan = diff(&desired(), Some(&recorded_state), None);

@@ -404,6 +404,7 @@ mod tests {
             }],
             partial: None,
             ignored: Vec::new(),
+            moved: Vec::new(),
         }])
     }
 

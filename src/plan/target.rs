@@ -293,6 +293,7 @@ mod tests {
             resource_changes: changes,
             partial: None,
             ignored: Vec::new(),
+            moved: Vec::new(),
         }
     }
 

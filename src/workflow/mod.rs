@@ -83,6 +83,9 @@ pub enum PlanError {
     AppliedMigrationChanged { slug: String, script: String, message: String },
     #[error("{}; nothing was planned", .0.join("; "))]
     Unmatched(Vec<String>),
+    /// A `moved` block of the catalog that cannot apply to a tenant's record (`plan::move_conflicts`).
+    #[error("{}\nnothing was planned", .0.join("\n"))]
+    MoveConflict(Vec<String>),
 }
 
 /// Providers to read live objects through before diffing, and the runtime to do it on.
@@ -164,6 +167,10 @@ pub(crate) fn plan_tenant(
     // and what it writes there must not stop the plan of every tenant. A table that
     // disagrees with the record is drift of that tenant's resource; its apply refuses it.
     check_applied_migrations(graph, recorded.as_ref())?;
+    let conflicts = plan::move_conflicts(graph, recorded.as_ref());
+    if !conflicts.is_empty() {
+        return Err(PlanError::MoveConflict(conflicts));
+    }
     let source = Some(spec.location.file.clone());
     let planned = plan::diff_replacing(graph, prior, recorded.as_ref(), source, replace);
     let Some(r) = refresh_with else { return Ok((planned, errors)) };

@@ -278,3 +278,93 @@ fn drift_at_ignored_paths_is_listed_as_ignored_on_the_real_control_plane() {
     let out = run(&["destroy", "tenants/lcycle.hcl", "--auto-approve"]);
     assert!(out.status.success(), "{}", common::text(&out));
 }
+
+const OLD: &str = "kubernetes_config_map.tempo_old";
+const NEW: &str = "kubernetes_config_map.tempo_overrides";
+
+/// A catalog `moved` block: the plan shows the record moving (`# OLD has moved to NEW`, in text,
+/// JSON and Markdown), never a destroy and a create; a saved plan applies the move (an audited
+/// write, history kept) and the next plan has no changes. A target the tenant does not have, both
+/// addresses recorded and a `from` the catalog still makes are errors at the block.
+fn catalog_moves_rename_records_instead_of_destroying_them(backend: Backend) {
+    let state = TestState::new(backend);
+    record(&state, &root().join("tenants/acme.hcl"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let spec = root().join("tenants/acme.hcl").display().to_string();
+    // The record as a catalog that called it tempo_old left it.
+    let out = matih(d, &state, &["state", "mv", &format!("acme/{NEW}"), OLD]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let moved = format!("moved {{\n  from = \"{OLD}\"\n  to   = \"{NEW}\"\n}}\n");
+    let schemas = schemas_with(d, &moved).display().to_string();
+    let plan = |args: &[&str]| {
+        let mut all = vec!["--schemas", schemas.as_str(), "plan", spec.as_str(), "--refresh=false"];
+        all.extend_from_slice(args);
+        matih(d, &state, &all)
+    };
+
+    let out = plan(&["--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2), "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains(&format!("# {OLD} has moved to {NEW}")), "{text}");
+    assert!(text.contains("lifecycle.hcl:1:1)"), "{text}");
+    assert!(!text.contains("will be created") && !text.contains("will be destroyed"), "{text}");
+    assert!(text.contains("Plan: 1 to move, 0 to add, 0 to change, 0 to destroy."), "{text}");
+    let doc: serde_json::Value = serde_json::from_slice(&plan(&["--format", "json"]).stdout).unwrap();
+    assert_eq!(doc["tenants"][0]["moved"][0]["from"], OLD);
+    assert_eq!(doc["tenants"][0]["moved"][0]["to"], NEW);
+    assert!(doc["tenants"][0]["moved"][0]["declared_at"].as_str().unwrap().ends_with("lifecycle.hcl:1:1"));
+    assert_eq!(doc["summary"]["moved"], 1);
+    let md = stdout(&plan(&["--format", "markdown"]));
+    assert!(md.contains(&format!("# {OLD} has moved to {NEW} (moved block at ")), "{md}");
+
+    // Saved, then applied: the record moves, in one audited write; nothing is created or destroyed.
+    let saved = d.join("moved.tfplan").display().to_string();
+    assert!(plan(&["-out", &saved]).status.success());
+    let out = matih(d, &state, &["--schemas", &schemas, "apply", &saved]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let st = state.store().get("acme").unwrap().unwrap();
+    assert!(st.resources.contains_key(&NEW.parse().unwrap()) && !st.resources.contains_key(&OLD.parse().unwrap()));
+    assert!(state.store().audit("acme").unwrap().iter().any(|a| a.operation == "moved"));
+    assert!(stdout(&matih(d, &state, &["state", "history", "acme"])).contains("by moved"));
+    let out = plan(&["--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+
+    // A target the tenant does not have; both addresses recorded; a `from` the catalog still makes.
+    let out = matih(d, &state, &["state", "mv", &format!("acme/{NEW}"), OLD]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let nowhere = schemas_with(d, &moved.replace(NEW, "kubernetes_config_map.nowhere")).display().to_string();
+    let out = matih(d, &state, &["--schemas", &nowhere, "plan", &spec, "--refresh=false"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(
+            "lifecycle.hcl:1:1: moved: kubernetes_config_map.nowhere is not a resource tenant \"acme\"'s spec compiles to"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    {
+        let store = state.store();
+        let mut st = store.get("acme").unwrap().unwrap();
+        let r = st.resources[&OLD.parse().unwrap()].clone();
+        st.resources.insert(NEW.parse().unwrap(), r);
+        st.serial += 1;
+        store.put(&st, Some(st.serial - 1), "test").unwrap();
+    }
+    schemas_with(d, &moved); // the catalog copy is shared: back to the first move
+    let out = plan(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(&format!("lifecycle.hcl:1:1: moved: tenant \"acme\" records both {OLD} and {NEW}")),
+        "{}",
+        stderr(&out)
+    );
+    let still = schemas_with(d, &format!("moved {{\n  from = \"{NEW}\"\n  to   = \"kubernetes_config_map.x\"\n}}\n"));
+    let out = matih(d, &state, &["--schemas", &still.display().to_string(), "plan", &spec, "--refresh=false"]);
+    assert!(
+        stderr(&out).contains(&format!("lifecycle.hcl:1:1: moved: {NEW} is still a resource of tenant \"acme\"")),
+        "{}",
+        stderr(&out)
+    );
+}
+on_both_backends!(catalog_moves_rename_records_instead_of_destroying_them);

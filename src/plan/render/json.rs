@@ -50,6 +50,10 @@
 //! - `digest` (`"sha256:…"`, only for a plan saved with `-out FILE` or read by `matih show FILE`):
 //!   the SHA-256 of the plan file's bytes, what `sha256sum FILE` prints; `matih apply FILE
 //!   --expect-digest sha256:…` applies that file and no other.
+//! - `moved` (a tenant's, only when it has any; an added key): the records the catalog's `moved`
+//!   blocks give a new address, `{ "from", "to", "declared_at" }`; applying the plan moves them
+//!   (never a destroy and a create), and their changes, if any, are listed under `to`, whose change
+//!   has the note `moved from …`. The summaries count them as `moved`.
 //! - `ignored` (a tenant's, only when it has any; an added key, so `format_version` stays the same):
 //!   the differences left alone because an `ignore_changes` path of the catalog or the tenant's
 //!   spec covers them, `{ "address", "path", "before" (recorded, or live after a refresh), "after"
@@ -254,7 +258,12 @@ fn write_groups(out: &mut dyn std::io::Write, groups: Groups) -> std::io::Result
 }
 
 fn summary(s: &Summary) -> J {
-    json!({ "adopt": s.adopt, "add": s.add, "change": s.change, "replace": s.replace, "destroy": s.destroy })
+    let mut doc =
+        json!({ "adopt": s.adopt, "add": s.add, "change": s.change, "replace": s.replace, "destroy": s.destroy });
+    if s.moved > 0 {
+        doc["moved"] = json!(s.moved);
+    }
+    doc
 }
 
 fn tenant(t: &TenantPlan) -> J {
@@ -268,6 +277,14 @@ fn tenant(t: &TenantPlan) -> J {
         "summary": summary(&t.summary()),
         "resource_changes": t.resource_changes.iter().map(resource_change).collect::<Vec<_>>(),
     });
+    if !t.moved.is_empty() {
+        let moved: Vec<J> = t
+            .moved
+            .iter()
+            .map(|m| json!({ "from": m.from.to_string(), "to": m.to.to_string(), "declared_at": m.declared_at }))
+            .collect();
+        doc["moved"] = J::Array(moved);
+    }
     if !t.ignored.is_empty() {
         let ignored: Vec<J> = t
             .ignored

@@ -203,7 +203,9 @@ impl MarkdownStream {
             return Ok(());
         }
         self.changed += 1;
-        let shown: Vec<&ResourceChange> = tenant.resource_changes.iter().filter(|c| c.action != Action::NoOp).collect();
+        let moved = |c: &ResourceChange| tenant.moved.iter().any(|m| m.to == c.address);
+        let shown: Vec<&ResourceChange> =
+            tenant.resource_changes.iter().filter(|c| c.action != Action::NoOp || moved(c)).collect();
         if let Some(groups) = &mut self.groups {
             groups.push(tenant, super::shown(tenant), &mut |_, canon| {
                 let mut d = details(tenant, &shown);
@@ -486,6 +488,10 @@ fn details(tenant: &TenantPlan, shown: &[&ResourceChange]) -> Details {
                 if n > 0 {
                     // A blank line between resources, as in the text plan.
                     w.out.push('\n');
+                }
+                if let Some(m) = tenant.moved.iter().find(|m| m.to == c.address) {
+                    // As in the text plan: the move, then any change of the moved resource.
+                    let _ = writeln!(w.out, "  # {} has moved to {} (moved block at {})", m.from, m.to, m.declared_at);
                 }
                 w.resource(c);
                 w.out

@@ -30,7 +30,7 @@ use super::group::{thousands, Groups, PLACEHOLDERS};
 use super::stream::{Fleet, Spill};
 use super::writer::{Layout, Mark, Writer, BOLD};
 use crate::phase::Phase;
-use crate::plan::{Action, Partial, Plan, Summary, TenantPlan};
+use crate::plan::{Action, Partial, Plan, ResourceChange, Summary, TenantPlan};
 
 /// Options of [`render_text`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -251,7 +251,8 @@ pub(super) fn partial_note(partial: Option<(&Partial, usize)>) -> Option<String>
 /// Adoptions come first when there are any (`1 to adopt, …`), as Terraform's `N to import`.
 pub(super) fn counts(s: &Summary) -> String {
     let adopt = if s.adopt > 0 { format!("{} to adopt, ", s.adopt) } else { String::new() };
-    format!("{adopt}{} to add, {} to change, {} to destroy.", s.to_add(), s.change, s.to_destroy())
+    let moved = if s.moved > 0 { format!("{} to move, ", s.moved) } else { String::new() };
+    format!("{moved}{adopt}{} to add, {} to change, {} to destroy.", s.to_add(), s.change, s.to_destroy())
 }
 
 /// Terraform's legend, with only the symbols this plan uses.
@@ -331,13 +332,35 @@ fn tenant_section<'p>(w: &mut Writer<'p>, tenant: &'p TenantPlan) {
 /// A tenant's changes by phase, as its section shows them under its heading.
 pub(super) fn changes<'p>(w: &mut Writer<'p>, tenant: &'p TenantPlan) {
     let mut phase: Option<Phase> = None;
-    for change in tenant.resource_changes.iter().filter(|c| c.action != Action::NoOp) {
+    let moved_to = |c: &ResourceChange| tenant.moved.iter().find(|m| m.to == c.address);
+    for change in tenant.resource_changes.iter().filter(|c| c.action != Action::NoOp || moved_to(c).is_some()) {
         if phase != Some(change.phase) {
             phase = Some(change.phase);
             let label = w.paint(BOLD, &phase_label(change.phase));
             let _ = writeln!(w.out, "{label}\n");
         }
-        w.resource(change);
+        match moved_to(change) {
+            // A move alone, as Terraform shows it: the header and the attributes hidden.
+            Some(m) if change.action == Action::NoOp => {
+                let head = w.paint(BOLD, &format!("# {} has moved to {}", m.from, m.to));
+                let hidden = change.after.as_ref().map_or(0, |a| a.len());
+                let _ = writeln!(
+                    w.out,
+                    "  {head}\n  # (moved block at {})\n    resource \"{}\" \"{}\" {{\n        # ({hidden} unchanged \
+                     attribute{} hidden)\n    }}",
+                    m.declared_at,
+                    m.to.kind,
+                    m.to.name,
+                    if hidden == 1 { "" } else { "s" }
+                );
+            }
+            Some(m) => {
+                let head = w.paint(BOLD, &format!("# {} has moved to {}", m.from, m.to));
+                let _ = writeln!(w.out, "  {head}");
+                w.resource(change);
+            }
+            None => w.resource(change),
+        }
         w.out.push('\n');
     }
 }
