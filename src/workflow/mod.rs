@@ -356,6 +356,15 @@ impl crate::apply::Replan for Replanner {
             check_applied_migrations(graph, found).map_err(|e| e.to_string())?;
             let replace = self.targeting.replace_in(&planned.slug, graph.index.keys());
             let mut again = plan::diff_replacing(graph, prior, found, planned.source.clone(), &replace);
+            // Moves are written before a run starts (`run::run_fleet`), never in the middle of one:
+            // a record that needs one now (another run wrote it meanwhile) is left for the next run.
+            if let Some(m) = again.moved.first() {
+                return Err(format!(
+                    "tenant {:?}'s record now has {}, which the catalog moves to {} (moved block at {}): nothing \
+                     was applied to it; apply again to move it first",
+                    planned.slug, m.from, m.to, m.declared_at
+                ));
+            }
             if let Some(parallelism) = self.refresh_parallelism {
                 let (adopting, unreadable) =
                     adopt_existing(again, graph, prior, found, &replace, providers, parallelism).await;
