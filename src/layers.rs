@@ -20,8 +20,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("transport", &[]),
     ("value", &["addr"]),
     // The pure core: data in, data and diagnostics out.
-    ("catalog", &["diag", "phase", "quantity", "value"]),
-    ("spec", &["catalog", "diag", "transport"]),
+    ("catalog", &["addr", "diag", "kind", "phase", "quantity", "value"]),
+    ("spec", &["addr", "catalog", "diag", "transport"]),
     ("graph", &["addr", "catalog", "diag", "kind", "phase", "quantity", "spec", "value"]),
     // State knows nothing of providers, graphs or plans.
     ("state", &["addr", "pgconn", "phase", "value"]),

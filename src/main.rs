@@ -34,6 +34,12 @@ enum Command {
     #[command(after_help = "Examples:\n  matih validate\n  matih validate tenants/acme.hcl --format json")]
     Validate(validate::Args),
     /// Show what would change to make the recorded state match the tenant specs.
+    ///
+    /// Differences an `ignore_changes` path covers (the catalog's `ignore_changes "KIND" { paths = [...] }`
+    /// in schemas/lifecycle.hcl, or a spec's `lifecycle { ignore_changes = ["KIND.NAME:PATH"] }`) are left
+    /// alone (the recorded value is kept) and listed as ignored, with where each path is declared. A record
+    /// the catalog's `moved { from = "KIND.OLD"  to = "KIND.NEW" }` blocks rename is shown as
+    /// `# KIND.OLD has moved to KIND.NEW`, and applying the plan moves it: never a destroy and a create.
     #[command(
         after_help = "Examples:\n  matih plan tenants/acme.hcl\n  matih plan tenants/ -out=p.tfplan -detailed-exitcode\n  matih plan tenants/ --target '*/postgresql_role.tenant' --format markdown\n  matih plan tenants/ -refresh-only -out=accept.tfplan\n  matih plan tenants/ --group --format json\n  matih plan tenants/ --policy examples/policies -out=p.tfplan\n  matih plan tenants/acme.hcl --format json --json-shape terraform"
     )]
@@ -71,6 +77,9 @@ enum Command {
     /// A tenant's outputs: LoadBalancer IP, nameservers, URLs, database host and name (never a password).
     Output(output::Args),
     /// Read every recorded resource back and report what changed outside matih (read-only).
+    ///
+    /// A field another controller owns, and a difference an `ignore_changes` path of the catalog or the
+    /// tenant's spec covers, is listed as ignored, not as drift.
     #[command(
         after_help = "Examples:\n  matih drift tenants/\n  matih drift tenants/ --format json --detailed-exitcode"
     )]
@@ -115,7 +124,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Show(args) => show::exec(&args, color),
         Command::Graph(args) => graph::exec(global, &args),
         Command::Status(args) => status::exec(global, &args),
-        Command::State(cmd) => state::exec(global, cmd),
+        Command::State(cmd) => state::exec(global, cmd, color),
         Command::Lock(cmd) => lock::exec(global, cmd),
         Command::Drift(args) => drift::exec(global, &args),
         Command::Output(args) => output::exec(global, &args),

@@ -13,6 +13,7 @@ pub(super) static FILES: &[(&str, &str)] = &[
     ("dashboards/tenant-overview.json", include_str!("../../schemas/dashboards/tenant-overview.json")),
     ("dns.hcl", include_str!("../../schemas/dns.hcl")),
     ("events/tenant-event.schema.json", include_str!("../../schemas/events/tenant-event.schema.json")),
+    ("lifecycle.hcl", include_str!("../../schemas/lifecycle.hcl")),
     ("migrations/R__views.sql", include_str!("../../schemas/migrations/R__views.sql")),
     ("migrations/V1__init.sql", include_str!("../../schemas/migrations/V1__init.sql")),
     ("migrations/V2__reference_tables.sql", include_str!("../../schemas/migrations/V2__reference_tables.sql")),

@@ -15,10 +15,12 @@ use super::reader::{describe, labels, Ctx, Fields};
 use super::template::{self, ALERT_VARS, DASHBOARD_VARS, IMAGE_VARS, NETWORK_VARS};
 use super::{
     AlertRule, Catalog, ComputeResources, DashboardDef, DatabaseDef, DatabaseIsolation, Dependency, DnsDef,
-    DnsRecordDef, FrontendDef, IngressControllerDef, Migration, MigrationKind, MonitoringDef, NetworkPolicyDef,
-    ObservabilityDef, SeedFile, ServiceDef, TierDef,
+    DnsRecordDef, FrontendDef, IgnoreDef, IngressControllerDef, Migration, MigrationKind, MonitoringDef, MovedDef,
+    NetworkPolicyDef, ObservabilityDef, SeedFile, ServiceDef, TierDef,
 };
+use crate::addr::{AttrPath, ResourceAddr};
 use crate::diag::{self, Diagnostic, Location, SourceFile};
+use crate::kind;
 use crate::phase::Phase;
 use crate::value::Value;
 
@@ -66,8 +68,10 @@ const BLOCK_TYPES: &[&str] = &[
     "database",
     "dns",
     "frontend",
+    "ignore_changes",
     "ingress_controller",
     "monitoring",
+    "moved",
     "network_policy",
     "observability",
     "service",
@@ -192,6 +196,97 @@ fn load_hcl(c: &mut Catalog, mut blocks: Blocks<'_>) {
     load_network_policies(c, &blocks);
     load_dns(c, &blocks);
     load_settings(c, &blocks);
+    load_lifecycle(c, &blocks);
+}
+
+/// The `ignore_changes` and `moved` blocks (`schemas/lifecycle.hcl`).
+fn load_lifecycle(c: &mut Catalog, blocks: &Blocks<'_>) {
+    for &(ctx, b) in blocks.by_type.get("ignore_changes").into_iter().flatten() {
+        let l = labels(b);
+        let mut f = Fields::of_block(ctx, b);
+        let location = f.location();
+        let paths = f.string_list("paths");
+        f.finish();
+        let [target] = l.as_slice() else {
+            ctx.error(b.span(), "`ignore_changes` block needs exactly one label: a resource kind or KIND.NAME");
+            continue;
+        };
+        let kind = target.split_once('.').map_or(target.as_str(), |(k, _)| k);
+        let valid = kind.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !valid || kind::Family::of(kind).is_none() {
+            push(
+                ctx,
+                location.clone(),
+                format!(
+                    "ignore_changes {target:?}: {kind:?} is not a resource kind (kinds start with kubernetes_, \
+                     postgresql_, dns_ or helm_, as `matih graph` shows them)"
+                ),
+            );
+            continue;
+        }
+        if target.contains('.') && target.parse::<ResourceAddr>().is_err() {
+            push(ctx, location.clone(), format!("ignore_changes {target:?}: not a resource kind or KIND.NAME"));
+            continue;
+        }
+        if paths.is_empty() {
+            push(ctx, location.clone(), format!("ignore_changes {target:?}: `paths` lists no attribute path"));
+        }
+        let mut def = IgnoreDef { target: target.clone(), paths: Vec::new() };
+        for (text, at) in paths {
+            match text.parse::<AttrPath>() {
+                Ok(p) => def.paths.push((p, at)),
+                Err(e) => push(ctx, at, format!("ignore_changes {target:?}: {e}")),
+            }
+        }
+        c.ignore_changes.push(def);
+    }
+    for &(ctx, b) in blocks.by_type.get("moved").into_iter().flatten() {
+        let mut f = Fields::of_block(ctx, b);
+        let location = f.location();
+        let (from, to) = (f.string("from"), f.string("to"));
+        f.finish();
+        if !labels(b).is_empty() {
+            ctx.error(b.span(), "`moved` block takes no label");
+        }
+        let parse = |text: &str, which: &str| match text.parse::<ResourceAddr>() {
+            Ok(a) => Some(a),
+            Err(e) => {
+                push(ctx, location.clone(), format!("moved: {which}: {e}"));
+                None
+            }
+        };
+        let (Some(from), Some(to)) = (parse(&from, "from"), parse(&to, "to")) else { continue };
+        if from.kind != to.kind {
+            push(
+                ctx,
+                location.clone(),
+                format!("moved: {from} to {to} changes the resource kind; a move keeps the kind"),
+            );
+            continue;
+        }
+        if from == to {
+            push(ctx, location.clone(), format!("moved: from and to are the same address {from}"));
+            continue;
+        }
+        let clash = c.moved.iter().find(|m| m.from == from || m.to == to || m.from == to || m.to == from);
+        if let Some(other) = clash {
+            let why = if other.to == from || other.from == to {
+                format!(
+                    "moved: {from} to {to} chains with the move {} to {} at {}: write one move from the oldest \
+                     address to the newest (and one from each intermediate address to the newest)",
+                    other.from, other.to, other.location
+                )
+            } else {
+                format!(
+                    "moved: {from} to {to} names an address the move {} to {} at {} names too",
+                    other.from, other.to, other.location
+                )
+            };
+            push(ctx, location.clone(), why);
+            continue;
+        }
+        c.moved.push(MovedDef { from, to, location });
+    }
 }
 
 /// The `regions` lists: every region once.

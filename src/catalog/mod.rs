@@ -19,6 +19,7 @@ pub mod template;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::addr::{AttrPath, ResourceAddr};
 use crate::diag::{Diagnostic, Location};
 use crate::phase::Phase;
 use crate::value::Value;
@@ -285,6 +286,35 @@ pub struct ObservabilityDef {
     pub check_image: String,
 }
 
+/// `ignore_changes "KIND" { paths = [...] }` (or `"KIND.NAME"`): attribute paths of a resource
+/// kind (or of one resource) whose differences plan and drift leave alone and list as ignored
+/// (a field another controller owns, say).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IgnoreDef {
+    /// A resource kind (`kubernetes_deployment`) or one resource's address.
+    pub target: String,
+    /// Each path with where it is written.
+    pub paths: Vec<(AttrPath, Location)>,
+}
+
+impl IgnoreDef {
+    /// Whether the rule covers the resource at `addr`.
+    pub fn covers(&self, addr: &ResourceAddr) -> bool {
+        self.target == addr.kind || self.target.split_once('.').is_some_and(|(k, n)| k == addr.kind && n == addr.name)
+    }
+}
+
+/// `moved { from = "KIND.OLD"  to = "KIND.NEW" }`: a resource of the catalog renamed, so that a
+/// tenant whose record has the old address moves it to the new one instead of destroying and
+/// creating it (Terraform's `moved` blocks).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MovedDef {
+    pub from: ResourceAddr,
+    pub to: ResourceAddr,
+    /// Where the block is written.
+    pub location: Location,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Catalog {
     pub tiers: BTreeMap<String, TierDef>,
@@ -305,6 +335,10 @@ pub struct Catalog {
     pub ingress_controller: IngressControllerDef,
     pub monitoring: MonitoringDef,
     pub observability: ObservabilityDef,
+    /// `ignore_changes` blocks, in file order.
+    pub ignore_changes: Vec<IgnoreDef>,
+    /// `moved` blocks, in file order (checked: no chains, no kind change, no address twice).
+    pub moved: Vec<MovedDef>,
 }
 
 impl Catalog {

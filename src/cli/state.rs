@@ -1,17 +1,22 @@
-//! `matih state list|show|history|migrate|rm|mv`: inspect and edit recorded state.
+//! `matih state list|show|history|migrate|rm|mv|restore`: inspect and edit recorded state.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Subcommand, ValueEnum};
 
 use matih::spec::StateBackend;
+use matih::state::StateStore as _;
 
-use matih::workflow::state_mv;
 use matih::workflow::store::{forget_resources, StateLocation, StoreUse};
+use matih::workflow::{state_mv, state_restore};
 
 use super::views::status::status_name;
-use super::{open_state_for_read, open_store, print, state_location, Global};
+use super::{
+    compute_plan, confirm, load_inputs, open_state_for_read, open_store, print, render, runtime, state_location,
+    Format, Global,
+};
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -73,6 +78,31 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Bring an earlier record of a tenant back, through a plan: serial N's resources become the
+    /// current record as a new serial (the history is kept, never rewritten). Nothing changes in
+    /// the real world; the command then says what the next `matih plan` will do about it.
+    #[command(after_help = "Examples:\n  matih state history acme\n  matih state restore acme --serial 4\n  \
+                      matih state restore acme --serial 4 --auto-approve --path tenants/acme.hcl")]
+    Restore(RestoreArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RestoreArgs {
+    /// The tenant's slug.
+    slug: String,
+    /// The earlier serial to restore, as `matih state history SLUG` lists it.
+    #[arg(long, value_name = "N")]
+    serial: u64,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    auto_approve: bool,
+    /// With --input=false matih never asks: a restore that would need the prompt fails instead.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    input: bool,
+    /// Tenant spec files or directories of them, where the tenant's spec is found to say what the
+    /// next plan will do (repeatable; default tenants).
+    #[arg(long = "path", value_name = "PATH", default_value = "tenants")]
+    paths: Vec<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -81,7 +111,7 @@ pub enum BackendArg {
     Postgres,
 }
 
-pub fn exec(global: &Global, cmd: Command) -> Result<ExitCode> {
+pub fn exec(global: &Global, cmd: Command, color: bool) -> Result<ExitCode> {
     match cmd {
         Command::List => {
             let store = open_state_for_read(global)?;
@@ -182,8 +212,82 @@ pub fn exec(global: &Global, cmd: Command) -> Result<ExitCode> {
             println!("Removed {} resource(s) from the state of {slug:?} (serial {serial}).", addresses.len());
         }
         Command::Mv { from, to, dry_run } => state_mv_command(global, &from, &to, dry_run)?,
+        Command::Restore(args) => return restore_command(global, &args, color),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `matih state restore SLUG --serial N`: the restore plan, the next plan's outlook, the prompt,
+/// the write.
+fn restore_command(global: &Global, args: &RestoreArgs, color: bool) -> Result<ExitCode> {
+    let store = open_store(global, StoreUse::Write)?;
+    let restore = state_restore::plan_restore(store.as_ref(), &args.slug, args.serial, None)?;
+    print(&render(&restore.plan, Format::Text, color, None, false))?;
+    if !restore.plan.has_changes() {
+        println!("\nSerial {} records the same resources as the current record; nothing to restore.", args.serial);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print(&format!("\n{}\n", next_plan_outlook(global, args, &restore)))?;
+    if !args.auto_approve && !args.input {
+        bail!("--input=false: this restore would need the confirmation prompt; nothing was restored");
+    }
+    if !args.auto_approve && !confirm("Do you want to restore this record?", false)? {
+        eprintln!("Restore cancelled; nothing was recorded.");
+        return Ok(ExitCode::from(1));
+    }
+    let serial = state_restore::record_restore(store.as_ref(), &restore)?;
+    println!(
+        "Restore complete! The resources of serial {} of tenant {:?} are recorded as serial {serial}; nothing was \
+         changed in the real world.",
+        args.serial, args.slug
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the next `matih plan` of the tenant will do once the record is restored: its spec (found
+/// in `--path`) planned against the restored record, refreshed when the platform file configures
+/// providers. A sentence; never an error (a restore does not need the spec).
+fn next_plan_outlook(global: &Global, args: &RestoreArgs, restore: &state_restore::Restore) -> String {
+    let outlook = || -> Result<String> {
+        let mut inputs = load_inputs(global, &args.paths)?;
+        let Some(i) = inputs.graphs.iter().position(|g| g.tenant.slug == args.slug) else {
+            return Ok(format!(
+                "No spec of tenant {:?} in {}: the next plan cannot be told here (pass --path).",
+                args.slug,
+                args.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            ));
+        };
+        inputs.graphs = vec![inputs.graphs.swap_remove(i)];
+        inputs.specs = vec![inputs.specs.swap_remove(i)];
+        let restored = matih::state::MemoryStore::new();
+        let mut st = state_restore::restored_state(&restore.current, restore);
+        st.serial = 1;
+        restored.put(&st, None, "restore preview")?;
+        let rt = runtime()?;
+        let refresh = inputs.platform_file.is_some();
+        let providers = if refresh {
+            matih::workflow::connect::connect(&inputs.platform, &inputs.catalog, &rt)?
+        } else {
+            matih::apply::Providers::new()
+        };
+        let plan = compute_plan(&inputs, &restored, &providers, refresh, &Default::default(), &rt)?;
+        let s = plan.summary();
+        let against =
+            if refresh { "the specs and what is live" } else { "the specs (no platform file: nothing live read)" };
+        Ok(if s.is_empty() {
+            format!(
+                "Once restored, the next `matih plan` of {:?} shows no changes: {against} match the restored record.",
+                args.slug
+            )
+        } else {
+            format!(
+                "Once restored, the next `matih plan` of {:?} compares {against} with the restored record: {}",
+                args.slug,
+                counts(&s)
+            )
+        })
+    };
+    outlook().unwrap_or_else(|e| format!("The next plan cannot be told here: {e:#}"))
 }
 
 /// `matih state mv [--dry-run] FROM TO`.
@@ -206,4 +310,10 @@ fn state_mv_command(global: &Global, from: &str, to: &str, dry_run: bool) -> Res
     });
     print(&out)?;
     Ok(())
+}
+
+/// `N to add, M to change, K to destroy.` (adoptions first when there are any), as plans say it.
+fn counts(s: &matih::plan::Summary) -> String {
+    let adopt = if s.adopt > 0 { format!("{} to adopt, ", s.adopt) } else { String::new() };
+    format!("{adopt}{} to add, {} to change, {} to destroy.", s.to_add(), s.change, s.to_destroy())
 }

@@ -16,7 +16,9 @@
 //! `kube-controller-manager` owning `spec.replicas`) is not drift: the Kubernetes provider keeps
 //! matih's value for it when it reads the object back and reports it as yielded
 //! ([`crate::provider::Observed::yielded`]); drift lists it as `ignored`, with the manager that owns
-//! it. A field a person changed with `kubectl` is drift.
+//! it. A field a person changed with `kubectl` is drift, unless an `ignore_changes` path of the
+//! catalog or of the tenant's spec covers it: such a difference (live, or a spec change not
+//! applied) is listed as `ignored` too, with where the path is declared.
 //!
 //! A tenant whose lock is held (an apply or destroy running, or one that crashed) is reported as
 //! `busy` and not read.
@@ -99,12 +101,31 @@ pub struct Finding {
     pub action: Option<Action>,
 }
 
-/// A live field that differs from the recorded one but belongs to another controller.
+/// A difference that is not drift: a live field that belongs to another controller, or one an
+/// `ignore_changes` path covers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ignored {
     pub address: ResourceAddr,
     pub path: String,
-    pub manager: String,
+    pub why: IgnoredWhy,
+}
+
+/// Why a difference is not drift.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IgnoredWhy {
+    /// The live field is owned by another controller (its field manager).
+    Controller { manager: String },
+    /// An `ignore_changes` path of the catalog or the tenant's spec covers it: where it is
+    /// declared, the recorded value (`before`) and the live one, or the spec's when `spec` is set
+    /// (a spec change left alone).
+    Declared { at: String, before: Option<Value>, after: Option<Value>, spec: bool },
+}
+
+impl Ignored {
+    fn declared(c: plan::IgnoredChange, spec: bool) -> Ignored {
+        let plan::IgnoredChange { address, path, before, after, declared_at } = c;
+        Ignored { address, path, why: IgnoredWhy::Declared { at: declared_at, before, after, spec } }
+    }
 }
 
 /// How a tenant's check went.
@@ -270,7 +291,8 @@ pub async fn check_tenant(input: TenantInput, providers: &Providers, opts: &Drif
     report.serial = state.as_ref().map(|s| s.serial);
 
     // Spec changed but not applied: the plan against the recorded state, without refresh.
-    let pending = plan::diff(&graph, state.as_ref(), source);
+    let mut pending = plan::diff(&graph, state.as_ref(), source);
+    report.ignored.extend(pending.ignored.drain(..).map(|c| Ignored::declared(c, true)));
     for c in pending.resource_changes.iter().filter(|c| c.action != Action::NoOp) {
         report.findings.push(Finding {
             address: c.address.clone(),
@@ -346,6 +368,7 @@ async fn read_back(
     // `before` is then what matih recorded and `after` what is live, path by path, with the plan's
     // rules (secrets compared by fingerprint).
     let mut live = ResourceGraph::new(graph.tenant.clone());
+    live.ignore_changes = graph.ignore_changes.clone();
     let mut recorded = TenantState { resources: BTreeMap::new(), ..state.clone() };
     for (addr, r) in results {
         let rec = &state.resources[&addr];
@@ -355,7 +378,7 @@ async fn read_back(
                 report.ignored.push(Ignored {
                     address: addr.clone(),
                     path: y.path.clone(),
-                    manager: y.manager.clone(),
+                    why: IgnoredWhy::Controller { manager: y.manager.clone() },
                 });
             }
         }
@@ -380,7 +403,8 @@ async fn read_back(
             }
         }
     }
-    let diffed = plan::diff(&live, Some(&recorded), None);
+    let mut diffed = plan::diff(&live, Some(&recorded), None);
+    report.ignored.extend(diffed.ignored.drain(..).map(|c| Ignored::declared(c, false)));
     for c in diffed.resource_changes.into_iter().filter(|c| c.action != Action::NoOp) {
         let attributes: Vec<AttrDrift> =
             c.changes.into_iter().map(|a| AttrDrift { path: a.path, before: a.before, after: a.after }).collect();

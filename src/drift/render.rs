@@ -38,7 +38,10 @@
 //! - In `attributes`, an absent side is `null`; a secret is `"(sensitive value)"` (never its
 //!   fingerprint), a value known only after apply `"(known after apply)"`. Paths are spelled as
 //!   in plans.
-//! - `ignored` lists live differences in fields that another controller owns: not drift.
+//! - `ignored` lists differences that are not drift: live differences in fields another controller
+//!   owns (`manager`), and differences an `ignore_changes` path of the catalog or the tenant's spec
+//!   covers (`declared_at`, `difference`: `live` (`before` recorded, `after` live) or `spec` (a spec
+//!   change left alone: `before` recorded, `after` desired), `before`, `after`).
 //!
 //! Output is deterministic: the same report gives the same bytes (no timestamps).
 //!
@@ -48,7 +51,9 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value as J};
 
-use super::{AttrDrift, Finding, FindingKind, Report, TenantReport, TenantStatusKind, FORMAT_VERSION};
+use super::{
+    AttrDrift, Finding, FindingKind, Ignored, IgnoredWhy, Report, TenantReport, TenantStatusKind, FORMAT_VERSION,
+};
 use crate::phase::Phase;
 use crate::plan::Action;
 use crate::value::Value;
@@ -121,12 +126,23 @@ pub fn render_json(report: &Report) -> String {
             }));
         }
         for i in &t.ignored {
-            ignored.push(json!({
-                "tenant": t.slug,
-                "address": i.address.to_string(),
-                "path": i.path,
-                "manager": i.manager,
-            }));
+            ignored.push(match &i.why {
+                IgnoredWhy::Controller { manager } => json!({
+                    "tenant": t.slug,
+                    "address": i.address.to_string(),
+                    "path": i.path,
+                    "manager": manager,
+                }),
+                IgnoredWhy::Declared { at, before, after, spec } => json!({
+                    "tenant": t.slug,
+                    "address": i.address.to_string(),
+                    "path": i.path,
+                    "declared_at": at,
+                    "difference": if *spec { "spec" } else { "live" },
+                    "before": before.as_ref().map_or(J::Null, json_value),
+                    "after": after.as_ref().map_or(J::Null, json_value),
+                }),
+            });
         }
     }
     let doc = json!({
@@ -159,6 +175,23 @@ fn inline(v: Option<&Value>) -> String {
         format!("{cut}…")
     } else {
         s
+    }
+}
+
+/// An ignored difference on one line, for text and Markdown.
+fn ignored_line(i: &Ignored) -> String {
+    match &i.why {
+        IgnoredWhy::Controller { manager } => {
+            format!("(not drift: {} {} is owned by the controller {manager:?})", i.address, i.path)
+        }
+        IgnoredWhy::Declared { at, before, after, spec } => format!(
+            "(ignored: {} {}: {} -> {}{}, ignore_changes at {at})",
+            i.address,
+            i.path,
+            inline(before.as_ref()),
+            inline(after.as_ref()),
+            if *spec { " in the spec, not applied" } else { " live" }
+        ),
     }
 }
 
@@ -258,7 +291,7 @@ pub fn render_text(report: &Report) -> String {
             }
         }
         for i in &t.ignored {
-            let _ = writeln!(out, "  (not drift: {} {} is owned by the controller {:?})", i.address, i.path, i.manager);
+            let _ = writeln!(out, "  {}", ignored_line(i));
         }
     }
     if report.has_drift() {
@@ -370,6 +403,24 @@ pub(super) fn render_markdown_with_limit(report: &Report, limit: usize) -> Strin
         }
         out.push('\n');
         out.push_str(close);
+    }
+    let ignored: Vec<(&str, &Ignored)> =
+        report.tenants.iter().flat_map(|t| t.ignored.iter().map(move |i| (t.slug.as_str(), i))).collect();
+    if !ignored.is_empty() {
+        out.push_str("**Not drift:**\n\n");
+        let mut not_shown = 0;
+        for (slug, i) in ignored {
+            let line = format!("- `{slug}`: {}\n", code(&ignored_line(i)));
+            if not_shown > 0 || out.len() + line.len() > budget {
+                not_shown += 1;
+            } else {
+                out.push_str(&line);
+            }
+        }
+        if not_shown > 0 {
+            let _ = writeln!(out, "- … and {not_shown} more (size limit)");
+        }
+        out.push('\n');
     }
     if left_out > 0 {
         let _ = writeln!(

@@ -277,7 +277,10 @@ fn fields_a_controller_took_over_are_listed_as_ignored_not_as_drift() {
     let hpa = run(vec![input("acme", &[], Recorded::State(Some(state("acme"))))], &w.providers());
     assert!(!hpa.has_drift(), "{hpa:?}");
     assert_eq!(hpa.tenants[0].ignored.len(), 1);
-    assert_eq!(hpa.tenants[0].ignored[0].manager, "kube-controller-manager");
+    assert_eq!(
+        hpa.tenants[0].ignored[0].why,
+        super::IgnoredWhy::Controller { manager: "kube-controller-manager".into() }
+    );
     assert_eq!(hpa.tenants[0].ignored[0].path, "spec.replicas");
     assert!(render_json(&hpa).contains("\"manager\": \"kube-controller-manager\""));
 

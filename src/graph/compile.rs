@@ -1761,6 +1761,8 @@ impl<'a> Builder<'a> {
             });
         }
         self.check_refs();
+        super::lifecycle::ignore_rules(&mut self.graph, self.spec, self.catalog, &mut self.diags);
+        super::lifecycle::moves(&mut self.graph, self.catalog, &mut self.diags);
         self.check_quota();
         self.check_phases();
         self.check_cycles();

@@ -39,6 +39,7 @@ fn acme(tier: &str) -> TenantSpec {
         services: BTreeMap::new(),
         monitoring: MonitoringSpec::default(),
         protect_database: None,
+        ignore_changes: Vec::new(),
         location: at(1, 1),
     }
 }

@@ -9,6 +9,7 @@ mod compile;
 mod compile_tests;
 mod dot;
 mod k8s;
+mod lifecycle;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,7 +18,7 @@ pub use dot::to_dot;
 
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 
-use crate::addr::ResourceAddr;
+use crate::addr::{AttrPath, ResourceAddr};
 use crate::diag::Location;
 use crate::phase::Phase;
 use crate::value::Value;
@@ -56,11 +57,32 @@ pub struct ResourceGraph {
     pub tenant: TenantMeta,
     pub graph: StableDiGraph<Resource, ()>,
     pub index: BTreeMap<ResourceAddr, NodeIndex>,
+    /// The attribute paths whose differences plan and drift leave alone, by resource
+    /// (`ignore_changes` of the catalog and of the tenant's spec).
+    pub ignore_changes: BTreeMap<ResourceAddr, Vec<IgnoreRule>>,
+    /// The catalog's `moved` blocks: a record of `from` is moved to `to` (which the graph has).
+    pub moved: Vec<MoveRule>,
+}
+
+/// One `moved` block of the catalog, with where it is declared (`file:line:col`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MoveRule {
+    pub from: ResourceAddr,
+    pub to: ResourceAddr,
+    pub declared_at: String,
+}
+
+/// One `ignore_changes` path of one resource, with where it is declared (`file:line:col`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IgnoreRule {
+    pub path: AttrPath,
+    pub declared_at: String,
 }
 
 impl ResourceGraph {
     pub fn new(tenant: TenantMeta) -> Self {
-        ResourceGraph { tenant, graph: StableDiGraph::new(), index: BTreeMap::new() }
+        let (index, ignore_changes, moved) = (BTreeMap::new(), BTreeMap::new(), Vec::new());
+        ResourceGraph { tenant, graph: StableDiGraph::new(), index, ignore_changes, moved }
     }
 
     /// Adds a resource; returns `false` (and adds nothing) if its address is taken.

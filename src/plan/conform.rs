@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::addr::PathPart;
 use crate::graph::ResourceGraph;
 use crate::value::Value;
 
@@ -35,11 +36,62 @@ pub fn nonconforming(tp: &TenantPlan, graph: &ResourceGraph) -> Vec<String> {
             continue;
         };
         let mut path = Vec::new();
-        if let Some(at) = map_differs(&res.attrs, after, &mut path) {
+        let differs = match graph.ignore_changes.get(&c.address) {
+            // At an `ignore_changes` path the plan keeps the recorded value: compare that there.
+            Some(rules) => {
+                let mut desired = res.attrs.clone();
+                for rule in rules {
+                    overlay(&mut desired, after, &rule.path.0);
+                }
+                map_differs(&desired, after, &mut path)
+            }
+            None => map_differs(&res.attrs, after, &mut path),
+        };
+        if let Some(at) = differs {
             out.push(format!("{}: {at} differs", c.address));
         }
     }
     out
+}
+
+/// Sets the value of `desired` at `path` to the planned one (removes it where the plan has none).
+fn overlay(desired: &mut BTreeMap<String, Value>, planned: &BTreeMap<String, Value>, path: &[PathPart]) {
+    let Some((PathPart::Key(first), rest)) = path.split_first() else { return };
+    if rest.is_empty() {
+        match planned.get(first) {
+            Some(v) => desired.insert(first.clone(), v.clone()),
+            None => desired.remove(first),
+        };
+        return;
+    }
+    let (Some(d), Some(p)) = (desired.get_mut(first), planned.get(first)) else { return };
+    overlay_value(d, p, rest);
+}
+
+fn overlay_value(desired: &mut Value, planned: &Value, path: &[PathPart]) {
+    let Some((part, rest)) = path.split_first() else {
+        *desired = planned.clone();
+        return;
+    };
+    match (desired, planned, part) {
+        (Value::Map(d), Value::Map(p), PathPart::Key(k)) if rest.is_empty() => {
+            match p.get(k) {
+                Some(v) => d.insert(k.clone(), v.clone()),
+                None => d.remove(k),
+            };
+        }
+        (Value::Map(d), Value::Map(p), PathPart::Key(k)) => {
+            if let (Some(d), Some(p)) = (d.get_mut(k), p.get(k)) {
+                overlay_value(d, p, rest);
+            }
+        }
+        (Value::List(d), Value::List(p), PathPart::Index(n)) => {
+            if let (Some(d), Some(p)) = (d.get_mut(*n), p.get(*n)) {
+                overlay_value(d, p, rest);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn map_differs<'a>(
@@ -135,6 +187,8 @@ mod tests {
             source: None,
             prior_state: None,
             partial: None,
+            ignored: Vec::new(),
+            moved: Vec::new(),
             resource_changes: vec![ResourceChange {
                 address: addr(),
                 phase: Phase::DeployCoreServices,

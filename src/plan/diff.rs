@@ -49,13 +49,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
-use crate::addr::ResourceAddr;
-use crate::graph::{Resource, ResourceGraph};
+use crate::addr::{PathPart, ResourceAddr};
+use crate::graph::{IgnoreRule, Resource, ResourceGraph};
 use crate::state::{ResourceState, TenantState};
 use crate::value::{Secret, Value};
 
 use super::path::{format_path, walk_attrs, walk_paths, Seg};
-use super::{Action, AttrChange, PriorState, ResourceChange, TenantPlan};
+use super::{Action, AttrChange, IgnoredChange, PriorState, ResourceChange, TenantPlan};
 
 /// Recorded outputs of the resources whose outputs will still hold after apply.
 type KnownOutputs<'a> = HashMap<&'a ResourceAddr, &'a BTreeMap<String, Value>>;
@@ -90,6 +90,19 @@ pub fn diff_replacing(
     source: Option<PathBuf>,
     replace: &BTreeSet<ResourceAddr>,
 ) -> TenantPlan {
+    // The catalog's `moved` blocks first: the diff compares the spec with the moved records.
+    if let Some(moves) = super::moved::planned(graph, prior) {
+        let moved_prior = prior.map(|p| super::moved::moved_state(p, &moves));
+        let moved_recorded = recorded.map(|r| super::moved::moved_state(r, &moves));
+        let mut plan = diff_replacing(graph, moved_prior.as_ref(), moved_recorded.as_ref(), source, replace);
+        for m in &moves {
+            if let Some(c) = plan.resource_changes.iter_mut().find(|c| c.address == m.to) {
+                c.notes.insert(0, format!("moved from {} (moved block at {})", m.from, m.declared_at));
+            }
+        }
+        plan.moved = moves;
+        return plan;
+    }
     let first = diff_with(graph, prior, source.clone(), &Rotations::default(), replace);
     let rotations = rotations(graph, &first, prior, recorded);
     if rotations.producers.is_empty() {
@@ -298,12 +311,15 @@ fn diff_with(
 
     let mut known: KnownOutputs<'_> = HashMap::with_capacity(order.len());
     let mut desired = Vec::with_capacity(order.len());
+    let mut ignored = Vec::new();
     for res in order {
         let mut change = match recorded.get(&res.addr) {
             None => create(res, &known),
             Some(state) => {
                 let forced = replace.contains(&res.addr);
-                let mut change = compare(res, state, &known, rotations.renew_for(res), forced);
+                let rules = graph.ignore_changes.get(&res.addr).map_or(&[][..], Vec::as_slice);
+                let renew = rotations.renew_for(res);
+                let mut change = compare(res, state, &known, renew, forced, (rules, &mut ignored));
                 if forced {
                     change.notes.push("replaced on request (--replace)".to_string());
                 }
@@ -371,6 +387,8 @@ fn diff_with(
         prior_state: prior.map(|s| PriorState { lineage: s.lineage.clone(), serial: s.serial }),
         resource_changes,
         partial: None,
+        ignored,
+        moved: Vec::new(),
     }
 }
 
@@ -531,12 +549,14 @@ fn create(res: &Resource, known: &KnownOutputs<'_>) -> ResourceChange {
     }
 }
 
+/// `ignore`: the resource's `ignore_changes` rules, and where the differences they cover go.
 fn compare(
     res: &Resource,
     state: &ResourceState,
     known: &KnownOutputs<'_>,
     renew: Renew<'_>,
     forced: bool,
+    ignore: (&[IgnoreRule], &mut Vec<IgnoredChange>),
 ) -> ResourceChange {
     // Most resources of most plans are unchanged: find that out without allocating, then copy
     // the recorded attributes in bulk (for a no-op `after` equals `before`).
@@ -559,12 +579,13 @@ fn compare(
         };
     }
     let force_new: Vec<Vec<&str>> = res.force_new.iter().map(|p| p.split('.').collect()).collect();
-    let mut walker = Walker::new(known, &force_new, false, renew);
+    let (rules, ignored) = ignore;
+    let mut walker = Walker::new(known, &force_new, false, renew).ignoring(rules);
     let mut after = walker.walk_map(&res.attrs, &state.attrs);
     let action = if walker.forces || forced {
         // The resource is created anew: walk again without carrying computed values and
         // generated secrets over from state.
-        walker = Walker::new(known, &force_new, true, renew);
+        walker = Walker::new(known, &force_new, true, renew).ignoring(rules);
         after = walker.walk_map(&res.attrs, &state.attrs);
         Action::Replace
     } else if walker.changes.is_empty() {
@@ -572,6 +593,13 @@ fn compare(
     } else {
         Action::Update
     };
+    ignored.extend(walker.ignored.drain(..).map(|(path, before, after, declared_at)| IgnoredChange {
+        address: res.addr.clone(),
+        path,
+        before,
+        after,
+        declared_at,
+    }));
     ResourceChange {
         address: res.addr.clone(),
         phase: res.phase,
@@ -635,11 +663,47 @@ struct Walker<'a, 'k> {
     path: Vec<Seg<'a>>,
     changes: Vec<AttrChange>,
     forces: bool,
+    /// `ignore_changes` paths: at one of them the recorded value is kept, and a difference goes
+    /// to `ignored` (path, recorded, desired, where declared) instead of `changes`.
+    ignore: &'k [IgnoreRule],
+    ignored: Vec<(String, Option<Value>, Option<Value>, String)>,
 }
 
 impl<'a, 'k> Walker<'a, 'k> {
     fn new(known: &'k KnownOutputs<'k>, force_new: &'k [Vec<&'k str>], fresh: bool, renew: Renew<'k>) -> Self {
-        Walker { known, force_new, fresh, renew, path: Vec::new(), changes: Vec::new(), forces: false }
+        let (ignore, ignored) = (&[][..], Vec::new());
+        Walker { known, force_new, fresh, renew, path: Vec::new(), changes: Vec::new(), forces: false, ignore, ignored }
+    }
+
+    fn ignoring(mut self, rules: &'k [IgnoreRule]) -> Self {
+        self.ignore = rules;
+        self
+    }
+
+    /// The rule whose path is exactly the current one.
+    fn rule_here(&self) -> Option<&'k IgnoreRule> {
+        self.ignore.iter().find(|r| {
+            r.path.0.len() == self.path.len()
+                && r.path.0.iter().zip(&self.path).all(|(part, seg)| match (part, seg) {
+                    (PathPart::Key(a), Seg::Key(b)) => a == b,
+                    (PathPart::Index(a), Seg::Index(b)) => a == b,
+                    _ => false,
+                })
+        })
+    }
+
+    /// At an ignored path: the recorded value is kept (`None`: left absent), and a difference is
+    /// listed as ignored.
+    fn keep(&mut self, rule: &IgnoreRule, desired: Option<&Value>, prior: Option<&Value>) -> Option<Value> {
+        let differs = match (desired, prior) {
+            (Some(d), Some(p)) => !same(d, p, self.known),
+            _ => true,
+        };
+        if differs {
+            let after = desired.map(|d| resolve(d, self.known));
+            self.ignored.push((format_path(&self.path), prior.cloned(), after, rule.declared_at.clone()));
+        }
+        prior.cloned()
     }
 
     fn walk_map(
@@ -672,6 +736,13 @@ impl<'a, 'k> Walker<'a, 'k> {
                 }
             };
             self.path.push(Seg::Key(key));
+            if let Some(rule) = self.rule_here() {
+                if let Some(kept) = self.keep(rule, dv, pv) {
+                    after.insert(key.clone(), kept);
+                }
+                self.path.pop();
+                continue;
+            }
             match (dv, pv) {
                 (Some(dv), Some(pv)) => {
                     after.insert(key.clone(), self.walk(dv, pv));
@@ -717,7 +788,10 @@ impl<'a, 'k> Walker<'a, 'k> {
                 let mut items = Vec::with_capacity(d.len());
                 for (i, (dv, pv)) in d.iter().zip(p).enumerate() {
                     self.path.push(Seg::Index(i));
-                    items.push(self.walk(dv, pv));
+                    match self.rule_here() {
+                        Some(rule) => items.push(self.keep(rule, Some(dv), Some(pv)).expect("recorded")),
+                        None => items.push(self.walk(dv, pv)),
+                    }
                     self.path.pop();
                 }
                 return Value::List(items);
@@ -857,6 +931,102 @@ mod tests {
 
     fn reference(a: &str, output: &str) -> Value {
         Value::Ref { resource: addr(a), output: output.into() }
+    }
+
+    #[test]
+    fn ignore_changes_keeps_the_recorded_value_and_lists_the_difference() {
+        use crate::graph::IgnoreRule;
+        let spec = |replicas: i64, image: &str, tier: &str| {
+            Value::map([
+                ("metadata", Value::map([("labels", Value::map([("matih.ai/tier", Value::from(tier))]))])),
+                (
+                    "spec",
+                    Value::map([
+                        ("replicas", Value::Int(replicas)),
+                        ("containers", Value::List(vec![Value::map([("image", Value::from(image))])])),
+                    ]),
+                ),
+            ])
+        };
+        let mut g = graph(vec![resource("k.d", 1, spec(2, "a:1", "free"))]);
+        let rule = |p: &str| IgnoreRule { path: p.parse().unwrap(), declared_at: "tenants/acme.hcl:9:5".into() };
+        g.ignore_changes.insert(addr("k.d"), vec![rule("spec.replicas"), rule("spec.containers[0]")]);
+        let st = state(vec![("k.d", recorded(1, spec(5, "a:2", "pro")))]);
+        let plan = diff(&g, Some(&st), None);
+        let c = change(&plan, "k.d");
+        assert_eq!(c.action, Action::Update);
+        assert_eq!(
+            c.changes.iter().map(|a| a.path.as_str()).collect::<Vec<_>>(),
+            ["metadata.labels[\"matih.ai/tier\"]"]
+        );
+        let after = c.after.as_ref().unwrap();
+        assert_eq!(after["spec"], spec(5, "a:2", "x").as_map().unwrap()["spec"], "the recorded values are kept");
+        let ignored: Vec<(&str, Option<&Value>, Option<&Value>)> =
+            plan.ignored.iter().map(|i| (i.path.as_str(), i.before.as_ref(), i.after.as_ref())).collect();
+        assert_eq!(
+            ignored,
+            [
+                (
+                    "spec.containers[0]",
+                    Some(&Value::map([("image", Value::from("a:2"))])),
+                    Some(&Value::map([("image", Value::from("a:1"))]))
+                ),
+                ("spec.replicas", Some(&Value::Int(5)), Some(&Value::Int(2))),
+            ]
+        );
+        assert!(plan.ignored.iter().all(|i| i.address == addr("k.d") && i.declared_at == "tenants/acme.hcl:9:5"));
+        // The plan conforms to the graph although it keeps recorded values at the ignored paths.
+        assert_eq!(crate::plan::nonconforming(&plan, &g), Vec::<String>::new());
+        // Only ignored differences: a no-op that still lists them.
+        let st = state(vec![("k.d", recorded(1, spec(5, "a:1", "free")))]);
+        let plan = diff(&g, Some(&st), None);
+        assert_eq!(change(&plan, "k.d").action, Action::NoOp);
+        assert_eq!(plan.ignored.len(), 1);
+        // A create is never affected.
+        assert!(diff(&g, None, None).ignored.is_empty());
+    }
+
+    #[test]
+    fn a_moved_record_is_diffed_under_its_new_address_never_destroyed_and_created() {
+        use crate::graph::MoveRule;
+        let mut g = graph(vec![
+            resource("k.new", 1, Value::map([("x", Value::Int(2))])),
+            resource("k.other", 1, Value::map([("y", Value::Int(1))])),
+        ]);
+        g.moved.push(MoveRule {
+            from: addr("k.old"),
+            to: addr("k.new"),
+            declared_at: "schemas/lifecycle.hcl:1:1".into(),
+        });
+        let mut other = recorded(1, Value::map([("y", Value::Int(1))]));
+        other.depends_on.insert(addr("k.old"));
+        let st = state(vec![("k.old", recorded(1, Value::map([("x", Value::Int(1))]))), ("k.other", other)]);
+        assert!(crate::plan::move_conflicts(&g, Some(&st)).is_empty());
+        let plan = diff(&g, Some(&st), None);
+        assert_eq!(plan.moved.len(), 1);
+        assert_eq!((plan.moved[0].from.to_string(), plan.moved[0].to.to_string()), ("k.old".into(), "k.new".into()));
+        let c = change(&plan, "k.new");
+        assert_eq!(c.action, Action::Update, "the attribute change shows under the new address");
+        assert_eq!(c.notes[0], "moved from k.old (moved block at schemas/lifecycle.hcl:1:1)");
+        assert!(plan.resource_changes.iter().all(|c| c.address != addr("k.old")), "no delete of the old address");
+        assert_eq!(plan.summary().moved, 1);
+        assert_eq!(plan.prior_state.as_ref().unwrap().serial, 7);
+        let moved = crate::plan::moved_state(&st, &plan.moved);
+        assert!(moved.resources[&addr("k.other")].depends_on.contains(&addr("k.new")));
+        // Both recorded, or a target the graph lacks: conflicts, located at the block.
+        let both = state(vec![
+            ("k.old", recorded(1, Value::map([("x", Value::Int(1))]))),
+            ("k.new", recorded(1, Value::map([("x", Value::Int(1))]))),
+        ]);
+        let e = crate::plan::move_conflicts(&g, Some(&both));
+        assert!(
+            e[0].starts_with("schemas/lifecycle.hcl:1:1: moved: tenant \"acme\" records both k.old and k.new"),
+            "{e:?}"
+        );
+        assert!(diff(&g, Some(&both), None).moved.is_empty());
+        g.moved[0].to = addr("k.gone");
+        let e = crate::plan::move_conflicts(&g, Some(&st));
+        assert!(e[0].contains("k.gone is not a resource tenant \"acme\"'s spec compiles to"), "{e:?}");
     }
 
     #[test]
@@ -1193,7 +1363,10 @@ mod tests {
             assert_eq!(role.notes, ["password rotated: kubernetes_secret.db is missing"]);
             assert_eq!(change(&plan, "kubernetes_secret.db").action, Action::Create);
             assert_eq!(change(&plan, "postgresql_connectivity_check.tenant").action, Action::NoOp);
-            assert_eq!(plan.summary(), crate::plan::Summary { adopt: 0, add: 1, change: 1, replace: 0, destroy: 0 });
+            assert_eq!(
+                plan.summary(),
+                crate::plan::Summary { adopt: 0, moved: 0, add: 1, change: 1, replace: 0, destroy: 0 }
+            );
 
             // Without refresh the state still records it: nothing to rotate.
             let plan = diff(&desired(), Some(&recorded_state), None);

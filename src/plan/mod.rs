@@ -15,6 +15,7 @@ use crate::value::Value;
 
 mod conform;
 mod diff;
+mod moved;
 mod notes;
 pub(crate) mod path;
 mod planfile;
@@ -23,6 +24,7 @@ mod target;
 
 pub use conform::nonconforming;
 pub use diff::{diff, diff_adopting, diff_refreshed, diff_replacing, Unrecorded};
+pub use moved::{move_conflicts, moved_state};
 pub use planfile::{
     decode_plan, file_digest, load_plan, load_plan_digest, load_plan_keyed, parse_digest, save_plan, save_plan_keyed,
     PlanFileError, PlanKey, PLAN_FILE_FORMAT, PLAN_KEY_ENV,
@@ -160,6 +162,35 @@ pub struct TenantPlan {
     /// only the selected resources, and applying it does only that.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial: Option<Partial>,
+    /// Differences the plan leaves alone because an `ignore_changes` path covers them (the
+    /// catalog's or the tenant's), in plan order: `after` keeps the recorded (or live) value there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<IgnoredChange>,
+    /// Recorded resources the catalog's `moved` blocks give a new address: applying the plan
+    /// moves their records (never a destroy and a create); their changes are under the new one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moved: Vec<PlannedMove>,
+}
+
+/// A record moved to a new address by a `moved` block of the catalog.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedMove {
+    pub from: ResourceAddr,
+    pub to: ResourceAddr,
+    /// Where the `moved` block is written (`file:line:col`).
+    pub declared_at: String,
+}
+
+/// A difference left alone by `ignore_changes`: `before` is the recorded value (the live one after
+/// a refresh), `after` what the spec says; `None` where the attribute is absent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IgnoredChange {
+    pub address: ResourceAddr,
+    pub path: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    /// Where the `ignore_changes` path is written (`file:line:col`).
+    pub declared_at: String,
 }
 
 /// A plan for one or more tenants.
@@ -172,6 +203,11 @@ pub struct Plan {
     /// records them in the state and changes nothing in the real world.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub refresh_only: bool,
+    /// A restore plan (`matih state restore SLUG --serial N`): its changes are to the record only
+    /// (`before` the current record, `after` serial N's); applying it writes serial N's resources
+    /// as a new serial and changes nothing in the real world.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_of: Option<u64>,
 }
 
 /// Counts of each action, for the summary line.
@@ -180,6 +216,9 @@ pub struct Summary {
     /// Existing objects taken over (`Action::Adopt`); Terraform counts none of them as added.
     #[serde(default)]
     pub adopt: usize,
+    /// Records moved to a new address (the catalog's `moved` blocks).
+    #[serde(default)]
+    pub moved: usize,
     pub add: usize,
     pub change: usize,
     pub replace: usize,
@@ -198,7 +237,7 @@ impl Summary {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.adopt + self.add + self.change + self.replace + self.destroy == 0
+        self.adopt + self.moved + self.add + self.change + self.replace + self.destroy == 0
     }
 
     fn count(&mut self, action: Action) {
@@ -214,6 +253,7 @@ impl Summary {
 
     pub(crate) fn absorb(&mut self, other: Summary) {
         self.adopt += other.adopt;
+        self.moved += other.moved;
         self.add += other.add;
         self.change += other.change;
         self.replace += other.replace;
@@ -224,23 +264,23 @@ impl Summary {
 impl TenantPlan {
     /// Counts of each action in this tenant's plan (`add` counts creates only, `replace` replaces).
     pub fn summary(&self) -> Summary {
-        let mut summary = Summary::default();
+        let mut summary = Summary { moved: self.moved.len(), ..Summary::default() };
         for change in &self.resource_changes {
             summary.count(change.action);
         }
         summary
     }
 
-    /// True when anything other than a no-op is planned.
+    /// True when anything other than a no-op is planned (a move included).
     pub fn has_changes(&self) -> bool {
-        self.resource_changes.iter().any(|c| c.action != Action::NoOp)
+        !self.moved.is_empty() || self.resource_changes.iter().any(|c| c.action != Action::NoOp)
     }
 }
 
 impl Plan {
     /// A plan of the current [`FORMAT_VERSION`] over `tenants`, in the order given.
     pub fn new(tenants: Vec<TenantPlan>) -> Plan {
-        Plan { format_version: FORMAT_VERSION.to_string(), tenants, refresh_only: false }
+        Plan { format_version: FORMAT_VERSION.to_string(), tenants, refresh_only: false, restore_of: None }
     }
 
     /// Counts of each action over every tenant.
@@ -313,6 +353,8 @@ mod tests {
             prior_state: None,
             resource_changes: actions.iter().map(|&a| change(a)).collect(),
             partial: None,
+            ignored: Vec::new(),
+            moved: Vec::new(),
         }
     }
 
@@ -325,7 +367,7 @@ mod tests {
         ]);
         assert_eq!(plan.format_version, FORMAT_VERSION);
         let s = plan.summary();
-        assert_eq!(s, Summary { adopt: 0, add: 2, change: 1, replace: 1, destroy: 1 });
+        assert_eq!(s, Summary { adopt: 0, moved: 0, add: 2, change: 1, replace: 1, destroy: 1 });
         assert_eq!((s.to_add(), s.to_destroy()), (3, 2));
         assert!(plan.has_changes());
         assert!(!plan.tenants[2].has_changes());

@@ -403,6 +403,8 @@ mod tests {
                 manifest_changes: Vec::new(),
             }],
             partial: None,
+            ignored: Vec::new(),
+            moved: Vec::new(),
         }])
     }
 

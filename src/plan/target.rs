@@ -292,6 +292,8 @@ mod tests {
             prior_state: None,
             resource_changes: changes,
             partial: None,
+            ignored: Vec::new(),
+            moved: Vec::new(),
         }
     }
 

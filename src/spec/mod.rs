@@ -57,7 +57,18 @@ pub struct TenantSpec {
     /// `protect_database = true`: `matih destroy`, and any apply that would delete or replace the
     /// tenant's PostgreSQL database or schema, is refused unless `--allow-data-loss` is given.
     pub protect_database: Option<Spanned<bool>>,
+    /// `lifecycle { ignore_changes = ["KIND.NAME:PATH", …] }`: differences plan and drift leave
+    /// alone for this tenant (the graph checks that each resource and path exists).
+    pub ignore_changes: Vec<IgnoreEntry>,
     /// Where the `tenant` block starts.
+    pub location: Location,
+}
+
+/// One entry of a tenant's `lifecycle { ignore_changes }`, with where it is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IgnoreEntry {
+    pub address: crate::addr::ResourceAddr,
+    pub path: crate::addr::AttrPath,
     pub location: Location,
 }
 

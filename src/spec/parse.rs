@@ -29,6 +29,10 @@
 //!     notify_email             = ["ops@acme.example"]
 //!     notify_slack_webhook_env = "ACME_SLACK_WEBHOOK"   # the NAME of an environment variable
 //!   }
+//!
+//!   lifecycle {                            # optional: differences plan and drift leave alone
+//!     ignore_changes = ["kubernetes_deployment.query_engine:spec.replicas"]   # KIND.NAME:PATH
+//!   }
 //! }
 //! ```
 //!
@@ -57,7 +61,8 @@ use hcl_edit::Span;
 
 use super::schema::{self, AttrDef, BlockDef, Ctx, Forbidden, Kind, Schema};
 use super::validate;
-use super::{MonitoringSpec, ServiceOverride, Spanned, TenantSpec};
+use super::{IgnoreEntry, MonitoringSpec, ServiceOverride, Spanned, TenantSpec};
+use crate::addr;
 use crate::catalog::Catalog;
 use crate::diag::{self, Diagnostic, Location, SourceFile};
 
@@ -269,8 +274,28 @@ fn tenant_schema() -> Schema {
             AttrDef::optional("display_name", Kind::String),
             AttrDef::optional("protect_database", Kind::Bool),
         ],
-        vec![BlockDef::plain("services"), BlockDef::plain("monitoring")],
+        vec![BlockDef::plain("services"), BlockDef::plain("monitoring"), BlockDef::plain("lifecycle")],
     )
+}
+
+fn lifecycle_schema() -> Schema {
+    Schema::new(vec![AttrDef::optional("ignore_changes", Kind::StringList)], Vec::new())
+}
+
+/// `lifecycle { ignore_changes = ["KIND.NAME:PATH", …] }`: each entry's syntax (whether the
+/// resource and the path exist is the graph's to check), none twice.
+fn read_lifecycle(ctx: &mut Ctx<'_>, block: &Block, out: &mut Vec<IgnoreEntry>) {
+    let f = schema::walk(ctx, &block.body, Some(block), &lifecycle_schema());
+    for entry in f.string_list("ignore_changes").unwrap_or_default() {
+        let Some((address, path)) = check(ctx, &entry, addr::parse_ignore_entry(&entry.value)) else { continue };
+        if out.iter().any(|e| e.address == address && e.path == path) {
+            ctx.push(
+                Diagnostic::error(format!("{:?} is listed twice in ignore_changes", entry.value)).at(entry.location),
+            );
+            continue;
+        }
+        out.push(IgnoreEntry { address, path, location: entry.location });
+    }
 }
 
 fn services_schema(catalog: &Catalog) -> Schema {
@@ -351,6 +376,10 @@ fn read_tenant(ctx: &mut Ctx<'_>, block: &Block, catalog: &Catalog) -> Candidate
     }
 
     let protect_database = fields.bool("protect_database");
+    let mut ignore_changes = Vec::new();
+    for lifecycle_block in fields.blocks_named("lifecycle") {
+        read_lifecycle(ctx, lifecycle_block, &mut ignore_changes);
+    }
 
     let clean = ctx.error_count() == errors_before;
     let spec = match (clean, slug.clone(), id.clone(), tier, region, admin_email) {
@@ -364,6 +393,7 @@ fn read_tenant(ctx: &mut Ctx<'_>, block: &Block, catalog: &Catalog) -> Candidate
             services,
             monitoring,
             protect_database,
+            ignore_changes,
             location,
         }),
         _ => None,

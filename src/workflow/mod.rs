@@ -11,6 +11,7 @@ pub mod outputs;
 pub mod refresh_only;
 pub mod run;
 pub mod state_mv;
+pub mod state_restore;
 pub mod store;
 pub mod stream;
 
@@ -82,6 +83,9 @@ pub enum PlanError {
     AppliedMigrationChanged { slug: String, script: String, message: String },
     #[error("{}; nothing was planned", .0.join("; "))]
     Unmatched(Vec<String>),
+    /// A `moved` block of the catalog that cannot apply to a tenant's record (`plan::move_conflicts`).
+    #[error("{}\nnothing was planned", .0.join("\n"))]
+    MoveConflict(Vec<String>),
 }
 
 /// Providers to read live objects through before diffing, and the runtime to do it on.
@@ -183,6 +187,10 @@ pub(crate) fn plan_tenant(
     // and what it writes there must not stop the plan of every tenant. A table that
     // disagrees with the record is drift of that tenant's resource; its apply refuses it.
     check_applied_migrations(graph, recorded.as_ref())?;
+    let conflicts = plan::move_conflicts(graph, recorded.as_ref());
+    if !conflicts.is_empty() {
+        return Err(PlanError::MoveConflict(conflicts));
+    }
     let source = Some(spec.location.file.clone());
     let planned = plan::diff_replacing(graph, prior, recorded.as_ref(), source, replace);
     let Some(r) = refresh_with else { return Ok((planned, errors)) };
@@ -368,6 +376,15 @@ impl crate::apply::Replan for Replanner {
             check_applied_migrations(graph, found).map_err(|e| e.to_string())?;
             let replace = self.targeting.replace_in(&planned.slug, graph.index.keys());
             let mut again = plan::diff_replacing(graph, prior, found, planned.source.clone(), &replace);
+            // Moves are written before a run starts (`run::run_fleet`), never in the middle of one:
+            // a record that needs one now (another run wrote it meanwhile) is left for the next run.
+            if let Some(m) = again.moved.first() {
+                return Err(format!(
+                    "tenant {:?}'s record now has {}, which the catalog moves to {} (moved block at {}): nothing \
+                     was applied to it; apply again to move it first",
+                    planned.slug, m.from, m.to, m.declared_at
+                ));
+            }
             if let Some(parallelism) = self.refresh_parallelism {
                 let (adopting, unreadable) =
                     adopt_existing(again, graph, prior, found, &replace, providers, parallelism).await;

@@ -77,6 +77,65 @@ pub fn check_protection(plan: &Plan, protected: &BTreeMap<String, Location>, all
     bail!("{}\nnothing was changed; pass --allow-data-loss if you really mean it", problems.join("\n"))
 }
 
+/// The operation name of a move written by a plan (the catalog's `moved` blocks).
+pub const MOVED_OPERATION: &str = "moved";
+
+/// Writes the moves of each tenant's plan (`TenantPlan::moved`) before its run: under the
+/// tenant's lock, one audited write that only renames records, checked against the state the plan
+/// was made against; the plan is then bound to the serial written, so its changes apply to the
+/// moved records. Every tenant is checked before any is written.
+fn record_moves(tenants: &mut [TenantPlan], store: &dyn StateStore) -> Result<()> {
+    use crate::state::{AuditEntry, LockInfo};
+    let moving: Vec<usize> = (0..tenants.len()).filter(|&i| !tenants[i].moved.is_empty()).collect();
+    for &i in &moving {
+        let tp = &tenants[i];
+        let st = store.get(&tp.slug)?;
+        let current = st.as_ref().map(|s| (s.lineage.as_str(), s.serial));
+        if current != tp.prior_state.as_ref().map(|p| (p.lineage.as_str(), p.serial)) {
+            bail!(
+                "the state of tenant {:?} changed since the plan was made; its moves and changes were not applied: \
+                 plan again",
+                tp.slug
+            );
+        }
+    }
+    for i in moving {
+        let tp = &mut tenants[i];
+        let lock = LockInfo::new(&tp.slug, MOVED_OPERATION);
+        store.lock(&lock)?;
+        let written = (|| -> Result<u64> {
+            let st = store.get(&tp.slug)?.ok_or_else(|| anyhow::anyhow!("tenant {:?} has no state", tp.slug))?;
+            let prior = tp.prior_state.as_ref().filter(|p| p.lineage == st.lineage && p.serial == st.serial);
+            if prior.is_none() {
+                bail!("the state of tenant {:?} changed since the plan was made: plan again", tp.slug);
+            }
+            let mut new = plan::moved_state(&st, &tp.moved);
+            new.serial = st.serial + 1;
+            new.updated_at = crate::state::now_rfc3339();
+            new.run_id = None;
+            let entries: Vec<AuditEntry> = tp
+                .moved
+                .iter()
+                .map(|m| {
+                    let mut e = AuditEntry::new(&tp.slug, MOVED_OPERATION, "move", "ok");
+                    e.resource = Some(m.to.clone());
+                    e.message = Some(format!("{} moved to {} (moved block at {})", m.from, m.to, m.declared_at));
+                    e
+                })
+                .collect();
+            store.put_audited(&new, Some(st.serial), MOVED_OPERATION, &entries)?;
+            Ok(new.serial)
+        })();
+        store.unlock(&tp.slug, &lock.id)?;
+        let serial = written?;
+        if let Some(p) = tp.prior_state.as_mut() {
+            p.serial = serial;
+        }
+        tp.moved.clear();
+    }
+    Ok(())
+}
+
 /// A plan saved by `matih plan -out FILE`, read back with what protects its tenants.
 pub struct SavedPlan {
     pub plan: Plan,
@@ -235,7 +294,8 @@ pub fn run_fleet(
         hooks.push(n.clone());
     }
     let started = Instant::now();
-    let tenants: Vec<TenantPlan> = run.plan.tenants.iter().filter(|t| t.has_changes()).cloned().collect();
+    let mut tenants: Vec<TenantPlan> = run.plan.tenants.iter().filter(|t| t.has_changes()).cloned().collect();
+    record_moves(&mut tenants, store.as_ref())?;
     let slugs: Vec<String> = tenants.iter().map(|t| t.slug.clone()).collect();
     let hooks = Arc::new(HookList::new(hooks));
     let results = rt.block_on(async {

@@ -474,6 +474,87 @@ fn state_mv_renames_a_recorded_resource(backend: Backend) {
 }
 on_both_backends!(state_mv_renames_a_recorded_resource);
 
+/// `state restore` brings an earlier record back through a plan: the record's changes are shown
+/// with what the next plan will do, nothing is written without approval, the restore is a new
+/// serial (history kept), and unknown serials, the current one, another lineage's and a locked
+/// tenant are refused.
+fn state_restore_brings_an_earlier_record_back(backend: Backend) {
+    let state = TestState::new(backend);
+    record(&state, &root().join("tenants/acme.hcl"));
+    let ns = "kubernetes_namespace.tenant";
+    assert!(matih(&root(), &state, &["state", "rm", "acme", ns]).status.success());
+    let restore = |serial: &str, extra: &[&str]| {
+        let mut args = vec!["state", "restore", "acme", "--serial", serial, "--path", "tenants/acme.hcl"];
+        args.extend_from_slice(extra);
+        matih(&root(), &state, &args)
+    };
+
+    // No answer (standard input closed): nothing is written.
+    let out = restore("1", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("+ resource \"kubernetes_namespace\" \"tenant\""), "{}", stdout(&out));
+    assert!(stdout(&out).contains("recorded again: serial 1 recorded it"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("Plan: 1 to record again, 0 to change in the record, 0 to forget (restore of serial 1"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("the next `matih plan` of \"acme\" shows no changes"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("standard input is closed"), "{}", stderr(&out));
+    let out = restore("1", &["-input=false"]);
+    assert!(stderr(&out).contains("would need the confirmation prompt; nothing was restored"), "{}", stderr(&out));
+    assert_eq!(state.store().get("acme").unwrap().unwrap().serial, 2, "nothing restored without approval");
+
+    let out = restore("1", &["-auto-approve"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("are recorded as serial 3"), "{}", stdout(&out));
+    let st = state.store().get("acme").unwrap().unwrap();
+    assert_eq!(st.serial, 3);
+    assert!(st.resources.contains_key(&ns.parse().unwrap()));
+    let history = stdout(&matih(&root(), &state, &["state", "history", "acme"]));
+    assert!(history.contains("serial 1 ") && history.contains("serial 2 "), "{history}");
+    assert!(history.contains("by state restore"), "{history}");
+    let out = matih(&root(), &state, &["plan", "tenants/acme.hcl", "--refresh=false"]);
+    assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
+
+    // Serial 2 forgot the namespace: restoring it says the next plan creates it again.
+    let out = restore("2", &["-auto-approve"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("forgotten: serial 2 did not record it"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("with the restored record: 1 to add, 0 to change, 0 to destroy."),
+        "{}",
+        stdout(&out)
+    );
+
+    for (serial, why) in [("9", "has no serial 9 in its history"), ("4", "serial 4 is the current record")] {
+        let out = restore(serial, &["-auto-approve"]);
+        assert_eq!(out.status.code(), Some(1), "{serial}: {}", stdout(&out));
+        assert!(stderr(&out).contains(why), "{serial}: {}", stderr(&out));
+    }
+    let lock = matih::state::LockInfo::new("acme", "apply");
+    let holder = state.store();
+    holder.lock(&lock).unwrap();
+    let _holder = if backend == Backend::Sled {
+        drop(holder);
+        None
+    } else {
+        Some(holder)
+    };
+    let out = restore("1", &["-auto-approve"]);
+    assert!(stderr(&out).contains("tenant \"acme\" is locked by"), "{}", stderr(&out));
+    state.store().unlock("acme", &lock.id).unwrap();
+    drop(_holder);
+
+    // Destroyed and applied again: a new lineage, whose record the earlier life's serials never enter.
+    state.store().remove("acme", 4, "destroy").unwrap();
+    record(&state, &root().join("tenants/acme.hcl"));
+    let out = restore("3", &["-auto-approve"]);
+    assert!(stderr(&out).contains("belongs to another lineage"), "{}", stderr(&out));
+    assert_eq!(state.store().get("acme").unwrap().unwrap().serial, 1);
+}
+on_both_backends!(state_restore_brings_an_earlier_record_back);
+
 fn a_state_store_from_a_newer_matih_is_refused_not_reset(backend: Backend) {
     let state = TestState::new(backend);
     record(&state, &root().join("tenants/acme.hcl"));

@@ -30,6 +30,7 @@ mod fleet_review;
 mod fuzz_corpus;
 mod helm;
 mod kubernetes;
+mod lifecycle;
 mod notify_kafka;
 mod policy;
 mod postgres;

@@ -50,6 +50,14 @@
 //! - `digest` (`"sha256:…"`, only for a plan saved with `-out FILE` or read by `matih show FILE`):
 //!   the SHA-256 of the plan file's bytes, what `sha256sum FILE` prints; `matih apply FILE
 //!   --expect-digest sha256:…` applies that file and no other.
+//! - `moved` (a tenant's, only when it has any; an added key): the records the catalog's `moved`
+//!   blocks give a new address, `{ "from", "to", "declared_at" }`; applying the plan moves them
+//!   (never a destroy and a create), and their changes, if any, are listed under `to`, whose change
+//!   has the note `moved from …`. The summaries count them as `moved`.
+//! - `ignored` (a tenant's, only when it has any; an added key, so `format_version` stays the same):
+//!   the differences left alone because an `ignore_changes` path of the catalog or the tenant's
+//!   spec covers them, `{ "address", "path", "before" (recorded, or live after a refresh), "after"
+//!   (what the spec says), "declared_at": "file:line:col" }`; the plan keeps `before` there.
 //! - `refresh_only` (`true`, only for `matih plan --refresh-only`): every update is an object changed
 //!   outside matih (`before` recorded, `after` live) and every delete one deleted outside matih;
 //!   applying the plan records them in the state and changes nothing in the real world.
@@ -266,11 +274,16 @@ fn write_groups(out: &mut dyn std::io::Write, groups: Groups) -> std::io::Result
 }
 
 fn summary(s: &Summary) -> J {
-    json!({ "adopt": s.adopt, "add": s.add, "change": s.change, "replace": s.replace, "destroy": s.destroy })
+    let mut doc =
+        json!({ "adopt": s.adopt, "add": s.add, "change": s.change, "replace": s.replace, "destroy": s.destroy });
+    if s.moved > 0 {
+        doc["moved"] = json!(s.moved);
+    }
+    doc
 }
 
 fn tenant(t: &TenantPlan) -> J {
-    json!({
+    let mut doc = json!({
         "slug": t.slug,
         "tenant_id": t.tenant_id,
         "tier": t.tier,
@@ -279,7 +292,32 @@ fn tenant(t: &TenantPlan) -> J {
         "partial": t.partial.as_ref().map(|p| json!({ "target": p.target, "exclude": p.exclude, "left_out": p.left_out })),
         "summary": summary(&t.summary()),
         "resource_changes": t.resource_changes.iter().map(resource_change).collect::<Vec<_>>(),
-    })
+    });
+    if !t.moved.is_empty() {
+        let moved: Vec<J> = t
+            .moved
+            .iter()
+            .map(|m| json!({ "from": m.from.to_string(), "to": m.to.to_string(), "declared_at": m.declared_at }))
+            .collect();
+        doc["moved"] = J::Array(moved);
+    }
+    if !t.ignored.is_empty() {
+        let ignored: Vec<J> = t
+            .ignored
+            .iter()
+            .map(|i| {
+                json!({
+                    "address": i.address.to_string(),
+                    "path": i.path,
+                    "before": i.before.as_ref().map(value),
+                    "after": i.after.as_ref().map(value),
+                    "declared_at": i.declared_at,
+                })
+            })
+            .collect();
+        doc["ignored"] = J::Array(ignored);
+    }
+    doc
 }
 
 /// A tenant's changes (no-ops left out) as `resource_changes` lists them, compact: what grouping

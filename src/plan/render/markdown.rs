@@ -147,7 +147,14 @@ pub struct MarkdownStream {
     /// When grouping: the tenants with changes, grouped (their renderings in a spill); used
     /// instead of the above when some group has several members.
     groups: Option<Groups>,
+    /// The differences left alone by `ignore_changes` that fit in [`IGNORED_RESERVE`], one list
+    /// line each, and how many did not.
+    ignored: String,
+    ignored_left_out: usize,
 }
+
+/// What the list of differences left alone may take of [`NOTE_RESERVE`].
+const IGNORED_RESERVE: usize = 600;
 
 impl MarkdownStream {
     pub fn new(digest: Option<String>) -> MarkdownStream {
@@ -175,16 +182,30 @@ impl MarkdownStream {
             details_bytes: 0,
             details_dropped: 0,
             groups: None,
+            ignored: String::new(),
+            ignored_left_out: 0,
         }
     }
 
     pub fn push(&mut self, tenant: &TenantPlan) -> std::io::Result<()> {
         self.fleet.push(tenant);
+        for i in &tenant.ignored {
+            let text = super::ignored_line(i);
+            let f = fence(&text);
+            let line = format!("- `{}`: {f} {text} {f}\n", tenant.slug);
+            if self.ignored_left_out > 0 {
+                self.ignored_left_out += 1;
+            } else {
+                self.ignored_left_out += fill(&mut self.ignored, [line], IGNORED_RESERVE);
+            }
+        }
         if !tenant.has_changes() {
             return Ok(());
         }
         self.changed += 1;
-        let shown: Vec<&ResourceChange> = tenant.resource_changes.iter().filter(|c| c.action != Action::NoOp).collect();
+        let moved = |c: &ResourceChange| tenant.moved.iter().any(|m| m.to == c.address);
+        let shown: Vec<&ResourceChange> =
+            tenant.resource_changes.iter().filter(|c| c.action != Action::NoOp || moved(c)).collect();
         if let Some(groups) = &mut self.groups {
             groups.push(tenant, super::shown(tenant), &mut |_, canon| {
                 let mut d = details(tenant, &shown);
@@ -223,10 +244,18 @@ impl MarkdownStream {
     }
 
     pub fn finish(mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-        let out = match self.groups.take().filter(Groups::any_shared) {
+        let ignored = std::mem::take(&mut self.ignored);
+        let ignored_left_out = self.ignored_left_out;
+        let mut out = match self.groups.take().filter(Groups::any_shared) {
             Some(groups) => self.render_grouped(groups)?,
             None => self.render(),
         };
+        if !ignored.is_empty() || ignored_left_out > 0 {
+            let _ = write!(out, "\n**{}:**\n\n{ignored}", super::IGNORED_HEADING);
+            if ignored_left_out > 0 {
+                let _ = writeln!(out, "- … and {ignored_left_out} more (comment size limit)");
+            }
+        }
         w.write_all(out.as_bytes())
     }
 
@@ -459,6 +488,10 @@ fn details(tenant: &TenantPlan, shown: &[&ResourceChange]) -> Details {
                 if n > 0 {
                     // A blank line between resources, as in the text plan.
                     w.out.push('\n');
+                }
+                if let Some(m) = tenant.moved.iter().find(|m| m.to == c.address) {
+                    // As in the text plan: the move, then any change of the moved resource.
+                    let _ = writeln!(w.out, "  # {} has moved to {} (moved block at {})", m.from, m.to, m.declared_at);
                 }
                 w.resource(c);
                 w.out

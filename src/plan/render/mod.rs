@@ -31,6 +31,27 @@ fn shown(t: &super::TenantPlan) -> group::Shown {
     group::Shown { text: w.out, json: json::changes_compact(t), heading: text::heading(t) }
 }
 
+/// One difference left alone by `ignore_changes`, on one line, for text and Markdown:
+/// `ADDR PATH: recorded -> desired (ignore_changes at FILE:LINE:COL)`; values as compact JSON with
+/// the markers for secrets and unknowns, long ones shortened.
+fn ignored_line(i: &super::IgnoredChange) -> String {
+    let show = |v: &Option<crate::value::Value>| match v {
+        None => "(absent)".to_string(),
+        Some(v) => {
+            let s = json::value(v).to_string();
+            if s.chars().count() > 120 {
+                format!("{}…", s.chars().take(120).collect::<String>())
+            } else {
+                s
+            }
+        }
+    };
+    format!("{} {}: {} -> {} (ignore_changes at {})", i.address, i.path, show(&i.before), show(&i.after), i.declared_at)
+}
+
+/// The heading of the ignored differences of a plan, for text and Markdown.
+const IGNORED_HEADING: &str = "Differences left alone (ignore_changes): the recorded value is kept";
+
 /// What stands in for a secret in every rendering.
 pub(crate) const SENSITIVE: &str = "(sensitive value)";
 /// What stands in for a value known only after apply in every rendering.

@@ -128,6 +128,8 @@ pub(crate) struct Fleet {
     /// A refresh-only plan (`--refresh-only`): its counts are what it records and forgets, and it
     /// has no risks. Set before the first tenant is pushed.
     pub refresh_only: bool,
+    /// A restore plan (`matih state restore`): the serial it restores. Set before the first tenant.
+    pub restore_of: Option<u64>,
 }
 
 impl Fleet {

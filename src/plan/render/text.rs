@@ -30,7 +30,7 @@ use super::group::{thousands, Groups, PLACEHOLDERS};
 use super::stream::{Fleet, Spill};
 use super::writer::{Layout, Mark, Writer, BOLD};
 use crate::phase::Phase;
-use crate::plan::{Action, Partial, Plan, Summary, TenantPlan};
+use crate::plan::{Action, Partial, Plan, ResourceChange, Summary, TenantPlan};
 
 /// Options of [`render_text`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -62,6 +62,7 @@ pub fn render_text_with(plan: &Plan, opts: &TextOptions, group: bool) -> String 
         r = r.grouped(Spill::memory());
     }
     r.fleet.refresh_only = plan.refresh_only;
+    r.fleet.restore_of = plan.restore_of;
     for t in &plan.tenants {
         r.push(t).expect("writing to memory cannot fail");
     }
@@ -86,6 +87,8 @@ pub struct TextStream {
     unchanged_named: Vec<String>,
     /// Once [`TextStream::grouped`]: the tenants with changes, grouped; nothing goes to `spill` then.
     groups: Option<Groups>,
+    /// The differences left alone by `ignore_changes`, one line each (`tenant: …`).
+    ignored: Vec<String>,
 }
 
 impl TextStream {
@@ -99,6 +102,7 @@ impl TextStream {
             unchanged: 0,
             unchanged_named: Vec::new(),
             groups: None,
+            ignored: Vec::new(),
         }
     }
 
@@ -112,6 +116,7 @@ impl TextStream {
     /// Renders the next tenant of the plan.
     pub fn push(&mut self, tenant: &TenantPlan) -> std::io::Result<()> {
         self.fleet.push(tenant);
+        self.ignored.extend(tenant.ignored.iter().map(|i| format!("{}: {}", tenant.slug, super::ignored_line(i))));
         self.used.extend(tenant.resource_changes.iter().map(|c| c.action));
         if let (Some(groups), true) = (&mut self.groups, tenant.has_changes()) {
             let color = self.opts.color;
@@ -157,6 +162,13 @@ impl TextStream {
             write!(out, "{note}\n\n")?;
         }
         let summary = self.fleet.summary;
+        if !self.ignored.is_empty() {
+            writeln!(out, "{}:", super::IGNORED_HEADING)?;
+            for line in &self.ignored {
+                writeln!(out, "  {line}")?;
+            }
+            out.write_all(b"\n")?;
+        }
         if summary.is_empty() && self.fleet.refresh_only {
             out.write_all(b"No changes. The state matches what is live.\n")?;
         } else if summary.is_empty() {
@@ -181,7 +193,9 @@ impl TextStream {
                 write!(out, "{} {which} no changes: {names}.\n\n", self.unchanged)?;
             }
             let plan_word = w.paint(BOLD, "Plan:");
-            if self.fleet.refresh_only {
+            if let Some(serial) = self.fleet.restore_of {
+                writeln!(out, "{plan_word} {}", restore_counts(&summary, serial))?;
+            } else if self.fleet.refresh_only {
                 writeln!(out, "{plan_word} {}", refresh_counts(&summary))?;
             } else {
                 writeln!(out, "{plan_word} {}", counts(&summary))?;
@@ -200,6 +214,17 @@ pub(super) fn refresh_counts(s: &Summary) -> String {
         "{} to record, {} to forget (refresh-only: applying it writes the live values to the state and changes \
          nothing in the real world).",
         s.change, s.destroy
+    )
+}
+
+/// The summary of a restore plan (`matih state restore`): what applying it does to the record.
+pub(super) fn restore_counts(s: &Summary, serial: u64) -> String {
+    format!(
+        "{} to record again, {} to change in the record, {} to forget (restore of serial {serial}: applying it \
+         records serial {serial}'s resources as a new serial and changes nothing in the real world).",
+        s.add + s.replace,
+        s.change,
+        s.destroy
     )
 }
 
@@ -226,7 +251,8 @@ pub(super) fn partial_note(partial: Option<(&Partial, usize)>) -> Option<String>
 /// Adoptions come first when there are any (`1 to adopt, …`), as Terraform's `N to import`.
 pub(super) fn counts(s: &Summary) -> String {
     let adopt = if s.adopt > 0 { format!("{} to adopt, ", s.adopt) } else { String::new() };
-    format!("{adopt}{} to add, {} to change, {} to destroy.", s.to_add(), s.change, s.to_destroy())
+    let moved = if s.moved > 0 { format!("{} to move, ", s.moved) } else { String::new() };
+    format!("{moved}{adopt}{} to add, {} to change, {} to destroy.", s.to_add(), s.change, s.to_destroy())
 }
 
 /// Terraform's legend, with only the symbols this plan uses.
@@ -306,13 +332,35 @@ fn tenant_section<'p>(w: &mut Writer<'p>, tenant: &'p TenantPlan) {
 /// A tenant's changes by phase, as its section shows them under its heading.
 pub(super) fn changes<'p>(w: &mut Writer<'p>, tenant: &'p TenantPlan) {
     let mut phase: Option<Phase> = None;
-    for change in tenant.resource_changes.iter().filter(|c| c.action != Action::NoOp) {
+    let moved_to = |c: &ResourceChange| tenant.moved.iter().find(|m| m.to == c.address);
+    for change in tenant.resource_changes.iter().filter(|c| c.action != Action::NoOp || moved_to(c).is_some()) {
         if phase != Some(change.phase) {
             phase = Some(change.phase);
             let label = w.paint(BOLD, &phase_label(change.phase));
             let _ = writeln!(w.out, "{label}\n");
         }
-        w.resource(change);
+        match moved_to(change) {
+            // A move alone, as Terraform shows it: the header and the attributes hidden.
+            Some(m) if change.action == Action::NoOp => {
+                let head = w.paint(BOLD, &format!("# {} has moved to {}", m.from, m.to));
+                let hidden = change.after.as_ref().map_or(0, |a| a.len());
+                let _ = writeln!(
+                    w.out,
+                    "  {head}\n  # (moved block at {})\n    resource \"{}\" \"{}\" {{\n        # ({hidden} unchanged \
+                     attribute{} hidden)\n    }}",
+                    m.declared_at,
+                    m.to.kind,
+                    m.to.name,
+                    if hidden == 1 { "" } else { "s" }
+                );
+            }
+            Some(m) => {
+                let head = w.paint(BOLD, &format!("# {} has moved to {}", m.from, m.to));
+                let _ = writeln!(w.out, "  {head}");
+                w.resource(change);
+            }
+            None => w.resource(change),
+        }
         w.out.push('\n');
     }
 }
