@@ -26,6 +26,8 @@ fn tenant(action: Action) -> TenantPlan {
             manifest_changes: Vec::new(),
         }],
         partial: None,
+        ignored: Vec::new(),
+        moved: Vec::new(),
     }
 }
 

@@ -190,7 +190,18 @@ fn header(fleet: &Fleet) -> Map<String, J> {
 /// A tenant's resource changes and its module of `planned_values`.
 fn tenant_parts(t: &TenantPlan) -> (Vec<J>, J) {
     let module = module_address(&t.slug);
-    let changes = t.resource_changes.iter().map(|c| resource_change(&module, c)).collect();
+    let changes = t
+        .resource_changes
+        .iter()
+        .map(|c| {
+            let mut j = resource_change(&module, c);
+            // A record the catalog's `moved` blocks rename: Terraform's `previous_address`.
+            if let Some(m) = t.moved.iter().find(|m| m.to == c.address) {
+                j["previous_address"] = json!(format!("{module}.{}", m.from));
+            }
+            j
+        })
+        .collect();
     let resources: Vec<J> =
         t.resource_changes.iter().filter_map(|c| c.after.as_ref().map(|after| planned(&module, c, after))).collect();
     (changes, json!({ "address": module, "resources": resources }))
@@ -384,6 +395,8 @@ mod tests {
             prior_state: None,
             resource_changes: changes,
             partial: None,
+            ignored: Vec::new(),
+            moved: Vec::new(),
         };
         for tenants in [
             vec![],
