@@ -29,7 +29,7 @@ pub use planfile::{
 };
 pub use render::{
     render_json, render_json_saved, render_json_with, render_markdown, render_markdown_saved, render_markdown_with,
-    render_text, render_text_with, JsonStream, MarkdownStream, Spill, TextOptions, TextStream,
+    render_text, render_text_with, JsonStream, MarkdownStream, Prepared, Preparer, Spill, TextOptions, TextStream,
 };
 pub use target::{AddrPattern, Partial, Targeting};
 

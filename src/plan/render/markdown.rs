@@ -43,6 +43,7 @@ use super::risk::{verb, Risk};
 use super::stream::{Fleet, Spill};
 use super::text::{counts, heading, partial_note, phase_label};
 use super::writer::{Layout, Writer};
+use super::{Prepared, Preparer};
 use crate::phase::Phase;
 use crate::plan::{Action, Plan, ResourceChange, TenantPlan};
 
@@ -178,15 +179,26 @@ impl MarkdownStream {
         }
     }
 
+    /// How this stream renders a tenant ahead of [`MarkdownStream::push_prepared`].
+    pub fn preparer(&self) -> Preparer {
+        Preparer::Markdown { grouped: self.groups.is_some() }
+    }
+
     pub fn push(&mut self, tenant: &TenantPlan) -> std::io::Result<()> {
+        let prepared = self.preparer().prepare(tenant);
+        self.push_prepared(tenant, prepared)
+    }
+
+    /// Takes the next tenant of the plan, rendered ahead by [`MarkdownStream::preparer`].
+    pub fn push_prepared(&mut self, tenant: &TenantPlan, prepared: Prepared) -> std::io::Result<()> {
         self.fleet.push(tenant);
         if !tenant.has_changes() {
             return Ok(());
         }
         self.changed += 1;
         let shown: Vec<&ResourceChange> = tenant.resource_changes.iter().filter(|c| c.action != Action::NoOp).collect();
-        if let Some(groups) = &mut self.groups {
-            groups.push(tenant, super::shown(tenant), &mut |_, canon| {
+        if let (Some(groups), Some(keyed)) = (&mut self.groups, prepared.keyed) {
+            groups.push(tenant, keyed, &mut |_, canon| {
                 let mut d = details(tenant, &shown);
                 // Each shown string canonicalised, never the JSON it waits in (a slug may be "open").
                 if let Some(c) = canon {
