@@ -31,7 +31,8 @@ use matih::catalog::Catalog;
 use matih::diag::{self, Diagnostic};
 use matih::graph::ResourceGraph;
 use matih::plan::{
-    render_json_with, render_markdown_with, render_text_with, AddrPattern, Plan, Targeting, TenantPlan, TextOptions,
+    render_json_with, render_markdown_with, render_text_with, AddrPattern, Plan, Prepared, Targeting, TenantPlan,
+    TextOptions,
 };
 use matih::spec::{self, PlatformConfig, TenantSpec};
 use matih::state::StateStore;
@@ -253,7 +254,7 @@ pub fn stream_inputs(
     catalog: &Catalog,
     paths: &[PathBuf],
     with: &Stream<'_>,
-    each: &mut dyn FnMut(TenantPlan),
+    each: &mut dyn FnMut(TenantPlan, Prepared),
 ) -> Result<Streamed> {
     let (platform, _, mut diags) = load_platform(global);
     let mut streamed = stream::stream_tenants(paths, catalog, &platform, with, each);

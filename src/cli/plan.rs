@@ -165,11 +165,20 @@ impl Renderer {
         })
     }
 
-    fn push(&mut self, t: &plan::TenantPlan) -> std::io::Result<()> {
+    fn preparer(&self) -> plan::Preparer {
         match self {
-            Renderer::Text(r) => r.push(t),
-            Renderer::Json(r) => r.push(t),
-            Renderer::Markdown(r) => r.push(t),
+            Renderer::Text(r) => r.preparer(),
+            Renderer::Json(r) => r.preparer(),
+            Renderer::Markdown(r) => r.preparer(),
+            Renderer::Terraform(_) => plan::Preparer::Nothing,
+        }
+    }
+
+    fn push(&mut self, t: &plan::TenantPlan, prepared: plan::Prepared) -> std::io::Result<()> {
+        match self {
+            Renderer::Text(r) => r.push_prepared(t, prepared),
+            Renderer::Json(r) => r.push_prepared(t, prepared),
+            Renderer::Markdown(r) => r.push_prepared(t, prepared),
             Renderer::Terraform(r) => r.push(t),
         }
     }
@@ -211,8 +220,8 @@ fn exec_streamed(
     let (store, providers) = match found {
         Some(Ok(found)) => found,
         other => {
-            let check = Stream { store: None, refresh: None, keep: &keep_all };
-            stream_inputs(global, &catalog, &args.paths, &check, &mut |_| {})?;
+            let check = Stream { store: None, refresh: None, keep: &keep_all, prepare: plan::Preparer::Nothing };
+            stream_inputs(global, &catalog, &args.paths, &check, &mut |_, _| {})?;
             // Without errors in the files (so the platform file had none either): the setup's.
             return Err(match other {
                 Some(Err(e)) => e,
@@ -221,16 +230,20 @@ fn exec_streamed(
         }
     };
     let r = Refresh { providers: &providers, runtime: &rt, parallelism: DEFAULT_PARALLELISM };
-    let with =
-        Stream { store: Some(store.as_ref()), refresh: if args.refresh { Some(&r) } else { None }, keep: &in_shard };
     let mut renderer = Renderer::new(format, color, args.group.on(format), args.policies.json_shape)?;
+    let with = Stream {
+        store: Some(store.as_ref()),
+        refresh: if args.refresh { Some(&r) } else { None },
+        keep: &in_shard,
+        prepare: renderer.preparer(),
+    };
     let mut failed_output: Option<std::io::Error> = None;
     let mut failed_policy: Option<anyhow::Error> = None;
     let mut changes = false;
-    let streamed = stream_inputs(global, &catalog, &args.paths, &with, &mut |t| {
+    let streamed = stream_inputs(global, &catalog, &args.paths, &with, &mut |t, prepared| {
         changes |= t.has_changes();
         if failed_output.is_none() {
-            failed_output = renderer.push(&t).err();
+            failed_output = renderer.push(&t, prepared).err();
         }
         if let (Some(c), None) = (&mut checker, &failed_policy) {
             failed_policy = c.check(&t, false).err();

@@ -37,9 +37,9 @@ pub fn exec(global: &Global, args: &Args) -> Result<ExitCode> {
         return json_report(global, &args.paths);
     }
     // One small batch of tenants at a time, in bounded memory (see `workflow::stream`).
-    let check = Stream { store: None, refresh: None, keep: &|_| true };
+    let check = Stream { store: None, refresh: None, keep: &|_| true, prepare: matih::plan::Preparer::Nothing };
     let catalog = load_catalog(global)?;
-    let streamed = stream_inputs(global, &catalog, &args.paths, &check, &mut |_| {})?;
+    let streamed = stream_inputs(global, &catalog, &args.paths, &check, &mut |_, _| {})?;
     println!(
         "Success! {} tenant{} valid ({} resources).",
         streamed.tenants,
@@ -60,8 +60,8 @@ fn diagnostics(global: &Global, paths: &[PathBuf]) -> Vec<Diagnostic> {
         Err(diags) => return diags,
     };
     let (platform, _, mut diags) = load_platform(global);
-    let check = Stream { store: None, refresh: None, keep: &|_| true };
-    diags.extend(stream::stream_tenants(paths, &catalog, &platform, &check, &mut |_| {}).diagnostics);
+    let check = Stream { store: None, refresh: None, keep: &|_| true, prepare: matih::plan::Preparer::Nothing };
+    diags.extend(stream::stream_tenants(paths, &catalog, &platform, &check, &mut |_, _| {}).diagnostics);
     diag::sort(&mut diags);
     diags
 }

@@ -32,7 +32,8 @@ pub use planfile::{
 pub use render::{
     json_document, module_address, render_json, render_json_saved, render_json_with, render_markdown,
     render_markdown_saved, render_markdown_with, render_terraform, render_text, render_text_with, terraform_document,
-    JsonStream, MarkdownStream, Spill, TerraformStream, TextOptions, TextStream, TERRAFORM_FORMAT_VERSION,
+    JsonStream, MarkdownStream, Prepared, Preparer, Spill, TerraformStream, TextOptions, TextStream,
+    TERRAFORM_FORMAT_VERSION,
 };
 pub use target::{AddrPattern, Partial, Targeting};
 

@@ -1,6 +1,6 @@
 //! A fleet in bounded memory: `validate` and `plan` of any number of tenants, one small batch of
-//! files at a time (read, check, compile, read state, refresh, diff), each tenant's plan handed
-//! to the caller in file order and dropped. What is held across the fleet is what a summary
+//! files at a time (read, check, compile, read state, refresh, diff, render ahead), each tenant's
+//! plan handed to the caller in file order with its rendering, and dropped. What is held across the fleet is what a summary
 //! needs: one slug and one id per tenant (the duplicate checks), the diagnostics, the unset
 //! environment variables counted by name, and the resources that could not be read.
 //!
@@ -17,7 +17,7 @@ use crate::apply::fill_env_fingerprints;
 use crate::catalog::Catalog;
 use crate::diag::{self, Diagnostic};
 use crate::graph;
-use crate::plan::TenantPlan;
+use crate::plan::{Prepared, Preparer, TenantPlan};
 use crate::provider::ProviderError;
 use crate::spec::{self, PlatformConfig, TenantSpec};
 use crate::state::StateStore;
@@ -35,6 +35,9 @@ pub struct Stream<'a> {
     /// Plans only the tenants whose slug it accepts (`--shard`); the others are read, checked and
     /// compiled (for their diagnostics) but not planned.
     pub keep: &'a (dyn Fn(&str) -> bool + Sync),
+    /// Renders each plan ahead, on the core that made it (`Preparer::Nothing` when the plans are
+    /// not rendered): the caller's renderer then takes it in file order.
+    pub prepare: Preparer,
 }
 
 /// What is left of a fleet once every tenant went through.
@@ -58,6 +61,9 @@ pub struct Streamed {
     pub failed: Option<PlanError>,
 }
 
+/// A tenant's plan, rendered ahead, and the resources its refresh could not read.
+type Planned = (TenantPlan, Prepared, Vec<ProviderError>);
+
 /// One tenant of a batch after compile (and diff).
 struct Done {
     slug: String,
@@ -65,7 +71,7 @@ struct Done {
     compile_diags: Vec<Diagnostic>,
     unset: Vec<String>,
     resources: usize,
-    planned: Option<Result<(TenantPlan, Vec<ProviderError>), PlanError>>,
+    planned: Option<Result<Planned, PlanError>>,
 }
 
 /// Streams the tenants of `paths` through `with` (see the module doc), calling `each` with every
@@ -78,14 +84,15 @@ pub fn stream_tenants(
     catalog: &Catalog,
     platform: &PlatformConfig,
     with: &Stream<'_>,
-    each: &mut dyn FnMut(TenantPlan),
+    each: &mut dyn FnMut(TenantPlan, Prepared),
 ) -> Streamed {
-    let mut out = Streamed::default();
     let mut spec_diags = Vec::new();
     let files = spec::tenant_files(paths, &mut spec_diags);
-    let mut compile_diags = Vec::new();
     let mut admission = spec::Admission::default();
-    let mut first_error: Option<PlanError> = None;
+    let mut taken = Taken::default();
+    // The batch compiled and planned last, not yet handed over: the next batch is worked on by
+    // the pool while this thread hands this one over (renders, writes, drops), so neither waits.
+    let mut ready: Vec<Done> = Vec::new();
     for batch in files.chunks(BATCH) {
         let read: Vec<_> = batch.par_iter().map(|f| spec::read_tenant_file(f, catalog)).collect();
         let mut specs: Vec<TenantSpec> = Vec::new();
@@ -97,31 +104,24 @@ pub fn stream_tenants(
         if diag::has_errors(&spec_diags) {
             continue;
         }
-        // Plans are made while nothing failed; after a failure the tenants are still compiled,
-        // for their diagnostics.
-        let planning = first_error.is_none() && !diag::has_errors(&compile_diags);
+        // Plans are made while nothing failed (as far as the batches handed over show; a plan
+        // made after a failure in the batch before is dropped unseen); after a failure the
+        // tenants are still compiled, for their diagnostics.
+        let planning = taken.planning();
         let refreshing = planning && with.refresh.is_some() && with.store.is_some();
-        let done: Vec<Done> = super::on_refresh_pool(refreshing, || {
-            specs.par_iter().map(|s| one(s, catalog, platform, with, planning)).collect()
+        let mut next = Vec::new();
+        rayon::in_place_scope(|scope| {
+            scope.spawn(|_| {
+                next = super::on_refresh_pool(refreshing, || {
+                    specs.par_iter().map(|s| one(s, catalog, platform, with, planning)).collect()
+                });
+            });
+            taken.take(std::mem::take(&mut ready), each);
         });
-        for d in done {
-            compile_diags.extend(d.compile_diags);
-            for var in d.unset {
-                out.unset_env.entry(var).or_insert_with(|| (0, d.slug.clone())).0 += 1;
-            }
-            out.tenants += 1;
-            out.kept += usize::from(d.kept);
-            out.resources += d.resources;
-            match d.planned {
-                Some(Ok((plan, errors))) if first_error.is_none() && !diag::has_errors(&compile_diags) => {
-                    out.read_errors.extend(errors);
-                    each(plan);
-                }
-                Some(Err(e)) if first_error.is_none() => first_error = Some(e),
-                _ => {}
-            }
-        }
+        ready = next;
     }
+    taken.take(ready, each);
+    let Taken { mut out, compile_diags, first_error } = taken;
     if diag::has_errors(&spec_diags) {
         out.unset_env.clear();
     } else {
@@ -131,6 +131,41 @@ pub fn stream_tenants(
     out.failed = first_error.filter(|_| !diag::has_errors(&spec_diags));
     out.diagnostics = spec_diags;
     out
+}
+
+/// What the tenants handed over so far left.
+#[derive(Default)]
+struct Taken {
+    out: Streamed,
+    compile_diags: Vec<Diagnostic>,
+    first_error: Option<PlanError>,
+}
+
+impl Taken {
+    fn planning(&self) -> bool {
+        self.first_error.is_none() && !diag::has_errors(&self.compile_diags)
+    }
+
+    /// Counts a batch and hands its plans to `each`, in order, while nothing failed.
+    fn take(&mut self, done: Vec<Done>, each: &mut dyn FnMut(TenantPlan, Prepared)) {
+        for d in done {
+            self.compile_diags.extend(d.compile_diags);
+            for var in d.unset {
+                self.out.unset_env.entry(var).or_insert_with(|| (0, d.slug.clone())).0 += 1;
+            }
+            self.out.tenants += 1;
+            self.out.kept += usize::from(d.kept);
+            self.out.resources += d.resources;
+            match d.planned {
+                Some(Ok((plan, prepared, errors))) if self.planning() => {
+                    self.out.read_errors.extend(errors);
+                    each(plan, prepared);
+                }
+                Some(Err(e)) if self.first_error.is_none() => self.first_error = Some(e),
+                _ => {}
+            }
+        }
+    }
 }
 
 /// Compiles one tenant and, when `planning` with a store, plans it.
@@ -151,7 +186,11 @@ fn one(spec: &TenantSpec, catalog: &Catalog, platform: &PlatformConfig, with: &S
     let kept = (with.keep)(&graph.tenant.slug);
     let planned = match with.store {
         Some(store) if kept && planning && !diag::has_errors(&compile_diags) => {
-            Some(plan_tenant(spec, &graph, store, with.refresh, &Default::default()))
+            let planned = plan_tenant(spec, &graph, store, with.refresh, &Default::default());
+            Some(planned.map(|(plan, errors)| {
+                let prepared = with.prepare.prepare(&plan);
+                (plan, prepared, errors)
+            }))
         }
         _ => None,
     };

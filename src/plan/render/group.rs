@@ -202,28 +202,19 @@ impl Groups {
         Groups { index: HashMap::new(), list: Vec::new(), bodies: Bodies::new(spill) }
     }
 
-    /// Adds a tenant with changes. `render` renders what the caller will show of it from the
-    /// tenant's changes as the text plan shows them without colours and as the JSON plan lists
-    /// them (no-ops left out); it is called at most twice per group: for its first member as it
-    /// is (`None`), and for its second with the [`Canon`] that the caller applies to the text it
-    /// shows (never to its own structure: a slug may be spelled like a JSON key).
+    /// Adds a tenant with changes, [`Keyed`] by what it shows. `render` renders what the caller
+    /// will show of it from the tenant's changes as the text plan shows them without colours and
+    /// as the JSON plan lists them (no-ops left out); it is called at most twice per group: for
+    /// its first member as it is (`None`), and for its second with the [`Canon`] that the caller
+    /// applies to the text it shows (never to its own structure: a slug may be spelled like a
+    /// JSON key).
     pub fn push(
         &mut self,
         t: &TenantPlan,
-        shown: Shown,
+        keyed: Keyed,
         render: &mut dyn FnMut(&Shown, Option<&Canon>) -> String,
     ) -> io::Result<()> {
-        let canon = Canon::of(t);
-        let risks = risk_lines(t, &canon);
-        let mut hash = Sha256::new();
-        hash.update(if t.prior_state.is_some() { "recorded\n" } else { "new\n" });
-        hash.update(canon.apply(&shown.text).as_bytes());
-        hash.update(b"\0");
-        hash.update(canon.apply(&shown.json).as_bytes());
-        for r in &risks {
-            hash.update(format!("\0{:?}\0{}\0{}", r.risk, r.address, r.why_canonical).as_bytes());
-        }
-        let digest: [u8; 32] = hash.finalize().into();
+        let Keyed { shown, canon, risks, digest } = keyed;
         if let Some(&i) = self.index.get(&digest) {
             let group = &mut self.list[i];
             if group.canonical.is_none() {
@@ -276,6 +267,32 @@ pub(super) struct Shown {
     pub json: String,
     /// The tenant's heading in the text plan (`Tenant "acme" (tenants/acme.hcl)`).
     pub heading: String,
+}
+
+/// A tenant with changes as grouping compares it: what it shows, its names, its risks and the
+/// digest of all three, names aside. Made on any thread ([`Keyed::of`] reads the tenant only), so
+/// that a fleet's tenants are keyed on every core while [`Groups::push`] stays in plan order.
+pub(super) struct Keyed {
+    shown: Shown,
+    canon: Canon,
+    risks: Vec<RiskLine>,
+    digest: [u8; 32],
+}
+
+impl Keyed {
+    pub fn of(t: &TenantPlan, shown: Shown) -> Keyed {
+        let canon = Canon::of(t);
+        let risks = risk_lines(t, &canon);
+        let mut hash = Sha256::new();
+        hash.update(if t.prior_state.is_some() { "recorded\n" } else { "new\n" });
+        hash.update(canon.apply(&shown.text).as_bytes());
+        hash.update(b"\0");
+        hash.update(canon.apply(&shown.json).as_bytes());
+        for r in &risks {
+            hash.update(format!("\0{:?}\0{}\0{}", r.risk, r.address, r.why_canonical).as_bytes());
+        }
+        Keyed { shown, canon, risks, digest: hash.finalize().into() }
+    }
 }
 
 /// The renderings of finished groups.

@@ -109,7 +109,7 @@ use serde_json::{json, Map, Value as J};
 
 use super::group::Groups;
 use super::stream::{Fleet, Spill};
-use super::{SENSITIVE, UNKNOWN};
+use super::{Prepared, Preparer, SENSITIVE, UNKNOWN};
 use crate::plan::{Action, Plan, ResourceChange, Summary, TenantPlan};
 use crate::value::Value;
 
@@ -183,20 +183,28 @@ impl JsonStream {
         self
     }
 
+    /// How this stream renders a tenant ahead of [`JsonStream::push_prepared`].
+    pub fn preparer(&self) -> Preparer {
+        Preparer::Json { grouped: self.groups.is_some() }
+    }
+
     pub fn push(&mut self, t: &TenantPlan) -> std::io::Result<()> {
+        let prepared = self.preparer().prepare(t);
+        self.push_prepared(t, prepared)
+    }
+
+    /// Takes the next tenant of the plan, rendered ahead by [`JsonStream::preparer`].
+    pub fn push_prepared(&mut self, t: &TenantPlan, prepared: Prepared) -> std::io::Result<()> {
         let first = self.fleet.tenants == 0;
         self.fleet.push(t);
-        if let (Some(groups), true) = (&mut self.groups, t.has_changes()) {
+        if let (Some(groups), Some(keyed)) = (&mut self.groups, prepared.keyed) {
             // Canonical as grouping compared it: compact JSON whose names are placeholders.
-            groups.push(t, super::shown(t), &mut |shown, canon| {
+            groups.push(t, keyed, &mut |shown, canon| {
                 canon.map_or_else(|| shown.json.clone(), |c| c.apply(&shown.json))
             })?;
         }
-        let pretty = serde_json::to_string_pretty(&tenant(t)).expect("a JSON tree always serializes");
-        // An element of the array at depth 2, as the pretty printer writes it in the whole
-        // document: every line four spaces in (strings hold no raw newline).
         self.spill.write(if first { "\n    " } else { ",\n    " })?;
-        self.spill.write(&pretty.replace('\n', "\n    "))
+        self.spill.write(&prepared.section.unwrap_or_else(|| element(t)))
     }
 
     pub fn finish(self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
@@ -318,6 +326,13 @@ fn tenant(t: &TenantPlan) -> J {
         doc["ignored"] = J::Array(ignored);
     }
     doc
+}
+
+/// A tenant as an element of the `tenants` array at depth 2, as the pretty printer writes it in
+/// the whole document: every line four spaces in (strings hold no raw newline).
+pub(super) fn element(t: &TenantPlan) -> String {
+    let pretty = serde_json::to_string_pretty(&tenant(t)).expect("a JSON tree always serializes");
+    pretty.replace('\n', "\n    ")
 }
 
 /// A tenant's changes (no-ops left out) as `resource_changes` lists them, compact: what grouping

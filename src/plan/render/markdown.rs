@@ -43,6 +43,7 @@ use super::risk::{verb, Risk};
 use super::stream::{Fleet, Spill};
 use super::text::{counts, heading, partial_note, phase_label};
 use super::writer::{Layout, Writer};
+use super::{Prepared, Preparer};
 use crate::phase::Phase;
 use crate::plan::{Action, Plan, ResourceChange, TenantPlan};
 
@@ -187,7 +188,18 @@ impl MarkdownStream {
         }
     }
 
+    /// How this stream renders a tenant ahead of [`MarkdownStream::push_prepared`].
+    pub fn preparer(&self) -> Preparer {
+        Preparer::Markdown { grouped: self.groups.is_some() }
+    }
+
     pub fn push(&mut self, tenant: &TenantPlan) -> std::io::Result<()> {
+        let prepared = self.preparer().prepare(tenant);
+        self.push_prepared(tenant, prepared)
+    }
+
+    /// Takes the next tenant of the plan, rendered ahead by [`MarkdownStream::preparer`].
+    pub fn push_prepared(&mut self, tenant: &TenantPlan, prepared: Prepared) -> std::io::Result<()> {
         self.fleet.push(tenant);
         for i in &tenant.ignored {
             let text = super::ignored_line(i);
@@ -206,8 +218,8 @@ impl MarkdownStream {
         let moved = |c: &ResourceChange| tenant.moved.iter().any(|m| m.to == c.address);
         let shown: Vec<&ResourceChange> =
             tenant.resource_changes.iter().filter(|c| c.action != Action::NoOp || moved(c)).collect();
-        if let Some(groups) = &mut self.groups {
-            groups.push(tenant, super::shown(tenant), &mut |_, canon| {
+        if let (Some(groups), Some(keyed)) = (&mut self.groups, prepared.keyed) {
+            groups.push(tenant, keyed, &mut |_, canon| {
                 let mut d = details(tenant, &shown);
                 // Each shown string canonicalised, never the JSON it waits in (a slug may be "open").
                 if let Some(c) = canon {

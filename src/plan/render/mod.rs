@@ -23,9 +23,56 @@ pub use stream::Spill;
 pub use terraform::{module_address, render_terraform, terraform_document, TerraformStream, TERRAFORM_FORMAT_VERSION};
 pub use text::{render_text, render_text_with, TextOptions, TextStream};
 
+use super::TenantPlan;
+
+/// How a plan stream renders one tenant ahead of its `push`, from the tenant alone: `Copy`,
+/// `Sync`, so that a fleet's tenants are rendered on every core as they are planned (see
+/// `workflow::stream`) while the stream takes them in plan order. A fleet plan spends most of its
+/// time rendering; done in `push`, on one thread, it made a 1,000-tenant plan wait for one core.
+#[derive(Clone, Copy, Debug)]
+pub enum Preparer {
+    /// Nothing ahead (a stream whose `push` renders, or a plan that is not rendered).
+    Nothing,
+    Text {
+        color: bool,
+        grouped: bool,
+    },
+    Json {
+        grouped: bool,
+    },
+    Markdown {
+        grouped: bool,
+    },
+}
+
+/// One tenant rendered ahead by a [`Preparer`], for the stream that made the preparer.
+#[derive(Default)]
+pub struct Prepared {
+    /// The text section (heading and changes) or the JSON element, as the stream writes it.
+    section: Option<String>,
+    /// What grouping compares, for a tenant with changes in a grouped stream.
+    keyed: Option<group::Keyed>,
+}
+
+impl Preparer {
+    pub fn prepare(self, t: &TenantPlan) -> Prepared {
+        let grouped = match self {
+            Preparer::Nothing => return Prepared::default(),
+            Preparer::Text { grouped, .. } | Preparer::Json { grouped } | Preparer::Markdown { grouped } => grouped,
+        };
+        let section = match self {
+            Preparer::Text { color, grouped: false } if t.has_changes() => Some(text::section(t, color)),
+            Preparer::Json { .. } => Some(json::element(t)),
+            _ => None,
+        };
+        let keyed = (grouped && t.has_changes()).then(|| group::Keyed::of(t, shown(t)));
+        Prepared { section, keyed }
+    }
+}
+
 /// What grouping compares of a tenant: its changes as the text plan shows them without colours
 /// and as the JSON plan lists them, and its heading.
-fn shown(t: &super::TenantPlan) -> group::Shown {
+fn shown(t: &TenantPlan) -> group::Shown {
     let mut w = writer::Writer::new(writer::Layout { color: false, gutter: false, compact_deletes: false });
     text::changes(&mut w, t);
     group::Shown { text: w.out, json: json::changes_compact(t), heading: text::heading(t) }

@@ -29,6 +29,7 @@ use std::io::Write;
 use super::group::{thousands, Groups, PLACEHOLDERS};
 use super::stream::{Fleet, Spill};
 use super::writer::{Layout, Mark, Writer, BOLD};
+use super::{Prepared, Preparer};
 use crate::phase::Phase;
 use crate::plan::{Action, Partial, Plan, ResourceChange, Summary, TenantPlan};
 
@@ -113,14 +114,25 @@ impl TextStream {
         self
     }
 
+    /// How this stream renders a tenant ahead of [`TextStream::push_prepared`].
+    pub fn preparer(&self) -> Preparer {
+        Preparer::Text { color: self.opts.color, grouped: self.groups.is_some() }
+    }
+
     /// Renders the next tenant of the plan.
     pub fn push(&mut self, tenant: &TenantPlan) -> std::io::Result<()> {
+        let prepared = self.preparer().prepare(tenant);
+        self.push_prepared(tenant, prepared)
+    }
+
+    /// Takes the next tenant of the plan, rendered ahead by [`TextStream::preparer`].
+    pub fn push_prepared(&mut self, tenant: &TenantPlan, prepared: Prepared) -> std::io::Result<()> {
         self.fleet.push(tenant);
         self.ignored.extend(tenant.ignored.iter().map(|i| format!("{}: {}", tenant.slug, super::ignored_line(i))));
         self.used.extend(tenant.resource_changes.iter().map(|c| c.action));
-        if let (Some(groups), true) = (&mut self.groups, tenant.has_changes()) {
+        if let (Some(groups), Some(keyed)) = (&mut self.groups, prepared.keyed) {
             let color = self.opts.color;
-            return groups.push(tenant, super::shown(tenant), &mut |shown, canon| {
+            return groups.push(tenant, keyed, &mut |shown, canon| {
                 let out = if color {
                     let mut w = Writer::new(Layout { color, gutter: false, compact_deletes: false });
                     changes(&mut w, tenant);
@@ -137,14 +149,12 @@ impl TextStream {
                 self.spill.write(&line)?;
             }
         }
-        if tenant.has_changes() {
-            let mut w = Writer::new(Layout { color: self.opts.color, gutter: false, compact_deletes: false });
-            tenant_section(&mut w, tenant);
+        if let Some(section) = prepared.section {
             let line = format!("Tenant {:?}: {}\n\n", tenant.slug, counts(&tenant.summary()));
             if self.fleet.tenants == 1 {
-                self.pending = Some((w.out, line));
+                self.pending = Some((section, line));
             } else {
-                self.spill.write(&w.out)?;
+                self.spill.write(&section)?;
                 self.spill.write(&line)?;
             }
         } else {
@@ -322,11 +332,14 @@ fn wrap(list: &str, width: usize) -> Vec<String> {
     lines
 }
 
-fn tenant_section<'p>(w: &mut Writer<'p>, tenant: &'p TenantPlan) {
+/// A tenant's section: its heading and its changes by phase.
+pub(super) fn section(tenant: &TenantPlan, color: bool) -> String {
+    let mut w = Writer::new(Layout { color, gutter: false, compact_deletes: false });
     let heading = heading(tenant);
     let heading = w.paint(BOLD, &heading);
     let _ = writeln!(w.out, "{heading}\n");
-    changes(w, tenant);
+    changes(&mut w, tenant);
+    w.out
 }
 
 /// A tenant's changes by phase, as its section shows them under its heading.
