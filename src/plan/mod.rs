@@ -278,6 +278,25 @@ impl TenantPlan {
     }
 }
 
+#[cfg(test)]
+impl TenantPlan {
+    /// The plan of tenant `slug` (id `id`, tier `free`, nothing recorded) with these changes and
+    /// nothing else: what the unit tests of the renderers and policies build on.
+    pub(crate) fn with_changes(slug: &str, resource_changes: Vec<ResourceChange>) -> TenantPlan {
+        TenantPlan {
+            slug: slug.into(),
+            tenant_id: "id".into(),
+            tier: "free".into(),
+            source: None,
+            prior_state: None,
+            resource_changes,
+            partial: None,
+            ignored: Vec::new(),
+            moved: Vec::new(),
+        }
+    }
+}
+
 impl Plan {
     /// A plan of the current [`FORMAT_VERSION`] over `tenants`, in the order given.
     pub fn new(tenants: Vec<TenantPlan>) -> Plan {
@@ -346,17 +365,7 @@ mod tests {
     }
 
     fn tenant(actions: &[Action]) -> TenantPlan {
-        TenantPlan {
-            slug: "acme".into(),
-            tenant_id: "id".into(),
-            tier: "free".into(),
-            source: None,
-            prior_state: None,
-            resource_changes: actions.iter().map(|&a| change(a)).collect(),
-            partial: None,
-            ignored: Vec::new(),
-            moved: Vec::new(),
-        }
+        TenantPlan::with_changes("acme", actions.iter().map(|&a| change(a)).collect())
     }
 
     #[test]

@@ -284,17 +284,7 @@ mod tests {
     }
 
     fn tenant(slug: &str, changes: Vec<ResourceChange>) -> TenantPlan {
-        TenantPlan {
-            slug: slug.into(),
-            tenant_id: "id".into(),
-            tier: "free".into(),
-            source: None,
-            prior_state: None,
-            resource_changes: changes,
-            partial: None,
-            ignored: Vec::new(),
-            moved: Vec::new(),
-        }
+        TenantPlan::with_changes(slug, changes)
     }
 
     fn sample(slug: &str) -> TenantPlan {

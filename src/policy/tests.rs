@@ -8,13 +8,9 @@ use crate::value::Value;
 
 fn tenant(action: Action) -> TenantPlan {
     let attrs = BTreeMap::from([("metadata".to_string(), Value::map([("name", Value::str("matih-acme"))]))]);
-    TenantPlan {
-        slug: "acme".into(),
-        tenant_id: "id".into(),
-        tier: "free".into(),
-        source: None,
-        prior_state: None,
-        resource_changes: vec![ResourceChange {
+    TenantPlan::with_changes(
+        "acme",
+        vec![ResourceChange {
             address: "postgresql_schema.tenant".parse().unwrap(),
             phase: Phase::CreateNamespace,
             action,
@@ -25,10 +21,7 @@ fn tenant(action: Action) -> TenantPlan {
             notes: Vec::new(),
             manifest_changes: Vec::new(),
         }],
-        partial: None,
-        ignored: Vec::new(),
-        moved: Vec::new(),
-    }
+    )
 }
 
 fn write(dir: &Path, name: &str, text: &str) {

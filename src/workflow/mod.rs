@@ -114,6 +114,26 @@ pub(crate) fn on_refresh_pool<R: Send>(refreshing: bool, f: impl FnOnce() -> R +
     }
 }
 
+/// A record's resources as the desired side of a diff (`refresh-only`: what is live; `state
+/// restore`: an earlier serial), so that the plan's own rules say what recording it changes.
+pub(crate) fn graph_of_record(
+    meta: crate::graph::TenantMeta,
+    resources: &std::collections::BTreeMap<crate::addr::ResourceAddr, crate::state::ResourceState>,
+) -> ResourceGraph {
+    let mut graph = ResourceGraph::new(meta);
+    for (addr, r) in resources {
+        graph.add(crate::graph::Resource {
+            addr: addr.clone(),
+            phase: r.phase,
+            attrs: r.attrs.clone(),
+            depends_on: r.depends_on.clone(),
+            force_new: std::collections::BTreeSet::new(),
+            origin: None,
+        });
+    }
+    graph
+}
+
 /// The plan of every compiled tenant against its recorded (and, with `refresh`, re-read) state.
 /// Also returns the resources that could not be read; a plan made despite them is incomplete.
 pub fn plan_tenants(

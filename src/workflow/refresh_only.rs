@@ -6,12 +6,10 @@
 //! **Invariant:** providers are only read; the state store is written once per tenant, under the
 //! tenant's lock, and only when its lineage and serial are still those the plan was made against.
 
-use std::collections::BTreeSet;
-
 use anyhow::{bail, Result};
 
 use crate::apply::{refresh, Providers};
-use crate::graph::{Resource, ResourceGraph};
+use crate::graph::ResourceGraph;
 use crate::plan::{self, Action, Plan, TenantPlan};
 use crate::provider::ProviderError;
 use crate::state::{self, LockInfo, StateStore};
@@ -36,17 +34,7 @@ pub fn plan_refresh_only(
         // The live objects as the desired side: `before` is then what matih recorded and `after`
         // what is live, path by path, with the plan's rules (secrets by fingerprint); a recorded
         // resource that is gone is a delete.
-        let mut live = ResourceGraph::new(graph.tenant.clone());
-        for (addr, r) in &live_state.resources {
-            live.add(Resource {
-                addr: addr.clone(),
-                phase: r.phase,
-                attrs: r.attrs.clone(),
-                depends_on: r.depends_on.clone(),
-                force_new: BTreeSet::new(),
-                origin: None,
-            });
-        }
+        let live = super::graph_of_record(graph.tenant.clone(), &live_state.resources);
         let mut tp: TenantPlan = plan::diff(&live, Some(&recorded), source.clone());
         for c in &mut tp.resource_changes {
             match c.action {

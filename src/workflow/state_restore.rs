@@ -13,12 +13,11 @@
 //! **Invariant:** the state store is written once, under the tenant's lock, only when its lineage
 //! and serial are still those the plan was made against; providers are never called.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-use crate::graph::{Resource, ResourceGraph, TenantMeta};
+use crate::graph::TenantMeta;
 use crate::plan::{self, Action, Plan};
 use crate::state::{self, AuditEntry, LockInfo, ResourceState, StateStore, TenantState};
 
@@ -105,17 +104,7 @@ pub fn plan_restore(store: &dyn StateStore, slug: &str, serial: u64, source: Opt
         region: String::new(),
         source: None,
     };
-    let mut earlier = ResourceGraph::new(meta);
-    for (addr, r) in &entry.state.resources {
-        earlier.add(Resource {
-            addr: addr.clone(),
-            phase: r.phase,
-            attrs: r.attrs.clone(),
-            depends_on: r.depends_on.clone(),
-            force_new: BTreeSet::new(),
-            origin: None,
-        });
-    }
+    let earlier = super::graph_of_record(meta, &entry.state.resources);
     let mut tp = plan::diff(&earlier, Some(&current), source);
     for c in &mut tp.resource_changes {
         let note = match c.action {

@@ -387,17 +387,7 @@ mod tests {
             notes: Vec::new(),
             manifest_changes: Vec::new(),
         };
-        let tenant = |slug: &str, changes: Vec<ResourceChange>| TenantPlan {
-            slug: slug.into(),
-            tenant_id: "id".into(),
-            tier: "free".into(),
-            source: None,
-            prior_state: None,
-            resource_changes: changes,
-            partial: None,
-            ignored: Vec::new(),
-            moved: Vec::new(),
-        };
+        let tenant = TenantPlan::with_changes;
         for tenants in [
             vec![],
             vec![tenant("a", vec![change(Action::Create, false)])],
