@@ -421,13 +421,13 @@ fn deployment_ready(live: &serde_json::Value) -> bool {
     observed >= generation && available >= want && updated >= want
 }
 
-fn job_condition(live: &serde_json::Value, kind: &str) -> bool {
+fn has_condition(live: &serde_json::Value, kind: &str) -> bool {
     let conditions = live.pointer("/status/conditions").and_then(|c| c.as_array());
     conditions.is_some_and(|c| c.iter().any(|c| c["type"] == kind && c["status"] == "True"))
 }
 
 fn certificate_ready(live: &serde_json::Value) -> bool {
-    job_condition(live, "Ready")
+    has_condition(live, "Ready")
 }
 
 /// A LoadBalancer Service's external IP (or host name), once assigned.
@@ -634,10 +634,10 @@ impl KubernetesProvider {
                 let mut live = applied;
                 let mut watch = None;
                 loop {
-                    if job_condition(&live, "Complete") {
+                    if has_condition(&live, "Complete") {
                         break;
                     }
-                    if job_condition(&live, "Failed") {
+                    if has_condition(&live, "Failed") {
                         return Err(err(obj, Some("status.conditions"), format!("Job {} failed", t.name), false));
                     }
                     if Instant::now() >= deadline {
@@ -652,7 +652,7 @@ impl KubernetesProvider {
                             false,
                         ));
                     }
-                    let finished = |l: &serde_json::Value| job_condition(l, "Complete") || job_condition(l, "Failed");
+                    let finished = |l: &serde_json::Value| has_condition(l, "Complete") || has_condition(l, "Failed");
                     live = self.next_look(obj, t, &mut watch, s.poll_interval, &finished).await?;
                 }
             }
@@ -733,6 +733,7 @@ impl Provider for KubernetesProvider {
 
     /// One LIST per kind and namespace (see [`KubernetesProvider::read_group`]).
     fn read_many<'a>(&'a self, _tenant: &'a TenantRef, objs: &'a [ResourceObject], parallelism: usize) -> ReadMany<'a> {
+        use futures_util::StreamExt as _;
         Box::pin(async move {
             let mut out: Vec<Option<Result<Option<Observed>, ProviderError>>> = objs.iter().map(|_| None).collect();
             // The objects of each (apiVersion, kind, namespace), in the order asked.
@@ -743,18 +744,14 @@ impl Provider for KubernetesProvider {
                     Err(e) => out[i] = Some(Err(e)),
                 }
             }
-            let mut running = futures_util::stream::FuturesUnordered::new();
-            let mut groups = groups.into_values();
-            loop {
-                while running.len() < parallelism.max(1) {
-                    let Some(members) = groups.next() else { break };
-                    running.push(async move {
-                        let asked: Vec<&ResourceObject> = members.iter().map(|&i| &objs[i]).collect();
-                        (members, self.read_group(&asked).await)
-                    });
-                }
-                let Some((members, read)) = futures_util::StreamExt::next(&mut running).await else { break };
-                for (i, r) in members.into_iter().zip(read) {
+            let mut read = futures_util::stream::iter(groups.into_values())
+                .map(|members| async move {
+                    let asked: Vec<&ResourceObject> = members.iter().map(|&i| &objs[i]).collect();
+                    (members, self.read_group(&asked).await)
+                })
+                .buffer_unordered(parallelism.max(1));
+            while let Some((members, results)) = read.next().await {
+                for (i, r) in members.into_iter().zip(results) {
                     out[i] = Some(r);
                 }
             }

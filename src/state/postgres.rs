@@ -187,6 +187,31 @@ impl ChangeFeed<'_> {
 /// How long a call keeps trying while the server cannot be reached (a restart, a failover).
 pub const RECONNECT_FOR: Duration = Duration::from_secs(15);
 
+/// The pauses between attempts while the server cannot be reached: from 100 ms, doubling up to
+/// 2 s, for [`RECONNECT_FOR`] in all.
+struct Reconnecting {
+    deadline: Instant,
+    pause: Duration,
+}
+
+impl Reconnecting {
+    fn start() -> Reconnecting {
+        Reconnecting { deadline: Instant::now() + RECONNECT_FOR, pause: Duration::from_millis(100) }
+    }
+
+    /// Waits before the next attempt after `failed`; false (without waiting) when that attempt
+    /// would come after the deadline.
+    fn wait(&mut self, failed: &StateError) -> bool {
+        if Instant::now() + self.pause > self.deadline {
+            return false;
+        }
+        tracing::warn!("{failed}; trying again in {} ms", self.pause.as_millis());
+        std::thread::sleep(self.pause);
+        self.pause = (self.pause * 2).min(Duration::from_secs(2));
+        true
+    }
+}
+
 /// Data sessions a store opens at most: enough for the tenants one runner applies at once to
 /// write side by side, few enough for several runners on one server's `max_connections`.
 const DATA_SESSIONS: usize = 4;
@@ -419,8 +444,7 @@ impl PostgresStore {
         resend: bool,
         mut call: impl FnMut(&mut Client, bool) -> Result<T, StateError>,
     ) -> Result<T, StateError> {
-        let deadline = Instant::now() + RECONNECT_FOR;
-        let mut pause = Duration::from_millis(100);
+        let mut reconnecting = Reconnecting::start();
         let mut sent = false;
         loop {
             let failed = match self.data_checked() {
@@ -437,12 +461,9 @@ impl PostgresStore {
                 Err((e, true)) => e,
                 Err((e, false)) => return Err(e),
             };
-            if Instant::now() + pause > deadline {
+            if !reconnecting.wait(&failed) {
                 return Err(failed);
             }
-            tracing::warn!("{failed}; trying again in {} ms", pause.as_millis());
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_secs(2));
         }
     }
 
@@ -707,16 +728,11 @@ impl PostgresStore {
     fn lock_session(&self) -> Result<MutexGuard<'_, LockSession>, StateError> {
         let mut guard = lock(&self.locks);
         if guard.client.as_ref().is_none_or(Client::is_closed) {
-            let deadline = Instant::now() + RECONNECT_FOR;
-            let mut pause = Duration::from_millis(100);
+            let mut reconnecting = Reconnecting::start();
             let client = loop {
                 match self.open_session_checked() {
                     Ok(client) => break client,
-                    Err((e, true)) if Instant::now() + pause <= deadline => {
-                        tracing::warn!("{e}; trying again in {} ms", pause.as_millis());
-                        std::thread::sleep(pause);
-                        pause = (pause * 2).min(Duration::from_secs(2));
-                    }
+                    Err((e, true)) if reconnecting.wait(&e) => {}
                     Err((e, _)) => return Err(e),
                 }
             };

@@ -532,15 +532,7 @@ fn state_restore_brings_an_earlier_record_back(backend: Backend) {
         assert_eq!(out.status.code(), Some(1), "{serial}: {}", stdout(&out));
         assert!(stderr(&out).contains(why), "{serial}: {}", stderr(&out));
     }
-    let lock = matih::state::LockInfo::new("acme", "apply");
-    let holder = state.store();
-    holder.lock(&lock).unwrap();
-    let _holder = if backend == Backend::Sled {
-        drop(holder);
-        None
-    } else {
-        Some(holder)
-    };
+    let (lock, _holder) = state.hold_lock("acme", "apply");
     let out = restore("1", &["-auto-approve"]);
     assert!(stderr(&out).contains("tenant \"acme\" is locked by"), "{}", stderr(&out));
     state.store().unlock("acme", &lock.id).unwrap();
@@ -582,17 +574,7 @@ on_both_backends!(a_state_store_from_a_newer_matih_is_refused_not_reset);
 fn locks_are_listed_refused_and_force_unlocked(backend: Backend) {
     let state = TestState::new(backend);
     record(&state, &root().join("tenants/acme.hcl"));
-    let lock = matih::state::LockInfo::new("acme", "apply");
-    let holder = state.store();
-    holder.lock(&lock).unwrap();
-    // sled: the lock stays recorded in the store, which matih needs to itself; postgres: the lock
-    // lives as long as the holder's session, which stays open.
-    let _holder = if backend == Backend::Sled {
-        drop(holder);
-        None
-    } else {
-        Some(holder)
-    };
+    let (lock, _holder) = state.hold_lock("acme", "apply");
 
     let out = matih(&root(), &state, &["lock", "list"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -385,19 +385,6 @@ const HOOLI: &str = r#"tenant "hooli" {
 }
 "#;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let target = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_dir(&p, &target);
-        } else {
-            std::fs::copy(&p, &target).unwrap();
-        }
-    }
-}
-
 fn hooli_exists(pg: &postgres::PgServer) -> (String, String) {
     (
         admin(pg, "postgres", "SELECT count(*) FROM pg_roles WHERE rolname = 'tenant_hooli'"),
@@ -408,7 +395,7 @@ fn hooli_exists(pg: &postgres::PgServer) -> (String, String) {
 fn failing_changed_and_pending_migrations(backend: Backend) {
     let w = World::new(backend, "migrations.test", &[("hooli.hcl", HOOLI.to_string())]);
     let pg = w.pg;
-    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas"), &w.path("schemas"));
+    common::copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas"), &w.path("schemas"));
     let broken = w.path("schemas/migrations/V9__broken.sql");
     std::fs::write(&broken, "CREATE TABLE half_done (id int);\nSELECT * FROM no_such_table;\n").unwrap();
     let apply = ["--schemas", "schemas", "apply", "tenants", "--auto-approve"];

@@ -50,24 +50,12 @@ fn record_all(state: &TestState, dir: &Path) {
 /// A copy of the catalog whose TenantHighCPU alert waits 10 minutes instead of 5.
 fn changed_catalog(dir: &Path) -> std::path::PathBuf {
     let schemas = dir.join("schemas");
-    copy_dir(&root().join("schemas"), &schemas);
+    common::copy_dir(&root().join("schemas"), &schemas);
     let alerts = fs::read_to_string(schemas.join("alerts.hcl")).unwrap();
     let changed = alerts.replacen("for      = \"5m\"", "for      = \"10m\"", 1);
     assert_ne!(changed, alerts);
     fs::write(schemas.join("alerts.hcl"), changed).unwrap();
     schemas
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to.join(entry.file_name()));
-        } else {
-            fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -10,23 +10,10 @@ use std::path::{Path, PathBuf};
 
 use common::{matih, record, root, stderr, stdout, Backend, TestState};
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let target = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_dir(&p, &target);
-        } else {
-            fs::copy(&p, &target).unwrap();
-        }
-    }
-}
-
 /// A copy of the catalog in `dir/schemas` whose `lifecycle.hcl` is `lifecycle`.
 fn schemas_with(dir: &Path, lifecycle: &str) -> PathBuf {
     let schemas = dir.join("schemas");
-    copy_dir(&root().join("schemas"), &schemas);
+    common::copy_dir(&root().join("schemas"), &schemas);
     fs::write(schemas.join("lifecycle.hcl"), lifecycle).unwrap();
     schemas
 }

@@ -12,18 +12,6 @@ use std::path::{Path, PathBuf};
 use common::{matih, record, root, stderr, stdout, Backend, TestState, CLEAR_SECRET};
 use matih::value::fingerprint;
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to.join(entry.file_name()));
-        } else {
-            fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
-}
-
 /// The three example tenants recorded as applied, and a copy of `examples/policies` in `d/policies`.
 fn recorded_fleet(d: &Path) -> TestState {
     fs::create_dir_all(d.join("tenants")).unwrap();
@@ -33,7 +21,7 @@ fn recorded_fleet(d: &Path) -> TestState {
         fs::copy(root().join(format!("tenants/{t}.hcl")), &spec).unwrap();
         record(&state, &spec);
     }
-    copy_dir(&root().join("examples/policies"), &d.join("policies"));
+    common::copy_dir(&root().join("examples/policies"), &d.join("policies"));
     state
 }
 
@@ -121,7 +109,7 @@ fn a_public_load_balancer_without_the_tiers_annotation_is_denied() {
     // A catalog change moves the ingress controller's health path: the Azure probe annotation of
     // every tenant's public LoadBalancer would no longer be the one the tiers require.
     let schemas = d.join("schemas");
-    copy_dir(&root().join("schemas"), &schemas);
+    common::copy_dir(&root().join("schemas"), &schemas);
     let components = fs::read_to_string(schemas.join("components.hcl")).unwrap();
     assert!(components.contains("health_path     = \"/healthz\""));
     fs::write(schemas.join("components.hcl"), components.replace("\"/healthz\"", "\"/ready\"")).unwrap();
@@ -209,7 +197,7 @@ fn terraform_policies_run_on_the_terraform_shaped_plan() {
     assert_eq!(stdout(&saved), text);
 
     // A policy written for Terraform plans (Rego v0, conftest's style) runs unchanged.
-    copy_dir(&root().join("examples/policies-terraform"), &d.join("tf"));
+    common::copy_dir(&root().join("examples/policies-terraform"), &d.join("tf"));
     let args = ["plan", "tenants", "--policy", "tf", "--json-shape", "terraform", "--rego-version", "v0"];
     let out = matih(d, &state, &args);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));

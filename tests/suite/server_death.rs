@@ -168,17 +168,7 @@ impl Case {
 
     fn command(&self, args: &[&str]) -> Command {
         let s = &self.servers;
-        let mut c = common::matih_command();
-        c.args(args)
-            .current_dir(self.path())
-            .env("MATIH_STATE_URL", &s.state_url)
-            .env("MATIH_POSTGRES_ADMIN_URL", &s.pg_admin_url)
-            .env("PDNS_API_KEY", &s.pdns_key)
-            .env("NO_COLOR", "1")
-            .env_remove("MATIH_STATE_DIR")
-            .env_remove("MATIH_PLATFORM_FILE")
-            .env_remove("MATIH_LOG")
-            .stdin(Stdio::null());
+        let mut c = common::fleet::command_in(self.path(), args, &s.state_url, &s.pg_admin_url, &s.pdns_key);
         if let Kube::Private(kubeconfig) = &s.kube {
             c.env("KUBECONFIG", kubeconfig);
         }

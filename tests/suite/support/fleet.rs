@@ -76,21 +76,28 @@ impl Fleet {
     /// the environment; output discarded unless the caller pipes it.
     pub fn command(&self, args: &[&str]) -> Command {
         let (pg, dns) = (postgres::server(), powerdns::server());
-        let mut c = super::matih_command();
-        c.args(args)
-            .current_dir(self.dir.path())
-            .env("MATIH_STATE_URL", &self.state_url)
-            .env("MATIH_POSTGRES_ADMIN_URL", &pg.admin_url)
-            .env("PDNS_API_KEY", &dns.api_key)
-            .env("NO_COLOR", "1")
-            .env_remove("MATIH_STATE_DIR")
-            .env_remove("MATIH_PLATFORM_FILE")
-            .env_remove("MATIH_LOG")
-            .stdin(Stdio::null());
-        c
+        command_in(self.dir.path(), args, &self.state_url, &pg.admin_url, &dns.api_key)
     }
 
     pub fn store(&self) -> PostgresStore {
         PostgresStore::connect(&self.state_url).unwrap()
     }
+}
+
+/// `matih ARGS` in `dir` as a runner of a fleet on the PostgreSQL state runs it: the state URL,
+/// the PostgreSQL admin URL and the PowerDNS key in the environment, nothing of the test
+/// process's own matih settings, no colours, no input.
+pub fn command_in(dir: &Path, args: &[&str], state_url: &str, pg_admin_url: &str, pdns_key: &str) -> Command {
+    let mut c = super::matih_command();
+    c.args(args)
+        .current_dir(dir)
+        .env("MATIH_STATE_URL", state_url)
+        .env("MATIH_POSTGRES_ADMIN_URL", pg_admin_url)
+        .env("PDNS_API_KEY", pdns_key)
+        .env("NO_COLOR", "1")
+        .env_remove("MATIH_STATE_DIR")
+        .env_remove("MATIH_PLATFORM_FILE")
+        .env_remove("MATIH_LOG")
+        .stdin(Stdio::null());
+    c
 }

@@ -159,6 +159,17 @@ impl TestState {
         }
     }
 
+    /// Holds `slug`'s lock as another run would, until the lock is released (and, on postgres, the
+    /// returned store dropped). sled: the lock stays recorded in the store, which matih needs to
+    /// itself, so the store is closed; postgres: the lock lives as long as the holder's session,
+    /// which the returned store keeps open.
+    pub fn hold_lock(&self, slug: &str, operation: &str) -> (matih::state::LockInfo, Option<Box<dyn StateStore>>) {
+        let lock = matih::state::LockInfo::new(slug, operation);
+        let holder = self.store();
+        holder.lock(&lock).unwrap();
+        (lock, (self.backend == Backend::Postgres).then_some(holder))
+    }
+
     /// Everything the store holds, as bytes: every file of the sled directory; a data-only
     /// `pg_dump` of the database. For checking that a secret reached neither.
     pub fn contents(&self) -> Vec<u8> {
@@ -349,6 +360,20 @@ pub fn psql(url: &str, sql: &str) -> String {
     let out = Command::new("psql").args([url, "-tA", "-c", sql]).output().expect("psql must be installed");
     assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Copies the tree `from` to `to` (a catalog or an example set to change in a test).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let target = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &target);
+        } else {
+            std::fs::copy(&p, &target).unwrap();
+        }
+    }
 }
 
 /// Every byte of every file under `dir`, to check that a secret appears in none of them.
