@@ -1149,3 +1149,35 @@ fn a_history_edited_by_its_tenant_fails_only_that_tenant() {
         }
     }
 }
+
+/// An enterprise database whose apply was cut off between `CREATE DATABASE` and handing its
+/// schema `public` to the tenant (a runner killed there): the schema is the admin's. Every read of
+/// the tenant still succeeds, the database reads as drift and the seed as not applied (no tenant's
+/// rows can be in a schema the tenant does not own), and applying in phase order repairs it.
+#[tokio::test]
+async fn an_enterprise_database_cut_off_before_the_hand_over_is_repaired() {
+    let p = provider().await;
+    let plan = phase2_plan("pg-ent-cut", "enterprise");
+    let t = tenant(&plan);
+    let role = obj(&plan, "postgresql_role");
+    p.apply(&t, &role).await.expect("role");
+    let a = admin("postgres").await;
+    a.batch_execute("CREATE DATABASE tenant_pg_ent_cut ENCODING 'UTF8' TEMPLATE template0").await.unwrap();
+
+    let db = obj(&plan, "postgresql_database");
+    let read = p.read(&t, &db).await.expect("read database").expect("it exists");
+    assert_eq!(read.attrs["owner"], Value::str("postgres"), "the admin's schema is drift to repair");
+    let seed = obj(&plan, "postgresql_seed_data");
+    assert_eq!(p.read(&t, &seed).await.expect("read seed"), None, "nothing seeded into the admin's schema");
+    let migrations = obj(&plan, "postgresql_migrations");
+    let live = p.read(&t, &migrations).await.expect("read migrations").expect("the schema exists");
+    assert_eq!(migrations_of(&ResourceObject::new(migrations.addr.clone(), live.attrs)), Vec::<Value>::new());
+    assert!(p.apply(&t, &seed).await.is_err(), "the seed still refuses to run as the admin");
+
+    for kind in ["postgresql_database", "postgresql_migrations", "postgresql_seed_data"] {
+        p.apply(&t, &obj(&plan, kind)).await.unwrap_or_else(|e| panic!("apply {kind}: {e}"));
+    }
+    for o in [&db, &migrations, &seed] {
+        assert_eq!(p.read(&t, o).await.unwrap().unwrap().attrs, o.attrs, "{} after the repair", o.addr);
+    }
+}

@@ -178,6 +178,17 @@ pub(super) async fn read(
     let Some(role) = tenant_role(p, obj, &db, &schema).await? else {
         return Ok(None);
     };
+    // A schema not (yet) handed to an ordinary role, as a database whose apply was cut off
+    // between its creation and the hand-over leaves it: no tenant's rows can be in it. It reads
+    // as not seeded, so the plan repairs the database first and then seeds it, instead of a read
+    // error that stops the tenant's plan.
+    if !p.is_ordinary_role(obj, &role).await? {
+        tracing::warn!(
+            "{}: schema \"{schema}\" of database \"{db}\" belongs to \"{role}\", not a tenant role",
+            obj.addr
+        );
+        return Ok(None);
+    }
     let c = session::Sessions::get(sessions, p, obj, &db, &role, &schema).await?;
     let Some(Value::List(items)) = obj.attrs.get("files") else { unreachable!("checked by parse") };
     let mut live_files = Vec::new();

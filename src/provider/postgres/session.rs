@@ -389,10 +389,15 @@ struct Quoted<'a> {
     db: &'a str,
 }
 
-/// Refuses a tenant role that does not exist or is privileged: tenant code runs only as an
-/// ordinary role.
-async fn refuse_privileged(admin: &Client, obj: &ResourceObject, role: &str, what: &str) -> Result<(), ProviderError> {
-    let target = admin
+/// Whether `role` is privileged (superuser, CREATEROLE, CREATEDB, REPLICATION, BYPASSRLS or the
+/// admin matih logs in as); `None` when no such role exists.
+async fn privileged(
+    admin: &Client,
+    obj: &ResourceObject,
+    role: &str,
+    what: &str,
+) -> Result<Option<bool>, ProviderError> {
+    let row = admin
         .query_opt(
             "SELECT r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication OR r.rolbypassrls \
                         OR r.rolname = current_user \
@@ -401,22 +406,33 @@ async fn refuse_privileged(admin: &Client, obj: &ResourceObject, role: &str, wha
         )
         .await
         .map_err(|e| db_err(obj, what, &e))?;
-    match target {
-        None => return Err(err(obj, None, format!("{what}: role \"{role}\" does not exist"), false)),
-        Some(r) if r.get::<_, bool>(0) => {
-            return Err(err(
-                obj,
-                None,
-                format!(
-                    "{what}: role \"{role}\" is privileged (superuser, CREATEROLE, CREATEDB, REPLICATION, \
-                         BYPASSRLS or matih's admin): matih runs tenant code only as an ordinary tenant role"
-                ),
-                false,
-            ))
-        }
-        Some(_) => {}
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Refuses a tenant role that does not exist or is privileged: tenant code runs only as an
+/// ordinary role.
+async fn refuse_privileged(admin: &Client, obj: &ResourceObject, role: &str, what: &str) -> Result<(), ProviderError> {
+    match privileged(admin, obj, role, what).await? {
+        None => Err(err(obj, None, format!("{what}: role \"{role}\" does not exist"), false)),
+        Some(true) => Err(err(
+            obj,
+            None,
+            format!(
+                "{what}: role \"{role}\" is privileged (superuser, CREATEROLE, CREATEDB, REPLICATION, \
+                     BYPASSRLS or matih's admin): matih runs tenant code only as an ordinary tenant role"
+            ),
+            false,
+        )),
+        Some(false) => Ok(()),
     }
-    Ok(())
+}
+
+impl PostgresProvider {
+    /// Whether `role` exists and is an ordinary role, one a tenant session may run as.
+    pub(crate) async fn is_ordinary_role(&self, obj: &ResourceObject, role: &str) -> Result<bool, ProviderError> {
+        let admin = self.conn(obj, &self.admin_db).await?;
+        Ok(privileged(&admin, obj, role, &format!("look up role \"{role}\"")).await? == Some(false))
+    }
 }
 
 #[cfg(test)]
