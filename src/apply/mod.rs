@@ -239,6 +239,11 @@ impl Providers {
         Providers::default()
     }
 
+    /// No provider configured: nothing can be read or changed in the real world.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
     pub fn with(mut self, provider: Arc<dyn Provider>) -> Self {
         self.list.push(provider);
         self

@@ -100,17 +100,31 @@ pub struct Refresh<'a> {
 /// than there are cores.
 pub const TENANTS_REFRESHED_AT_ONCE: usize = 16;
 
-/// Runs `f` (which plans tenants with rayon) on a pool of [`TENANTS_REFRESHED_AT_ONCE`] threads when
-/// `refreshing`: rayon's global pool has one thread per core, and a tenant's refresh blocks its
-/// thread, so a 2-core machine would refresh two tenants at a time. Without refresh (or with
-/// `MATIH_READ_ONE_BY_ONE=1`, the benchmark's "before"), on the global pool.
-pub(crate) fn on_refresh_pool<R: Send>(refreshing: bool, f: impl FnOnce() -> R + Send) -> R {
-    if !refreshing || crate::provider::read_one_by_one_forced() {
-        return f();
+/// The threads a plan refreshes tenants on: a pool of [`TENANTS_REFRESHED_AT_ONCE`] threads,
+/// built once per plan, when the plan reads live objects (some provider is configured): rayon's
+/// global pool has one thread per core, and a tenant's refresh blocks its thread, so a 2-core
+/// machine would refresh two tenants at a time. Otherwise (or with `MATIH_READ_ONE_BY_ONE=1`, the
+/// benchmark's "before"), the global pool: planning alone is work for the CPU, and a pool built per
+/// batch cost a 20-tenant plan more than planning it (sixteen new threads, each with a heap of its
+/// own, every 32 tenants).
+pub(crate) struct RefreshPool(Option<rayon::ThreadPool>);
+
+impl RefreshPool {
+    pub(crate) fn new(refresh: Option<&Refresh<'_>>) -> RefreshPool {
+        let reads = refresh.is_some_and(|r| !r.providers.is_empty()) && !crate::provider::read_one_by_one_forced();
+        RefreshPool(
+            reads
+                .then(|| rayon::ThreadPoolBuilder::new().num_threads(TENANTS_REFRESHED_AT_ONCE).build().ok())
+                .flatten(),
+        )
     }
-    match rayon::ThreadPoolBuilder::new().num_threads(TENANTS_REFRESHED_AT_ONCE).build() {
-        Ok(pool) => pool.install(f),
-        Err(_) => f(),
+
+    /// Runs `f` (which plans tenants with rayon) on the pool when `refreshing`.
+    pub(crate) fn install<R: Send>(&self, refreshing: bool, f: impl FnOnce() -> R + Send) -> R {
+        match &self.0 {
+            Some(pool) if refreshing => pool.install(f),
+            _ => f(),
+        }
     }
 }
 
@@ -154,7 +168,7 @@ pub fn plan_tenants_targeted(
     refresh_with: Option<&Refresh<'_>>,
     targeting: &Targeting,
 ) -> Result<(Plan, Vec<ProviderError>), PlanError> {
-    let planned: Vec<Result<_, PlanError>> = on_refresh_pool(refresh_with.is_some(), || {
+    let planned: Vec<Result<_, PlanError>> = RefreshPool::new(refresh_with).install(true, || {
         specs
             .par_iter()
             .zip(graphs.par_iter())

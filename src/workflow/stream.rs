@@ -93,6 +93,7 @@ pub fn stream_tenants(
     // The batch compiled and planned last, not yet handed over: the next batch is worked on by
     // the pool while this thread hands this one over (renders, writes, drops), so neither waits.
     let mut ready: Vec<Done> = Vec::new();
+    let pool = super::RefreshPool::new(with.refresh);
     for batch in files.chunks(BATCH) {
         let read: Vec<_> = batch.par_iter().map(|f| spec::read_tenant_file(f, catalog)).collect();
         let mut specs: Vec<TenantSpec> = Vec::new();
@@ -112,7 +113,7 @@ pub fn stream_tenants(
         let mut next = Vec::new();
         rayon::in_place_scope(|scope| {
             scope.spawn(|_| {
-                next = super::on_refresh_pool(refreshing, || {
+                next = pool.install(refreshing, || {
                     specs.par_iter().map(|s| one(s, catalog, platform, with, planning)).collect()
                 });
             });
