@@ -105,6 +105,8 @@
 //! **Invariant:** a view of the plan for machines; it adds nothing a plan does not hold, and
 //! removes only secrets.
 
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
 use serde_json::{json, Map, Value as J};
 
 use super::group::Groups;
@@ -291,92 +293,210 @@ fn summary(s: &Summary) -> J {
 }
 
 fn tenant(t: &TenantPlan) -> J {
-    let mut doc = json!({
-        "slug": t.slug,
-        "tenant_id": t.tenant_id,
-        "tier": t.tier,
-        "source": t.source.as_ref().map(|p| p.display().to_string()),
-        "prior_state": t.prior_state.as_ref().map(|p| json!({ "lineage": p.lineage, "serial": p.serial })),
-        "partial": t.partial.as_ref().map(|p| json!({ "target": p.target, "exclude": p.exclude, "left_out": p.left_out })),
-        "summary": summary(&t.summary()),
-        "resource_changes": t.resource_changes.iter().map(resource_change).collect::<Vec<_>>(),
-    });
-    if !t.moved.is_empty() {
-        let moved: Vec<J> = t
-            .moved
-            .iter()
-            .map(|m| json!({ "from": m.from.to_string(), "to": m.to.to_string(), "declared_at": m.declared_at }))
-            .collect();
-        doc["moved"] = J::Array(moved);
-    }
-    if !t.ignored.is_empty() {
-        let ignored: Vec<J> = t
-            .ignored
-            .iter()
-            .map(|i| {
-                json!({
-                    "address": i.address.to_string(),
-                    "path": i.path,
-                    "before": i.before.as_ref().map(value),
-                    "after": i.after.as_ref().map(value),
-                    "declared_at": i.declared_at,
-                })
-            })
-            .collect();
-        doc["ignored"] = J::Array(ignored);
-    }
-    doc
+    serde_json::to_value(Tenant(t)).expect("a plan always serializes")
 }
 
 /// A tenant as an element of the `tenants` array at depth 2, as the pretty printer writes it in
 /// the whole document: every line four spaces in (strings hold no raw newline).
 pub(super) fn element(t: &TenantPlan) -> String {
-    let pretty = serde_json::to_string_pretty(&tenant(t)).expect("a JSON tree always serializes");
-    pretty.replace('\n', "\n    ")
+    let mut out = Indented(Vec::with_capacity(64 * 1024));
+    serde_json::to_writer_pretty(&mut out, &Tenant(t)).expect("a plan always serializes");
+    String::from_utf8(out.0).expect("serde_json writes UTF-8")
 }
 
 /// A tenant's changes (no-ops left out) as `resource_changes` lists them, compact: what grouping
 /// compares and what a group's `resource_changes` shows.
 pub(super) fn changes_compact(t: &TenantPlan) -> String {
-    let shown: Vec<J> = t.resource_changes.iter().filter(|c| c.action != Action::NoOp).map(resource_change).collect();
-    serde_json::to_string(&shown).expect("a JSON tree always serializes")
+    let shown: Vec<Change<'_>> = t.resource_changes.iter().filter(|c| c.action != Action::NoOp).map(Change).collect();
+    serde_json::to_string(&shown).expect("a plan always serializes")
 }
 
-fn resource_change(c: &ResourceChange) -> J {
-    let attrs = |side: &Option<std::collections::BTreeMap<String, Value>>| {
-        side.as_ref().map_or(J::Null, |m| J::Object(m.iter().map(|(k, v)| (k.clone(), value(v))).collect()))
-    };
-    let changes: Vec<J> = c
-        .changes
-        .iter()
-        .map(|a| {
-            json!({
-                "path": a.path,
-                "before": a.before.as_ref().map_or(J::Null, value),
-                "after": a.after.as_ref().map_or(J::Null, value),
-                "forces_replacement": a.forces_replacement,
-            })
-        })
-        .collect();
-    let mut doc = json!({
-        "address": c.address.to_string(),
-        "type": c.address.kind,
-        "name": c.address.name,
-        "phase": c.phase.name(),
-        "phase_number": c.phase.number(),
-        "action": c.action,
-        "before": attrs(&c.before),
-        "after": attrs(&c.after),
-        "after_unknown": c.after_unknown(),
-        "sensitive_paths": c.sensitive_paths(),
-        "changes": changes,
-        "depends_on": c.depends_on.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "notes": c.notes,
-    });
-    if !c.manifest_changes.is_empty() {
-        doc["manifest_changes"] = json!(c.manifest_changes);
+/// Writes what it is given with four spaces after every newline: a pretty-printed document one
+/// level deeper, as it stands in `tenants` (JSON strings escape their newlines, so each raw one is
+/// the pretty printer's).
+struct Indented(Vec<u8>);
+
+impl std::io::Write for Indented {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while let Some(at) = rest.iter().position(|&b| b == b'\n') {
+            self.0.extend_from_slice(&rest[..=at]);
+            self.0.extend_from_slice(b"    ");
+            rest = &rest[at + 1..];
+        }
+        self.0.extend_from_slice(rest);
+        Ok(buf.len())
     }
-    doc
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// The documented shapes, serialized straight from the plan (no tree of `serde_json::Value`s in
+// between: building one cloned every string of a fleet's plan and was most of its JSON's cost).
+
+/// A tenant of `tenants`.
+struct Tenant<'a>(&'a TenantPlan);
+
+/// A resource change of `resource_changes`.
+struct Change<'a>(&'a ResourceChange);
+
+/// A value as plain JSON, with the markers for unknown and sensitive values (see [`value`]).
+struct Plain<'a>(&'a Value);
+
+/// An attribute map (`before`, `after`), `null` when absent.
+struct Attrs<'a>(&'a Option<std::collections::BTreeMap<String, Value>>);
+
+/// An optional value, `null` when absent.
+struct MaybePlain<'a>(&'a Option<Value>);
+
+impl Serialize for Plain<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Int(n) => s.serialize_i64(*n),
+            Value::String(v) => s.serialize_str(v),
+            Value::List(items) => s.collect_seq(items.iter().map(Plain)),
+            Value::Map(m) => s.collect_map(m.iter().map(|(k, v)| (k, Plain(v)))),
+            Value::Ref { .. } | Value::Computed { .. } => s.serialize_str(UNKNOWN),
+            Value::Secret(_) => s.serialize_str(SENSITIVE),
+        }
+    }
+}
+
+impl Serialize for Attrs<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            None => s.serialize_unit(),
+            Some(m) => s.collect_map(m.iter().map(|(k, v)| (k, Plain(v)))),
+        }
+    }
+}
+
+impl Serialize for MaybePlain<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            None => s.serialize_unit(),
+            Some(v) => Plain(v).serialize(s),
+        }
+    }
+}
+
+impl Serialize for Change<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Attr<'a> {
+            path: &'a str,
+            before: MaybePlain<'a>,
+            after: MaybePlain<'a>,
+            forces_replacement: bool,
+        }
+        let c = self.0;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("address", &c.address.to_string())?;
+        m.serialize_entry("type", &c.address.kind)?;
+        m.serialize_entry("name", &c.address.name)?;
+        m.serialize_entry("phase", c.phase.name())?;
+        m.serialize_entry("phase_number", &c.phase.number())?;
+        m.serialize_entry("action", &c.action)?;
+        m.serialize_entry("before", &Attrs(&c.before))?;
+        m.serialize_entry("after", &Attrs(&c.after))?;
+        m.serialize_entry("after_unknown", &c.after_unknown())?;
+        m.serialize_entry("sensitive_paths", &c.sensitive_paths())?;
+        let changes = c.changes.iter().map(|a| Attr {
+            path: &a.path,
+            before: MaybePlain(&a.before),
+            after: MaybePlain(&a.after),
+            forces_replacement: a.forces_replacement,
+        });
+        m.serialize_entry("changes", &Seq::new(changes))?;
+        m.serialize_entry("depends_on", &Seq::new(c.depends_on.iter().map(ToString::to_string)))?;
+        m.serialize_entry("notes", &c.notes)?;
+        if !c.manifest_changes.is_empty() {
+            m.serialize_entry("manifest_changes", &c.manifest_changes)?;
+        }
+        m.end()
+    }
+}
+
+impl Serialize for Tenant<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Prior<'a> {
+            lineage: &'a str,
+            serial: u64,
+        }
+        #[derive(Serialize)]
+        struct Part<'a> {
+            target: &'a [String],
+            exclude: &'a [String],
+            left_out: usize,
+        }
+        #[derive(Serialize)]
+        struct Moved<'a> {
+            from: String,
+            to: String,
+            declared_at: &'a str,
+        }
+        #[derive(Serialize)]
+        struct Ignored<'a> {
+            address: String,
+            path: &'a str,
+            before: MaybePlain<'a>,
+            after: MaybePlain<'a>,
+            declared_at: &'a str,
+        }
+        let t = self.0;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("slug", &t.slug)?;
+        m.serialize_entry("tenant_id", &t.tenant_id)?;
+        m.serialize_entry("tier", &t.tier)?;
+        m.serialize_entry("source", &t.source.as_ref().map(|p| p.display().to_string()))?;
+        m.serialize_entry(
+            "prior_state",
+            &t.prior_state.as_ref().map(|p| Prior { lineage: &p.lineage, serial: p.serial }),
+        )?;
+        let partial = t.partial.as_ref().map(|p| Part { target: &p.target, exclude: &p.exclude, left_out: p.left_out });
+        m.serialize_entry("partial", &partial)?;
+        m.serialize_entry("summary", &summary(&t.summary()))?;
+        m.serialize_entry("resource_changes", &Seq::new(t.resource_changes.iter().map(Change)))?;
+        if !t.moved.is_empty() {
+            let moved = t.moved.iter().map(|v| Moved {
+                from: v.from.to_string(),
+                to: v.to.to_string(),
+                declared_at: &v.declared_at,
+            });
+            m.serialize_entry("moved", &Seq::new(moved))?;
+        }
+        if !t.ignored.is_empty() {
+            let ignored = t.ignored.iter().map(|i| Ignored {
+                address: i.address.to_string(),
+                path: &i.path,
+                before: MaybePlain(&i.before),
+                after: MaybePlain(&i.after),
+                declared_at: &i.declared_at,
+            });
+            m.serialize_entry("ignored", &Seq::new(ignored))?;
+        }
+        m.end()
+    }
+}
+
+/// A sequence serialized from an iterator, once.
+struct Seq<I>(std::cell::Cell<Option<I>>);
+
+impl<I> Seq<I> {
+    fn new(items: I) -> Seq<I> {
+        Seq(std::cell::Cell::new(Some(items)))
+    }
+}
+
+impl<I: Iterator<Item = T>, T: Serialize> Serialize for Seq<I> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.take().expect("a sequence is serialized once"))
+    }
 }
 
 /// A value as plain JSON, with the markers for unknown and sensitive values.
