@@ -9,6 +9,7 @@
 //! summaries.
 
 use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use similar::{Algorithm, ChangeTag, DiffTag, TextDiff};
@@ -95,22 +96,37 @@ pub(super) struct Writer<'p> {
     path: Vec<Seg<'p>>,
 }
 
-fn inline(v: &Value) -> Option<String> {
-    Some(match v {
-        Value::Null => "null".to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Int(n) => n.to_string(),
-        Value::String(s) if s.contains('\n') => return None,
-        Value::String(s) => {
-            let mut out = String::with_capacity(s.len() + 2);
-            push_quoted(&mut out, s);
-            out
+/// Whether `v` is shown on the line of its key ([`push_inline`]) rather than spread over lines.
+fn is_inline(v: &Value) -> bool {
+    match v {
+        Value::String(s) => !s.contains('\n'),
+        Value::List(items) => items.is_empty(),
+        Value::Map(m) => m.is_empty(),
+        _ => true,
+    }
+}
+
+/// Appends an inline value (see [`is_inline`]) as the plan shows it.
+fn push_inline(out: &mut String, v: &Value) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Int(n) => {
+            let _ = write!(out, "{n}");
         }
-        Value::List(items) if items.is_empty() => "[]".to_string(),
-        Value::Map(m) if m.is_empty() => "{}".to_string(),
-        Value::List(_) | Value::Map(_) => return None,
-        Value::Ref { .. } | Value::Computed { .. } => UNKNOWN.to_string(),
-        Value::Secret(_) => SENSITIVE.to_string(),
+        Value::String(s) => push_quoted(out, s),
+        Value::List(_) => out.push_str("[]"),
+        Value::Map(_) => out.push_str("{}"),
+        Value::Ref { .. } | Value::Computed { .. } => out.push_str(UNKNOWN),
+        Value::Secret(_) => out.push_str(SENSITIVE),
+    }
+}
+
+fn inline(v: &Value) -> Option<String> {
+    is_inline(v).then(|| {
+        let mut out = String::new();
+        push_inline(&mut out, v);
+        out
     })
 }
 
@@ -156,18 +172,32 @@ impl<'p> Writer<'p> {
     }
 
     fn emit(&mut self, indent: usize, mark: Mark, text: &str) {
+        self.line(indent, mark, |out| out.push_str(text));
+    }
+
+    /// One line: the indent and mark, then what `write` appends (straight into the output: a
+    /// fleet plan writes millions of lines, and a string per line was a good part of its cost).
+    fn line(&mut self, indent: usize, mark: Mark, write: impl FnOnce(&mut String)) {
         let start = self.out.len();
         if self.layout.gutter {
             self.out.push(mark.gutter());
             self.out.extend(std::iter::repeat_n(' ', indent + mark.symbol().len()));
         } else {
             self.out.extend(std::iter::repeat_n(' ', indent));
-            let symbol = self.symbol(mark);
-            self.out.push_str(&symbol);
+            match (self.layout.color, mark, mark.color()) {
+                (true, Mark::Replace, _) => {
+                    let _ = write!(self.out, "{RED}-{RESET}/{GREEN}+{RESET}");
+                }
+                (true, _, Some(code)) => {
+                    let _ = write!(self.out, "{code}{}{RESET}", mark.symbol());
+                }
+                _ => self.out.push_str(mark.symbol()),
+            }
         }
         self.out.push(' ');
-        self.out.push_str(text);
-        if text.is_empty() {
+        let text = self.out.len();
+        write(&mut self.out);
+        if self.out.len() == text {
             // No trailing blanks after a bare mark; other text is kept exactly as it is.
             let trimmed = self.out[start..].trim_end_matches(' ').len();
             self.out.truncate(start + trimmed);
@@ -264,8 +294,13 @@ impl<'p> Writer<'p> {
     /// forces replacement.
     fn value(&mut self, indent: usize, first: Mark, nested: Mark, head: &str, v: &'p Value, tail: &str) {
         let note = self.force_note();
-        if let Some(s) = inline(v) {
-            self.emit(indent, first, &format!("{head}{s}{tail}{note}"));
+        if is_inline(v) {
+            self.line(indent, first, |out| {
+                out.push_str(head);
+                push_inline(out, v);
+                out.push_str(tail);
+                out.push_str(&note);
+            });
             return;
         }
         match v {
