@@ -9,8 +9,9 @@
 //! `ingress-nginx-acme`, `admin@acme.example`) then reads the same in every tenant; so does a
 //! base64 value whose text holds a name (a Secret's `data`), shown as `base64(tenant_${slug})`, so
 //! that tenants provisioned together group too. Two tenants are
-//! in one group when the SHA-256 of their canonical changes, of their risks (as the Markdown
-//! renderer finds them) and of whether they have recorded state are equal: what the group shows
+//! in one group when the SHA-256 of their canonical changes (as the JSON plan lists them, and their
+//! moves), of their risks (as the Markdown renderer finds them) and of whether they have recorded
+//! state are equal: what the group shows
 //! once is then exactly what each member's own section would show, names aside.
 //!
 //! Memory: per group, its digest, its members' slugs, its counts and risks, and where its
@@ -23,7 +24,6 @@
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::io;
 
 use sha2::{Digest, Sha256};
@@ -43,6 +43,11 @@ pub(super) struct Canon {
     /// without comparing (grouping a 1,000-tenant plan spent a fifth of its time in those
     /// comparisons).
     starts: [bool; 256],
+    /// What every base64 encoding of a name holds, whatever stands before and after it (one
+    /// string for each of the three offsets a name can have in the encoded text): a token holding
+    /// none of them cannot decode to a text holding a name, so it is not decoded. `None` when a
+    /// name is too short to have them (every token is decoded).
+    cores: Option<Vec<Vec<u8>>>,
 }
 
 impl Canon {
@@ -58,35 +63,44 @@ impl Canon {
         for (n, _) in &names {
             starts[usize::from(n.as_bytes()[0])] = true;
         }
-        Canon { names, starts }
+        let cores = names.iter().flat_map(|(n, _)| (0..3).map(move |k| base64_core(n.as_bytes(), k))).collect();
+        Canon { names, starts, cores }
     }
 
     /// `s` with each whole-word occurrence of a name replaced by its placeholder, in one pass
     /// (a placeholder is never replaced again), and each base64 token whose text holds a name
     /// (a Secret's `data`: `dGVuYW50X2FjbWU=`) replaced by `base64(…)` of its canonical text.
     pub fn apply(&self, s: &str) -> String {
-        let word = |c: u8| c.is_ascii_alphanumeric();
-        let b = s.as_bytes();
         let mut out = String::with_capacity(s.len());
+        self.each_piece(s, &mut |piece| out.push_str(piece));
+        out
+    }
+
+    /// [`Canon::apply`] of `s`, handed to `f` piece by piece (so that a digest of it needs no
+    /// copy of the text).
+    pub fn each_piece(&self, s: &str, f: &mut dyn FnMut(&str)) {
+        let b = s.as_bytes();
         let (mut i, mut copied) = (0, 0);
         while i < b.len() {
-            if i == 0 || !is_base64(b[i - 1]) {
+            if (i == 0 || !is_base64(b[i - 1])) && is_base64(b[i]) {
                 if let Some((len, decoded)) = self.base64_at(&s[i..]) {
-                    out.push_str(&s[copied..i]);
-                    let _ = write!(out, "base64({decoded})");
+                    f(&s[copied..i]);
+                    f("base64(");
+                    f(&decoded);
+                    f(")");
                     i += len;
                     copied = i;
                     continue;
                 }
             }
-            if self.starts[usize::from(b[i])] && (i == 0 || !word(b[i - 1])) {
+            if self.starts[usize::from(b[i])] && (i == 0 || !is_word(b[i - 1])) {
                 let found = self
                     .names
                     .iter()
-                    .find(|(n, _)| b[i..].starts_with(n.as_bytes()) && b.get(i + n.len()).is_none_or(|&c| !word(c)));
+                    .find(|(n, _)| b[i..].starts_with(n.as_bytes()) && b.get(i + n.len()).is_none_or(|&c| !is_word(c)));
                 if let Some((name, placeholder)) = found {
-                    out.push_str(&s[copied..i]);
-                    out.push_str(placeholder);
+                    f(&s[copied..i]);
+                    f(placeholder);
                     i += name.len();
                     copied = i;
                     continue;
@@ -94,8 +108,7 @@ impl Canon {
             }
             i += 1;
         }
-        out.push_str(&s[copied..]);
-        out
+        f(&s[copied..]);
     }
 
     /// The base64 token `s` starts with (padded, at least 8 characters, not followed by another
@@ -110,6 +123,12 @@ impl Canon {
         if len < 8 || !len.is_multiple_of(4) || b.get(len).is_some_and(|&c| is_base64(c)) {
             return None;
         }
+        if let Some(cores) = &self.cores {
+            let token = &b[..len];
+            if !cores.iter().any(|core| token.windows(core.len()).any(|w| w == core.as_slice())) {
+                return None;
+            }
+        }
         let text = base64::engine::general_purpose::STANDARD.decode(&s[..len]).ok()?;
         let text = String::from_utf8(text).ok()?;
         let plain = |c: char| c.is_ascii_alphanumeric() || "._-@:/?=&%+,".contains(c);
@@ -121,9 +140,29 @@ impl Canon {
     }
 }
 
-/// A character of a base64 token (padding included).
+/// A character of a base64 token (padding included), or DEL (see [`is_word`]).
 fn is_base64(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=')
+    is_word(c) || matches!(c, b'+' | b'/' | b'=')
+}
+
+/// A character a name must not touch to be a whole word: a letter or a digit, or DEL, which the
+/// text plan writes `\u007f` (ending in a letter) and the JSON plan as it is; counted as one so
+/// that the JSON, which grouping compares, never finds a name the text would not.
+fn is_word(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == 0x7f
+}
+
+/// The base64 characters that encode `name` alone when it stands at offset `k` (0, 1 or 2) of a
+/// group of three bytes, whatever bytes surround it; `None` when there are none (a name of fewer
+/// than three bytes).
+fn base64_core(name: &[u8], k: usize) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let mut text = vec![0u8; k];
+    text.extend_from_slice(name);
+    let encoded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&text);
+    // Characters whose six bits all come from the name.
+    let (from, to) = ((8 * k).div_ceil(6), 8 * (k + name.len()) / 6);
+    (to > from + 1).then(|| encoded.as_bytes()[from..to].to_vec())
 }
 
 /// One risk of a group's changes (see the Markdown renderer).
@@ -259,11 +298,13 @@ impl Groups {
     }
 }
 
-/// One tenant's changes (no-ops left out) as the text plan shows them without colours and as the
-/// JSON plan lists them (compact): what grouping compares, names aside. The renderers make it
-/// (`render::shown`); grouping knows nothing of how.
+/// One tenant's changes (no-ops left out) as the JSON plan lists them (compact) and, for a text
+/// plan, as it shows them without colours: what grouping compares and shows, names aside. The
+/// renderers make it (`render::shown`); grouping knows nothing of how.
 pub(super) struct Shown {
-    pub text: String,
+    /// The text plan's rendering, made ahead for a text plan only (the others render their own
+    /// when a group needs it).
+    pub text: Option<String>,
     pub json: String,
     /// The tenant's heading in the text plan (`Tenant "acme" (tenants/acme.hcl)`).
     pub heading: String,
@@ -280,14 +321,23 @@ pub(super) struct Keyed {
 }
 
 impl Keyed {
+    /// The digest is of the canonical JSON changes, the moves and the risks: the JSON holds every
+    /// change the text and Markdown plans show and more (full `before` and `after`), in a form
+    /// where a name is never found where the text would not find it (strings escaped, multi-line
+    /// ones included), so that equal digests mean equal renderings in every format, names aside.
+    /// Moves alone (no-ops) are shown by the text plan only, and hashed apart.
     pub fn of(t: &TenantPlan, shown: Shown) -> Keyed {
         let canon = Canon::of(t);
         let risks = risk_lines(t, &canon);
         let mut hash = Sha256::new();
         hash.update(if t.prior_state.is_some() { "recorded\n" } else { "new\n" });
-        hash.update(canon.apply(&shown.text).as_bytes());
-        hash.update(b"\0");
-        hash.update(canon.apply(&shown.json).as_bytes());
+        canon.each_piece(&shown.json, &mut |piece| hash.update(piece.as_bytes()));
+        for m in &t.moved {
+            let hidden =
+                t.resource_changes.iter().find(|c| c.address == m.to).and_then(|c| c.after.as_ref()).map(|a| a.len());
+            let line = format!("\0moved {} {} {} {hidden:?}", m.from, m.to, m.declared_at);
+            canon.each_piece(&line, &mut |piece| hash.update(piece.as_bytes()));
+        }
         for r in &risks {
             hash.update(format!("\0{:?}\0{}\0{}", r.risk, r.address, r.why_canonical).as_bytes());
         }

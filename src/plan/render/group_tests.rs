@@ -115,6 +115,53 @@ fn base64_of_a_name_is_shown_decoded_with_placeholders() {
     }
 }
 
+/// Only tokens that hold some encoding of a name are decoded (`Canon::cores`): a name at each of
+/// the three offsets a base64 group has, after any text, is still found.
+#[test]
+fn base64_of_a_name_is_found_at_every_offset() {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let canon = Canon::of(&tenant(7, "0.10", false));
+    for prefix in ["", "u=", "us=", "user=", "postgresql://"] {
+        for name in ["t0007", &id(7)] {
+            let text = format!("{prefix}{name}@db");
+            let placeholder = if name == "t0007" { "${slug}" } else { "${tenant_id}" };
+            assert_eq!(canon.apply(&b64(&text)), format!("base64({prefix}{placeholder}@db)"), "{text}");
+        }
+    }
+    // A short slug has no characters of its own in every encoding: every token is decoded.
+    let mut t = tenant(7, "0.10", false);
+    t.slug = "ab".into();
+    assert_eq!(Canon::of(&t).apply(&b64("role=ab,x")), "base64(role=${slug},x)");
+}
+
+/// DEL is written `\u007f` by the text plan and as it is by the JSON plan, which grouping compares:
+/// next to DEL a name is not a whole word, so the JSON never finds a name the text does not.
+#[test]
+fn a_name_next_to_del_is_not_a_whole_word() {
+    let canon = Canon::of(&tenant(7, "0.10", false));
+    assert_eq!(canon.apply("\u{7f}t0007 t0007\u{7f} t0007"), "\u{7f}t0007 t0007\u{7f} ${slug}");
+}
+
+/// A move with no other change is shown by the text plan only (the JSON lists no no-ops): it
+/// still keeps its tenant out of a group without it.
+#[test]
+fn a_move_alone_keeps_a_tenant_out_of_the_group() {
+    let mut moved = tenant(2, "0.10", false);
+    moved.moved.push(crate::plan::PlannedMove {
+        from: "kubernetes_namespace.old".parse().unwrap(),
+        to: "kubernetes_namespace.tenant".parse().unwrap(),
+        declared_at: "schemas/lifecycle.hcl:1:1".into(),
+    });
+    let plan = Plan::new(vec![tenant(0, "0.10", false), moved, tenant(4, "0.10", false)]);
+    let out = text(&plan, true);
+    assert!(out.contains("2 tenants with the same changes"), "{out}");
+    assert!(out.contains("has moved to kubernetes_namespace.tenant"), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&render_json_with(&plan, None, true)).unwrap();
+    let sizes: Vec<_> = json["groups"].as_array().unwrap().iter().map(|g| g["size"].clone()).collect();
+    assert_eq!(sizes, [2, 1], "{json}");
+}
+
 #[test]
 fn a_slug_spelled_like_a_key_is_replaced_in_what_is_shown_only() {
     let plan = Plan::new(vec![tenant(0, "0.10", false), tenant(9_001, "0.10", false), tenant(9_002, "0.10", false)]);

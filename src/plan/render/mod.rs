@@ -65,17 +65,21 @@ impl Preparer {
             Preparer::Json { .. } => Some(json::element(t)),
             _ => None,
         };
-        let keyed = (grouped && t.has_changes()).then(|| group::Keyed::of(t, shown(t)));
+        let text = matches!(self, Preparer::Text { .. });
+        let keyed = (grouped && t.has_changes()).then(|| group::Keyed::of(t, shown(t, text)));
         Prepared { section, keyed }
     }
 }
 
-/// What grouping compares of a tenant: its changes as the text plan shows them without colours
-/// and as the JSON plan lists them, and its heading.
-fn shown(t: &TenantPlan) -> group::Shown {
-    let mut w = writer::Writer::new(writer::Layout { color: false, gutter: false, compact_deletes: false });
-    text::changes(&mut w, t);
-    group::Shown { text: w.out, json: json::changes_compact(t), heading: text::heading(t) }
+/// What grouping compares of a tenant: its changes as the JSON plan lists them and, for a text
+/// plan (`text`), as it shows them without colours; and its heading.
+fn shown(t: &TenantPlan, text: bool) -> group::Shown {
+    let text = text.then(|| {
+        let mut w = writer::Writer::new(writer::Layout { color: false, gutter: false, compact_deletes: false });
+        text::changes(&mut w, t);
+        w.out
+    });
+    group::Shown { text, json: json::changes_compact(t), heading: text::heading(t) }
 }
 
 /// One difference left alone by `ignore_changes`, on one line, for text and Markdown:

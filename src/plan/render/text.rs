@@ -133,12 +133,13 @@ impl TextStream {
         if let (Some(groups), Some(keyed)) = (&mut self.groups, prepared.keyed) {
             let color = self.opts.color;
             return groups.push(tenant, keyed, &mut |shown, canon| {
-                let out = if color {
-                    let mut w = Writer::new(Layout { color, gutter: false, compact_deletes: false });
-                    changes(&mut w, tenant);
-                    w.out
-                } else {
-                    shown.text.clone()
+                let out = match &shown.text {
+                    Some(text) if !color => text.clone(),
+                    _ => {
+                        let mut w = Writer::new(Layout { color, gutter: false, compact_deletes: false });
+                        changes(&mut w, tenant);
+                        w.out
+                    }
                 };
                 canon.map_or(out.clone(), |c| c.apply(&out))
             });
