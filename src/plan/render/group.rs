@@ -26,6 +26,7 @@ use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::io;
 
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use sha2::{Digest, Sha256};
 
 use super::risk::{verb, Risk};
@@ -48,6 +49,11 @@ pub(super) struct Canon {
     /// none of them cannot decode to a text holding a name, so it is not decoded. `None` when a
     /// name is too short to have them (every token is decoded).
     cores: Option<Vec<Vec<u8>>>,
+    /// Finds the names and the cores at once, so that only where one starts is looked at (a
+    /// 1,000-tenant grouped plan scans about 200 MB of text).
+    finder: Option<AhoCorasick>,
+    /// Patterns of `finder` from this index on are cores; the ones before, names.
+    first_core: usize,
 }
 
 impl Canon {
@@ -63,8 +69,15 @@ impl Canon {
         for (n, _) in &names {
             starts[usize::from(n.as_bytes()[0])] = true;
         }
-        let cores = names.iter().flat_map(|(n, _)| (0..3).map(move |k| base64_core(n.as_bytes(), k))).collect();
-        Canon { names, starts, cores }
+        let cores: Option<Vec<Vec<u8>>> =
+            names.iter().flat_map(|(n, _)| (0..3).map(move |k| base64_core(n.as_bytes(), k))).collect();
+        // Without cores every token may decode to a name: every position is looked at.
+        let finder = cores.as_ref().and_then(|cores| {
+            let patterns = names.iter().map(|(n, _)| n.as_bytes()).chain(cores.iter().map(Vec::as_slice));
+            // No DFA: building one for each tenant cost more than the searches it sped up.
+            AhoCorasick::builder().kind(Some(AhoCorasickKind::ContiguousNFA)).build(patterns).ok()
+        });
+        Canon { first_core: names.len(), names, starts, cores, finder }
     }
 
     /// `s` with each whole-word occurrence of a name replaced by its placeholder, in one pass
@@ -80,16 +93,41 @@ impl Canon {
     /// copy of the text).
     pub fn each_piece(&self, s: &str, f: &mut dyn FnMut(&str)) {
         let b = s.as_bytes();
-        let (mut i, mut copied) = (0, 0);
-        while i < b.len() {
+        let Some(finder) = &self.finder else {
+            return self.pieces_at(s, 0..b.len(), f);
+        };
+        // Where a name starts, and where a token holding a core starts: nothing else can change.
+        let mut at: Vec<usize> = finder
+            .find_overlapping_iter(b)
+            .map(|m| {
+                if m.pattern().as_usize() < self.first_core {
+                    return m.start();
+                }
+                let body = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/');
+                m.start() - b[..m.start()].iter().rev().take_while(|c| body(c)).count()
+            })
+            .collect();
+        at.sort_unstable();
+        at.dedup();
+        self.pieces_at(s, at.into_iter(), f);
+    }
+
+    /// The left-to-right pass of [`Canon::apply`], looking only at the positions `at` (ascending):
+    /// a base64 token starting there that decodes to a name, else a name as a whole word.
+    fn pieces_at(&self, s: &str, at: impl Iterator<Item = usize>, f: &mut dyn FnMut(&str)) {
+        let b = s.as_bytes();
+        let mut copied = 0;
+        for i in at {
+            if i < copied {
+                continue;
+            }
             if (i == 0 || !is_base64(b[i - 1])) && is_base64(b[i]) {
                 if let Some((len, decoded)) = self.base64_at(&s[i..]) {
                     f(&s[copied..i]);
                     f("base64(");
                     f(&decoded);
                     f(")");
-                    i += len;
-                    copied = i;
+                    copied = i + len;
                     continue;
                 }
             }
@@ -101,12 +139,9 @@ impl Canon {
                 if let Some((name, placeholder)) = found {
                     f(&s[copied..i]);
                     f(placeholder);
-                    i += name.len();
-                    copied = i;
-                    continue;
+                    copied = i + name.len();
                 }
             }
-            i += 1;
         }
         f(&s[copied..]);
     }

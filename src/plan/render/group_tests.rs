@@ -275,3 +275,58 @@ fn streamed_grouped_renderings_are_the_in_memory_bytes() {
     // Deterministic.
     assert_eq!(render_markdown_with(&plan, None, true), render_markdown_with(&fleet(40), None, true));
 }
+
+/// Looking only where the finder points gives what looking at every position gives: over many
+/// mixes of names, their base64 encodings at every offset, parts of them and punctuation.
+#[test]
+fn the_finder_skips_nothing_a_full_pass_finds() {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mut t = tenant(7, "0.10", false);
+    t.slug = "acme-corp".into();
+    let canon = Canon::of(&t);
+    assert!(canon.finder.is_some());
+    let parts: Vec<String> = vec![
+        "acme-corp".into(),
+        "acme_corp".into(),
+        id(7),
+        "acme".into(),
+        "x".into(),
+        "-".into(),
+        "/".into(),
+        "=".into(),
+        "\"".into(),
+        "\u{7f}".into(),
+        " ".into(),
+        "\\n".into(),
+        b64("tenant_acme_corp"),
+        b64("u=acme-corp@db"),
+        b64("us=acme-corp"),
+        b64(&format!("id={}", id(7))),
+        b64("acme-corporation"),
+        "dGVuYW50".into(),
+    ];
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..3_000 {
+        let mut s = String::new();
+        for _ in 0..8 {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            s.push_str(&parts[(seed >> 33) as usize % parts.len()]);
+        }
+        let mut full = String::new();
+        canon.pieces_at(&s, 0..s.len(), &mut |p| full.push_str(p));
+        assert_eq!(canon.apply(&s), full, "{s:?}");
+    }
+}
+
+/// Text beyond ASCII is passed over whole, with the finder and without it (a one-letter slug).
+#[test]
+fn text_beyond_ascii_is_kept() {
+    let canon = Canon::of(&tenant(7, "0.10", false));
+    assert_eq!(canon.apply("Société t0007 é…"), "Société ${slug} é…");
+    let mut t = tenant(7, "0.10", false);
+    t.slug = "a".into();
+    let canon = Canon::of(&t);
+    assert!(canon.finder.is_none());
+    assert_eq!(canon.apply("Générale a é"), "Générale ${slug} é");
+}
