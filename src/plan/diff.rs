@@ -535,7 +535,8 @@ fn rotations(
 }
 
 fn create(res: &Resource, known: &KnownOutputs<'_>) -> ResourceChange {
-    let after = res.attrs.iter().map(|(k, v)| (k.clone(), resolve(v, known))).collect();
+    let mut after = res.attrs.clone();
+    after.values_mut().for_each(|v| resolve_in_place(v, known));
     ResourceChange {
         address: res.addr.clone(),
         phase: res.phase,
@@ -640,14 +641,23 @@ fn same(desired: &Value, prior: &Value, known: &KnownOutputs<'_>) -> bool {
 
 /// A desired value with references resolved where their outputs are known.
 fn resolve(v: &Value, known: &KnownOutputs<'_>) -> Value {
+    let mut out = v.clone();
+    resolve_in_place(&mut out, known);
+    out
+}
+
+/// [`resolve`] of a copy: a tree is copied as it is (a map's copy keeps its shape, where building
+/// it anew sorted its keys again) and its references replaced where they are.
+fn resolve_in_place(v: &mut Value, known: &KnownOutputs<'_>) {
     match v {
-        Value::Ref { resource, output } => match known.get(resource).and_then(|outputs| outputs.get(output)) {
-            Some(value) => value.clone(),
-            None => v.clone(),
-        },
-        Value::List(items) => Value::List(items.iter().map(|item| resolve(item, known)).collect()),
-        Value::Map(m) => Value::Map(m.iter().map(|(k, item)| (k.clone(), resolve(item, known))).collect()),
-        _ => v.clone(),
+        Value::Ref { resource, output } => {
+            if let Some(value) = known.get(resource).and_then(|outputs| outputs.get(output)) {
+                *v = value.clone();
+            }
+        }
+        Value::List(items) => items.iter_mut().for_each(|item| resolve_in_place(item, known)),
+        Value::Map(m) => m.values_mut().for_each(|item| resolve_in_place(item, known)),
+        _ => {}
     }
 }
 
