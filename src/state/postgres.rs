@@ -158,6 +158,7 @@ pub struct PostgresStore {
     locks: Mutex<LockSession>,
     /// The resources this store last wrote per tenant, at which lineage and serial: a write over
     /// that same serial sends only the resources that changed (see [`PostgresStore::write_rows`]).
+    /// Dropped when the tenant's lock is released, so it holds the tenants being written only.
     written: Mutex<HashMap<String, Written>>,
 }
 
@@ -333,6 +334,12 @@ fn to_i64(slug: &str, serial: u64) -> Result<i64, StateError> {
 }
 
 impl PostgresStore {
+    /// The tenants whose written resources this store keeps (tests).
+    #[cfg(test)]
+    pub(crate) fn remembered(&self) -> usize {
+        lock(&self.written).len()
+    }
+
     /// Connects to the database at `url` (`postgresql://USER:PASSWORD@HOST:PORT/DB`), creating or
     /// migrating matih's tables on first use. Errors never contain the URL.
     pub fn connect(url: &str) -> Result<PostgresStore, StateError> {
@@ -1120,6 +1127,10 @@ impl StateStore for PostgresStore {
     }
 
     fn unlock(&self, slug: &str, id: &str) -> Result<(), StateError> {
+        // What this store wrote of the tenant serves the writes of the run that held it: without
+        // the lock, the next write is another run's. Kept, it would hold every tenant a fleet's
+        // apply ever wrote until the process ends.
+        lock(&self.written).remove(slug);
         let mut session = self.lock_session()?;
         if session.lost.remove(slug) {
             // Another run took it while the state store was out of reach: nothing of ours to release.

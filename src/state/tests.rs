@@ -390,6 +390,27 @@ fn pg_resource_rows(url: &str, slug: &str) -> BTreeMap<String, String> {
     })
 }
 
+// Issue 16, item 5: a fleet's apply locks, writes and unlocks tenant after tenant through one
+// store; what the store keeps to write incrementally must go with each tenant's lock, or its
+// memory grows with the fleet.
+#[test]
+fn postgres_forgets_what_it_wrote_of_a_tenant_once_its_lock_is_released() {
+    let store = PostgresStore::connect(&fresh_pg_database()).unwrap();
+    for (i, slug) in ["acme", "globex", "initech"].into_iter().enumerate() {
+        let lock = LockInfo::new(slug, "apply");
+        store.lock(&lock).unwrap();
+        let st = sample_state(slug, 1);
+        store.put(&st, None, "apply").unwrap();
+        let mut next = st.clone();
+        next.serial = 2;
+        store.put(&next, Some(1), "apply").unwrap();
+        assert_eq!(store.remembered(), 1, "the tenant being written, after {i} released");
+        store.unlock(slug, &lock.id).unwrap();
+        assert_eq!(store.remembered(), 0, "{slug} is forgotten with its lock");
+        assert_eq!(store.get(slug).unwrap().as_ref(), Some(&next));
+    }
+}
+
 #[test]
 fn postgres_writes_only_the_resources_that_changed_and_stays_exact_after_another_writer() {
     let url = fresh_pg_database();

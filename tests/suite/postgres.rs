@@ -1181,3 +1181,62 @@ async fn an_enterprise_database_cut_off_before_the_hand_over_is_repaired() {
         assert_eq!(p.read(&t, o).await.unwrap().unwrap().attrs, o.attrs, "{} after the repair", o.addr);
     }
 }
+
+/// How many sessions were ever opened to `db`, once the server's count has settled (a backend
+/// reports its session when it ends, or at its next transaction).
+async fn sessions_to(stats: &tokio_postgres::Client, db: &str) -> i64 {
+    let mut last = -1;
+    loop {
+        let n: i64 =
+            stats.query_one("SELECT sessions FROM pg_stat_database WHERE datname = $1", &[&db]).await.unwrap().get(0);
+        if n == last {
+            return n;
+        }
+        last = n;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+}
+
+// Issue 16, item 3: the admin session that sets a migrator's one-use password and holds its
+// advisory lock is a pooled one, given back once the lock is released: reads of a tenant's
+// migrations log matih's admin in once, not once per read, and no pooled session keeps a lock.
+#[tokio::test]
+async fn migrator_logins_reuse_one_admin_session_and_leave_no_lock_behind() {
+    let plan = phase2_plan("pg-pool", "free");
+    let t = tenant(&plan);
+    let setup = provider().await;
+    provision(&setup, &plan).await;
+    // matih's admin database for this test alone, so that its sessions are counted apart.
+    let db = format!("matih_pool_{}", uuid::Uuid::new_v4().simple());
+    let stats = admin("postgres").await;
+    stats.batch_execute(&format!("CREATE DATABASE {db}")).await.unwrap();
+    let (base, _) = settings().admin_url.rsplit_once('/').map(|(b, d)| (b.to_string(), d.to_string())).unwrap();
+    let own = PostgresSettings { admin_url: format!("{base}/{db}"), ..settings() };
+    let before = sessions_to(&stats, &db).await;
+
+    let p = PostgresProvider::connect(&own).await.unwrap();
+    let migrations = obj(&plan, "postgresql_migrations");
+    for _ in 0..5 {
+        assert!(p.read(&t, &migrations).await.unwrap().is_some(), "the migrations are read");
+    }
+    let held: i64 = stats
+        .query_one(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND a.datname = $1",
+            &[&db],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(held, 0, "a pooled admin session still holds a migrator's advisory lock");
+    drop(p);
+    let opened = sessions_to(&stats, &db).await - before;
+    // One for the provider's pool (a second only if the server ended the first); five reads that
+    // each logged the admin in again would make six.
+    assert!(opened <= 2, "{opened} admin sessions for 5 reads of one tenant's migrations");
+
+    stats.batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)")).await.unwrap();
+    for kind in ["postgresql_schema", "postgresql_role"] {
+        setup.delete(&t, &obj(&plan, kind)).await.unwrap();
+    }
+}

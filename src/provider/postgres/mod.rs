@@ -51,8 +51,9 @@
 //!
 //! **Connections.** One admin URL (from the environment variable the platform file names). A
 //! small pool keeps idle admin connections per database; session state never leaks between uses,
-//! as the admin's sessions never change role or `search_path`. Migrator sessions are never pooled
-//! (one per resource applied or read). TLS as the URL's
+//! as the admin's sessions never change role or `search_path`; one that holds a migrator's
+//! advisory lock goes back only once the lock is released. Migrator sessions are never pooled
+//! (one per resource applied, or per tenant schema read). TLS as the URL's
 //! `sslmode` asks (libpq's modes, see [`crate::pgconn`]), for the admin connections and the
 //! connectivity check alike.
 //!
@@ -160,12 +161,33 @@ impl std::fmt::Debug for PostgresProvider {
     }
 }
 
-/// A pooled connection, given back when dropped (unless the server closed it). Any transaction
-/// left open is rolled back by tokio-postgres before the next use.
+/// A pooled connection, given back when dropped (unless the server closed it, or it was marked
+/// [`Conn::discard_on_drop`]). Any transaction left open is rolled back by tokio-postgres before
+/// the next use.
 struct Conn<'a> {
     provider: &'a PostgresProvider,
     db: String,
     client: Option<Client>,
+    /// Given back to the pool when dropped; `false`: closed (its session ends).
+    reuse: bool,
+}
+
+impl<'a> Conn<'a> {
+    fn new(provider: &'a PostgresProvider, db: &str, client: Client) -> Conn<'a> {
+        Conn { provider, db: db.to_string(), client: Some(client), reuse: true }
+    }
+
+    /// Closes the session when dropped instead of giving it back, until [`Conn::reuse_on_drop`]:
+    /// what the session holds (a session advisory lock) then ends with it, whatever happens to
+    /// the future that uses it.
+    fn discard_on_drop(&mut self) {
+        self.reuse = false;
+    }
+
+    /// Gives the session back to the pool when dropped (it holds nothing of a caller's any more).
+    fn reuse_on_drop(&mut self) {
+        self.reuse = true;
+    }
 }
 
 impl std::ops::Deref for Conn<'_> {
@@ -184,7 +206,7 @@ impl std::ops::DerefMut for Conn<'_> {
 impl Drop for Conn<'_> {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
-            if client.is_closed() {
+            if client.is_closed() || !self.reuse {
                 return;
             }
             let mut idle = self.provider.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -278,7 +300,7 @@ impl PostgresProvider {
             .open(&provider.admin_db)
             .await
             .map_err(|e| format!("cannot connect to PostgreSQL as admin: {}", describe(&e).0))?;
-        drop(Conn { provider: &provider, db: provider.admin_db.clone(), client: Some(client) });
+        drop(Conn::new(&provider, &provider.admin_db, client));
         Ok(provider)
     }
 
@@ -311,12 +333,12 @@ impl PostgresProvider {
                 // An idle connection the server has ended since (restart, administrator command,
                 // idle timeout) fails this round trip and is replaced, instead of failing the call.
                 Some(c) if c.batch_execute("").await.is_err() => continue,
-                Some(c) => return Ok(Conn { provider: self, db: db.to_string(), client: Some(c) }),
+                Some(c) => return Ok(Conn::new(self, db, c)),
                 None => break,
             }
         }
         let client = self.open(db).await.map_err(|e| db_err(obj, &format!("connect to database {db:?}"), &e))?;
-        Ok(Conn { provider: self, db: db.to_string(), client: Some(client) })
+        Ok(Conn::new(self, db, client))
     }
 
     /// Closes the idle connections to `db` (before it is dropped).

@@ -16,9 +16,10 @@
 //!   being `NOINHERIT`, has even fewer rights than the tenant;
 //! - it has no stored password. Just before each login the admin gives it a fresh random password
 //!   (192 bits, sent as a SCRAM verifier, never logged or stored) valid for two minutes, logs in,
-//!   and removes the password at once (`PASSWORD NULL`). An advisory lock per migrator (held on a
-//!   separate admin session across set, login and removal) keeps concurrent runs for one tenant
-//!   from overwriting each other's password. The migrator's own settings (`ALTER ROLE … SET`,
+//!   and removes the password at once (`PASSWORD NULL`). An advisory lock per migrator (held on an
+//!   admin session across set, login and removal) keeps concurrent runs for one tenant from
+//!   overwriting each other's password. That admin session comes from the pool and goes back to
+//!   it only once the lock is released; otherwise it is closed, and the lock ends with it. The migrator's own settings (`ALTER ROLE … SET`,
 //!   which the tenant's code could make as the migrator) are reset before each login.
 //!
 //! The tenant's own password cannot serve: matih generates it, hands it to the tenant's Secret and
@@ -135,13 +136,13 @@ impl PostgresProvider {
         let qmig = sql::ident(&migrator).map_err(|m| err(obj, None, m, false))?;
         let what = format!("prepare the migrator role \"{migrator}\" of role \"{role}\"");
 
-        // A session of its own (not pooled): the advisory lock is a session lock, and ends with it
-        // whatever happens to this future.
-        let admin = self.open(&self.admin_db).await.map_err(|e| db_err(obj, &what, &e))?;
-        admin
-            .execute("SELECT pg_catalog.pg_advisory_lock($1)", &[&lock_key(&migrator)])
-            .await
-            .map_err(|e| db_err(obj, &what, &e))?;
+        // A pooled admin session, closed rather than given back unless the advisory lock (a
+        // session lock) is known to be released: it ends with the session whatever happens to this
+        // future. Reusing it saves a login (a server process started and ended) per tenant.
+        let mut admin = self.conn(obj, &self.admin_db).await?;
+        admin.discard_on_drop();
+        let key = lock_key(&migrator);
+        admin.execute("SELECT pg_catalog.pg_advisory_lock($1)", &[&key]).await.map_err(|e| db_err(obj, &what, &e))?;
 
         refuse_privileged(&admin, obj, role, &what).await?;
         let names = Quoted { role: &qrole, migrator: &qmig, db: &qdb };
@@ -190,6 +191,12 @@ impl PostgresProvider {
         let connected = config.connect(self.tls.clone()).await;
         // Whatever the outcome, the password is of no further use.
         let cleared = admin.batch_execute(&format!("ALTER ROLE {qmig} PASSWORD NULL")).await;
+        if cleared.is_ok() {
+            let unlocked = admin.query_one("SELECT pg_catalog.pg_advisory_unlock($1)", &[&key]).await;
+            if unlocked.is_ok_and(|r| r.get::<_, bool>(0)) {
+                admin.reuse_on_drop();
+            }
+        }
         drop(admin);
         let (client, connection) = connected.map_err(|e| db_err(obj, &login, &e))?;
         cleared.map_err(|e| db_err(obj, &format!("remove the password of the migrator role \"{migrator}\""), &e))?;
