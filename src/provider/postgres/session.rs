@@ -19,8 +19,9 @@
 //!   and removes the password at once (`PASSWORD NULL`). An advisory lock per migrator (held on an
 //!   admin session across set, login and removal) keeps concurrent runs for one tenant from
 //!   overwriting each other's password. That admin session comes from the pool and goes back to
-//!   it only once the lock is released; otherwise it is closed, and the lock ends with it. The migrator's own settings (`ALTER ROLE … SET`,
-//!   which the tenant's code could make as the migrator) are reset before each login.
+//!   it only once the lock is released; otherwise it is closed, and the lock ends with it. The
+//!   migrator's own settings (`ALTER ROLE … SET`, which the tenant's code could make as the
+//!   migrator) are reset before each login.
 //!
 //! The tenant's own password cannot serve: matih generates it, hands it to the tenant's Secret and
 //! keeps only its fingerprint, so later runs do not have it.
