@@ -103,8 +103,7 @@ impl Canon {
                 if m.pattern().as_usize() < self.first_core {
                     return m.start();
                 }
-                let body = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/');
-                m.start() - b[..m.start()].iter().rev().take_while(|c| body(c)).count()
+                m.start() - b[..m.start()].iter().rev().take_while(|&&c| is_base64_body(c)).count()
             })
             .collect();
         at.sort_unstable();
@@ -153,7 +152,7 @@ impl Canon {
     fn base64_at(&self, s: &str) -> Option<(usize, String)> {
         use base64::Engine as _;
         let b = s.as_bytes();
-        let body = b.iter().take_while(|&&c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/').count();
+        let body = b.iter().take_while(|&&c| is_base64_body(c)).count();
         let len = body + b[body..].iter().take(2).take_while(|&&c| c == b'=').count();
         if len < 8 || !len.is_multiple_of(4) || b.get(len).is_some_and(|&c| is_base64(c)) {
             return None;
@@ -178,6 +177,11 @@ impl Canon {
 /// A character of a base64 token (padding included), or DEL (see [`is_word`]).
 fn is_base64(c: u8) -> bool {
     is_word(c) || matches!(c, b'+' | b'/' | b'=')
+}
+
+/// A character of a base64 token's body (before its padding).
+fn is_base64_body(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/')
 }
 
 /// A character a name must not touch to be a whole word: a letter or a digit, or DEL, which the

@@ -342,7 +342,7 @@ struct Tenant<'a>(&'a TenantPlan);
 /// A resource change of `resource_changes`.
 struct Change<'a>(&'a ResourceChange);
 
-/// A value as plain JSON, with the markers for unknown and sensitive values (see [`value`]).
+/// A value as plain JSON, with the markers for unknown and sensitive values.
 struct Plain<'a>(&'a Value);
 
 /// An attribute map (`before`, `after`), `null` when absent.
@@ -501,14 +501,5 @@ impl<I: Iterator<Item = T>, T: Serialize> Serialize for Seq<I> {
 
 /// A value as plain JSON, with the markers for unknown and sensitive values.
 pub(super) fn value(v: &Value) -> J {
-    match v {
-        Value::Null => J::Null,
-        Value::Bool(b) => J::Bool(*b),
-        Value::Int(n) => J::from(*n),
-        Value::String(s) => J::String(s.clone()),
-        Value::List(items) => J::Array(items.iter().map(value).collect()),
-        Value::Map(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), value(v))).collect::<Map<_, _>>()),
-        Value::Ref { .. } | Value::Computed { .. } => J::String(UNKNOWN.to_string()),
-        Value::Secret(_) => J::String(SENSITIVE.to_string()),
-    }
+    serde_json::to_value(Plain(v)).expect("a value always serializes")
 }

@@ -122,6 +122,19 @@ fn push_inline(out: &mut String, v: &Value) {
     }
 }
 
+/// Appends a mark's symbol, coloured when `color`.
+fn push_symbol(out: &mut String, color: bool, mark: Mark) {
+    match (color, mark, mark.color()) {
+        (true, Mark::Replace, _) => {
+            let _ = write!(out, "{RED}-{RESET}/{GREEN}+{RESET}");
+        }
+        (true, _, Some(code)) => {
+            let _ = write!(out, "{code}{}{RESET}", mark.symbol());
+        }
+        _ => out.push_str(mark.symbol()),
+    }
+}
+
 fn inline(v: &Value) -> Option<String> {
     is_inline(v).then(|| {
         let mut out = String::new();
@@ -164,11 +177,9 @@ impl<'p> Writer<'p> {
 
     /// A mark's symbol, coloured when colours are on.
     pub fn symbol(&self, mark: Mark) -> String {
-        match (self.layout.color, mark, mark.color()) {
-            (true, Mark::Replace, _) => format!("{RED}-{RESET}/{GREEN}+{RESET}"),
-            (true, _, Some(code)) => format!("{code}{}{RESET}", mark.symbol()),
-            _ => mark.symbol().to_string(),
-        }
+        let mut out = String::new();
+        push_symbol(&mut out, self.layout.color, mark);
+        out
     }
 
     fn emit(&mut self, indent: usize, mark: Mark, text: &str) {
@@ -184,15 +195,7 @@ impl<'p> Writer<'p> {
             self.out.extend(std::iter::repeat_n(' ', indent + mark.symbol().len()));
         } else {
             self.out.extend(std::iter::repeat_n(' ', indent));
-            match (self.layout.color, mark, mark.color()) {
-                (true, Mark::Replace, _) => {
-                    let _ = write!(self.out, "{RED}-{RESET}/{GREEN}+{RESET}");
-                }
-                (true, _, Some(code)) => {
-                    let _ = write!(self.out, "{code}{}{RESET}", mark.symbol());
-                }
-                _ => self.out.push_str(mark.symbol()),
-            }
+            push_symbol(&mut self.out, self.layout.color, mark);
         }
         self.out.push(' ');
         let text = self.out.len();
