@@ -78,9 +78,12 @@ impl Value {
     /// The value and everything inside it, depth first: a list's items in order, a map's values
     /// by key. The one walk over nested values for questions about what is inside.
     pub fn descendants(&self) -> impl Iterator<Item = &Value> {
-        let mut stack = vec![self];
+        // The value itself waits apart, so that a leaf (most attributes) allocates no stack: the
+        // plan asks this of every attribute of every resource.
+        let mut first = Some(self);
+        let mut stack = Vec::new();
         std::iter::from_fn(move || {
-            let v = stack.pop()?;
+            let v = first.take().or_else(|| stack.pop())?;
             match v {
                 Value::List(items) => stack.extend(items.iter().rev()),
                 Value::Map(m) => stack.extend(m.values().rev()),

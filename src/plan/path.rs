@@ -8,6 +8,8 @@
 //!
 //! **Invariant:** knows only the shape of [`Value`] trees, nothing of resources or actions.
 
+use std::fmt::Write as _;
+
 use crate::value::Value;
 
 /// One step into an attribute tree.
@@ -28,17 +30,28 @@ pub(crate) fn is_identifier(key: &str) -> bool {
 /// Appends `"key"` with JSON string escaping.
 pub(crate) fn push_quoted(out: &mut String, key: &str) {
     out.push('"');
-    for c in key.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+    // Runs without anything to escape are copied whole; every character to escape is ASCII, so
+    // a byte index found here is always a character boundary.
+    let mut clean = 0;
+    for (i, b) in key.bytes().enumerate() {
+        let escaped = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            b if b < 0x20 || b == 0x7f => "",
+            _ => continue,
+        };
+        out.push_str(&key[clean..i]);
+        if escaped.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(escaped);
         }
+        clean = i + 1;
     }
+    out.push_str(&key[clean..]);
     out.push('"');
 }
 
@@ -59,9 +72,7 @@ pub(crate) fn format_path(segs: &[Seg<'_>]) -> String {
                 out.push(']');
             }
             Seg::Index(n) => {
-                out.push('[');
-                out.push_str(&n.to_string());
-                out.push(']');
+                let _ = write!(out, "[{n}]");
             }
         }
     }

@@ -25,6 +25,25 @@ use crate::state::StateStore;
 /// Files read at once: enough to keep every core busy, few enough that a batch's graphs and
 /// plans are a few megabytes.
 const BATCH: usize = 32;
+/// The first batch: small, so that this thread starts handing plans over (rendering, writing,
+/// dropping them) while the pool works on the next, even in a plan of a few tenants; each batch
+/// after it is twice the one before, up to [`BATCH`].
+const FIRST_BATCH: usize = 4;
+
+/// `files` in batches of [`FIRST_BATCH`], twice that, and so on up to [`BATCH`].
+fn batches<T>(files: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = files;
+    let mut size = FIRST_BATCH;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (batch, after) = rest.split_at(size.min(rest.len()));
+        rest = after;
+        size = (size * 2).min(BATCH);
+        Some(batch)
+    })
+}
 
 /// What [`stream_tenants`] does with each tenant.
 pub struct Stream<'a> {
@@ -94,7 +113,7 @@ pub fn stream_tenants(
     // the pool while this thread hands this one over (renders, writes, drops), so neither waits.
     let mut ready: Vec<Done> = Vec::new();
     let pool = super::RefreshPool::new(with.refresh);
-    for batch in files.chunks(BATCH) {
+    for batch in batches(&files) {
         let read: Vec<_> = batch.par_iter().map(|f| spec::read_tenant_file(f, catalog)).collect();
         let mut specs: Vec<TenantSpec> = Vec::new();
         for (found, diags) in read {
@@ -196,4 +215,19 @@ fn one(spec: &TenantSpec, catalog: &Catalog, platform: &PlatformConfig, with: &S
         _ => None,
     };
     Done { slug: graph.tenant.slug.clone(), kept, compile_diags, unset, resources, planned }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_start_small_double_and_cover_every_file_once_in_order() {
+        let files: Vec<usize> = (0..100).collect();
+        let sizes: Vec<usize> = batches(&files).map(<[usize]>::len).collect();
+        assert_eq!(sizes, [4, 8, 16, 32, 32, 8]);
+        assert_eq!(batches(&files).flatten().copied().collect::<Vec<_>>(), files);
+        assert_eq!(batches(&files[..3]).map(<[usize]>::len).collect::<Vec<_>>(), [3]);
+        assert_eq!(batches::<usize>(&[]).count(), 0);
+    }
 }

@@ -141,7 +141,10 @@ impl TextStream {
                         w.out
                     }
                 };
-                canon.map_or(out.clone(), |c| c.apply(&out))
+                match canon {
+                    Some(c) => c.apply(&out),
+                    None => out,
+                }
             });
         }
         if self.fleet.tenants == 2 {

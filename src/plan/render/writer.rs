@@ -8,6 +8,7 @@
 //! **Invariant:** writes one resource change at a time and knows nothing of tenants, phases or
 //! summaries.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -143,13 +144,41 @@ fn inline(v: &Value) -> Option<String> {
     })
 }
 
-fn display_key(k: &str) -> String {
+fn display_key(k: &str) -> Cow<'_, str> {
     if is_identifier(k) {
-        k.to_string()
+        Cow::Borrowed(k)
     } else {
         let mut out = String::with_capacity(k.len() + 2);
         push_quoted(&mut out, k);
-        out
+        Cow::Owned(out)
+    }
+}
+
+/// Keys shown as [`display_key`] does, and the width of the longest in characters: the column
+/// the `=` of a block's entries lines up at.
+fn display_keys<'k>(keys: impl Iterator<Item = &'k String>) -> (Vec<Cow<'k, str>>, usize) {
+    let shown: Vec<Cow<'k, str>> = keys.map(|k| display_key(k)).collect();
+    let width = shown.iter().map(|k| k.chars().count()).max().unwrap_or(0);
+    (shown, width)
+}
+
+/// Sets `head` to `key = ` with the key padded to `width` characters (one buffer for all the
+/// entries of a block: a fleet plan writes millions of them).
+fn set_head(head: &mut String, key: &str, width: usize) {
+    head.clear();
+    head.push_str(key);
+    push_spaces(head, width.saturating_sub(key.chars().count()));
+    head.push_str(" = ");
+}
+
+/// Appends `n` spaces.
+fn push_spaces(out: &mut String, n: usize) {
+    const SPACES: &str = "                                                                ";
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(SPACES.len());
+        out.push_str(&SPACES[..k]);
+        left -= k;
     }
 }
 
@@ -192,9 +221,9 @@ impl<'p> Writer<'p> {
         let start = self.out.len();
         if self.layout.gutter {
             self.out.push(mark.gutter());
-            self.out.extend(std::iter::repeat_n(' ', indent + mark.symbol().len()));
+            push_spaces(&mut self.out, indent + mark.symbol().len());
         } else {
-            self.out.extend(std::iter::repeat_n(' ', indent));
+            push_spaces(&mut self.out, indent);
             push_symbol(&mut self.out, self.layout.color, mark);
         }
         self.out.push(' ');
@@ -281,11 +310,11 @@ impl<'p> Writer<'p> {
 
     /// Every entry of a map with the same mark, keys aligned; `tail` ends each top entry.
     fn entries(&mut self, indent: usize, mark: Mark, m: &'p BTreeMap<String, Value>, tail: &str) {
-        let keys: Vec<String> = m.keys().map(|k| display_key(k)).collect();
-        let width = keys.iter().map(|k| k.chars().count()).max().unwrap_or(0);
+        let (keys, width) = display_keys(m.keys());
+        let mut head = String::new();
         for ((k, v), shown) in m.iter().zip(&keys) {
             self.path.push(Seg::Key(k));
-            let head = format!("{shown:<width$} = ");
+            set_head(&mut head, shown, width);
             self.value(indent, mark, mark, &head, v, tail);
             self.path.pop();
         }
@@ -355,11 +384,11 @@ impl<'p> Writer<'p> {
             }
         }
         rows.sort_by(|x, y| x.0.cmp(y.0));
-        let keys: Vec<String> = rows.iter().map(|r| display_key(r.0)).collect();
-        let width = keys.iter().map(|k| k.chars().count()).max().unwrap_or(0);
+        let (keys, width) = display_keys(rows.iter().map(|r| r.0));
+        let mut head = String::new();
         for ((k, b, a), shown) in rows.into_iter().zip(&keys) {
             self.path.push(Seg::Key(k));
-            let head = format!("{shown:<width$} = ");
+            set_head(&mut head, shown, width);
             match (b, a) {
                 (Some(b), Some(a)) => self.change(indent, &head, b, a, ""),
                 (None, Some(a)) => self.value(indent, Mark::Add, Mark::Add, &head, a, ""),
