@@ -105,12 +105,15 @@
 //! **Invariant:** a view of the plan for machines; it adds nothing a plan does not hold, and
 //! removes only secrets.
 
+use std::cell::Cell;
+
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::{json, Map, Value as J};
 
 use super::group::Groups;
 use super::stream::{Fleet, Spill};
+use super::writer::room_for;
 use super::{Prepared, Preparer, SENSITIVE, UNKNOWN};
 use crate::plan::{Action, Plan, ResourceChange, Summary, TenantPlan};
 use crate::value::Value;
@@ -299,8 +302,9 @@ fn tenant(t: &TenantPlan) -> J {
 /// A tenant as an element of the `tenants` array at depth 2, as the pretty printer writes it in
 /// the whole document: every line four spaces in (strings hold no raw newline).
 pub(super) fn element(t: &TenantPlan) -> String {
-    let mut out = Indented(Vec::with_capacity(64 * 1024));
+    let mut out = Indented(Vec::with_capacity(room_for(ELEMENT_LEN.get())));
     serde_json::to_writer_pretty(&mut out, &Tenant(t)).expect("a plan always serializes");
+    ELEMENT_LEN.set(out.0.len());
     String::from_utf8(out.0).expect("serde_json writes UTF-8")
 }
 
@@ -308,7 +312,16 @@ pub(super) fn element(t: &TenantPlan) -> String {
 /// compares and what a group's `resource_changes` shows.
 pub(super) fn changes_compact(t: &TenantPlan) -> String {
     let shown: Vec<Change<'_>> = t.resource_changes.iter().filter(|c| c.action != Action::NoOp).map(Change).collect();
-    serde_json::to_string(&shown).expect("a plan always serializes")
+    let mut out = Vec::with_capacity(room_for(COMPACT_LEN.get()));
+    serde_json::to_writer(&mut out, &shown).expect("a plan always serializes");
+    COMPACT_LEN.set(out.len());
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+thread_local! {
+    /// The lengths of the last [`element`] and [`changes_compact`] this thread made (see [`room_for`]).
+    static ELEMENT_LEN: Cell<usize> = const { Cell::new(0) };
+    static COMPACT_LEN: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Writes what it is given with four spaces after every newline: a pretty-printed document one

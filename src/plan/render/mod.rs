@@ -75,9 +75,9 @@ impl Preparer {
 /// plan (`text`), as it shows them without colours; and its heading.
 fn shown(t: &TenantPlan, text: bool) -> group::Shown {
     let text = text.then(|| {
-        let mut w = writer::Writer::new(writer::Layout { color: false, gutter: false, compact_deletes: false });
+        let mut w = writer::Writer::for_tenant(writer::Layout { color: false, gutter: false, compact_deletes: false });
         text::changes(&mut w, t);
-        w.out
+        w.finish_tenant()
     });
     group::Shown { text, json: json::changes_compact(t), heading: text::heading(t) }
 }

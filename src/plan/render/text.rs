@@ -338,12 +338,12 @@ fn wrap(list: &str, width: usize) -> Vec<String> {
 
 /// A tenant's section: its heading and its changes by phase.
 pub(super) fn section(tenant: &TenantPlan, color: bool) -> String {
-    let mut w = Writer::new(Layout { color, gutter: false, compact_deletes: false });
+    let mut w = Writer::for_tenant(Layout { color, gutter: false, compact_deletes: false });
     let heading = heading(tenant);
     let heading = w.paint(BOLD, &heading);
     let _ = writeln!(w.out, "{heading}\n");
     changes(&mut w, tenant);
-    w.out
+    w.finish_tenant()
 }
 
 /// A tenant's changes by phase, as its section shows them under its heading.

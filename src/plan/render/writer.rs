@@ -9,6 +9,7 @@
 //! summaries.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -190,9 +191,35 @@ fn hidden(n: usize, what_one: &str, what_many: &str) -> String {
     format!("# ({} hidden)", plural(n, &format!("unchanged {what_one}"), &format!("unchanged {what_many}")))
 }
 
+thread_local! {
+    /// The length of the last tenant rendering this thread finished ([`Writer::for_tenant`]).
+    static TENANT_LEN: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Room for a rendering about `last` bytes long, with an eighth to spare: the tenants of a fleet
+/// render to about the same size, and a buffer that starts that large is written once, where one
+/// that doubles its way there is copied and touches twice the memory (fresh memory, which the
+/// kernel zeroes first: a tenant's text plan is over 100 KB).
+pub(super) fn room_for(last: usize) -> usize {
+    last + last / 8
+}
+
 impl<'p> Writer<'p> {
     pub fn new(layout: Layout) -> Self {
         Writer { out: String::new(), layout, forcing: HashSet::new(), path: Vec::new() }
+    }
+
+    /// A writer for a whole tenant's changes, its buffer sized like the last one this thread
+    /// rendered ([`room_for`]); [`Writer::finish_tenant`] hands the text over and notes its size.
+    pub fn for_tenant(layout: Layout) -> Self {
+        let mut w = Writer::new(layout);
+        w.out.reserve(room_for(TENANT_LEN.get()));
+        w
+    }
+
+    pub fn finish_tenant(self) -> String {
+        TENANT_LEN.set(self.out.len());
+        self.out
     }
 
     /// `s` in the given ANSI colour when colours are on.
