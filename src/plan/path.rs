@@ -160,6 +160,16 @@ mod tests {
     }
 
     #[test]
+    fn quoting_escapes_as_json_does_around_any_text() {
+        for key in ["", "plain", "é\"ü\\\n\r\t", "\u{1}a\u{7f}", "日本\u{1f}語", "tail\\", "\"head"] {
+            let mut out = String::new();
+            push_quoted(&mut out, key);
+            // serde_json leaves DEL as it is; the plan escapes it like the other control characters.
+            assert_eq!(out, serde_json::to_string(key).unwrap().replace('\u{7f}', "\\u007f"), "{key:?}");
+        }
+    }
+
+    #[test]
     fn paths_where_finds_nested_matches_in_order() {
         let root = std::collections::BTreeMap::from([
             ("b".to_string(), Value::list([Value::Int(1), Value::Computed { note: String::new() }])),
