@@ -133,18 +133,18 @@ impl TextStream {
         if let (Some(groups), Some(keyed)) = (&mut self.groups, prepared.keyed) {
             let color = self.opts.color;
             return groups.push(tenant, keyed, &mut |shown, canon| {
+                // The text rendered ahead when it has no colours; canonicalised from where it is.
+                let rendered;
                 let out = match &shown.text {
-                    Some(text) if !color => text.clone(),
+                    Some(text) if !color => text.as_str(),
                     _ => {
                         let mut w = Writer::new(Layout { color, gutter: false, compact_deletes: false });
                         changes(&mut w, tenant);
-                        w.out
+                        rendered = w.out;
+                        &rendered
                     }
                 };
-                match canon {
-                    Some(c) => c.apply(&out),
-                    None => out,
-                }
+                canon.map_or_else(|| out.to_string(), |c| c.apply(out))
             });
         }
         if self.fleet.tenants == 2 {
