@@ -36,7 +36,7 @@ pub fn exec(global: &Global, args: &Args) -> Result<ExitCode> {
     if args.json || args.format == ValidateFormat::Json {
         return json_report(global, &args.paths);
     }
-    // One small batch of tenants at a time, in bounded memory (see `workflow::stream`).
+    // A few tenants at a time, in bounded memory (see `workflow::stream`).
     let check = Stream { store: None, refresh: None, keep: &|_| true, prepare: matih::plan::Preparer::Nothing };
     let catalog = load_catalog(global)?;
     let streamed = stream_inputs(global, &catalog, &args.paths, &check, &mut |_, _| {})?;

@@ -103,6 +103,13 @@ pub fn load_tenants(paths: &[PathBuf], catalog: &Catalog) -> (Vec<TenantSpec>, V
 /// once, then admitted in file order). Diagnostics are not sorted.
 pub struct FileTenants(Vec<Candidate>);
 
+impl FileTenants {
+    /// The valid specs of the file, in order, before the checks across files.
+    pub fn specs(&self) -> impl Iterator<Item = &TenantSpec> {
+        self.0.iter().filter_map(|c| c.spec.as_ref())
+    }
+}
+
 /// Reads and parses one tenant file (see [`load_tenants`]).
 pub fn read_tenant_file(file: &Path, catalog: &Catalog) -> (FileTenants, Vec<Diagnostic>) {
     match fs::read_to_string(file) {
@@ -130,6 +137,15 @@ impl Admission {
         let mut candidates = file.0;
         self.check(&mut candidates, diags);
         candidates.into_iter().filter_map(|c| c.spec).collect()
+    }
+
+    /// [`admit`](Self::admit) for a reader that worked on the specs of `file` ahead
+    /// ([`FileTenants::specs`]): whether each of them, in that order, is admitted.
+    pub fn admit_each(&mut self, file: FileTenants, diags: &mut Vec<Diagnostic>) -> Vec<bool> {
+        let mut candidates = file.0;
+        let valid: Vec<bool> = candidates.iter().map(|c| c.spec.is_some()).collect();
+        self.check(&mut candidates, diags);
+        candidates.iter().zip(valid).filter(|(_, valid)| *valid).map(|(c, _)| c.spec.is_some()).collect()
     }
 
     /// Reports a second tenant with the slug or id of an earlier one, and drops its spec.

@@ -119,6 +119,19 @@ impl RefreshPool {
         )
     }
 
+    /// The threads of this pool (the global one when there are no reads).
+    pub(crate) fn threads(&self) -> usize {
+        self.0.as_ref().map_or_else(rayon::current_num_threads, rayon::ThreadPool::current_num_threads)
+    }
+
+    /// A FIFO scope of this pool (the global one when there are no reads), run on this thread.
+    pub(crate) fn in_place_scope_fifo<'s, R>(&self, f: impl FnOnce(&rayon::ScopeFifo<'s>) -> R) -> R {
+        match &self.0 {
+            Some(pool) => pool.in_place_scope_fifo(f),
+            None => rayon::in_place_scope_fifo(f),
+        }
+    }
+
     /// Runs `f` (which plans tenants with rayon) on the pool when `refreshing`.
     pub(crate) fn install<R: Send>(&self, refreshing: bool, f: impl FnOnce() -> R + Send) -> R {
         match &self.0 {

@@ -94,14 +94,14 @@ fn matih_unset(dir: &Path, state: &TestState, args: &[&str]) -> std::process::Ou
     cmd.output().expect("run matih")
 }
 
-/// Issue 16, items 1 and 6: `matih plan DIR` streams the fleet (small batches of tenants read,
-/// compiled, diffed and rendered at once, then dropped), and prints the same bytes, in file
-/// order across batches, as the whole plan held at once (a saved plan shown), in every format; the
+/// Issue 16, items 1 and 6: `matih plan DIR` streams the fleet (a few tenants at a time read,
+/// compiled, diffed and rendered by the pool, then dropped), and prints the same bytes, in file
+/// order, as the whole plan held at once (a saved plan shown), in every format; the
 /// note on unset variables names each variable once, with how many tenants need it.
 fn a_streamed_fleet_plan_is_the_whole_plan_in_file_order(backend: Backend) {
     let dir = tmp();
     let state = TestState::new(backend);
-    // More tenants than one batch; one recorded unchanged, one recorded and then changed.
+    // Many more tenants than are in flight at once; one recorded unchanged, one recorded and then changed.
     generated_fleet(dir.path(), 40);
     record(&state, &dir.path().join("tenants/t03.hcl"));
     record(&state, &dir.path().join("tenants/t35.hcl"));
@@ -155,7 +155,7 @@ fn a_streamed_fleet_plan_is_the_whole_plan_in_file_order(backend: Backend) {
     let mut sorted = order.clone();
     sorted.sort();
     assert_eq!(order.len(), 39, "every tenant but the unchanged one has a section");
-    assert_eq!(order, sorted, "file order across batches");
+    assert_eq!(order, sorted, "file order");
     assert!(text.contains("1 tenant has no changes: \"t03\"."), "{text}");
 
     let err = stderr(&matih_unset(dir.path(), &state, &["plan", "tenants"]));
