@@ -144,25 +144,26 @@ enum Renderer {
 }
 
 impl Renderer {
-    /// With `group`, the groups' renderings wait in a temporary file too (see `plan::Spill`).
-    fn new(format: Format, color: bool, group: bool, shape: JsonShape) -> std::io::Result<Renderer> {
-        Ok(match format {
+    /// With `group`, the groups' renderings wait in a spooled spill too (see `plan::Spill`).
+    fn new(format: Format, color: bool, group: bool, shape: JsonShape) -> Renderer {
+        use plan::Spill;
+        match format {
             Format::Json if shape == JsonShape::Terraform => {
-                Renderer::Terraform(plan::TerraformStream::new(plan::Spill::file()?, plan::Spill::file()?))
+                Renderer::Terraform(plan::TerraformStream::new(Spill::spooled(), Spill::spooled()))
             }
             Format::Text => {
-                let r = plan::TextStream::new(plan::TextOptions { color, digest: None }, plan::Spill::file()?);
-                Renderer::Text(if group { r.grouped(plan::Spill::file()?) } else { r })
+                let r = plan::TextStream::new(plan::TextOptions { color, digest: None }, Spill::spooled());
+                Renderer::Text(if group { r.grouped(Spill::spooled()) } else { r })
             }
             Format::Json => {
-                let r = plan::JsonStream::new(None, plan::Spill::file()?);
-                Renderer::Json(if group { r.grouped(plan::Spill::file()?) } else { r })
+                let r = plan::JsonStream::new(None, Spill::spooled());
+                Renderer::Json(if group { r.grouped(Spill::spooled()) } else { r })
             }
             Format::Markdown => {
                 let r = plan::MarkdownStream::new(None);
-                Renderer::Markdown(if group { r.grouped(plan::Spill::file()?) } else { r })
+                Renderer::Markdown(if group { r.grouped(Spill::spooled()) } else { r })
             }
-        })
+        }
     }
 
     fn preparer(&self) -> plan::Preparer {
@@ -230,7 +231,7 @@ fn exec_streamed(
         }
     };
     let r = Refresh { providers: &providers, runtime: &rt, parallelism: DEFAULT_PARALLELISM };
-    let mut renderer = Renderer::new(format, color, args.group.on(format), args.policies.json_shape)?;
+    let mut renderer = Renderer::new(format, color, args.group.on(format), args.policies.json_shape);
     let with = Stream {
         store: Some(store.as_ref()),
         refresh: if args.refresh { Some(&r) } else { None },

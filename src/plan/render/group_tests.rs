@@ -248,30 +248,39 @@ fn json_groups_index_the_tenants_and_show_the_canonical_change() {
     assert_eq!(groups[2]["resource_changes"][0]["after"]["labels"]["tenant_id"], id(3));
 }
 
-/// What `matih plan DIR` streams (spills in temporary files) is what a plan held whole renders.
+/// What `matih plan DIR` streams is what a plan held whole renders, whether the spills wait in
+/// temporary files, in memory, or move from memory to a file halfway through.
 #[test]
 fn streamed_grouped_renderings_are_the_in_memory_bytes() {
     let plan = fleet(40);
     let opts = TextOptions { color: false, digest: None };
-    let mut t = TextStream::new(opts.clone(), Spill::file().unwrap()).grouped(Spill::file().unwrap());
-    let mut j = JsonStream::new(None, Spill::file().unwrap()).grouped(Spill::file().unwrap());
-    let mut m = MarkdownStream::new(None).grouped(Spill::file().unwrap());
-    for tenant in &plan.tenants {
-        t.push(tenant).unwrap();
-        j.push(tenant).unwrap();
-        m.push(tenant).unwrap();
+    type NewSpill = fn() -> Spill;
+    let spills: [(&str, NewSpill); 3] = [
+        ("file", || Spill::file().unwrap()),
+        ("memory", Spill::spooled),
+        ("memory, then a file", || Spill::spooled_up_to(4096)),
+    ];
+    for (kind, spill) in spills {
+        let mut t = TextStream::new(opts.clone(), spill()).grouped(spill());
+        let mut j = JsonStream::new(None, spill()).grouped(spill());
+        let mut m = MarkdownStream::new(None).grouped(spill());
+        for tenant in &plan.tenants {
+            t.push(tenant).unwrap();
+            j.push(tenant).unwrap();
+            m.push(tenant).unwrap();
+        }
+        let finish = |f: &mut dyn FnMut(&mut Vec<u8>) -> std::io::Result<()>| {
+            let mut out = Vec::new();
+            f(&mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let mut t = Some(t);
+        let mut j = Some(j);
+        let mut m = Some(m);
+        assert_eq!(finish(&mut |o| t.take().unwrap().finish(o)), render_text_with(&plan, &opts, true), "{kind}");
+        assert_eq!(finish(&mut |o| j.take().unwrap().finish(o)), render_json_with(&plan, None, true), "{kind}");
+        assert_eq!(finish(&mut |o| m.take().unwrap().finish(o)), render_markdown_with(&plan, None, true), "{kind}");
     }
-    let finish = |f: &mut dyn FnMut(&mut Vec<u8>) -> std::io::Result<()>| {
-        let mut out = Vec::new();
-        f(&mut out).unwrap();
-        String::from_utf8(out).unwrap()
-    };
-    let mut t = Some(t);
-    let mut j = Some(j);
-    let mut m = Some(m);
-    assert_eq!(finish(&mut |o| t.take().unwrap().finish(o)), render_text_with(&plan, &opts, true));
-    assert_eq!(finish(&mut |o| j.take().unwrap().finish(o)), render_json_with(&plan, None, true));
-    assert_eq!(finish(&mut |o| m.take().unwrap().finish(o)), render_markdown_with(&plan, None, true));
     // Deterministic.
     assert_eq!(render_markdown_with(&plan, None, true), render_markdown_with(&fleet(40), None, true));
 }
