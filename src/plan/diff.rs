@@ -103,12 +103,64 @@ pub fn diff_replacing(
         plan.moved = moves;
         return plan;
     }
-    let first = diff_with(graph, prior, source.clone(), &Rotations::default(), replace);
+    let first = diff_with(graph, prior, source.clone(), &Rotations::default(), replace, Creates::Copied);
     let rotations = rotations(graph, &first, prior, recorded);
     if rotations.producers.is_empty() {
         return first;
     }
-    diff_with(graph, prior, source, &rotations, replace)
+    diff_with(graph, prior, source, &rotations, replace, Creates::Copied)
+}
+
+/// [`diff_replacing`] of a graph the caller has no more use for: a planned create's `after` is
+/// its resource's attributes moved out of the graph instead of copied (the same plan, without
+/// copying every attribute of a new tenant).
+pub fn diff_replacing_owned(
+    mut graph: ResourceGraph,
+    prior: Option<&TenantState>,
+    recorded: Option<&TenantState>,
+    source: Option<PathBuf>,
+    replace: &BTreeSet<ResourceAddr>,
+) -> TenantPlan {
+    if super::moved::planned(&graph, prior).is_some() {
+        return diff_replacing(&graph, prior, recorded, source, replace);
+    }
+    let mut first = diff_with(&graph, prior, source.clone(), &Rotations::default(), replace, Creates::Later);
+    let rotations = rotations(&graph, &first, prior, recorded);
+    if !rotations.producers.is_empty() {
+        return diff_with(&graph, prior, source, &rotations, replace, Creates::Copied);
+    }
+    // Each create is resolved with what `diff_with` knew when it came to it: the outputs of the
+    // unchanged and updated resources before it in the plan's order.
+    let empty = BTreeMap::new();
+    let recorded = prior.map_or(&empty, |s| &s.resources);
+    let mut known: KnownOutputs<'_> = HashMap::with_capacity(first.resource_changes.len());
+    for change in &mut first.resource_changes {
+        match change.action {
+            Action::NoOp | Action::Update => {
+                if let Some((addr, state)) = recorded.get_key_value(&change.address) {
+                    known.insert(addr, &state.outputs);
+                }
+            }
+            Action::Create => {
+                let Some(&ix) = graph.index.get(&change.address) else { continue };
+                let mut after = std::mem::take(&mut graph.graph[ix].attrs);
+                after.values_mut().for_each(|v| resolve_in_place(v, &known));
+                change.after = Some(after);
+                change.notes.extend(super::notes::pending_migrations(change));
+            }
+            _ => {}
+        }
+    }
+    first
+}
+
+/// How [`diff_with`] makes a create's `after`.
+#[derive(Clone, Copy, PartialEq)]
+enum Creates {
+    /// A resolved copy of the resource's attributes.
+    Copied,
+    /// Left `None` (and without notes), for the caller to move the attributes in.
+    Later,
 }
 
 /// An object that exists although matih has no record of it, as its provider read it when a
@@ -304,6 +356,7 @@ fn diff_with(
     source: Option<PathBuf>,
     rotations: &Rotations,
     replace: &BTreeSet<ResourceAddr>,
+    creates: Creates,
 ) -> TenantPlan {
     let empty = BTreeMap::new();
     let recorded = prior.map_or(&empty, |s| &s.resources);
@@ -314,7 +367,7 @@ fn diff_with(
     let mut ignored = Vec::new();
     for res in order {
         let mut change = match recorded.get(&res.addr) {
-            None => create(res, &known),
+            None => create(res, &known, creates),
             Some(state) => {
                 let forced = replace.contains(&res.addr);
                 let rules = graph.ignore_changes.get(&res.addr).map_or(&[][..], Vec::as_slice);
@@ -534,15 +587,18 @@ fn rotations(
     out
 }
 
-fn create(res: &Resource, known: &KnownOutputs<'_>) -> ResourceChange {
-    let mut after = res.attrs.clone();
-    after.values_mut().for_each(|v| resolve_in_place(v, known));
+fn create(res: &Resource, known: &KnownOutputs<'_>, creates: Creates) -> ResourceChange {
+    let after = (creates == Creates::Copied).then(|| {
+        let mut after = res.attrs.clone();
+        after.values_mut().for_each(|v| resolve_in_place(v, known));
+        after
+    });
     ResourceChange {
         address: res.addr.clone(),
         phase: res.phase,
         action: Action::Create,
         before: None,
-        after: Some(after),
+        after,
         changes: Vec::new(),
         depends_on: res.depends_on.clone(),
         notes: Vec::new(),
@@ -927,6 +983,24 @@ mod tests {
         }
     }
 
+    /// `super::diff_refreshed`, checked against `diff_replacing_owned` of a copy of the graph:
+    /// every test of the diff is a test that moving the creates' attributes makes the same plan.
+    fn diff_refreshed(
+        graph: &ResourceGraph,
+        prior: Option<&TenantState>,
+        recorded: Option<&TenantState>,
+        source: Option<PathBuf>,
+    ) -> TenantPlan {
+        let plan = super::diff_refreshed(graph, prior, recorded, source.clone());
+        let owned = diff_replacing_owned(graph.clone(), prior, recorded, source, &BTreeSet::new());
+        assert_eq!(owned, plan, "the graph handed over makes the same plan");
+        plan
+    }
+
+    fn diff(graph: &ResourceGraph, prior: Option<&TenantState>, source: Option<PathBuf>) -> TenantPlan {
+        diff_refreshed(graph, prior, prior, source)
+    }
+
     fn change<'p>(plan: &'p TenantPlan, a: &str) -> &'p ResourceChange {
         plan.resource_changes.iter().find(|c| c.address == addr(a)).unwrap_or_else(|| panic!("no change for {a}"))
     }
@@ -1255,11 +1329,33 @@ mod tests {
         assert_eq!(c.changes[0].before, Some(Value::str("10.0.0.7")));
         assert_eq!(c.changes[0].after, Some(reference("kubernetes_service.ingress", "ip")));
 
+        // Only the service recorded, unchanged: the record is created with its address.
+        let g = graph(vec![
+            resource("kubernetes_service.ingress", 6, svc.clone()),
+            resource("dns_a_record.api", 7, record.clone()),
+        ]);
+        let only_svc = state(vec![("kubernetes_service.ingress", svc_state.clone())]);
+        let plan = diff(&g, Some(&only_svc), None);
+        let c = change(&plan, "dns_a_record.api");
+        assert_eq!(c.action, Action::Create);
+        assert_eq!(c.after.as_ref().unwrap()["ip"], Value::str("10.0.0.7"));
+
         // Nothing recorded: both are created and the reference stays unknown.
         let g = graph(vec![resource("kubernetes_service.ingress", 6, svc), resource("dns_a_record.api", 7, record)]);
         let plan = diff(&g, None, None);
         let c = change(&plan, "dns_a_record.api");
         assert_eq!(c.after.as_ref().unwrap()["ip"], reference("kubernetes_service.ingress", "ip"));
+    }
+
+    #[test]
+    fn a_created_migrations_resource_names_its_pending_scripts_whether_copied_or_moved() {
+        let mig = |script: &str| Value::map([("script", Value::str(script)), ("checksum", Value::Int(1))]);
+        let migrations = Value::map([("migrations", Value::list([mig("V1__init.sql"), mig("R__views.sql")]))]);
+        let g = graph(vec![resource("postgresql_migrations.tenant", 5, migrations)]);
+        let plan = diff(&g, None, None);
+        let c = change(&plan, "postgresql_migrations.tenant");
+        assert_eq!(c.action, Action::Create);
+        assert_eq!(c.notes, ["pending migrations: V1__init.sql, R__views.sql"]);
     }
 
     #[test]

@@ -23,7 +23,7 @@ mod render;
 mod target;
 
 pub use conform::nonconforming;
-pub use diff::{diff, diff_adopting, diff_refreshed, diff_replacing, Unrecorded};
+pub use diff::{diff, diff_adopting, diff_refreshed, diff_replacing, diff_replacing_owned, Unrecorded};
 pub use moved::{move_conflicts, moved_state};
 pub use planfile::{
     decode_plan, file_digest, load_plan, load_plan_digest, load_plan_keyed, parse_digest, save_plan, save_plan_keyed,

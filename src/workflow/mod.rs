@@ -15,6 +15,7 @@ pub mod state_restore;
 pub mod store;
 pub mod stream;
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 
 use rayon::prelude::*;
@@ -187,7 +188,7 @@ pub fn plan_tenants_targeted(
             .zip(graphs.par_iter())
             .map(|(spec, graph)| {
                 let replace = targeting.replace_in(&graph.tenant.slug, graph.index.keys());
-                plan_tenant(spec, graph, store, refresh_with, &replace)
+                plan_tenant(spec, Cow::Borrowed(graph), store, refresh_with, &replace)
             })
             .collect()
     });
@@ -203,16 +204,18 @@ pub fn plan_tenants_targeted(
 
 /// The plan of one tenant against its recorded (and, with `refresh_with`, re-read) state, with
 /// the resources that could not be read: what [`plan_tenants`] does for each tenant, and
-/// `stream::stream_tenants` too.
+/// `stream::stream_tenants` too. A graph handed over (`Cow::Owned`) gives its attributes to the
+/// plan's creates instead of a copy, unless a refresh may adopt objects (which reads the graph
+/// after the diff).
 pub(crate) fn plan_tenant(
     spec: &TenantSpec,
-    graph: &ResourceGraph,
+    graph: Cow<'_, ResourceGraph>,
     store: &dyn StateStore,
     refresh_with: Option<&Refresh<'_>>,
     replace: &std::collections::BTreeSet<crate::addr::ResourceAddr>,
 ) -> Result<(plan::TenantPlan, Vec<ProviderError>), PlanError> {
     let recorded: Option<TenantState> = store.get(&graph.tenant.slug)?;
-    if let Some(id) = changed_id(graph, recorded.as_ref()) {
+    if let Some(id) = changed_id(&graph, recorded.as_ref()) {
         return Err(PlanError::IdChanged {
             location: spec.id.location.clone(),
             slug: graph.tenant.slug.clone(),
@@ -233,17 +236,24 @@ pub(crate) fn plan_tenant(
     // Against matih's record, never the refreshed history: a tenant can write its own table,
     // and what it writes there must not stop the plan of every tenant. A table that
     // disagrees with the record is drift of that tenant's resource; its apply refuses it.
-    check_applied_migrations(graph, recorded.as_ref())?;
-    let conflicts = plan::move_conflicts(graph, recorded.as_ref());
+    check_applied_migrations(&graph, recorded.as_ref())?;
+    let conflicts = plan::move_conflicts(&graph, recorded.as_ref());
     if !conflicts.is_empty() {
         return Err(PlanError::MoveConflict(conflicts));
     }
     let source = Some(spec.location.file.clone());
-    let planned = plan::diff_replacing(graph, prior, recorded.as_ref(), source, replace);
-    let Some(r) = refresh_with else { return Ok((planned, errors)) };
+    // Without providers there is nothing to adopt or preview.
+    let Some(r) = refresh_with.filter(|r| !r.providers.is_empty()) else {
+        let planned = match graph {
+            Cow::Owned(graph) => plan::diff_replacing_owned(graph, prior, recorded.as_ref(), source, replace),
+            Cow::Borrowed(graph) => plan::diff_replacing(graph, prior, recorded.as_ref(), source, replace),
+        };
+        return Ok((planned, errors));
+    };
+    let planned = plan::diff_replacing(&graph, prior, recorded.as_ref(), source, replace);
     let (mut planned, unreadable) = r.runtime.block_on(adopt_existing(
         planned,
-        graph,
+        &graph,
         prior,
         recorded.as_ref(),
         replace,

@@ -12,6 +12,7 @@
 //! before the checks across files (duplicate slugs and ids, made in file order by this thread)
 //! saw them: what they reject is dropped unseen, as is a plan made after a failure.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -250,10 +251,11 @@ fn one(spec: &TenantSpec, catalog: &Catalog, platform: &PlatformConfig, with: &S
     };
     let unset = fill_env_fingerprints(&mut graph);
     let resources = graph.len();
-    let kept = (with.keep)(&graph.tenant.slug);
+    let slug = graph.tenant.slug.clone();
+    let kept = (with.keep)(&slug);
     let planned = match with.store {
         Some(store) if kept && planning && !diag::has_errors(&compile_diags) => {
-            let planned = plan_tenant(spec, &graph, store, with.refresh, &Default::default());
+            let planned = plan_tenant(spec, Cow::Owned(graph), store, with.refresh, &Default::default());
             Some(planned.map(|(plan, errors)| {
                 let prepared = with.prepare.prepare(&plan);
                 (plan, prepared, errors)
@@ -261,7 +263,7 @@ fn one(spec: &TenantSpec, catalog: &Catalog, platform: &PlatformConfig, with: &S
         }
         _ => None,
     };
-    Done { slug: graph.tenant.slug.clone(), kept, compile_diags, unset, resources, planned }
+    Done { slug, kept, compile_diags, unset, resources, planned }
 }
 
 #[cfg(test)]
