@@ -76,7 +76,7 @@ impl Value {
     }
 
     /// The value and everything inside it, depth first: a list's items in order, a map's values
-    /// by key. The one walk over nested values for questions about what is inside.
+    /// by key. `is_unknown`, `is_sensitive` and `refs` walk in the same order, recursively.
     pub fn descendants(&self) -> impl Iterator<Item = &Value> {
         // The value itself waits apart, so that a leaf (most attributes) allocates no stack: the
         // plan asks this of every attribute of every resource.
@@ -93,23 +93,41 @@ impl Value {
         })
     }
 
+    /// Whether `pred` holds for the value or anything inside it. Recursive rather than through
+    /// [`Value::descendants`]: the plan asks this of every attribute, and a walk on the call stack
+    /// allocates nothing (a value nests as deep as its parser allows, 64 levels for a spec).
+    fn any(&self, pred: &impl Fn(&Value) -> bool) -> bool {
+        pred(self)
+            || match self {
+                Value::List(items) => items.iter().any(|v| v.any(pred)),
+                Value::Map(m) => m.values().any(|v| v.any(pred)),
+                _ => false,
+            }
+    }
+
     /// True when the value (or anything inside it) is only known after apply.
     pub fn is_unknown(&self) -> bool {
-        self.descendants().any(|v| matches!(v, Value::Ref { .. } | Value::Computed { .. }))
+        self.any(&|v| matches!(v, Value::Ref { .. } | Value::Computed { .. }))
     }
 
     /// True when the value (or anything inside it) is a secret.
     pub fn is_sensitive(&self) -> bool {
-        self.descendants().any(|v| matches!(v, Value::Secret(_)))
+        self.any(&|v| matches!(v, Value::Secret(_)))
     }
 
-    /// Every reference inside the value.
+    /// Every reference inside the value, in the order of [`Value::descendants`].
     pub fn refs(&self) -> Vec<(&ResourceAddr, &str)> {
-        let refs = self.descendants().filter_map(|v| match v {
-            Value::Ref { resource, output } => Some((resource, output.as_str())),
-            _ => None,
-        });
-        refs.collect()
+        fn push<'v>(v: &'v Value, out: &mut Vec<(&'v ResourceAddr, &'v str)>) {
+            match v {
+                Value::Ref { resource, output } => out.push((resource, output)),
+                Value::List(items) => items.iter().for_each(|v| push(v, out)),
+                Value::Map(m) => m.values().for_each(|v| push(v, out)),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        push(self, &mut out);
+        out
     }
 
     pub fn as_str(&self) -> Option<&str> {
@@ -408,6 +426,34 @@ mod tests {
             v.descendants().filter_map(|x| if let Value::Int(n) = x { Some(*n) } else { None }).collect();
         assert_eq!(ints, [1, 2, 3]);
         assert_eq!(v.descendants().count(), 5);
+    }
+
+    #[test]
+    fn the_recursive_questions_answer_what_the_walk_finds_at_any_depth() {
+        let r = |name: &str| Value::Ref {
+            resource: format!("kubernetes_service.{name}").parse().unwrap(),
+            output: "ip".into(),
+        };
+        let secret = Value::Secret(Secret { source: "generated".into(), fingerprint: None });
+        let deep = Value::map([
+            ("z", r("last")),
+            ("a", Value::list([Value::Int(1), Value::map([("m", r("first")), ("n", r("second"))])])),
+            ("s", Value::list([Value::list([secret])])),
+        ]);
+        let walked: Vec<_> = deep
+            .descendants()
+            .filter_map(|v| match v {
+                Value::Ref { resource, output } => Some((resource, output.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(deep.refs(), walked);
+        let names: Vec<&str> = deep.refs().iter().map(|(a, _)| a.name.as_str()).collect();
+        assert_eq!(names, ["first", "second", "last"]);
+        assert!(deep.is_unknown() && deep.is_sensitive());
+        let plain = Value::map([("a", Value::list([Value::map([("b", Value::str("x"))])]))]);
+        assert!(!plain.is_unknown() && !plain.is_sensitive() && plain.refs().is_empty());
+        assert!(Value::Computed { note: String::new() }.is_unknown());
     }
 
     #[test]
