@@ -67,8 +67,15 @@ impl Value {
     }
 
     /// A map from `(key, value)` pairs.
+    /// A map of `pairs` (a later pair replaces an earlier one with the same key). Inserted one by
+    /// one: the maps built here are small, and collecting them first sorted a copy of each (5% of
+    /// the CPU time of compiling a tenant).
     pub fn map<K: Into<String>>(pairs: impl IntoIterator<Item = (K, Value)>) -> Value {
-        Value::Map(pairs.into_iter().map(|(k, v)| (k.into(), v)).collect())
+        let mut map = BTreeMap::new();
+        for (k, v) in pairs {
+            map.insert(k.into(), v);
+        }
+        Value::Map(map)
     }
 
     pub fn list(items: impl IntoIterator<Item = Value>) -> Value {
