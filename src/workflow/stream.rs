@@ -107,7 +107,8 @@ struct Told {
 /// tenant's plan in file order. When a diagnostic is an error, nothing more is handed to `each`
 /// (what was handed is to be discarded: callers print nothing of it); the first error of a
 /// tenant's plan (a changed id, an applied migration changed, a state that cannot be read) is
-/// in [`Streamed::failed`] once everything was read, unless a diagnostic is an error.
+/// in [`Streamed::failed`] once everything was read, unless a diagnostic is an error. To be
+/// called from outside the pool: this thread waits for the jobs, it does not run them.
 pub fn stream_tenants(
     paths: &[PathBuf],
     catalog: &Catalog,
