@@ -66,7 +66,6 @@ impl Value {
         Value::String(s.into())
     }
 
-    /// A map from `(key, value)` pairs.
     /// A map of `pairs` (a later pair replaces an earlier one with the same key). Inserted one by
     /// one: the maps built here are small, and collecting them first sorted a copy of each (5% of
     /// the CPU time of compiling a tenant).
@@ -85,8 +84,7 @@ impl Value {
     /// The value and everything inside it, depth first: a list's items in order, a map's values
     /// by key. `is_unknown`, `is_sensitive` and `refs` walk in the same order, recursively.
     pub fn descendants(&self) -> impl Iterator<Item = &Value> {
-        // The value itself waits apart, so that a leaf (most attributes) allocates no stack: the
-        // plan asks this of every attribute of every resource.
+        // The value itself waits apart, so that a leaf (most attributes) allocates no stack.
         let mut first = Some(self);
         let mut stack = Vec::new();
         std::iter::from_fn(move || {
