@@ -46,6 +46,7 @@
 //! **Invariant:** pure: reads the graph and the state it is given, performs no I/O and knows no
 //! provider. It does not refresh: what state recorded is taken as what exists.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
@@ -90,11 +91,35 @@ pub fn diff_replacing(
     source: Option<PathBuf>,
     replace: &BTreeSet<ResourceAddr>,
 ) -> TenantPlan {
+    diff_graph(Cow::Borrowed(graph), prior, recorded, source, replace)
+}
+
+/// [`diff_replacing`] of a graph the caller has no more use for: a planned create's `after` is
+/// its resource's attributes moved out of the graph instead of copied (the same plan, without
+/// copying every attribute of a new tenant).
+pub fn diff_replacing_owned(
+    graph: ResourceGraph,
+    prior: Option<&TenantState>,
+    recorded: Option<&TenantState>,
+    source: Option<PathBuf>,
+    replace: &BTreeSet<ResourceAddr>,
+) -> TenantPlan {
+    diff_graph(Cow::Owned(graph), prior, recorded, source, replace)
+}
+
+/// [`diff_replacing`], moving the creates' attributes in when the graph is owned.
+fn diff_graph(
+    graph: Cow<'_, ResourceGraph>,
+    prior: Option<&TenantState>,
+    recorded: Option<&TenantState>,
+    source: Option<PathBuf>,
+    replace: &BTreeSet<ResourceAddr>,
+) -> TenantPlan {
     // The catalog's `moved` blocks first: the diff compares the spec with the moved records.
-    if let Some(moves) = super::moved::planned(graph, prior) {
+    if let Some(moves) = super::moved::planned(&graph, prior) {
         let moved_prior = prior.map(|p| super::moved::moved_state(p, &moves));
         let moved_recorded = recorded.map(|r| super::moved::moved_state(r, &moves));
-        let mut plan = diff_replacing(graph, moved_prior.as_ref(), moved_recorded.as_ref(), source, replace);
+        let mut plan = diff_graph(graph, moved_prior.as_ref(), moved_recorded.as_ref(), source, replace);
         for m in &moves {
             if let Some(c) = plan.resource_changes.iter_mut().find(|c| c.address == m.to) {
                 c.notes.insert(0, format!("moved from {} (moved block at {})", m.from, m.declared_at));
@@ -103,55 +128,48 @@ pub fn diff_replacing(
         plan.moved = moves;
         return plan;
     }
-    let first = diff_with(graph, prior, source.clone(), &Rotations::default(), replace, Creates::Copied);
-    let rotations = rotations(graph, &first, prior, recorded);
-    if rotations.producers.is_empty() {
-        return first;
-    }
-    diff_with(graph, prior, source, &rotations, replace, Creates::Copied)
-}
-
-/// [`diff_replacing`] of a graph the caller has no more use for: a planned create's `after` is
-/// its resource's attributes moved out of the graph instead of copied (the same plan, without
-/// copying every attribute of a new tenant).
-pub fn diff_replacing_owned(
-    mut graph: ResourceGraph,
-    prior: Option<&TenantState>,
-    recorded: Option<&TenantState>,
-    source: Option<PathBuf>,
-    replace: &BTreeSet<ResourceAddr>,
-) -> TenantPlan {
-    if super::moved::planned(&graph, prior).is_some() {
-        return diff_replacing(&graph, prior, recorded, source, replace);
-    }
-    let mut first = diff_with(&graph, prior, source.clone(), &Rotations::default(), replace, Creates::Later);
+    let creates = match graph {
+        Cow::Owned(_) => Creates::Later,
+        Cow::Borrowed(_) => Creates::Copied,
+    };
+    let first = diff_with(&graph, prior, source.clone(), &Rotations::default(), replace, creates);
     let rotations = rotations(&graph, &first, prior, recorded);
     if !rotations.producers.is_empty() {
         return diff_with(&graph, prior, source, &rotations, replace, Creates::Copied);
     }
-    // Each create is resolved with what `diff_with` knew when it came to it: the outputs of the
-    // unchanged and updated resources before it in the plan's order.
+    match graph {
+        Cow::Owned(mut graph) => move_creates_in(first, &mut graph, prior),
+        Cow::Borrowed(_) => first,
+    }
+}
+
+/// Fills the `after` of each create that [`diff_with`] left for later with its resource's
+/// attributes, moved out of `graph` and resolved with what `diff_with` knew when it came to it:
+/// the outputs of the resources before it in the plan's order whose outputs still hold.
+fn move_creates_in(mut plan: TenantPlan, graph: &mut ResourceGraph, prior: Option<&TenantState>) -> TenantPlan {
     let empty = BTreeMap::new();
     let recorded = prior.map_or(&empty, |s| &s.resources);
-    let mut known: KnownOutputs<'_> = HashMap::with_capacity(first.resource_changes.len());
-    for change in &mut first.resource_changes {
-        match change.action {
-            Action::NoOp | Action::Update => {
-                if let Some((addr, state)) = recorded.get_key_value(&change.address) {
-                    known.insert(addr, &state.outputs);
-                }
+    let mut known: KnownOutputs<'_> = HashMap::with_capacity(plan.resource_changes.len());
+    for change in &mut plan.resource_changes {
+        if outputs_hold(change.action) {
+            if let Some((addr, state)) = recorded.get_key_value(&change.address) {
+                known.insert(addr, &state.outputs);
             }
-            Action::Create => {
-                let Some(&ix) = graph.index.get(&change.address) else { continue };
-                let mut after = std::mem::take(&mut graph.graph[ix].attrs);
-                after.values_mut().for_each(|v| resolve_in_place(v, &known));
-                change.after = Some(after);
-                change.notes.extend(super::notes::pending_migrations(change));
-            }
-            _ => {}
+        } else if change.action == Action::Create {
+            let Some(&ix) = graph.index.get(&change.address) else { continue };
+            let mut after = std::mem::take(&mut graph.graph[ix].attrs);
+            after.values_mut().for_each(|v| resolve_in_place(v, &known));
+            change.after = Some(after);
+            change.notes.extend(super::notes::pending_migrations(change));
         }
     }
-    first
+    plan
+}
+
+/// Whether a resource's recorded outputs still hold after apply: it is unchanged or updated in
+/// place (see **References** in the module documentation).
+fn outputs_hold(action: Action) -> bool {
+    matches!(action, Action::NoOp | Action::Update)
 }
 
 /// How [`diff_with`] makes a create's `after`.
@@ -376,7 +394,7 @@ fn diff_with(
                 if forced {
                     change.notes.push("replaced on request (--replace)".to_string());
                 }
-                if matches!(change.action, Action::NoOp | Action::Update) {
+                if outputs_hold(change.action) {
                     known.insert(&res.addr, &state.outputs);
                 }
                 change

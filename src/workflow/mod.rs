@@ -133,11 +133,12 @@ impl RefreshPool {
         }
     }
 
-    /// Runs `f` (which plans tenants with rayon) on the pool when `refreshing`.
-    pub(crate) fn install<R: Send>(&self, refreshing: bool, f: impl FnOnce() -> R + Send) -> R {
+    /// Runs `f` (which plans tenants with rayon) on this pool (the global one when there are no
+    /// reads).
+    pub(crate) fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         match &self.0 {
-            Some(pool) if refreshing => pool.install(f),
-            _ => f(),
+            Some(pool) => pool.install(f),
+            None => f(),
         }
     }
 }
@@ -182,7 +183,7 @@ pub fn plan_tenants_targeted(
     refresh_with: Option<&Refresh<'_>>,
     targeting: &Targeting,
 ) -> Result<(Plan, Vec<ProviderError>), PlanError> {
-    let planned: Vec<Result<_, PlanError>> = RefreshPool::new(refresh_with).install(true, || {
+    let planned: Vec<Result<_, PlanError>> = RefreshPool::new(refresh_with).install(|| {
         specs
             .par_iter()
             .zip(graphs.par_iter())

@@ -172,7 +172,7 @@ pub fn stream_tenants(
             }
         }
     });
-    let Taken { mut out, compile_diags, first_error } = taken;
+    let Taken { mut out, compile_diags, first_error, .. } = taken;
     if spec_failed {
         out.unset_env.clear();
     } else {
@@ -208,17 +208,20 @@ fn work(
 struct Taken {
     out: Streamed,
     compile_diags: Vec<Diagnostic>,
+    /// Whether one of `compile_diags` is an error, kept as they come: asked after every tenant.
+    compile_failed: bool,
     first_error: Option<PlanError>,
 }
 
 impl Taken {
     fn planning(&self) -> bool {
-        self.first_error.is_none() && !diag::has_errors(&self.compile_diags)
+        self.first_error.is_none() && !self.compile_failed
     }
 
     /// Counts tenants and hands their plans to `each`, in order, while nothing failed.
     fn take(&mut self, done: impl Iterator<Item = Done>, each: &mut dyn FnMut(TenantPlan, Prepared)) {
         for d in done {
+            self.compile_failed |= diag::has_errors(&d.compile_diags);
             self.compile_diags.extend(d.compile_diags);
             for var in d.unset {
                 self.out.unset_env.entry(var).or_insert_with(|| (0, d.slug.clone())).0 += 1;

@@ -46,7 +46,7 @@ impl Spill {
 
     /// An unnamed temporary file (removed by the system when closed, even on a crash).
     pub fn file() -> io::Result<Spill> {
-        Ok(Spill::File(BufWriter::with_capacity(1 << 20, tempfile::tempfile()?)))
+        Ok(Spill::File(temp_file()?))
     }
 
     pub fn write(&mut self, s: &str) -> io::Result<()> {
@@ -60,12 +60,10 @@ impl Spill {
                 Ok(())
             }
             Spill::Spooled { held, .. } => {
-                let mut file = Spill::file()?;
-                if let Spill::File(f) = &mut file {
-                    f.write_all(held)?;
-                    f.write_all(s.as_bytes())?;
-                }
-                *self = file;
+                let mut f = temp_file()?;
+                f.write_all(held)?;
+                f.write_all(s.as_bytes())?;
+                *self = Spill::File(f);
                 Ok(())
             }
             Spill::File(f) => f.write_all(s.as_bytes()),
@@ -90,6 +88,10 @@ impl Spill {
             }
         }
     }
+}
+
+fn temp_file() -> io::Result<BufWriter<File>> {
+    Ok(BufWriter::with_capacity(1 << 20, tempfile::tempfile()?))
 }
 
 /// Where a piece written to [`Bodies`] is.
